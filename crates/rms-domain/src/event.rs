@@ -1,0 +1,223 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Hlc;
+use crate::ids::{DeviceId, EventId, Term};
+use crate::sale::SaleLine;
+
+/// The unit of replication: one local write, as its origin recorded it.
+///
+/// The origin device is `event_id.device_id`. `status`, `reason` and `master_seq` are what the
+/// master decided; everything else is fixed when the event is made and is the event's *content*
+/// (two events with one id and different content are an alarm, never a retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncEvent {
+    pub event_id: EventId,
+    pub hlc: Hlc,
+    pub user_id: String,
+    /// The term the origin knew when it made the event.
+    pub term: Term,
+    /// Must reach the master at once: it takes a product's stock to 0 or below.
+    pub critical: bool,
+    pub payload: EventPayload,
+    pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    /// Position in the master's log, once the master has decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_seq: Option<u64>,
+    /// Wall time at the origin, milliseconds since the Unix epoch (for display; order is `hlc`).
+    pub created_at_ms: u64,
+}
+
+impl SyncEvent {
+    pub fn origin(&self) -> DeviceId {
+        self.event_id.device_id
+    }
+
+    /// True when `other` carries the same content (the fields its origin fixed).
+    pub fn same_content(&self, other: &SyncEvent) -> bool {
+        self.event_id == other.event_id
+            && self.hlc == other.hlc
+            && self.user_id == other.user_id
+            && self.term == other.term
+            && self.payload == other.payload
+    }
+
+    /// The order of events that arrive together: `(hlc, device_id, seq)`.
+    pub fn arrival_key(&self) -> (Hlc, DeviceId, u64) {
+        (self.hlc, self.event_id.device_id, self.event_id.seq)
+    }
+}
+
+/// What an event does. Serialized with a `kind` tag: `{"kind":"sale_recorded", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventPayload {
+    ProductCreated {
+        sku: String,
+        name: String,
+        price_cents: i64,
+        stock: i64,
+    },
+    ProductUpdated {
+        sku: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price_cents: Option<i64>,
+        /// The product version the edit was made on.
+        base_version: u64,
+    },
+    StockAdjusted {
+        sku: String,
+        delta: i64,
+        reason: String,
+    },
+    SaleRecorded {
+        sale_id: String,
+        lines: Vec<SaleLine>,
+    },
+}
+
+impl EventPayload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::ProductCreated { .. } => "product_created",
+            EventPayload::ProductUpdated { .. } => "product_updated",
+            EventPayload::StockAdjusted { .. } => "stock_adjusted",
+            EventPayload::SaleRecorded { .. } => "sale_recorded",
+        }
+    }
+
+    /// The entity the event is about: the SKU, or the sale id.
+    pub fn entity_key(&self) -> &str {
+        match self {
+            EventPayload::ProductCreated { sku, .. }
+            | EventPayload::ProductUpdated { sku, .. }
+            | EventPayload::StockAdjusted { sku, .. } => sku,
+            EventPayload::SaleRecorded { sale_id, .. } => sale_id,
+        }
+    }
+
+    /// Every SKU the event reads or writes, each once, sorted.
+    pub fn skus(&self) -> Vec<&str> {
+        let mut skus: Vec<&str> = match self {
+            EventPayload::SaleRecorded { lines, .. } => {
+                lines.iter().map(|l| l.sku.as_str()).collect()
+            }
+            other => vec![other.entity_key()],
+        };
+        skus.sort_unstable();
+        skus.dedup();
+        skus
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Pending,
+    Synced,
+    Rejected,
+}
+
+impl EventStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Synced => "synced",
+            EventStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for EventStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(EventStatus::Pending),
+            "synced" => Ok(EventStatus::Synced),
+            "rejected" => Ok(EventStatus::Rejected),
+            other => Err(format!("unknown event status {other:?}")),
+        }
+    }
+}
+
+/// Why the master (or the device itself, for a local write) refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// A sale or adjustment wants more units than the stock holds.
+    OutOfStock,
+    /// An edit was made on a product version that another edit has moved past.
+    StaleVersion,
+    /// The event names a product the store does not have.
+    UnknownProduct,
+    /// A product with this SKU exists already.
+    AlreadyExists,
+}
+
+impl RejectReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfStock => "out_of_stock",
+            RejectReason::StaleVersion => "stale_version",
+            RejectReason::UnknownProduct => "unknown_product",
+            RejectReason::AlreadyExists => "already_exists",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RejectReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            RejectReason::OutOfStock,
+            RejectReason::StaleVersion,
+            RejectReason::UnknownProduct,
+            RejectReason::AlreadyExists,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("unknown reject reason {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_wire_shape_is_kind_tagged() {
+        let payload = EventPayload::StockAdjusted {
+            sku: "milk".into(),
+            delta: -2,
+            reason: "broken".into(),
+        };
+        let json = serde_json::to_value(&payload).unwrap();
+        assert_eq!(json["kind"], "stock_adjusted");
+        assert_eq!(json["delta"], -2);
+        assert_eq!(
+            serde_json::from_value::<EventPayload>(json).unwrap(),
+            payload
+        );
+        for reason in [
+            "out_of_stock",
+            "stale_version",
+            "unknown_product",
+            "already_exists",
+        ] {
+            assert_eq!(reason.parse::<RejectReason>().unwrap().as_str(), reason);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! rms-domain: the types and rules every rms crate shares.
+//!
+//! **Architecture invariant:** this crate does no I/O and reads no clock. Every function that needs
+//! the time takes it as an argument (`now_ms`, wall milliseconds since the Unix epoch), so the same
+//! rules run in a node, in a test and in the deterministic simulator.
+//!
+//! What lives here:
+//! - identities: [`DeviceId`], [`EventId`], [`Term`], [`Role`];
+//! - the hybrid logical clock [`Hlc`];
+//! - the catalogue and tills: [`Product`], [`NewProduct`], [`ProductPatch`], [`StockAdjustment`],
+//!   [`NewSale`], [`Sale`], [`SaleLine`];
+//! - the replication unit [`SyncEvent`] and its [`EventPayload`];
+//! - the [`rules`] that decide whether an event may apply to the current products;
+//! - the audit record [`AuditEntry`];
+//! - validation errors ([`ValidationError`]) that always name the offending field.
+
+mod audit;
+mod device;
+mod event;
+mod hlc;
+mod ids;
+mod product;
+pub mod rules;
+mod sale;
+mod timefmt;
+mod validate;
+
+pub use audit::{AuditEntry, Operation, Outcome};
+pub use device::Device;
+pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};
+pub use hlc::Hlc;
+pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term};
+pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
+pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
+pub use timefmt::rfc3339_from_ms;
+pub use validate::{
+    NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, SKU_CHARS_MAX, USER_ID_CHARS_MAX,
+    ValidationError,
+};

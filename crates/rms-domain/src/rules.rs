@@ -1,0 +1,206 @@
+//! The rules that decide whether an event may apply to the products as they are, and what it
+//! changes. The master runs them to settle conflicts (first come, first served); every device runs
+//! them for its own local writes.
+
+use std::collections::BTreeMap;
+
+use crate::event::{EventPayload, RejectReason};
+use crate::product::Product;
+
+/// The products an event touches, by SKU, as they are before it.
+pub type Products = BTreeMap<String, Product>;
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The SKUs whose rows changed (each present in the map after the call).
+    pub changed: Vec<String>,
+    /// The event moved stock and left a product at 0 or below: it must reach the master at once.
+    pub critical: bool,
+}
+
+/// Applies `payload` to `products` if the rules allow it; on refusal `products` is untouched.
+///
+/// `products` must hold every SKU of `payload.skus()` that exists. `at` is the RFC 3339 time
+/// written into `updated_at`.
+pub fn apply(
+    payload: &EventPayload,
+    products: &mut Products,
+    at: &str,
+) -> Result<Applied, RejectReason> {
+    match payload {
+        EventPayload::ProductCreated {
+            sku,
+            name,
+            price_cents,
+            stock,
+        } => {
+            if products.contains_key(sku) {
+                return Err(RejectReason::AlreadyExists);
+            }
+            let product = Product {
+                sku: sku.clone(),
+                name: name.clone(),
+                price_cents: *price_cents,
+                stock: *stock,
+                version: 1,
+                updated_at: at.to_owned(),
+            };
+            products.insert(sku.clone(), product);
+            Ok(Applied {
+                changed: vec![sku.clone()],
+                critical: false,
+            })
+        }
+        EventPayload::ProductUpdated {
+            sku,
+            name,
+            price_cents,
+            base_version,
+        } => {
+            let product = products.get_mut(sku).ok_or(RejectReason::UnknownProduct)?;
+            if product.version != *base_version {
+                return Err(RejectReason::StaleVersion);
+            }
+            if let Some(name) = name {
+                product.name.clone_from(name);
+            }
+            if let Some(price) = price_cents {
+                product.price_cents = *price;
+            }
+            product.version += 1;
+            product.updated_at = at.to_owned();
+            Ok(Applied {
+                changed: vec![sku.clone()],
+                critical: false,
+            })
+        }
+        EventPayload::StockAdjusted { sku, delta, .. } => {
+            let product = products.get_mut(sku).ok_or(RejectReason::UnknownProduct)?;
+            let stock = product
+                .stock
+                .checked_add(*delta)
+                .ok_or(RejectReason::OutOfStock)?;
+            if stock < 0 {
+                return Err(RejectReason::OutOfStock);
+            }
+            product.stock = stock;
+            product.updated_at = at.to_owned();
+            Ok(Applied {
+                changed: vec![sku.clone()],
+                critical: stock <= 0,
+            })
+        }
+        EventPayload::SaleRecorded { lines, .. } => {
+            let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+            for line in lines {
+                *wanted.entry(line.sku.as_str()).or_default() += line.qty;
+            }
+            for (sku, qty) in &wanted {
+                let product = products.get(*sku).ok_or(RejectReason::UnknownProduct)?;
+                if product.stock < *qty {
+                    return Err(RejectReason::OutOfStock);
+                }
+            }
+            let mut critical = false;
+            for (sku, qty) in &wanted {
+                if let Some(product) = products.get_mut(*sku) {
+                    product.stock -= qty;
+                    product.updated_at = at.to_owned();
+                    critical |= product.stock <= 0;
+                }
+            }
+            Ok(Applied {
+                changed: wanted.keys().map(|s| (*s).to_owned()).collect(),
+                critical,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sale::SaleLine;
+
+    fn catalogue(stock: i64) -> Products {
+        let mut products = Products::new();
+        let create = EventPayload::ProductCreated {
+            sku: "milk".into(),
+            name: "Milk".into(),
+            price_cents: 99,
+            stock,
+        };
+        apply(&create, &mut products, "t0").unwrap();
+        products
+    }
+
+    fn sale(lines: &[(&str, i64)]) -> EventPayload {
+        EventPayload::SaleRecorded {
+            sale_id: "1-1".into(),
+            lines: lines
+                .iter()
+                .map(|(sku, qty)| SaleLine {
+                    sku: (*sku).into(),
+                    qty: *qty,
+                    price_cents: 99,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_last_unit_sells_once() {
+        let mut products = catalogue(1);
+        let applied = apply(&sale(&[("milk", 1)]), &mut products, "t1").unwrap();
+        assert!(applied.critical, "emptying a product is critical");
+        assert_eq!(products["milk"].stock, 0);
+        let before = products.clone();
+        assert_eq!(
+            apply(&sale(&[("milk", 1)]), &mut products, "t2"),
+            Err(RejectReason::OutOfStock)
+        );
+        assert_eq!(products, before, "a refusal changes nothing");
+    }
+
+    #[test]
+    fn repeated_lines_count_together() {
+        let mut products = catalogue(3);
+        assert_eq!(
+            apply(&sale(&[("milk", 2), ("milk", 2)]), &mut products, "t1"),
+            Err(RejectReason::OutOfStock)
+        );
+        assert_eq!(
+            apply(&sale(&[("milk", 1), ("bread", 1)]), &mut products, "t1"),
+            Err(RejectReason::UnknownProduct)
+        );
+        assert_eq!(products["milk"].stock, 3);
+    }
+
+    #[test]
+    fn edits_on_an_old_version_are_stale() {
+        let mut products = catalogue(3);
+        let edit = |base_version| EventPayload::ProductUpdated {
+            sku: "milk".into(),
+            name: None,
+            price_cents: Some(120),
+            base_version,
+        };
+        apply(&edit(1), &mut products, "t1").unwrap();
+        assert_eq!(products["milk"].version, 2);
+        assert_eq!(
+            apply(&edit(1), &mut products, "t2"),
+            Err(RejectReason::StaleVersion)
+        );
+        let adjust = EventPayload::StockAdjusted {
+            sku: "milk".into(),
+            delta: -3,
+            reason: "count".into(),
+        };
+        assert!(apply(&adjust, &mut products, "t3").unwrap().critical);
+        assert_eq!(
+            products["milk"].version, 2,
+            "stock moves do not bump the version"
+        );
+    }
+}

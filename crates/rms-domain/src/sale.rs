@@ -1,0 +1,117 @@
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventStatus, RejectReason};
+use crate::ids::{DeviceId, EventId};
+use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};
+
+/// `POST /sales`: what the till sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSale {
+    #[serde(deserialize_with = "validate::de_user_id")]
+    pub user_id: String,
+    pub lines: Vec<NewSaleLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSaleLine {
+    pub sku: String,
+    pub qty: i64,
+}
+
+impl NewSale {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::user_id("user_id", &self.user_id)?;
+        if self.lines.is_empty() || self.lines.len() > SALE_LINES_MAX {
+            return Err(ValidationError::new(
+                "lines",
+                format!("a sale has 1 to {SALE_LINES_MAX} lines"),
+            ));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            validate::sku(&format!("lines[{i}].sku"), &line.sku)?;
+            validate::range(&format!("lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
+        }
+        Ok(())
+    }
+}
+
+/// A priced sale line: the price is the product's price on the selling device when it was sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleLine {
+    pub sku: String,
+    pub qty: i64,
+    pub price_cents: i64,
+}
+
+/// What the master (or, until it has spoken, the selling device) says of a sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleStatus {
+    Accepted,
+    Pending,
+    Rejected,
+}
+
+impl From<EventStatus> for SaleStatus {
+    fn from(status: EventStatus) -> SaleStatus {
+        match status {
+            EventStatus::Pending => SaleStatus::Pending,
+            EventStatus::Synced => SaleStatus::Accepted,
+            EventStatus::Rejected => SaleStatus::Rejected,
+        }
+    }
+}
+
+/// A recorded sale. Its status is its sync event's status, never stored twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    pub sale_id: String,
+    pub event_id: EventId,
+    pub device_id: DeviceId,
+    pub user_id: String,
+    pub status: SaleStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    pub lines: Vec<SaleLine>,
+    pub total_cents: i64,
+    pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sale_refusals_name_the_line() {
+        let sale = |lines: Vec<(&str, i64)>| NewSale {
+            user_id: "ann".into(),
+            lines: lines
+                .into_iter()
+                .map(|(s, q)| NewSaleLine {
+                    sku: s.into(),
+                    qty: q,
+                })
+                .collect(),
+        };
+        assert_eq!(sale(vec![]).validate().unwrap_err().field, "lines");
+        assert_eq!(
+            sale(vec![("a", 1), ("b", 0)]).validate().unwrap_err().field,
+            "lines[1].qty"
+        );
+        assert_eq!(
+            sale(vec![("a", -2)]).validate().unwrap_err().field,
+            "lines[0].qty"
+        );
+        assert_eq!(
+            sale(vec![("a b", 1)]).validate().unwrap_err().field,
+            "lines[0].sku"
+        );
+        let mut no_user = sale(vec![("a", 1)]);
+        no_user.user_id.clear();
+        assert_eq!(no_user.validate().unwrap_err().field, "user_id");
+        sale(vec![("a", 1), ("a", 2)]).validate().unwrap();
+    }
+}

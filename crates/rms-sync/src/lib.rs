@@ -1,0 +1,1 @@
+//! rms-sync: the pure sync core (filled by the sync issue).
