@@ -1,0 +1,107 @@
+//! The `audit_log` table (SyncAuditLog). Append-only: the schema's triggers refuse updates and
+//! deletes, so this module only appends and reads.
+
+use rms_domain::{AuditEntry, DeviceId, EventId, Operation, Outcome};
+use rusqlite::{Connection, Row, params};
+
+use crate::StorageError;
+
+const TABLE: &str = "audit_log";
+
+/// Most entries one query returns.
+pub const QUERY_LIMIT_MAX: usize = 1000;
+
+/// Appends `entry` (its `id` is ignored) and returns the id it was given.
+pub fn append(conn: &Connection, entry: &AuditEntry) -> Result<i64, StorageError> {
+    let details =
+        serde_json::to_string(&entry.details).map_err(|e| StorageError::corrupt(TABLE, e))?;
+    conn.prepare_cached(
+        "INSERT INTO audit_log (at, operation, device_id, user_id, event_id, outcome, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        entry.at,
+        entry.operation.as_str(),
+        entry.device_id.map(DeviceId::get),
+        entry.user_id,
+        entry.event_id.map(|e| e.to_string()),
+        entry.outcome.as_str(),
+        details,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Which entries to read. Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub operation: Option<Operation>,
+    pub device_id: Option<DeviceId>,
+    /// Only entries after this id.
+    pub after_id: Option<i64>,
+    /// Only entries at or after this time (RFC 3339, compared as UTC text).
+    pub since_at: Option<String>,
+    pub limit: usize,
+}
+
+pub fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, operation, device_id, user_id, event_id, outcome, details FROM audit_log
+         WHERE (?1 IS NULL OR operation = ?1) AND (?2 IS NULL OR device_id = ?2)
+           AND (?3 IS NULL OR id > ?3) AND (?4 IS NULL OR at >= ?4)
+         ORDER BY id DESC LIMIT ?5",
+    )?;
+    let limit = q.limit.min(QUERY_LIMIT_MAX);
+    let rows = stmt.query_map(
+        params![
+            q.operation.map(Operation::as_str),
+            q.device_id.map(DeviceId::get),
+            q.after_id,
+            q.since_at,
+            i64::try_from(limit).unwrap_or(0),
+        ],
+        from_row,
+    )?;
+    rows.map(|raw| decode(raw?)).collect()
+}
+
+type Raw = (
+    i64,
+    String,
+    String,
+    Option<u16>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+fn decode(raw: Raw) -> Result<AuditEntry, StorageError> {
+    let (id, at, operation, device_id, user_id, event_id, outcome, details) = raw;
+    let bad = |e: String| StorageError::corrupt(TABLE, e);
+    Ok(AuditEntry {
+        id,
+        at,
+        operation: operation.parse().map_err(bad)?,
+        device_id: device_id.and_then(DeviceId::new),
+        user_id,
+        event_id: event_id
+            .map(|e| e.parse::<EventId>())
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        outcome: outcome.parse::<Outcome>().map_err(bad)?,
+        details: serde_json::from_str(&details).map_err(|e| bad(e.to_string()))?,
+    })
+}

@@ -1,0 +1,170 @@
+//! Opening the database: connection pragmas, migrations, the writer and the reader pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rms_domain::DeviceId;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::StorageError;
+use crate::node_state;
+
+/// The append-only list of migrations; `PRAGMA user_version` is how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits on another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most concurrent readers.
+pub const READERS_MAX: u32 = 8;
+
+/// The file name of the database inside a node's data directory.
+pub const DB_FILE_NAME: &str = "rms.db";
+
+/// A device's database: one writer connection behind a mutex, and a pool of readers.
+///
+/// Writes queue on the mutex inside the process rather than spinning on SQLite's busy handler.
+pub struct Store {
+    writer: Mutex<Connection>,
+    readers: Option<Pool<SqliteConnectionManager>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/rms.db` for `device_id`, applies pending migrations,
+    /// and refuses a database that is newer than this build or belongs to another device.
+    pub fn open(data_dir: &Path, device_id: DeviceId) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE_NAME);
+        let mut writer = Connection::open(&path)?;
+        init_writer(&writer)?;
+        migrate(&mut writer)?;
+        node_state::init(&mut writer, device_id)?;
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| init_reader(c));
+        let readers = Pool::builder()
+            .max_size(READERS_MAX)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        Ok(Store {
+            writer: Mutex::new(writer),
+            readers: Some(readers),
+            path: Some(path),
+        })
+    }
+
+    /// A private in-memory database (tests, simulation). Reads share the writer connection.
+    pub fn open_in_memory(device_id: DeviceId) -> Result<Store, StorageError> {
+        let mut writer = Connection::open_in_memory()?;
+        init_writer(&writer)?;
+        migrate(&mut writer)?;
+        node_state::init(&mut writer, device_id)?;
+        Ok(Store {
+            writer: Mutex::new(writer),
+            readers: None,
+            path: None,
+        })
+    }
+
+    /// The database file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it returns `Ok`, rolled back
+    /// (nothing written) if it returns `Err` or panics. Returns once the commit is durable.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        // A panic in an earlier write rolled its transaction back when it unwound, so the
+        // connection is consistent even when the mutex is poisoned.
+        let mut conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a reader connection (a snapshot of the last commit).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match &self.readers {
+            Some(pool) => f(&*pool.get()?),
+            None => f(&self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())),
+        }
+    }
+}
+
+fn init_writer(conn: &Connection) -> Result<(), StorageError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // `journal_mode` answers with the mode in force; in-memory databases stay "memory".
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    // FULL: a commit is on disk before `write` returns, so an answered write survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn init_reader(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(())
+}
+
+/// Applies every migration past `PRAGMA user_version` in one transaction. A second call is a
+/// no-op; a database newer than [`SCHEMA_VERSION`] is refused and left untouched.
+pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StorageError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let applied = usize::try_from(found).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        log::info!("applying database migration {}", index + 1);
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs `PRAGMA integrity_check` and returns its verdict (`"ok"` when healthy).
+pub fn integrity_check(conn: &Connection) -> Result<String, StorageError> {
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows.join("; "))
+}

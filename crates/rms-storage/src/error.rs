@@ -1,0 +1,67 @@
+use rms_domain::{RejectReason, ValidationError};
+
+/// Everything that can go wrong in rms-storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database is at schema version {found}, newer than this build understands ({supported}); \
+         run a newer rms-node or restore a backup"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error(
+        "the database belongs to device {stored}, not device {requested}; use its own data directory"
+    )]
+    WrongDevice { stored: u16, requested: u16 },
+    /// A business rule refused the write; nothing was written.
+    #[error("{reason}: {message}")]
+    Refused {
+        reason: RejectReason,
+        message: String,
+    },
+    /// The input broke a data rule; nothing was written.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// A stored row does not decode: the database was changed outside rms, or by a newer build.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn refused(reason: RejectReason, message: impl Into<String>) -> StorageError {
+        StorageError::Refused {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(table: &'static str, message: impl ToString) -> StorageError {
+        StorageError::Corrupt {
+            table,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Converts a u64 for SQLite, which stores signed 64-bit integers.
+pub(crate) fn sql_u64(value: u64, what: &'static str) -> Result<i64, StorageError> {
+    i64::try_from(value)
+        .map_err(|_| StorageError::corrupt(what, format!("{value} does not fit in 63 bits")))
+}
+
+pub(crate) fn from_sql_u64(value: i64, what: &'static str) -> Result<u64, StorageError> {
+    u64::try_from(value).map_err(|_| StorageError::corrupt(what, format!("negative value {value}")))
+}

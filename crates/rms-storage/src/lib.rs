@@ -1,0 +1,26 @@
+//! rms-storage: the device's SQLite database.
+//!
+//! **Architecture invariant:** every local write is one `BEGIN IMMEDIATE` transaction that changes
+//! the state, appends its `SyncEvent` and appends its audit entry ([`local::record`]); a refusal or
+//! an error rolls all of it back. Writes go through one writer connection (`synchronous=FULL`), so
+//! a write that returned `Ok` is on disk; reads use an r2d2 pool of WAL readers.
+//!
+//! **API boundary:** repositories are plain synchronous functions over `&Connection` /
+//! `&Transaction`. This crate knows nothing of HTTP, sockets, async or sync decisions; the async
+//! adapter that runs it off the runtime's threads lives in rms-transport.
+//!
+//! **On crash:** SQLite's WAL makes each transaction all-or-nothing; after a crash the database
+//! holds exactly the committed writes. [`db::Store::open`] checks and migrates on start.
+
+pub mod audit;
+pub mod db;
+pub mod devices;
+mod error;
+pub mod events;
+pub mod local;
+pub mod node_state;
+pub mod products;
+pub mod sales;
+
+pub use db::{SCHEMA_VERSION, Store};
+pub use error::StorageError;

@@ -1,0 +1,261 @@
+//! Local writes: a product created or edited, stock adjusted, a sale. Each is one transaction that
+//! changes the state, appends a `SyncEvent` and appends an audit entry.
+//!
+//! **On crash:** the caller runs [`record`] inside [`crate::Store::write`]; before the commit
+//! nothing of the write exists, after it all of it does. The sequence and clock in `node_state`
+//! move in the same transaction, so an event id is never issued twice.
+
+use rms_domain::rules;
+use rms_domain::{
+    AuditEntry, EventId, EventPayload, EventStatus, NewProduct, NewSale, Operation, Outcome,
+    ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent, rfc3339_from_ms,
+};
+use rusqlite::Transaction;
+use serde_json::json;
+
+use crate::{StorageError, audit, events, node_state, products, sales};
+
+/// The user recorded when a write names none (catalogue edits from a back-office script).
+pub const DEFAULT_USER: &str = "system";
+
+/// A local write, already validated by the caller or not: [`record`] validates again.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateProduct(NewProduct),
+    UpdateProduct {
+        sku: String,
+        patch: ProductPatch,
+    },
+    AdjustStock {
+        sku: String,
+        adjustment: StockAdjustment,
+    },
+    Sell(NewSale),
+}
+
+/// What a committed local write produced.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub event: SyncEvent,
+    /// The products the write changed, as they are now.
+    pub products: Vec<rms_domain::Product>,
+    /// The sale, for [`Command::Sell`].
+    pub sale: Option<Sale>,
+}
+
+/// Records a local write. On the master the event is decided at once (`synced` with the next
+/// `master_seq`); on a client it is `pending` until the master's verdict.
+///
+/// Refusals (`Refused`, `Invalid`) come back as errors, so [`crate::Store::write`] rolls back and
+/// nothing is written.
+pub fn record(
+    tx: &Transaction<'_>,
+    role: Role,
+    now_ms: u64,
+    command: Command,
+) -> Result<Recorded, StorageError> {
+    validate(&command)?;
+    let mut state = node_state::load(tx)?;
+    let event_id = EventId {
+        device_id: state.device_id,
+        seq: state.last_seq + 1,
+    };
+    let at = rfc3339_from_ms(now_ms);
+    let (payload, user_id) = payload_for(tx, event_id, command)?;
+
+    let mut products = products::load_many(tx, &payload.skus())?;
+    let applied =
+        rules::apply(&payload, &mut products, &at).map_err(|reason| refusal(reason, &payload))?;
+    for sku in &applied.changed {
+        if let Some(product) = products.get(sku) {
+            products::put(tx, product)?;
+        }
+    }
+
+    let master_seq = (role == Role::Master).then(|| state.log_head + 1);
+    let event = SyncEvent {
+        event_id,
+        hlc: state.hlc.tick(now_ms),
+        user_id,
+        term: state.term,
+        critical: applied.critical,
+        payload,
+        status: if master_seq.is_some() {
+            EventStatus::Synced
+        } else {
+            EventStatus::Pending
+        },
+        reason: None,
+        master_seq,
+        created_at_ms: now_ms,
+    };
+    events::insert(tx, &event)?;
+    let sale = store_projection(tx, &event, &at)?;
+    audit::append(tx, &audit_entry(&event, &at))?;
+
+    state.last_seq = event_id.seq;
+    state.hlc = event.hlc;
+    state.log_head = master_seq.unwrap_or(state.log_head);
+    node_state::save(tx, &state)?;
+
+    let changed = applied
+        .changed
+        .iter()
+        .filter_map(|sku| products.get(sku).cloned())
+        .collect();
+    Ok(Recorded {
+        event,
+        products: changed,
+        sale,
+    })
+}
+
+fn validate(command: &Command) -> Result<(), StorageError> {
+    match command {
+        Command::CreateProduct(new) => new.validate()?,
+        Command::UpdateProduct { sku, patch } => {
+            rms_domain::validate_sku(sku)?;
+            patch.validate()?;
+        }
+        Command::AdjustStock { sku, adjustment } => {
+            rms_domain::validate_sku(sku)?;
+            adjustment.validate()?;
+        }
+        Command::Sell(sale) => sale.validate()?,
+    }
+    Ok(())
+}
+
+/// Turns a command into the event payload it records, reading what it must from the database
+/// (the product version an edit is based on; the prices a sale is made at).
+fn payload_for(
+    tx: &Transaction<'_>,
+    event_id: EventId,
+    command: Command,
+) -> Result<(EventPayload, String), StorageError> {
+    let user = |u: Option<String>| u.unwrap_or_else(|| DEFAULT_USER.to_owned());
+    Ok(match command {
+        Command::CreateProduct(new) => (
+            EventPayload::ProductCreated {
+                sku: new.sku,
+                name: new.name,
+                price_cents: new.price_cents,
+                stock: new.stock,
+            },
+            user(new.user_id),
+        ),
+        Command::UpdateProduct { sku, patch } => {
+            let current = products::get(tx, &sku)?.ok_or_else(|| unknown_product(&sku))?;
+            let payload = EventPayload::ProductUpdated {
+                sku,
+                name: patch.name,
+                price_cents: patch.price_cents,
+                base_version: patch.version.unwrap_or(current.version),
+            };
+            (payload, user(patch.user_id))
+        }
+        Command::AdjustStock { sku, adjustment } => (
+            EventPayload::StockAdjusted {
+                sku,
+                delta: adjustment.delta,
+                reason: adjustment.reason,
+            },
+            user(adjustment.user_id),
+        ),
+        Command::Sell(new) => {
+            let mut lines = Vec::with_capacity(new.lines.len());
+            for line in new.lines {
+                let product =
+                    products::get(tx, &line.sku)?.ok_or_else(|| unknown_product(&line.sku))?;
+                lines.push(SaleLine {
+                    sku: line.sku,
+                    qty: line.qty,
+                    price_cents: product.price_cents,
+                });
+            }
+            (
+                EventPayload::SaleRecorded {
+                    sale_id: event_id.to_string(),
+                    lines,
+                },
+                new.user_id,
+            )
+        }
+    })
+}
+
+/// Writes the rows that present an event to tills: the sale, or the stock adjustment.
+fn store_projection(
+    tx: &Transaction<'_>,
+    event: &SyncEvent,
+    at: &str,
+) -> Result<Option<Sale>, StorageError> {
+    match &event.payload {
+        EventPayload::SaleRecorded { sale_id, lines } => {
+            let sale = Sale {
+                sale_id: sale_id.clone(),
+                event_id: event.event_id,
+                device_id: event.origin(),
+                user_id: event.user_id.clone(),
+                status: event.status.into(),
+                reason: event.reason,
+                lines: lines.clone(),
+                total_cents: lines.iter().map(|l| l.qty * l.price_cents).sum(),
+                created_at: at.to_owned(),
+            };
+            sales::insert(tx, &sale)?;
+            Ok(Some(sale))
+        }
+        EventPayload::StockAdjusted { sku, delta, reason } => {
+            sales::insert_adjustment(tx, &event.event_id, sku, *delta, reason, &event.user_id, at)?;
+            Ok(None)
+        }
+        EventPayload::ProductCreated { .. } | EventPayload::ProductUpdated { .. } => Ok(None),
+    }
+}
+
+fn audit_entry(event: &SyncEvent, at: &str) -> AuditEntry {
+    let operation = match event.payload {
+        EventPayload::ProductCreated { .. } => Operation::ProductCreate,
+        EventPayload::ProductUpdated { .. } => Operation::ProductUpdate,
+        EventPayload::StockAdjusted { .. } => Operation::StockAdjust,
+        EventPayload::SaleRecorded { .. } => Operation::Sale,
+    };
+    AuditEntry {
+        id: 0,
+        at: at.to_owned(),
+        operation,
+        device_id: Some(event.origin()),
+        user_id: Some(event.user_id.clone()),
+        event_id: Some(event.event_id),
+        outcome: Outcome::Ok,
+        details: json!({
+            "kind": event.payload.kind(),
+            "entity": event.payload.entity_key(),
+            "status": event.status.as_str(),
+            "master_seq": event.master_seq,
+            "critical": event.critical,
+        }),
+    }
+}
+
+fn unknown_product(sku: &str) -> StorageError {
+    StorageError::refused(
+        RejectReason::UnknownProduct,
+        format!("no product with sku {sku:?}"),
+    )
+}
+
+fn refusal(reason: RejectReason, payload: &EventPayload) -> StorageError {
+    let message = match reason {
+        RejectReason::OutOfStock => "not enough stock for this change".to_owned(),
+        RejectReason::StaleVersion => {
+            "the product was changed since that version; read it again and retry".to_owned()
+        }
+        RejectReason::UnknownProduct => format!("no product named by this {}", payload.kind()),
+        RejectReason::AlreadyExists => {
+            format!("a product with sku {:?} exists", payload.entity_key())
+        }
+    };
+    StorageError::refused(reason, message)
+}

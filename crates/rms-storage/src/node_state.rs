@@ -1,0 +1,108 @@
+//! The one-row `node_state` table: this device's identity and the counters it never reuses.
+
+use rms_domain::{DeviceId, Hlc, Term};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::StorageError;
+use crate::error::{from_sql_u64, sql_u64};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeState {
+    pub device_id: DeviceId,
+    /// Last per-device event sequence issued.
+    pub last_seq: u64,
+    /// Last clock value issued or merged.
+    pub hlc: Hlc,
+    /// Highest term known.
+    pub term: Term,
+    /// Master of `term`, if known.
+    pub master_id: Option<DeviceId>,
+    /// Highest master_seq in this device's copy of the master log.
+    pub log_head: u64,
+}
+
+/// Creates the row for `device_id` on a fresh database, or checks that the database is this
+/// device's.
+pub(crate) fn init(conn: &mut Connection, device_id: DeviceId) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stored: Option<u16> = tx
+        .query_row("SELECT device_id FROM node_state WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    match stored {
+        Some(stored) if stored != device_id.get() => {
+            return Err(StorageError::WrongDevice {
+                stored,
+                requested: device_id.get(),
+            });
+        }
+        Some(_) => {}
+        None => {
+            tx.execute(
+                "INSERT INTO node_state (id, device_id, last_seq, hlc_wall_ms, hlc_counter, term, log_head)
+                 VALUES (1, ?1, 0, 0, 0, 0, 0)",
+                params![device_id.get()],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn load(conn: &Connection) -> Result<NodeState, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device_id, last_seq, hlc_wall_ms, hlc_counter, term, master_id, log_head
+         FROM node_state WHERE id = 1",
+    )?;
+    let raw = stmt.query_row([], |row| {
+        Ok((
+            row.get::<_, u16>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, u32>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, Option<u16>>(5)?,
+            row.get::<_, i64>(6)?,
+        ))
+    })?;
+    let (device_id, last_seq, wall_ms, counter, term, master_id, log_head) = raw;
+    let table = "node_state";
+    Ok(NodeState {
+        device_id: DeviceId::new(device_id)
+            .ok_or_else(|| StorageError::corrupt(table, "device_id 0"))?,
+        last_seq: from_sql_u64(last_seq, table)?,
+        hlc: Hlc::new(from_sql_u64(wall_ms, table)?, counter),
+        term: Term(from_sql_u64(term, table)?),
+        master_id: master_id.and_then(DeviceId::new),
+        log_head: from_sql_u64(log_head, table)?,
+    })
+}
+
+/// Stores `state`. The counters must not go backwards: that is asserted, as it would be a bug.
+pub fn save(conn: &Connection, state: &NodeState) -> Result<(), StorageError> {
+    let before = load(conn)?;
+    assert!(
+        state.last_seq >= before.last_seq,
+        "event sequence went backwards"
+    );
+    assert!(
+        state.hlc >= before.hlc,
+        "hybrid logical clock went backwards"
+    );
+    assert!(state.term >= before.term, "term went backwards");
+    let table = "node_state";
+    conn.prepare_cached(
+        "UPDATE node_state SET last_seq = ?1, hlc_wall_ms = ?2, hlc_counter = ?3, term = ?4,
+         master_id = ?5, log_head = ?6 WHERE id = 1",
+    )?
+    .execute(params![
+        sql_u64(state.last_seq, table)?,
+        sql_u64(state.hlc.wall_ms, table)?,
+        state.hlc.counter,
+        sql_u64(state.term.0, table)?,
+        state.master_id.map(DeviceId::get),
+        sql_u64(state.log_head, table)?,
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! rms-storage against in-memory and file databases: migrations, the one-transaction write unit,
+//! and the counters that must survive a restart.
+
+use rms_domain::{
+    DeviceId, EventStatus, NewProduct, NewSale, NewSaleLine, Operation, RejectReason, Role,
+    StockAdjustment,
+};
+use rms_storage::audit::AuditQuery;
+use rms_storage::local::{self, Command};
+use rms_storage::{StorageError, Store, audit, db, events, node_state, products, sales};
+
+const NOW_MS: u64 = 1_764_091_800_000;
+
+fn device(id: u16) -> DeviceId {
+    DeviceId::new(id).unwrap()
+}
+
+fn create(sku: &str, stock: i64) -> Command {
+    Command::CreateProduct(NewProduct {
+        sku: sku.into(),
+        name: format!("Product {sku}"),
+        price_cents: 250,
+        stock,
+        user_id: None,
+    })
+}
+
+fn sell(sku: &str, qty: i64) -> Command {
+    Command::Sell(NewSale {
+        user_id: "ann".into(),
+        lines: vec![NewSaleLine {
+            sku: sku.into(),
+            qty,
+        }],
+    })
+}
+
+fn counts(store: &Store) -> (i64, i64, i64, i64) {
+    store
+        .read(|c| {
+            let n = |table: &str| -> Result<i64, StorageError> {
+                Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
+            };
+            Ok((
+                n("products")?,
+                n("sync_events")?,
+                n("sales")?,
+                n("audit_log")?,
+            ))
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_master_sale_is_state_event_and_audit_in_one_commit() {
+    // Proves the write unit: stock falls, the event is decided at once on the master, one audit entry.
+    let store = Store::open_in_memory(device(1)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 3)))
+        .unwrap();
+    let done = store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, sell("milk", 2)))
+        .unwrap();
+    assert_eq!(done.event.event_id.to_string(), "1-2");
+    assert_eq!(done.event.status, EventStatus::Synced);
+    assert_eq!(done.event.master_seq, Some(2));
+    assert!(!done.event.critical);
+    let sale = done.sale.unwrap();
+    assert_eq!(sale.total_cents, 500);
+    store
+        .read(|c| {
+            assert_eq!(products::get(c, "milk")?.unwrap().stock, 1);
+            assert_eq!(sales::get(c, &sale.sale_id)?.unwrap(), sale);
+            let log = events::log_after(c, 0, 10)?;
+            assert_eq!(
+                log.iter().map(|e| e.master_seq).collect::<Vec<_>>(),
+                [Some(1), Some(2)]
+            );
+            let entries = audit::query(
+                c,
+                &AuditQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )?;
+            assert_eq!(entries[0].operation, Operation::Sale);
+            assert_eq!(entries[0].event_id, Some(done.event.event_id));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(counts(&store), (1, 2, 1, 2));
+}
+
+#[test]
+fn a_client_write_stays_pending_and_emptying_a_product_is_critical() {
+    let store = Store::open_in_memory(device(2)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, create("milk", 1)))
+        .unwrap();
+    let done = store
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, sell("milk", 1)))
+        .unwrap();
+    assert_eq!(done.event.status, EventStatus::Pending);
+    assert_eq!(done.event.master_seq, None);
+    assert!(
+        done.event.critical,
+        "the last unit sold must reach the master at once"
+    );
+    let (pending, oldest) = store.read(events::pending_summary).unwrap();
+    assert_eq!((pending, oldest), (2, Some(NOW_MS)));
+    let pending = store.read(|c| events::pending(c, 1000)).unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending[0].hlc < pending[1].hlc);
+}
+
+#[test]
+fn a_write_that_fails_half_way_leaves_nothing() {
+    // Everything of a write is in one transaction: an error after the inserts rolls all back.
+    let store = Store::open_in_memory(device(1)).unwrap();
+    let err = store
+        .write(|tx| {
+            local::record(tx, Role::Master, NOW_MS, create("milk", 5))?;
+            Err::<(), _>(StorageError::NotFound {
+                what: "the disk".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotFound { .. }));
+    assert_eq!(counts(&store), (0, 0, 0, 0));
+    let state = store.read(node_state::load).unwrap();
+    assert_eq!((state.last_seq, state.log_head), (0, 0));
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let store = Store::open_in_memory(device(1)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 1)))
+        .unwrap();
+    let before = counts(&store);
+    let refused = |command: Command| {
+        store
+            .write(|tx| local::record(tx, Role::Master, NOW_MS, command))
+            .unwrap_err()
+    };
+    let reason = |err: StorageError| match err {
+        StorageError::Refused { reason, .. } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(reason(refused(sell("milk", 2))), RejectReason::OutOfStock);
+    assert_eq!(
+        reason(refused(sell("bread", 1))),
+        RejectReason::UnknownProduct
+    );
+    assert_eq!(
+        reason(refused(create("milk", 1))),
+        RejectReason::AlreadyExists
+    );
+    let adjust = Command::AdjustStock {
+        sku: "milk".into(),
+        adjustment: StockAdjustment {
+            delta: -2,
+            reason: "broken".into(),
+            user_id: None,
+        },
+    };
+    assert_eq!(reason(refused(adjust)), RejectReason::OutOfStock);
+    assert!(
+        matches!(refused(sell("milk", 0)), StorageError::Invalid(e) if e.field == "lines[0].qty")
+    );
+    assert_eq!(counts(&store), before);
+    assert_eq!(
+        store.read(node_state::load).unwrap().last_seq,
+        1,
+        "refusals use no sequence number"
+    );
+}
+
+#[test]
+fn the_sequence_and_clock_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_hlc = {
+        let store = Store::open(dir.path(), device(7)).unwrap();
+        store
+            .write(|tx| local::record(tx, Role::Master, NOW_MS, create("a", 1)))
+            .unwrap();
+        let b = store
+            .write(|tx| local::record(tx, Role::Master, NOW_MS, create("b", 1)))
+            .unwrap();
+        b.event.hlc
+    };
+    let store = Store::open(dir.path(), device(7)).unwrap();
+    // The wall clock went back an hour: the event id and the clock still move forward.
+    let c = store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS - 3_600_000, create("c", 1)))
+        .unwrap();
+    assert_eq!(c.event.event_id.to_string(), "7-3");
+    assert!(c.event.hlc > last_hlc);
+    assert_eq!(c.event.master_seq, Some(3));
+}
+
+#[test]
+fn migrating_twice_is_a_no_op_and_a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), device(1)).unwrap());
+    let path = dir.path().join(db::DB_FILE_NAME);
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    db::migrate(&mut conn).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, db::SCHEMA_VERSION);
+    drop(Store::open(dir.path(), device(1)).unwrap());
+
+    conn.pragma_update(None, "user_version", db::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = Store::open(dir.path(), device(1)).unwrap_err();
+    assert!(
+        matches!(err, StorageError::NewerSchema { found, .. } if found == db::SCHEMA_VERSION + 1)
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        version,
+        db::SCHEMA_VERSION + 1,
+        "a refused database is left as it was"
+    );
+}
+
+#[test]
+fn a_database_is_tied_to_its_device() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), device(1)).unwrap());
+    let err = Store::open(dir.path(), device(2)).unwrap_err();
+    assert!(matches!(
+        err,
+        StorageError::WrongDevice {
+            stored: 1,
+            requested: 2
+        }
+    ));
+}
+
+#[test]
+fn the_audit_log_is_append_only() {
+    let store = Store::open_in_memory(device(1)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 1)))
+        .unwrap();
+    let update = store.write(|tx| Ok(tx.execute("UPDATE audit_log SET outcome = 'error'", [])?));
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = store.write(|tx| Ok(tx.execute("DELETE FROM audit_log", [])?));
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    assert_eq!(counts(&store).3, 1);
+}
+
+#[test]
+fn a_file_database_passes_its_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), device(1)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 10)))
+        .unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, sell("milk", 3)))
+        .unwrap();
+    assert_eq!(store.read(db::integrity_check).unwrap(), "ok");
+    assert_eq!(
+        store
+            .read(|c| products::get(c, "milk"))
+            .unwrap()
+            .unwrap()
+            .stock,
+        7
+    );
+}
