@@ -58,7 +58,7 @@ impl Store {
         node_state::init(&mut writer, device_id)?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|c| init_reader(c));
+            .with_init(init_reader);
         let readers = Pool::builder()
             .max_size(READERS_MAX)
             .min_idle(Some(1))

@@ -24,3 +24,5 @@ pub mod sales;
 
 pub use db::{SCHEMA_VERSION, Store};
 pub use error::StorageError;
+/// The rusqlite types repositories take, so callers need not depend on rusqlite themselves.
+pub use rusqlite::{Connection, Transaction};

@@ -259,3 +259,44 @@ fn refusal(reason: RejectReason, payload: &EventPayload) -> StorageError {
     };
     StorageError::refused(reason, message)
 }
+
+/// Records that this node started as `me` in `role`: the roster row, the audit entry, and — for a
+/// master of a store that has never had a term — term 1 with itself as master.
+pub fn record_startup(
+    tx: &Transaction<'_>,
+    me: &rms_domain::Device,
+    now_ms: u64,
+) -> Result<node_state::NodeState, StorageError> {
+    let mut state = node_state::load(tx)?;
+    if me.role == Role::Master && state.term.0 == 0 {
+        state.term = rms_domain::Term(1);
+        state.master_id = Some(me.device_id);
+    }
+    node_state::save(tx, &state)?;
+    crate::devices::put(tx, me)?;
+    audit::append(
+        tx,
+        &AuditEntry {
+            id: 0,
+            at: rfc3339_from_ms(now_ms),
+            operation: Operation::Startup,
+            device_id: Some(me.device_id),
+            user_id: None,
+            event_id: None,
+            outcome: Outcome::Ok,
+            details: json!({
+                "role": me.role.as_str(),
+                "term": state.term.0,
+                "name": me.name,
+                "advertise": me.advertise,
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        },
+    )?;
+    Ok(state)
+}
+
+/// Appends a plain audit entry (shutdown, errors the driver saw) in its own write.
+pub fn record_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> Result<i64, StorageError> {
+    audit::append(tx, entry)
+}

@@ -1,6 +1,8 @@
 //! rms-storage against in-memory and file databases: migrations, the one-transaction write unit,
 //! and the counters that must survive a restart.
 
+#![allow(clippy::unwrap_used)]
+
 use rms_domain::{
     DeviceId, EventStatus, NewProduct, NewSale, NewSaleLine, Operation, RejectReason, Role,
     StockAdjustment,

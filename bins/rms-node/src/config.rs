@@ -1,0 +1,254 @@
+//! Configuration: flags, `RMS_*` environment variables and a TOML file, merged with the precedence
+//! flag > environment > file > default (clap applies flag > environment; this module adds the file
+//! and the defaults).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rms_domain::DeviceId;
+use serde::Deserialize;
+
+/// rms-node: one device of an rms store. With no arguments it is a complete single-device store:
+/// device 1, master, listening on 127.0.0.1:7878, data in ./rms-data/.
+#[derive(Debug, Parser)]
+#[command(name = "rms-node", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML file with any of the settings below (keys in snake_case, e.g. device_id = 2).
+    #[arg(long, env = "RMS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This device's id, 1..=65535, unique in the store [default: 1].
+    #[arg(long, env = "RMS_DEVICE_ID", value_parser = clap::value_parser!(u16).range(1..))]
+    pub device_id: Option<u16>,
+    /// A name for people [default: device-<id>].
+    #[arg(long, env = "RMS_NAME")]
+    pub name: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:7878]. Port 0 picks a free port.
+    #[arg(long, env = "RMS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// URL peers use to reach this node [default: http://<listen address>].
+    #[arg(long, env = "RMS_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    /// Where the database lives [default: ./rms-data].
+    #[arg(long, env = "RMS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Another node of the store (repeatable; in the environment, comma-separated).
+    #[arg(
+        long = "peer",
+        env = "RMS_PEERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub peers: Vec<String>,
+    /// Election priority: higher wins, then the lower device id [default: 0].
+    #[arg(long, env = "RMS_PRIORITY", allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Shared secret of the store; every request must carry `Authorization: Bearer <key>`.
+    #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+    pub store_key: Option<String>,
+    /// Periodic sync interval [default: 30000].
+    #[arg(long, env = "RMS_SYNC_INTERVAL_MS", value_name = "MS")]
+    pub sync_interval_ms: Option<u64>,
+    /// Heartbeat interval [default: 1000].
+    #[arg(long, env = "RMS_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// The master counts as failed after this long without a heartbeat [default: 3000].
+    #[arg(long, env = "RMS_MASTER_TIMEOUT_MS", value_name = "MS")]
+    pub master_timeout_ms: Option<u64>,
+    /// Take the master role back after catching up, when this device outranks the master.
+    #[arg(long, env = "RMS_RECLAIM", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub reclaim: Option<bool>,
+}
+
+/// The same settings in a TOML file. Unknown keys are refused, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub device_id: Option<u16>,
+    pub name: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub peers: Option<Vec<String>>,
+    pub priority: Option<i32>,
+    pub store_key: Option<String>,
+    pub sync_interval_ms: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub master_timeout_ms: Option<u64>,
+    pub reclaim: Option<bool>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const DEFAULT_DATA_DIR: &str = "rms-data";
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+pub const DEFAULT_MASTER_TIMEOUT_MS: u64 = 3_000;
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub device_id: DeviceId,
+    pub name: String,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    pub peers: Vec<String>,
+    pub priority: i32,
+    pub store_key: Option<String>,
+    pub sync_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub master_timeout_ms: u64,
+    pub reclaim: bool,
+}
+
+impl Config {
+    pub fn load(cli: Cli) -> anyhow::Result<Config> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(cli, file)
+    }
+
+    fn merge(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
+        let device_id = cli.device_id.or(file.device_id).unwrap_or(1);
+        let device_id = DeviceId::new(device_id).context("device_id must be in 1..=65535")?;
+        let default_listen: SocketAddr =
+            DEFAULT_LISTEN.parse().context("default listen address")?;
+        let peers = if cli.peers.is_empty() {
+            file.peers.unwrap_or_default()
+        } else {
+            cli.peers
+        };
+        let config = Config {
+            device_id,
+            name: cli
+                .name
+                .or(file.name)
+                .unwrap_or_else(|| format!("device-{device_id}")),
+            listen: cli.listen.or(file.listen).unwrap_or(default_listen),
+            advertise: cli.advertise.or(file.advertise),
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            peers: peers.into_iter().filter(|p| !p.trim().is_empty()).collect(),
+            priority: cli.priority.or(file.priority).unwrap_or(0),
+            store_key: cli.store_key.or(file.store_key).filter(|k| !k.is_empty()),
+            sync_interval_ms: cli
+                .sync_interval_ms
+                .or(file.sync_interval_ms)
+                .unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
+            heartbeat_interval_ms: cli
+                .heartbeat_interval_ms
+                .or(file.heartbeat_interval_ms)
+                .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+            master_timeout_ms: cli
+                .master_timeout_ms
+                .or(file.master_timeout_ms)
+                .unwrap_or(DEFAULT_MASTER_TIMEOUT_MS),
+            reclaim: cli.reclaim.or(file.reclaim).unwrap_or(false),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.name.trim().is_empty() || self.name.chars().count() > rms_domain::NAME_CHARS_MAX {
+            bail!(
+                "name must be 1 to {} characters",
+                rms_domain::NAME_CHARS_MAX
+            );
+        }
+        for (key, value) in [
+            ("sync_interval_ms", self.sync_interval_ms),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("master_timeout_ms", self.master_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        if self.master_timeout_ms <= self.heartbeat_interval_ms {
+            bail!(
+                "master_timeout_ms ({}) must be longer than heartbeat_interval_ms ({}), or every \
+                 missed beat would start an election",
+                self.master_timeout_ms,
+                self.heartbeat_interval_ms
+            );
+        }
+        if self.store_key.is_none() && !self.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} without a store key: anyone on the network could read and \
+                 write this store. Set the same key on every device with --store-key or RMS_STORE_KEY \
+                 (or store_key in the config file), or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("the config file {} is not valid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("rms-node").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn no_arguments_is_the_single_device_store() {
+        let config = Config::merge(cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!(config.device_id.get(), 1);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.data_dir, PathBuf::from("rms-data"));
+        assert_eq!(
+            (config.sync_interval_ms, config.heartbeat_interval_ms),
+            (30_000, 1_000)
+        );
+        assert!(!config.reclaim);
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_and_the_file_beats_the_default() {
+        let file: FileConfig = toml::from_str(
+            "device_id = 4\nname = \"till 4\"\npriority = 2\npeers = [\"http://a\"]",
+        )
+        .unwrap();
+        let config = Config::merge(cli(&["--device-id", "9", "--reclaim"]), file).unwrap();
+        assert_eq!(config.device_id.get(), 9);
+        assert_eq!(config.name, "till 4");
+        assert_eq!(config.priority, 2);
+        assert_eq!(config.peers, ["http://a"]);
+        assert!(config.reclaim);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_clearly() {
+        assert!(
+            toml::from_str::<FileConfig>("device = 3").is_err(),
+            "unknown keys are refused"
+        );
+        assert!(Cli::try_parse_from(["rms-node", "--device-id", "0"]).is_err());
+        let err =
+            Config::merge(cli(&["--listen", "0.0.0.0:7878"]), FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("store key"), "{err}");
+        let ok = Config::merge(
+            cli(&["--listen", "0.0.0.0:7878", "--store-key", "k"]),
+            FileConfig::default(),
+        );
+        assert!(ok.is_ok());
+        let err =
+            Config::merge(cli(&["--master-timeout-ms", "500"]), FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("master_timeout_ms"), "{err}");
+    }
+}

@@ -1,0 +1,248 @@
+//! The REST API under `/api/v1` (SPEC §7). Each route is a function returning a filter; state
+//! enters through [`with_node`]; bodies sit behind the 1 MiB limit; handlers answer business
+//! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
+
+mod handlers;
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use crate::body;
+use crate::error::ApiError;
+use crate::node::Node;
+
+/// Every route of the node, with the JSON error shape for anything that does not match.
+pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let v1 = warp::path("api").and(warp::path("v1"));
+    let status = health(&node)
+        .or(cluster(&node))
+        .unify()
+        .or(sync_status(&node))
+        .unify();
+    let products = list_products(&node)
+        .or(create_product(&node))
+        .unify()
+        .or(get_product(&node))
+        .unify()
+        .or(patch_product(&node))
+        .unify()
+        .or(adjust_stock(&node))
+        .unify();
+    let sales = create_sale(&node)
+        .or(list_sales(&node))
+        .unify()
+        .or(get_sale(&node))
+        .unify();
+    v1.and(authorized(&node))
+        .and(
+            status
+                .or(products)
+                .unify()
+                .or(sales)
+                .unify()
+                .or(audit(&node))
+                .unify(),
+        )
+        .boxed()
+        .recover(recover)
+        .unify()
+}
+
+fn with_node(node: &Node) -> impl Filter<Extract = (Node,), Error = Infallible> + Clone + use<> {
+    let node = node.clone();
+    warp::any().map(move || node.clone())
+}
+
+/// A request without the store key, when the node has one.
+#[derive(Debug)]
+struct Unauthorized;
+
+impl warp::reject::Reject for Unauthorized {}
+
+/// Passes requests that carry `Authorization: Bearer <store key>`, or all of them when the node
+/// has no key. The comparison takes the same time wherever the first wrong byte is.
+fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
+    let key: Option<std::sync::Arc<[u8]>> = node
+        .config()
+        .store_key
+        .as_deref()
+        .map(|k| k.as_bytes().into());
+    warp::header::optional::<String>("authorization")
+        .and_then(move |header: Option<String>| {
+            let key = key.clone();
+            async move {
+                let Some(key) = key else { return Ok(()) };
+                let given = header
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if constant_time_eq(given.as_bytes(), &key) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(Unauthorized))
+                }
+            }
+        })
+        .untuple_one()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Awaits a handler and turns its error into a reply: business errors are never rejections.
+async fn answer(
+    handler: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, Rejection> {
+    Ok(handler.await.unwrap_or_else(Reply::into_response))
+}
+
+fn health(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("health")
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|node| answer(handlers::health(node)))
+}
+
+fn cluster(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("cluster")
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|node| answer(handlers::cluster(node)))
+}
+
+fn sync_status(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("sync" / "status")
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|node| answer(handlers::sync_status(node)))
+}
+
+fn list_products(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("products")
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|node| answer(handlers::list_products(node)))
+}
+
+fn create_product(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("products")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|node, body| answer(handlers::create_product(node, body)))
+}
+
+fn get_product(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("products" / String)
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|sku, node| answer(handlers::get_product(node, sku)))
+}
+
+fn patch_product(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("products" / String)
+        .and(warp::patch())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|sku, node, body| answer(handlers::patch_product(node, sku, body)))
+}
+
+fn adjust_stock(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("products" / String / "stock")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|sku, node, body| answer(handlers::adjust_stock(node, sku, body)))
+}
+
+fn create_sale(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("sales")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|node, body| answer(handlers::create_sale(node, body)))
+}
+
+fn list_sales(
+    node: &Node,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("sales")
+        .and(warp::get())
+        .and(with_node(node))
+        .and(warp::query::<handlers::ListParams>())
+        .and_then(|node, params| answer(handlers::list_sales(node, params)))
+}
+
+fn get_sale(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("sales" / String)
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|sale_id, node| answer(handlers::get_sale(node, sale_id)))
+}
+
+fn audit(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("audit")
+        .and(warp::get())
+        .and(with_node(node))
+        .and(warp::query::<handlers::AuditParams>())
+        .and_then(|node, params| answer(handlers::audit(node, params)))
+}
+
+/// Turns what no route answered into the JSON error shape.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if rejection.find::<Unauthorized>().is_some() {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <store key>",
+        )
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such route")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", crate::BODY_BYTES_MAX),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length header",
+        )
+    } else if let Some(err) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(
+            "bad_query",
+            format!("the query string does not fit this route: {err}"),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    } else {
+        log::error!("unhandled rejection: {rejection:?}");
+        ApiError::internal("the request could not be handled")
+    };
+    Ok(error.into_response())
+}

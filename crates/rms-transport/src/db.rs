@@ -1,0 +1,67 @@
+use std::sync::Arc;
+
+use rms_storage::{Connection, Transaction};
+use rms_storage::{StorageError, Store};
+use tokio::sync::Semaphore;
+
+/// Most repository calls running at once on the blocking pool.
+pub const DB_CALLS_MAX: usize = 16;
+
+/// The async adapter over [`Store`]: runs each call on tokio's blocking pool, at most
+/// [`DB_CALLS_MAX`] at once, so SQLite never blocks the runtime's worker threads.
+#[derive(Clone, Debug)]
+pub struct Db {
+    store: Arc<Store>,
+    permits: Arc<Semaphore>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("a database call panicked: {0}")]
+    Panicked(String),
+    #[error("the database adapter is shut down")]
+    Closed,
+}
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db {
+            store: Arc::new(store),
+            permits: Arc::new(Semaphore::new(DB_CALLS_MAX)),
+        }
+    }
+
+    /// Runs `f` in one write transaction (see [`Store::write`]).
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        self.blocking(move || store.write(f)).await
+    }
+
+    /// Runs `f` on a reader connection (see [`Store::read`]).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        self.blocking(move || store.read(f)).await
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(|_| DbError::Closed)?;
+        match tokio::task::spawn_blocking(f).await {
+            Ok(result) => Ok(result?),
+            Err(join) => Err(DbError::Panicked(join.to_string())),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+use rms_domain::{RejectReason, ValidationError};
+use rms_storage::StorageError;
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use crate::db::DbError;
+
+/// A business error, answered as `{"error": "<code>", "message": "<text>"}` (plus `field` for
+/// invalid input and `reason` for a refusal by the rules).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub reason: Option<RejectReason>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<RejectReason>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            reason: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn invalid(err: ValidationError) -> ApiError {
+        ApiError {
+            field: Some(err.field.clone()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                err.to_string(),
+            )
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+            reason: self.reason,
+        };
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> ApiError {
+        match err {
+            DbError::Storage(err) => err.into(),
+            other => {
+                log::error!("database call failed: {other}");
+                ApiError::internal("the database call failed; see the node's log")
+            }
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> ApiError {
+        match err {
+            StorageError::Invalid(invalid) => ApiError::invalid(invalid),
+            StorageError::Refused { reason, message } => {
+                let status = match reason {
+                    RejectReason::UnknownProduct => StatusCode::NOT_FOUND,
+                    RejectReason::OutOfStock
+                    | RejectReason::StaleVersion
+                    | RejectReason::AlreadyExists => StatusCode::CONFLICT,
+                };
+                ApiError {
+                    reason: Some(reason),
+                    ..ApiError::new(status, reason.as_str(), message)
+                }
+            }
+            StorageError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            other => {
+                log::error!("storage error: {other}");
+                ApiError::internal(format!("storage error: {other}"))
+            }
+        }
+    }
+}

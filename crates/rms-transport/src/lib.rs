@@ -1,0 +1,26 @@
+//! rms-transport: the node's network face and the async driver around the pure crates.
+//!
+//! **Architecture invariant:** SQLite never runs on the runtime's worker threads. Every repository
+//! call goes through [`Db`], which runs it on tokio's blocking pool, bounded by a semaphore.
+//!
+//! **API boundary:** [`serve`] takes a bound listener and a shutdown future (as mini-redis does),
+//! so tests bind `127.0.0.1:0` and bind errors are errors, not panics. [`api::routes`] is the whole
+//! REST surface as one warp filter; business errors are [`ApiError`] replies, and one `recover`
+//! turns warp's rejections into the same JSON error shape.
+
+pub mod api;
+mod body;
+mod clock;
+mod db;
+mod error;
+mod node;
+mod server;
+
+pub use clock::Clock;
+pub use db::{Db, DbError};
+pub use error::ApiError;
+pub use node::{Node, NodeConfig, StartError};
+pub use server::serve;
+
+/// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.
+pub const BODY_BYTES_MAX: u64 = 1024 * 1024;
