@@ -1,0 +1,202 @@
+//! Fixtures for multi-process tests: start real `rms-node` processes on 127.0.0.1 with port 0,
+//! talk to them over HTTP, kill them, and clean up. Every wait polls with a deadline; nothing
+//! sleeps a fixed time to "let things settle".
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a node gets to start and print its address.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `rms-node` binary, built once per test run so it is never stale.
+///
+/// `RMS_NODE_BIN` overrides it (to test a release build, say).
+pub fn node_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("RMS_NODE_BIN") {
+            return PathBuf::from(path);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "rms-node"])
+            .current_dir(workspace)
+            .status()
+            .expect("cannot run cargo to build rms-node");
+        assert!(status.success(), "building rms-node failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace.join("target"), PathBuf::from);
+        target.join("debug").join("rms-node")
+    })
+}
+
+/// A running `rms-node`. Killed (SIGKILL) when dropped, so a failing test leaves no process.
+pub struct NodeProcess {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    pub data_dir: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl NodeProcess {
+    /// Starts a node with `args` (plus `--listen 127.0.0.1:0` and `--data-dir`) and waits until it
+    /// prints the address it listens on.
+    pub fn start(data_dir: &Path, args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(node_binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RMS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start rms-node");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("rms-node listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(START_DEADLINE) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!(
+                    "rms-node did not report its address within {START_DEADLINE:?} (exit: {status:?})"
+                );
+            }
+        };
+        NodeProcess {
+            child: Some(child),
+            url,
+            data_dir: data_dir.to_owned(),
+            agent: agent(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (with a deadline) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the node is running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for rms-node") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("rms-node did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        request(&self.agent, "GET", &format!("{}{path}", self.url), None)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.try_send("POST", path, body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// Like [`NodeProcess::post`] but a transport failure (node gone) is an `Err`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), ureq::Error> {
+        request(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.url),
+            Some(body),
+        )
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .into()
+}
+
+/// One HTTP request; the answer's status and JSON body (`Null` when the body is not JSON).
+pub fn request(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), ureq::Error> {
+    let mut response = match (method, body) {
+        ("GET", _) => agent.get(url).call()?,
+        ("POST", Some(body)) => agent.post(url).send_json(body)?,
+        ("PATCH", Some(body)) => agent.patch(url).send_json(body)?,
+        (method, _) => panic!("unsupported request {method} {url}"),
+    };
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Sends `kill -<name>` to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill -{name} {pid} failed"
+    );
+}
+
+/// Polls `condition` every 20 ms until it holds or `deadline` passes; panics with `what` then.
+pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !condition() {
+        assert!(
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,5 @@
+//! Multi-process tests: real `rms-node` processes on 127.0.0.1. One test binary, linked once.
+
+#![allow(clippy::unwrap_used)]
+
+mod single_node;

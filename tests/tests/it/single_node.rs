@@ -1,0 +1,165 @@
+//! One device as a complete store, through the binary a user runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rms_storage::{Connection, db};
+use rms_tests::{NodeProcess, node_binary, wait_for};
+use serde_json::json;
+
+#[test]
+fn a_restart_keeps_products_sales_and_audit() {
+    // Proves: create, sell, stop with SIGTERM (exit 0), start again: everything is still there.
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), &[]);
+    let (status, _) = node.post(
+        "/api/v1/products",
+        &json!({"sku":"tea","name":"Tea","price_cents":300,"stock":4}),
+    );
+    assert_eq!(status, 201);
+    let (status, sale) = node.post(
+        "/api/v1/sales",
+        &json!({"user_id":"bo","lines":[{"sku":"tea","qty":3}]}),
+    );
+    assert_eq!(status, 201, "{sale}");
+    let exit = node.terminate();
+    assert!(exit.success(), "SIGTERM must exit 0, got {exit}");
+
+    let node = NodeProcess::start(dir.path(), &[]);
+    assert_eq!(node.get("/api/v1/products/tea").1["stock"], 1);
+    let sale_id = sale["sale_id"].as_str().unwrap();
+    let (status, again) = node.get(&format!("/api/v1/sales/{sale_id}"));
+    assert_eq!((status, again), (200, sale));
+    let (_, entries) = node.get("/api/v1/audit?limit=1000");
+    let operations: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["operation"].as_str())
+        .collect();
+    assert_eq!(
+        operations,
+        ["startup", "shutdown", "sale", "product_create", "startup"]
+    );
+}
+
+#[test]
+fn kill_9_during_a_burst_of_sales_loses_no_answered_sale() {
+    // Proves SPEC §5: every sale answered 201 survives kill -9, and the database is intact.
+    const INITIAL_STOCK: i64 = 1_000_000;
+    const TILLS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), &[]);
+    let product = json!({"sku":"bread","name":"Bread","price_cents":250,"stock":INITIAL_STOCK});
+    assert_eq!(node.post("/api/v1/products", &product).0, 201);
+
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tills: Vec<_> = (0..TILLS)
+        .map(|till| {
+            let url = node.url.clone();
+            let (answered, count, stop) =
+                (Arc::clone(&answered), Arc::clone(&count), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                let sale =
+                    json!({"user_id": format!("till-{till}"), "lines":[{"sku":"bread","qty":1}]});
+                while !stop.load(Ordering::Relaxed) {
+                    match rms_tests::request(
+                        &agent,
+                        "POST",
+                        &format!("{url}/api/v1/sales"),
+                        Some(&sale),
+                    ) {
+                        Ok((201, body)) => {
+                            answered
+                                .lock()
+                                .unwrap()
+                                .push(body["sale_id"].as_str().unwrap().to_owned());
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((status, body)) => panic!("unexpected answer {status}: {body}"),
+                        Err(_) => break, // the node is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("200 answered sales", Duration::from_secs(60), || {
+        count.load(Ordering::Relaxed) >= 200
+    });
+    node.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for till in tills {
+        till.join().unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+
+    let mut node = NodeProcess::start(dir.path(), &[]);
+    for sale_id in &answered {
+        let (status, sale) = node.get(&format!("/api/v1/sales/{sale_id}"));
+        assert_eq!(
+            (status, sale["status"].as_str()),
+            (200, Some("accepted")),
+            "sale {sale_id} was answered 201"
+        );
+    }
+    let stock = node.get("/api/v1/products/bread").1["stock"]
+        .as_i64()
+        .unwrap();
+    assert!(node.terminate().success());
+
+    let conn = Connection::open(dir.path().join(db::DB_FILE_NAME)).unwrap();
+    assert_eq!(db::integrity_check(&conn).unwrap(), "ok");
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sales", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        stored >= answered.len() as i64,
+        "{stored} stored < {} answered",
+        answered.len()
+    );
+    assert_eq!(
+        stock,
+        INITIAL_STOCK - stored,
+        "stock and sales agree after the crash"
+    );
+}
+
+#[test]
+fn without_a_store_key_a_public_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(node_binary())
+        .args(["--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("RMS_STORE_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("store key") && stderr.contains("RMS_STORE_KEY"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_data_directory_belongs_to_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(dir.path(), &["--device-id", "3"]);
+    assert!(node.terminate().success());
+    let output = std::process::Command::new(node_binary())
+        .args(["--listen", "127.0.0.1:0", "--device-id", "4", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("belongs to device 3"), "{stderr}");
+}
