@@ -11,14 +11,28 @@ CREATE TABLE node_state (
     -- Last hybrid logical clock value issued or merged; never goes backwards.
     hlc_wall_ms   INTEGER NOT NULL CHECK (hlc_wall_ms >= 0),
     hlc_counter   INTEGER NOT NULL CHECK (hlc_counter >= 0),
-    -- Highest election term known, and the master of that term.
-    term          INTEGER NOT NULL CHECK (term >= 0),
-    master_id     INTEGER,
+    -- The newest epoch known: its term, its master and that master's priority (rank).
+    -- term 0 with no master: this device has not yet joined or formed a store.
+    term             INTEGER NOT NULL CHECK (term >= 0),
+    master_id        INTEGER,
+    master_priority  INTEGER,
     -- Highest master_seq in this device's copy of the master log (gapless from 1).
     log_head      INTEGER NOT NULL CHECK (log_head >= 0)
 );
 
+-- Products as this device shows them: the master's state (products_base) with this device's own
+-- not-yet-logged events replayed on top.
 CREATE TABLE products (
+    sku          TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    price_cents  INTEGER NOT NULL CHECK (price_cents >= 0),
+    stock        INTEGER NOT NULL,
+    version      INTEGER NOT NULL CHECK (version >= 1),
+    updated_at   TEXT NOT NULL
+);
+
+-- The master's products as of this device's log head (set from the log entries' snapshots).
+CREATE TABLE products_base (
     sku          TEXT PRIMARY KEY,
     name         TEXT NOT NULL,
     price_cents  INTEGER NOT NULL CHECK (price_cents >= 0),
@@ -44,7 +58,17 @@ CREATE TABLE sync_events (
     reason         TEXT,
     master_seq     INTEGER UNIQUE,
     created_at_ms  INTEGER NOT NULL,
-    UNIQUE (device_id, seq)
+    -- Set once in the master log: the epoch that decided it and the products right after it.
+    epoch_term      INTEGER,
+    epoch_master    INTEGER,
+    epoch_priority  INTEGER,
+    products_after  TEXT,
+    -- Kept although the rules refused it (another master had accepted it).
+    forced          INTEGER NOT NULL DEFAULT 0 CHECK (forced IN (0, 1)),
+    -- A master had accepted it before its log entry was undone.
+    accepted_before INTEGER NOT NULL DEFAULT 0 CHECK (accepted_before IN (0, 1)),
+    UNIQUE (device_id, seq),
+    CHECK ((master_seq IS NULL) = (epoch_term IS NULL))
 );
 CREATE INDEX sync_events_pending ON sync_events (device_id, seq) WHERE status = 'pending';
 

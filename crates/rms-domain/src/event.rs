@@ -31,6 +31,11 @@ pub struct SyncEvent {
     pub master_seq: Option<u64>,
     /// Wall time at the origin, milliseconds since the Unix epoch (for display; order is `hlc`).
     pub created_at_ms: u64,
+    /// A master had accepted this event before its log entry was undone (a master that lost a
+    /// split brain, or a log that diverged). Not content: the next master keeps such a sale even
+    /// when stock is short, and flags it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepted_before: bool,
 }
 
 impl SyncEvent {
@@ -159,6 +164,8 @@ pub enum RejectReason {
     UnknownProduct,
     /// A product with this SKU exists already.
     AlreadyExists,
+    /// The event id was seen before with other content: a misbehaving or confused device.
+    EventIdReused,
 }
 
 impl RejectReason {
@@ -168,6 +175,22 @@ impl RejectReason {
             RejectReason::StaleVersion => "stale_version",
             RejectReason::UnknownProduct => "unknown_product",
             RejectReason::AlreadyExists => "already_exists",
+            RejectReason::EventIdReused => "event_id_reused",
+        }
+    }
+}
+
+impl RejectReason {
+    /// A sentence for people (API messages, audit details).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            RejectReason::OutOfStock => "not enough stock for this change",
+            RejectReason::StaleVersion => {
+                "the product was changed since the version this edit was made on; read it again and retry"
+            }
+            RejectReason::UnknownProduct => "no such product",
+            RejectReason::AlreadyExists => "a product with this sku exists already",
+            RejectReason::EventIdReused => "this event id was used before for other content",
         }
     }
 }
@@ -186,6 +209,7 @@ impl FromStr for RejectReason {
             RejectReason::StaleVersion,
             RejectReason::UnknownProduct,
             RejectReason::AlreadyExists,
+            RejectReason::EventIdReused,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -16,6 +16,7 @@
 
 mod audit;
 mod device;
+mod epoch;
 mod event;
 mod hlc;
 mod ids;
@@ -27,12 +28,13 @@ mod validate;
 
 pub use audit::{AuditEntry, Operation, Outcome};
 pub use device::Device;
+pub use epoch::{Epoch, LogEntry};
 pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};
 pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
 pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
-pub use timefmt::rfc3339_from_ms;
+pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
 pub use validate::{
     NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, SKU_CHARS_MAX, USER_ID_CHARS_MAX,
     ValidationError,

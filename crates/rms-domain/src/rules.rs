@@ -118,6 +118,58 @@ pub fn apply(
     }
 }
 
+/// Applies `payload` without the refusals of [`apply`]: stock may go below zero, and what cannot
+/// apply at all (an edit of a product that is not there, a second create) is skipped.
+///
+/// Used to replay a device's own pending events on top of its copy of the master's state, and by
+/// a master to keep a sale that another master accepted during a split brain.
+pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -> Applied {
+    if let Ok(applied) = apply(payload, products, at) {
+        return applied;
+    }
+    let mut changed = Vec::new();
+    let mut critical = false;
+    let mut move_stock = |sku: &str, delta: i64| {
+        if let Some(product) = products.get_mut(sku) {
+            product.stock = product.stock.saturating_add(delta);
+            product.updated_at = at.to_owned();
+            critical |= product.stock <= 0;
+            changed.push(sku.to_owned());
+        }
+    };
+    match payload {
+        EventPayload::StockAdjusted { sku, delta, .. } => move_stock(sku, *delta),
+        EventPayload::SaleRecorded { lines, .. } => {
+            for line in lines {
+                move_stock(&line.sku, -line.qty);
+            }
+        }
+        EventPayload::ProductUpdated {
+            sku,
+            name,
+            price_cents,
+            ..
+        } => {
+            if let Some(product) = products.get_mut(sku) {
+                if let Some(name) = name {
+                    product.name.clone_from(name);
+                }
+                if let Some(price) = price_cents {
+                    product.price_cents = *price;
+                }
+                product.version += 1;
+                product.updated_at = at.to_owned();
+                changed.push(sku.clone());
+            }
+        }
+        // `apply` refused it, so the product exists already: the first create stands.
+        EventPayload::ProductCreated { .. } => {}
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    Applied { changed, critical }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +253,29 @@ mod tests {
         assert_eq!(
             products["milk"].version, 2,
             "stock moves do not bump the version"
+        );
+    }
+
+    #[test]
+    fn forced_application_keeps_the_arithmetic_and_skips_the_impossible() {
+        let mut products = catalogue(1);
+        let applied = apply_forced(&sale(&[("milk", 3), ("bread", 1)]), &mut products, "t1");
+        assert_eq!(
+            products["milk"].stock, -2,
+            "a kept split-brain sale may overdraw"
+        );
+        assert!(applied.critical);
+        assert_eq!(applied.changed, ["milk"]);
+        let edit = EventPayload::ProductUpdated {
+            sku: "milk".into(),
+            name: Some("Oat".into()),
+            price_cents: None,
+            base_version: 9,
+        };
+        apply_forced(&edit, &mut products, "t2");
+        assert_eq!(
+            (products["milk"].name.as_str(), products["milk"].version),
+            ("Oat", 2)
         );
     }
 }

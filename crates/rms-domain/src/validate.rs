@@ -105,6 +105,13 @@ pub(crate) fn de_user_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::E
     )
 }
 
+/// An optional user id: absent or `null` is `None`.
 pub(crate) fn de_opt_user_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    de_user_id(d).map(Some)
+    struct Wrapper(String);
+    impl<'de> Deserialize<'de> for Wrapper {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            de_user_id(d).map(Wrapper)
+        }
+    }
+    Ok(Option::<Wrapper>::deserialize(d)?.map(|w| w.0))
 }

@@ -43,13 +43,18 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// Entries matching `q`, newest first. With a `since` bound the page is the *oldest* `limit`
+/// entries after it (still returned newest first), so a reader can page forward without gaps.
 pub fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, at, operation, device_id, user_id, event_id, outcome, details FROM audit_log
+    let paging = q.after_id.is_some() || q.since_at.is_some();
+    let order = if paging { "ASC" } else { "DESC" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM (SELECT id, at, operation, device_id, user_id, event_id, outcome, details
+         FROM audit_log
          WHERE (?1 IS NULL OR operation = ?1) AND (?2 IS NULL OR device_id = ?2)
            AND (?3 IS NULL OR id > ?3) AND (?4 IS NULL OR at >= ?4)
-         ORDER BY id DESC LIMIT ?5",
-    )?;
+         ORDER BY id {order} LIMIT ?5) ORDER BY id DESC"
+    ))?;
     let limit = q.limit.min(QUERY_LIMIT_MAX);
     let rows = stmt.query_map(
         params![

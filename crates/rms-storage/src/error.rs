@@ -30,6 +30,12 @@ pub enum StorageError {
     /// The input broke a data rule; nothing was written.
     #[error("invalid input: {0}")]
     Invalid(#[from] ValidationError),
+    /// A write that only the master may make, on a device that is not master of its epoch.
+    #[error("this device is not the master of the store")]
+    NotMaster,
+    /// Master-log entries must continue the log without a gap.
+    #[error("master log entry {got} does not follow this device's head (expected {expected})")]
+    LogGap { expected: u64, got: u64 },
     #[error("{what} not found")]
     NotFound { what: String },
     /// A stored row does not decode: the database was changed outside rms, or by a newer build.

@@ -1,7 +1,10 @@
 //! The `sync_events` table: this device's outbox (its own pending events) and its copy of the
-//! master log (events with a `master_seq`).
+//! master log (events with a `master_seq`, with the epoch that decided them and the products
+//! right after them).
 
-use rms_domain::{EventId, Hlc, RejectReason, SyncEvent, Term};
+use rms_domain::{
+    DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::StorageError;
@@ -9,7 +12,8 @@ use crate::error::{from_sql_u64, sql_u64};
 
 const TABLE: &str = "sync_events";
 const COLUMNS: &str = "event_id, hlc_wall_ms, hlc_counter, user_id, term, payload, critical, status, \
-                       reason, master_seq, created_at_ms";
+                       reason, master_seq, created_at_ms, accepted_before, epoch_term, epoch_master, \
+                       epoch_priority, products_after, forced";
 
 struct Raw {
     event_id: String,
@@ -23,6 +27,12 @@ struct Raw {
     reason: Option<String>,
     master_seq: Option<i64>,
     created_at_ms: i64,
+    accepted_before: bool,
+    epoch_term: Option<i64>,
+    epoch_master: Option<u16>,
+    epoch_priority: Option<i32>,
+    products_after: Option<String>,
+    forced: bool,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -38,39 +48,80 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
         reason: row.get(8)?,
         master_seq: row.get(9)?,
         created_at_ms: row.get(10)?,
+        accepted_before: row.get(11)?,
+        epoch_term: row.get(12)?,
+        epoch_master: row.get(13)?,
+        epoch_priority: row.get(14)?,
+        products_after: row.get(15)?,
+        forced: row.get(16)?,
     })
 }
 
-fn decode(raw: Raw) -> Result<SyncEvent, StorageError> {
-    let bad = |e: String| StorageError::corrupt(TABLE, e);
+fn bad(message: impl ToString) -> StorageError {
+    StorageError::corrupt(TABLE, message)
+}
+
+fn decode_event(raw: &Raw) -> Result<SyncEvent, StorageError> {
     Ok(SyncEvent {
-        event_id: raw
-            .event_id
-            .parse::<EventId>()
-            .map_err(|e| bad(e.to_string()))?,
+        event_id: raw.event_id.parse::<EventId>().map_err(bad)?,
         hlc: Hlc::new(from_sql_u64(raw.hlc_wall_ms, TABLE)?, raw.hlc_counter),
-        user_id: raw.user_id,
+        user_id: raw.user_id.clone(),
         term: Term(from_sql_u64(raw.term, TABLE)?),
         critical: raw.critical,
-        payload: serde_json::from_str(&raw.payload).map_err(|e| bad(e.to_string()))?,
+        payload: serde_json::from_str(&raw.payload).map_err(bad)?,
         status: raw.status.parse().map_err(bad)?,
         reason: raw
             .reason
-            .map(|r| r.parse::<RejectReason>())
+            .as_deref()
+            .map(str::parse::<RejectReason>)
             .transpose()
             .map_err(bad)?,
         master_seq: raw.master_seq.map(|s| from_sql_u64(s, TABLE)).transpose()?,
         created_at_ms: from_sql_u64(raw.created_at_ms, TABLE)?,
+        accepted_before: raw.accepted_before,
     })
 }
 
-pub fn insert(conn: &Connection, event: &SyncEvent) -> Result<(), StorageError> {
-    let payload = serde_json::to_string(&event.payload)
-        .map_err(|e| StorageError::corrupt(TABLE, e.to_string()))?;
+fn decode_entry(raw: &Raw) -> Result<Option<LogEntry>, StorageError> {
+    let (Some(term), Some(master), Some(priority)) =
+        (raw.epoch_term, raw.epoch_master, raw.epoch_priority)
+    else {
+        return Ok(None);
+    };
+    let epoch = Epoch {
+        term: Term(from_sql_u64(term, TABLE)?),
+        master_id: DeviceId::new(master).ok_or_else(|| bad("epoch master 0"))?,
+        master_priority: priority,
+    };
+    let products: Vec<Product> = match &raw.products_after {
+        Some(json) => serde_json::from_str(json).map_err(bad)?,
+        None => Vec::new(),
+    };
+    Ok(Some(LogEntry {
+        event: decode_event(raw)?,
+        epoch,
+        products,
+        forced: raw.forced,
+    }))
+}
+
+/// Inserts an event this device has not stored before (its own new event, or another device's
+/// from the master log, with `entry`'s verdict columns).
+pub fn insert(
+    conn: &Connection,
+    event: &SyncEvent,
+    entry: Option<(&Epoch, &[Product], bool)>,
+) -> Result<(), StorageError> {
+    let payload = serde_json::to_string(&event.payload).map_err(bad)?;
+    let products_after = entry
+        .map(|(_, products, _)| serde_json::to_string(products))
+        .transpose()
+        .map_err(bad)?;
     conn.prepare_cached(
         "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
-         kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
+         epoch_term, epoch_master, epoch_priority, products_after, forced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         event.event_id.to_string(),
@@ -88,7 +139,58 @@ pub fn insert(conn: &Connection, event: &SyncEvent) -> Result<(), StorageError> 
         event.reason.map(RejectReason::as_str),
         event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
         sql_u64(event.created_at_ms, TABLE)?,
+        event.accepted_before,
+        entry.map(|(e, _, _)| sql_u64(e.term.0, TABLE)).transpose()?,
+        entry.map(|(e, _, _)| e.master_id.get()),
+        entry.map(|(e, _, _)| e.master_priority),
+        products_after,
+        entry.is_some_and(|(_, _, forced)| forced),
     ])?;
+    Ok(())
+}
+
+/// Inserts a master-log entry whose event this device has not stored.
+pub fn insert_entry(conn: &Connection, entry: &LogEntry) -> Result<(), StorageError> {
+    insert(
+        conn,
+        &entry.event,
+        Some((&entry.epoch, &entry.products, entry.forced)),
+    )
+}
+
+/// Records a verdict (and, for a log entry, its epoch and snapshot) on an event already stored.
+pub fn set_decision(
+    conn: &Connection,
+    event: &SyncEvent,
+    entry: Option<&LogEntry>,
+) -> Result<(), StorageError> {
+    let products_after = entry
+        .map(|e| serde_json::to_string(&e.products))
+        .transpose()
+        .map_err(bad)?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE sync_events SET status = ?2, reason = ?3, master_seq = ?4, accepted_before = ?5,
+             epoch_term = ?6, epoch_master = ?7, epoch_priority = ?8, products_after = ?9, forced = ?10
+             WHERE event_id = ?1",
+        )?
+        .execute(params![
+            event.event_id.to_string(),
+            event.status.as_str(),
+            event.reason.map(RejectReason::as_str),
+            event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
+            event.accepted_before,
+            entry.map(|e| sql_u64(e.epoch.term.0, TABLE)).transpose()?,
+            entry.map(|e| e.epoch.master_id.get()),
+            entry.map(|e| e.epoch.master_priority),
+            products_after,
+            entry.is_some_and(|e| e.forced),
+        ])?;
+    if changed == 0 {
+        return Err(StorageError::NotFound {
+            what: format!("event {}", event.event_id),
+        });
+    }
     Ok(())
 }
 
@@ -98,8 +200,36 @@ pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, S
     ))?;
     stmt.query_row([event_id.to_string()], from_row)
         .optional()?
-        .map(decode)
+        .map(|raw| decode_event(&raw))
         .transpose()
+}
+
+/// An event with its log entry, if it is in the log.
+pub fn get_entry(conn: &Connection, event_id: &EventId) -> Result<Option<LogEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE event_id = ?1"
+    ))?;
+    match stmt
+        .query_row([event_id.to_string()], from_row)
+        .optional()?
+    {
+        Some(raw) => decode_entry(&raw),
+        None => Ok(None),
+    }
+}
+
+/// The log entry at `master_seq`.
+pub fn entry_at(conn: &Connection, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE master_seq = ?1"
+    ))?;
+    match stmt
+        .query_row([sql_u64(master_seq, TABLE)?], from_row)
+        .optional()?
+    {
+        Some(raw) => decode_entry(&raw),
+        None => Ok(None),
+    }
 }
 
 /// This device's own events still waiting for the master's verdict, oldest first, at most `limit`.
@@ -109,7 +239,22 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SyncEvent>, Storag
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map([limit], from_row)?;
-    rows.map(|raw| decode(raw?)).collect()
+    rows.map(|raw| decode_event(&raw?)).collect()
+}
+
+/// Events of `device` whose effect is not yet in this device's copy of the master state: pending,
+/// or accepted with a `master_seq` past `log_head`. In sequence order.
+pub fn unlogged_own(
+    conn: &Connection,
+    device: DeviceId,
+    log_head: u64,
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1
+         AND (status = 'pending' OR (status = 'synced' AND master_seq > ?2)) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![device.get(), sql_u64(log_head, TABLE)?], from_row)?;
+    rows.map(|raw| decode_event(&raw?)).collect()
 }
 
 /// How many events are pending, and when the oldest was made (wall ms at its origin).
@@ -130,11 +275,72 @@ pub fn log_after(
     conn: &Connection,
     since: u64,
     limit: usize,
-) -> Result<Vec<SyncEvent>, StorageError> {
+) -> Result<Vec<LogEntry>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM sync_events WHERE master_seq > ?1 ORDER BY master_seq LIMIT ?2"
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![sql_u64(since, TABLE)?, limit], from_row)?;
-    rows.map(|raw| decode(raw?)).collect()
+    rows.map(|raw| decode_entry(&raw?)?.ok_or_else(|| bad("a logged event has no epoch")))
+        .collect()
+}
+
+/// Master-log entries from `from` down, newest first, at most `limit` (for rebuilding state).
+pub fn log_before(
+    conn: &Connection,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<LogEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE master_seq <= ?1 ORDER BY master_seq DESC LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![sql_u64(from, TABLE)?, limit], from_row)?;
+    rows.map(|raw| decode_entry(&raw?)?.ok_or_else(|| bad("a logged event has no epoch")))
+        .collect()
+}
+
+/// The last `master_seq` of this log that belongs to an epoch at or before `epoch` (Kafka's
+/// "end offset for leader epoch"): where a device whose last entry is of `epoch` stops agreeing
+/// with this log, at the latest.
+pub fn epoch_end(conn: &Connection, epoch: &Epoch, log_head: u64) -> Result<u64, StorageError> {
+    let first_after: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(master_seq) FROM sync_events WHERE master_seq IS NOT NULL AND (
+                epoch_term > ?1 OR (epoch_term = ?1 AND (epoch_priority > ?2
+                OR (epoch_priority = ?2 AND epoch_master < ?3))))",
+        )?
+        .query_row(
+            params![
+                sql_u64(epoch.term.0, TABLE)?,
+                epoch.master_priority,
+                epoch.master_id.get()
+            ],
+            |row| row.get(0),
+        )?;
+    match first_after {
+        Some(seq) => Ok(from_sql_u64(seq, TABLE)?.saturating_sub(1)),
+        None => Ok(log_head),
+    }
+}
+
+/// Deletes an event row (another device's, undone by a log truncation) with its projections.
+pub fn delete_foreign(conn: &Connection, event_id: &EventId) -> Result<(), StorageError> {
+    let id = event_id.to_string();
+    conn.prepare_cached(
+        "DELETE FROM sale_lines WHERE sale_id IN (SELECT sale_id FROM sales WHERE event_id = ?1)",
+    )?
+    .execute([&id])?;
+    conn.prepare_cached("DELETE FROM sales WHERE event_id = ?1")?
+        .execute([&id])?;
+    conn.prepare_cached("DELETE FROM stock_adjustments WHERE event_id = ?1")?
+        .execute([&id])?;
+    conn.prepare_cached("DELETE FROM sync_events WHERE event_id = ?1")?
+        .execute([&id])?;
+    Ok(())
+}
+
+/// Whether an event's status says it is decided.
+pub fn is_decided(status: EventStatus) -> bool {
+    status != EventStatus::Pending
 }

@@ -20,6 +20,7 @@ pub mod events;
 pub mod local;
 pub mod node_state;
 pub mod products;
+pub mod replica;
 pub mod sales;
 
 pub use db::{SCHEMA_VERSION, Store};

@@ -7,12 +7,14 @@
 
 use rms_domain::rules;
 use rms_domain::{
-    AuditEntry, EventId, EventPayload, EventStatus, NewProduct, NewSale, Operation, Outcome,
-    ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent, rfc3339_from_ms,
+    AuditEntry, EventId, EventPayload, EventStatus, LogEntry, NewProduct, NewSale, Operation,
+    Outcome, ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent,
+    rfc3339_from_ms,
 };
 use rusqlite::Transaction;
 use serde_json::json;
 
+use crate::products::Table;
 use crate::{StorageError, audit, events, node_state, products, sales};
 
 /// The user recorded when a write names none (catalogue edits from a back-office script).
@@ -37,6 +39,8 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub event: SyncEvent,
+    /// On the master: the event's master-log entry (decided in the same transaction).
+    pub entry: Option<LogEntry>,
     /// The products the write changed, as they are now.
     pub products: Vec<rms_domain::Product>,
     /// The sale, for [`Command::Sell`].
@@ -56,6 +60,15 @@ pub fn record(
 ) -> Result<Recorded, StorageError> {
     validate(&command)?;
     let mut state = node_state::load(tx)?;
+    let epoch = match role {
+        Role::Master => Some(
+            state
+                .epoch
+                .filter(|e| e.master_id == state.device_id)
+                .ok_or(StorageError::NotMaster)?,
+        ),
+        Role::Client => None,
+    };
     let event_id = EventId {
         device_id: state.device_id,
         seq: state.last_seq + 1,
@@ -63,21 +76,24 @@ pub fn record(
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
 
-    let mut products = products::load_many(tx, &payload.skus())?;
+    let mut products = products::load_many(tx, Table::Visible, &payload.skus())?;
     let applied =
         rules::apply(&payload, &mut products, &at).map_err(|reason| refusal(reason, &payload))?;
     for sku in &applied.changed {
         if let Some(product) = products.get(sku) {
-            products::put(tx, product)?;
+            products::put(tx, Table::Visible, product)?;
+            if epoch.is_some() {
+                products::put(tx, Table::Base, product)?;
+            }
         }
     }
 
-    let master_seq = (role == Role::Master).then(|| state.log_head + 1);
+    let master_seq = epoch.map(|_| state.log_head + 1);
     let event = SyncEvent {
         event_id,
         hlc: state.hlc.tick(now_ms),
         user_id,
-        term: state.term,
+        term: state.term(),
         critical: applied.critical,
         payload,
         status: if master_seq.is_some() {
@@ -88,8 +104,24 @@ pub fn record(
         reason: None,
         master_seq,
         created_at_ms: now_ms,
+        accepted_before: false,
     };
-    events::insert(tx, &event)?;
+    let snapshot: Vec<_> = event
+        .payload
+        .skus()
+        .iter()
+        .filter_map(|sku| products.get(*sku).cloned())
+        .collect();
+    let entry = epoch.map(|epoch| LogEntry {
+        event: event.clone(),
+        epoch,
+        products: snapshot,
+        forced: false,
+    });
+    match &entry {
+        Some(entry) => events::insert_entry(tx, entry)?,
+        None => events::insert(tx, &event, None)?,
+    }
     let sale = store_projection(tx, &event, &at)?;
     audit::append(tx, &audit_entry(&event, &at))?;
 
@@ -105,6 +137,7 @@ pub fn record(
         .collect();
     Ok(Recorded {
         event,
+        entry,
         products: changed,
         sale,
     })
@@ -185,7 +218,7 @@ fn payload_for(
 }
 
 /// Writes the rows that present an event to tills: the sale, or the stock adjustment.
-fn store_projection(
+pub(crate) fn store_projection(
     tx: &Transaction<'_>,
     event: &SyncEvent,
     at: &str,
@@ -247,16 +280,7 @@ fn unknown_product(sku: &str) -> StorageError {
 }
 
 fn refusal(reason: RejectReason, payload: &EventPayload) -> StorageError {
-    let message = match reason {
-        RejectReason::OutOfStock => "not enough stock for this change".to_owned(),
-        RejectReason::StaleVersion => {
-            "the product was changed since that version; read it again and retry".to_owned()
-        }
-        RejectReason::UnknownProduct => format!("no product named by this {}", payload.kind()),
-        RejectReason::AlreadyExists => {
-            format!("a product with sku {:?} exists", payload.entity_key())
-        }
-    };
+    let message = format!("{} (sku {})", reason.describe(), payload.skus().join(", "));
     StorageError::refused(reason, message)
 }
 
@@ -268,9 +292,12 @@ pub fn record_startup(
     now_ms: u64,
 ) -> Result<node_state::NodeState, StorageError> {
     let mut state = node_state::load(tx)?;
-    if me.role == Role::Master && state.term.0 == 0 {
-        state.term = rms_domain::Term(1);
-        state.master_id = Some(me.device_id);
+    if me.role == Role::Master && state.epoch.is_none() {
+        state.epoch = Some(rms_domain::Epoch {
+            term: rms_domain::Term(1),
+            master_id: me.device_id,
+            master_priority: me.priority,
+        });
     }
     node_state::save(tx, &state)?;
     crate::devices::put(tx, me)?;
@@ -286,7 +313,7 @@ pub fn record_startup(
             outcome: Outcome::Ok,
             details: json!({
                 "role": me.role.as_str(),
-                "term": state.term.0,
+                "term": state.term().0,
                 "name": me.name,
                 "advertise": me.advertise,
                 "version": env!("CARGO_PKG_VERSION"),

@@ -1,6 +1,6 @@
 //! The one-row `node_state` table: this device's identity and the counters it never reuses.
 
-use rms_domain::{DeviceId, Hlc, Term};
+use rms_domain::{DeviceId, Epoch, Hlc, Term};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::StorageError;
@@ -13,12 +13,21 @@ pub struct NodeState {
     pub last_seq: u64,
     /// Last clock value issued or merged.
     pub hlc: Hlc,
-    /// Highest term known.
-    pub term: Term,
-    /// Master of `term`, if known.
-    pub master_id: Option<DeviceId>,
+    /// The newest epoch known (`None` before this device joined or formed a store).
+    pub epoch: Option<Epoch>,
     /// Highest master_seq in this device's copy of the master log.
     pub log_head: u64,
+}
+
+impl NodeState {
+    /// The highest term known (0 before any).
+    pub fn term(&self) -> Term {
+        self.epoch.map_or(Term(0), |e| e.term)
+    }
+
+    pub fn master_id(&self) -> Option<DeviceId> {
+        self.epoch.map(|e| e.master_id)
+    }
 }
 
 /// Creates the row for `device_id` on a fresh database, or checks that the database is this
@@ -52,7 +61,7 @@ pub(crate) fn init(conn: &mut Connection, device_id: DeviceId) -> Result<(), Sto
 
 pub fn load(conn: &Connection) -> Result<NodeState, StorageError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device_id, last_seq, hlc_wall_ms, hlc_counter, term, master_id, log_head
+        "SELECT device_id, last_seq, hlc_wall_ms, hlc_counter, term, master_id, master_priority, log_head
          FROM node_state WHERE id = 1",
     )?;
     let raw = stmt.query_row([], |row| {
@@ -63,23 +72,33 @@ pub fn load(conn: &Connection) -> Result<NodeState, StorageError> {
             row.get::<_, u32>(3)?,
             row.get::<_, i64>(4)?,
             row.get::<_, Option<u16>>(5)?,
-            row.get::<_, i64>(6)?,
+            row.get::<_, Option<i32>>(6)?,
+            row.get::<_, i64>(7)?,
         ))
     })?;
-    let (device_id, last_seq, wall_ms, counter, term, master_id, log_head) = raw;
+    let (device_id, last_seq, wall_ms, counter, term, master_id, master_priority, log_head) = raw;
     let table = "node_state";
+    let term = Term(from_sql_u64(term, table)?);
+    let epoch = match (master_id.and_then(DeviceId::new), master_priority) {
+        (Some(master_id), Some(master_priority)) => Some(Epoch {
+            term,
+            master_id,
+            master_priority,
+        }),
+        _ => None,
+    };
     Ok(NodeState {
         device_id: DeviceId::new(device_id)
             .ok_or_else(|| StorageError::corrupt(table, "device_id 0"))?,
         last_seq: from_sql_u64(last_seq, table)?,
         hlc: Hlc::new(from_sql_u64(wall_ms, table)?, counter),
-        term: Term(from_sql_u64(term, table)?),
-        master_id: master_id.and_then(DeviceId::new),
+        epoch,
         log_head: from_sql_u64(log_head, table)?,
     })
 }
 
-/// Stores `state`. The counters must not go backwards: that is asserted, as it would be a bug.
+/// Stores `state`. The sequence, the clock and the epoch must not go backwards: that is asserted,
+/// as it would be a bug. (The log head may: a diverged log is truncated.)
 pub fn save(conn: &Connection, state: &NodeState) -> Result<(), StorageError> {
     let before = load(conn)?;
     assert!(
@@ -90,18 +109,19 @@ pub fn save(conn: &Connection, state: &NodeState) -> Result<(), StorageError> {
         state.hlc >= before.hlc,
         "hybrid logical clock went backwards"
     );
-    assert!(state.term >= before.term, "term went backwards");
+    assert!(state.epoch >= before.epoch, "epoch went backwards");
     let table = "node_state";
     conn.prepare_cached(
         "UPDATE node_state SET last_seq = ?1, hlc_wall_ms = ?2, hlc_counter = ?3, term = ?4,
-         master_id = ?5, log_head = ?6 WHERE id = 1",
+         master_id = ?5, master_priority = ?6, log_head = ?7 WHERE id = 1",
     )?
     .execute(params![
         sql_u64(state.last_seq, table)?,
         sql_u64(state.hlc.wall_ms, table)?,
         state.hlc.counter,
-        sql_u64(state.term.0, table)?,
-        state.master_id.map(DeviceId::get),
+        sql_u64(state.term().0, table)?,
+        state.epoch.map(|e| e.master_id.get()),
+        state.epoch.map(|e| e.master_priority),
         sql_u64(state.log_head, table)?,
     ])?;
     Ok(())

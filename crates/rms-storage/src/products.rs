@@ -1,4 +1,5 @@
-//! The `products` table.
+//! The `products` table (what this device shows) and `products_base` (the master's state as of
+//! this device's log head). Same columns; [`Table`] picks one.
 
 use rms_domain::Product;
 use rms_domain::rules::Products;
@@ -6,6 +7,23 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::StorageError;
 use crate::error::{from_sql_u64, sql_u64};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// What tills see: the master's state with this device's own unlogged events on top.
+    Visible,
+    /// The master's state as of this device's log head.
+    Base,
+}
+
+impl Table {
+    const fn name(self) -> &'static str {
+        match self {
+            Table::Visible => "products",
+            Table::Base => "products_base",
+        }
+    }
+}
 
 const COLUMNS: &str = "sku, name, price_cents, stock, version, updated_at";
 
@@ -32,39 +50,52 @@ fn to_product(raw: (String, String, i64, i64, i64, String)) -> Result<Product, S
     })
 }
 
+/// A product as tills see it.
 pub fn get(conn: &Connection, sku: &str) -> Result<Option<Product>, StorageError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products WHERE sku = ?1"))?;
+    get_in(conn, Table::Visible, sku)
+}
+
+pub fn get_in(conn: &Connection, table: Table, sku: &str) -> Result<Option<Product>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM {} WHERE sku = ?1", table.name());
+    let mut stmt = conn.prepare_cached(&sql)?;
     stmt.query_row([sku], from_row)
         .optional()?
         .map(to_product)
         .transpose()
 }
 
-/// Every product, by SKU.
+/// Every product tills see, by SKU.
 pub fn list(conn: &Connection) -> Result<Vec<Product>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products ORDER BY sku"))?;
+    list_in(conn, Table::Visible)
+}
+
+pub fn list_in(conn: &Connection, table: Table) -> Result<Vec<Product>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {} ORDER BY sku",
+        table.name()
+    ))?;
     let rows = stmt.query_map([], from_row)?;
     rows.map(|raw| to_product(raw?)).collect()
 }
 
-/// The products among `skus` that exist.
-pub fn load_many(conn: &Connection, skus: &[&str]) -> Result<Products, StorageError> {
+/// The products among `skus` that exist in `table`.
+pub fn load_many(conn: &Connection, table: Table, skus: &[&str]) -> Result<Products, StorageError> {
     let mut products = Products::new();
     for sku in skus {
-        if let Some(product) = get(conn, sku)? {
+        if let Some(product) = get_in(conn, table, sku)? {
             products.insert(product.sku.clone(), product);
         }
     }
     Ok(products)
 }
 
-/// Inserts or replaces `product`.
-pub fn put(conn: &Connection, product: &Product) -> Result<(), StorageError> {
+/// Inserts or replaces `product` in `table`.
+pub fn put(conn: &Connection, table: Table, product: &Product) -> Result<(), StorageError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO products ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents,
-         stock = excluded.stock, version = excluded.version, updated_at = excluded.updated_at"
+         stock = excluded.stock, version = excluded.version, updated_at = excluded.updated_at",
+        table.name()
     ))?
     .execute(params![
         product.sku,
@@ -74,5 +105,11 @@ pub fn put(conn: &Connection, product: &Product) -> Result<(), StorageError> {
         sql_u64(product.version, "products")?,
         product.updated_at,
     ])?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, table: Table, sku: &str) -> Result<(), StorageError> {
+    conn.prepare_cached(&format!("DELETE FROM {} WHERE sku = ?1", table.name()))?
+        .execute([sku])?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use rms_domain::{
-    DeviceId, EventStatus, NewProduct, NewSale, NewSaleLine, Operation, RejectReason, Role,
+    Device, DeviceId, EventStatus, NewProduct, NewSale, NewSaleLine, Operation, RejectReason, Role,
     StockAdjustment,
 };
 use rms_storage::audit::AuditQuery;
@@ -37,6 +37,23 @@ fn sell(sku: &str, qty: i64) -> Command {
     })
 }
 
+/// A store whose device has formed a store of its own (term 1, itself master).
+fn master(store: Store) -> Store {
+    let me = Device {
+        device_id: store.read(node_state::load).unwrap().device_id,
+        name: "till".into(),
+        role: Role::Master,
+        advertise: "http://127.0.0.1:7878".into(),
+        priority: 0,
+        online: true,
+        last_seen: None,
+    };
+    store
+        .write(|tx| local::record_startup(tx, &me, NOW_MS))
+        .unwrap();
+    store
+}
+
 fn counts(store: &Store) -> (i64, i64, i64, i64) {
     store
         .read(|c| {
@@ -56,7 +73,7 @@ fn counts(store: &Store) -> (i64, i64, i64, i64) {
 #[test]
 fn a_master_sale_is_state_event_and_audit_in_one_commit() {
     // Proves the write unit: stock falls, the event is decided at once on the master, one audit entry.
-    let store = Store::open_in_memory(device(1)).unwrap();
+    let store = master(Store::open_in_memory(device(1)).unwrap());
     store
         .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 3)))
         .unwrap();
@@ -75,7 +92,7 @@ fn a_master_sale_is_state_event_and_audit_in_one_commit() {
             assert_eq!(sales::get(c, &sale.sale_id)?.unwrap(), sale);
             let log = events::log_after(c, 0, 10)?;
             assert_eq!(
-                log.iter().map(|e| e.master_seq).collect::<Vec<_>>(),
+                log.iter().map(|e| e.event.master_seq).collect::<Vec<_>>(),
                 [Some(1), Some(2)]
             );
             let entries = audit::query(
@@ -90,7 +107,11 @@ fn a_master_sale_is_state_event_and_audit_in_one_commit() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(counts(&store), (1, 2, 1, 2));
+    assert_eq!(
+        counts(&store),
+        (1, 2, 1, 3),
+        "two writes and the startup entry"
+    );
 }
 
 #[test]
@@ -118,7 +139,8 @@ fn a_client_write_stays_pending_and_emptying_a_product_is_critical() {
 #[test]
 fn a_write_that_fails_half_way_leaves_nothing() {
     // Everything of a write is in one transaction: an error after the inserts rolls all back.
-    let store = Store::open_in_memory(device(1)).unwrap();
+    let store = master(Store::open_in_memory(device(1)).unwrap());
+    let before = counts(&store);
     let err = store
         .write(|tx| {
             local::record(tx, Role::Master, NOW_MS, create("milk", 5))?;
@@ -128,14 +150,14 @@ fn a_write_that_fails_half_way_leaves_nothing() {
         })
         .unwrap_err();
     assert!(matches!(err, StorageError::NotFound { .. }));
-    assert_eq!(counts(&store), (0, 0, 0, 0));
+    assert_eq!(counts(&store), before);
     let state = store.read(node_state::load).unwrap();
     assert_eq!((state.last_seq, state.log_head), (0, 0));
 }
 
 #[test]
 fn refusals_write_nothing() {
-    let store = Store::open_in_memory(device(1)).unwrap();
+    let store = master(Store::open_in_memory(device(1)).unwrap());
     store
         .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 1)))
         .unwrap();
@@ -182,7 +204,7 @@ fn refusals_write_nothing() {
 fn the_sequence_and_clock_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let last_hlc = {
-        let store = Store::open(dir.path(), device(7)).unwrap();
+        let store = master(Store::open(dir.path(), device(7)).unwrap());
         store
             .write(|tx| local::record(tx, Role::Master, NOW_MS, create("a", 1)))
             .unwrap();
@@ -191,7 +213,7 @@ fn the_sequence_and_clock_survive_reopening() {
             .unwrap();
         b.event.hlc
     };
-    let store = Store::open(dir.path(), device(7)).unwrap();
+    let store = master(Store::open(dir.path(), device(7)).unwrap());
     // The wall clock went back an hour: the event id and the clock still move forward.
     let c = store
         .write(|tx| local::record(tx, Role::Master, NOW_MS - 3_600_000, create("c", 1)))
@@ -249,7 +271,7 @@ fn a_database_is_tied_to_its_device() {
 
 #[test]
 fn the_audit_log_is_append_only() {
-    let store = Store::open_in_memory(device(1)).unwrap();
+    let store = master(Store::open_in_memory(device(1)).unwrap());
     store
         .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 1)))
         .unwrap();
@@ -257,13 +279,13 @@ fn the_audit_log_is_append_only() {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = store.write(|tx| Ok(tx.execute("DELETE FROM audit_log", [])?));
     assert!(delete.unwrap_err().to_string().contains("append-only"));
-    assert_eq!(counts(&store).3, 1);
+    assert_eq!(counts(&store).3, 2);
 }
 
 #[test]
 fn a_file_database_passes_its_integrity_check() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), device(1)).unwrap();
+    let store = master(Store::open(dir.path(), device(1)).unwrap());
     store
         .write(|tx| local::record(tx, Role::Master, NOW_MS, create("milk", 10)))
         .unwrap();

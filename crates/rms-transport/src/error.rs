@@ -100,7 +100,8 @@ impl From<StorageError> for ApiError {
                     RejectReason::UnknownProduct => StatusCode::NOT_FOUND,
                     RejectReason::OutOfStock
                     | RejectReason::StaleVersion
-                    | RejectReason::AlreadyExists => StatusCode::CONFLICT,
+                    | RejectReason::AlreadyExists
+                    | RejectReason::EventIdReused => StatusCode::CONFLICT,
                 };
                 ApiError {
                     reason: Some(reason),
@@ -108,6 +109,11 @@ impl From<StorageError> for ApiError {
                 }
             }
             StorageError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            StorageError::NotMaster => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_master",
+                "this device is not the master of the store right now; retry shortly",
+            ),
             other => {
                 log::error!("storage error: {other}");
                 ApiError::internal(format!("storage error: {other}"))

@@ -78,7 +78,7 @@ impl Node {
             device_id,
             node.config().name,
             role.as_str(),
-            state.term
+            state.term()
         );
         Ok(node)
     }

@@ -33,8 +33,8 @@ pub async fn health(node: Node) -> Result<Response, ApiError> {
             "status": "ok",
             "device_id": state.device_id,
             "role": node.role(),
-            "term": state.term,
-            "master_id": state.master_id,
+            "term": state.term(),
+            "master_id": state.master_id(),
             "version": env!("CARGO_PKG_VERSION"),
         }),
     ))
@@ -53,7 +53,7 @@ pub async fn cluster(node: Node) -> Result<Response, ApiError> {
     }
     Ok(json(
         StatusCode::OK,
-        &json!({ "term": state.term, "master_id": state.master_id, "devices": roster }),
+        &json!({ "term": state.term(), "master_id": state.master_id(), "devices": roster }),
     ))
 }
 

@@ -76,10 +76,7 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
             let key = key.clone();
             async move {
                 let Some(key) = key else { return Ok(()) };
-                let given = header
-                    .as_deref()
-                    .and_then(|h| h.strip_prefix("Bearer "))
-                    .unwrap_or("");
+                let given = header.as_deref().and_then(bearer_token).unwrap_or("");
                 if constant_time_eq(given.as_bytes(), &key) {
                     Ok(())
                 } else {
@@ -88,6 +85,12 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
             }
         })
         .untuple_one()
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

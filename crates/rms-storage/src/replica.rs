@@ -1,0 +1,204 @@
+//! This device's copy of the master log, and the rebase of its own events on top of it.
+//!
+//! Two product tables make the rebase simple: `products_base` is the master's state as of this
+//! device's log head, set from the snapshots the log entries carry; `products` (what tills see) is
+//! the base with this device's own not-yet-logged events replayed on top, in sequence order
+//! ([`recompute_visible`]). Every function here runs inside the caller's transaction.
+//!
+//! **On crash:** each call is part of one transaction (entries, verdicts, log head, recomputed
+//! products together), so a crash leaves the device at the previous head, and the next pull asks
+//! again from there.
+
+use std::collections::BTreeSet;
+
+use rms_domain::rules::{self, Products};
+use rms_domain::{DeviceId, EventStatus, LogEntry, RejectReason, SyncEvent, rfc3339_from_ms};
+use rusqlite::Transaction;
+
+use crate::local::store_projection;
+use crate::products::{self, Table};
+use crate::{StorageError, events, node_state};
+
+/// Most entries read at once while rebuilding the base after a truncation.
+const REBUILD_PAGE: usize = 512;
+
+/// Applies master-log entries, which must continue this device's log without a gap.
+/// Returns the SKUs whose visible state was recomputed.
+pub fn apply_entries(
+    tx: &Transaction<'_>,
+    entries: &[LogEntry],
+) -> Result<BTreeSet<String>, StorageError> {
+    let mut state = node_state::load(tx)?;
+    let mut touched = BTreeSet::new();
+    for entry in entries {
+        let seq = entry.seq();
+        if seq != state.log_head + 1 {
+            return Err(StorageError::LogGap {
+                expected: state.log_head + 1,
+                got: seq,
+            });
+        }
+        match events::get(tx, &entry.event.event_id)? {
+            Some(stored) if !stored.same_content(&entry.event) => {
+                return Err(StorageError::corrupt(
+                    "sync_events",
+                    format!(
+                        "log entry {seq} has other content than stored event {}",
+                        stored.event_id
+                    ),
+                ));
+            }
+            Some(_) => events::set_decision(tx, &entry.event, Some(entry))?,
+            None => {
+                events::insert_entry(tx, entry)?;
+                store_projection(
+                    tx,
+                    &entry.event,
+                    &rfc3339_from_ms(entry.event.created_at_ms),
+                )?;
+            }
+        }
+        let skus = entry.event.payload.skus();
+        for sku in &skus {
+            match entry.products.iter().find(|p| p.sku == *sku) {
+                Some(product) => products::put(tx, Table::Base, product)?,
+                None => products::delete(tx, Table::Base, sku)?,
+            }
+        }
+        touched.extend(skus.into_iter().map(str::to_owned));
+        state.log_head = seq;
+    }
+    node_state::save(tx, &state)?;
+    recompute_visible(tx, state.device_id, state.log_head, &touched)?;
+    Ok(touched)
+}
+
+/// Records the master's verdict on one of this device's own events (from a push answer).
+/// A verdict the log already brought is left as it is.
+pub fn set_verdict(
+    tx: &Transaction<'_>,
+    event_id: &rms_domain::EventId,
+    status: EventStatus,
+    reason: Option<RejectReason>,
+    master_seq: Option<u64>,
+) -> Result<(), StorageError> {
+    let state = node_state::load(tx)?;
+    let Some(mut event) = events::get(tx, event_id)? else {
+        return Err(StorageError::NotFound {
+            what: format!("event {event_id}"),
+        });
+    };
+    if event.status != EventStatus::Pending {
+        return Ok(());
+    }
+    event.status = status;
+    event.reason = reason;
+    event.master_seq = master_seq.filter(|_| status == EventStatus::Synced);
+    events::set_decision(tx, &event, None)?;
+    if status == EventStatus::Rejected {
+        let skus = event
+            .payload
+            .skus()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        recompute_visible(tx, state.device_id, state.log_head, &skus)?;
+    }
+    Ok(())
+}
+
+/// Undoes the log after `keep` (a log that diverged from the master's). This device's own
+/// events go back to pending (marked `accepted_before` if a master had accepted them); other
+/// devices' are removed (they come back from the master's log). Returns the undone entries, so
+/// a device that was master can hand them to the new master.
+pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, StorageError> {
+    let mut state = node_state::load(tx)?;
+    let undone = events::log_after(tx, keep, usize::MAX)?;
+    let mut touched = BTreeSet::new();
+    for entry in &undone {
+        let event = &entry.event;
+        if event.origin() == state.device_id {
+            let mut pending = event.clone();
+            pending.accepted_before |= event.status == EventStatus::Synced;
+            pending.status = EventStatus::Pending;
+            pending.reason = None;
+            pending.master_seq = None;
+            events::set_decision(tx, &pending, None)?;
+        } else {
+            events::delete_foreign(tx, &event.event_id)?;
+        }
+        touched.extend(event.payload.skus().into_iter().map(str::to_owned));
+    }
+    state.log_head = keep.min(state.log_head);
+    node_state::save(tx, &state)?;
+    rebuild_base(tx, keep, &touched)?;
+    recompute_visible(tx, state.device_id, state.log_head, &touched)?;
+    Ok(undone)
+}
+
+/// Sets `products_base` for `skus` to the newest snapshot at or before `head`.
+fn rebuild_base(
+    tx: &Transaction<'_>,
+    head: u64,
+    skus: &BTreeSet<String>,
+) -> Result<(), StorageError> {
+    let mut unresolved: BTreeSet<&str> = skus.iter().map(String::as_str).collect();
+    let mut from = head;
+    while !unresolved.is_empty() && from > 0 {
+        let page = events::log_before(tx, from, REBUILD_PAGE)?;
+        let Some(last) = page.last() else { break };
+        from = last.seq().saturating_sub(1);
+        for entry in &page {
+            for sku in entry.event.payload.skus() {
+                if unresolved.remove(sku) {
+                    match entry.products.iter().find(|p| p.sku == sku) {
+                        Some(product) => products::put(tx, Table::Base, product)?,
+                        None => products::delete(tx, Table::Base, sku)?,
+                    }
+                }
+            }
+        }
+    }
+    for sku in unresolved {
+        products::delete(tx, Table::Base, sku)?;
+    }
+    Ok(())
+}
+
+/// Sets what tills see for `skus`: the base, with this device's own unlogged events replayed on
+/// top in sequence order.
+pub fn recompute_visible(
+    tx: &Transaction<'_>,
+    me: DeviceId,
+    log_head: u64,
+    skus: &BTreeSet<String>,
+) -> Result<(), StorageError> {
+    if skus.is_empty() {
+        return Ok(());
+    }
+    let own: Vec<SyncEvent> = events::unlogged_own(tx, me, log_head)?;
+    let touching: Vec<&SyncEvent> = own
+        .iter()
+        .filter(|e| e.payload.skus().iter().any(|s| skus.contains(*s)))
+        .collect();
+    let mut wanted: BTreeSet<&str> = skus.iter().map(String::as_str).collect();
+    for event in &touching {
+        wanted.extend(event.payload.skus());
+    }
+    let mut view: Products =
+        products::load_many(tx, Table::Base, &wanted.into_iter().collect::<Vec<_>>())?;
+    for event in touching {
+        rules::apply_forced(
+            &event.payload,
+            &mut view,
+            &rfc3339_from_ms(event.created_at_ms),
+        );
+    }
+    for sku in skus {
+        match view.get(sku) {
+            Some(product) => products::put(tx, Table::Visible, product)?,
+            None => products::delete(tx, Table::Visible, sku)?,
+        }
+    }
+    Ok(())
+}
