@@ -1,0 +1,25 @@
+# rms: the two commands a newcomer needs are `make run` and `make test`.
+CARGO ?= cargo
+
+.PHONY: run test lint fmt bench sim
+
+## run: a complete single-device store on 127.0.0.1:7878, data in ./rms-data
+run:
+	$(CARGO) run --release -p rms-node --
+
+## test: every crate's tests, including the multi-process ones
+test:
+	$(CARGO) test --workspace
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: the quick benchmark set against a release build; summary in target/bench/summary.json
+bench:
+	$(CARGO) build --release -p rms-node -p rms-bench
+	./target/release/rms-bench --node target/release/rms-node

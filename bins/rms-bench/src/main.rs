@@ -1,0 +1,203 @@
+//! rms-bench: measures a real `rms-node` (release build) from the outside, as tills see it.
+//!
+//! Scenario `rest-sales`: single-node sales through REST, by 1 sequential till and by N
+//! concurrent tills; sales/s and p50/p99 latency. Results go to `target/bench/summary.json` and
+//! are printed as a table.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(name = "rms-bench", about = "Benchmarks a real rms-node over loopback")]
+struct Args {
+    /// The rms-node binary to measure.
+    #[arg(long, default_value = "target/release/rms-node")]
+    node: PathBuf,
+    /// Sales per till.
+    #[arg(long, default_value_t = 2000)]
+    sales_per_till: usize,
+    /// Concurrent tills in the concurrent run.
+    #[arg(long, default_value_t = 8)]
+    concurrent_tills: usize,
+    /// Where the summary goes.
+    #[arg(long, default_value = "target/bench/summary.json")]
+    out: PathBuf,
+}
+
+struct Node {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(binary: &Path) -> anyhow::Result<Node> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(binary)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RMS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("rms-node listening on ")
+        .context("no address line")?
+        .to_owned();
+    Ok(Node {
+        child,
+        url,
+        _dir: dir,
+    })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &Value) -> anyhow::Result<u16> {
+    let mut response = agent.post(url).send_json(body)?;
+    response.body_mut().read_to_string()?;
+    Ok(response.status().as_u16())
+}
+
+/// Runs `tills` threads each selling `sales` times; returns (wall time, every latency).
+fn run_tills(url: &str, tills: usize, sales: usize) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tills)
+        .map(|till| {
+            let url = format!("{url}/api/v1/sales");
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let agent = agent();
+                let sale = json!({"user_id": format!("till-{till}"), "lines": [{"sku": "bench", "qty": 1}]});
+                let mut latencies = Vec::with_capacity(sales);
+                for _ in 0..sales {
+                    let t = Instant::now();
+                    let status = post(&agent, &url, &sale)?;
+                    latencies.push(t.elapsed());
+                    if status != 201 {
+                        bail!("sale answered {status}");
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(tills * sales);
+    for handle in handles {
+        all.extend(
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a till panicked"))??,
+        );
+    }
+    Ok((started.elapsed(), all))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn scenario(id: &str, name: &str, tills: usize, args: &Args) -> anyhow::Result<Value> {
+    let node = start_node(&args.node)?;
+    let agent = agent();
+    let product =
+        json!({"sku": "bench", "name": "Bench", "price_cents": 100, "stock": 1_000_000_000});
+    let status = post(&agent, &format!("{}/api/v1/products", node.url), &product)?;
+    if status != 201 {
+        bail!("creating the product answered {status}");
+    }
+    // Warm-up: connections, statement caches, WAL file growth.
+    run_tills(&node.url, tills, 50)?;
+    let (wall, mut latencies) = run_tills(&node.url, tills, args.sales_per_till)?;
+    latencies.sort_unstable();
+    let rate = latencies.len() as f64 / wall.as_secs_f64();
+    Ok(json!({
+        "id": id,
+        "name": name,
+        "value": (rate * 10.0).round() / 10.0,
+        "unit": "sales/s",
+        "p50_ms": (percentile(&latencies, 50.0) * 1000.0).round() / 1000.0,
+        "p99_ms": (percentile(&latencies, 99.0) * 1000.0).round() / 1000.0,
+        "sales": latencies.len(),
+        "tills": tills,
+    }))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.node.exists() {
+        bail!(
+            "{} does not exist; build it with cargo build --release -p rms-node",
+            args.node.display()
+        );
+    }
+    let scenarios = vec![
+        scenario("R1", "REST sales, 1 sequential till", 1, &args)?,
+        scenario(
+            "R2",
+            &format!("REST sales, {} concurrent tills", args.concurrent_tills),
+            args.concurrent_tills,
+            &args,
+        )?,
+    ];
+    println!(
+        "{:<4} {:<36} {:>12} {:>10} {:>10}",
+        "id", "scenario", "sales/s", "p50 ms", "p99 ms"
+    );
+    for s in &scenarios {
+        println!(
+            "{:<4} {:<36} {:>12} {:>10} {:>10}",
+            s["id"].as_str().unwrap_or(""),
+            s["name"].as_str().unwrap_or(""),
+            s["value"],
+            s["p50_ms"],
+            s["p99_ms"]
+        );
+    }
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH
+    );
+    let summary = json!({ "scenarios": scenarios, "machine": machine, "date": date() });
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)?;
+    println!("summary written to {}", args.out.display());
+    Ok(())
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(String::new, |s| s.trim().to_owned())
+}
