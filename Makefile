@@ -23,3 +23,7 @@ fmt:
 bench:
 	$(CARGO) build --release -p rms-node -p rms-bench
 	./target/release/rms-bench --node target/release/rms-node
+
+## sim: the deterministic simulator; RMS_SIM_SEEDS=N seeds (default 150), RMS_SIM_SEED=S replays one
+sim:
+	$(CARGO) test --release -p rms-tests --test it sim:: -- --nocapture

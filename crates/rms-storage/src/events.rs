@@ -2,9 +2,7 @@
 //! master log (events with a `master_seq`, with the epoch that decided them and the products
 //! right after them).
 
-use rms_domain::{
-    DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term,
-};
+use rms_domain::{DeviceId, Epoch, EventId, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::StorageError;
@@ -243,17 +241,13 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SyncEvent>, Storag
 }
 
 /// Events of `device` whose effect is not yet in this device's copy of the master state: pending,
-/// or accepted with a `master_seq` past `log_head`. In sequence order.
-pub fn unlogged_own(
-    conn: &Connection,
-    device: DeviceId,
-    log_head: u64,
-) -> Result<Vec<SyncEvent>, StorageError> {
+/// or accepted (by a push answer) but not yet in the log. In sequence order.
+pub fn unlogged_own(conn: &Connection, device: DeviceId) -> Result<Vec<SyncEvent>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1
-         AND (status = 'pending' OR (status = 'synced' AND master_seq > ?2)) ORDER BY seq"
+         AND (status = 'pending' OR (status = 'synced' AND epoch_term IS NULL)) ORDER BY seq"
     ))?;
-    let rows = stmt.query_map(params![device.get(), sql_u64(log_head, TABLE)?], from_row)?;
+    let rows = stmt.query_map([device.get()], from_row)?;
     rows.map(|raw| decode_event(&raw?)).collect()
 }
 
@@ -340,7 +334,26 @@ pub fn delete_foreign(conn: &Connection, event_id: &EventId) -> Result<(), Stora
     Ok(())
 }
 
-/// Whether an event's status says it is decided.
-pub fn is_decided(status: EventStatus) -> bool {
-    status != EventStatus::Pending
+/// `device`'s events rejected by a push answer whose log entry has not arrived.
+pub fn decided_unlogged_rejected(
+    conn: &Connection,
+    device: DeviceId,
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND status = 'rejected' AND epoch_term IS NULL"
+    ))?;
+    let rows = stmt.query_map([device.get()], from_row)?;
+    rows.map(|raw| decode_event(&raw?)).collect()
+}
+
+/// Puts `device`'s events that have a verdict but no log entry back to pending; those that were
+/// accepted are marked `accepted_before`. Returns how many.
+pub fn repend_unlogged(conn: &Connection, device: DeviceId) -> Result<usize, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE sync_events SET accepted_before = (accepted_before OR status = 'synced'),
+             status = 'pending', reason = NULL
+             WHERE device_id = ?1 AND status != 'pending' AND epoch_term IS NULL",
+        )?
+        .execute([device.get()])?)
 }

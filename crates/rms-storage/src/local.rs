@@ -76,7 +76,13 @@ pub fn record(
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
 
-    let mut products = products::load_many(tx, Table::Visible, &payload.skus())?;
+    // The master decides on its copy of the master state; a client on what its tills see.
+    let table = if epoch.is_some() {
+        Table::Base
+    } else {
+        Table::Visible
+    };
+    let mut products = products::load_many(tx, table, &payload.skus())?;
     let applied =
         rules::apply(&payload, &mut products, &at).map_err(|reason| refusal(reason, &payload))?;
     for sku in &applied.changed {

@@ -69,18 +69,18 @@ pub fn apply_entries(
         state.log_head = seq;
     }
     node_state::save(tx, &state)?;
-    recompute_visible(tx, state.device_id, state.log_head, &touched)?;
+    recompute_visible(tx, state.device_id, &touched)?;
     Ok(touched)
 }
 
-/// Records the master's verdict on one of this device's own events (from a push answer).
-/// A verdict the log already brought is left as it is.
+/// Records the master's verdict on one of this device's own events (from a push answer). The
+/// event keeps no `master_seq` until its log entry arrives. A verdict the log already brought is
+/// left as it is.
 pub fn set_verdict(
     tx: &Transaction<'_>,
     event_id: &rms_domain::EventId,
     status: EventStatus,
     reason: Option<RejectReason>,
-    master_seq: Option<u64>,
 ) -> Result<(), StorageError> {
     let state = node_state::load(tx)?;
     let Some(mut event) = events::get(tx, event_id)? else {
@@ -93,7 +93,6 @@ pub fn set_verdict(
     }
     event.status = status;
     event.reason = reason;
-    event.master_seq = master_seq.filter(|_| status == EventStatus::Synced);
     events::set_decision(tx, &event, None)?;
     if status == EventStatus::Rejected {
         let skus = event
@@ -102,7 +101,7 @@ pub fn set_verdict(
             .into_iter()
             .map(str::to_owned)
             .collect();
-        recompute_visible(tx, state.device_id, state.log_head, &skus)?;
+        recompute_visible(tx, state.device_id, &skus)?;
     }
     Ok(())
 }
@@ -111,6 +110,22 @@ pub fn set_verdict(
 /// events go back to pending (marked `accepted_before` if a master had accepted them); other
 /// devices' are removed (they come back from the master's log). Returns the undone entries, so
 /// a device that was master can hand them to the new master.
+/// Puts this device's own events that have a verdict but no log entry back to pending (see
+/// [`events::repend_unlogged`]); what tills see does not change (they were in the overlay, or
+/// rejected and out of it, and a rejected one re-pended goes back into it).
+pub fn repend_unlogged(tx: &Transaction<'_>) -> Result<usize, StorageError> {
+    let state = node_state::load(tx)?;
+    let rejected: Vec<SyncEvent> = events::decided_unlogged_rejected(tx, state.device_id)?;
+    let count = events::repend_unlogged(tx, state.device_id)?;
+    let skus: BTreeSet<String> = rejected
+        .iter()
+        .flat_map(|e| e.payload.skus())
+        .map(str::to_owned)
+        .collect();
+    recompute_visible(tx, state.device_id, &skus)?;
+    Ok(count)
+}
+
 pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, StorageError> {
     let mut state = node_state::load(tx)?;
     let undone = events::log_after(tx, keep, usize::MAX)?;
@@ -132,7 +147,7 @@ pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, 
     state.log_head = keep.min(state.log_head);
     node_state::save(tx, &state)?;
     rebuild_base(tx, keep, &touched)?;
-    recompute_visible(tx, state.device_id, state.log_head, &touched)?;
+    recompute_visible(tx, state.device_id, &touched)?;
     Ok(undone)
 }
 
@@ -170,13 +185,12 @@ fn rebuild_base(
 pub fn recompute_visible(
     tx: &Transaction<'_>,
     me: DeviceId,
-    log_head: u64,
     skus: &BTreeSet<String>,
 ) -> Result<(), StorageError> {
     if skus.is_empty() {
         return Ok(());
     }
-    let own: Vec<SyncEvent> = events::unlogged_own(tx, me, log_head)?;
+    let own: Vec<SyncEvent> = events::unlogged_own(tx, me)?;
     let touching: Vec<&SyncEvent> = own
         .iter()
         .filter(|e| e.payload.skus().iter().any(|s| skus.contains(*s)))

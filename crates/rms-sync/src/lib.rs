@@ -1,1 +1,35 @@
-//! rms-sync: the pure sync core (filled by the sync issue).
+//! rms-sync: the store's sync brain, as a state machine with no I/O.
+//!
+//! **Architecture invariant:** no sockets, no tokio, no threads, no clock or RNG reads. Every input
+//! carries [`Now`]; randomness (timer jitter) comes from [`SyncConfig::rng_seed`]. The same code
+//! runs in `rms-node` and in the deterministic simulator (`tests/it/sim`). Enforced by
+//! `clippy.toml` (`disallowed-methods`) and by a test that reads this crate's dependency list.
+//!
+//! **API boundary:** storage is reached only through [`SyncStore`], a trait this crate defines.
+//! Rows to persist leave the core as a [`Batch`] handed to [`SyncStore::commit`] (one
+//! transaction), and the core sends nothing that depends on a batch until the commit returned.
+//!
+//! # Calling order (as quinn-proto's `Connection`)
+//!
+//! 1. [`SyncNode::new`] with the persisted state.
+//! 2. Feed inputs, each with `now`: [`SyncNode::handle_message`] for every message from a peer,
+//!    [`SyncNode::handle_local_write`] after every committed local write, and
+//!    [`SyncNode::handle_timeout`] when [`SyncNode::poll_timeout`] is due.
+//! 3. After each input, drain [`SyncNode::poll_transmit`] (messages to send) and
+//!    [`SyncNode::poll_notification`] (verdicts and role changes for the application), then ask
+//!    [`SyncNode::poll_timeout`] again.
+//!
+//! The core decides: who is master (heartbeats, rank, epoch), what to push and pull and when, the
+//! order in which the master applies events (arrival order; a batch by `(hlc, device, seq)`),
+//! verdicts (`rms_domain::rules`), idempotency, fencing (`stale_term`), and what goes to the audit
+//! log. The driver executes: sockets, timers, SQLite.
+
+mod message;
+mod node;
+mod rng;
+mod store;
+
+pub use message::{BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
+pub use node::{HandoverError, Notification, Now, SyncConfig, SyncError, SyncNode, To, Transmit};
+pub use rng::Rng;
+pub use store::{Batch, Persisted, SyncStore};

@@ -15,12 +15,14 @@ mod db;
 mod error;
 mod node;
 mod server;
+mod sync_store;
 
 pub use clock::Clock;
 pub use db::{Db, DbError};
 pub use error::ApiError;
 pub use node::{Node, NodeConfig, StartError};
 pub use server::serve;
+pub use sync_store::StoreAdapter;
 
 /// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.
 pub const BODY_BYTES_MAX: u64 = 1024 * 1024;

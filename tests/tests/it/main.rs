@@ -2,4 +2,5 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod sim;
 mod single_node;

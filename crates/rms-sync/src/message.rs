@@ -1,0 +1,168 @@
+//! The sync protocol's messages. On the wire each is a JSON text message with a `"type"` field
+//! (`"register"`, `"push"`, ...). Every message carries the sender's epoch, so a receiver can fence
+//! off a deposed master (`stale_term`) and adopt a newer one.
+
+use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role, SyncEvent};
+use serde::{Deserialize, Serialize};
+
+/// Most events in one push, and most entries in one answer to a pull (SPEC §4).
+pub const BATCH_EVENTS_MAX: usize = 1000;
+
+/// What a device tells others about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerInfo {
+    pub device_id: DeviceId,
+    pub name: String,
+    /// How peers reach it, e.g. `http://10.0.0.5:7878`.
+    pub advertise: String,
+    pub priority: i32,
+}
+
+/// The master's decision on one pushed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub event_id: EventId,
+    /// `synced` (accepted) or `rejected`.
+    pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RejectReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_seq: Option<u64>,
+}
+
+impl Verdict {
+    pub fn of(entry: &LogEntry) -> Verdict {
+        Verdict {
+            event_id: entry.event.event_id,
+            status: entry.event.status,
+            reason: entry.event.reason,
+            master_seq: entry.event.master_seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Message {
+    /// A client introduces itself to the master (and again after every reconnect or new epoch).
+    Register {
+        peer: PeerInfo,
+        epoch: Option<Epoch>,
+        log_head: u64,
+    },
+    /// The master's answer: its epoch and the roster it knows.
+    RegisterAck {
+        epoch: Epoch,
+        roster: Vec<PeerInfo>,
+        log_head: u64,
+    },
+    /// Every device to every peer, every heartbeat interval: who I am, what I think, how far I am.
+    Heartbeat {
+        peer: PeerInfo,
+        epoch: Option<Epoch>,
+        role: Role,
+        log_head: u64,
+    },
+    /// A client's own pending events, at most [`BATCH_EVENTS_MAX`], for the master to decide.
+    Push {
+        epoch: Option<Epoch>,
+        events: Vec<SyncEvent>,
+    },
+    /// The master's verdicts, sent only after the commit that holds them.
+    PushAck {
+        epoch: Epoch,
+        verdicts: Vec<Verdict>,
+    },
+    /// Master-log entries after `since`; `since_epoch` is the epoch of the asker's entry at
+    /// `since`, so the master can tell whether the two logs agree up to there.
+    Pull {
+        epoch: Option<Epoch>,
+        since: u64,
+        since_epoch: Option<Epoch>,
+    },
+    /// The answer to a pull: entries after `since` (at most [`BATCH_EVENTS_MAX`]), or, when the
+    /// logs disagree, `truncate_to`: undo your log after this position and ask again.
+    Events {
+        epoch: Epoch,
+        entries: Vec<LogEntry>,
+        log_head: u64,
+        truncate_to: Option<u64>,
+    },
+    /// The master's periodic broadcast of entries not broadcast yet.
+    SyncUpdate {
+        epoch: Epoch,
+        entries: Vec<LogEntry>,
+    },
+    /// The master's immediate broadcast of a critical entry (stock at 0 or below, or a rejection).
+    CriticalEvent { epoch: Epoch, entry: LogEntry },
+    /// To the origin of a rejected event.
+    Conflict {
+        epoch: Epoch,
+        event_id: EventId,
+        reason: RejectReason,
+    },
+    /// A new master, to every device it can reach.
+    MasterAnnounce { epoch: Epoch, url: String },
+    /// A former master hands the new master the entries it decided that the new log lacks.
+    Relay {
+        epoch: Option<Epoch>,
+        entries: Vec<LogEntry>,
+    },
+    /// The master asks `target` to take the role over once it has caught up to `log_head`.
+    Handover {
+        epoch: Epoch,
+        target: DeviceId,
+        log_head: u64,
+    },
+    /// A refusal: `stale_term` (the receiver's epoch is newer: adopt it), `not_master`,
+    /// `forged_origin`, ...
+    Error {
+        epoch: Option<Epoch>,
+        code: String,
+        message: String,
+    },
+}
+
+impl Message {
+    /// The sender's epoch.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self {
+            Message::Register { epoch, .. }
+            | Message::Heartbeat { epoch, .. }
+            | Message::Push { epoch, .. }
+            | Message::Pull { epoch, .. }
+            | Message::Relay { epoch, .. }
+            | Message::Error { epoch, .. } => *epoch,
+            Message::RegisterAck { epoch, .. }
+            | Message::PushAck { epoch, .. }
+            | Message::Events { epoch, .. }
+            | Message::SyncUpdate { epoch, .. }
+            | Message::CriticalEvent { epoch, .. }
+            | Message::Conflict { epoch, .. }
+            | Message::MasterAnnounce { epoch, .. }
+            | Message::Handover { epoch, .. } => Some(*epoch),
+        }
+    }
+
+    /// The wire name (`"push"`, ...), for logs and audit details.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Register { .. } => "register",
+            Message::RegisterAck { .. } => "register_ack",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::Push { .. } => "push",
+            Message::PushAck { .. } => "push_ack",
+            Message::Pull { .. } => "pull",
+            Message::Events { .. } => "events",
+            Message::SyncUpdate { .. } => "sync_update",
+            Message::CriticalEvent { .. } => "critical_event",
+            Message::Conflict { .. } => "conflict",
+            Message::MasterAnnounce { .. } => "master_announce",
+            Message::Relay { .. } => "relay",
+            Message::Handover { .. } => "handover",
+            Message::Error { .. } => "error",
+        }
+    }
+}

@@ -1,0 +1,1559 @@
+//! [`SyncNode`]: one device's sync state machine, for both roles.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rms_domain::rules::{self, Products};
+use rms_domain::{
+    AuditEntry, DeviceId, Epoch, EventId, EventPayload, EventStatus, Hlc, LogEntry, Operation,
+    Outcome, RejectReason, Role, SyncEvent, Term, rfc3339_from_ms,
+};
+use serde_json::{Value, json};
+
+use crate::message::{BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
+use crate::rng::Rng;
+use crate::store::{Batch, SyncStore};
+
+/// The time, as every input carries it: monotonic milliseconds for timers, wall milliseconds
+/// (since the Unix epoch, possibly skewed) for clocks and audit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono_ms: u64,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub me: PeerInfo,
+    /// False for a lone device: it is master of its own store at once.
+    pub has_peers: bool,
+    pub sync_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub master_timeout_ms: u64,
+    /// Take the master role back (in a new term) once caught up, when this device outranks the
+    /// master.
+    pub reclaim: bool,
+    pub rng_seed: u64,
+    /// Events stamped further than this in the future are not trusted: their clock is not merged
+    /// into this device's, and the audit log flags them.
+    pub clock_drift_max_ms: u64,
+}
+
+impl SyncConfig {
+    pub fn device_id(&self) -> DeviceId {
+        self.me.device_id
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    Device(DeviceId),
+    /// Every peer the driver can reach (configured peers and the roster).
+    AllPeers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmit {
+    pub to: To,
+    pub message: Message,
+}
+
+/// What the application may want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    RoleChanged {
+        role: Role,
+        epoch: Option<Epoch>,
+    },
+    /// The master decided one of this device's own events.
+    Decided(Verdict),
+    /// The device's copy of the master log grew (or was truncated) to `log_head`.
+    LogAdvanced {
+        log_head: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError<E: std::error::Error + 'static> {
+    #[error("storage: {0}")]
+    Store(#[source] E),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverError {
+    #[error("only the master can hand its role over")]
+    NotMaster,
+    #[error("device {0} is this device")]
+    ToSelf(DeviceId),
+    #[error("device {0} has not been heard from within the master timeout")]
+    Unreachable(DeviceId),
+    #[error("cannot record the handover: {0}")]
+    Storage(String),
+}
+
+/// What this device knows of a peer.
+#[derive(Debug, Clone)]
+struct Peer {
+    info: Option<PeerInfo>,
+    /// Monotonic time of the last message from it (`None`: never).
+    last_heard_ms: Option<u64>,
+    epoch: Option<Epoch>,
+    role: Role,
+    log_head: u64,
+}
+
+/// A client's view of the master it follows.
+#[derive(Debug, Clone, Default)]
+struct Following {
+    /// A master is believed alive (heard within the timeout).
+    active: bool,
+    heard_ms: u64,
+    registered: bool,
+    /// The logs were found to agree up to our head (a pull answered without truncation).
+    synced: bool,
+    master_log_head: u64,
+    push_sent_ms: Option<u64>,
+    push_again: bool,
+    pull_sent_ms: Option<u64>,
+    /// Handover asked us to take over once our head reaches this.
+    take_over_at: Option<u64>,
+}
+
+/// An election this device runs while it waits for a better-ranked device to take over.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    expected: DeviceId,
+    deadline_ms: u64,
+}
+
+type Result<T, S> = std::result::Result<T, SyncError<<S as SyncStore>::Error>>;
+
+pub struct SyncNode<S: SyncStore> {
+    config: SyncConfig,
+    store: S,
+    rng: Rng,
+    role: Role,
+    epoch: Option<Epoch>,
+    log_head: u64,
+    hlc: Hlc,
+    peers: BTreeMap<DeviceId, Peer>,
+    following: Following,
+    waiting: Option<Waiting>,
+    /// Peers that were expected to take over and did not, until when they are passed over.
+    suspects: BTreeMap<DeviceId, u64>,
+    /// When this device last lost (or started without) a master.
+    masterless_since_ms: u64,
+    /// Entries this device decided as master that the new master's log lacks.
+    relay: Vec<LogEntry>,
+    /// Master: entries up to here were broadcast as `sync_update`.
+    broadcast_head: u64,
+    next_heartbeat_ms: u64,
+    next_sync_ms: u64,
+    transmits: VecDeque<Transmit>,
+    notifications: VecDeque<Notification>,
+}
+
+impl<S: SyncStore> std::fmt::Debug for SyncNode<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncNode")
+            .field("device", &self.config.me.device_id)
+            .field("role", &self.role)
+            .field("epoch", &self.epoch)
+            .field("log_head", &self.log_head)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err<E: std::error::Error + 'static>(e: E) -> SyncError<E> {
+    SyncError::Store(e)
+}
+
+fn rank(priority: i32, device_id: DeviceId) -> (i32, Reverse<DeviceId>) {
+    (priority, Reverse(device_id))
+}
+
+impl<S: SyncStore> SyncNode<S> {
+    /// Starts from what `store` has persisted. A lone device (no peers) is master of its own
+    /// store at once; a device with peers starts as a client looking for the master, and holds an
+    /// election if it finds none within the master timeout.
+    pub fn new(config: SyncConfig, store: S, now: Now) -> Result<SyncNode<S>, S> {
+        let persisted = store.persisted().map_err(store_err)?;
+        let mut node = SyncNode {
+            rng: Rng::new(config.rng_seed),
+            role: Role::Client,
+            epoch: persisted.epoch,
+            log_head: persisted.log_head,
+            hlc: persisted.hlc,
+            peers: BTreeMap::new(),
+            following: Following::default(),
+            waiting: None,
+            suspects: BTreeMap::new(),
+            masterless_since_ms: now.mono_ms,
+            relay: Vec::new(),
+            broadcast_head: persisted.log_head,
+            next_heartbeat_ms: now.mono_ms,
+            next_sync_ms: now.mono_ms,
+            transmits: VecDeque::new(),
+            notifications: VecDeque::new(),
+            config,
+            store,
+        };
+        node.next_sync_ms = now.mono_ms + node.sync_delay();
+        if !node.config.has_peers {
+            match node.epoch {
+                Some(epoch) if epoch.master_id == node.me() => node.resume_master(now)?,
+                _ => node.become_master(now, "alone: no peers configured")?,
+            }
+        }
+        Ok(node)
+    }
+
+    // ----- getters -----
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.epoch
+    }
+
+    /// The master this device follows or is, if it knows one.
+    pub fn master_id(&self) -> Option<DeviceId> {
+        match self.role {
+            Role::Master => Some(self.me()),
+            Role::Client if self.following.active => self.epoch.map(|e| e.master_id),
+            Role::Client => None,
+        }
+    }
+
+    pub fn log_head(&self) -> u64 {
+        self.log_head
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Peers heard from within the master timeout, with what they said of themselves.
+    pub fn live_peers(&self, now: Now) -> Vec<(PeerInfo, Role, Option<Epoch>)> {
+        self.peers
+            .iter()
+            .filter(|(id, _)| self.is_alive(**id, now))
+            .filter_map(|(_, p)| p.info.clone().map(|info| (info, p.role, p.epoch)))
+            .collect()
+    }
+
+    /// Every peer this device has heard of, with the monotonic time it was last heard from.
+    pub fn roster(&self) -> Vec<(PeerInfo, Option<u64>)> {
+        self.peers
+            .values()
+            .filter_map(|p| p.info.clone().map(|i| (i, p.last_heard_ms)))
+            .collect()
+    }
+
+    fn me(&self) -> DeviceId {
+        self.config.me.device_id
+    }
+
+    fn is_alive(&self, device: DeviceId, now: Now) -> bool {
+        self.peers
+            .get(&device)
+            .and_then(|p| p.last_heard_ms)
+            .is_some_and(|heard| now.mono_ms.saturating_sub(heard) <= self.config.master_timeout_ms)
+    }
+
+    // ----- outputs -----
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_notification(&mut self) -> Option<Notification> {
+        self.notifications.pop_front()
+    }
+
+    /// The monotonic time at which [`SyncNode::handle_timeout`] wants to be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut at = self.next_heartbeat_ms.min(self.next_sync_ms);
+        if self.role == Role::Client && self.following.active {
+            at = at.min(self.following.heard_ms + self.config.master_timeout_ms + 1);
+        }
+        if let Some(waiting) = self.waiting {
+            at = at.min(waiting.deadline_ms);
+        }
+        at
+    }
+
+    // ----- inputs -----
+
+    /// Timers: heartbeats, failure detection, elections, periodic sync, broadcasts.
+    pub fn handle_timeout(&mut self, now: Now) -> Result<(), S> {
+        if now.mono_ms >= self.next_heartbeat_ms {
+            self.send_heartbeat();
+            self.next_heartbeat_ms = now.mono_ms + self.config.heartbeat_interval_ms;
+        }
+        match self.role {
+            Role::Master => self.master_tick(now),
+            Role::Client => self.client_tick(now),
+        }
+    }
+
+    /// A local write was committed (by `rms_storage::local::record`): on the master `entry` is its
+    /// log entry; on a client the event is pending and, if critical, is pushed at once.
+    pub fn handle_local_write(
+        &mut self,
+        event: &SyncEvent,
+        entry: Option<&LogEntry>,
+        now: Now,
+    ) -> Result<(), S> {
+        self.hlc = self.hlc.max(event.hlc);
+        match (self.role, entry) {
+            (Role::Master, Some(entry)) => {
+                self.log_head = self.log_head.max(entry.seq());
+                if entry.event.critical {
+                    self.broadcast_critical(entry, now)?;
+                }
+                self.notifications.push_back(Notification::LogAdvanced {
+                    log_head: self.log_head,
+                });
+            }
+            (Role::Client, _) if event.critical => self.push_pending(now)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The master hands its role to `target` (manual override): the target takes over in a new
+    /// term once it has caught up.
+    pub fn request_handover(
+        &mut self,
+        target: DeviceId,
+        now: Now,
+    ) -> std::result::Result<(), HandoverError> {
+        let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
+            return Err(HandoverError::NotMaster);
+        };
+        if target == self.me() {
+            return Err(HandoverError::ToSelf(target));
+        }
+        if !self.is_alive(target, now) {
+            return Err(HandoverError::Unreachable(target));
+        }
+        let audit = self.audit(
+            now,
+            Operation::Handover,
+            Outcome::Ok,
+            None,
+            json!({ "to": target, "term": epoch.term }),
+        );
+        self.store
+            .commit(Batch::audit(audit))
+            .map_err(|e| HandoverError::Storage(e.to_string()))?;
+        self.send(
+            To::Device(target),
+            Message::Handover {
+                epoch,
+                target,
+                log_head: self.log_head,
+            },
+        );
+        Ok(())
+    }
+
+    /// A message from `from` (the device the driver's session is registered as).
+    pub fn handle_message(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
+        if from == self.me() {
+            return Ok(());
+        }
+        self.note_peer(from, &message, now);
+        if !self.fence(from, &message, now)? {
+            return Ok(());
+        }
+        match message {
+            Message::Heartbeat { role, log_head, .. } => {
+                self.on_heartbeat(from, role, log_head, now)
+            }
+            Message::Register { peer, .. } => self.on_register(from, peer, now),
+            Message::RegisterAck {
+                roster, log_head, ..
+            } => {
+                self.on_register_ack(from, roster, log_head, now);
+                Ok(())
+            }
+            Message::MasterAnnounce { epoch, .. } => {
+                if epoch.master_id == from && self.role == Role::Client {
+                    self.follow(now);
+                }
+                Ok(())
+            }
+            Message::Push { events, .. } => self.on_push(from, events, now),
+            Message::Relay { entries, .. } => self.on_relay(from, entries, now),
+            Message::PushAck { verdicts, .. } => self.on_push_ack(from, verdicts, now),
+            Message::Pull {
+                since, since_epoch, ..
+            } => self.on_pull(from, since, since_epoch),
+            Message::Events {
+                entries,
+                log_head,
+                truncate_to,
+                ..
+            } => self.on_events(from, entries, log_head, truncate_to, now),
+            Message::SyncUpdate { entries, .. } => self.on_broadcast(from, entries, now),
+            Message::CriticalEvent { entry, .. } => self.on_broadcast(from, vec![entry], now),
+            Message::Conflict {
+                event_id, reason, ..
+            } => self.on_conflict(from, event_id, reason, now),
+            Message::Handover {
+                target, log_head, ..
+            } => {
+                if target == self.me() && self.is_my_master(from) {
+                    self.following.take_over_at = Some(log_head);
+                    self.maybe_take_over(now)?;
+                }
+                Ok(())
+            }
+            Message::Error { code, .. } => {
+                if code == "not_master" && self.is_my_master(from) {
+                    self.lose_master(now, "the master says it is not master")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ----- peers and epochs -----
+
+    fn note_peer(&mut self, from: DeviceId, message: &Message, now: Now) {
+        let peer = self.peers.entry(from).or_insert(Peer {
+            info: None,
+            last_heard_ms: None,
+            epoch: None,
+            role: Role::Client,
+            log_head: 0,
+        });
+        peer.last_heard_ms = Some(now.mono_ms);
+        peer.epoch = peer.epoch.max(message.epoch());
+        match message {
+            Message::Heartbeat {
+                peer: info,
+                role,
+                log_head,
+                ..
+            } if info.device_id == from => {
+                peer.info = Some(info.clone());
+                peer.role = *role;
+                peer.log_head = *log_head;
+            }
+            Message::Register {
+                peer: info,
+                log_head,
+                ..
+            } if info.device_id == from => {
+                peer.info = Some(info.clone());
+                peer.role = Role::Client;
+                peer.log_head = *log_head;
+            }
+            _ => {}
+        }
+        self.suspects.remove(&from);
+    }
+
+    /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
+    fn fence(&mut self, from: DeviceId, message: &Message, now: Now) -> Result<bool, S> {
+        let theirs = message.epoch();
+        if theirs > self.epoch {
+            let Some(newer) = theirs else { return Ok(true) };
+            self.adopt(newer, now, message.kind())?;
+            return Ok(true);
+        }
+        if theirs == self.epoch {
+            return Ok(true);
+        }
+        // An older epoch: informational messages are still read (they tell us who is alive),
+        // everything else is refused; either way the sender is told of the newer epoch.
+        if !matches!(message, Message::Error { .. }) {
+            self.send(
+                To::Device(from),
+                Message::Error {
+                    epoch: self.epoch,
+                    code: "stale_term".into(),
+                    message: format!("epoch {} is newer than yours", fmt_epoch(self.epoch)),
+                },
+            );
+        }
+        let informational = matches!(
+            message,
+            Message::Heartbeat { .. } | Message::Register { .. }
+        );
+        if !informational && !matches!(message, Message::Error { .. }) {
+            let details = json!({ "refused": message.kind(), "from": from, "their_epoch": theirs, "our_epoch": self.epoch });
+            let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
+            self.commit(Batch::audit(entry))?;
+        }
+        Ok(informational)
+    }
+
+    /// Takes on a newer epoch: steps down if master, and follows the epoch's master.
+    fn adopt(&mut self, newer: Epoch, now: Now, via: &str) -> Result<(), S> {
+        let was_master = self.role == Role::Master;
+        let mut audit = vec![self.audit(
+            now,
+            Operation::Election,
+            Outcome::Ok,
+            None,
+            json!({ "adopted": newer, "previous": self.epoch, "via": via }),
+        )];
+        if was_master {
+            audit.push(self.audit(
+                now,
+                Operation::RoleChange,
+                Outcome::Ok,
+                None,
+                json!({ "from": "master", "to": "client", "reason": "a newer epoch exists", "epoch": newer }),
+            ));
+        }
+        // Own events accepted by an older master but not in our log may be unknown to the new
+        // master: they go back to pending (idempotency makes the re-push harmless).
+        self.commit(Batch {
+            epoch: Some(newer),
+            repend_unlogged: true,
+            audit,
+            ..Batch::default()
+        })?;
+        self.epoch = Some(newer);
+        self.role = Role::Client;
+        self.waiting = None;
+        self.following = Following::default();
+        if was_master {
+            self.notifications.push_back(Notification::RoleChanged {
+                role: Role::Client,
+                epoch: self.epoch,
+            });
+        }
+        if newer.master_id == self.me() {
+            // Our own old epoch, reflected back after a restart: nobody is master right now.
+            self.masterless_since_ms = now.mono_ms;
+        } else {
+            self.follow(now);
+        }
+        Ok(())
+    }
+
+    fn is_my_master(&self, device: DeviceId) -> bool {
+        self.role == Role::Client && self.epoch.is_some_and(|e| e.master_id == device)
+    }
+
+    /// Starts following the master of the current epoch (it was just heard from).
+    fn follow(&mut self, now: Now) {
+        let Some(epoch) = self.epoch else { return };
+        if epoch.master_id == self.me() || self.following.active {
+            if self.following.active {
+                self.following.heard_ms = now.mono_ms;
+            }
+            return;
+        }
+        self.following = Following {
+            active: true,
+            heard_ms: now.mono_ms,
+            ..Following::default()
+        };
+        self.waiting = None;
+        self.send_register(epoch);
+        self.send_pull(now);
+    }
+
+    fn lose_master(&mut self, now: Now, why: &str) -> Result<(), S> {
+        let master = self.epoch.map(|e| e.master_id);
+        self.following = Following::default();
+        self.masterless_since_ms = now.mono_ms;
+        let entry = self.audit(
+            now,
+            Operation::HeartbeatLoss,
+            Outcome::Error,
+            None,
+            json!({ "master": master, "why": why }),
+        );
+        self.commit(Batch::audit(entry))?;
+        self.start_election(now)
+    }
+
+    // ----- elections -----
+
+    /// The best-ranked live device (this one included) is to be master.
+    fn start_election(&mut self, now: Now) -> Result<(), S> {
+        let lost = self.epoch.map(|e| e.master_id);
+        let mut best = (rank(self.config.me.priority, self.me()), self.me());
+        let mut candidates = vec![self.me()];
+        for (id, peer) in &self.peers {
+            let suspected = self
+                .suspects
+                .get(id)
+                .is_some_and(|until| *until > now.mono_ms);
+            let Some(info) = &peer.info else { continue };
+            if suspected || !self.is_alive(*id, now) {
+                continue;
+            }
+            candidates.push(*id);
+            best = best.max((rank(info.priority, *id), *id));
+        }
+        let winner = best.1;
+        if winner == self.me() {
+            return self.become_master(now, "election: best-ranked reachable device");
+        }
+        let entry = self.audit(
+            now,
+            Operation::Election,
+            Outcome::Ok,
+            None,
+            json!({ "candidates": candidates, "expected_winner": winner, "lost_master": lost }),
+        );
+        self.commit(Batch::audit(entry))?;
+        self.waiting = Some(Waiting {
+            expected: winner,
+            deadline_ms: now.mono_ms + self.config.master_timeout_ms,
+        });
+        Ok(())
+    }
+
+    fn highest_known_term(&self) -> Term {
+        self.peers
+            .values()
+            .filter_map(|p| p.epoch.map(|e| e.term))
+            .chain(self.epoch.map(|e| e.term))
+            .max()
+            .unwrap_or(Term(0))
+    }
+
+    fn become_master(&mut self, now: Now, why: &str) -> Result<(), S> {
+        let epoch = Epoch {
+            term: Term(self.highest_known_term().0 + 1),
+            master_id: self.me(),
+            master_priority: self.config.me.priority,
+        };
+        let audit = vec![
+            self.audit(
+                now,
+                Operation::Election,
+                Outcome::Ok,
+                None,
+                json!({ "won": epoch, "reason": why }),
+            ),
+            self.audit(
+                now,
+                Operation::RoleChange,
+                Outcome::Ok,
+                None,
+                json!({ "from": "client", "to": "master", "reason": why, "epoch": epoch }),
+            ),
+        ];
+        // Persisted before it is announced (SPEC §6). Own events an older master accepted but
+        // that are not in this log go back to pending, to be decided into the new log.
+        self.commit(Batch {
+            epoch: Some(epoch),
+            repend_unlogged: true,
+            audit,
+            ..Batch::default()
+        })?;
+        self.epoch = Some(epoch);
+        self.take_master_role(now)?;
+        self.send(
+            To::AllPeers,
+            Message::MasterAnnounce {
+                epoch,
+                url: self.config.me.advertise.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// A lone device restarting as master of the epoch it already leads.
+    fn resume_master(&mut self, now: Now) -> Result<(), S> {
+        let entry = self.audit(now, Operation::RoleChange, Outcome::Ok, None, json!({ "from": "client", "to": "master", "reason": "restart of a lone master", "epoch": self.epoch }));
+        self.commit(Batch::audit(entry))?;
+        self.take_master_role(now)
+    }
+
+    fn take_master_role(&mut self, now: Now) -> Result<(), S> {
+        self.role = Role::Master;
+        self.waiting = None;
+        self.following = Following::default();
+        self.broadcast_head = self.log_head;
+        self.relay.clear();
+        self.notifications.push_back(Notification::RoleChanged {
+            role: Role::Master,
+            epoch: self.epoch,
+        });
+        self.send_heartbeat();
+        // Events this device made while it was a client are decided now, like any push.
+        loop {
+            let pending = self.store.pending(BATCH_EVENTS_MAX).map_err(store_err)?;
+            if pending.is_empty() {
+                break;
+            }
+            let before = self.log_head;
+            let verdicts = self.decide(self.me(), pending, now)?;
+            for verdict in verdicts {
+                self.notifications.push_back(Notification::Decided(verdict));
+            }
+            if self.log_head == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- ticks -----
+
+    fn master_tick(&mut self, now: Now) -> Result<(), S> {
+        if now.mono_ms < self.next_sync_ms {
+            return Ok(());
+        }
+        self.next_sync_ms = now.mono_ms + self.sync_delay();
+        if self.broadcast_head >= self.log_head {
+            return Ok(());
+        }
+        let entries = self
+            .store
+            .log_after(self.broadcast_head, BATCH_EVENTS_MAX)
+            .map_err(store_err)?;
+        let Some(last) = entries.last().map(LogEntry::seq) else {
+            return Ok(());
+        };
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let details =
+            json!({ "kind": "sync_update", "from_seq": self.broadcast_head + 1, "to_seq": last });
+        let entry = self.audit(now, Operation::Broadcast, Outcome::Ok, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.broadcast_head = last;
+        self.send(To::AllPeers, Message::SyncUpdate { epoch, entries });
+        Ok(())
+    }
+
+    fn client_tick(&mut self, now: Now) -> Result<(), S> {
+        let timeout = self.config.master_timeout_ms;
+        let sync_due = now.mono_ms >= self.next_sync_ms;
+        if sync_due {
+            self.next_sync_ms = now.mono_ms + self.sync_delay();
+        }
+        if !self.following.active {
+            return self.masterless_tick(now);
+        }
+        if now.mono_ms.saturating_sub(self.following.heard_ms) > timeout {
+            return self.lose_master(now, "no heartbeat within the master timeout");
+        }
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        if !self.following.registered {
+            self.send_register(epoch);
+        }
+        let pull_stale = self
+            .following
+            .pull_sent_ms
+            .is_none_or(|at| now.mono_ms.saturating_sub(at) > timeout);
+        if !self.following.synced && pull_stale {
+            self.send_pull(now);
+        }
+        if self
+            .following
+            .push_sent_ms
+            .is_some_and(|at| now.mono_ms.saturating_sub(at) > timeout)
+        {
+            self.following.push_sent_ms = None; // lost: the next push sends the same events again
+        }
+        if sync_due {
+            self.push_pending(now)?;
+            if self.following.synced && pull_stale {
+                self.send_pull(now);
+            }
+            self.send_relay(epoch);
+        }
+        self.maybe_take_over(now)
+    }
+
+    /// No master followed: wait for the expected winner, or hold an election.
+    fn masterless_tick(&mut self, now: Now) -> Result<(), S> {
+        let timeout = self.config.master_timeout_ms;
+        if let Some(waiting) = self.waiting {
+            if now.mono_ms >= waiting.deadline_ms {
+                self.suspects
+                    .insert(waiting.expected, now.mono_ms + 2 * timeout);
+                self.waiting = None;
+                return self.start_election(now);
+            }
+            return Ok(());
+        }
+        if now.mono_ms.saturating_sub(self.masterless_since_ms) > timeout {
+            return self.start_election(now);
+        }
+        Ok(())
+    }
+
+    /// Handover target or `--reclaim`: take the role once caught up.
+    fn maybe_take_over(&mut self, now: Now) -> Result<(), S> {
+        let f = &self.following;
+        if !(f.active && f.synced) || self.log_head < f.master_log_head {
+            return Ok(());
+        }
+        if let Some(head) = f.take_over_at
+            && self.log_head >= head
+        {
+            return self.become_master(now, "handover");
+        }
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let outranks =
+            rank(self.config.me.priority, self.me()) > rank(epoch.master_priority, epoch.master_id);
+        if self.config.reclaim && outranks && self.store.pending_count().map_err(store_err)? == 0 {
+            return self.become_master(
+                now,
+                "reclaim: this device outranks the master and has caught up",
+            );
+        }
+        Ok(())
+    }
+
+    fn sync_delay(&mut self) -> u64 {
+        self.rng.jitter(self.config.sync_interval_ms, 10).max(1)
+    }
+
+    // ----- client side of the protocol -----
+
+    fn on_heartbeat(
+        &mut self,
+        from: DeviceId,
+        role: Role,
+        log_head: u64,
+        now: Now,
+    ) -> Result<(), S> {
+        if self.is_my_master(from) && role == Role::Master {
+            if !self.following.active {
+                self.follow(now);
+            }
+            self.following.heard_ms = now.mono_ms;
+            self.following.master_log_head = log_head;
+            if self.following.synced
+                && log_head > self.log_head
+                && self.following.pull_sent_ms.is_none()
+            {
+                self.send_pull(now);
+            }
+            self.maybe_take_over(now)?;
+        }
+        Ok(())
+    }
+
+    fn on_register_ack(&mut self, from: DeviceId, roster: Vec<PeerInfo>, log_head: u64, now: Now) {
+        if !self.is_my_master(from) {
+            return;
+        }
+        self.following.registered = true;
+        self.following.heard_ms = now.mono_ms;
+        self.following.master_log_head = log_head;
+        for info in roster {
+            if info.device_id != self.me() {
+                let peer = self.peers.entry(info.device_id).or_insert(Peer {
+                    info: None,
+                    last_heard_ms: None,
+                    epoch: None,
+                    role: Role::Client,
+                    log_head: 0,
+                });
+                peer.info.get_or_insert(info);
+            }
+        }
+    }
+
+    fn send_register(&mut self, epoch: Epoch) {
+        let message = Message::Register {
+            peer: self.config.me.clone(),
+            epoch: Some(epoch),
+            log_head: self.log_head,
+        };
+        self.send(To::Device(epoch.master_id), message);
+    }
+
+    fn send_pull(&mut self, now: Now) {
+        let Some(epoch) = self.epoch else { return };
+        let since_epoch = match self.store.entry_at(self.log_head) {
+            Ok(entry) => entry.map(|e| e.epoch),
+            Err(_) => return, // retried at the next tick
+        };
+        self.following.pull_sent_ms = Some(now.mono_ms);
+        let message = Message::Pull {
+            epoch: Some(epoch),
+            since: self.log_head,
+            since_epoch,
+        };
+        self.send(To::Device(epoch.master_id), message);
+    }
+
+    /// Pushes this device's pending events (at most one push in flight).
+    fn push_pending(&mut self, now: Now) -> Result<(), S> {
+        let Some(epoch) = self
+            .epoch
+            .filter(|_| self.following.active && self.following.synced)
+        else {
+            return Ok(());
+        };
+        if self.following.push_sent_ms.is_some() {
+            self.following.push_again = true;
+            return Ok(());
+        }
+        let events = self.store.pending(BATCH_EVENTS_MAX).map_err(store_err)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = events
+            .iter()
+            .take(20)
+            .map(|e| e.event_id.to_string())
+            .collect();
+        let details = json!({ "to": epoch.master_id, "events": events.len(), "first_ids": ids });
+        let entry = self.audit(now, Operation::PushSent, Outcome::Ok, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.following.push_sent_ms = Some(now.mono_ms);
+        self.following.push_again = false;
+        self.send(
+            To::Device(epoch.master_id),
+            Message::Push {
+                epoch: Some(epoch),
+                events,
+            },
+        );
+        Ok(())
+    }
+
+    fn send_relay(&mut self, epoch: Epoch) {
+        if self.relay.is_empty() || !self.following.synced {
+            return;
+        }
+        for chunk in self.relay.chunks(BATCH_EVENTS_MAX) {
+            let message = Message::Relay {
+                epoch: Some(epoch),
+                entries: chunk.to_vec(),
+            };
+            self.transmits.push_back(Transmit {
+                to: To::Device(epoch.master_id),
+                message,
+            });
+        }
+    }
+
+    fn on_push_ack(&mut self, from: DeviceId, verdicts: Vec<Verdict>, now: Now) -> Result<(), S> {
+        if !self.is_my_master(from) {
+            return Ok(());
+        }
+        self.following.heard_ms = now.mono_ms;
+        let relayed: BTreeSet<EventId> = verdicts.iter().map(|v| v.event_id).collect();
+        self.relay
+            .retain(|entry| !relayed.contains(&entry.event.event_id));
+        let own: Vec<Verdict> = verdicts
+            .into_iter()
+            .filter(|v| v.event_id.device_id == self.me())
+            .collect();
+        if !own.is_empty() {
+            let rejected = own
+                .iter()
+                .filter(|v| v.status == EventStatus::Rejected)
+                .count();
+            let details = json!({ "from": from, "verdicts": own.len(), "rejected": rejected });
+            let audit = vec![self.audit(now, Operation::Ack, Outcome::Ok, None, details)];
+            self.commit(Batch {
+                verdicts: own.clone(),
+                audit,
+                ..Batch::default()
+            })?;
+            self.notifications
+                .extend(own.into_iter().map(Notification::Decided));
+        }
+        self.following.push_sent_ms = None;
+        let more = self.store.pending_count().map_err(store_err)? > 0;
+        if self.following.push_again || more {
+            self.push_pending(now)?;
+        }
+        Ok(())
+    }
+
+    fn on_events(
+        &mut self,
+        from: DeviceId,
+        entries: Vec<LogEntry>,
+        master_log_head: u64,
+        truncate_to: Option<u64>,
+        now: Now,
+    ) -> Result<(), S> {
+        if !self.is_my_master(from) {
+            return Ok(());
+        }
+        self.following.heard_ms = now.mono_ms;
+        self.following.pull_sent_ms = None;
+        self.following.master_log_head = master_log_head;
+        if let Some(keep) = truncate_to {
+            return self.truncate(keep, now);
+        }
+        self.following.synced = true;
+        self.apply_entries(entries, now, "pull")?;
+        if self.log_head < master_log_head {
+            self.send_pull(now); // catching up, a batch at a time
+        }
+        if self.log_head >= master_log_head {
+            self.push_pending(now)?;
+            if let Some(epoch) = self.epoch {
+                self.send_relay(epoch);
+            }
+        }
+        self.maybe_take_over(now)
+    }
+
+    fn truncate(&mut self, keep: u64, now: Now) -> Result<(), S> {
+        let keep = keep.min(self.log_head);
+        let details = json!({ "keep": keep, "undo_after": keep, "head_was": self.log_head });
+        let audit = vec![self.audit(now, Operation::Pull, Outcome::Conflict, None, details)];
+        let undone = self.commit(Batch {
+            truncate_after: Some(keep),
+            audit,
+            ..Batch::default()
+        })?;
+        let me = self.me();
+        self.relay.extend(
+            undone
+                .into_iter()
+                .filter(|e| e.epoch.master_id == me && e.event.origin() != me),
+        );
+        self.log_head = keep;
+        self.broadcast_head = self.broadcast_head.min(keep);
+        self.notifications
+            .push_back(Notification::LogAdvanced { log_head: keep });
+        self.send_pull(now);
+        Ok(())
+    }
+
+    fn on_broadcast(&mut self, from: DeviceId, entries: Vec<LogEntry>, now: Now) -> Result<(), S> {
+        if !self.is_my_master(from) {
+            return Ok(());
+        }
+        self.following.heard_ms = now.mono_ms;
+        if !self.following.synced {
+            return Ok(()); // until the logs are known to agree, only pulls are applied
+        }
+        let first = entries
+            .iter()
+            .map(LogEntry::seq)
+            .find(|seq| *seq > self.log_head);
+        match first {
+            None => Ok(()),
+            Some(seq) if seq == self.log_head + 1 => self.apply_entries(entries, now, "broadcast"),
+            Some(_) => {
+                if self.following.pull_sent_ms.is_none() {
+                    self.send_pull(now);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the entries that continue this device's log.
+    fn apply_entries(&mut self, entries: Vec<LogEntry>, now: Now, via: &str) -> Result<(), S> {
+        let mut next = self.log_head + 1;
+        let mut run = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.seq() == next {
+                next += 1;
+                run.push(entry);
+            } else if entry.seq() > next {
+                break;
+            }
+        }
+        let Some(last) = run.last().map(LogEntry::seq) else {
+            return Ok(());
+        };
+        let mut hlc = self.hlc;
+        for entry in &run {
+            if self.trusted(entry.event.hlc, now) {
+                hlc = hlc.merge(entry.event.hlc, now.wall_ms);
+            }
+        }
+        let me = self.me();
+        let own: Vec<Verdict> = run
+            .iter()
+            .filter(|e| e.event.origin() == me)
+            .map(Verdict::of)
+            .collect();
+        let details = json!({ "via": via, "from_seq": self.log_head + 1, "to_seq": last, "entries": run.len() });
+        let audit = vec![self.audit(now, Operation::Pull, Outcome::Ok, None, details)];
+        self.commit(Batch {
+            entries: run,
+            hlc: Some(hlc),
+            audit,
+            ..Batch::default()
+        })?;
+        self.hlc = hlc;
+        self.log_head = last;
+        self.notifications
+            .extend(own.into_iter().map(Notification::Decided));
+        self.notifications
+            .push_back(Notification::LogAdvanced { log_head: last });
+        Ok(())
+    }
+
+    fn on_conflict(
+        &mut self,
+        from: DeviceId,
+        event_id: EventId,
+        reason: RejectReason,
+        now: Now,
+    ) -> Result<(), S> {
+        if !self.is_my_master(from) || event_id.device_id != self.me() {
+            return Ok(());
+        }
+        let details = json!({ "reason": reason, "master": from });
+        let entry = self.audit(
+            now,
+            Operation::Conflict,
+            Outcome::Conflict,
+            Some(event_id),
+            details,
+        );
+        self.commit(Batch::audit(entry))?;
+        Ok(())
+    }
+
+    // ----- master side of the protocol -----
+
+    fn on_register(&mut self, from: DeviceId, peer: PeerInfo, now: Now) -> Result<(), S> {
+        let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
+            self.send_heartbeat_to(from);
+            return Ok(());
+        };
+        if peer.device_id != from {
+            return self.alarm(
+                now,
+                from,
+                "register names another device",
+                json!({ "claimed": peer.device_id }),
+            );
+        }
+        let details = json!({ "device": peer, "term": epoch.term });
+        let entry = self.audit(now, Operation::Registration, Outcome::Ok, None, details);
+        self.commit(Batch::audit(entry))?;
+        let mut roster: Vec<PeerInfo> =
+            self.peers.values().filter_map(|p| p.info.clone()).collect();
+        roster.push(self.config.me.clone());
+        self.send(
+            To::Device(from),
+            Message::RegisterAck {
+                epoch,
+                roster,
+                log_head: self.log_head,
+            },
+        );
+        Ok(())
+    }
+
+    fn refuse_not_master(&mut self, to: DeviceId) {
+        let message = Message::Error {
+            epoch: self.epoch,
+            code: "not_master".into(),
+            message: "this device is not the master".into(),
+        };
+        self.send(To::Device(to), message);
+    }
+
+    fn on_push(&mut self, from: DeviceId, events: Vec<SyncEvent>, now: Now) -> Result<(), S> {
+        if self.role != Role::Master {
+            self.refuse_not_master(from);
+            return Ok(());
+        }
+        let (own, forged): (Vec<SyncEvent>, Vec<SyncEvent>) = events
+            .into_iter()
+            .take(BATCH_EVENTS_MAX)
+            .partition(|e| e.origin() == from);
+        if !forged.is_empty() {
+            let ids: Vec<String> = forged.iter().map(|e| e.event_id.to_string()).collect();
+            self.alarm(
+                now,
+                from,
+                "pushed events of another device",
+                json!({ "event_ids": ids }),
+            )?;
+        }
+        let verdicts = self.decide(from, own, now)?;
+        self.send_push_ack(from, verdicts);
+        Ok(())
+    }
+
+    fn on_relay(&mut self, from: DeviceId, entries: Vec<LogEntry>, now: Now) -> Result<(), S> {
+        if self.role != Role::Master {
+            self.refuse_not_master(from);
+            return Ok(());
+        }
+        // Only what `from` itself decided as master may be relayed by it.
+        let (valid, invalid): (Vec<LogEntry>, Vec<LogEntry>) = entries
+            .into_iter()
+            .take(BATCH_EVENTS_MAX)
+            .partition(|e| e.epoch.master_id == from);
+        if !invalid.is_empty() {
+            self.alarm(
+                now,
+                from,
+                "relayed entries it did not decide",
+                json!({ "entries": invalid.len() }),
+            )?;
+        }
+        let events = valid
+            .into_iter()
+            .map(|entry| {
+                let mut event = entry.event;
+                event.accepted_before |= event.status == EventStatus::Synced;
+                event
+            })
+            .collect();
+        let verdicts = self.decide(from, events, now)?;
+        self.send_push_ack(from, verdicts);
+        Ok(())
+    }
+
+    fn send_push_ack(&mut self, to: DeviceId, verdicts: Vec<Verdict>) {
+        let Some(epoch) = self.epoch else { return };
+        if to != self.me() {
+            self.send(To::Device(to), Message::PushAck { epoch, verdicts });
+        }
+    }
+
+    /// The ConflictResolver: decides `events` (pushed by `from`) in arrival order, the batch
+    /// sorted by `(hlc, device, seq)`, commits the new log entries in one transaction, then
+    /// broadcasts what is critical and tells origins of their conflicts.
+    fn decide(
+        &mut self,
+        from: DeviceId,
+        mut events: Vec<SyncEvent>,
+        now: Now,
+    ) -> Result<Vec<Verdict>, S> {
+        let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
+            return Ok(Vec::new());
+        };
+        events.sort_by_key(SyncEvent::arrival_key);
+        let skus: BTreeSet<&str> = events.iter().flat_map(|e| e.payload.skus()).collect();
+        let mut products: Products = self
+            .store
+            .base_products(&skus.into_iter().collect::<Vec<_>>())
+            .map_err(store_err)?;
+        let mut verdicts = Vec::with_capacity(events.len());
+        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut audit = Vec::new();
+        let mut hlc = self.hlc;
+        let mut seen: BTreeMap<EventId, usize> = BTreeMap::new();
+        let mut seq = self.log_head;
+        for event in events {
+            if let Some(verdict) = self.known_verdict(&event, &entries, &seen, now, &mut audit)? {
+                verdicts.push(verdict);
+                continue;
+            }
+            if self.trusted(event.hlc, now) {
+                hlc = hlc.merge(event.hlc, now.wall_ms);
+            } else {
+                let details = json!({ "hlc": event.hlc, "now_ms": now.wall_ms, "from": from });
+                audit.push(self.audit(
+                    now,
+                    Operation::Alarm,
+                    Outcome::Ok,
+                    Some(event.event_id),
+                    details,
+                ));
+            }
+            seq += 1;
+            let entry = self.resolve(event, seq, &mut products, epoch, now, &mut audit);
+            seen.insert(entry.event.event_id, entries.len());
+            verdicts.push(Verdict::of(&entry));
+            entries.push(entry);
+        }
+        let details = json!({ "from": from, "events": verdicts.len(), "logged": entries.len() });
+        audit.insert(
+            0,
+            self.audit(now, Operation::PushReceived, Outcome::Ok, None, details),
+        );
+        let logged = entries.clone();
+        self.commit(Batch {
+            entries,
+            hlc: Some(hlc),
+            audit,
+            ..Batch::default()
+        })?;
+        self.hlc = hlc;
+        if let Some(last) = logged.last() {
+            self.log_head = last.seq();
+            self.notifications.push_back(Notification::LogAdvanced {
+                log_head: self.log_head,
+            });
+        }
+        for entry in &logged {
+            if entry.event.status == EventStatus::Rejected {
+                let (origin, event_id) = (entry.event.origin(), entry.event.event_id);
+                if let Some(reason) = entry.event.reason
+                    && origin != self.me()
+                {
+                    self.send(
+                        To::Device(origin),
+                        Message::Conflict {
+                            epoch,
+                            event_id,
+                            reason,
+                        },
+                    );
+                }
+            }
+            if entry.event.critical || entry.event.status == EventStatus::Rejected {
+                self.broadcast_critical(entry, now)?;
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// The verdict for an event already decided (idempotency), or an alarm for an event id
+    /// reused with other content. `None` for an event to decide now.
+    fn known_verdict(
+        &mut self,
+        event: &SyncEvent,
+        batch: &[LogEntry],
+        seen: &BTreeMap<EventId, usize>,
+        now: Now,
+        audit: &mut Vec<AuditEntry>,
+    ) -> Result<Option<Verdict>, S> {
+        let known = match seen.get(&event.event_id) {
+            Some(index) => Some(batch[*index].clone()),
+            None => self.store.entry(&event.event_id).map_err(store_err)?,
+        };
+        let Some(known) = known else { return Ok(None) };
+        if known.event.same_content(event) {
+            return Ok(Some(Verdict::of(&known)));
+        }
+        let details =
+            json!({ "why": "event id reused with other content", "logged_seq": known.seq() });
+        audit.push(self.audit(
+            now,
+            Operation::Alarm,
+            Outcome::Rejected,
+            Some(event.event_id),
+            details,
+        ));
+        Ok(Some(Verdict {
+            event_id: event.event_id,
+            status: EventStatus::Rejected,
+            reason: Some(RejectReason::EventIdReused),
+            master_seq: None,
+        }))
+    }
+
+    /// First come, first served: applies the rules to one event and makes its log entry.
+    fn resolve(
+        &mut self,
+        mut event: SyncEvent,
+        seq: u64,
+        products: &mut Products,
+        epoch: Epoch,
+        now: Now,
+        audit: &mut Vec<AuditEntry>,
+    ) -> LogEntry {
+        let at = rfc3339_from_ms(event.created_at_ms);
+        let keeps_sale = matches!(
+            event.payload,
+            EventPayload::SaleRecorded { .. } | EventPayload::StockAdjusted { .. }
+        );
+        let (status, reason, forced, critical) = match rules::apply(&event.payload, products, &at) {
+            Ok(applied) => (EventStatus::Synced, None, false, applied.critical),
+            Err(reason) if event.accepted_before && keeps_sale => {
+                let applied = rules::apply_forced(&event.payload, products, &at);
+                (EventStatus::Synced, Some(reason), true, applied.critical)
+            }
+            Err(reason) => (EventStatus::Rejected, Some(reason), false, true),
+        };
+        event.master_seq = Some(seq);
+        event.status = status;
+        event.reason = if forced { None } else { reason };
+        event.critical |= critical;
+        let products_after = event
+            .payload
+            .skus()
+            .iter()
+            .filter_map(|sku| products.get(*sku).cloned())
+            .collect();
+        let entry = LogEntry {
+            event,
+            epoch,
+            products: products_after,
+            forced,
+        };
+        let event_id = Some(entry.event.event_id);
+        let origin = entry.event.origin();
+        if forced {
+            let details = json!({ "kept": "accepted by another master before", "rule": reason, "origin": origin, "seq": entry.seq() });
+            audit.push(self.audit(
+                now,
+                Operation::Conflict,
+                Outcome::Conflict,
+                event_id,
+                details,
+            ));
+        } else if let Some(reason) = entry.event.reason {
+            let details = json!({ "reason": reason, "origin": origin, "seq": entry.seq(), "kind": entry.event.payload.kind() });
+            audit.push(self.audit(
+                now,
+                Operation::Conflict,
+                Outcome::Conflict,
+                event_id,
+                details.clone(),
+            ));
+            audit.push(self.audit(
+                now,
+                Operation::Rejection,
+                Outcome::Rejected,
+                event_id,
+                details,
+            ));
+        }
+        entry
+    }
+
+    fn on_pull(&mut self, from: DeviceId, since: u64, since_epoch: Option<Epoch>) -> Result<(), S> {
+        let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
+            self.refuse_not_master(from);
+            return Ok(());
+        };
+        if since > 0 {
+            let mine = self.store.entry_at(since).map_err(store_err)?;
+            if mine.map(|e| e.epoch) != since_epoch || since_epoch.is_none() {
+                let end = match since_epoch {
+                    Some(their) => self.store.epoch_end(&their).map_err(store_err)?,
+                    None => 0,
+                };
+                let keep = end.min(since - 1);
+                let message = Message::Events {
+                    epoch,
+                    entries: Vec::new(),
+                    log_head: self.log_head,
+                    truncate_to: Some(keep),
+                };
+                self.send(To::Device(from), message);
+                return Ok(());
+            }
+        }
+        let entries = self
+            .store
+            .log_after(since, BATCH_EVENTS_MAX)
+            .map_err(store_err)?;
+        let message = Message::Events {
+            epoch,
+            entries,
+            log_head: self.log_head,
+            truncate_to: None,
+        };
+        self.send(To::Device(from), message);
+        Ok(())
+    }
+
+    fn broadcast_critical(&mut self, entry: &LogEntry, now: Now) -> Result<(), S> {
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let details = json!({ "kind": "critical_event", "seq": entry.seq() });
+        let audit = self.audit(
+            now,
+            Operation::Broadcast,
+            Outcome::Ok,
+            Some(entry.event.event_id),
+            details,
+        );
+        self.commit(Batch::audit(audit))?;
+        self.send(
+            To::AllPeers,
+            Message::CriticalEvent {
+                epoch,
+                entry: entry.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    // ----- helpers -----
+
+    fn trusted(&self, hlc: Hlc, now: Now) -> bool {
+        hlc.wall_ms <= now.wall_ms.saturating_add(self.config.clock_drift_max_ms)
+    }
+
+    fn alarm(&mut self, now: Now, from: DeviceId, why: &str, details: Value) -> Result<(), S> {
+        let details = json!({ "from": from, "why": why, "details": details });
+        let entry = self.audit(now, Operation::Alarm, Outcome::Rejected, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.send(
+            To::Device(from),
+            Message::Error {
+                epoch: self.epoch,
+                code: "refused".into(),
+                message: why.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    fn send_heartbeat(&mut self) {
+        let message = Message::Heartbeat {
+            peer: self.config.me.clone(),
+            epoch: self.epoch,
+            role: self.role,
+            log_head: self.log_head,
+        };
+        self.send(To::AllPeers, message);
+    }
+
+    fn send_heartbeat_to(&mut self, to: DeviceId) {
+        let message = Message::Heartbeat {
+            peer: self.config.me.clone(),
+            epoch: self.epoch,
+            role: self.role,
+            log_head: self.log_head,
+        };
+        self.send(To::Device(to), message);
+    }
+
+    fn send(&mut self, to: To, message: Message) {
+        self.transmits.push_back(Transmit { to, message });
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, S> {
+        self.store.commit(batch).map_err(store_err)
+    }
+
+    fn audit(
+        &self,
+        now: Now,
+        operation: Operation,
+        outcome: Outcome,
+        event_id: Option<EventId>,
+        details: Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: rfc3339_from_ms(now.wall_ms),
+            operation,
+            device_id: Some(self.me()),
+            user_id: None,
+            event_id,
+            outcome,
+            details,
+        }
+    }
+}
+
+fn fmt_epoch(epoch: Option<Epoch>) -> String {
+    epoch.map_or_else(|| "none".to_owned(), |e| e.to_string())
+}

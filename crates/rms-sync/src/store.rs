@@ -1,0 +1,64 @@
+//! What the core needs from a database, as a trait it defines (SPEC §1: rms-sync knows storage
+//! only through this). The node implements it over rms-storage; tests may implement it in memory.
+
+use rms_domain::rules::Products;
+use rms_domain::{AuditEntry, Epoch, EventId, Hlc, LogEntry, SyncEvent};
+
+use crate::message::Verdict;
+
+/// What a device has persisted that the core starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persisted {
+    pub epoch: Option<Epoch>,
+    pub log_head: u64,
+    pub hlc: Hlc,
+}
+
+/// Rows to persist, in one transaction, in this order: truncation, epoch, re-pending, entries,
+/// verdicts, clock, audit. The core sends nothing that depends on a batch before `commit` returned `Ok`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Undo the log after this position (it diverged from the master's).
+    pub truncate_after: Option<u64>,
+    /// The newest epoch, to persist before it is announced or acted on.
+    pub epoch: Option<Epoch>,
+    /// Put this device's own events that an older master accepted, but that are not in this
+    /// device's log, back to pending (`accepted_before`): a new master may not have them.
+    pub repend_unlogged: bool,
+    /// Master-log entries continuing the log, in order.
+    pub entries: Vec<LogEntry>,
+    /// The master's verdicts on this device's own events.
+    pub verdicts: Vec<Verdict>,
+    /// The clock after merging what was received.
+    pub hlc: Option<Hlc>,
+    pub audit: Vec<AuditEntry>,
+}
+
+impl Batch {
+    pub fn audit(entry: AuditEntry) -> Batch {
+        Batch {
+            audit: vec![entry],
+            ..Batch::default()
+        }
+    }
+}
+
+pub trait SyncStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn persisted(&self) -> Result<Persisted, Self::Error>;
+    /// This device's own pending events, oldest first.
+    fn pending(&self, limit: usize) -> Result<Vec<SyncEvent>, Self::Error>;
+    /// How many of this device's own events are pending.
+    fn pending_count(&self) -> Result<u64, Self::Error>;
+    /// The log entry of an event, if the event is in the log.
+    fn entry(&self, event_id: &EventId) -> Result<Option<LogEntry>, Self::Error>;
+    fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, Self::Error>;
+    fn log_after(&self, since: u64, limit: usize) -> Result<Vec<LogEntry>, Self::Error>;
+    /// The last position of this log in an epoch at or before `epoch`.
+    fn epoch_end(&self, epoch: &Epoch) -> Result<u64, Self::Error>;
+    /// The master's state (this device's copy) of the products among `skus` that exist.
+    fn base_products(&self, skus: &[&str]) -> Result<Products, Self::Error>;
+    /// Persists `batch` in one transaction; returns the entries a truncation undid.
+    fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error>;
+}

@@ -1,0 +1,99 @@
+//! [`StoreAdapter`]: rms-sync's [`SyncStore`] over rms-storage. The node's driver and the
+//! simulator both use it, so the simulator exercises the real repositories.
+
+use std::sync::Arc;
+
+use rms_domain::rules::Products;
+use rms_domain::{Epoch, EventId, LogEntry, SyncEvent};
+use rms_storage::products::Table;
+use rms_storage::{StorageError, Store, audit, events, node_state, products, replica};
+use rms_sync::{Batch, Persisted, SyncStore};
+
+/// Cheap to clone; all clones share one database.
+#[derive(Debug, Clone)]
+pub struct StoreAdapter {
+    store: Arc<Store>,
+}
+
+impl StoreAdapter {
+    pub fn new(store: Arc<Store>) -> StoreAdapter {
+        StoreAdapter { store }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl SyncStore for StoreAdapter {
+    type Error = StorageError;
+
+    fn persisted(&self) -> Result<Persisted, StorageError> {
+        let state = self.store.read(node_state::load)?;
+        Ok(Persisted {
+            epoch: state.epoch,
+            log_head: state.log_head,
+            hlc: state.hlc,
+        })
+    }
+
+    fn pending(&self, limit: usize) -> Result<Vec<SyncEvent>, StorageError> {
+        self.store.read(|c| events::pending(c, limit))
+    }
+
+    fn pending_count(&self) -> Result<u64, StorageError> {
+        Ok(self.store.read(events::pending_summary)?.0)
+    }
+
+    fn entry(&self, event_id: &EventId) -> Result<Option<LogEntry>, StorageError> {
+        self.store.read(|c| events::get_entry(c, event_id))
+    }
+
+    fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
+        self.store.read(|c| events::entry_at(c, master_seq))
+    }
+
+    fn log_after(&self, since: u64, limit: usize) -> Result<Vec<LogEntry>, StorageError> {
+        self.store.read(|c| events::log_after(c, since, limit))
+    }
+
+    fn epoch_end(&self, epoch: &Epoch) -> Result<u64, StorageError> {
+        self.store
+            .read(|c| events::epoch_end(c, epoch, node_state::load(c)?.log_head))
+    }
+
+    fn base_products(&self, skus: &[&str]) -> Result<Products, StorageError> {
+        self.store
+            .read(|c| products::load_many(c, Table::Base, skus))
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, StorageError> {
+        self.store.write(|tx| {
+            let undone = match batch.truncate_after {
+                Some(keep) => replica::truncate_after(tx, keep)?,
+                None => Vec::new(),
+            };
+            let mut state = node_state::load(tx)?;
+            if batch.epoch > state.epoch {
+                state.epoch = batch.epoch;
+            }
+            if let Some(hlc) = batch.hlc {
+                state.hlc = state.hlc.max(hlc);
+            }
+            node_state::save(tx, &state)?;
+            if batch.repend_unlogged {
+                replica::repend_unlogged(tx)?;
+            }
+            if !batch.entries.is_empty() {
+                replica::apply_entries(tx, &batch.entries)?;
+            }
+            for verdict in &batch.verdicts {
+                replica::set_verdict(tx, &verdict.event_id, verdict.status, verdict.reason)?;
+            }
+            for entry in &batch.audit {
+                audit::append(tx, entry)?;
+            }
+            Ok(undone)
+        })
+    }
+}
