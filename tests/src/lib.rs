@@ -52,8 +52,15 @@ impl NodeProcess {
     /// Starts a node with `args` (plus `--listen 127.0.0.1:0` and `--data-dir`) and waits until it
     /// prints the address it listens on.
     pub fn start(data_dir: &Path, args: &[&str]) -> NodeProcess {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        NodeProcess::start_with_listen(data_dir, &all)
+    }
+
+    /// Like [`NodeProcess::start`], but `args` carry their own `--listen`.
+    pub fn start_with_listen(data_dir: &Path, args: &[&str]) -> NodeProcess {
         let mut child = Command::new(node_binary())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args)
             .env("RMS_LOG", "warn")
@@ -175,6 +182,12 @@ pub fn request(
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string()?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
 }
 
 /// Sends `kill -<name>` to a process.

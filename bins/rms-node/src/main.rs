@@ -65,6 +65,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir: Some(config.data_dir.clone()),
         peers: config.peers.clone(),
         store_key: config.store_key.clone(),
+        sync_interval_ms: config.sync_interval_ms,
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        master_timeout_ms: config.master_timeout_ms,
+        reclaim: config.reclaim,
         clock: Clock {
             offset_ms: clock_offset_ms()?,
         },
@@ -90,7 +94,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         log::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
     }
-    node.record_shutdown()
+    node.shutdown()
         .await
         .context("cannot record the shutdown")?;
     log::info!("stopped cleanly");

@@ -290,22 +290,14 @@ fn refusal(reason: RejectReason, payload: &EventPayload) -> StorageError {
     StorageError::refused(reason, message)
 }
 
-/// Records that this node started as `me` in `role`: the roster row, the audit entry, and — for a
-/// master of a store that has never had a term — term 1 with itself as master.
+/// Records that this node started: its roster row and the audit entry. Its role and epoch are
+/// the sync core's to decide.
 pub fn record_startup(
     tx: &Transaction<'_>,
     me: &rms_domain::Device,
     now_ms: u64,
 ) -> Result<node_state::NodeState, StorageError> {
-    let mut state = node_state::load(tx)?;
-    if me.role == Role::Master && state.epoch.is_none() {
-        state.epoch = Some(rms_domain::Epoch {
-            term: rms_domain::Term(1),
-            master_id: me.device_id,
-            master_priority: me.priority,
-        });
-    }
-    node_state::save(tx, &state)?;
+    let state = node_state::load(tx)?;
     crate::devices::put(tx, me)?;
     audit::append(
         tx,
@@ -318,8 +310,8 @@ pub fn record_startup(
             event_id: None,
             outcome: Outcome::Ok,
             details: json!({
-                "role": me.role.as_str(),
                 "term": state.term().0,
+                "log_head": state.log_head,
                 "name": me.name,
                 "advertise": me.advertise,
                 "version": env!("CARGO_PKG_VERSION"),

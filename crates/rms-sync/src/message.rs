@@ -86,6 +86,10 @@ pub enum Message {
     /// logs disagree, `truncate_to`: undo your log after this position and ask again.
     Events {
         epoch: Epoch,
+        /// The pull this answers (`since`, `since_epoch` echoed), so a late answer to an older
+        /// pull is recognised and ignored.
+        since: u64,
+        since_epoch: Option<Epoch>,
         entries: Vec<LogEntry>,
         log_head: u64,
         truncate_to: Option<u64>,

@@ -120,6 +120,16 @@ struct Following {
     take_over_at: Option<u64>,
 }
 
+/// The master's answer to a pull, as `Message::Events` carries it.
+struct PullAnswer {
+    /// The pull it answers: the asker's head and the epoch of its entry there.
+    since: u64,
+    since_epoch: Option<Epoch>,
+    entries: Vec<LogEntry>,
+    master_log_head: u64,
+    truncate_to: Option<u64>,
+}
+
 /// An election this device runs while it waits for a better-ranked device to take over.
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
@@ -292,6 +302,11 @@ impl<S: SyncStore> SyncNode<S> {
 
     // ----- inputs -----
 
+    /// Sends this device's heartbeat to every peer now (a new link wants to know who we are).
+    pub fn send_heartbeat_now(&mut self) {
+        self.send_heartbeat();
+    }
+
     /// Timers: heartbeats, failure detection, elections, periodic sync, broadcasts.
     pub fn handle_timeout(&mut self, now: Now) -> Result<(), S> {
         if now.mono_ms >= self.next_heartbeat_ms {
@@ -399,11 +414,22 @@ impl<S: SyncStore> SyncNode<S> {
                 since, since_epoch, ..
             } => self.on_pull(from, since, since_epoch),
             Message::Events {
+                since,
+                since_epoch,
                 entries,
                 log_head,
                 truncate_to,
                 ..
-            } => self.on_events(from, entries, log_head, truncate_to, now),
+            } => {
+                let answer = PullAnswer {
+                    since,
+                    since_epoch,
+                    entries,
+                    master_log_head: log_head,
+                    truncate_to,
+                };
+                self.on_events(from, answer, now)
+            }
             Message::SyncUpdate { entries, .. } => self.on_broadcast(from, entries, now),
             Message::CriticalEvent { entry, .. } => self.on_broadcast(from, vec![entry], now),
             Message::Conflict {
@@ -984,21 +1010,26 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
-    fn on_events(
-        &mut self,
-        from: DeviceId,
-        entries: Vec<LogEntry>,
-        master_log_head: u64,
-        truncate_to: Option<u64>,
-        now: Now,
-    ) -> Result<(), S> {
+    fn on_events(&mut self, from: DeviceId, answer: PullAnswer, now: Now) -> Result<(), S> {
         if !self.is_my_master(from) {
             return Ok(());
         }
         self.following.heard_ms = now.mono_ms;
         self.following.pull_sent_ms = None;
-        self.following.master_log_head = master_log_head;
-        if let Some(keep) = truncate_to {
+        self.following.master_log_head = answer.master_log_head;
+        // The answer vouches for the logs agreeing up to `since` only if our log still ends
+        // there, with the same entry: an answer to an older pull proves nothing now.
+        let head_epoch = self
+            .store
+            .entry_at(self.log_head)
+            .map_err(store_err)?
+            .map(|e| e.epoch);
+        if answer.since != self.log_head || answer.since_epoch != head_epoch {
+            self.send_pull(now);
+            return Ok(());
+        }
+        let (entries, master_log_head) = (answer.entries, answer.master_log_head);
+        if let Some(keep) = answer.truncate_to {
             return self.truncate(keep, now);
         }
         self.following.synced = true;
@@ -1439,6 +1470,8 @@ impl<S: SyncStore> SyncNode<S> {
                 let keep = end.min(since - 1);
                 let message = Message::Events {
                     epoch,
+                    since,
+                    since_epoch,
                     entries: Vec::new(),
                     log_head: self.log_head,
                     truncate_to: Some(keep),
@@ -1453,6 +1486,8 @@ impl<S: SyncStore> SyncNode<S> {
             .map_err(store_err)?;
         let message = Message::Events {
             epoch,
+            since,
+            since_epoch,
             entries,
             log_head: self.log_head,
             truncate_to: None,

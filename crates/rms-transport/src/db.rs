@@ -26,9 +26,9 @@ pub enum DbError {
 }
 
 impl Db {
-    pub fn new(store: Store) -> Db {
+    pub fn new(store: Arc<Store>) -> Db {
         Db {
-            store: Arc::new(store),
+            store,
             permits: Arc::new(Semaphore::new(DB_CALLS_MAX)),
         }
     }

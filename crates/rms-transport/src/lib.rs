@@ -11,8 +11,11 @@
 pub mod api;
 mod body;
 mod clock;
+mod connector;
 mod db;
+pub mod driver;
 mod error;
+pub mod link;
 mod node;
 mod server;
 mod sync_store;
@@ -20,7 +23,7 @@ mod sync_store;
 pub use clock::Clock;
 pub use db::{Db, DbError};
 pub use error::ApiError;
-pub use node::{Node, NodeConfig, StartError};
+pub use node::{Node, NodeConfig, StartError, VERDICT_WAIT};
 pub use server::serve;
 pub use sync_store::StoreAdapter;
 

@@ -1,14 +1,21 @@
-//! A running node's shared state: identity, database, clock.
+//! A running node: identity, database, the sync driver and the links to peers.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use rms_domain::{AuditEntry, Device, DeviceId, Operation, Outcome, Role, rfc3339_from_ms};
-use rms_storage::{StorageError, Store, local};
+use rms_storage::local::{self, Command};
+use rms_storage::{StorageError, Store};
+use rms_sync::{HandoverError, Message, PeerInfo, SyncConfig};
 use serde_json::json;
+use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
-use crate::db::Db;
+use crate::connector::Connector;
+use crate::db::{Db, DbError};
+use crate::driver::{self, Driver, Input, LocalDone, Status};
+use crate::error::ApiError;
+use crate::link::Links;
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
 #[derive(Debug, Clone)]
@@ -20,10 +27,35 @@ pub struct NodeConfig {
     pub priority: i32,
     /// `None` keeps the database in memory (tests).
     pub data_dir: Option<PathBuf>,
+    /// Base URLs of other nodes of the store. None: this device is a store of its own.
     pub peers: Vec<String>,
     /// When set, every request must carry `Authorization: Bearer <key>`.
     pub store_key: Option<String>,
+    pub sync_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub master_timeout_ms: u64,
+    pub reclaim: bool,
     pub clock: Clock,
+}
+
+impl NodeConfig {
+    /// A lone device with the default intervals (tests, embedding).
+    pub fn lone(device_id: DeviceId, name: &str) -> NodeConfig {
+        NodeConfig {
+            device_id,
+            name: name.to_owned(),
+            advertise: "http://127.0.0.1:7878".into(),
+            priority: 0,
+            data_dir: None,
+            peers: Vec::new(),
+            store_key: None,
+            sync_interval_ms: 30_000,
+            heartbeat_interval_ms: 1_000,
+            master_timeout_ms: 3_000,
+            reclaim: false,
+            clock: Clock::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +63,13 @@ pub enum StartError {
     #[error("cannot open the database: {0}")]
     Storage(#[from] StorageError),
     #[error("cannot record the start: {0}")]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] DbError),
+    #[error("cannot start the sync driver: {0}")]
+    Driver(String),
 }
+
+/// How long a critical sale on a client waits for the master's verdict before answering 202.
+pub const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Cheap to clone: every REST handler holds one.
 #[derive(Clone, Debug)]
@@ -44,12 +81,16 @@ pub struct Node {
 struct Inner {
     config: NodeConfig,
     db: Db,
-    role: Role,
+    driver: Driver,
+    status: Arc<RwLock<Status>>,
+    links: Links,
+    shutdown: watch::Sender<bool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Node {
-    /// Opens the database (creating and migrating it), records the start in the roster and the
-    /// audit log, and returns the node. A node with no peers is the master of its store.
+    /// Opens the database (creating and migrating it), records the start, starts the sync driver
+    /// and the links to the configured peers. A node with no peers is the master of its store.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
         let data_dir = config.data_dir.clone();
@@ -58,29 +99,89 @@ impl Node {
             None => Store::open_in_memory(device_id),
         })
         .await
-        .map_err(|e| StartError::Db(crate::db::DbError::Panicked(e.to_string())))??;
-        let role = Role::Master;
-        let node = Node {
-            inner: Arc::new(Inner {
-                db: Db::new(store),
-                config,
-                role,
-            }),
-        };
-        let me = node.device();
-        let now_ms = node.now_ms();
-        let state = node
-            .db()
-            .write(move |tx| local::record_startup(tx, &me, now_ms))
-            .await?;
-        log::info!(
-            "device {} ({}) started as {} in term {}",
+        .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))??;
+        let store = Arc::new(store);
+        let db = Db::new(Arc::clone(&store));
+        let me = Device {
             device_id,
-            node.config().name,
-            role.as_str(),
-            state.term()
+            name: config.name.clone(),
+            role: Role::Client,
+            advertise: config.advertise.clone(),
+            priority: config.priority,
+            online: true,
+            last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
+        };
+        let now_ms = config.clock.now_ms();
+        db.write(move |tx| local::record_startup(tx, &me, now_ms))
+            .await?;
+
+        let links = Links::default();
+        let status = Arc::new(RwLock::new(Status::default()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (driver, inputs) = driver::channel();
+        let connector = Connector::new(
+            links.clone(),
+            driver.clone(),
+            config.store_key.clone(),
+            shutdown_rx,
         );
-        Ok(node)
+        let sync_config = SyncConfig {
+            me: PeerInfo {
+                device_id,
+                name: config.name.clone(),
+                advertise: config.advertise.clone(),
+                priority: config.priority,
+            },
+            has_peers: !config.peers.is_empty(),
+            sync_interval_ms: config.sync_interval_ms,
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            master_timeout_ms: config.master_timeout_ms,
+            reclaim: config.reclaim,
+            rng_seed: now_ms ^ u64::from(device_id.get()).rotate_left(32),
+            clock_drift_max_ms: 60_000,
+        };
+        let (store2, clock, links2, connector2, status2) = (
+            Arc::clone(&store),
+            config.clock,
+            links.clone(),
+            connector.clone(),
+            Arc::clone(&status),
+        );
+        let thread = tokio::task::spawn_blocking(move || {
+            driver::spawn(
+                inputs,
+                sync_config,
+                store2,
+                clock,
+                links2,
+                connector2,
+                status2,
+            )
+        })
+        .await
+        .map_err(|e| StartError::Driver(e.to_string()))?
+        .map_err(StartError::Driver)?;
+        for peer in &config.peers {
+            connector.ensure(peer);
+        }
+        let role = status.read().map(|s| s.role).unwrap_or(None);
+        log::info!(
+            "device {device_id} ({}) started as {}",
+            config.name,
+            role.map_or("client", Role::as_str)
+        );
+        let inner = Inner {
+            config,
+            db,
+            driver,
+            status,
+            links,
+            shutdown,
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(Node {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn db(&self) -> &Db {
@@ -91,8 +192,25 @@ impl Node {
         &self.inner.config
     }
 
+    pub fn links(&self) -> &Links {
+        &self.inner.links
+    }
+
+    pub fn driver(&self) -> &Driver {
+        &self.inner.driver
+    }
+
+    /// The sync state as of the driver's last input.
+    pub fn status(&self) -> Status {
+        self.inner
+            .status
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     pub fn role(&self) -> Role {
-        self.inner.role
+        self.status().role.unwrap_or(Role::Client)
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -113,8 +231,55 @@ impl Node {
         }
     }
 
-    /// Records a clean stop in the audit log.
-    pub async fn record_shutdown(&self) -> Result<(), crate::db::DbError> {
+    /// A local write, through the driver (one transaction; on a client, pushed at once if
+    /// critical).
+    pub async fn local_write(&self, command: Command) -> Result<LocalDone, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.inner.driver.send(Input::Local { command, reply }) {
+            return Err(busy());
+        }
+        answer.await.map_err(|_| busy())?.map_err(ApiError::from)
+    }
+
+    /// Hands the master role to `target` (this node must be master).
+    pub async fn handover(&self, target: DeviceId) -> Result<Result<(), HandoverError>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.inner.driver.send(Input::Handover { target, reply }) {
+            return Err(busy());
+        }
+        answer.await.map_err(|_| busy())
+    }
+
+    /// A sync message over REST; returns what the core answers to `from`.
+    pub async fn exchange(
+        &self,
+        from: DeviceId,
+        message: Message,
+    ) -> Result<Vec<Message>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.inner.driver.send(Input::Rest {
+            from,
+            message,
+            reply,
+        }) {
+            return Err(busy());
+        }
+        answer.await.map_err(|_| busy())
+    }
+
+    /// Stops the links and the driver, and records a clean stop in the audit log.
+    pub async fn shutdown(&self) -> Result<(), DbError> {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.driver.send(Input::Stop);
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .map(|mut t| t.take())
+            .unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         let entry = AuditEntry {
             id: 0,
             at: rfc3339_from_ms(self.now_ms()),
@@ -130,4 +295,12 @@ impl Node {
             .await?;
         Ok(())
     }
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the node is overloaded or stopping; retry shortly",
+    )
 }

@@ -4,22 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use rms_domain::DeviceId;
-use rms_transport::{Clock, Node, NodeConfig, api};
+use rms_transport::{Node, NodeConfig, api};
 use serde_json::Value;
 
 async fn node(store_key: Option<&str>) -> Node {
-    Node::start(NodeConfig {
-        device_id: DeviceId::new(1).unwrap(),
-        name: "till 1".into(),
-        advertise: "http://127.0.0.1:7878".into(),
-        priority: 0,
-        data_dir: None,
-        peers: vec![],
-        store_key: store_key.map(str::to_owned),
-        clock: Clock::default(),
-    })
-    .await
-    .unwrap()
+    let mut config = NodeConfig::lone(DeviceId::new(1).unwrap(), "till 1");
+    config.store_key = store_key.map(str::to_owned);
+    Node::start(config).await.unwrap()
 }
 
 async fn call(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {

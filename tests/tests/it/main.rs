@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod multi_node;
 mod sim;
 mod single_node;

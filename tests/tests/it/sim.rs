@@ -642,10 +642,21 @@ impl Sim {
         let master_products = read(&master.store, products::list)?;
         for device in &self.devices {
             let theirs = read(&device.store, |c| events::log_after(c, 0, usize::MAX))?;
-            if summary(&theirs) != summary(&log) {
+            let (mine, master_summary) = (summary(&theirs), summary(&log));
+            if mine != master_summary {
+                let at = mine
+                    .iter()
+                    .zip(&master_summary)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(mine.len().min(master_summary.len()));
                 return Err(format!(
-                    "d{}'s log differs from the master's (d{})",
-                    device.id, master.id
+                    "d{}'s log differs from the master's (d{}) at index {at}: {:?} vs {:?} (lengths {} and {})",
+                    device.id,
+                    master.id,
+                    mine.get(at),
+                    master_summary.get(at),
+                    mine.len(),
+                    master_summary.len()
                 ));
             }
             let visible = read(&device.store, products::list)?;
@@ -1007,6 +1018,11 @@ fn simulation_keeps_every_invariant() {
         failures
     });
     if let Some(first) = failures.first() {
+        let seeds: Vec<&str> = failures
+            .iter()
+            .filter_map(|f| f.strip_prefix("simulation seed ")?.split(' ').next())
+            .collect();
+        eprintln!("failing seeds: {}", seeds.join(" "));
         panic!(
             "{} of {} seeds failed; the first:\n{first}",
             failures.len(),

@@ -37,10 +37,17 @@ fn a_restart_keeps_products_sales_and_audit() {
         .unwrap()
         .iter()
         .filter_map(|e| e["operation"].as_str())
+        .filter(|op| ["startup", "shutdown", "sale", "product_create"].contains(op))
         .collect();
     assert_eq!(
         operations,
         ["startup", "shutdown", "sale", "product_create", "startup"]
+    );
+    let (_, roles) = node.get("/api/v1/audit?operation=role_change");
+    assert_eq!(
+        roles.as_array().map(Vec::len),
+        Some(2),
+        "master at first start and at restart: {roles}"
     );
 }
 

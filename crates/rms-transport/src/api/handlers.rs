@@ -1,12 +1,12 @@
 //! The REST handlers: decode, validate, run one repository call off the runtime, answer.
 
 use rms_domain::{
-    DeviceId, NewProduct, NewSale, Operation, ProductPatch, Role, StockAdjustment, ValidationError,
-    ms_from_rfc3339, rfc3339_from_ms,
+    DeviceId, EventStatus, NewProduct, NewSale, Operation, ProductPatch, Role, SaleStatus,
+    StockAdjustment, ValidationError, ms_from_rfc3339, rfc3339_from_ms,
 };
 use rms_storage::audit::{self, AuditQuery};
-use rms_storage::local::{self, Command};
-use rms_storage::{devices, events, node_state, products, sales};
+use rms_storage::local::Command;
+use rms_storage::{events, products, sales};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -15,7 +15,7 @@ use warp::reply::{Reply, Response};
 
 use crate::body;
 use crate::error::ApiError;
-use crate::node::Node;
+use crate::node::{Node, VERDICT_WAIT};
 
 /// Default and largest page of `GET /sales` and `GET /audit`.
 const LIST_LIMIT_DEFAULT: usize = 100;
@@ -26,51 +26,86 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 }
 
 pub async fn health(node: Node) -> Result<Response, ApiError> {
-    let state = node.db().read(node_state::load).await?;
+    let status = node.status();
     Ok(json(
         StatusCode::OK,
         &json!({
             "status": "ok",
-            "device_id": state.device_id,
-            "role": node.role(),
-            "term": state.term(),
-            "master_id": state.master_id(),
+            "device_id": node.config().device_id,
+            "role": status.role.unwrap_or(Role::Client),
+            "term": status.epoch.map_or(0, |e| e.term.0),
+            "master_id": status.master_id,
             "version": env!("CARGO_PKG_VERSION"),
         }),
     ))
 }
 
 pub async fn cluster(node: Node) -> Result<Response, ApiError> {
-    let (state, mut roster) = node
-        .db()
-        .read(|c| Ok((node_state::load(c)?, devices::list(c)?)))
-        .await?;
-    let me = node.device();
-    for device in &mut roster {
-        if device.device_id == me.device_id {
-            *device = me.clone();
-        }
+    let status = node.status();
+    let mut devices = vec![node.device()];
+    for (info, online, last_seen) in status.roster {
+        let role = if status.master_id == Some(info.device_id) {
+            Role::Master
+        } else {
+            Role::Client
+        };
+        devices.push(rms_domain::Device {
+            device_id: info.device_id,
+            name: info.name,
+            role,
+            advertise: info.advertise,
+            priority: info.priority,
+            online,
+            last_seen: last_seen.map(rfc3339_from_ms),
+        });
     }
+    devices.sort_by_key(|d| d.device_id);
     Ok(json(
         StatusCode::OK,
-        &json!({ "term": state.term(), "master_id": state.master_id(), "devices": roster }),
+        &json!({
+            "term": status.epoch.map_or(0, |e| e.term.0),
+            "master_id": status.master_id,
+            "devices": devices,
+        }),
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverRequest {
+    device_id: u16,
+}
+
+pub async fn handover(node: Node, body: Bytes) -> Result<Response, ApiError> {
+    let request: HandoverRequest = body::decode(&body)?;
+    let target = DeviceId::new(request.device_id).ok_or_else(|| {
+        ApiError::invalid(ValidationError::new("device_id", "must be in 1..=65535"))
+    })?;
+    match node.handover(target).await? {
+        Ok(()) => Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({ "status": "handover_requested", "device_id": target }),
+        )),
+        Err(err) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "handover_refused",
+            err.to_string(),
+        )),
+    }
+}
+
 pub async fn sync_status(node: Node) -> Result<Response, ApiError> {
-    let ((pending, oldest_ms), state) = node
-        .db()
-        .read(|c| Ok((events::pending_summary(c)?, node_state::load(c)?)))
-        .await?;
+    let (pending, oldest_ms) = node.db().read(events::pending_summary).await?;
+    let status = node.status();
     let now_ms = node.now_ms();
     Ok(json(
         StatusCode::OK,
         &json!({
             "pending": pending,
             "oldest_pending_ms": oldest_ms.map(|at| now_ms.saturating_sub(at)),
-            "cursor": state.log_head,
-            "last_sync_at": null,
-            "connected_devices": 0,
+            "cursor": status.log_head,
+            "last_sync_at": status.last_sync_at_ms.map(rfc3339_from_ms),
+            "connected_devices": status.connected.len(),
         }),
     ))
 }
@@ -92,12 +127,9 @@ async fn write_product(
     status: StatusCode,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let (role, now_ms) = (node.role(), node.now_ms());
-    let recorded = node
-        .db()
-        .write(move |tx| local::record(tx, role, now_ms, command))
-        .await?;
-    let product = recorded
+    let done = node.local_write(command).await?;
+    let product = done
+        .recorded
         .products
         .into_iter()
         .next()
@@ -128,23 +160,44 @@ pub async fn adjust_stock(node: Node, sku: String, body: Bytes) -> Result<Respon
     .await
 }
 
+/// A sale: on the master decided at once (201, or 409 and nothing written). On a client committed
+/// locally first; a critical one waits up to [`VERDICT_WAIT`] for the master (201 or 409 with the
+/// sale and its reason), anything else answers 202 `pending`.
 pub async fn create_sale(node: Node, body: Bytes) -> Result<Response, ApiError> {
     let sale: NewSale = body::decode(&body)?;
     sale.validate().map_err(ApiError::invalid)?;
-    let (role, now_ms) = (node.role(), node.now_ms());
-    let recorded = node
-        .db()
-        .write(move |tx| local::record(tx, role, now_ms, Command::Sell(sale)))
-        .await?;
-    let sale = recorded
+    let done = node.local_write(Command::Sell(sale)).await?;
+    let mut sale = done
+        .recorded
         .sale
         .ok_or_else(|| ApiError::internal("the sale was not recorded"))?;
-    let status = if role == Role::Master {
-        StatusCode::CREATED
-    } else {
-        StatusCode::ACCEPTED
+    if done.role == Role::Master {
+        return Ok(json(StatusCode::CREATED, &sale));
+    }
+    let Some(verdict) = done.verdict else {
+        return Ok(json(StatusCode::ACCEPTED, &sale));
     };
-    Ok(json(status, &sale))
+    match tokio::time::timeout(VERDICT_WAIT, verdict).await {
+        Ok(Ok(verdict)) if verdict.status == EventStatus::Synced => {
+            sale.status = SaleStatus::Accepted;
+            Ok(json(StatusCode::CREATED, &sale))
+        }
+        Ok(Ok(verdict)) => {
+            sale.status = SaleStatus::Rejected;
+            sale.reason = verdict.reason;
+            let reason = verdict.reason.map_or("rejected", |r| r.as_str());
+            let mut body =
+                serde_json::to_value(&sale).map_err(|e| ApiError::internal(e.to_string()))?;
+            body["error"] = json!(reason);
+            body["message"] = json!(
+                verdict
+                    .reason
+                    .map_or("the master rejected the sale", |r| r.describe())
+            );
+            Ok(json(StatusCode::CONFLICT, &body))
+        }
+        _ => Ok(json(StatusCode::ACCEPTED, &sale)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,4 +275,85 @@ pub async fn audit(node: Node, params: AuditParams) -> Result<Response, ApiError
     let query = audit_query(params)?;
     let entries = node.db().read(move |c| audit::query(c, &query)).await?;
     Ok(json(StatusCode::OK, &entries))
+}
+
+/// `POST /sync/push`: the REST fallback of the WebSocket `push`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestPush {
+    device_id: u16,
+    /// The pusher's epoch; without it the node's own is assumed (no fencing).
+    #[serde(default)]
+    epoch: Option<rms_domain::Epoch>,
+    events: Vec<rms_domain::SyncEvent>,
+}
+
+pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
+    let push: RestPush = body::decode(&body)?;
+    let from = DeviceId::new(push.device_id).ok_or_else(|| {
+        ApiError::invalid(ValidationError::new("device_id", "must be in 1..=65535"))
+    })?;
+    if push.events.len() > rms_sync::BATCH_EVENTS_MAX {
+        let message = format!("at most {} events per push", rms_sync::BATCH_EVENTS_MAX);
+        return Err(ApiError::invalid(ValidationError::new("events", message)));
+    }
+    let epoch = push.epoch.or(node.status().epoch);
+    let answers = node
+        .exchange(
+            from,
+            rms_sync::Message::Push {
+                epoch,
+                events: push.events,
+            },
+        )
+        .await?;
+    for answer in answers {
+        match answer {
+            rms_sync::Message::PushAck { epoch, verdicts } => {
+                return Ok(json(
+                    StatusCode::OK,
+                    &json!({ "epoch": epoch, "verdicts": verdicts }),
+                ));
+            }
+            rms_sync::Message::Error { code, message, .. } => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    error_code(&code),
+                    message,
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err(ApiError::internal("the push got no answer"))
+}
+
+fn error_code(code: &str) -> &'static str {
+    match code {
+        "stale_term" => "stale_term",
+        "not_master" => "not_master",
+        _ => "refused",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullParams {
+    since: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /sync/pull?since=N`: this device's copy of the master log after `since`.
+pub async fn sync_pull(node: Node, params: PullParams) -> Result<Response, ApiError> {
+    let limit = limit(params.limit)?;
+    let since = params.since;
+    let entries = node
+        .db()
+        .read(move |c| events::log_after(c, since, limit))
+        .await?;
+    let status = node.status();
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "epoch": status.epoch, "log_head": status.log_head, "entries": entries }),
+    ))
 }

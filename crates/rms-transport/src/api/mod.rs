@@ -21,7 +21,15 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
     let status = health(&node)
         .or(cluster(&node))
         .unify()
+        .or(handover(&node))
+        .unify()
         .or(sync_status(&node))
+        .unify()
+        .or(sync_push(&node))
+        .unify()
+        .or(sync_pull(&node))
+        .unify()
+        .or(websocket(&node))
         .unify();
     let products = list_products(&node)
         .or(create_product(&node))
@@ -116,6 +124,46 @@ fn cluster(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::get())
         .and(with_node(node))
         .and_then(|node| answer(handlers::cluster(node)))
+}
+
+type Route = (Response,);
+
+fn handover(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("cluster" / "handover")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|node, body| answer(handlers::handover(node, body)))
+}
+
+fn sync_push(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("sync" / "push")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|node, body| answer(handlers::sync_push(node, body)))
+}
+
+fn sync_pull(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("sync" / "pull")
+        .and(warp::get())
+        .and(with_node(node))
+        .and(warp::query::<handlers::PullParams>())
+        .and_then(|node, params| answer(handlers::sync_pull(node, params)))
+}
+
+/// `/api/v1/ws`: the sync protocol over WebSocket, one link per peer.
+fn websocket(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("ws")
+        .and(warp::ws())
+        .and(with_node(node))
+        .map(|ws: warp::ws::Ws, node: Node| {
+            let (links, driver) = (node.links().clone(), node.driver().clone());
+            ws.max_message_size(crate::link::MESSAGE_BYTES_MAX)
+                .max_frame_size(crate::link::MESSAGE_BYTES_MAX)
+                .on_upgrade(move |socket| crate::link::serve_warp(socket, links, driver))
+                .into_response()
+        })
 }
 
 fn sync_status(

@@ -1,0 +1,364 @@
+//! The driver: one thread that owns the node's `SyncNode` and its writer, feeds it real time and
+//! real messages, and carries out what it says (quinn's role around quinn-proto).
+//!
+//! Every write of the node goes through this thread: local writes from the REST handlers and the
+//! core's batches. So the core's view (log head, epoch) is never behind the database, and SQLite
+//! never runs on the async runtime's threads. Inputs arrive on a bounded channel; the loop
+//! sleeps until the next input or the core's next timeout.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rms_domain::{DeviceId, Epoch, EventId, Role};
+use rms_storage::local::{self, Command, Recorded};
+use rms_storage::{StorageError, Store};
+use rms_sync::{
+    HandoverError, Message, Notification, Now, PeerInfo, SyncConfig, SyncNode, To, Verdict,
+};
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::connector::Connector;
+use crate::link::Links;
+use crate::sync_store::StoreAdapter;
+
+/// Inputs waiting for the driver before new ones are refused (the node is overloaded).
+pub const INPUT_QUEUE_MAX: usize = 8192;
+
+pub enum Input {
+    /// A message from a peer.
+    Net {
+        from: DeviceId,
+        message: Message,
+    },
+    /// An outbound link came up: say who we are at once.
+    LinkUp,
+    /// A local write (all writes of the node go through the driver).
+    Local {
+        command: Command,
+        reply: oneshot::Sender<Result<LocalDone, StorageError>>,
+    },
+    /// A message over the REST fallback; the reply carries what the core answers to `from`.
+    Rest {
+        from: DeviceId,
+        message: Message,
+        reply: oneshot::Sender<Vec<Message>>,
+    },
+    Handover {
+        target: DeviceId,
+        reply: oneshot::Sender<Result<(), HandoverError>>,
+    },
+    Stop,
+}
+
+/// A committed local write, and for a critical event on a client, where its verdict will come.
+pub struct LocalDone {
+    pub recorded: Recorded,
+    pub role: Role,
+    pub verdict: Option<oneshot::Receiver<Verdict>>,
+}
+
+/// What the REST handlers show of the sync state, refreshed after every input.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub role: Option<Role>,
+    pub epoch: Option<Epoch>,
+    pub master_id: Option<DeviceId>,
+    pub log_head: u64,
+    /// Peers this node has heard of: info, heard within the master timeout, last heard (wall ms).
+    pub roster: Vec<(PeerInfo, bool, Option<u64>)>,
+    pub connected: Vec<DeviceId>,
+    pub last_sync_at_ms: Option<u64>,
+}
+
+/// The handle the rest of the node uses to reach the driver thread.
+#[derive(Clone, Debug)]
+pub struct Driver {
+    tx: SyncSender<Input>,
+}
+
+impl Driver {
+    /// Queues an input; false if the driver is gone or overloaded (the input is dropped, which
+    /// the protocol tolerates for network messages).
+    pub fn send(&self, input: Input) -> bool {
+        match self.tx.try_send(input) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                log::warn!("the sync driver is overloaded; an input was dropped");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
+            Input::LinkUp => f.write_str("LinkUp"),
+            Input::Local { .. } => f.write_str("Local"),
+            Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
+            Input::Handover { target, .. } => write!(f, "Handover({target})"),
+            Input::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+/// The driver's input channel, made before the thread so that links and the connector can hold a
+/// [`Driver`] while the thread starts.
+pub fn channel() -> (Driver, Receiver<Input>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_MAX);
+    (Driver { tx }, rx)
+}
+
+/// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
+pub fn spawn(
+    rx: Receiver<Input>,
+    config: SyncConfig,
+    store: Arc<Store>,
+    clock: Clock,
+    links: Links,
+    connector: Connector,
+    status: Arc<RwLock<Status>>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("rms-sync-driver".into())
+        .spawn(move || {
+            let origin = Instant::now();
+            let now = || Now {
+                mono_ms: elapsed_ms(origin),
+                wall_ms: clock.now_ms(),
+            };
+            let node = match SyncNode::new(config, StoreAdapter::new(Arc::clone(&store)), now()) {
+                Ok(node) => node,
+                Err(err) => {
+                    let _ = started_tx.send(Err(err.to_string()));
+                    return;
+                }
+            };
+            let mut state = Loop {
+                node,
+                store,
+                links,
+                connector,
+                status,
+                waiters: BTreeMap::new(),
+                origin,
+                clock,
+            };
+            // The status is filled before `spawn` returns, so the first request sees the role.
+            state.after_input(now());
+            let _ = started_tx.send(Ok(()));
+            state.run(&rx);
+        })
+        .map_err(|e| format!("cannot start the sync driver thread: {e}"))?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err("the sync driver thread stopped while starting".into()),
+    }
+}
+
+fn elapsed_ms(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Loop {
+    node: SyncNode<StoreAdapter>,
+    store: Arc<Store>,
+    links: Links,
+    connector: Connector,
+    status: Arc<RwLock<Status>>,
+    /// Critical client sales waiting (up to 2 s) for the master's verdict.
+    waiters: BTreeMap<EventId, oneshot::Sender<Verdict>>,
+    origin: Instant,
+    clock: Clock,
+}
+
+impl Loop {
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: elapsed_ms(self.origin),
+            wall_ms: self.clock.now_ms(),
+        }
+    }
+
+    fn run(&mut self, rx: &Receiver<Input>) {
+        loop {
+            let now = self.now();
+            let wait = self.node.poll_timeout().saturating_sub(now.mono_ms);
+            let input = rx.recv_timeout(Duration::from_millis(wait));
+            let now = self.now();
+            let result = match input {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(input) => self.handle(input, now),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.node.handle_timeout(now).map_err(|e| e.to_string())
+                }
+            };
+            if let Err(err) = result {
+                log::error!("sync: {err}");
+            }
+            self.after_input(now);
+        }
+    }
+
+    fn handle(&mut self, input: Input, now: Now) -> Result<(), String> {
+        match input {
+            Input::Net { from, message } => self
+                .node
+                .handle_message(from, message, now)
+                .map_err(|e| e.to_string()),
+            Input::LinkUp => {
+                self.node.send_heartbeat_now();
+                Ok(())
+            }
+            Input::Local { command, reply } => {
+                let outcome = self.local_write(command, now);
+                if let Err(err) = &outcome
+                    && !matches!(err, StorageError::Refused { .. } | StorageError::Invalid(_))
+                {
+                    log::error!("a local write failed: {err}");
+                }
+                let _ = reply.send(outcome);
+                Ok(())
+            }
+            Input::Rest {
+                from,
+                message,
+                reply,
+            } => {
+                let result = self
+                    .node
+                    .handle_message(from, message, now)
+                    .map_err(|e| e.to_string());
+                let mut answers = Vec::new();
+                self.drain_transmits(Some((from, &mut answers)));
+                let _ = reply.send(answers);
+                result
+            }
+            Input::Handover { target, reply } => {
+                let _ = reply.send(self.node.request_handover(target, now));
+                Ok(())
+            }
+            Input::Stop => Ok(()),
+        }
+    }
+
+    fn local_write(&mut self, command: Command, now: Now) -> Result<LocalDone, StorageError> {
+        let role = self.node.role();
+        let recorded = self
+            .store
+            .write(|tx| local::record(tx, role, now.wall_ms, command))?;
+        let mut verdict = None;
+        if role == Role::Client && recorded.event.critical && self.node.master_id().is_some() {
+            let (tx, rx) = oneshot::channel();
+            self.waiters.insert(recorded.event.event_id, tx);
+            verdict = Some(rx);
+        }
+        if let Err(err) =
+            self.node
+                .handle_local_write(&recorded.event, recorded.entry.as_ref(), now)
+        {
+            log::error!("sync after a local write: {err}");
+        }
+        Ok(LocalDone {
+            recorded,
+            role,
+            verdict,
+        })
+    }
+
+    /// Sends what the core wants sent; messages to `capture.0` go into `capture.1` instead.
+    fn drain_transmits(&mut self, mut capture: Option<(DeviceId, &mut Vec<Message>)>) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            if let (Some((device, answers)), To::Device(to)) = (capture.as_mut(), transmit.to)
+                && *device == to
+            {
+                answers.push(transmit.message);
+                continue;
+            }
+            let text = match serde_json::to_string(&transmit.message) {
+                Ok(text) => text,
+                Err(err) => {
+                    log::error!("cannot encode a {} message: {err}", transmit.message.kind());
+                    continue;
+                }
+            };
+            match transmit.to {
+                To::Device(device) => {
+                    if !self.links.send_to(device, &text) {
+                        log::debug!(
+                            "no link to device {device} for a {} message",
+                            transmit.message.kind()
+                        );
+                    }
+                }
+                To::AllPeers => self.links.broadcast(&text),
+            }
+        }
+    }
+
+    fn after_input(&mut self, now: Now) {
+        self.drain_transmits(None);
+        let mut synced = false;
+        while let Some(notification) = self.node.poll_notification() {
+            match notification {
+                Notification::Decided(verdict) => {
+                    if let Some(waiter) = self.waiters.remove(&verdict.event_id) {
+                        let _ = waiter.send(verdict);
+                    }
+                }
+                Notification::RoleChanged { role, epoch } => {
+                    log::info!(
+                        "now {} in epoch {}",
+                        role.as_str(),
+                        epoch.map_or_else(|| "-".into(), |e| e.to_string())
+                    );
+                    // Waiters for verdicts from a master that is gone answer 202 on their own.
+                    self.waiters.clear();
+                }
+                Notification::LogAdvanced { .. } => synced = true,
+            }
+        }
+        self.waiters.retain(|_, waiter| !waiter.is_closed());
+        let me = self.node.config().device_id();
+        let live: Vec<DeviceId> = self
+            .node
+            .live_peers(now)
+            .into_iter()
+            .map(|(info, _, _)| info.device_id)
+            .collect();
+        let roster: Vec<(PeerInfo, bool, Option<u64>)> = self
+            .node
+            .roster()
+            .into_iter()
+            .filter(|(info, _)| info.device_id != me)
+            .map(|(info, heard)| {
+                let online = live.contains(&info.device_id);
+                let last_seen =
+                    heard.map(|mono| now.wall_ms.saturating_sub(now.mono_ms.saturating_sub(mono)));
+                (info, online, last_seen)
+            })
+            .collect();
+        for (info, _, _) in &roster {
+            if info.advertise.starts_with("http://") || info.advertise.starts_with("ws://") {
+                self.connector.ensure(&info.advertise);
+            }
+        }
+        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
+        status.role = Some(self.node.role());
+        status.epoch = self.node.epoch();
+        status.master_id = self.node.master_id();
+        status.log_head = self.node.log_head();
+        status.roster = roster;
+        status.connected = self.links.connected();
+        if synced && self.node.role() == Role::Client {
+            status.last_sync_at_ms = Some(now.wall_ms);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Links: the WebSocket connections between this node and its peers, in either direction.
+//!
+//! A link is identified by the first `register` or `heartbeat` it carries (the remote's device
+//! id); until then it can only receive broadcasts (`To::AllPeers`). Each link has a bounded send
+//! queue: a peer that does not keep up is dropped, it never stalls the node, and it catches up
+//! from its cursor when it comes back.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use rms_domain::DeviceId;
+use rms_sync::Message;
+use tokio::sync::mpsc;
+
+use crate::driver::{Driver, Input};
+
+/// Messages queued for one peer before it counts as too slow and is dropped.
+pub const SEND_QUEUE_MAX: usize = 1024;
+/// Largest WebSocket message, in bytes (SPEC §8); a larger one closes the connection.
+pub const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+type LinkId = u64;
+
+#[derive(Debug)]
+struct Link {
+    device: Option<DeviceId>,
+    sender: mpsc::Sender<String>,
+}
+
+/// Every open link, shared by the sessions (which add and remove themselves) and the driver
+/// (which sends).
+#[derive(Debug, Default, Clone)]
+pub struct Links {
+    inner: Arc<Mutex<BTreeMap<LinkId, Link>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Links {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<LinkId, Link>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, sender: mpsc::Sender<String>) -> LinkId {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Link {
+                device: None,
+                sender,
+            },
+        );
+        id
+    }
+
+    fn identify(&self, link: LinkId, device: DeviceId) {
+        if let Some(link) = self.lock().get_mut(&link) {
+            link.device = Some(device);
+        }
+    }
+
+    fn remove(&self, link: LinkId) {
+        self.lock().remove(&link);
+    }
+
+    /// Sends to one device (its newest link). Returns false if no link could take it.
+    pub fn send_to(&self, device: DeviceId, text: &str) -> bool {
+        let mut links = self.lock();
+        let Some((&id, link)) = links.iter().rev().find(|(_, l)| l.device == Some(device)) else {
+            return false;
+        };
+        if link.sender.try_send(text.to_owned()).is_ok() {
+            return true;
+        }
+        log::warn!("device {device} does not keep up with its send queue; dropping its link");
+        links.remove(&id);
+        false
+    }
+
+    /// Sends to every link, once per device.
+    pub fn broadcast(&self, text: &str) {
+        let mut links = self.lock();
+        let mut seen = Vec::new();
+        let mut slow = Vec::new();
+        for (&id, link) in links.iter().rev() {
+            if let Some(device) = link.device {
+                if seen.contains(&device) {
+                    continue;
+                }
+                seen.push(device);
+            }
+            if link.sender.try_send(text.to_owned()).is_err() {
+                slow.push(id);
+            }
+        }
+        for id in slow {
+            log::warn!("a peer does not keep up with its send queue; dropping its link");
+            links.remove(&id);
+        }
+    }
+
+    /// Devices with an open, identified link.
+    pub fn connected(&self) -> Vec<DeviceId> {
+        let mut devices: Vec<DeviceId> = self.lock().values().filter_map(|l| l.device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        devices
+    }
+}
+
+/// What a session does with one text frame.
+struct Session {
+    link: LinkId,
+    remote: Option<DeviceId>,
+    links: Links,
+    driver: Driver,
+}
+
+impl Session {
+    /// Returns false to close the connection.
+    fn on_text(&mut self, text: &str) -> bool {
+        let message: Message = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(err) => {
+                log::warn!("undecodable sync message from {:?}: {err}", self.remote);
+                return false;
+            }
+        };
+        let claimed = match &message {
+            Message::Heartbeat { peer, .. } | Message::Register { peer, .. } => {
+                Some(peer.device_id)
+            }
+            _ => None,
+        };
+        match (self.remote, claimed) {
+            (None, Some(device)) => {
+                self.remote = Some(device);
+                self.links.identify(self.link, device);
+            }
+            (Some(remote), Some(device)) if remote != device => {
+                log::warn!("a link of device {remote} claims to be device {device}; closing it");
+                return false;
+            }
+            _ => {}
+        }
+        let Some(from) = self.remote else {
+            log::debug!("ignoring {} before the peer said who it is", message.kind());
+            return true;
+        };
+        self.driver.send(Input::Net { from, message });
+        true
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.links.remove(self.link);
+    }
+}
+
+/// Runs a server-side WebSocket (an upgrade of `/api/v1/ws`) until either side closes it.
+pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Driver) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
+    let mut session = Session {
+        link: links.add(tx),
+        remote: None,
+        links,
+        driver,
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(warp::ws::Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(frame)) = stream.next().await {
+        if frame.is_close() {
+            break;
+        }
+        let Ok(text) = frame.to_str() else { continue };
+        if !session.on_text(text) {
+            break;
+        }
+    }
+    drop(session);
+    writer.abort();
+}
+
+/// Runs a client-side WebSocket (our connection to a peer) until either side closes it.
+pub async fn serve_client<S>(
+    socket: tokio_tungstenite::WebSocketStream<S>,
+    links: Links,
+    driver: Driver,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
+    let mut session = Session {
+        link: links.add(tx),
+        remote: None,
+        links,
+        driver,
+    };
+    session.driver.send(Input::LinkUp);
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Frame::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(frame)) = stream.next().await {
+        match frame {
+            Frame::Text(text) if !session.on_text(text.as_str()) => break,
+            Frame::Close(_) => break,
+            _ => {}
+        }
+    }
+    drop(session);
+    writer.abort();
+}

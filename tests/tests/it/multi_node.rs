@@ -1,0 +1,229 @@
+//! A store of several real `rms-node` processes syncing over WebSocket on 127.0.0.1.
+
+use std::time::Duration;
+
+use rms_tests::{NodeProcess, free_port, wait_for};
+use serde_json::{Value, json};
+
+/// Short intervals so that the tests run in seconds; the sync interval stays long where a test
+/// proves that something travels faster than it.
+const FAST: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--master-timeout-ms",
+    "600",
+    "--sync-interval-ms",
+    "500",
+];
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn args<'a>(device: &'a str, extra: &[&'a str], peers: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["--device-id", device];
+    args.extend_from_slice(extra);
+    for peer in peers {
+        args.extend(["--peer", peer.as_str()]);
+    }
+    args
+}
+
+/// Device 1 as master (a store of its own at first), devices 2 and 3 joining it.
+fn store_of_three(timing: &[&'static str]) -> (Vec<tempfile::TempDir>, Vec<NodeProcess>) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let master = NodeProcess::start(dirs[0].path(), &args("1", timing, &[]));
+    let peers = vec![master.url.clone()];
+    let two = NodeProcess::start(dirs[1].path(), &args("2", timing, &peers));
+    let three = NodeProcess::start(dirs[2].path(), &args("3", timing, &peers));
+    let nodes = vec![master, two, three];
+    wait_for("three devices online under master 1", DEADLINE, || {
+        nodes.iter().all(|n| {
+            let (_, cluster) = n.get("/api/v1/cluster");
+            let online = cluster["devices"]
+                .as_array()
+                .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
+            cluster["master_id"] == 1 && online == 3
+        })
+    });
+    (dirs, nodes)
+}
+
+fn stock(node: &NodeProcess, sku: &str) -> Option<i64> {
+    let (status, product) = node.get(&format!("/api/v1/products/{sku}"));
+    (status == 200).then(|| product["stock"].as_i64()).flatten()
+}
+
+fn pending(node: &NodeProcess) -> i64 {
+    node.get("/api/v1/sync/status").1["pending"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn three_nodes_agree_on_the_master_and_share_products() {
+    // Proves: one master seen by all; a product made anywhere reaches every device.
+    let (_dirs, nodes) = store_of_three(FAST);
+    for node in &nodes {
+        let (_, health) = node.get("/api/v1/health");
+        assert_eq!(health["master_id"], 1, "{health}");
+    }
+    assert_eq!(nodes[0].get("/api/v1/health").1["role"], "master");
+    assert_eq!(nodes[1].get("/api/v1/health").1["role"], "client");
+
+    let made_on_master = json!({"sku":"tea","name":"Tea","price_cents":300,"stock":5});
+    assert_eq!(nodes[0].post("/api/v1/products", &made_on_master).0, 201);
+    let made_on_client = json!({"sku":"jam","name":"Jam","price_cents":450,"stock":2});
+    let (status, _) = nodes[1].post("/api/v1/products", &made_on_client);
+    assert_eq!(status, 201);
+    wait_for("both products on every device", DEADLINE, || {
+        nodes
+            .iter()
+            .all(|n| stock(n, "tea") == Some(5) && stock(n, "jam") == Some(2))
+    });
+    wait_for("nothing pending", DEADLINE, || {
+        nodes.iter().all(|n| pending(n) == 0)
+    });
+}
+
+#[test]
+fn a_sale_that_empties_a_product_reaches_the_third_device_long_before_the_sync_interval() {
+    // The periodic sync is 30 s here: only the immediate path can make it in time.
+    const SLOW_SYNC: &[&str] = &[
+        "--heartbeat-interval-ms",
+        "100",
+        "--master-timeout-ms",
+        "600",
+        "--sync-interval-ms",
+        "30000",
+    ];
+    let (_dirs, nodes) = store_of_three(SLOW_SYNC);
+    assert_eq!(
+        nodes[0]
+            .post(
+                "/api/v1/products",
+                &json!({"sku":"milk","name":"Milk","price_cents":99,"stock":1})
+            )
+            .0,
+        201
+    );
+    wait_for("the product on both clients", DEADLINE, || {
+        stock(&nodes[1], "milk") == Some(1) && stock(&nodes[2], "milk") == Some(1)
+    });
+    let started = std::time::Instant::now();
+    let (status, sale) = nodes[1].post(
+        "/api/v1/sales",
+        &json!({"user_id":"ann","lines":[{"sku":"milk","qty":1}]}),
+    );
+    assert_eq!(
+        status, 201,
+        "a critical sale on a connected client gets the master's verdict: {sale}"
+    );
+    wait_for(
+        "stock 0 on the third device",
+        Duration::from_secs(5),
+        || stock(&nodes[2], "milk") == Some(0),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn two_clients_selling_the_last_unit_at_once_one_wins() {
+    let (_dirs, nodes) = store_of_three(FAST);
+    assert_eq!(
+        nodes[0]
+            .post(
+                "/api/v1/products",
+                &json!({"sku":"cake","name":"Cake","price_cents":500,"stock":1})
+            )
+            .0,
+        201
+    );
+    wait_for("the cake on both clients", DEADLINE, || {
+        stock(&nodes[1], "cake") == Some(1) && stock(&nodes[2], "cake") == Some(1)
+    });
+    let sale = json!({"user_id":"till","lines":[{"sku":"cake","qty":1}]});
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| nodes[1].post("/api/v1/sales", &sale));
+        let b = s.spawn(|| nodes[2].post("/api/v1/sales", &sale));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "exactly one accepted: {a:?} {b:?}");
+    let rejected = if a.0 == 409 { &a.1 } else { &b.1 };
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["reason"], "out_of_stock");
+    wait_for("stock 0 everywhere", DEADLINE, || {
+        nodes.iter().all(|n| stock(n, "cake") == Some(0))
+    });
+    let (_, conflicts) = nodes[0].get("/api/v1/audit?operation=conflict");
+    let rejected_id = rejected["sale_id"].as_str().unwrap();
+    assert!(
+        conflicts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["event_id"] == rejected_id),
+        "the master audited the conflict: {conflicts}"
+    );
+    let sale_id = rejected_id.to_owned();
+    wait_for("the rejected sale on every device", DEADLINE, || {
+        nodes
+            .iter()
+            .all(|n| n.get(&format!("/api/v1/sales/{sale_id}")).1["status"] == "rejected")
+    });
+}
+
+#[test]
+fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
+    // Device 2 starts while its peer is not there: it sells on its own, then the store forms.
+    let port = free_port();
+    let master_url = format!("http://127.0.0.1:{port}");
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let peers = vec![master_url.clone()];
+    let lone = NodeProcess::start(dirs[1].path(), &args("2", FAST, &peers));
+    assert_eq!(
+        lone.post(
+            "/api/v1/products",
+            &json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10})
+        )
+        .0,
+        201
+    );
+    let (status, sale) = lone.post(
+        "/api/v1/sales",
+        &json!({"user_id":"bo","lines":[{"sku":"soap","qty":3}]}),
+    );
+    assert!(status == 201 || status == 202, "{status} {sale}");
+    let sale_id = sale["sale_id"].as_str().unwrap().to_owned();
+
+    let listen = format!("127.0.0.1:{port}");
+    let lone_peer = vec![lone.url.clone()];
+    let mut one_args = args("1", FAST, &lone_peer);
+    one_args.extend(["--listen", listen.as_str()]);
+    let one = NodeProcess::start_with_listen(dirs[0].path(), &one_args);
+    let nodes = [one, lone];
+    wait_for("one master for both", DEADLINE, || {
+        let ids: Vec<Value> = nodes
+            .iter()
+            .map(|n| n.get("/api/v1/health").1["master_id"].clone())
+            .collect();
+        !ids[0].is_null() && ids[0] == ids[1]
+    });
+    wait_for("the sale on both devices, settled", DEADLINE, || {
+        nodes.iter().all(|n| {
+            let (_, sale) = n.get(&format!("/api/v1/sales/{sale_id}"));
+            sale["status"] == "accepted" && pending(n) == 0 && stock(n, "soap") == Some(7)
+        })
+    });
+    for node in &nodes {
+        let (_, sales) = node.get("/api/v1/sales");
+        assert_eq!(
+            sales.as_array().map(Vec::len),
+            Some(1),
+            "exactly one sale, none doubled: {sales}"
+        );
+    }
+}
