@@ -44,10 +44,15 @@ impl Drop for Node {
 }
 
 fn start_node(binary: &Path) -> anyhow::Result<Node> {
+    start_node_with(binary, &[])
+}
+
+fn start_node_with(binary: &Path, args: &[&str]) -> anyhow::Result<Node> {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(binary)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(args)
         .env("RMS_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -148,6 +153,160 @@ fn scenario(id: &str, name: &str, tills: usize, args: &Args) -> anyhow::Result<V
     }))
 }
 
+fn get(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+    let mut response = agent.get(url).call()?;
+    Ok(serde_json::from_str(
+        &response.body_mut().read_to_string()?,
+    )?)
+}
+
+/// Polls `check` until it holds, at most `deadline`.
+fn wait_until(
+    deadline: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + deadline;
+    while !check()? {
+        if Instant::now() > until {
+            bail!("timed out after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+const CLUSTER_ARGS: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "200",
+    "--master-timeout-ms",
+    "1000",
+];
+
+/// A master and `clients` clients joined to it, all online.
+fn start_store(binary: &Path, clients: usize) -> anyhow::Result<Vec<Node>> {
+    let master = start_node_with(binary, &[&["--device-id", "1"], CLUSTER_ARGS].concat())?;
+    let mut nodes = vec![];
+    let master_url = master.url.clone();
+    nodes.push(master);
+    for i in 0..clients {
+        let id = (i + 2).to_string();
+        let args = [
+            &["--device-id", id.as_str(), "--peer", master_url.as_str()],
+            CLUSTER_ARGS,
+        ]
+        .concat();
+        nodes.push(start_node_with(binary, &args)?);
+    }
+    let agent = agent();
+    wait_until(Duration::from_secs(30), || {
+        for node in &nodes {
+            if get(&agent, &format!("{}/api/v1/health", node.url))?["master_id"] != 1 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(nodes)
+}
+
+/// P1: a sale that empties a product on client A, until client B shows stock 0.
+fn critical_propagation(args: &Args) -> anyhow::Result<Value> {
+    const SAMPLES: usize = 200;
+    let nodes = start_store(&args.node, 2)?;
+    let agent = agent();
+    let (master, a, b) = (&nodes[0].url, &nodes[1].url, &nodes[2].url);
+    for i in 0..SAMPLES {
+        let product = json!({"sku": format!("p{i}"), "name": "P", "price_cents": 100, "stock": 1});
+        post(&agent, &format!("{master}/api/v1/products"), &product)?;
+    }
+    let last = format!("{b}/api/v1/products/p{}", SAMPLES - 1);
+    wait_until(Duration::from_secs(30), || {
+        Ok(get(&agent, &last).map(|p| p["stock"] == 1).unwrap_or(false))
+    })?;
+    let mut latencies = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        let sale = json!({"user_id": "a", "lines": [{"sku": format!("p{i}"), "qty": 1}]});
+        let url = format!("{b}/api/v1/products/p{i}");
+        let started = Instant::now();
+        post(&agent, &format!("{a}/api/v1/sales"), &sale)?;
+        wait_until(Duration::from_secs(10), || {
+            Ok(get(&agent, &url)?["stock"] == 0)
+        })?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort_unstable();
+    Ok(json!({
+        "id": "P1",
+        "name": "critical sale on client A -> client B sees it",
+        "value": (percentile(&latencies, 50.0) * 1000.0).round() / 1000.0,
+        "unit": "ms p50",
+        "p50_ms": (percentile(&latencies, 50.0) * 1000.0).round() / 1000.0,
+        "p99_ms": (percentile(&latencies, 99.0) * 1000.0).round() / 1000.0,
+        "samples": SAMPLES,
+    }))
+}
+
+/// I1: the master's ingest of batched pushes (REST fallback) from `clients` devices at once.
+fn master_ingest(
+    args: &Args,
+    clients: usize,
+    batch: usize,
+    batches: usize,
+) -> anyhow::Result<Value> {
+    let master = start_node_with(&args.node, &["--device-id", "1"])?;
+    let setup = agent();
+    let product =
+        json!({"sku": "bench", "name": "Bench", "price_cents": 100, "stock": 1_000_000_000});
+    post(&setup, &format!("{}/api/v1/products", master.url), &product)?;
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let url = format!("{}/api/v1/sync/push", master.url);
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let agent = agent();
+                let device = c + 2;
+                let mut seq = 0;
+                for _ in 0..batches {
+                    let events: Vec<Value> = (0..batch)
+                        .map(|_| {
+                            seq += 1;
+                            let id = format!("{device}-{seq}");
+                            json!({
+                                "event_id": id, "hlc": {"wall_ms": wall_ms, "counter": seq}, "user_id": "bench",
+                                "term": 1, "critical": false, "status": "pending", "created_at_ms": wall_ms,
+                                "payload": {"kind": "sale_recorded", "sale_id": id,
+                                            "lines": [{"sku": "bench", "qty": 1, "price_cents": 100}]}
+                            })
+                        })
+                        .collect();
+                    let status = post(&agent, &url, &json!({"device_id": device, "events": events}))?;
+                    if status != 200 {
+                        bail!("push answered {status}");
+                    }
+                }
+                Ok(batch * batches)
+            })
+        })
+        .collect();
+    let mut events = 0;
+    for handle in handles {
+        events += handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    Ok(json!({
+        "id": "I1",
+        "name": format!("master ingest, {clients} clients, batches of {batch}"),
+        "value": rate.round(),
+        "unit": "events/s",
+        "events": events,
+    }))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.node.exists() {
@@ -164,17 +323,20 @@ fn main() -> anyhow::Result<()> {
             args.concurrent_tills,
             &args,
         )?,
+        critical_propagation(&args)?,
+        master_ingest(&args, 10, 100, 20)?,
     ];
     println!(
-        "{:<4} {:<36} {:>12} {:>10} {:>10}",
-        "id", "scenario", "sales/s", "p50 ms", "p99 ms"
+        "{:<4} {:<48} {:>10} {:>10} {:>10} {:>10}",
+        "id", "scenario", "value", "unit", "p50 ms", "p99 ms"
     );
     for s in &scenarios {
         println!(
-            "{:<4} {:<36} {:>12} {:>10} {:>10}",
+            "{:<4} {:<48} {:>10} {:>10} {:>10} {:>10}",
             s["id"].as_str().unwrap_or(""),
             s["name"].as_str().unwrap_or(""),
             s["value"],
+            s["unit"].as_str().unwrap_or(""),
             s["p50_ms"],
             s["p99_ms"]
         );

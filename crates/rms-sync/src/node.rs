@@ -242,6 +242,20 @@ impl<S: SyncStore> SyncNode<S> {
         self.log_head
     }
 
+    /// A client whose log is known to agree with its master's (a pull succeeded in this epoch);
+    /// the master itself is always in agreement.
+    pub fn in_sync(&self) -> bool {
+        self.role == Role::Master || (self.following.active && self.following.synced)
+    }
+
+    /// The master's log head as last heard (a client catching up is `log_head` of this).
+    pub fn master_log_head(&self) -> u64 {
+        match self.role {
+            Role::Master => self.log_head,
+            Role::Client => self.following.master_log_head,
+        }
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }

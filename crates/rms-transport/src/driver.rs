@@ -322,7 +322,13 @@ impl Loop {
                     // Waiters for verdicts from a master that is gone answer 202 on their own.
                     self.waiters.clear();
                 }
-                Notification::LogAdvanced { .. } => synced = true,
+                Notification::LogAdvanced { log_head } => {
+                    synced = true;
+                    let master_head = self.node.master_log_head();
+                    if log_head < master_head {
+                        log::info!("catching up with the master log: {log_head} of {master_head}");
+                    }
+                }
             }
         }
         self.waiters.retain(|_, waiter| !waiter.is_closed());

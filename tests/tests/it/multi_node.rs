@@ -227,3 +227,52 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
         );
     }
 }
+
+#[test]
+fn a_restarted_client_resumes_from_its_cursor() {
+    // Proves: a client that was down catches up from where it was, and what it sold meanwhile
+    // (nothing, here) and what the store did meanwhile both end up everywhere once.
+    let (dirs, mut nodes) = store_of_three(FAST);
+    assert_eq!(
+        nodes[0]
+            .post(
+                "/api/v1/products",
+                &json!({"sku":"rice","name":"Rice","price_cents":210,"stock":50})
+            )
+            .0,
+        201
+    );
+    wait_for("rice on device 3", DEADLINE, || {
+        stock(&nodes[2], "rice") == Some(50)
+    });
+    let cursor_before = nodes[2].get("/api/v1/sync/status").1["cursor"]
+        .as_u64()
+        .unwrap();
+    assert!(nodes[2].terminate().success());
+    for _ in 0..5 {
+        let (status, _) = nodes[1].post(
+            "/api/v1/sales",
+            &json!({"user_id":"cy","lines":[{"sku":"rice","qty":2}]}),
+        );
+        assert!(status == 201 || status == 202);
+    }
+    wait_for("the master at 40", DEADLINE, || {
+        stock(&nodes[0], "rice") == Some(40)
+    });
+    let peers = vec![nodes[0].url.clone()];
+    nodes[2] = NodeProcess::start(dirs[2].path(), &args("3", FAST, &peers));
+    wait_for("the restarted client caught up", DEADLINE, || {
+        stock(&nodes[2], "rice") == Some(40)
+    });
+    let (_, status) = nodes[2].get("/api/v1/sync/status");
+    assert!(
+        status["cursor"].as_u64().unwrap() >= cursor_before + 5,
+        "{status}"
+    );
+    let (_, sales) = nodes[2].get("/api/v1/sales");
+    assert_eq!(
+        sales.as_array().map(Vec::len),
+        Some(5),
+        "each sale once: {sales}"
+    );
+}

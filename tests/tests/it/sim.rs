@@ -611,7 +611,7 @@ impl Sim {
             if node.epoch() != master_node.epoch() || node.log_head() != head {
                 return Ok(false);
             }
-            if device.id != master.id && node.master_id() != Some(master.id) {
+            if device.id != master.id && (node.master_id() != Some(master.id) || !node.in_sync()) {
                 return Ok(false);
             }
             if read(&device.store, events::pending_summary)?.0 > 0 {
