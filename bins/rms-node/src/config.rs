@@ -59,6 +59,17 @@ pub struct Cli {
     /// Take the master role back after catching up, when this device outranks the master.
     #[arg(long, env = "RMS_RECLAIM", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reclaim: Option<bool>,
+    /// How this device syncs with its peers: `websocket`, or `rest` for a device that cannot hold
+    /// a WebSocket [default: websocket].
+    #[arg(long, env = "RMS_SYNC_TRANSPORT", value_name = "websocket|rest")]
+    pub sync_transport: Option<SyncTransport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncTransport {
+    Websocket,
+    Rest,
 }
 
 /// The same settings in a TOML file. Unknown keys are refused, so a typo is not silently ignored.
@@ -77,6 +88,7 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub master_timeout_ms: Option<u64>,
     pub reclaim: Option<bool>,
+    pub sync_transport: Option<SyncTransport>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -100,6 +112,7 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    pub sync_transport: SyncTransport,
 }
 
 impl Config {
@@ -149,6 +162,10 @@ impl Config {
                 .or(file.master_timeout_ms)
                 .unwrap_or(DEFAULT_MASTER_TIMEOUT_MS),
             reclaim: cli.reclaim.or(file.reclaim).unwrap_or(false),
+            sync_transport: cli
+                .sync_transport
+                .or(file.sync_transport)
+                .unwrap_or(SyncTransport::Websocket),
         };
         config.check()?;
         Ok(config)

@@ -62,14 +62,7 @@ pub fn apply(
             if product.version != *base_version {
                 return Err(RejectReason::StaleVersion);
             }
-            if let Some(name) = name {
-                product.name.clone_from(name);
-            }
-            if let Some(price) = price_cents {
-                product.price_cents = *price;
-            }
-            product.version += 1;
-            product.updated_at = at.to_owned();
+            edit(product, name.as_deref(), *price_cents, at);
             Ok(Applied {
                 changed: vec![sku.clone()],
                 critical: false,
@@ -151,14 +144,7 @@ pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -
             ..
         } => {
             if let Some(product) = products.get_mut(sku) {
-                if let Some(name) = name {
-                    product.name.clone_from(name);
-                }
-                if let Some(price) = price_cents {
-                    product.price_cents = *price;
-                }
-                product.version += 1;
-                product.updated_at = at.to_owned();
+                edit(product, name.as_deref(), *price_cents, at);
                 changed.push(sku.clone());
             }
         }
@@ -168,6 +154,18 @@ pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -
     changed.sort_unstable();
     changed.dedup();
     Applied { changed, critical }
+}
+
+/// A catalogue edit: the given fields, and the next version.
+fn edit(product: &mut Product, name: Option<&str>, price_cents: Option<i64>, at: &str) {
+    if let Some(name) = name {
+        name.clone_into(&mut product.name);
+    }
+    if let Some(price) = price_cents {
+        product.price_cents = price;
+    }
+    product.version += 1;
+    product.updated_at = at.to_owned();
 }
 
 #[cfg(test)]

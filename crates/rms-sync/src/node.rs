@@ -1554,24 +1554,22 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
-    fn send_heartbeat(&mut self) {
-        let message = Message::Heartbeat {
+    /// This device's heartbeat as it would send it now (a REST exchange answers with it).
+    pub fn heartbeat(&self) -> Message {
+        Message::Heartbeat {
             peer: self.config.me.clone(),
             epoch: self.epoch,
             role: self.role,
             log_head: self.log_head,
-        };
-        self.send(To::AllPeers, message);
+        }
+    }
+
+    fn send_heartbeat(&mut self) {
+        self.send(To::AllPeers, self.heartbeat());
     }
 
     fn send_heartbeat_to(&mut self, to: DeviceId) {
-        let message = Message::Heartbeat {
-            peer: self.config.me.clone(),
-            epoch: self.epoch,
-            role: self.role,
-            log_head: self.log_head,
-        };
-        self.send(To::Device(to), message);
+        self.send(To::Device(to), self.heartbeat());
     }
 
     fn send(&mut self, to: To, message: Message) {

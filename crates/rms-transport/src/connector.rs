@@ -29,6 +29,8 @@ pub struct Connector {
     shutdown: watch::Receiver<bool>,
     /// The runtime the link tasks run on (the driver thread that asks for links is not in it).
     runtime: tokio::runtime::Handle,
+    /// Links over REST instead of WebSocket (`--sync-transport rest`), as this device.
+    rest_as: Option<rms_domain::DeviceId>,
 }
 
 impl Connector {
@@ -46,7 +48,15 @@ impl Connector {
             store_key,
             shutdown,
             runtime: tokio::runtime::Handle::current(),
+            rest_as: None,
         }
+    }
+
+    /// Makes every link of this connector a REST link (for a device that cannot hold a
+    /// WebSocket), as device `me`.
+    pub fn over_rest(mut self, me: rms_domain::DeviceId) -> Connector {
+        self.rest_as = Some(me);
+        self
     }
 
     /// Keeps a link to `base_url` (e.g. `http://127.0.0.1:7001`) open from now on.
@@ -57,6 +67,22 @@ impl Connector {
             if started.len() >= PEERS_MAX || !started.insert(url.clone()) {
                 return;
             }
+        }
+        if let Some(me) = self.rest_as {
+            let (links, driver, key) = (
+                self.links.clone(),
+                self.driver.clone(),
+                self.store_key.clone(),
+            );
+            link::spawn_rest(
+                base_url.to_owned(),
+                me,
+                links,
+                driver,
+                key,
+                self.shutdown.clone(),
+            );
+            return;
         }
         let this = self.clone();
         self.runtime.spawn(async move { this.run(url).await });

@@ -238,6 +238,9 @@ impl Loop {
                     .map_err(|e| e.to_string());
                 let mut answers = Vec::new();
                 self.drain_transmits(Some((from, &mut answers)));
+                // A REST peer hears nothing between its requests: every answer carries our
+                // heartbeat, so it knows we are alive and how far our log is.
+                answers.push(self.node.heartbeat());
                 let _ = reply.send(answers);
                 result
             }

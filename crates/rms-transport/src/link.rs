@@ -228,3 +228,74 @@ pub async fn serve_client<S>(
     drop(session);
     writer.abort();
 }
+
+/// Most messages sent in one REST exchange.
+pub const EXCHANGE_MESSAGES_MAX: usize = 64;
+
+/// A link over HTTP for a device that cannot hold a WebSocket (`--sync-transport rest`): what the
+/// core sends to the peer is POSTed in batches to `<url>/api/v1/sync/exchange`, and the peer's
+/// answers (with its heartbeat) come back in the response. The core sends a heartbeat every
+/// interval, so the link polls at least that often. Runs on a thread of its own (blocking HTTP).
+pub fn spawn_rest(
+    base_url: String,
+    me: DeviceId,
+    links: Links,
+    driver: Driver,
+    store_key: Option<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let url = format!("{}/api/v1/sync/exchange", base_url.trim_end_matches('/'));
+    let spawned = std::thread::Builder::new()
+        .name("rms-rest-link".into())
+        .spawn(move || {
+            let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
+            let mut session = Session {
+                link: links.add(tx),
+                remote: None,
+                links,
+                driver,
+            };
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            while let Some(first) = rx.blocking_recv() {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let mut batch = vec![first];
+                while batch.len() < EXCHANGE_MESSAGES_MAX {
+                    let Ok(more) = rx.try_recv() else { break };
+                    batch.push(more);
+                }
+                let body = format!("{{\"device_id\":{me},\"messages\":[{}]}}", batch.join(","));
+                let mut request = agent.post(&url).header("content-type", "application/json");
+                if let Some(key) = &store_key {
+                    request = request.header("authorization", &format!("Bearer {key}"));
+                }
+                match request.send(body.as_str()) {
+                    Ok(mut response) if response.status() == 200 => {
+                        let text = response.body_mut().read_to_string().unwrap_or_default();
+                        let answers: Vec<serde_json::Value> =
+                            serde_json::from_str::<serde_json::Value>(&text)
+                                .ok()
+                                .and_then(|v| v.get("messages").and_then(|m| m.as_array()).cloned())
+                                .unwrap_or_default();
+                        for answer in answers {
+                            if !session.on_text(&answer.to_string()) {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(response) => {
+                        log::debug!("exchange with {url} answered {}", response.status())
+                    }
+                    Err(err) => log::debug!("cannot reach {url}: {err}"),
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        log::error!("cannot start a REST link thread: {err}");
+    }
+}

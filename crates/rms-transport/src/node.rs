@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    /// Sync with peers over REST (`POST /sync/exchange`) instead of WebSocket.
+    pub sync_over_rest: bool,
     pub clock: Clock,
 }
 
@@ -53,6 +55,7 @@ impl NodeConfig {
             heartbeat_interval_ms: 1_000,
             master_timeout_ms: 3_000,
             reclaim: false,
+            sync_over_rest: false,
             clock: Clock::default(),
         }
     }
@@ -119,12 +122,15 @@ impl Node {
         let status = Arc::new(RwLock::new(Status::default()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (driver, inputs) = driver::channel();
-        let connector = Connector::new(
+        let mut connector = Connector::new(
             links.clone(),
             driver.clone(),
             config.store_key.clone(),
             shutdown_rx,
         );
+        if config.sync_over_rest {
+            connector = connector.over_rest(device_id);
+        }
         let sync_config = SyncConfig {
             me: PeerInfo {
                 device_id,

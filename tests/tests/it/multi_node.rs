@@ -276,3 +276,45 @@ fn a_restarted_client_resumes_from_its_cursor() {
         "each sale once: {sales}"
     );
 }
+
+#[test]
+fn a_rest_only_client_syncs_as_well() {
+    // Proves the REST fallback end to end: a client that holds no WebSocket.
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let master = NodeProcess::start(dirs[0].path(), &args("1", FAST, &[]));
+    let peers = vec![master.url.clone()];
+    let mut rest_args = args("2", FAST, &peers);
+    rest_args.extend(["--sync-transport", "rest"]);
+    let client = NodeProcess::start(dirs[1].path(), &rest_args);
+    wait_for("the REST client follows master 1", DEADLINE, || {
+        client.get("/api/v1/health").1["master_id"] == 1
+    });
+    assert_eq!(
+        master
+            .post(
+                "/api/v1/products",
+                &json!({"sku":"salt","name":"Salt","price_cents":80,"stock":9})
+            )
+            .0,
+        201
+    );
+    wait_for("the product on the REST client", DEADLINE, || {
+        stock(&client, "salt") == Some(9)
+    });
+    let (status, sale) = client.post(
+        "/api/v1/sales",
+        &json!({"user_id":"di","lines":[{"sku":"salt","qty":4}]}),
+    );
+    assert!(status == 201 || status == 202, "{status} {sale}");
+    wait_for("the sale on the master", DEADLINE, || {
+        stock(&master, "salt") == Some(5)
+    });
+    wait_for("settled on the REST client", DEADLINE, || {
+        pending(&client) == 0 && stock(&client, "salt") == Some(5)
+    });
+    let sale_id = sale["sale_id"].as_str().unwrap();
+    assert_eq!(
+        master.get(&format!("/api/v1/sales/{sale_id}")).1["status"],
+        "accepted"
+    );
+}

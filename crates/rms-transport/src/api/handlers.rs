@@ -357,3 +357,40 @@ pub async fn sync_pull(node: Node, params: PullParams) -> Result<Response, ApiEr
         &json!({ "epoch": status.epoch, "log_head": status.log_head, "entries": entries }),
     ))
 }
+
+/// `POST /sync/exchange`: the sync protocol over plain HTTP for a device that cannot hold a
+/// WebSocket. The body carries the messages it would have sent; the answer carries what this
+/// node answers to it, and this node's heartbeat.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    device_id: u16,
+    messages: Vec<rms_sync::Message>,
+}
+
+pub async fn sync_exchange(node: Node, body: Bytes) -> Result<Response, ApiError> {
+    let exchange: Exchange = body::decode(&body)?;
+    let from = DeviceId::new(exchange.device_id).ok_or_else(|| {
+        ApiError::invalid(ValidationError::new("device_id", "must be in 1..=65535"))
+    })?;
+    if exchange.messages.len() > crate::link::EXCHANGE_MESSAGES_MAX {
+        let message = format!(
+            "at most {} messages per exchange",
+            crate::link::EXCHANGE_MESSAGES_MAX
+        );
+        return Err(ApiError::invalid(ValidationError::new("messages", message)));
+    }
+    let mut answers = Vec::new();
+    for message in exchange.messages {
+        answers.extend(node.exchange(from, message).await?);
+    }
+    // Each exchange answers with a heartbeat; one is enough.
+    let mut heartbeat_seen = false;
+    answers.retain(|m| {
+        let heartbeat = matches!(m, rms_sync::Message::Heartbeat { .. });
+        let keep = !(heartbeat && heartbeat_seen);
+        heartbeat_seen |= heartbeat;
+        keep
+    });
+    Ok(json(StatusCode::OK, &json!({ "messages": answers })))
+}

@@ -29,6 +29,8 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .unify()
         .or(sync_pull(&node))
         .unify()
+        .or(sync_exchange(&node))
+        .unify()
         .or(websocket(&node))
         .unify();
     let products = list_products(&node)
@@ -150,6 +152,14 @@ fn sync_pull(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + C
         .and(with_node(node))
         .and(warp::query::<handlers::PullParams>())
         .and_then(|node, params| answer(handlers::sync_pull(node, params)))
+}
+
+fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("sync" / "exchange")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(body::limited())
+        .and_then(|node, body| answer(handlers::sync_exchange(node, body)))
 }
 
 /// `/api/v1/ws`: the sync protocol over WebSocket, one link per peer.
