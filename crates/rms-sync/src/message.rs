@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Most events in one push, and most entries in one answer to a pull (SPEC §4).
 pub const BATCH_EVENTS_MAX: usize = 1000;
+/// Most bytes of JSON events or entries in one message, well under the 1 MiB message limit
+/// (room for the envelope): a batch stops at whichever limit comes first.
+pub const BATCH_BYTES_MAX: usize = 768 * 1024;
 
 /// What a device tells others about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use rms_domain::{
 };
 use serde_json::{Value, json};
 
-use crate::message::{BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
+use crate::message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
 use crate::rng::Rng;
 use crate::store::{Batch, SyncStore};
 
@@ -724,7 +724,15 @@ impl<S: SyncStore> SyncNode<S> {
         self.waiting = None;
         self.following = Following::default();
         self.broadcast_head = self.log_head;
-        self.relay.clear();
+        // Entries this device held for a master that is gone are decided here now.
+        let relayed: Vec<SyncEvent> = std::mem::take(&mut self.relay)
+            .into_iter()
+            .map(|entry| {
+                let mut event = entry.event;
+                event.accepted_before = true;
+                event
+            })
+            .collect();
         self.notifications.push_back(Notification::RoleChanged {
             role: Role::Master,
             epoch: self.epoch,
@@ -745,6 +753,9 @@ impl<S: SyncStore> SyncNode<S> {
                 break;
             }
         }
+        for chunk in relayed.chunks(BATCH_EVENTS_MAX) {
+            self.decide(self.me(), chunk.to_vec(), now)?;
+        }
         Ok(())
     }
 
@@ -758,10 +769,11 @@ impl<S: SyncStore> SyncNode<S> {
         if self.broadcast_head >= self.log_head {
             return Ok(());
         }
-        let entries = self
-            .store
-            .log_after(self.broadcast_head, BATCH_EVENTS_MAX)
-            .map_err(store_err)?;
+        let entries = within_bytes(
+            self.store
+                .log_after(self.broadcast_head, BATCH_EVENTS_MAX)
+                .map_err(store_err)?,
+        );
         let Some(last) = entries.last().map(LogEntry::seq) else {
             return Ok(());
         };
@@ -949,7 +961,7 @@ impl<S: SyncStore> SyncNode<S> {
             self.following.push_again = true;
             return Ok(());
         }
-        let events = self.store.pending(BATCH_EVENTS_MAX).map_err(store_err)?;
+        let events = within_bytes(self.store.pending(BATCH_EVENTS_MAX).map_err(store_err)?);
         if events.is_empty() {
             return Ok(());
         }
@@ -977,16 +989,13 @@ impl<S: SyncStore> SyncNode<S> {
         if self.relay.is_empty() || !self.following.synced {
             return;
         }
-        for chunk in self.relay.chunks(BATCH_EVENTS_MAX) {
-            let message = Message::Relay {
-                epoch: Some(epoch),
-                entries: chunk.to_vec(),
-            };
-            self.transmits.push_back(Transmit {
-                to: To::Device(epoch.master_id),
-                message,
-            });
-        }
+        // One message at a time; the rest goes after the master's answer clears what it took.
+        let entries = within_bytes(self.relay.iter().take(BATCH_EVENTS_MAX).cloned().collect());
+        let message = Message::Relay {
+            epoch: Some(epoch),
+            entries,
+        };
+        self.send(To::Device(epoch.master_id), message);
     }
 
     fn on_push_ack(&mut self, from: DeviceId, verdicts: Vec<Verdict>, now: Now) -> Result<(), S> {
@@ -1073,7 +1082,7 @@ impl<S: SyncStore> SyncNode<S> {
         self.relay.extend(
             undone
                 .into_iter()
-                .filter(|e| e.epoch.master_id == me && e.event.origin() != me),
+                .filter(|e| e.event.origin() != me && e.event.status == EventStatus::Synced),
         );
         self.log_head = keep;
         self.broadcast_head = self.broadcast_head.min(keep);
@@ -1242,16 +1251,19 @@ impl<S: SyncStore> SyncNode<S> {
             self.refuse_not_master(from);
             return Ok(());
         }
-        // Only what `from` itself decided as master may be relayed by it.
+        // Any device that undid accepted entries of a log relays them (whoever decided them):
+        // it may hold the only copy. Duplicates are harmless (idempotency); entries from an
+        // epoch newer than this master's cannot be genuine.
+        let epoch = self.epoch;
         let (valid, invalid): (Vec<LogEntry>, Vec<LogEntry>) = entries
             .into_iter()
             .take(BATCH_EVENTS_MAX)
-            .partition(|e| e.epoch.master_id == from);
+            .partition(|e| Some(e.epoch) <= epoch && e.event.status == EventStatus::Synced);
         if !invalid.is_empty() {
             self.alarm(
                 now,
                 from,
-                "relayed entries it did not decide",
+                "relayed entries that no earlier master accepted",
                 json!({ "entries": invalid.len() }),
             )?;
         }
@@ -1494,10 +1506,11 @@ impl<S: SyncStore> SyncNode<S> {
                 return Ok(());
             }
         }
-        let entries = self
-            .store
-            .log_after(since, BATCH_EVENTS_MAX)
-            .map_err(store_err)?;
+        let entries = within_bytes(
+            self.store
+                .log_after(since, BATCH_EVENTS_MAX)
+                .map_err(store_err)?,
+        );
         let message = Message::Events {
             epoch,
             since,
@@ -1603,4 +1616,38 @@ impl<S: SyncStore> SyncNode<S> {
 
 fn fmt_epoch(epoch: Option<Epoch>) -> String {
     epoch.map_or_else(|| "none".to_owned(), |e| e.to_string())
+}
+
+/// The longest prefix of `items` whose JSON fits in [`BATCH_BYTES_MAX`], and at least one item:
+/// a batch must fit in one WebSocket message (1 MiB) whatever its events hold.
+fn within_bytes<T: serde::Serialize>(mut items: Vec<T>) -> Vec<T> {
+    let mut total = 0;
+    for (index, item) in items.iter().enumerate() {
+        total += serde_json::to_vec(item).map_or(0, |json| json.len()) + 1;
+        if total > BATCH_BYTES_MAX && index > 0 {
+            items.truncate(index);
+            break;
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stop_at_the_byte_limit_but_never_empty() {
+        let item = "x".repeat(100 * 1024);
+        let items = vec![item.clone(); 20];
+        let kept = within_bytes(items);
+        assert!(kept.len() >= 7 && kept.len() < 20, "{}", kept.len());
+        assert!(kept.len() * (item.len() + 3) <= BATCH_BYTES_MAX + item.len() + 3);
+        let huge = vec!["y".repeat(2 * BATCH_BYTES_MAX)];
+        assert_eq!(
+            within_bytes(huge).len(),
+            1,
+            "one oversized item still goes alone"
+        );
+    }
 }

@@ -94,6 +94,14 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Asks the driver to stop after the inputs queued before this one; waits for queue room
+    /// (blocking: call it off the runtime).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Input::Stop);
+    }
+}
+
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -196,11 +204,16 @@ impl Loop {
             let result = match input {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(input) => self.handle(input, now),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.node.handle_timeout(now).map_err(|e| e.to_string())
-                }
+                Err(RecvTimeoutError::Timeout) => Ok(()),
             };
             if let Err(err) = result {
+                log::error!("sync: {err}");
+            }
+            // Timers run even when inputs never stop coming (a sales rush): a master that only
+            // served inputs would stop sending heartbeats and be deposed at its busiest.
+            if self.node.poll_timeout() <= now.mono_ms
+                && let Err(err) = self.node.handle_timeout(now)
+            {
                 log::error!("sync: {err}");
             }
             self.after_input(now);

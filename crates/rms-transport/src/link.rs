@@ -120,6 +120,18 @@ struct Session {
 }
 
 impl Session {
+    /// Registers a new link; the receiver yields what is to be sent on it.
+    fn open(links: Links, driver: Driver) -> (Session, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
+        let session = Session {
+            link: links.add(tx),
+            remote: None,
+            links,
+            driver,
+        };
+        (session, rx)
+    }
+
     /// Returns false to close the connection.
     fn on_text(&mut self, text: &str) -> bool {
         let message: Message = match serde_json::from_str(text) {
@@ -164,13 +176,7 @@ impl Drop for Session {
 /// Runs a server-side WebSocket (an upgrade of `/api/v1/ws`) until either side closes it.
 pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Driver) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
-    let mut session = Session {
-        link: links.add(tx),
-        remote: None,
-        links,
-        driver,
-    };
+    let (mut session, mut rx) = Session::open(links, driver);
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(warp::ws::Message::text(text)).await.is_err() {
@@ -202,13 +208,7 @@ pub async fn serve_client<S>(
 {
     use tokio_tungstenite::tungstenite::Message as Frame;
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
-    let mut session = Session {
-        link: links.add(tx),
-        remote: None,
-        links,
-        driver,
-    };
+    let (mut session, mut rx) = Session::open(links, driver);
     session.driver.send(Input::LinkUp);
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
@@ -248,54 +248,86 @@ pub fn spawn_rest(
     let spawned = std::thread::Builder::new()
         .name("rms-rest-link".into())
         .spawn(move || {
-            let (tx, mut rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
-            let mut session = Session {
-                link: links.add(tx),
-                remote: None,
-                links,
-                driver,
-            };
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(std::time::Duration::from_secs(5)))
                 .build()
                 .into();
-            while let Some(first) = rx.blocking_recv() {
-                if *shutdown.borrow() {
-                    return;
-                }
-                let mut batch = vec![first];
-                while batch.len() < EXCHANGE_MESSAGES_MAX {
-                    let Ok(more) = rx.try_recv() else { break };
-                    batch.push(more);
-                }
-                let body = format!("{{\"device_id\":{me},\"messages\":[{}]}}", batch.join(","));
-                let mut request = agent.post(&url).header("content-type", "application/json");
-                if let Some(key) = &store_key {
-                    request = request.header("authorization", &format!("Bearer {key}"));
-                }
-                match request.send(body.as_str()) {
-                    Ok(mut response) if response.status() == 200 => {
-                        let text = response.body_mut().read_to_string().unwrap_or_default();
-                        let answers: Vec<serde_json::Value> =
-                            serde_json::from_str::<serde_json::Value>(&text)
-                                .ok()
-                                .and_then(|v| v.get("messages").and_then(|m| m.as_array()).cloned())
-                                .unwrap_or_default();
-                        for answer in answers {
-                            if !session.on_text(&answer.to_string()) {
-                                break;
-                            }
+            let exchange = RestExchange {
+                url,
+                me,
+                store_key,
+                agent,
+            };
+            // A link dropped for being slow is opened again: the peer catches up from its cursor.
+            while !*shutdown.borrow() {
+                let (mut session, mut rx) = Session::open(links.clone(), driver.clone());
+                while let Some(first) = rx.blocking_recv() {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    let mut batch = vec![first];
+                    while batch.len() < EXCHANGE_MESSAGES_MAX {
+                        let Ok(more) = rx.try_recv() else { break };
+                        batch.push(more);
+                    }
+                    for answer in exchange.post(&batch) {
+                        if !session.on_text(&answer.to_string()) {
+                            break;
                         }
                     }
-                    Ok(response) => {
-                        log::debug!("exchange with {url} answered {}", response.status())
-                    }
-                    Err(err) => log::debug!("cannot reach {url}: {err}"),
                 }
+                log::info!(
+                    "the REST link to {} was dropped; opening it again",
+                    exchange.url
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
     if let Err(err) = spawned {
         log::error!("cannot start a REST link thread: {err}");
+    }
+}
+
+struct RestExchange {
+    url: String,
+    me: DeviceId,
+    store_key: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl RestExchange {
+    /// POSTs `batch` (JSON texts of messages) and returns the peer's answers; none on failure
+    /// (the core's timers retry).
+    fn post(&self, batch: &[String]) -> Vec<serde_json::Value> {
+        let body = format!(
+            "{{\"device_id\":{},\"messages\":[{}]}}",
+            self.me,
+            batch.join(",")
+        );
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json");
+        if let Some(key) = &self.store_key {
+            request = request.header("authorization", &format!("Bearer {key}"));
+        }
+        match request.send(body.as_str()) {
+            Ok(mut response) if response.status() == 200 => {
+                let text = response.body_mut().read_to_string().unwrap_or_default();
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("messages").and_then(|m| m.as_array()).cloned())
+                    .unwrap_or_default()
+            }
+            Ok(response) => {
+                log::debug!("exchange with {} answered {}", self.url, response.status());
+                Vec::new()
+            }
+            Err(err) => {
+                log::debug!("cannot reach {}: {err}", self.url);
+                Vec::new()
+            }
+        }
     }
 }

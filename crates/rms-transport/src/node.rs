@@ -74,6 +74,9 @@ pub enum StartError {
 /// How long a critical sale on a client waits for the master's verdict before answering 202.
 pub const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a stop waits for the driver to finish its queued inputs.
+const DRIVER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Cheap to clone: every REST handler holds one.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -276,15 +279,24 @@ impl Node {
     /// Stops the links and the driver, and records a clean stop in the audit log.
     pub async fn shutdown(&self) -> Result<(), DbError> {
         let _ = self.inner.shutdown.send(true);
-        self.inner.driver.send(Input::Stop);
         let thread = self
             .inner
             .thread
             .lock()
             .map(|mut t| t.take())
             .unwrap_or(None);
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let driver = self.inner.driver.clone();
+        let stopping = tokio::task::spawn_blocking(move || {
+            driver.stop();
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(DRIVER_STOP_WAIT, stopping)
+            .await
+            .is_err()
+        {
+            log::warn!("the sync driver did not stop within {DRIVER_STOP_WAIT:?}");
         }
         let entry = AuditEntry {
             id: 0,
