@@ -184,7 +184,11 @@ const CLUSTER_ARGS: &[&str] = &[
 
 /// A master and `clients` clients joined to it, all online.
 fn start_store(binary: &Path, clients: usize) -> anyhow::Result<Vec<Node>> {
-    let master = start_node_with(binary, &[&["--device-id", "1"], CLUSTER_ARGS].concat())?;
+    start_store_with(binary, clients, CLUSTER_ARGS)
+}
+
+fn start_store_with(binary: &Path, clients: usize, timing: &[&str]) -> anyhow::Result<Vec<Node>> {
+    let master = start_node_with(binary, &[&["--device-id", "1"], timing].concat())?;
     let mut nodes = vec![];
     let master_url = master.url.clone();
     nodes.push(master);
@@ -192,7 +196,7 @@ fn start_store(binary: &Path, clients: usize) -> anyhow::Result<Vec<Node>> {
         let id = (i + 2).to_string();
         let args = [
             &["--device-id", id.as_str(), "--peer", master_url.as_str()],
-            CLUSTER_ARGS,
+            timing,
         ]
         .concat();
         nodes.push(start_node_with(binary, &args)?);
@@ -307,6 +311,81 @@ fn master_ingest(
     }))
 }
 
+/// F1/F2: kill -9 of the master of a 3-device store → first write accepted by the new master, and
+/// → the other client follows it. Median (min, max) of `runs` runs.
+fn failover(
+    args: &Args,
+    heartbeat_ms: u64,
+    timeout_ms: u64,
+    runs: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let (heartbeat, timeout) = (heartbeat_ms.to_string(), timeout_ms.to_string());
+    let timing = [
+        "--heartbeat-interval-ms",
+        heartbeat.as_str(),
+        "--master-timeout-ms",
+        timeout.as_str(),
+    ];
+    let agent = agent();
+    let (mut writes, mut follows) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut nodes = start_store_with(&args.node, 2, &timing)?;
+        let product = json!({"sku": "f", "name": "F", "price_cents": 1, "stock": 1_000_000});
+        post(
+            &agent,
+            &format!("{}/api/v1/products", nodes[0].url),
+            &product,
+        )?;
+        let sale = json!({"user_id": "f", "lines": [{"sku": "f", "qty": 1}]});
+        let (two, three) = (nodes[1].url.clone(), nodes[2].url.clone());
+        wait_until(Duration::from_secs(30), || {
+            Ok(get(&agent, &format!("{two}/api/v1/products/f"))?["stock"] == 1_000_000)
+        })?;
+        let _ = nodes[0].child.kill();
+        let _ = nodes[0].child.wait();
+        let killed = Instant::now();
+        let (mut write, mut follow) = (None, None);
+        while write.is_none() || follow.is_none() {
+            if killed.elapsed() > Duration::from_secs(60) {
+                bail!("no failover within 60 s");
+            }
+            if write.is_none() && get(&agent, &format!("{two}/api/v1/health"))?["role"] == "master"
+            {
+                let status = post(&agent, &format!("{two}/api/v1/sales"), &sale)?;
+                if status == 201 {
+                    write = Some(killed.elapsed());
+                }
+            }
+            if follow.is_none() && get(&agent, &format!("{three}/api/v1/health"))?["master_id"] == 2
+            {
+                follow = Some(killed.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        writes.extend(write);
+        follows.extend(follow);
+        nodes.clear();
+    }
+    let summary = |id: &str, what: &str, mut samples: Vec<Duration>| {
+        samples.sort_unstable();
+        let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+        json!({
+            "id": id,
+            "name": format!("{what}, timeout {timeout_ms} ms, heartbeat {heartbeat_ms} ms"),
+            "value": ms(samples[samples.len() / 2]),
+            "unit": "ms median",
+            "min_ms": ms(samples[0]),
+            "max_ms": ms(samples[samples.len() - 1]),
+            "runs": samples.len(),
+            "target": timeout_ms + 500,
+        })
+    };
+    Ok(vec![
+        summary("F1", "kill -9 master -> first write on new master", writes),
+        summary("F2", "kill -9 master -> other client follows it", follows),
+    ])
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.node.exists() {
@@ -326,9 +405,12 @@ fn main() -> anyhow::Result<()> {
         critical_propagation(&args)?,
         master_ingest(&args, 10, 100, 20)?,
     ];
+    let mut scenarios = scenarios;
+    scenarios.extend(failover(&args, 1_000, 3_000, 5)?);
+    scenarios.extend(failover(&args, 100, 600, 5)?);
     println!(
         "{:<4} {:<48} {:>10} {:>10} {:>10} {:>10}",
-        "id", "scenario", "value", "unit", "p50 ms", "p99 ms"
+        "id", "scenario", "value", "unit", "p50/min", "p99/max"
     );
     for s in &scenarios {
         println!(
@@ -337,8 +419,8 @@ fn main() -> anyhow::Result<()> {
             s["name"].as_str().unwrap_or(""),
             s["value"],
             s["unit"].as_str().unwrap_or(""),
-            s["p50_ms"],
-            s["p99_ms"]
+            s.get("p50_ms").or(s.get("min_ms")).unwrap_or(&Value::Null),
+            s.get("p99_ms").or(s.get("max_ms")).unwrap_or(&Value::Null)
         );
     }
     let machine = format!(

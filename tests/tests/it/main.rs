@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod failover;
 mod multi_node;
 mod sim;
 mod single_node;

@@ -1,0 +1,232 @@
+//! Failover between real `rms-node` processes: the master killed, handed over by hand.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rms_tests::{NodeProcess, wait_for};
+use serde_json::{Value, json};
+
+const FAST: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--master-timeout-ms",
+    "600",
+    "--sync-interval-ms",
+    "500",
+];
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn args<'a>(device: &'a str, peers: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["--device-id", device];
+    args.extend_from_slice(FAST);
+    for peer in peers {
+        args.extend(["--peer", peer.as_str()]);
+    }
+    args
+}
+
+fn health(node: &NodeProcess) -> Value {
+    node.get("/api/v1/health").1
+}
+
+/// Device 1 master, 2 and 3 clients, all agreeing.
+fn store_of_three() -> (Vec<tempfile::TempDir>, Vec<NodeProcess>) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let master = NodeProcess::start(dirs[0].path(), &args("1", &[]));
+    let peers = vec![master.url.clone()];
+    let two = NodeProcess::start(dirs[1].path(), &args("2", &peers));
+    let three = NodeProcess::start(dirs[2].path(), &args("3", &peers));
+    let nodes = vec![master, two, three];
+    wait_for("all three following master 1 and online", DEADLINE, || {
+        nodes.iter().all(|n| {
+            let (_, cluster) = n.get("/api/v1/cluster");
+            let online = cluster["devices"]
+                .as_array()
+                .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
+            cluster["master_id"] == 1 && online == 3
+        })
+    });
+    (dirs, nodes)
+}
+
+fn pending(node: &NodeProcess) -> i64 {
+    node.get("/api/v1/sync/status").1["pending"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
+    // SPEC §6 with kill -9: a new master takes writes within timeout + 1 s, the old one comes back
+    // as a client, and every sale a till was answered for ends up on every device.
+    let (dirs, mut nodes) = store_of_three();
+    let product = json!({"sku":"water","name":"Water","price_cents":50,"stock":100_000});
+    assert_eq!(nodes[0].post("/api/v1/products", &product).0, 201);
+    wait_for("water on the clients", DEADLINE, || {
+        nodes[1..]
+            .iter()
+            .all(|n| n.get("/api/v1/products/water").0 == 200)
+    });
+
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sellers: Vec<_> = [1, 2]
+        .iter()
+        .map(|&i| {
+            let url = nodes[i].url.clone();
+            let (answered, stop) = (Arc::clone(&answered), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                let sale =
+                    json!({"user_id": format!("till-{i}"), "lines":[{"sku":"water","qty":1}]});
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((201 | 202, body)) = rms_tests::request(
+                        &agent,
+                        "POST",
+                        &format!("{url}/api/v1/sales"),
+                        Some(&sale),
+                    ) {
+                        answered
+                            .lock()
+                            .unwrap()
+                            .push(body["sale_id"].as_str().unwrap_or_default().to_owned());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    wait_for("some sales before the kill", DEADLINE, || {
+        answered.lock().unwrap().len() >= 20
+    });
+
+    nodes[0].kill9();
+    let killed_at = Instant::now();
+    wait_for("device 2 becomes master", DEADLINE, || {
+        health(&nodes[1])["role"] == "master"
+    });
+    let sale = json!({"user_id":"after","lines":[{"sku":"water","qty":1}]});
+    wait_for("the new master accepts a write", DEADLINE, || {
+        nodes[1].post("/api/v1/sales", &sale).0 == 201
+    });
+    let failover = killed_at.elapsed();
+    assert!(
+        failover < Duration::from_millis(600 + 1_000 + 1_000),
+        "failover took {failover:?}"
+    );
+    wait_for("device 3 follows device 2", DEADLINE, || {
+        health(&nodes[2])["master_id"] == 2
+    });
+
+    let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
+    nodes[0] = NodeProcess::start(dirs[0].path(), &args("1", &peers));
+    wait_for(
+        "the old master is back as a client of device 2",
+        DEADLINE,
+        || {
+            let h = health(&nodes[0]);
+            h["role"] == "client" && h["master_id"] == 2
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    for seller in sellers {
+        seller.join().unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    wait_for("every device settled with the same stock", DEADLINE, || {
+        let stocks: Vec<Value> = nodes
+            .iter()
+            .map(|n| n.get("/api/v1/products/water").1["stock"].clone())
+            .collect();
+        nodes.iter().all(|n| pending(n) == 0) && stocks.iter().all(|s| *s == stocks[0])
+    });
+    for sale_id in &answered {
+        for node in &nodes {
+            let (status, sale) = node.get(&format!("/api/v1/sales/{sale_id}"));
+            assert_eq!(status, 200, "sale {sale_id} is missing on {}", node.url);
+            assert_eq!(
+                sale["status"], "accepted",
+                "sale {sale_id} on {}: {sale}",
+                node.url
+            );
+        }
+    }
+}
+
+#[test]
+fn a_handover_by_hand_moves_the_master_role() {
+    let (_dirs, nodes) = store_of_three();
+    let (status, answer) = nodes[0].post("/api/v1/cluster/handover", &json!({"device_id": 2}));
+    assert_eq!(status, 202, "{answer}");
+    wait_for("device 2 master, everyone agrees", DEADLINE, || {
+        health(&nodes[1])["role"] == "master" && nodes.iter().all(|n| health(n)["master_id"] == 2)
+    });
+    assert_eq!(health(&nodes[0])["role"], "client");
+    let (_, audit) = nodes[0].get("/api/v1/audit?operation=handover");
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+    let (status, _) = nodes[2].post("/api/v1/cluster/handover", &json!({"device_id": 1}));
+    assert_eq!(status, 409, "only the master can hand over");
+}
+
+#[test]
+fn a_paused_master_steps_down_when_it_resumes() {
+    // SIGSTOP past the timeout, SIGCONT: the old master sees the newer epoch and becomes a client;
+    // at no moment do two nodes report master in the same term.
+    let (_dirs, nodes) = store_of_three();
+    rms_tests::signal(nodes[0].pid(), "STOP");
+    wait_for("device 2 becomes master", DEADLINE, || {
+        health(&nodes[1])["role"] == "master"
+    });
+    rms_tests::signal(nodes[0].pid(), "CONT");
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut stepped_down = false;
+    while Instant::now() < until || !stepped_down {
+        let healths: Vec<Value> = nodes.iter().map(health).collect();
+        let master_terms: Vec<&Value> = healths
+            .iter()
+            .filter(|h| h["role"] == "master")
+            .map(|h| &h["term"])
+            .collect();
+        for (i, term) in master_terms.iter().enumerate() {
+            assert!(
+                !master_terms[i + 1..].contains(term),
+                "two masters in term {term}: {healths:?}"
+            );
+        }
+        stepped_down = healths[0]["role"] == "client" && healths[0]["master_id"] == 2;
+        assert!(
+            Instant::now() < until + DEADLINE,
+            "the resumed master did not step down: {healths:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_returning_device_with_reclaim_takes_the_role_back() {
+    let (dirs, mut nodes) = store_of_three();
+    nodes[0].kill9();
+    wait_for("device 2 becomes master", DEADLINE, || {
+        health(&nodes[1])["role"] == "master"
+    });
+    let term_of_two = health(&nodes[1])["term"].as_u64().unwrap();
+    let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
+    let mut reclaim = args("1", &peers);
+    reclaim.push("--reclaim");
+    nodes[0] = NodeProcess::start(dirs[0].path(), &reclaim);
+    wait_for(
+        "device 1 master again, in a newer term, for everyone",
+        DEADLINE,
+        || {
+            let h = health(&nodes[0]);
+            h["role"] == "master"
+                && h["term"].as_u64().unwrap_or(0) > term_of_two
+                && nodes.iter().all(|n| health(n)["master_id"] == 1)
+        },
+    );
+}
