@@ -230,3 +230,116 @@ fn a_returning_device_with_reclaim_takes_the_role_back() {
         },
     );
 }
+
+#[test]
+fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
+    // A real partition: every device reaches every other only through its own proxy per
+    // direction; cutting the proxies to and from device 1 splits {1} from {2, 3}.
+    let ports: Vec<u16> = (0..3).map(|_| rms_tests::free_port()).collect();
+    let proxies: Vec<Vec<Option<rms_tests::Proxy>>> = (0..3)
+        .map(|from| {
+            (0..3)
+                .map(|to| (from != to).then(|| rms_tests::Proxy::start(ports[to])))
+                .collect()
+        })
+        .collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let listens: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers: Vec<Vec<String>> = (0..3)
+        .map(|from| {
+            proxies[from]
+                .iter()
+                .flatten()
+                .map(|p| p.url.clone())
+                .collect()
+        })
+        .collect();
+    let ids = ["1", "2", "3"];
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let mut a = args(ids[i], &peers[i]);
+            // Advertise an address nobody listens on, so that links only run through the proxies.
+            a.extend([
+                "--listen",
+                listens[i].as_str(),
+                "--advertise",
+                "http://127.0.0.1:1",
+            ]);
+            NodeProcess::start_with_listen(dirs[i].path(), &a)
+        })
+        .collect();
+    wait_for("one master for all three", DEADLINE, || {
+        let masters: Vec<Value> = nodes
+            .iter()
+            .map(|n| health(n)["master_id"].clone())
+            .collect();
+        !masters[0].is_null() && masters.iter().all(|m| *m == masters[0])
+    });
+    let master = health(&nodes[0])["master_id"].as_u64().unwrap() as usize - 1;
+    let product = json!({"sku":"bread","name":"Bread","price_cents":250,"stock":100});
+    assert_eq!(nodes[master].post("/api/v1/products", &product).0, 201);
+    wait_for("bread everywhere", DEADLINE, || {
+        nodes
+            .iter()
+            .all(|n| n.get("/api/v1/products/bread").0 == 200)
+    });
+
+    let cut_off = 0;
+    for (from, row) in proxies.iter().enumerate() {
+        for (to, proxy) in row.iter().enumerate() {
+            if let Some(proxy) = proxy.as_ref().filter(|_| from == cut_off || to == cut_off) {
+                proxy.cut();
+            }
+        }
+    }
+    wait_for("a master on each side", DEADLINE, || {
+        health(&nodes[0])["role"] == "master"
+            && nodes[1..].iter().any(|n| health(n)["role"] == "master")
+    });
+    let mut sold = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for _ in 0..3 {
+            let sale = json!({"user_id": format!("till-{i}"), "lines":[{"sku":"bread","qty":2}]});
+            let (status, body) = node.post("/api/v1/sales", &sale);
+            assert!(
+                status == 201 || status == 202,
+                "both sides keep selling: {status} {body}"
+            );
+            sold.push(body["sale_id"].as_str().unwrap().to_owned());
+        }
+    }
+
+    for proxy in proxies.iter().flatten().flatten() {
+        proxy.heal();
+    }
+    wait_for("one master again, everything settled", DEADLINE, || {
+        let healths: Vec<Value> = nodes.iter().map(health).collect();
+        let one_master = healths.iter().filter(|h| h["role"] == "master").count() == 1;
+        let agreed = healths
+            .iter()
+            .all(|h| h["master_id"] == healths[0]["master_id"]);
+        let stocks: Vec<Value> = nodes
+            .iter()
+            .map(|n| n.get("/api/v1/products/bread").1["stock"].clone())
+            .collect();
+        one_master
+            && agreed
+            && nodes.iter().all(|n| pending(n) == 0)
+            && stocks.iter().all(|s| *s == json!(100 - 2 * 9))
+    });
+    for node in &nodes {
+        let (_, sales) = node.get("/api/v1/sales");
+        assert_eq!(
+            sales.as_array().map(Vec::len),
+            Some(9),
+            "every sale once on {}: {sales}",
+            node.url
+        );
+        for sale_id in &sold {
+            assert_eq!(
+                node.get(&format!("/api/v1/sales/{sale_id}")).1["status"],
+                "accepted"
+            );
+        }
+    }
+}
