@@ -157,6 +157,7 @@ pub fn spawn(
                 waiters: BTreeMap::new(),
                 origin,
                 clock,
+                persisted_roster: Vec::new(),
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -185,6 +186,8 @@ struct Loop {
     waiters: BTreeMap<EventId, oneshot::Sender<Verdict>>,
     origin: Instant,
     clock: Clock,
+    /// The roster as last persisted, so that only changes are written.
+    persisted_roster: Vec<PeerInfo>,
 }
 
 impl Loop {
@@ -289,6 +292,41 @@ impl Loop {
         })
     }
 
+    /// Keeps the `devices` table in step with the roster, so a restarted node knows the store's
+    /// devices (and links to them) even if its `--peer` names only one.
+    fn persist_roster(&mut self, roster: &[(PeerInfo, bool, Option<u64>)]) {
+        let current: Vec<PeerInfo> = roster.iter().map(|(info, _, _)| info.clone()).collect();
+        if current == self.persisted_roster {
+            return;
+        }
+        let devices: Vec<rms_domain::Device> = roster
+            .iter()
+            .map(|(info, _, last_seen)| rms_domain::Device {
+                device_id: info.device_id,
+                name: info.name.clone(),
+                role: if self.node.master_id() == Some(info.device_id) {
+                    Role::Master
+                } else {
+                    Role::Client
+                },
+                advertise: info.advertise.clone(),
+                priority: info.priority,
+                online: false,
+                last_seen: last_seen.map(rms_domain::rfc3339_from_ms),
+            })
+            .collect();
+        let written = self.store.write(|tx| {
+            for device in &devices {
+                rms_storage::devices::put(tx, device)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => self.persisted_roster = current,
+            Err(err) => log::error!("cannot persist the roster: {err}"),
+        }
+    }
+
     /// Sends what the core wants sent; messages to `capture.0` go into `capture.1` instead.
     fn drain_transmits(&mut self, mut capture: Option<(DeviceId, &mut Vec<Message>)>) {
         while let Some(transmit) = self.node.poll_transmit() {
@@ -372,6 +410,7 @@ impl Loop {
                 self.connector.ensure(&info.advertise);
             }
         }
+        self.persist_roster(&roster);
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
         status.role = Some(self.node.role());
         status.epoch = self.node.epoch();

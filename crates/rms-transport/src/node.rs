@@ -121,6 +121,12 @@ impl Node {
         db.write(move |tx| local::record_startup(tx, &me, now_ms))
             .await?;
 
+        let known: Vec<Device> = db
+            .read(rms_storage::devices::list)
+            .await?
+            .into_iter()
+            .filter(|d| d.device_id != device_id)
+            .collect();
         let links = Links::default();
         let status = Arc::new(RwLock::new(Status::default()));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -141,7 +147,9 @@ impl Node {
                 advertise: config.advertise.clone(),
                 priority: config.priority,
             },
-            has_peers: !config.peers.is_empty(),
+            // A device that knew other devices before it stopped is not alone, even without
+            // --peer: it must not form a store of its own and depose the real master.
+            has_peers: !config.peers.is_empty() || !known.is_empty(),
             sync_interval_ms: config.sync_interval_ms,
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             master_timeout_ms: config.master_timeout_ms,
@@ -172,6 +180,12 @@ impl Node {
         .map_err(StartError::Driver)?;
         for peer in &config.peers {
             connector.ensure(peer);
+        }
+        // The devices this node knew before it stopped, reached again without waiting for gossip.
+        for device in &known {
+            if device.advertise.starts_with("http://") || device.advertise.starts_with("ws://") {
+                connector.ensure(&device.advertise);
+            }
         }
         let role = status.read().map(|s| s.role).unwrap_or(None);
         log::info!(

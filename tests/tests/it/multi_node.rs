@@ -318,3 +318,21 @@ fn a_rest_only_client_syncs_as_well() {
         "accepted"
     );
 }
+
+#[test]
+fn a_client_restarted_without_peers_finds_the_store_from_its_roster() {
+    // The roster is persisted: a device that knew the store rejoins it (and does not form a store
+    // of its own) even when started without --peer.
+    let (dirs, mut nodes) = store_of_three(FAST);
+    assert!(nodes[2].terminate().success());
+    nodes[2] = NodeProcess::start(dirs[2].path(), &args("3", FAST, &[]));
+    wait_for("device 3 follows master 1 again", DEADLINE, || {
+        let (_, health) = nodes[2].get("/api/v1/health");
+        health["role"] == "client" && health["master_id"] == 1
+    });
+    assert_eq!(
+        nodes[0].get("/api/v1/health").1["role"],
+        "master",
+        "the master was not deposed"
+    );
+}
