@@ -245,7 +245,8 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SyncEvent>, Storag
 pub fn unlogged_own(conn: &Connection, device: DeviceId) -> Result<Vec<SyncEvent>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1
-         AND (status = 'pending' OR (status = 'synced' AND epoch_term IS NULL)) ORDER BY seq"
+         AND ((status = 'pending' AND reason IS NULL) OR (status = 'synced' AND epoch_term IS NULL))
+         ORDER BY seq"
     ))?;
     let rows = stmt.query_map([device.get()], from_row)?;
     rows.map(|raw| decode_event(&raw?)).collect()
@@ -334,25 +335,14 @@ pub fn delete_foreign(conn: &Connection, event_id: &EventId) -> Result<(), Stora
     Ok(())
 }
 
-/// `device`'s events rejected by a push answer whose log entry has not arrived.
-pub fn decided_unlogged_rejected(
-    conn: &Connection,
-    device: DeviceId,
-) -> Result<Vec<SyncEvent>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND status = 'rejected' AND epoch_term IS NULL"
-    ))?;
-    let rows = stmt.query_map([device.get()], from_row)?;
-    rows.map(|raw| decode_event(&raw?)).collect()
-}
-
 /// Puts `device`'s events that have a verdict but no log entry back to pending; those that were
-/// accepted are marked `accepted_before`. Returns how many.
+/// accepted are marked `accepted_before`, those that were rejected keep their reason (the next
+/// master logs them as rejected again, and tills never count them). Returns how many.
 pub fn repend_unlogged(conn: &Connection, device: DeviceId) -> Result<usize, StorageError> {
     Ok(conn
         .prepare_cached(
             "UPDATE sync_events SET accepted_before = (accepted_before OR status = 'synced'),
-             status = 'pending', reason = NULL
+             status = 'pending'
              WHERE device_id = ?1 AND status != 'pending' AND epoch_term IS NULL",
         )?
         .execute([device.get()])?)

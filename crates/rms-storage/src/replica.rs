@@ -106,26 +106,18 @@ pub fn set_verdict(
     Ok(())
 }
 
-/// Undoes the log after `keep` (a log that diverged from the master's). This device's own
-/// events go back to pending (marked `accepted_before` if a master had accepted them); other
-/// devices' are removed (they come back from the master's log). Returns the undone entries, so
-/// a device that was master can hand them to the new master.
 /// Puts this device's own events that have a verdict but no log entry back to pending (see
-/// [`events::repend_unlogged`]); what tills see does not change (they were in the overlay, or
-/// rejected and out of it, and a rejected one re-pended goes back into it).
+/// [`events::repend_unlogged`]). What tills see does not change: accepted ones were in the
+/// overlay and stay in it; rejected ones keep their reason and stay out of it.
 pub fn repend_unlogged(tx: &Transaction<'_>) -> Result<usize, StorageError> {
     let state = node_state::load(tx)?;
-    let rejected: Vec<SyncEvent> = events::decided_unlogged_rejected(tx, state.device_id)?;
-    let count = events::repend_unlogged(tx, state.device_id)?;
-    let skus: BTreeSet<String> = rejected
-        .iter()
-        .flat_map(|e| e.payload.skus())
-        .map(str::to_owned)
-        .collect();
-    recompute_visible(tx, state.device_id, &skus)?;
-    Ok(count)
+    events::repend_unlogged(tx, state.device_id)
 }
 
+/// Undoes the log after `keep` (a log that diverged from the master's). This device's own
+/// events go back to pending (marked `accepted_before` if a master had accepted them; keeping
+/// their reason if it had rejected them); other devices' are removed (they come back from the
+/// master's log, or through a relay). Returns the undone entries, so that they can be relayed.
 pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, StorageError> {
     let mut state = node_state::load(tx)?;
     let undone = events::log_after(tx, keep, usize::MAX)?;
@@ -136,7 +128,10 @@ pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, 
             let mut pending = event.clone();
             pending.accepted_before |= event.status == EventStatus::Synced;
             pending.status = EventStatus::Pending;
-            pending.reason = None;
+            // A rejected event keeps its reason: it is logged as rejected again, not re-decided.
+            pending.reason = event
+                .reason
+                .filter(|_| event.status == EventStatus::Rejected);
             pending.master_seq = None;
             events::set_decision(tx, &pending, None)?;
         } else {

@@ -302,3 +302,48 @@ fn a_file_database_passes_its_integrity_check() {
         7
     );
 }
+
+#[test]
+fn a_rejected_sale_put_back_to_pending_keeps_its_reason_and_stays_out_of_the_stock() {
+    // After an epoch change, own events with a verdict but no log entry go back to pending; a
+    // rejected one must neither count in the stock tills see nor lose its reason.
+    use rms_storage::replica;
+    let store = Store::open_in_memory(device(2)).unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, create("milk", 5)))
+        .unwrap();
+    let sale = store
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, sell("milk", 2)))
+        .unwrap();
+    let id = sale.event.event_id;
+    let stock = |store: &Store| {
+        store
+            .read(|c| products::get(c, "milk"))
+            .unwrap()
+            .unwrap()
+            .stock
+    };
+    assert_eq!(stock(&store), 3);
+    store
+        .write(|tx| {
+            replica::set_verdict(
+                tx,
+                &id,
+                EventStatus::Rejected,
+                Some(RejectReason::OutOfStock),
+            )
+        })
+        .unwrap();
+    assert_eq!(stock(&store), 5, "a rejected sale gives its units back");
+    store.write(replica::repend_unlogged).unwrap();
+    let event = store.read(|c| events::get(c, &id)).unwrap().unwrap();
+    assert_eq!(
+        (event.status, event.reason),
+        (EventStatus::Pending, Some(RejectReason::OutOfStock))
+    );
+    assert_eq!(
+        stock(&store),
+        5,
+        "and does not take them again while it waits to be logged"
+    );
+}

@@ -1426,7 +1426,15 @@ impl<S: SyncStore> SyncNode<S> {
             event.payload,
             EventPayload::SaleRecorded { .. } | EventPayload::StockAdjusted { .. }
         );
-        let (status, reason, forced, critical) = match rules::apply(&event.payload, products, &at) {
+        // A pending event that carries a reason was rejected by an earlier master whose log
+        // entry was lost: the cashier was told so, so it is logged as rejected again, never
+        // re-decided (it could otherwise be accepted now, a sale that never happened).
+        let rejected_before = event.reason.filter(|_| !event.accepted_before);
+        let decision = match rejected_before {
+            Some(reason) => Err(reason),
+            None => rules::apply(&event.payload, products, &at),
+        };
+        let (status, reason, forced, critical) = match decision {
             Ok(applied) => (EventStatus::Synced, None, false, applied.critical),
             Err(reason) if event.accepted_before && keeps_sale => {
                 let applied = rules::apply_forced(&event.payload, products, &at);
