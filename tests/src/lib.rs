@@ -158,12 +158,64 @@ impl Drop for NodeProcess {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that reads error answers as answers (not as errors), with a deadline.
+pub fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
+}
+
+fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(15))
+}
+
+/// Short intervals so that multi-node tests run in seconds.
+pub const FAST: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--master-timeout-ms",
+    "600",
+    "--sync-interval-ms",
+    "500",
+];
+
+/// `--device-id <device>`, the `timing` flags, and a `--peer` per URL.
+pub fn node_args<'a>(device: &'a str, timing: &[&'a str], peers: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["--device-id", device];
+    args.extend_from_slice(timing);
+    for peer in peers {
+        args.extend(["--peer", peer.as_str()]);
+    }
+    args
+}
+
+/// Device 1 as master (a store of its own at first), devices 2 and 3 joining it; returns once
+/// every device sees master 1 and all three online.
+pub fn store_of_three(timing: &[&'static str]) -> (Vec<tempfile::TempDir>, Vec<NodeProcess>) {
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("a temporary directory"))
+        .collect();
+    let master = NodeProcess::start(dirs[0].path(), &node_args("1", timing, &[]));
+    let peers = vec![master.url.clone()];
+    let two = NodeProcess::start(dirs[1].path(), &node_args("2", timing, &peers));
+    let three = NodeProcess::start(dirs[2].path(), &node_args("3", timing, &peers));
+    let nodes = vec![master, two, three];
+    wait_for(
+        "three devices online under master 1",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                let (_, cluster) = n.get("/api/v1/cluster");
+                let online = cluster["devices"]
+                    .as_array()
+                    .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
+                cluster["master_id"] == 1 && online == 3
+            })
+        },
+    );
+    (dirs, nodes)
 }
 
 /// One HTTP request; the answer's status and JSON body (`Null` when the body is not JSON).

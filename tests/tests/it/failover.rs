@@ -4,50 +4,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rms_tests::{NodeProcess, wait_for};
+use rms_tests::{FAST, NodeProcess, node_args, store_of_three, wait_for};
 use serde_json::{Value, json};
 
-const FAST: &[&str] = &[
-    "--heartbeat-interval-ms",
-    "100",
-    "--master-timeout-ms",
-    "600",
-    "--sync-interval-ms",
-    "500",
-];
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn args<'a>(device: &'a str, peers: &'a [String]) -> Vec<&'a str> {
-    let mut args = vec!["--device-id", device];
-    args.extend_from_slice(FAST);
-    for peer in peers {
-        args.extend(["--peer", peer.as_str()]);
-    }
-    args
-}
 
 fn health(node: &NodeProcess) -> Value {
     node.get("/api/v1/health").1
-}
-
-/// Device 1 master, 2 and 3 clients, all agreeing.
-fn store_of_three() -> (Vec<tempfile::TempDir>, Vec<NodeProcess>) {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let master = NodeProcess::start(dirs[0].path(), &args("1", &[]));
-    let peers = vec![master.url.clone()];
-    let two = NodeProcess::start(dirs[1].path(), &args("2", &peers));
-    let three = NodeProcess::start(dirs[2].path(), &args("3", &peers));
-    let nodes = vec![master, two, three];
-    wait_for("all three following master 1 and online", DEADLINE, || {
-        nodes.iter().all(|n| {
-            let (_, cluster) = n.get("/api/v1/cluster");
-            let online = cluster["devices"]
-                .as_array()
-                .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
-            cluster["master_id"] == 1 && online == 3
-        })
-    });
-    (dirs, nodes)
 }
 
 fn pending(node: &NodeProcess) -> i64 {
@@ -60,7 +23,7 @@ fn pending(node: &NodeProcess) -> i64 {
 fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
     // SPEC §6 with kill -9: a new master takes writes within timeout + 1 s, the old one comes back
     // as a client, and every sale a till was answered for ends up on every device.
-    let (dirs, mut nodes) = store_of_three();
+    let (dirs, mut nodes) = store_of_three(FAST);
     let product = json!({"sku":"water","name":"Water","price_cents":50,"stock":100_000});
     assert_eq!(nodes[0].post("/api/v1/products", &product).0, 201);
     wait_for("water on the clients", DEADLINE, || {
@@ -77,11 +40,7 @@ fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
             let url = nodes[i].url.clone();
             let (answered, stop) = (Arc::clone(&answered), Arc::clone(&stop));
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build()
-                    .into();
+                let agent = rms_tests::agent_with_timeout(Duration::from_secs(5));
                 let sale =
                     json!({"user_id": format!("till-{i}"), "lines":[{"sku":"water","qty":1}]});
                 while !stop.load(Ordering::Relaxed) {
@@ -124,7 +83,7 @@ fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
     });
 
     let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
-    nodes[0] = NodeProcess::start(dirs[0].path(), &args("1", &peers));
+    nodes[0] = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &peers));
     wait_for(
         "the old master is back as a client of device 2",
         DEADLINE,
@@ -160,7 +119,7 @@ fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
 
 #[test]
 fn a_handover_by_hand_moves_the_master_role() {
-    let (_dirs, nodes) = store_of_three();
+    let (_dirs, nodes) = store_of_three(FAST);
     let (status, answer) = nodes[0].post("/api/v1/cluster/handover", &json!({"device_id": 2}));
     assert_eq!(status, 202, "{answer}");
     wait_for("device 2 master, everyone agrees", DEADLINE, || {
@@ -177,7 +136,7 @@ fn a_handover_by_hand_moves_the_master_role() {
 fn a_paused_master_steps_down_when_it_resumes() {
     // SIGSTOP past the timeout, SIGCONT: the old master sees the newer epoch and becomes a client;
     // at no moment do two nodes report master in the same term.
-    let (_dirs, nodes) = store_of_three();
+    let (_dirs, nodes) = store_of_three(FAST);
     rms_tests::signal(nodes[0].pid(), "STOP");
     wait_for("device 2 becomes master", DEADLINE, || {
         health(&nodes[1])["role"] == "master"
@@ -209,14 +168,14 @@ fn a_paused_master_steps_down_when_it_resumes() {
 
 #[test]
 fn a_returning_device_with_reclaim_takes_the_role_back() {
-    let (dirs, mut nodes) = store_of_three();
+    let (dirs, mut nodes) = store_of_three(FAST);
     nodes[0].kill9();
     wait_for("device 2 becomes master", DEADLINE, || {
         health(&nodes[1])["role"] == "master"
     });
     let term_of_two = health(&nodes[1])["term"].as_u64().unwrap();
     let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
-    let mut reclaim = args("1", &peers);
+    let mut reclaim = node_args("1", FAST, &peers);
     reclaim.push("--reclaim");
     nodes[0] = NodeProcess::start(dirs[0].path(), &reclaim);
     wait_for(
@@ -257,7 +216,7 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
     let ids = ["1", "2", "3"];
     let nodes: Vec<NodeProcess> = (0..3)
         .map(|i| {
-            let mut a = args(ids[i], &peers[i]);
+            let mut a = node_args(ids[i], FAST, &peers[i]);
             // Advertise an address nobody listens on, so that links only run through the proxies.
             a.extend([
                 "--listen",

@@ -2,49 +2,10 @@
 
 use std::time::Duration;
 
-use rms_tests::{NodeProcess, free_port, wait_for};
+use rms_tests::{FAST, NodeProcess, free_port, node_args, store_of_three, wait_for};
 use serde_json::{Value, json};
 
-/// Short intervals so that the tests run in seconds; the sync interval stays long where a test
-/// proves that something travels faster than it.
-const FAST: &[&str] = &[
-    "--heartbeat-interval-ms",
-    "100",
-    "--master-timeout-ms",
-    "600",
-    "--sync-interval-ms",
-    "500",
-];
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn args<'a>(device: &'a str, extra: &[&'a str], peers: &'a [String]) -> Vec<&'a str> {
-    let mut args = vec!["--device-id", device];
-    args.extend_from_slice(extra);
-    for peer in peers {
-        args.extend(["--peer", peer.as_str()]);
-    }
-    args
-}
-
-/// Device 1 as master (a store of its own at first), devices 2 and 3 joining it.
-fn store_of_three(timing: &[&'static str]) -> (Vec<tempfile::TempDir>, Vec<NodeProcess>) {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let master = NodeProcess::start(dirs[0].path(), &args("1", timing, &[]));
-    let peers = vec![master.url.clone()];
-    let two = NodeProcess::start(dirs[1].path(), &args("2", timing, &peers));
-    let three = NodeProcess::start(dirs[2].path(), &args("3", timing, &peers));
-    let nodes = vec![master, two, three];
-    wait_for("three devices online under master 1", DEADLINE, || {
-        nodes.iter().all(|n| {
-            let (_, cluster) = n.get("/api/v1/cluster");
-            let online = cluster["devices"]
-                .as_array()
-                .map_or(0, |d| d.iter().filter(|d| d["online"] == true).count());
-            cluster["master_id"] == 1 && online == 3
-        })
-    });
-    (dirs, nodes)
-}
 
 fn stock(node: &NodeProcess, sku: &str) -> Option<i64> {
     let (status, product) = node.get(&format!("/api/v1/products/{sku}"));
@@ -183,7 +144,7 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
     let master_url = format!("http://127.0.0.1:{port}");
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = vec![master_url.clone()];
-    let lone = NodeProcess::start(dirs[1].path(), &args("2", FAST, &peers));
+    let lone = NodeProcess::start(dirs[1].path(), &node_args("2", FAST, &peers));
     assert_eq!(
         lone.post(
             "/api/v1/products",
@@ -201,7 +162,7 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
 
     let listen = format!("127.0.0.1:{port}");
     let lone_peer = vec![lone.url.clone()];
-    let mut one_args = args("1", FAST, &lone_peer);
+    let mut one_args = node_args("1", FAST, &lone_peer);
     one_args.extend(["--listen", listen.as_str()]);
     let one = NodeProcess::start_with_listen(dirs[0].path(), &one_args);
     let nodes = [one, lone];
@@ -260,7 +221,7 @@ fn a_restarted_client_resumes_from_its_cursor() {
         stock(&nodes[0], "rice") == Some(40)
     });
     let peers = vec![nodes[0].url.clone()];
-    nodes[2] = NodeProcess::start(dirs[2].path(), &args("3", FAST, &peers));
+    nodes[2] = NodeProcess::start(dirs[2].path(), &node_args("3", FAST, &peers));
     wait_for("the restarted client caught up", DEADLINE, || {
         stock(&nodes[2], "rice") == Some(40)
     });
@@ -281,9 +242,9 @@ fn a_restarted_client_resumes_from_its_cursor() {
 fn a_rest_only_client_syncs_as_well() {
     // Proves the REST fallback end to end: a client that holds no WebSocket.
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let master = NodeProcess::start(dirs[0].path(), &args("1", FAST, &[]));
+    let master = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &[]));
     let peers = vec![master.url.clone()];
-    let mut rest_args = args("2", FAST, &peers);
+    let mut rest_args = node_args("2", FAST, &peers);
     rest_args.extend(["--sync-transport", "rest"]);
     let client = NodeProcess::start(dirs[1].path(), &rest_args);
     wait_for("the REST client follows master 1", DEADLINE, || {
@@ -325,7 +286,7 @@ fn a_client_restarted_without_peers_finds_the_store_from_its_roster() {
     // of its own) even when started without --peer.
     let (dirs, mut nodes) = store_of_three(FAST);
     assert!(nodes[2].terminate().success());
-    nodes[2] = NodeProcess::start(dirs[2].path(), &args("3", FAST, &[]));
+    nodes[2] = NodeProcess::start(dirs[2].path(), &node_args("3", FAST, &[]));
     wait_for("device 3 follows master 1 again", DEADLINE, || {
         let (_, health) = nodes[2].get("/api/v1/health");
         health["role"] == "client" && health["master_id"] == 1

@@ -70,11 +70,7 @@ fn kill_9_during_a_burst_of_sales_loses_no_answered_sale() {
             let (answered, count, stop) =
                 (Arc::clone(&answered), Arc::clone(&count), Arc::clone(&stop));
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build()
-                    .into();
+                let agent = rms_tests::agent_with_timeout(Duration::from_secs(5));
                 let sale =
                     json!({"user_id": format!("till-{till}"), "lines":[{"sku":"bread","qty":1}]});
                 while !stop.load(Ordering::Relaxed) {
