@@ -97,6 +97,15 @@ impl NodeProcess {
         }
     }
 
+    /// The port the node listens on (from its reported address).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
@@ -236,12 +245,6 @@ pub fn request(
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now (bound, read, released).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
 /// Sends `kill -<name>` to a process.
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
@@ -268,25 +271,44 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
 
 /// A TCP proxy on 127.0.0.1 in front of one address, that can cut the link: a fault injector for
 /// partition tests. Cutting closes every open connection and refuses new ones until healed.
+///
+/// A proxy can also start in front of nothing and be pointed at a node later: the proxy holds its
+/// port from the start, so a test can give a node's address to its peers before the node runs,
+/// without the race of reserving a port, releasing it and hoping nobody takes it meanwhile.
 pub struct Proxy {
     pub url: String,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The port connections are forwarded to; 0 while the proxy stands in front of nothing.
+    target_port: std::sync::Arc<std::sync::atomic::AtomicU16>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Proxy {
     /// Forwards `127.0.0.1:<its port>` to `127.0.0.1:<target_port>`.
     pub fn start(target_port: u16) -> Proxy {
+        let proxy = Proxy::in_front_of_nothing();
+        proxy.point_at(target_port);
+        proxy
+    }
+
+    /// A proxy that refuses every connection until [`Proxy::point_at`] gives it a target.
+    pub fn in_front_of_nothing() -> Proxy {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy address"));
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let target_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cut2, open2) = (std::sync::Arc::clone(&cut), std::sync::Arc::clone(&open));
+        let (cut2, target2, open2) = (
+            std::sync::Arc::clone(&cut),
+            std::sync::Arc::clone(&target_port),
+            std::sync::Arc::clone(&open),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                if cut2.load(Ordering::SeqCst) {
+                let target_port = target2.load(Ordering::SeqCst);
+                if cut2.load(Ordering::SeqCst) || target_port == 0 {
                     let _ = client.shutdown(std::net::Shutdown::Both);
                     continue;
                 }
@@ -314,7 +336,19 @@ impl Proxy {
                 }
             }
         });
-        Proxy { url, cut, open }
+        Proxy {
+            url,
+            cut,
+            target_port,
+            open,
+        }
+    }
+
+    /// Forwards new connections to `127.0.0.1:<target_port>` from now on.
+    pub fn point_at(&self, target_port: u16) {
+        assert_ne!(target_port, 0, "a proxy forwards to a real port");
+        self.target_port
+            .store(target_port, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops every connection through the proxy and refuses new ones.

@@ -194,16 +194,15 @@ fn a_returning_device_with_reclaim_takes_the_role_back() {
 fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
     // A real partition: every device reaches every other only through its own proxy per
     // direction; cutting the proxies to and from device 1 splits {1} from {2, 3}.
-    let ports: Vec<u16> = (0..3).map(|_| rms_tests::free_port()).collect();
+    // The proxies start in front of nothing and are pointed at the nodes once those listen.
     let proxies: Vec<Vec<Option<rms_tests::Proxy>>> = (0..3)
         .map(|from| {
             (0..3)
-                .map(|to| (from != to).then(|| rms_tests::Proxy::start(ports[to])))
+                .map(|to| (from != to).then(rms_tests::Proxy::in_front_of_nothing))
                 .collect()
         })
         .collect();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let listens: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let peers: Vec<Vec<String>> = (0..3)
         .map(|from| {
             proxies[from]
@@ -218,15 +217,17 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
         .map(|i| {
             let mut a = node_args(ids[i], FAST, &peers[i]);
             // Advertise an address nobody listens on, so that links only run through the proxies.
-            a.extend([
-                "--listen",
-                listens[i].as_str(),
-                "--advertise",
-                "http://127.0.0.1:1",
-            ]);
-            NodeProcess::start_with_listen(dirs[i].path(), &a)
+            a.extend(["--advertise", "http://127.0.0.1:1"]);
+            NodeProcess::start(dirs[i].path(), &a)
         })
         .collect();
+    for (to, node) in nodes.iter().enumerate() {
+        for row in &proxies {
+            if let Some(proxy) = &row[to] {
+                proxy.point_at(node.port());
+            }
+        }
+    }
     wait_for("one master for all three", DEADLINE, || {
         let masters: Vec<Value> = nodes
             .iter()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rms_tests::{FAST, NodeProcess, free_port, node_args, store_of_three, wait_for};
+use rms_tests::{FAST, NodeProcess, Proxy, node_args, store_of_three, wait_for};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -140,10 +140,10 @@ fn two_clients_selling_the_last_unit_at_once_one_wins() {
 #[test]
 fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
     // Device 2 starts while its peer is not there: it sells on its own, then the store forms.
-    let port = free_port();
-    let master_url = format!("http://127.0.0.1:{port}");
+    // Its peer address is a proxy that holds the port and refuses until device 1 runs.
+    let to_one = Proxy::in_front_of_nothing();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers = vec![master_url.clone()];
+    let peers = vec![to_one.url.clone()];
     let lone = NodeProcess::start(dirs[1].path(), &node_args("2", FAST, &peers));
     assert_eq!(
         lone.post(
@@ -160,11 +160,9 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
     assert!(status == 201 || status == 202, "{status} {sale}");
     let sale_id = sale["sale_id"].as_str().unwrap().to_owned();
 
-    let listen = format!("127.0.0.1:{port}");
     let lone_peer = vec![lone.url.clone()];
-    let mut one_args = node_args("1", FAST, &lone_peer);
-    one_args.extend(["--listen", listen.as_str()]);
-    let one = NodeProcess::start_with_listen(dirs[0].path(), &one_args);
+    let one = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &lone_peer));
+    to_one.point_at(one.port());
     let nodes = [one, lone];
     wait_for("one master for both", DEADLINE, || {
         let ids: Vec<Value> = nodes
