@@ -103,6 +103,19 @@ struct Peer {
     log_head: u64,
 }
 
+impl Peer {
+    /// A peer known by what it (or a master's roster) said of itself, not heard from yet.
+    fn known(info: PeerInfo) -> Peer {
+        Peer {
+            info: Some(info),
+            last_heard_ms: None,
+            epoch: None,
+            role: Role::Client,
+            log_head: 0,
+        }
+    }
+}
+
 /// A client's view of the master it follows.
 #[derive(Debug, Clone, Default)]
 struct Following {
@@ -210,6 +223,11 @@ impl<S: SyncStore> SyncNode<S> {
             store,
         };
         node.next_sync_ms = now.mono_ms + node.sync_delay();
+        for info in persisted.roster {
+            if info.device_id != node.me() {
+                node.peers.insert(info.device_id, Peer::known(info));
+            }
+        }
         if !node.config.has_peers {
             match node.epoch {
                 Some(epoch) if epoch.master_id == node.me() => node.resume_master(now)?,
@@ -400,8 +418,11 @@ impl<S: SyncStore> SyncNode<S> {
         if from == self.me() {
             return Ok(());
         }
+        // Whether the master the message's epoch names had introduced itself before this message
+        // (a device cannot make itself master in the same breath as it says who it is).
+        let master_known = message.epoch().is_none_or(|e| self.knows(e.master_id));
         self.note_peer(from, &message, now);
-        if !self.fence(from, &message, now)? {
+        if !self.fence(from, &message, master_known, now)? {
             return Ok(());
         }
         match message {
@@ -504,11 +525,41 @@ impl<S: SyncStore> SyncNode<S> {
         self.suspects.remove(&from);
     }
 
+    /// Whether `device` is this one or has said who it is (a register, a heartbeat, a master's
+    /// roster, or the roster persisted before a restart).
+    fn knows(&self, device: DeviceId) -> bool {
+        device == self.me() || self.peers.get(&device).is_some_and(|p| p.info.is_some())
+    }
+
     /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
-    fn fence(&mut self, from: DeviceId, message: &Message, now: Now) -> Result<bool, S> {
+    ///
+    /// A newer epoch is adopted only if its master is a device this one knows (`master_known`):
+    /// an epoch naming a device that never introduced itself is refused and audited, so a stray
+    /// or hostile sender cannot make the store follow a phantom master.
+    fn fence(
+        &mut self,
+        from: DeviceId,
+        message: &Message,
+        master_known: bool,
+        now: Now,
+    ) -> Result<bool, S> {
         let theirs = message.epoch();
         if theirs > self.epoch {
             let Some(newer) = theirs else { return Ok(true) };
+            if !master_known {
+                let details = json!({ "refused": message.kind(), "from": from, "why": "unknown_master", "their_epoch": newer, "our_epoch": self.epoch });
+                let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
+                self.commit(Batch::audit(entry))?;
+                self.send(
+                    To::Device(from),
+                    Message::Error {
+                        epoch: self.epoch,
+                        code: "unknown_master".into(),
+                        message: format!("device {} has not introduced itself", newer.master_id),
+                    },
+                );
+                return Ok(false);
+            }
             self.adopt(newer, now, message.kind())?;
             return Ok(true);
         }
@@ -913,13 +964,10 @@ impl<S: SyncStore> SyncNode<S> {
         self.following.master_log_head = log_head;
         for info in roster {
             if info.device_id != self.me() {
-                let peer = self.peers.entry(info.device_id).or_insert(Peer {
-                    info: None,
-                    last_heard_ms: None,
-                    epoch: None,
-                    role: Role::Client,
-                    log_head: 0,
-                });
+                let peer = self
+                    .peers
+                    .entry(info.device_id)
+                    .or_insert_with(|| Peer::known(info.clone()));
                 peer.info.get_or_insert(info);
             }
         }
@@ -1241,6 +1289,9 @@ impl<S: SyncStore> SyncNode<S> {
                 json!({ "event_ids": ids }),
             )?;
         }
+        if own.is_empty() && !forged.is_empty() {
+            return Ok(());
+        }
         let verdicts = self.decide(from, own, now)?;
         self.send_push_ack(from, verdicts);
         Ok(())
@@ -1558,6 +1609,22 @@ impl<S: SyncStore> SyncNode<S> {
 
     fn trusted(&self, hlc: Hlc, now: Now) -> bool {
         hlc.wall_ms <= now.wall_ms.saturating_add(self.config.clock_drift_max_ms)
+    }
+
+    /// The driver refused what a link sent before it could reach the core: an undecodable
+    /// message, a message before the link said who it is, a link that changed its identity.
+    /// Recorded like every other refusal of the sync protocol (the driver closes the link).
+    pub fn handle_link_refusal(
+        &mut self,
+        from: Option<DeviceId>,
+        why: &str,
+        details: Value,
+        now: Now,
+    ) -> Result<(), S> {
+        let details = json!({ "from": from, "why": why, "details": details });
+        let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
+        self.commit(Batch::audit(entry))?;
+        Ok(())
     }
 
     fn alarm(&mut self, now: Now, from: DeviceId, why: &str, details: Value) -> Result<(), S> {

@@ -4,14 +4,16 @@
 use rms_domain::rules::Products;
 use rms_domain::{AuditEntry, Epoch, EventId, Hlc, LogEntry, SyncEvent};
 
-use crate::message::Verdict;
+use crate::message::{PeerInfo, Verdict};
 
 /// What a device has persisted that the core starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persisted {
     pub epoch: Option<Epoch>,
     pub log_head: u64,
     pub hlc: Hlc,
+    /// The devices of the store this device knew before it stopped (the roster).
+    pub roster: Vec<PeerInfo>,
 }
 
 /// Rows to persist, in one transaction, in this order: truncation, epoch, re-pending, entries,

@@ -35,6 +35,12 @@ pub enum Input {
     },
     /// An outbound link came up: say who we are at once.
     LinkUp,
+    /// A link sent something refused before it reached the core (the link is closed): audited.
+    LinkRefused {
+        from: Option<DeviceId>,
+        why: &'static str,
+        details: serde_json::Value,
+    },
     /// A local write (all writes of the node go through the driver).
     Local {
         command: Command,
@@ -107,6 +113,7 @@ impl std::fmt::Debug for Input {
         match self {
             Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
             Input::LinkUp => f.write_str("LinkUp"),
+            Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
             Input::Local { .. } => f.write_str("Local"),
             Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
             Input::Handover { target, .. } => write!(f, "Handover({target})"),
@@ -233,6 +240,10 @@ impl Loop {
                 self.node.send_heartbeat_now();
                 Ok(())
             }
+            Input::LinkRefused { from, why, details } => self
+                .node
+                .handle_link_refusal(from, why, details, now)
+                .map_err(|e| e.to_string()),
             Input::Local { command, reply } => {
                 let outcome = self.local_write(command, now);
                 if let Err(err) = &outcome

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rms_domain::DeviceId;
 use rms_sync::Message;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::driver::{Driver, Input};
@@ -20,6 +22,13 @@ use crate::driver::{Driver, Input};
 pub const SEND_QUEUE_MAX: usize = 1024;
 /// Largest WebSocket message, in bytes (SPEC §8); a larger one closes the connection.
 pub const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Most links open at once, both directions together; an upgrade beyond it is refused (503).
+pub const LINKS_MAX: usize = 512;
+/// A link must say who it is (`register` or `heartbeat`) this soon after it opens.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link that carries nothing for this long is closed (peers heartbeat every second or so by
+/// default; the bound is generous so that a slow link is not mistaken for a dead one).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type LinkId = u64;
 
@@ -102,6 +111,15 @@ impl Links {
         }
     }
 
+    /// How many links are open (identified or not).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Devices with an open, identified link.
     pub fn connected(&self) -> Vec<DeviceId> {
         let mut devices: Vec<DeviceId> = self.lock().values().filter_map(|l| l.device).collect();
@@ -115,17 +133,21 @@ impl Links {
 struct Session {
     link: LinkId,
     remote: Option<DeviceId>,
+    /// This node opened the link (to a configured or roster address): the dialer introduces
+    /// itself first, so only a link that was dialed to us must open with `register`/`heartbeat`.
+    dialed: bool,
     links: Links,
     driver: Driver,
 }
 
 impl Session {
     /// Registers a new link; the receiver yields what is to be sent on it.
-    fn open(links: Links, driver: Driver) -> (Session, mpsc::Receiver<String>) {
+    fn open(links: Links, driver: Driver, dialed: bool) -> (Session, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
         let session = Session {
             link: links.add(tx),
             remote: None,
+            dialed,
             links,
             driver,
         };
@@ -136,10 +158,7 @@ impl Session {
     fn on_text(&mut self, text: &str) -> bool {
         let message: Message = match serde_json::from_str(text) {
             Ok(message) => message,
-            Err(err) => {
-                log::warn!("undecodable sync message from {:?}: {err}", self.remote);
-                return false;
-            }
+            Err(err) => return self.refuse("undecodable", json!({ "error": err.to_string() })),
         };
         let claimed = match &message {
             Message::Heartbeat { peer, .. } | Message::Register { peer, .. } => {
@@ -152,18 +171,41 @@ impl Session {
                 self.remote = Some(device);
                 self.links.identify(self.link, device);
             }
-            (Some(remote), Some(device)) if remote != device => {
-                log::warn!("a link of device {remote} claims to be device {device}; closing it");
-                return false;
+            (Some(_), Some(device)) if self.remote != Some(device) => {
+                return self.refuse("identity_changed", json!({ "claimed": device }));
             }
             _ => {}
         }
         let Some(from) = self.remote else {
-            log::debug!("ignoring {} before the peer said who it is", message.kind());
-            return true;
+            if self.dialed {
+                // A peer we dialed may answer before its first heartbeat reaches us.
+                log::debug!("ignoring {} before the peer said who it is", message.kind());
+                return true;
+            }
+            return self.refuse("not_introduced", json!({ "message": message.kind() }));
         };
         self.driver.send(Input::Net { from, message });
         true
+    }
+
+    /// Refuses what the link sent: logged, audited (through the driver), and the link closed.
+    fn refuse(&self, why: &'static str, details: Value) -> bool {
+        log::warn!("closing a link of {:?}: {why} {details}", self.remote);
+        self.driver.send(Input::LinkRefused {
+            from: self.remote,
+            why,
+            details,
+        });
+        false
+    }
+
+    /// How long the link may stay silent from now: the handshake deadline until it said who it
+    /// is, the idle timeout after.
+    fn silence_allowed(&self, opened: tokio::time::Instant) -> Duration {
+        match self.remote {
+            None => HANDSHAKE_TIMEOUT.saturating_sub(opened.elapsed()),
+            Some(_) => IDLE_TIMEOUT,
+        }
     }
 }
 
@@ -176,7 +218,8 @@ impl Drop for Session {
 /// Runs a server-side WebSocket (an upgrade of `/api/v1/ws`) until either side closes it.
 pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Driver) {
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver);
+    let (mut session, mut rx) = Session::open(links, driver, false);
+    let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(warp::ws::Message::text(text)).await.is_err() {
@@ -185,7 +228,21 @@ pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Drive
         }
         let _ = sink.close().await;
     });
-    while let Some(Ok(frame)) = stream.next().await {
+    loop {
+        let frame = match tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
+        {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(err))) => {
+                // Oversized messages end here: the connection is closed (SPEC §8).
+                log::info!("a link of {:?} ended: {err}", session.remote);
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                log::info!("closing a silent link of {:?}", session.remote);
+                break;
+            }
+        };
         if frame.is_close() {
             break;
         }
@@ -208,8 +265,9 @@ pub async fn serve_client<S>(
 {
     use tokio_tungstenite::tungstenite::Message as Frame;
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver);
+    let (mut session, mut rx) = Session::open(links, driver, true);
     session.driver.send(Input::LinkUp);
+    let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(Frame::text(text)).await.is_err() {
@@ -218,7 +276,9 @@ pub async fn serve_client<S>(
         }
         let _ = sink.close().await;
     });
-    while let Some(Ok(frame)) = stream.next().await {
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
+    {
         match frame {
             Frame::Text(text) if !session.on_text(text.as_str()) => break,
             Frame::Close(_) => break,
@@ -261,7 +321,7 @@ pub fn spawn_rest(
             };
             // A link dropped for being slow is opened again: the peer catches up from its cursor.
             while !*shutdown.borrow() {
-                let (mut session, mut rx) = Session::open(links.clone(), driver.clone());
+                let (mut session, mut rx) = Session::open(links.clone(), driver.clone(), true);
                 while let Some(first) = rx.blocking_recv() {
                     if *shutdown.borrow() {
                         return;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rms_domain::rules::Products;
 use rms_domain::{Epoch, EventId, LogEntry, SyncEvent};
 use rms_storage::products::Table;
-use rms_storage::{StorageError, Store, audit, events, node_state, products, replica};
-use rms_sync::{Batch, Persisted, SyncStore};
+use rms_storage::{StorageError, Store, audit, devices, events, node_state, products, replica};
+use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
 
 /// Cheap to clone; all clones share one database.
 #[derive(Debug, Clone)]
@@ -30,10 +30,22 @@ impl SyncStore for StoreAdapter {
 
     fn persisted(&self) -> Result<Persisted, StorageError> {
         let state = self.store.read(node_state::load)?;
+        let roster = self
+            .store
+            .read(devices::list)?
+            .into_iter()
+            .map(|device| PeerInfo {
+                device_id: device.device_id,
+                name: device.name,
+                advertise: device.advertise,
+                priority: device.priority,
+            })
+            .collect();
         Ok(Persisted {
             epoch: state.epoch,
             log_head: state.log_head,
             hlc: state.hlc,
+            roster,
         })
     }
 

@@ -307,6 +307,9 @@ pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
             },
         )
         .await?;
+    // The verdicts, when there are any: a batch with some refused events (another device's)
+    // still answers for the events that were decided; the refusal is in the audit log.
+    let mut refusal = None;
     for answer in answers {
         match answer {
             rms_sync::Message::PushAck { epoch, verdicts } => {
@@ -316,7 +319,7 @@ pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
                 ));
             }
             rms_sync::Message::Error { code, message, .. } => {
-                return Err(ApiError::new(
+                refusal.get_or_insert(ApiError::new(
                     StatusCode::CONFLICT,
                     error_code(&code),
                     message,
@@ -325,7 +328,7 @@ pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
             _ => {}
         }
     }
-    Err(ApiError::internal("the push got no answer"))
+    Err(refusal.unwrap_or_else(|| ApiError::internal("the push got no answer")))
 }
 
 fn error_code(code: &str) -> &'static str {
@@ -384,13 +387,11 @@ pub async fn sync_exchange(node: Node, body: Bytes) -> Result<Response, ApiError
     for message in exchange.messages {
         answers.extend(node.exchange(from, message).await?);
     }
-    // Each exchange answers with a heartbeat; one is enough.
-    let mut heartbeat_seen = false;
-    answers.retain(|m| {
-        let heartbeat = matches!(m, rms_sync::Message::Heartbeat { .. });
-        let keep = !(heartbeat && heartbeat_seen);
-        heartbeat_seen |= heartbeat;
-        keep
-    });
+    // Each exchange answers with a heartbeat; one is enough, and it goes first, so that the
+    // asker knows who answers before it reads the rest (a link must introduce itself first).
+    let is_heartbeat = |m: &rms_sync::Message| matches!(m, rms_sync::Message::Heartbeat { .. });
+    let heartbeat = answers.iter().rev().find(|m| is_heartbeat(m)).cloned();
+    answers.retain(|m| !is_heartbeat(m));
+    answers.splice(0..0, heartbeat);
     Ok(json(StatusCode::OK, &json!({ "messages": answers })))
 }

@@ -169,6 +169,14 @@ fn websocket(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + C
         .and(with_node(node))
         .map(|ws: warp::ws::Ws, node: Node| {
             let (links, driver) = (node.links().clone(), node.driver().clone());
+            if links.len() >= crate::link::LINKS_MAX {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_links",
+                    format!("this node holds {} links already", crate::link::LINKS_MAX),
+                )
+                .into_response();
+            }
             ws.max_message_size(crate::link::MESSAGE_BYTES_MAX)
                 .max_frame_size(crate::link::MESSAGE_BYTES_MAX)
                 .on_upgrade(move |socket| crate::link::serve_warp(socket, links, driver))
