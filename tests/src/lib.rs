@@ -45,6 +45,8 @@ pub struct NodeProcess {
     /// `http://127.0.0.1:<port>`
     pub url: String,
     pub data_dir: PathBuf,
+    /// The node's `--store-key`, sent with every request of [`NodeProcess::get`] and friends.
+    pub store_key: Option<String>,
     agent: ureq::Agent,
 }
 
@@ -93,8 +95,40 @@ impl NodeProcess {
             child: Some(child),
             url,
             data_dir: data_dir.to_owned(),
+            store_key: args
+                .iter()
+                .position(|a| *a == "--store-key")
+                .and_then(|i| args.get(i + 1))
+                .map(|key| (*key).to_owned()),
             agent: agent(),
         }
+    }
+
+    /// `Authorization: Bearer <key>` when the node has a store key.
+    fn auth_headers(&self) -> Vec<(&str, String)> {
+        self.store_key
+            .iter()
+            .map(|key| ("authorization", format!("Bearer {key}")))
+            .collect()
+    }
+
+    /// A request with exactly these headers and this body (bytes as they are): for tests of
+    /// what the node does with hostile input.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, String)],
+    ) -> (u16, Value) {
+        raw_request(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.url),
+            body,
+            headers,
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// The port the node listens on (from its reported address).
@@ -136,8 +170,7 @@ impl NodeProcess {
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        request(&self.agent, "GET", &format!("{}{path}", self.url), None)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        self.raw("GET", path, None, &self.auth_headers())
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -152,11 +185,12 @@ impl NodeProcess {
         path: &str,
         body: &Value,
     ) -> Result<(u16, Value), ureq::Error> {
-        request(
+        raw_request(
             &self.agent,
             method,
             &format!("{}{path}", self.url),
-            Some(body),
+            Some(body.to_string().as_bytes()),
+            &self.auth_headers(),
         )
     }
 }
@@ -234,10 +268,37 @@ pub fn request(
     url: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), ureq::Error> {
+    let body = body.map(Value::to_string);
+    raw_request(agent, method, url, body.as_deref().map(str::as_bytes), &[])
+}
+
+/// One HTTP request with these headers and this body; the answer's status and JSON body.
+pub fn raw_request(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, String)],
+) -> Result<(u16, Value), ureq::Error> {
     let mut response = match (method, body) {
-        ("GET", _) => agent.get(url).call()?,
-        ("POST", Some(body)) => agent.post(url).send_json(body)?,
-        ("PATCH", Some(body)) => agent.patch(url).send_json(body)?,
+        ("GET", _) => {
+            let mut request = agent.get(url);
+            for (name, value) in headers {
+                request = request.header(*name, value.as_str());
+            }
+            request.call()?
+        }
+        ("POST" | "PATCH", Some(body)) => {
+            let mut request = match method {
+                "POST" => agent.post(url),
+                _ => agent.patch(url),
+            };
+            request = request.header("content-type", "application/json");
+            for (name, value) in headers {
+                request = request.header(*name, value.as_str());
+            }
+            request.send(body)?
+        }
         (method, _) => panic!("unsupported request {method} {url}"),
     };
     let status = response.status().as_u16();

@@ -1362,8 +1362,13 @@ impl<S: SyncStore> SyncNode<S> {
         let mut hlc = self.hlc;
         let mut seen: BTreeMap<EventId, usize> = BTreeMap::new();
         let mut seq = self.log_head;
+        // Events decided before (a lost ack, or a replay): answered again, changed nothing.
+        let mut replayed: Vec<String> = Vec::new();
         for event in events {
             if let Some(verdict) = self.known_verdict(&event, &entries, &seen, now, &mut audit)? {
+                if verdict.reason != Some(RejectReason::EventIdReused) {
+                    replayed.push(event.event_id.to_string());
+                }
                 verdicts.push(verdict);
                 continue;
             }
@@ -1385,7 +1390,7 @@ impl<S: SyncStore> SyncNode<S> {
             verdicts.push(Verdict::of(&entry));
             entries.push(entry);
         }
-        let details = json!({ "from": from, "events": verdicts.len(), "logged": entries.len() });
+        let details = json!({ "from": from, "events": verdicts.len(), "logged": entries.len(), "replayed": replayed });
         audit.insert(
             0,
             self.audit(now, Operation::PushReceived, Outcome::Ok, None, details),

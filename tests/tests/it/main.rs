@@ -4,5 +4,6 @@
 
 mod failover;
 mod multi_node;
+mod security;
 mod sim;
 mod single_node;
