@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term};
 use crate::sale::SaleLine;
+use crate::validate::{self, ValidationError};
+use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
 
 /// The unit of replication: one local write, as its origin recorded it.
 ///
@@ -52,6 +54,32 @@ impl SyncEvent {
             && self.payload == other.payload
     }
 
+    /// The data rules of SPEC §3 for an event that arrives from another device: what a local
+    /// write would have refused, and numbers the database cannot hold, are refused here (a
+    /// master never logs an event that breaks them). Names the field, as the API does.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let storable = |field: &str, value: u64| {
+            if i64::try_from(value).is_err() {
+                return Err(ValidationError::new(field, "is too large"));
+            }
+            Ok(())
+        };
+        if self.event_id.seq == 0 {
+            return Err(ValidationError::new("event_id", "the sequence starts at 1"));
+        }
+        storable("event_id", self.event_id.seq)?;
+        storable("term", self.term.0)?;
+        storable("hlc.wall_ms", self.hlc.wall_ms)?;
+        if self.created_at_ms > crate::timefmt::MS_MAX {
+            return Err(ValidationError::new(
+                "created_at_ms",
+                "is after the year 9999",
+            ));
+        }
+        validate::user_id("user_id", &self.user_id)?;
+        self.payload.validate(self.event_id)
+    }
+
     /// The order of events that arrive together: `(hlc, device_id, seq)`.
     pub fn arrival_key(&self) -> (Hlc, DeviceId, u64) {
         (self.hlc, self.event_id.device_id, self.event_id.seq)
@@ -89,6 +117,76 @@ pub enum EventPayload {
 }
 
 impl EventPayload {
+    fn validate(&self, event_id: EventId) -> Result<(), ValidationError> {
+        match self {
+            EventPayload::ProductCreated {
+                sku,
+                name,
+                price_cents,
+                stock,
+            } => {
+                validate::sku("payload.sku", sku)?;
+                validate::text("payload.name", name, NAME_CHARS_MAX)?;
+                validate::price("payload.price_cents", *price_cents)?;
+                validate::range("payload.stock", *stock, 0, STOCK_MAX)
+            }
+            EventPayload::ProductUpdated {
+                sku,
+                name,
+                price_cents,
+                base_version,
+            } => {
+                validate::sku("payload.sku", sku)?;
+                if name.is_none() && price_cents.is_none() {
+                    return Err(ValidationError::new(
+                        "payload",
+                        "an edit changes name or price",
+                    ));
+                }
+                if let Some(name) = name {
+                    validate::text("payload.name", name, NAME_CHARS_MAX)?;
+                }
+                if let Some(price) = price_cents {
+                    validate::price("payload.price_cents", *price)?;
+                }
+                if *base_version == 0 || i64::try_from(*base_version).is_err() {
+                    return Err(ValidationError::new(
+                        "payload.base_version",
+                        "is out of range",
+                    ));
+                }
+                Ok(())
+            }
+            EventPayload::StockAdjusted { sku, delta, reason } => {
+                validate::sku("payload.sku", sku)?;
+                if *delta == 0 {
+                    return Err(ValidationError::new("payload.delta", "must not be 0"));
+                }
+                validate::range("payload.delta", *delta, -QTY_MAX, QTY_MAX)?;
+                validate::text("payload.reason", reason, REASON_CHARS_MAX)
+            }
+            EventPayload::SaleRecorded { sale_id, lines } => {
+                // A sale's id is its event's id: unique store-wide without coordination.
+                if *sale_id != event_id.to_string() {
+                    return Err(ValidationError::new(
+                        "payload.sale_id",
+                        "must be the event id",
+                    ));
+                }
+                if lines.is_empty() || lines.len() > SALE_LINES_MAX {
+                    let message = format!("a sale has 1 to {SALE_LINES_MAX} lines");
+                    return Err(ValidationError::new("payload.lines", message));
+                }
+                for (i, line) in lines.iter().enumerate() {
+                    validate::sku(&format!("payload.lines[{i}].sku"), &line.sku)?;
+                    validate::range(&format!("payload.lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
+                    validate::price(&format!("payload.lines[{i}].price_cents"), line.price_cents)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             EventPayload::ProductCreated { .. } => "product_created",
@@ -166,6 +264,9 @@ pub enum RejectReason {
     AlreadyExists,
     /// The event id was seen before with other content: a misbehaving or confused device.
     EventIdReused,
+    /// The event breaks a data rule (SPEC §3) that its origin should have enforced: a
+    /// misbehaving device. Never logged; the verdict goes to the pusher and the audit log.
+    Invalid,
 }
 
 impl RejectReason {
@@ -176,6 +277,7 @@ impl RejectReason {
             RejectReason::UnknownProduct => "unknown_product",
             RejectReason::AlreadyExists => "already_exists",
             RejectReason::EventIdReused => "event_id_reused",
+            RejectReason::Invalid => "invalid",
         }
     }
 }
@@ -191,6 +293,7 @@ impl RejectReason {
             RejectReason::UnknownProduct => "no such product",
             RejectReason::AlreadyExists => "a product with this sku exists already",
             RejectReason::EventIdReused => "this event id was used before for other content",
+            RejectReason::Invalid => "the event breaks a data rule",
         }
     }
 }
@@ -210,6 +313,7 @@ impl FromStr for RejectReason {
             RejectReason::UnknownProduct,
             RejectReason::AlreadyExists,
             RejectReason::EventIdReused,
+            RejectReason::Invalid,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

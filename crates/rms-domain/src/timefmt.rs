@@ -3,7 +3,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 /// Latest time rms formats: 9999-12-31T23:59:59.999Z.
-const MS_MAX: u64 = 253_402_300_799_999;
+pub(crate) const MS_MAX: u64 = 253_402_300_799_999;
 
 /// Formats wall milliseconds since the Unix epoch as UTC RFC 3339 with exactly three fraction
 /// digits, e.g. `2026-11-25T17:30:00.123Z`. The fixed width makes text order equal time order

@@ -1372,6 +1372,25 @@ impl<S: SyncStore> SyncNode<S> {
                 verdicts.push(verdict);
                 continue;
             }
+            if let Err(err) = event.validate() {
+                // Never logged: the log would carry it to every device (and the database may
+                // not even hold it). The pusher gets its verdict; the audit log the details.
+                let details = json!({ "why": "invalid event", "from": from, "field": err.field, "message": err.message });
+                audit.push(self.audit(
+                    now,
+                    Operation::Alarm,
+                    Outcome::Rejected,
+                    Some(event.event_id),
+                    details,
+                ));
+                verdicts.push(Verdict {
+                    event_id: event.event_id,
+                    status: EventStatus::Rejected,
+                    reason: Some(RejectReason::Invalid),
+                    master_seq: None,
+                });
+                continue;
+            }
             if self.trusted(event.hlc, now) {
                 hlc = hlc.merge(event.hlc, now.wall_ms);
             } else {

@@ -102,6 +102,7 @@ impl From<StorageError> for ApiError {
                     | RejectReason::StaleVersion
                     | RejectReason::AlreadyExists
                     | RejectReason::EventIdReused => StatusCode::CONFLICT,
+                    RejectReason::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 ApiError {
                     reason: Some(reason),

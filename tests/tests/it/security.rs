@@ -345,3 +345,29 @@ fn an_announce_from_an_unknown_device_is_refused() {
     wait_for_audit(&node, "error", |e| e["details"]["why"] == "unknown_master");
     assert_eq!(data(&node), before, "still master in the same term");
 }
+
+#[test]
+fn a_pushed_event_that_breaks_a_data_rule_is_refused_and_never_logged() {
+    let (_dir, node) = store();
+    let before = data(&node);
+    let mut socket = registered(&node, 5);
+    let mut sale = event(5, 1, "soap");
+    // A negative quantity would put stock back on the shelf.
+    sale["payload"] = json!({"kind":"sale_recorded","sale_id":"5-1","lines":[{"sku":"soap","qty":-5,"price_cents":120}]});
+    let mut huge = event(5, 2, "tea");
+    huge["created_at_ms"] = json!(u64::MAX);
+    send(
+        &mut socket,
+        &json!({"type":"push","epoch": epoch(&node),"events":[sale, huge]}),
+    );
+    let ack = next_of(&mut socket, "push_ack").expect("verdicts");
+    for verdict in ack["verdicts"].as_array().unwrap() {
+        assert_eq!(verdict["status"], "rejected", "{ack}");
+        assert_eq!(verdict["reason"], "invalid", "{ack}");
+        assert!(verdict["master_seq"].is_null(), "not logged: {ack}");
+    }
+    wait_for_audit(&node, "alarm", |e| {
+        e["details"]["field"] == "payload.lines[0].qty"
+    });
+    assert_eq!(data(&node), before);
+}

@@ -754,6 +754,22 @@ impl Sim {
                     device.id
                 ));
             }
+            // Honest devices only make events that keep the data rules: a master that found an
+            // invalid one means local writes and the master's validation disagree.
+            let query = AuditQuery {
+                operation: Some(Operation::Alarm),
+                limit: 1000,
+                ..AuditQuery::default()
+            };
+            if let Some(alarm) = read(&device.store, |c| audit::query(c, &query))?
+                .into_iter()
+                .find(|a| a.details["why"] == "invalid event")
+            {
+                return Err(format!(
+                    "d{} refused an honest event: {}",
+                    device.id, alarm.details
+                ));
+            }
         }
         Ok(())
     }
