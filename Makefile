@@ -1,7 +1,7 @@
 # rms: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench sim
+.PHONY: run test lint fmt bench sim fuzz conformance
 
 ## run: a complete single-device store on 127.0.0.1:7878, data in ./rms-data
 run:
@@ -27,3 +27,9 @@ bench:
 ## sim: the deterministic simulator; RMS_SIM_SEEDS=N seeds (default 150), RMS_SIM_SEED=S replays one
 sim:
 	$(CARGO) test --release -p rms-tests --test it sim:: -- --nocapture
+
+## fuzz: every fuzz target (wire decoder, REST routes, sync core as master and as client) for
+## RMS_FUZZ_SECONDS each (default 600), release build; RMS_FUZZ_SEED=S starts from another seed
+RMS_FUZZ_SECONDS ?= 600
+fuzz:
+	RMS_FUZZ_SECONDS=$(RMS_FUZZ_SECONDS) $(CARGO) test --release -p rms-tests --test it fuzz:: -- --nocapture --test-threads 4

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod failover;
+mod fuzz;
 mod multi_node;
 mod security;
 mod sim;

@@ -290,9 +290,7 @@ pub struct RestPush {
 
 pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
     let push: RestPush = body::decode(&body)?;
-    let from = DeviceId::new(push.device_id).ok_or_else(|| {
-        ApiError::invalid(ValidationError::new("device_id", "must be in 1..=65535"))
-    })?;
+    let from = peer_id(&node, push.device_id)?;
     if push.events.len() > rms_sync::BATCH_EVENTS_MAX {
         let message = format!("at most {} events per push", rms_sync::BATCH_EVENTS_MAX);
         return Err(ApiError::invalid(ValidationError::new("events", message)));
@@ -329,6 +327,16 @@ pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
         }
     }
     Err(refusal.unwrap_or_else(|| ApiError::internal("the push got no answer")))
+}
+
+/// The device a REST sync request speaks for: another device of the store, never this one.
+fn peer_id(node: &Node, device_id: u16) -> Result<DeviceId, ApiError> {
+    let invalid = |message: &str| ApiError::invalid(ValidationError::new("device_id", message));
+    let from = DeviceId::new(device_id).ok_or_else(|| invalid("must be in 1..=65535"))?;
+    if from == node.config().device_id {
+        return Err(invalid("is this device's own id"));
+    }
+    Ok(from)
 }
 
 fn error_code(code: &str) -> &'static str {
@@ -373,9 +381,7 @@ pub struct Exchange {
 
 pub async fn sync_exchange(node: Node, body: Bytes) -> Result<Response, ApiError> {
     let exchange: Exchange = body::decode(&body)?;
-    let from = DeviceId::new(exchange.device_id).ok_or_else(|| {
-        ApiError::invalid(ValidationError::new("device_id", "must be in 1..=65535"))
-    })?;
+    let from = peer_id(&node, exchange.device_id)?;
     if exchange.messages.len() > crate::link::EXCHANGE_MESSAGES_MAX {
         let message = format!(
             "at most {} messages per exchange",
