@@ -33,3 +33,9 @@ sim:
 RMS_FUZZ_SECONDS ?= 600
 fuzz:
 	RMS_FUZZ_SECONDS=$(RMS_FUZZ_SECONDS) $(CARGO) test --release -p rms-tests --test it fuzz:: -- --nocapture --test-threads 4
+
+## conformance: start a node and run schemathesis (from PyPI, into target/conformance-venv)
+## against docs/openapi.yaml: no 5xx, no undocumented status, no response that breaks the schema
+conformance:
+	$(CARGO) build -p rms-node
+	./scripts/conformance.sh target/debug/rms-node

@@ -582,15 +582,17 @@ fn fuzz_sync_core_as_client() {
 #[test]
 fn fuzz_rest_routes() {
     // Proves: no body on any write route answers 5xx, every refusal has the JSON error shape,
-    // and a refused request changes nothing.
+    // and a refused write of data changes nothing. The sync routes get a node of their own: what
+    // they accept (a newer master's epoch, a truncation) goes on changing that node on its timers,
+    // so "unchanged by a refusal" is checked on the node that only sees the data routes.
     let routes: &[(&str, &str)] = &[
         ("POST", "/api/v1/products"),
         ("PATCH", "/api/v1/products/soap"),
         ("POST", "/api/v1/products/soap/stock"),
         ("POST", "/api/v1/sales"),
+        ("POST", "/api/v1/cluster/handover"),
         ("POST", "/api/v1/sync/push"),
         ("POST", "/api/v1/sync/exchange"),
-        ("POST", "/api/v1/cluster/handover"),
     ];
     let body = prop_oneof![
         json_value().prop_map(|v| v.to_string().into_bytes()),
@@ -620,24 +622,29 @@ fn fuzz_rest_routes() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let node = runtime.block_on(async {
+    let start = || async {
         let config = rms_transport::NodeConfig::lone(DeviceId::new(1).expect("1"), "till 1");
         let node = rms_transport::Node::start(config).await.expect("a node");
         let soap = r#"{"sku":"soap","name":"Soap","price_cents":120,"stock":5}"#;
         let (status, _) = call(&node, "POST", "/api/v1/products", soap.as_bytes()).await;
         assert_eq!(status, 201);
         node
-    });
+    };
+    let (data_node, sync_node) = runtime.block_on(async { (start().await, start().await) });
     let input = (proptest::sample::select(routes), body);
     fuzz("rest_routes", input, |((method, path), body)| {
+        let sync_route = path.starts_with("/api/v1/sync/");
+        let node = if sync_route { &sync_node } else { &data_node };
         runtime.block_on(async {
-            let before = state(&node).await;
-            let (status, answer) = call(&node, method, path, &body).await;
+            let before = state(node).await;
+            let (status, answer) = call(node, method, path, &body).await;
             prop_assert!(status < 500, "{method} {path} answered {status}: {answer}");
             if status >= 400 {
                 prop_assert!(answer["error"].is_string(), "the error shape: {answer}");
                 prop_assert!(answer["message"].is_string(), "the error shape: {answer}");
-                prop_assert_eq!(state(&node).await, before, "a refusal changed the data");
+                if !sync_route {
+                    prop_assert_eq!(state(node).await, before, "a refusal changed the data");
+                }
             }
             Ok(())
         })
