@@ -47,6 +47,9 @@ fn init_logging() {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Watch the stop signals before anything else: a SIGTERM that comes the moment the address is
+    // printed (or while the store opens) must stop the node cleanly, not kill it.
+    let stop = StopSignals::watch()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -89,7 +92,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(rms_transport::serve(listener, node.clone(), async move {
         let _ = stop_rx.await;
     }));
-    let signal = stop_signal().await?;
+    let signal = stop.next().await;
     log::info!("{signal} received: no new connections; finishing in-flight requests");
     let _ = stop_tx.send(());
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
@@ -113,12 +116,26 @@ fn clock_offset_ms() -> anyhow::Result<i64> {
     }
 }
 
-async fn stop_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, watched from the moment of [`StopSignals::watch`] (a signal that comes
+/// before [`StopSignals::next`] is awaited is not lost).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -201,19 +201,20 @@ fn a_restarted_client_resumes_from_its_cursor() {
             .0,
         201
     );
-    wait_for("rice on device 3", DEADLINE, || {
-        stock(&nodes[2], "rice") == Some(50)
+    // Device 2 sells rice below: it must have it too (broadcasts reach devices one after another).
+    wait_for("rice on devices 2 and 3", DEADLINE, || {
+        nodes[1..].iter().all(|n| stock(n, "rice") == Some(50))
     });
     let cursor_before = nodes[2].get("/api/v1/sync/status").1["cursor"]
         .as_u64()
         .unwrap();
     assert!(nodes[2].terminate().success());
     for _ in 0..5 {
-        let (status, _) = nodes[1].post(
+        let (status, body) = nodes[1].post(
             "/api/v1/sales",
             &json!({"user_id":"cy","lines":[{"sku":"rice","qty":2}]}),
         );
-        assert!(status == 201 || status == 202);
+        assert!(status == 201 || status == 202, "{status} {body}");
     }
     wait_for("the master at 40", DEADLINE, || {
         stock(&nodes[0], "rice") == Some(40)

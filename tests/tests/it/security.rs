@@ -371,3 +371,39 @@ fn a_pushed_event_that_breaks_a_data_rule_is_refused_and_never_logged() {
     });
     assert_eq!(data(&node), before);
 }
+
+#[test]
+fn devices_with_the_key_form_a_store_and_one_with_another_key_stays_out() {
+    // Nodes send the key to each other: two with it sync, one with another key cannot join.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let with_key = |device: &'static str, key: &'static str, peers: &[String]| {
+        let mut args = rms_tests::node_args(device, rms_tests::FAST, peers);
+        args.extend(["--store-key", key]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let start = |i: usize, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NodeProcess::start(dirs[i].path(), &args)
+    };
+    let master = start(0, with_key("1", KEY, &[]));
+    let peers = vec![master.url.clone()];
+    let member = start(1, with_key("2", KEY, &peers));
+    let intruder = start(2, with_key("3", "some-other-key", &peers));
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    assert_eq!(master.post("/api/v1/products", &soap).0, 201);
+    wait_for("the member has the product", DEADLINE, || {
+        member.get("/api/v1/products/soap").0 == 200
+    });
+    wait_for("the intruder on an island of its own", DEADLINE, || {
+        intruder.get("/api/v1/health").1["master_id"] == 3
+    });
+    let (_, cluster) = master.get("/api/v1/cluster");
+    let ids: Vec<&Value> = cluster["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["device_id"])
+        .collect();
+    assert_eq!(ids, [&json!(1), &json!(2)], "{cluster}");
+    assert_eq!(intruder.get("/api/v1/products/soap").0, 404);
+}
