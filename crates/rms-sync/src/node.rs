@@ -334,11 +334,6 @@ impl<S: SyncStore> SyncNode<S> {
 
     // ----- inputs -----
 
-    /// Sends this device's heartbeat to every peer now (a new link wants to know who we are).
-    pub fn send_heartbeat_now(&mut self) {
-        self.send_heartbeat();
-    }
-
     /// Timers: heartbeats, failure detection, elections, periodic sync, broadcasts.
     pub fn handle_timeout(&mut self, now: Now) -> Result<(), S> {
         if now.mono_ms >= self.next_heartbeat_ms {
@@ -418,11 +413,15 @@ impl<S: SyncStore> SyncNode<S> {
         if from == self.me() {
             return Ok(());
         }
-        // Whether the master the message's epoch names had introduced itself before this message
-        // (a device cannot make itself master in the same breath as it says who it is).
-        let master_known = message.epoch().is_none_or(|e| self.knows(e.master_id));
+        if let Message::MasterAnnounce { epoch, .. } = &message
+            && epoch.master_id != from
+        {
+            // Only a master announces itself (`become_master`); an announce in another device's
+            // name is forged, and its epoch is not adopted.
+            return self.refuse_forged_announce(from, *epoch, now);
+        }
         self.note_peer(from, &message, now);
-        if !self.fence(from, &message, master_known, now)? {
+        if !self.fence(from, &message, now)? {
             return Ok(());
         }
         match message {
@@ -525,41 +524,26 @@ impl<S: SyncStore> SyncNode<S> {
         self.suspects.remove(&from);
     }
 
-    /// Whether `device` is this one or has said who it is (a register, a heartbeat, a master's
-    /// roster, or the roster persisted before a restart).
-    fn knows(&self, device: DeviceId) -> bool {
-        device == self.me() || self.peers.get(&device).is_some_and(|p| p.info.is_some())
+    fn refuse_forged_announce(&mut self, from: DeviceId, epoch: Epoch, now: Now) -> Result<(), S> {
+        let details = json!({ "refused": "master_announce", "from": from, "why": "announce_for_another_device", "their_epoch": epoch, "our_epoch": self.epoch });
+        let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.send(
+            To::Device(from),
+            Message::Error {
+                epoch: self.epoch,
+                code: "refused".into(),
+                message: format!("device {from} cannot announce device {}", epoch.master_id),
+            },
+        );
+        Ok(())
     }
 
     /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
-    ///
-    /// A newer epoch is adopted only if its master is a device this one knows (`master_known`):
-    /// an epoch naming a device that never introduced itself is refused and audited, so a stray
-    /// or hostile sender cannot make the store follow a phantom master.
-    fn fence(
-        &mut self,
-        from: DeviceId,
-        message: &Message,
-        master_known: bool,
-        now: Now,
-    ) -> Result<bool, S> {
+    fn fence(&mut self, from: DeviceId, message: &Message, now: Now) -> Result<bool, S> {
         let theirs = message.epoch();
         if theirs > self.epoch {
             let Some(newer) = theirs else { return Ok(true) };
-            if !master_known {
-                let details = json!({ "refused": message.kind(), "from": from, "why": "unknown_master", "their_epoch": newer, "our_epoch": self.epoch });
-                let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
-                self.commit(Batch::audit(entry))?;
-                self.send(
-                    To::Device(from),
-                    Message::Error {
-                        epoch: self.epoch,
-                        code: "unknown_master".into(),
-                        message: format!("device {} has not introduced itself", newer.master_id),
-                    },
-                );
-                return Ok(false);
-            }
             self.adopt(newer, now, message.kind())?;
             return Ok(true);
         }

@@ -33,8 +33,10 @@ pub enum Input {
         from: DeviceId,
         message: Message,
     },
-    /// An outbound link came up: say who we are at once.
-    LinkUp,
+    /// A link this node dialed came up: our heartbeat goes out on it first, then anything else.
+    LinkUp {
+        link: crate::link::LinkId,
+    },
     /// A link sent something refused before it reached the core (the link is closed): audited.
     LinkRefused {
         from: Option<DeviceId>,
@@ -112,7 +114,7 @@ impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
-            Input::LinkUp => f.write_str("LinkUp"),
+            Input::LinkUp { link } => write!(f, "LinkUp({link})"),
             Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
             Input::Local { .. } => f.write_str("Local"),
             Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
@@ -236,8 +238,10 @@ impl Loop {
                 .node
                 .handle_message(from, message, now)
                 .map_err(|e| e.to_string()),
-            Input::LinkUp => {
-                self.node.send_heartbeat_now();
+            Input::LinkUp { link } => {
+                let introduction = serde_json::to_string(&self.node.heartbeat())
+                    .map_err(|e| format!("cannot encode a heartbeat: {e}"))?;
+                self.links.introduce(link, &introduction);
                 Ok(())
             }
             Input::LinkRefused { from, why, details } => self

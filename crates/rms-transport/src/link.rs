@@ -23,19 +23,26 @@ pub const SEND_QUEUE_MAX: usize = 1024;
 /// Largest WebSocket message, in bytes (SPEC §8); a larger one closes the connection.
 pub const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 /// Most links open at once, both directions together; an upgrade beyond it is refused (503).
-pub const LINKS_MAX: usize = 512;
-/// A link must say who it is (`register` or `heartbeat`) this soon after it opens.
+/// A store has tens of devices; the bound leaves room for a thousand and more (issue #7, S6).
+pub const LINKS_MAX: usize = 2048;
+/// A link dialed to this node must say who it is (`register` or `heartbeat`) this soon.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A link that carries nothing for this long is closed (peers heartbeat every second or so by
-/// default; the bound is generous so that a slow link is not mistaken for a dead one).
+/// Every link sends a WebSocket ping this often, so that a live peer is never silent for long
+/// even on a link that carries no messages (each pair of devices has a link in each direction,
+/// and messages go out on the newer one).
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A link that brings nothing, not even a pong, for this long is closed: the peer is gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-type LinkId = u64;
+pub type LinkId = u64;
 
 #[derive(Debug)]
 struct Link {
     device: Option<DeviceId>,
     sender: mpsc::Sender<String>,
+    /// Messages may go out on it. A link this node dialed is ready once our introduction (a
+    /// heartbeat) is its first message, so the peer never sees anything before it.
+    ready: bool,
 }
 
 /// Every open link, shared by the sessions (which add and remove themselves) and the driver
@@ -53,16 +60,27 @@ impl Links {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, sender: mpsc::Sender<String>) -> LinkId {
+    fn add(&self, sender: mpsc::Sender<String>, ready: bool) -> LinkId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
             id,
             Link {
                 device: None,
                 sender,
+                ready,
             },
         );
         id
+    }
+
+    /// Sends our introduction as the first message of a link we dialed, and opens it to
+    /// everything else.
+    pub fn introduce(&self, link: LinkId, introduction: &str) {
+        if let Some(link) = self.lock().get_mut(&link)
+            && link.sender.try_send(introduction.to_owned()).is_ok()
+        {
+            link.ready = true;
+        }
     }
 
     fn identify(&self, link: LinkId, device: DeviceId) {
@@ -78,7 +96,11 @@ impl Links {
     /// Sends to one device (its newest link). Returns false if no link could take it.
     pub fn send_to(&self, device: DeviceId, text: &str) -> bool {
         let mut links = self.lock();
-        let Some((&id, link)) = links.iter().rev().find(|(_, l)| l.device == Some(device)) else {
+        let Some((&id, link)) = links
+            .iter()
+            .rev()
+            .find(|(_, l)| l.ready && l.device == Some(device))
+        else {
             return false;
         };
         if link.sender.try_send(text.to_owned()).is_ok() {
@@ -94,7 +116,7 @@ impl Links {
         let mut links = self.lock();
         let mut seen = Vec::new();
         let mut slow = Vec::new();
-        for (&id, link) in links.iter().rev() {
+        for (&id, link) in links.iter().rev().filter(|(_, l)| l.ready) {
             if let Some(device) = link.device {
                 if seen.contains(&device) {
                     continue;
@@ -142,10 +164,16 @@ struct Session {
 
 impl Session {
     /// Registers a new link; the receiver yields what is to be sent on it.
-    fn open(links: Links, driver: Driver, dialed: bool) -> (Session, mpsc::Receiver<String>) {
+    /// `ready`: messages may go out on it at once (see [`Links::introduce`]).
+    fn open(
+        links: Links,
+        driver: Driver,
+        dialed: bool,
+        ready: bool,
+    ) -> (Session, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
         let session = Session {
-            link: links.add(tx),
+            link: links.add(tx, ready),
             remote: None,
             dialed,
             links,
@@ -199,12 +227,12 @@ impl Session {
         false
     }
 
-    /// How long the link may stay silent from now: the handshake deadline until it said who it
-    /// is, the idle timeout after.
+    /// How long the link may stay silent from now: on a link dialed to us, the handshake
+    /// deadline until it said who it is; the idle timeout otherwise.
     fn silence_allowed(&self, opened: tokio::time::Instant) -> Duration {
         match self.remote {
-            None => HANDSHAKE_TIMEOUT.saturating_sub(opened.elapsed()),
-            Some(_) => IDLE_TIMEOUT,
+            None if !self.dialed => HANDSHAKE_TIMEOUT.saturating_sub(opened.elapsed()),
+            _ => IDLE_TIMEOUT,
         }
     }
 }
@@ -218,11 +246,20 @@ impl Drop for Session {
 /// Runs a server-side WebSocket (an upgrade of `/api/v1/ws`) until either side closes it.
 pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Driver) {
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver, false);
+    let (mut session, mut rx) = Session::open(links, driver, false, true);
     let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(warp::ws::Message::text(text)).await.is_err() {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        loop {
+            let frame = tokio::select! {
+                text = rx.recv() => match text {
+                    Some(text) => warp::ws::Message::text(text),
+                    None => break,
+                },
+                _ = ping.tick() => warp::ws::Message::ping(Vec::new()),
+            };
+            if sink.send(frame).await.is_err() {
                 break;
             }
         }
@@ -265,12 +302,21 @@ pub async fn serve_client<S>(
 {
     use tokio_tungstenite::tungstenite::Message as Frame;
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver, true);
-    session.driver.send(Input::LinkUp);
+    let (mut session, mut rx) = Session::open(links, driver, true, false);
+    session.driver.send(Input::LinkUp { link: session.link });
     let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Frame::text(text)).await.is_err() {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        loop {
+            let frame = tokio::select! {
+                text = rx.recv() => match text {
+                    Some(text) => Frame::text(text),
+                    None => break,
+                },
+                _ = ping.tick() => Frame::Ping(Vec::new().into()),
+            };
+            if sink.send(frame).await.is_err() {
                 break;
             }
         }
@@ -321,7 +367,8 @@ pub fn spawn_rest(
             };
             // A link dropped for being slow is opened again: the peer catches up from its cursor.
             while !*shutdown.borrow() {
-                let (mut session, mut rx) = Session::open(links.clone(), driver.clone(), true);
+                let (mut session, mut rx) =
+                    Session::open(links.clone(), driver.clone(), true, true);
                 while let Some(first) = rx.blocking_recv() {
                     if *shutdown.borrow() {
                         return;
