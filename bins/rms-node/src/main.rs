@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use rms_transport::{Clock, Node, NodeConfig};
-use tokio::net::TcpListener;
 
 use crate::config::{Cli, Config};
 
@@ -50,8 +49,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Watch the stop signals before anything else: a SIGTERM that comes the moment the address is
     // printed (or while the store opens) must stop the node cleanly, not kill it.
     let stop = StopSignals::watch()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = rms_transport::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener
         .local_addr()

@@ -9,7 +9,7 @@
 //! products together), so a crash leaves the device at the previous head, and the next pull asks
 //! again from there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rms_domain::rules::{self, Products};
 use rms_domain::{DeviceId, EventStatus, LogEntry, RejectReason, SyncEvent, rfc3339_from_ms};
@@ -30,6 +30,9 @@ pub fn apply_entries(
 ) -> Result<BTreeSet<String>, StorageError> {
     let mut state = node_state::load(tx)?;
     let mut touched = BTreeSet::new();
+    // The master's state of each product after the last entry that touched it: written once per
+    // batch (a push of 100 sales of one product makes one write, not 100).
+    let mut latest: BTreeMap<&str, Option<&rms_domain::Product>> = BTreeMap::new();
     for entry in entries {
         let seq = entry.seq();
         if seq != state.log_head + 1 {
@@ -58,15 +61,17 @@ pub fn apply_entries(
                 )?;
             }
         }
-        let skus = entry.event.payload.skus();
-        for sku in &skus {
-            match entry.products.iter().find(|p| p.sku == *sku) {
-                Some(product) => products::put(tx, Table::Base, product)?,
-                None => products::delete(tx, Table::Base, sku)?,
-            }
+        for sku in entry.event.payload.skus() {
+            latest.insert(sku, entry.products.iter().find(|p| p.sku == sku));
+            touched.insert(sku.to_owned());
         }
-        touched.extend(skus.into_iter().map(str::to_owned));
         state.log_head = seq;
+    }
+    for (sku, product) in latest {
+        match product {
+            Some(product) => products::put(tx, Table::Base, product)?,
+            None => products::delete(tx, Table::Base, sku)?,
+        }
     }
     node_state::save(tx, &state)?;
     recompute_visible(tx, state.device_id, &touched)?;

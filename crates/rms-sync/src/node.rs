@@ -1348,8 +1348,17 @@ impl<S: SyncStore> SyncNode<S> {
         let mut seq = self.log_head;
         // Events decided before (a lost ack, or a replay): answered again, changed nothing.
         let mut replayed: Vec<String> = Vec::new();
+        let ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
+        let logged: BTreeMap<EventId, LogEntry> = self
+            .store
+            .entries(&ids)
+            .map_err(store_err)?
+            .into_iter()
+            .map(|entry| (entry.event.event_id, entry))
+            .collect();
         for event in events {
-            if let Some(verdict) = self.known_verdict(&event, &entries, &seen, now, &mut audit)? {
+            let decided = (entries.as_slice(), &seen, &logged);
+            if let Some(verdict) = self.known_verdict(&event, decided, now, &mut audit)? {
                 if verdict.reason != Some(RejectReason::EventIdReused) {
                     replayed.push(event.event_id.to_string());
                 }
@@ -1437,17 +1446,24 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// The verdict for an event already decided (idempotency), or an alarm for an event id
     /// reused with other content. `None` for an event to decide now.
+    ///
+    /// `decided`: the entries this batch made so far, their index by event id, and the entries
+    /// already in the log for the batch's event ids.
     fn known_verdict(
         &mut self,
         event: &SyncEvent,
-        batch: &[LogEntry],
-        seen: &BTreeMap<EventId, usize>,
+        decided: (
+            &[LogEntry],
+            &BTreeMap<EventId, usize>,
+            &BTreeMap<EventId, LogEntry>,
+        ),
         now: Now,
         audit: &mut Vec<AuditEntry>,
     ) -> Result<Option<Verdict>, S> {
+        let (batch, seen, logged) = decided;
         let known = match seen.get(&event.event_id) {
             Some(index) => Some(batch[*index].clone()),
-            None => self.store.entry(&event.event_id).map_err(store_err)?,
+            None => logged.get(&event.event_id).cloned(),
         };
         let Some(known) = known else { return Ok(None) };
         if known.event.same_content(event) {

@@ -55,6 +55,15 @@ pub trait SyncStore {
     fn pending_count(&self) -> Result<u64, Self::Error>;
     /// The log entry of an event, if the event is in the log.
     fn entry(&self, event_id: &EventId) -> Result<Option<LogEntry>, Self::Error>;
+    /// The log entries of those of `event_ids` that are in the log (one read for a whole push;
+    /// implementations should override the default, which reads them one by one).
+    fn entries(&self, event_ids: &[EventId]) -> Result<Vec<LogEntry>, Self::Error> {
+        let mut found = Vec::new();
+        for event_id in event_ids {
+            found.extend(self.entry(event_id)?);
+        }
+        Ok(found)
+    }
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, Self::Error>;
     fn log_after(&self, since: u64, limit: usize) -> Result<Vec<LogEntry>, Self::Error>;
     /// The last position of this log in an epoch at or before `epoch`.

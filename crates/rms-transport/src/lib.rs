@@ -24,7 +24,7 @@ pub use clock::Clock;
 pub use db::{Db, DbError};
 pub use error::ApiError;
 pub use node::{Node, NodeConfig, StartError, VERDICT_WAIT};
-pub use server::serve;
+pub use server::{bind, serve};
 pub use sync_store::StoreAdapter;
 
 /// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.

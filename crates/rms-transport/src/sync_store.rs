@@ -61,6 +61,16 @@ impl SyncStore for StoreAdapter {
         self.store.read(|c| events::get_entry(c, event_id))
     }
 
+    fn entries(&self, event_ids: &[EventId]) -> Result<Vec<LogEntry>, StorageError> {
+        self.store.read(|c| {
+            let mut found = Vec::new();
+            for event_id in event_ids {
+                found.extend(events::get_entry(c, event_id)?);
+            }
+            Ok(found)
+        })
+    }
+
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
         self.store.read(|c| events::entry_at(c, master_seq))
     }
