@@ -8,10 +8,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::driver::Driver;
-use crate::link::{self, Links, MESSAGE_BYTES_MAX};
+use crate::link::{self, Links};
 
 /// First and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -103,7 +102,7 @@ impl Connector {
                     log::info!("linked to {url}");
                     backoff = BACKOFF_MIN;
                     tokio::select! {
-                        () = link::serve_client(socket, self.links.clone(), self.driver.clone()) => {}
+                        () = link::serve_socket(socket, self.links.clone(), self.driver.clone(), true) => {}
                         _ = shutdown.changed() => return,
                     }
                     log::info!("link to {url} closed");
@@ -137,9 +136,7 @@ impl Connector {
         {
             request.headers_mut().insert("authorization", value);
         }
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MESSAGE_BYTES_MAX))
-            .max_frame_size(Some(MESSAGE_BYTES_MAX));
+        let config = link::config();
         let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(result) => result.map(|(socket, _response)| socket),

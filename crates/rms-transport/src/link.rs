@@ -243,67 +243,35 @@ impl Drop for Session {
     }
 }
 
-/// Runs a server-side WebSocket (an upgrade of `/api/v1/ws`) until either side closes it.
-pub async fn serve_warp(socket: warp::ws::WebSocket, links: Links, driver: Driver) {
-    let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver, false, true);
-    let opened = tokio::time::Instant::now();
-    let writer = tokio::spawn(async move {
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
-        loop {
-            let frame = tokio::select! {
-                text = rx.recv() => match text {
-                    Some(text) => warp::ws::Message::text(text),
-                    None => break,
-                },
-                _ = ping.tick() => warp::ws::Message::ping(Vec::new()),
-            };
-            if sink.send(frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    loop {
-        let frame = match tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
-        {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(err))) => {
-                // Oversized messages end here: the connection is closed (SPEC §8).
-                log::info!("a link of {:?} ended: {err}", session.remote);
-                break;
-            }
-            Ok(None) => break,
-            Err(_) => {
-                log::info!("closing a silent link of {:?}", session.remote);
-                break;
-            }
-        };
-        if frame.is_close() {
-            break;
-        }
-        let Ok(text) = frame.to_str() else { continue };
-        if !session.on_text(text) {
-            break;
-        }
-    }
-    drop(session);
-    writer.abort();
+/// The WebSocket settings of every link, both directions: messages and frames up to 1 MiB, and
+/// a 4 KiB read buffer (tungstenite's default of 128 KiB is zero-filled on the first read, so it
+/// would cost every idle link 128 KiB of memory; a large message grows the buffer as needed).
+pub fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(LINK_READ_BUFFER_BYTES)
+        .max_message_size(Some(MESSAGE_BYTES_MAX))
+        .max_frame_size(Some(MESSAGE_BYTES_MAX))
 }
 
-/// Runs a client-side WebSocket (our connection to a peer) until either side closes it.
-pub async fn serve_client<S>(
+/// See [`config`].
+const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Runs a link (a WebSocket) until either side closes it: `dialed` when this node opened it (our
+/// heartbeat goes out first), else one a peer opened to us (it must introduce itself first).
+pub async fn serve_socket<S>(
     socket: tokio_tungstenite::WebSocketStream<S>,
     links: Links,
     driver: Driver,
+    dialed: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio_tungstenite::tungstenite::Message as Frame;
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver, true, false);
-    session.driver.send(Input::LinkUp { link: session.link });
+    let (mut session, mut rx) = Session::open(links, driver, dialed, !dialed);
+    if dialed {
+        session.driver.send(Input::LinkUp { link: session.link });
+    }
     let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
         let mut ping =

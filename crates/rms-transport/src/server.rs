@@ -1,31 +1,40 @@
+//! The HTTP server: our own accept loop (hyper), so that the node can cap its connections, set
+//! `TCP_NODELAY` on each, and upgrade `/api/v1/ws` itself with a WebSocket configuration warp
+//! does not expose; every other request goes to the warp routes of [`api::routes`].
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use warp::http::{Request, StatusCode};
+use warp::reply::{Reply, Response};
 
 use crate::api;
+use crate::error::ApiError;
+use crate::link;
 use crate::node::Node;
 
-/// Serves the node's API on `listener` until `shutdown` completes, then stops accepting, lets
-/// in-flight requests finish (their writes are committed before they answer), and returns.
-pub async fn serve(
-    listener: TcpListener,
-    node: Node,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    warp::serve(api::routes(node))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
-}
+/// Most HTTP connections served at once (WebSocket links count until they are upgraded; links
+/// have their own cap, [`link::LINKS_MAX`]). Beyond it the node stops accepting until one closes.
+pub const CONNECTIONS_MAX: usize = 1024;
 
 /// Connections waiting to be accepted before the kernel refuses new ones.
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// Binds `addr` for [`serve`]. Accepted connections inherit `TCP_NODELAY` from the listening
-/// socket: a node sends small messages in quick succession (an ack, then a broadcast), and with
-/// Nagle's algorithm the second waits for the peer's delayed ACK, about 40 ms on Linux.
+/// Binds `addr` for [`serve`], with `TCP_NODELAY` (also set on every accepted connection): a
+/// node sends small messages in quick succession (an ack, then a broadcast), and with Nagle's
+/// algorithm the second waits for the peer's delayed ACK, about 40 ms on Linux.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -35,4 +44,137 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves the node's API on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish (their writes are committed before they answer), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let routes = warp::service(api::routes(node.clone()));
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    log::warn!("cannot accept a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("cannot set TCP_NODELAY: {err}");
+        }
+        let (routes, node) = (routes.clone(), node.clone());
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut routes = routes.clone();
+            let node = node.clone();
+            async move {
+                if request.uri().path() == "/api/v1/ws" {
+                    return Ok::<Response, Infallible>(upgrade_link(request, &node));
+                }
+                tower_service::Service::call(&mut routes, request).await
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                log::debug!("a connection ended: {err}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// `GET /api/v1/ws`: checks the store key, the link cap and the handshake headers, answers 101,
+/// and runs the link on the upgraded connection.
+fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
+    let headers = request.headers();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !api::key_matches(node, authorization) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <store key>",
+        )
+        .into_response();
+    }
+    let Some(key) = websocket_key(request.method(), headers) else {
+        return ApiError::bad_request(
+            "bad_upgrade",
+            "GET /api/v1/ws must be a WebSocket upgrade (version 13)",
+        )
+        .into_response();
+    };
+    let (links, driver) = (node.links().clone(), node.driver().clone());
+    if links.len() >= link::LINKS_MAX {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_links",
+            format!("this node holds {} links already", link::LINKS_MAX),
+        )
+        .into_response();
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
+                link::serve_socket(socket, links, driver, false).await;
+            }
+            Err(err) => log::info!("a link upgrade failed: {err}"),
+        }
+    });
+    let mut response =
+        warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The `Sec-WebSocket-Key` of a well-formed upgrade request, if it is one.
+fn websocket_key(method: &warp::http::Method, headers: &HeaderMap) -> Option<HeaderValue> {
+    let has = |name: header::HeaderName, value: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(value))
+    };
+    let upgrade = method == warp::http::Method::GET
+        && has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
+        && has(header::SEC_WEBSOCKET_VERSION, "13");
+    upgrade
+        .then(|| headers.get(header::SEC_WEBSOCKET_KEY).cloned())
+        .flatten()
 }

@@ -30,8 +30,6 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .or(sync_pull(&node))
         .unify()
         .or(sync_exchange(&node))
-        .unify()
-        .or(websocket(&node))
         .unify();
     let products = list_products(&node)
         .or(create_product(&node))
@@ -74,20 +72,14 @@ struct Unauthorized;
 impl warp::reject::Reject for Unauthorized {}
 
 /// Passes requests that carry `Authorization: Bearer <store key>`, or all of them when the node
-/// has no key. The comparison takes the same time wherever the first wrong byte is.
+/// has no key.
 fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
-    let key: Option<std::sync::Arc<[u8]>> = node
-        .config()
-        .store_key
-        .as_deref()
-        .map(|k| k.as_bytes().into());
+    let node = node.clone();
     warp::header::optional::<String>("authorization")
         .and_then(move |header: Option<String>| {
-            let key = key.clone();
+            let passes = key_matches(&node, header.as_deref());
             async move {
-                let Some(key) = key else { return Ok(()) };
-                let given = header.as_deref().and_then(bearer_token).unwrap_or("");
-                if constant_time_eq(given.as_bytes(), &key) {
+                if passes {
                     Ok(())
                 } else {
                     Err(warp::reject::custom(Unauthorized))
@@ -95,6 +87,16 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
             }
         })
         .untuple_one()
+}
+
+/// Whether an `Authorization` header value carries the node's store key (always, when the node
+/// has none). The comparison takes the same time wherever the first wrong byte is.
+pub(crate) fn key_matches(node: &Node, authorization: Option<&str>) -> bool {
+    let Some(key) = node.config().store_key.as_deref() else {
+        return true;
+    };
+    let given = authorization.and_then(bearer_token).unwrap_or("");
+    constant_time_eq(given.as_bytes(), key.as_bytes())
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
@@ -160,28 +162,6 @@ fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection>
         .and(with_node(node))
         .and(body::limited())
         .and_then(|node, body| answer(handlers::sync_exchange(node, body)))
-}
-
-/// `/api/v1/ws`: the sync protocol over WebSocket, one link per peer.
-fn websocket(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
-    warp::path!("ws")
-        .and(warp::ws())
-        .and(with_node(node))
-        .map(|ws: warp::ws::Ws, node: Node| {
-            let (links, driver) = (node.links().clone(), node.driver().clone());
-            if links.len() >= crate::link::LINKS_MAX {
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_links",
-                    format!("this node holds {} links already", crate::link::LINKS_MAX),
-                )
-                .into_response();
-            }
-            ws.max_message_size(crate::link::MESSAGE_BYTES_MAX)
-                .max_frame_size(crate::link::MESSAGE_BYTES_MAX)
-                .on_upgrade(move |socket| crate::link::serve_warp(socket, links, driver))
-                .into_response()
-        })
 }
 
 fn sync_status(
