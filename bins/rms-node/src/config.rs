@@ -13,8 +13,19 @@ use serde::Deserialize;
 /// rms-node: one device of an rms store. With no arguments it is a complete single-device store:
 /// device 1, master, listening on 127.0.0.1:7878, data in ./rms-data/.
 #[derive(Debug, Parser)]
-#[command(name = "rms-node", version, about, long_about = None)]
+#[command(
+    name = "rms-node",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Every setting is also an RMS_* environment variable (shown with each flag) and a \
+                  key of the --config file. Precedence: flag > environment > file > default."
+)]
 pub struct Cli {
+    /// Without a command, rms-node runs a node.
+    #[command(subcommand)]
+    pub command: Option<crate::commands::Command>,
     /// TOML file with any of the settings below (keys in snake_case, e.g. device_id = 2).
     #[arg(long, env = "RMS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

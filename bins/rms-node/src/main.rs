@@ -1,6 +1,7 @@
 //! rms-node: glue. Reads the configuration, sets up logging, opens the node, serves until SIGINT or
 //! SIGTERM, then stops accepting, lets in-flight writes finish and exits 0.
 
+mod commands;
 mod config;
 
 use std::time::Duration;
@@ -16,7 +17,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> std::process::ExitCode {
     init_logging();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        return match commands::run(command) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rms-node: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let result = Config::load(cli).and_then(|config| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

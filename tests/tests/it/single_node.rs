@@ -166,3 +166,66 @@ fn a_data_directory_belongs_to_one_device() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("belongs to device 3"), "{stderr}");
 }
+
+#[test]
+fn init_writes_a_config_a_node_runs_with_and_status_reads_it_back() {
+    // Proves: `rms-node init` makes a private config with a fresh store key that a node starts
+    // with (the key enforced), and `rms-node status` prints that node's view of the store.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rms.toml");
+    let init = std::process::Command::new(node_binary())
+        .args(["init", "--device-id", "4", "--out"])
+        .arg(&config)
+        .env_remove("RMS_STORE_KEY")
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("store_key = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a store key line")
+        .to_owned();
+    assert_eq!(key.len(), 64, "32 random bytes in hex: {key}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+    let again = std::process::Command::new(node_binary())
+        .args(["init", "--out"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing config is never overwritten"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    let config_arg = config.display().to_string();
+    let node = NodeProcess::start(
+        &dir.path().join("data"),
+        &["--config", &config_arg, "--store-key", &key],
+    );
+    let (status, _) = node.raw("GET", "/api/v1/health", None, &[]);
+    assert_eq!(status, 401, "the key from init is enforced");
+    assert_eq!(node.get("/api/v1/health").1["device_id"], 4);
+
+    let status = std::process::Command::new(node_binary())
+        .args(["status", "--url", &node.url, "--store-key", &key])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    assert!(
+        printed.contains("device 4") && printed.contains("master"),
+        "{printed}"
+    );
+    let refused = std::process::Command::new(node_binary())
+        .args(["status", "--url", &node.url])
+        .env_remove("RMS_STORE_KEY")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("store key"));
+}

@@ -1,0 +1,194 @@
+//! The commands beside running a node: `init` writes a config file with a fresh store key,
+//! `status` prints the store as a running node sees it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write a commented config file with a freshly generated store key (never overwrites).
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "rms.toml", value_name = "FILE")]
+        out: PathBuf,
+        /// This device's id, 1..=65535 (every device of a store needs its own).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        device_id: u16,
+        /// Use this store key instead of a new one (the other devices' key, when adding one).
+        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+        store_key: Option<String>,
+    },
+    /// Print the store as a running node sees it: this device, the master, the roster, sync.
+    Status {
+        /// The node to ask.
+        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
+        url: String,
+        /// The store key, if the node has one.
+        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+        store_key: Option<String>,
+    },
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            out,
+            device_id,
+            store_key,
+        } => {
+            let key = match store_key {
+                Some(key) => key,
+                None => new_store_key()?,
+            };
+            init(&out, device_id, &key)?;
+            println!("wrote {} for device {device_id}", out.display());
+            println!("start the node with: rms-node --config {}", out.display());
+            Ok(())
+        }
+        Command::Status { url, store_key } => {
+            print!("{}", status(&url, store_key.as_deref())?);
+            Ok(())
+        }
+    }
+}
+
+/// Bytes of randomness in a generated store key (printed as hex: 64 characters).
+const STORE_KEY_BYTES: usize = 32;
+
+/// A new store key from the operating system's random source.
+fn new_store_key() -> anyhow::Result<String> {
+    let mut bytes = [0_u8; STORE_KEY_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a store key")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes the config file, readable by its owner only; refuses to overwrite one.
+fn init(out: &Path, device_id: u16, store_key: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = format!(
+        r#"# rms-node configuration (rms-node --config {file}).
+# Every key is also a flag (--device-id) and an environment variable (RMS_DEVICE_ID);
+# a flag wins over the environment, the environment over this file.
+
+# This device's id, unique in the store (1..=65535).
+device_id = {device_id}
+
+# A name for people.
+# name = "till {device_id}"
+
+# The shared secret of the store: the same on every device. Every request must carry
+# "Authorization: Bearer <key>". Keep this file readable by the service user only.
+store_key = "{store_key}"
+
+# Where to listen. With a store key the node may listen on the store's network.
+listen = "0.0.0.0:7878"
+
+# How the other devices reach this one (set it to this device's address on the store network).
+# advertise = "http://192.0.2.10:7878"
+
+# Where the database lives.
+# data_dir = "/var/lib/rms"
+
+# At least one other device of the store; the others are learned from it.
+# peers = ["http://192.0.2.11:7878"]
+
+# Election rank: the highest priority wins, then the lowest device id.
+# priority = 0
+
+# Take the master role back after a restart, when this device outranks the master.
+# reclaim = false
+
+# Timing (milliseconds).
+# sync_interval_ms = 30000
+# heartbeat_interval_ms = 1000
+# master_timeout_ms = 3000
+
+# "rest" for a device that cannot hold a WebSocket.
+# sync_transport = "websocket"
+"#,
+        file = out.display()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it is never overwritten)", out.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+fn get(agent: &ureq::Agent, url: &str, store_key: Option<&str>) -> anyhow::Result<Value> {
+    let mut request = agent.get(url);
+    if let Some(key) = store_key {
+        request = request.header("authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request
+        .call()
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string()?)
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    match status {
+        200 => Ok(body),
+        401 => bail!("{url}: 401, the node wants the store key (--store-key or RMS_STORE_KEY)"),
+        other => bail!("{url}: {other} {body}"),
+    }
+}
+
+/// The cluster as the node at `base` sees it, as text.
+fn status(base: &str, store_key: Option<&str>) -> anyhow::Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let base = base.trim_end_matches('/');
+    let health = get(&agent, &format!("{base}/api/v1/health"), store_key)?;
+    let cluster = get(&agent, &format!("{base}/api/v1/cluster"), store_key)?;
+    let sync = get(&agent, &format!("{base}/api/v1/sync/status"), store_key)?;
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "device {} ({}): {}, term {}, master {}\n",
+        text(&health["device_id"]),
+        base,
+        text(&health["role"]),
+        text(&health["term"]),
+        text(&health["master_id"]),
+    );
+    out += &format!(
+        "sync: {} pending (oldest {} ms), cursor {}, last sync {}, {} devices connected\n",
+        text(&sync["pending"]),
+        text(&sync["oldest_pending_ms"]),
+        text(&sync["cursor"]),
+        text(&sync["last_sync_at"]),
+        text(&sync["connected_devices"]),
+    );
+    out += &format!(
+        "{:>6}  {:<20} {:<7} {:<7} {:<25} {}\n",
+        "device", "name", "role", "online", "last seen", "advertise"
+    );
+    for device in cluster["devices"].as_array().into_iter().flatten() {
+        out += &format!(
+            "{:>6}  {:<20} {:<7} {:<7} {:<25} {}\n",
+            text(&device["device_id"]),
+            text(&device["name"]),
+            text(&device["role"]),
+            text(&device["online"]),
+            text(&device["last_seen"]),
+            text(&device["advertise"]),
+        );
+    }
+    Ok(out)
+}
