@@ -169,6 +169,20 @@ impl NodeProcess {
         }
     }
 
+    /// A GET whose answer is text (e.g. `/metrics`); panics unless it answers 200.
+    pub fn get_text(&self, path: &str) -> String {
+        let mut request = self.agent.get(format!("{}{path}", self.url));
+        for (name, value) in self.auth_headers() {
+            request = request.header(name, value.as_str());
+        }
+        let mut response = request.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.raw("GET", path, None, &self.auth_headers())
     }

@@ -110,3 +110,21 @@ fn decode(raw: Raw) -> Result<AuditEntry, StorageError> {
         details: serde_json::from_str(&details).map_err(|e| bad(e.to_string()))?,
     })
 }
+
+/// Elections this device won and role changes it made, as its audit log records them
+/// (`GET /metrics`). Uses the index on `operation`.
+pub fn election_counts(conn: &Connection) -> Result<(u64, u64), StorageError> {
+    let won: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM audit_log WHERE operation = 'election'
+             AND json_extract(details, '$.won') IS NOT NULL",
+        )?
+        .query_row([], |row| row.get(0))?;
+    let role_changes: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM audit_log WHERE operation = 'role_change'")?
+        .query_row([], |row| row.get(0))?;
+    Ok((
+        u64::try_from(won).unwrap_or(0),
+        u64::try_from(role_changes).unwrap_or(0),
+    ))
+}

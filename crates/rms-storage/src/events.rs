@@ -265,6 +265,27 @@ pub fn pending_summary(conn: &Connection) -> Result<(u64, Option<u64>), StorageE
     ))
 }
 
+/// Entries of this device's copy of the master log by status and reason (`GET /metrics`):
+/// `(status, reason, count)`. Reads the whole log once.
+pub fn log_counts(conn: &Connection) -> Result<Vec<(String, Option<String>, u64)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, reason, COUNT(*) FROM sync_events WHERE master_seq IS NOT NULL
+         GROUP BY status, reason ORDER BY status, reason",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, Option<String>>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (status, reason, count) = row?;
+        Ok((status, reason, from_sql_u64(count, TABLE)?))
+    })
+    .collect()
+}
+
 /// Master-log entries after `since`, in `master_seq` order, at most `limit`.
 pub fn log_after(
     conn: &Connection,

@@ -79,6 +79,8 @@ pub struct Status {
     pub roster: Vec<(PeerInfo, bool, Option<u64>)>,
     pub connected: Vec<DeviceId>,
     pub last_sync_at_ms: Option<u64>,
+    /// Latency histograms the driver fills (shared, not copied, by clones of the status).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The handle the rest of the node uses to reach the driver thread.
@@ -157,8 +159,14 @@ pub fn spawn(
                     return;
                 }
             };
+            let metrics = status
+                .read()
+                .map(|s| Arc::clone(&s.metrics))
+                .unwrap_or_default();
             let mut state = Loop {
                 node,
+                metrics,
+                push_sent: None,
                 store,
                 links,
                 connector,
@@ -187,6 +195,9 @@ fn elapsed_ms(origin: Instant) -> u64 {
 
 struct Loop {
     node: SyncNode<StoreAdapter>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// When the push now in flight was sent (client), for the push latency histogram.
+    push_sent: Option<Instant>,
     store: Arc<Store>,
     links: Links,
     connector: Connector,
@@ -234,10 +245,27 @@ impl Loop {
 
     fn handle(&mut self, input: Input, now: Now) -> Result<(), String> {
         match input {
-            Input::Net { from, message } => self
-                .node
-                .handle_message(from, message, now)
-                .map_err(|e| e.to_string()),
+            Input::Net { from, message } => {
+                let applies = matches!(
+                    message,
+                    Message::Push { .. }
+                        | Message::Relay { .. }
+                        | Message::Events { .. }
+                        | Message::SyncUpdate { .. }
+                        | Message::CriticalEvent { .. }
+                );
+                if matches!(message, Message::PushAck { .. })
+                    && let Some(sent) = self.push_sent.take()
+                {
+                    self.metrics.push_latency.observe(sent.elapsed());
+                }
+                let started = Instant::now();
+                let result = self.node.handle_message(from, message, now);
+                if applies {
+                    self.metrics.apply.observe(started.elapsed());
+                }
+                result.map_err(|e| e.to_string())
+            }
             Input::LinkUp { link } => {
                 let introduction = serde_json::to_string(&self.node.heartbeat())
                     .map_err(|e| format!("cannot encode a heartbeat: {e}"))?;
@@ -345,6 +373,10 @@ impl Loop {
     /// Sends what the core wants sent; messages to `capture.0` go into `capture.1` instead.
     fn drain_transmits(&mut self, mut capture: Option<(DeviceId, &mut Vec<Message>)>) {
         while let Some(transmit) = self.node.poll_transmit() {
+            // One push is in flight at a time; a new one replaces one whose ack was lost.
+            if matches!(transmit.message, Message::Push { .. }) {
+                self.push_sent = Some(Instant::now());
+            }
             if let (Some((device, answers)), To::Device(to)) = (capture.as_mut(), transmit.to)
                 && *device == to
             {

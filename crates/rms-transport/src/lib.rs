@@ -16,6 +16,7 @@ mod db;
 pub mod driver;
 mod error;
 pub mod link;
+pub mod metrics;
 mod node;
 mod server;
 mod sync_store;

@@ -372,3 +372,66 @@ async fn every_documented_operation_is_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_behind_the_store_key() {
+    // GET /metrics: role, term, the log by verdict and reason, pending, the histograms; 401
+    // without the key.
+    let node = node(Some("k")).await;
+    let response = warp::test::request()
+        .method("GET")
+        .path("/metrics")
+        .reply(&api::routes(node.clone()))
+        .await;
+    assert_eq!(response.status().as_u16(), 401);
+    let authorized = |method: &str, path: &str, body: &str| {
+        warp::test::request()
+            .method(method)
+            .path(path)
+            .header("authorization", "Bearer k")
+            .body(body.to_owned())
+    };
+    let routes = api::routes(node.clone());
+    let create = r#"{"sku":"tea","name":"Tea","price_cents":200,"stock":1}"#;
+    assert_eq!(
+        authorized("POST", "/api/v1/products", create)
+            .reply(&routes)
+            .await
+            .status(),
+        201
+    );
+    let sale = r#"{"user_id":"ann","lines":[{"sku":"tea","qty":5}]}"#;
+    assert_eq!(
+        authorized("POST", "/api/v1/sales", sale)
+            .reply(&routes)
+            .await
+            .status(),
+        409
+    );
+    let response = authorized("GET", "/metrics", "").reply(&routes).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = String::from_utf8(response.body().to_vec()).unwrap();
+    for line in [
+        "rms_role{role=\"master\"} 1",
+        "rms_role{role=\"client\"} 0",
+        "rms_term 1",
+        "rms_log_events{verdict=\"accepted\"} 1",
+        "rms_pending_events 0",
+        "rms_connected_devices 0",
+        "# TYPE rms_push_latency_seconds histogram",
+        "rms_apply_seconds_bucket{le=\"+Inf\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+}

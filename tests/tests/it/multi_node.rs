@@ -87,6 +87,16 @@ fn a_sale_that_empties_a_product_reaches_the_third_device_long_before_the_sync_i
         "took {:?}",
         started.elapsed()
     );
+    // The seller timed its push until the ack; the third device timed applying the entry.
+    let count = |node: &NodeProcess, name: &str| -> u64 {
+        let text = node.get_text("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}_count in\n{text}"))
+    };
+    assert!(count(&nodes[1], "rms_push_latency_seconds") >= 1);
+    assert!(count(&nodes[2], "rms_apply_seconds") >= 1);
 }
 
 #[test]

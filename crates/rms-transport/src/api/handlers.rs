@@ -401,3 +401,145 @@ pub async fn sync_exchange(node: Node, body: Bytes) -> Result<Response, ApiError
     answers.splice(0..0, heartbeat);
     Ok(json(StatusCode::OK, &json!({ "messages": answers })))
 }
+
+/// `GET /metrics`: Prometheus text format. The log and audit counts are read from the database
+/// (one pass over the log), the rest from the driver's status.
+pub async fn metrics(node: Node) -> Result<Response, ApiError> {
+    use crate::metrics::family;
+    let (log, elections, pending) = node
+        .db()
+        .read(|c| {
+            Ok((
+                events::log_counts(c)?,
+                rms_storage::audit::election_counts(c)?,
+                events::pending_summary(c)?,
+            ))
+        })
+        .await?;
+    let status = node.status();
+    let now_ms = node.now_ms();
+    let mut out = String::new();
+    let device = node.config().device_id;
+    family(
+        &mut out,
+        "rms_info",
+        "gauge",
+        "This device and the rms version.",
+        &[(
+            format!(
+                "device_id=\"{device}\",version=\"{}\"",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        )],
+    );
+    let role = status.role.unwrap_or(Role::Client);
+    let roles: Vec<(String, f64)> = [Role::Master, Role::Client]
+        .iter()
+        .map(|r| {
+            (
+                format!("role=\"{}\"", r.as_str()),
+                f64::from(u8::from(*r == role)),
+            )
+        })
+        .collect();
+    family(
+        &mut out,
+        "rms_role",
+        "gauge",
+        "1 for this device's role.",
+        &roles,
+    );
+    let term = status.epoch.map_or(0, |e| e.term.0) as f64;
+    family(
+        &mut out,
+        "rms_term",
+        "gauge",
+        "The term of the epoch this device is in.",
+        &[(String::new(), term)],
+    );
+    let connected = status.connected.len() as f64;
+    family(
+        &mut out,
+        "rms_connected_devices",
+        "gauge",
+        "Devices with an open link to this one.",
+        &[(String::new(), connected)],
+    );
+    let (pending_count, oldest) = pending;
+    family(
+        &mut out,
+        "rms_pending_events",
+        "gauge",
+        "This device's own events waiting for the master's verdict.",
+        &[(String::new(), pending_count as f64)],
+    );
+    let age = oldest.map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0);
+    family(
+        &mut out,
+        "rms_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest pending event (0 when none).",
+        &[(String::new(), age)],
+    );
+    family(
+        &mut out,
+        "rms_log_head",
+        "gauge",
+        "Entries in this device's copy of the master log.",
+        &[(String::new(), status.log_head as f64)],
+    );
+    let by_verdict: Vec<(String, f64)> = log
+        .iter()
+        .map(|(status, reason, count)| {
+            let verdict = if status == "synced" {
+                "accepted"
+            } else {
+                status.as_str()
+            };
+            let labels = match reason {
+                Some(reason) => format!("verdict=\"{verdict}\",reason=\"{reason}\""),
+                None => format!("verdict=\"{verdict}\""),
+            };
+            (labels, *count as f64)
+        })
+        .collect();
+    family(
+        &mut out,
+        "rms_log_events",
+        "gauge",
+        "Master-log entries by verdict and reject reason.",
+        &by_verdict,
+    );
+    let (won, role_changes) = elections;
+    family(
+        &mut out,
+        "rms_elections_won_total",
+        "counter",
+        "Elections this device won (from its audit log).",
+        &[(String::new(), won as f64)],
+    );
+    family(
+        &mut out,
+        "rms_role_changes_total",
+        "counter",
+        "Role changes of this device (from its audit log).",
+        &[(String::new(), role_changes as f64)],
+    );
+    status.metrics.push_latency.render(
+        &mut out,
+        "rms_push_latency_seconds",
+        "A client's push until its acknowledgement.",
+    );
+    status.metrics.apply.render(
+        &mut out,
+        "rms_apply_seconds",
+        "Deciding or applying one incoming batch, commit included.",
+    );
+    Ok(warp::reply::with_header(
+        out,
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+    .into_response())
+}

@@ -45,19 +45,29 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .unify()
         .or(get_sale(&node))
         .unify();
-    v1.and(authorized(&node))
-        .and(
-            status
-                .or(products)
-                .unify()
-                .or(sales)
-                .unify()
-                .or(audit(&node))
-                .unify(),
-        )
+    let api = v1.and(authorized(&node)).and(
+        status
+            .or(products)
+            .unify()
+            .or(sales)
+            .unify()
+            .or(audit(&node))
+            .unify(),
+    );
+    api.or(metrics(&node))
+        .unify()
         .boxed()
         .recover(recover)
         .unify()
+}
+
+/// `GET /metrics` (outside `/api/v1`, where scrapers look), behind the store key like the rest.
+fn metrics(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(authorized(node))
+        .and(with_node(node))
+        .and_then(|node| answer(handlers::metrics(node)))
 }
 
 fn with_node(node: &Node) -> impl Filter<Extract = (Node,), Error = Infallible> + Clone + use<> {
