@@ -389,7 +389,7 @@ async fn metrics_are_prometheus_text_behind_the_store_key() {
             .method(method)
             .path(path)
             .header("authorization", "Bearer k")
-            .body(body.to_owned())
+            .body(body)
     };
     let routes = api::routes(node.clone());
     let create = r#"{"sku":"tea","name":"Tea","price_cents":200,"stock":1}"#;
