@@ -1,5 +1,5 @@
 //! The commands beside running a node: `init` writes a config file with a fresh store key,
-//! `status` prints the store as a running node sees it.
+//! `status` prints the store as a running node sees it, `backup` copies the database online.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,20 @@ pub enum Command {
         /// Use this store key instead of a new one (the other devices' key, when adding one).
         #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
         store_key: Option<String>,
+    },
+    /// Copy this device's database into a new file, online (the node may keep running).
+    Backup {
+        /// The node's data directory.
+        #[arg(
+            long,
+            env = "RMS_DATA_DIR",
+            default_value = "rms-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
+        /// The backup file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Print the store as a running node sees it: this device, the master, the roster, sync.
     Status {
@@ -47,6 +61,21 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             init(&out, device_id, &key)?;
             println!("wrote {} for device {device_id}", out.display());
             println!("start the node with: rms-node --config {}", out.display());
+            Ok(())
+        }
+        Command::Backup { data_dir, out } => {
+            rms_storage::db::backup_into(&data_dir, &out).with_context(|| {
+                format!(
+                    "cannot back {} up into {}",
+                    data_dir.display(),
+                    out.display()
+                )
+            })?;
+            println!(
+                "backed {} up into {} (integrity checked)",
+                data_dir.display(),
+                out.display()
+            );
             Ok(())
         }
         Command::Status { url, store_key } => {

@@ -168,3 +168,38 @@ pub fn integrity_check(conn: &Connection) -> Result<String, StorageError> {
         .collect::<Result<_, _>>()?;
     Ok(rows.join("; "))
 }
+
+/// Copies the database of `data_dir` into a new file `dest` while a node may be running on it
+/// (`VACUUM INTO` on a read-only connection: a consistent snapshot as of one moment, compacted,
+/// without the WAL). `dest` must not exist. **On crash:** `dest` may be left incomplete; it is
+/// only a good backup once this returned `Ok` (the snapshot is then also `integrity_check`ed).
+pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
+    let source = data_dir.join(DB_FILE_NAME);
+    if !source.exists() {
+        return Err(StorageError::NotFound {
+            what: format!("database {}", source.display()),
+        });
+    }
+    if dest.exists() {
+        return Err(StorageError::DataDir {
+            path: dest.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the backup file exists already; it is never overwritten",
+            ),
+        });
+    }
+    let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let dest_text = dest.to_str().ok_or_else(|| StorageError::DataDir {
+        path: dest.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
+    })?;
+    conn.execute("VACUUM INTO ?1", [dest_text])?;
+    let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let verdict = integrity_check(&copy)?;
+    if verdict != "ok" {
+        return Err(StorageError::corrupt("backup", verdict));
+    }
+    Ok(())
+}
