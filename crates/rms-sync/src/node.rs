@@ -291,6 +291,11 @@ impl<S: SyncStore> SyncNode<S> {
             .collect()
     }
 
+    /// How far each peer said its copy of the master log is (its last heartbeat or register).
+    pub fn peer_log_heads(&self) -> Vec<(DeviceId, u64)> {
+        self.peers.iter().map(|(id, p)| (*id, p.log_head)).collect()
+    }
+
     /// Every peer this device has heard of, with the monotonic time it was last heard from.
     pub fn roster(&self) -> Vec<(PeerInfo, Option<u64>)> {
         self.peers

@@ -81,6 +81,10 @@ pub struct Status {
     pub last_sync_at_ms: Option<u64>,
     /// Latency histograms the driver fills (shared, not copied, by clones of the status).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Each peer's log head as it last said (the status page's sync lag).
+    pub peer_log_heads: BTreeMap<DeviceId, u64>,
+    /// Bumped after every input the driver handled: the status page's cue to refresh.
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The handle the rest of the node uses to reach the driver thread.
@@ -465,8 +469,12 @@ impl Loop {
         status.log_head = self.node.log_head();
         status.roster = roster;
         status.connected = self.links.connected();
+        status.peer_log_heads = self.node.peer_log_heads().into_iter().collect();
         if synced && self.node.role() == Role::Client {
             status.last_sync_at_ms = Some(now.wall_ms);
         }
+        status
+            .changes
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 }

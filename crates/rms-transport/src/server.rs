@@ -86,8 +86,12 @@ pub async fn serve(
             let mut routes = routes.clone();
             let node = node.clone();
             async move {
-                if request.uri().path() == "/api/v1/ws" {
-                    return Ok::<Response, Infallible>(upgrade_link(request, &node));
+                match request.uri().path() {
+                    "/api/v1/ws" => {
+                        return Ok::<Response, Infallible>(upgrade_link(request, &node));
+                    }
+                    STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node)),
+                    _ => {}
                 }
                 tower_service::Service::call(&mut routes, request).await
             }
@@ -177,4 +181,126 @@ fn websocket_key(method: &warp::http::Method, headers: &HeaderMap) -> Option<Hea
     upgrade
         .then(|| headers.get(header::SEC_WEBSOCKET_KEY).cloned())
         .flatten()
+}
+
+/// The status page's live feed (a WebSocket of JSON snapshots).
+pub const STATUS_FEED_PATH: &str = "/api/v1/status/ws";
+/// WebSocket subprotocol prefix that carries the store key from a browser (which cannot set an
+/// `Authorization` header on a WebSocket): `rms-key.<the key's UTF-8 bytes in hex>`.
+const KEY_PROTOCOL_PREFIX: &str = "rms-key.";
+/// Changes coming closer together than this are sent as one snapshot.
+const STATUS_COALESCE: Duration = Duration::from_millis(50);
+/// A snapshot goes out at least this often ("last seen" and pending ages move on their own).
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
+
+/// `GET /api/v1/status/ws`: the key from `Authorization` or from the `rms-key.<hex>` subprotocol.
+fn upgrade_status_feed(mut request: Request<Incoming>, node: &Node) -> Response {
+    let headers = request.headers();
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let key_protocol = offered
+        .iter()
+        .find(|p| p.starts_with(KEY_PROTOCOL_PREFIX))
+        .cloned();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            let hex = key_protocol.as_deref()?.strip_prefix(KEY_PROTOCOL_PREFIX)?;
+            Some(format!("Bearer {}", from_hex(hex)?))
+        });
+    if !api::key_matches(node, authorization.as_deref()) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the store key (Authorization: Bearer, or the rms-key.<hex> subprotocol)",
+        )
+        .into_response();
+    }
+    let Some(key) = websocket_key(request.method(), headers) else {
+        return ApiError::bad_request("bad_upgrade", "this route is a WebSocket upgrade")
+            .into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let node = node.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
+                status_feed(socket, node).await;
+            }
+            Err(err) => log::info!("a status feed upgrade failed: {err}"),
+        }
+    });
+    let mut response =
+        warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    // A browser that offered subprotocols fails the handshake unless one is chosen.
+    if let Some(protocol) = key_protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response
+}
+
+fn from_hex(hex: &str) -> Option<String> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Sends a snapshot of the node's state now, after every change (coalesced), and every few
+/// seconds, until the page goes away.
+async fn status_feed<S>(socket: WebSocketStream<S>, node: Node)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let (mut sink, mut stream) = socket.split();
+    let mut changes = node.status().changes.subscribe();
+    loop {
+        let snapshot = match api::status_snapshot(&node).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                log::warn!("cannot build a status snapshot: {}", err.message);
+                break;
+            }
+        };
+        if sink.send(Frame::text(snapshot.to_string())).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(STATUS_REFRESH) => {}
+            frame = stream.next() => match frame {
+                Some(Ok(Frame::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+        tokio::time::sleep(STATUS_COALESCE).await;
+    }
+    let _ = sink.close().await;
 }

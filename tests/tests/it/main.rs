@@ -8,3 +8,4 @@ mod multi_node;
 mod security;
 mod sim;
 mod single_node;
+mod status_page;

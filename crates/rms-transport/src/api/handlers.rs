@@ -26,21 +26,26 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 }
 
 pub async fn health(node: Node) -> Result<Response, ApiError> {
+    Ok(json(StatusCode::OK, &health_value(&node)))
+}
+
+fn health_value(node: &Node) -> serde_json::Value {
     let status = node.status();
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "status": "ok",
-            "device_id": node.config().device_id,
-            "role": status.role.unwrap_or(Role::Client),
-            "term": status.epoch.map_or(0, |e| e.term.0),
-            "master_id": status.master_id,
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    ))
+    json!({
+        "status": "ok",
+        "device_id": node.config().device_id,
+        "role": status.role.unwrap_or(Role::Client),
+        "term": status.epoch.map_or(0, |e| e.term.0),
+        "master_id": status.master_id,
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 pub async fn cluster(node: Node) -> Result<Response, ApiError> {
+    Ok(json(StatusCode::OK, &cluster_value(&node)))
+}
+
+fn cluster_value(node: &Node) -> serde_json::Value {
     let status = node.status();
     let mut devices = vec![node.device()];
     for (info, online, last_seen) in status.roster {
@@ -60,14 +65,11 @@ pub async fn cluster(node: Node) -> Result<Response, ApiError> {
         });
     }
     devices.sort_by_key(|d| d.device_id);
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "term": status.epoch.map_or(0, |e| e.term.0),
-            "master_id": status.master_id,
-            "devices": devices,
-        }),
-    ))
+    json!({
+        "term": status.epoch.map_or(0, |e| e.term.0),
+        "master_id": status.master_id,
+        "devices": devices,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,19 +97,70 @@ pub async fn handover(node: Node, body: Bytes) -> Result<Response, ApiError> {
 }
 
 pub async fn sync_status(node: Node) -> Result<Response, ApiError> {
-    let (pending, oldest_ms) = node.db().read(events::pending_summary).await?;
+    let pending = node.db().read(events::pending_summary).await?;
+    Ok(json(StatusCode::OK, &sync_status_value(&node, pending)))
+}
+
+fn sync_status_value(node: &Node, (pending, oldest_ms): (u64, Option<u64>)) -> serde_json::Value {
     let status = node.status();
     let now_ms = node.now_ms();
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "pending": pending,
-            "oldest_pending_ms": oldest_ms.map(|at| now_ms.saturating_sub(at)),
-            "cursor": status.log_head,
-            "last_sync_at": status.last_sync_at_ms.map(rfc3339_from_ms),
-            "connected_devices": status.connected.len(),
-        }),
-    ))
+    json!({
+        "pending": pending,
+        "oldest_pending_ms": oldest_ms.map(|at| now_ms.saturating_sub(at)),
+        "cursor": status.log_head,
+        "last_sync_at": status.last_sync_at_ms.map(rfc3339_from_ms),
+        "connected_devices": status.connected.len(),
+    })
+}
+
+/// Audit entries on the status page.
+const STATUS_AUDIT_ENTRIES: usize = 20;
+
+/// Everything the status page shows, as one JSON value: the same shapes as `GET /health`,
+/// `/cluster`, `/sync/status`, `/products`, plus the newest audit entries and conflicts.
+pub async fn status_snapshot(node: &Node) -> Result<serde_json::Value, ApiError> {
+    let (products, pending, recent, conflicts) = node
+        .db()
+        .read(|c| {
+            let newest = |operation| AuditQuery {
+                operation,
+                limit: STATUS_AUDIT_ENTRIES,
+                ..AuditQuery::default()
+            };
+            Ok((
+                products::list(c)?,
+                events::pending_summary(c)?,
+                audit::query(c, &newest(None))?,
+                audit::query(c, &newest(Some(rms_domain::Operation::Conflict)))?,
+            ))
+        })
+        .await?;
+    let status = node.status();
+    let mut log_heads: serde_json::Map<String, serde_json::Value> = status
+        .peer_log_heads
+        .iter()
+        .map(|(device, head)| (device.to_string(), json!(head)))
+        .collect();
+    log_heads.insert(node.config().device_id.to_string(), json!(status.log_head));
+    // The master's head: ours on the master, else what the master last said.
+    let master_log_head = match status.master_id {
+        Some(master) if master != node.config().device_id => {
+            status.peer_log_heads.get(&master).copied()
+        }
+        Some(_) => Some(status.log_head),
+        None => None,
+    };
+    Ok(json!({
+        "health": health_value(node),
+        "cluster": cluster_value(node),
+        "log_heads": log_heads,
+        "master_log_head": master_log_head,
+        "sync": sync_status_value(node, pending),
+        "products": products,
+        "audit": recent,
+        "conflicts": conflicts,
+        "at": rfc3339_from_ms(node.now_ms()),
+    }))
 }
 
 pub async fn list_products(node: Node) -> Result<Response, ApiError> {

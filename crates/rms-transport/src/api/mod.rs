@@ -4,6 +4,8 @@
 
 mod handlers;
 
+pub(crate) use handlers::status_snapshot;
+
 use std::convert::Infallible;
 use std::future::Future;
 
@@ -56,9 +58,23 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
     );
     api.or(metrics(&node))
         .unify()
+        .or(status_page())
+        .unify()
         .boxed()
         .recover(recover)
         .unify()
+}
+
+/// The status page, embedded in the binary (no CDN: it works with no internet).
+const STATUS_PAGE: &str = include_str!("../../assets/status.html");
+
+/// `GET /`: the status page. The page itself holds no data; it asks for the store key (when the
+/// node has one) and shows what the live feed, `/api/v1/status/ws`, sends.
+fn status_page() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path::end().and(warp::get()).map(|| {
+        warp::reply::with_header(STATUS_PAGE, "content-type", "text/html; charset=utf-8")
+            .into_response()
+    })
 }
 
 /// `GET /metrics` (outside `/api/v1`, where scrapers look), behind the store key like the rest.
