@@ -257,7 +257,7 @@ fn upgrade_status_feed(mut request: Request<Incoming>, node: &Node) -> Response 
 }
 
 fn from_hex(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
