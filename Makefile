@@ -1,15 +1,19 @@
 # rms: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench sim fuzz conformance
+.PHONY: run test browser lint fmt bench sim fuzz conformance
 
 ## run: a complete single-device store on 127.0.0.1:7878, data in ./rms-data
 run:
 	$(CARGO) run --release -p rms-node --
 
-## test: every crate's tests, including the multi-process ones
-test:
+## test: every crate's tests, including the multi-process ones and the status page in a browser
+test: browser
 	$(CARGO) test --workspace
+
+## browser: Debian's chromium for the status page's browser test, installed when missing (as root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## lint: formatting and clippy, as CI runs them
 lint:
