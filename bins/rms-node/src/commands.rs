@@ -19,7 +19,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         device_id: u16,
         /// Use this store key instead of a new one (the other devices' key, when adding one).
-        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+        /// Only from this flag: a key in the environment is not taken by accident.
+        #[arg(long)]
         store_key: Option<String>,
     },
     /// Copy this device's database into a new file, online (the node may keep running).
@@ -113,7 +114,7 @@ device_id = {device_id}
 
 # The shared secret of the store: the same on every device. Every request must carry
 # "Authorization: Bearer <key>". Keep this file readable by the service user only.
-store_key = "{store_key}"
+store_key = {store_key}
 
 # Where to listen. With a store key the node may listen on the store's network.
 listen = "0.0.0.0:7878"
@@ -141,7 +142,9 @@ listen = "0.0.0.0:7878"
 # "rest" for a device that cannot hold a WebSocket.
 # sync_transport = "websocket"
 "#,
-        file = out.display()
+        file = out.display(),
+        // Quoted and escaped as TOML wants it, whatever the key holds.
+        store_key = toml::Value::String(store_key.to_owned()),
     );
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -290,9 +290,21 @@ pub async fn serve_socket<S>(
         }
         let _ = sink.close().await;
     });
-    while let Ok(Some(Ok(frame))) =
-        tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
-    {
+    loop {
+        let frame = match tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
+        {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(err))) => {
+                // An oversized message ends here: the link is closed (SPEC §8).
+                log::info!("a link of {:?} ended: {err}", session.remote);
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                log::info!("closing a silent link of {:?}", session.remote);
+                break;
+            }
+        };
         match frame {
             Frame::Text(text) if !session.on_text(text.as_str()) => break,
             Frame::Close(_) => break,

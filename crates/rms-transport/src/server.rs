@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
@@ -31,6 +31,13 @@ pub const CONNECTIONS_MAX: usize = 1024;
 
 /// Connections waiting to be accepted before the kernel refuses new ones.
 const LISTEN_BACKLOG: u32 = 1024;
+/// A connection must send a request's headers this soon (also an idle keep-alive connection's
+/// next request), or it is closed: idle or slow connections cannot hold the cap.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `serve` waits for in-flight requests after the shutdown signal.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// Status pages open at once (each feed reads the products and the audit log on changes).
+pub const STATUS_FEEDS_MAX: usize = 32;
 
 /// Binds `addr` for [`serve`], with `TCP_NODELAY` (also set on every accepted connection): a
 /// node sends small messages in quick succession (an ack, then a broadcast), and with Nagle's
@@ -56,7 +63,17 @@ pub async fn serve(
     let routes = warp::service(api::routes(node.clone()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(link::PING_INTERVAL))
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    let feeds = Arc::new(Semaphore::new(STATUS_FEEDS_MAX));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -81,16 +98,17 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             log::debug!("cannot set TCP_NODELAY: {err}");
         }
-        let (routes, node) = (routes.clone(), node.clone());
+        let (routes, node, feeds) = (routes.clone(), node.clone(), Arc::clone(&feeds));
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let mut routes = routes.clone();
-            let node = node.clone();
+            let (node, feeds) = (node.clone(), Arc::clone(&feeds));
             async move {
+                if let Some(refusal) = cross_site(request.headers()) {
+                    return Ok::<Response, Infallible>(refusal);
+                }
                 match request.uri().path() {
-                    "/api/v1/ws" => {
-                        return Ok::<Response, Infallible>(upgrade_link(request, &node));
-                    }
-                    STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node)),
+                    "/api/v1/ws" => return Ok(upgrade_link(request, &node)),
+                    STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node, feeds)),
                     _ => {}
                 }
                 tower_service::Service::call(&mut routes, request).await
@@ -106,7 +124,36 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_WAIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!("connections still open {SHUTDOWN_WAIT:?} after the stop; leaving them");
+    }
+}
+
+/// A request a web page on another site made (its `Origin` is not this node): refused, so that a
+/// page open in a till's browser cannot sell, read or open a link on a node without a store key
+/// (on loopback, a node without a key trusts whoever reaches it). Tools like curl send no
+/// `Origin`; the status page is same-origin.
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let same = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|origin_host| !host.is_empty() && origin_host.eq_ignore_ascii_case(host));
+    (!same).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "requests from web pages of other sites are refused",
+        )
+        .into_response()
+    })
 }
 
 /// `GET /api/v1/ws`: checks the store key, the link cap and the handshake headers, answers 101,
@@ -188,13 +235,18 @@ pub const STATUS_FEED_PATH: &str = "/api/v1/status/ws";
 /// WebSocket subprotocol prefix that carries the store key from a browser (which cannot set an
 /// `Authorization` header on a WebSocket): `rms-key.<the key's UTF-8 bytes in hex>`.
 const KEY_PROTOCOL_PREFIX: &str = "rms-key.";
-/// Changes coming closer together than this are sent as one snapshot.
-const STATUS_COALESCE: Duration = Duration::from_millis(50);
+/// Changes coming closer together than this are sent as one snapshot (the driver signals after
+/// every input, heartbeats included; a page needs a few snapshots a second at most).
+const STATUS_COALESCE: Duration = Duration::from_millis(200);
 /// A snapshot goes out at least this often ("last seen" and pending ages move on their own).
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/status/ws`: the key from `Authorization` or from the `rms-key.<hex>` subprotocol.
-fn upgrade_status_feed(mut request: Request<Incoming>, node: &Node) -> Response {
+fn upgrade_status_feed(
+    mut request: Request<Incoming>,
+    node: &Node,
+    feeds: Arc<Semaphore>,
+) -> Response {
     let headers = request.headers();
     let offered: Vec<String> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -227,6 +279,14 @@ fn upgrade_status_feed(mut request: Request<Incoming>, node: &Node) -> Response 
         return ApiError::bad_request("bad_upgrade", "this route is a WebSocket upgrade")
             .into_response();
     };
+    let Ok(permit) = feeds.try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_feeds",
+            format!("{STATUS_FEEDS_MAX} status pages are open already"),
+        )
+        .into_response();
+    };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let node = node.clone();
@@ -237,6 +297,7 @@ fn upgrade_status_feed(mut request: Request<Incoming>, node: &Node) -> Response 
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
                 status_feed(socket, node).await;
+                drop(permit);
             }
             Err(err) => log::info!("a status feed upgrade failed: {err}"),
         }

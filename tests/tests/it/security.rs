@@ -399,3 +399,24 @@ fn devices_with_the_key_form_a_store_and_one_with_another_key_stays_out() {
     assert_eq!(ids, [&json!(1), &json!(2)], "{cluster}");
     assert_eq!(intruder.get("/api/v1/products/soap").0, 404);
 }
+
+#[test]
+fn a_web_page_of_another_site_cannot_use_a_node() {
+    // A page open in a till's browser could otherwise sell or read on a node without a key
+    // (loopback): a request whose Origin is another site is refused and writes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &["--device-id", "1"]);
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    assert_eq!(node.post("/api/v1/products", &soap).0, 201);
+    let before = data(&node);
+    let sale = br#"{"user_id":"eve","lines":[{"sku":"soap","qty":9}]}"#;
+    let evil = [("origin", "http://evil.example".to_owned())];
+    let (status, body) = node.raw("POST", "/api/v1/sales", Some(sale), &evil);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "cross_site");
+    assert_eq!(node.raw("GET", "/api/v1/sales", None, &evil).0, 403);
+    assert_eq!(data(&node), before);
+    // The node's own status page is same-origin.
+    let own = [("origin", node.url.clone())];
+    assert_eq!(node.raw("GET", "/api/v1/health", None, &own).0, 200);
+}
