@@ -439,3 +439,30 @@ impl Proxy {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A blocking WebSocket client of a node, as tests speak to it by hand.
+pub type WebSocket =
+    tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Opens a WebSocket to `path` of `node` with these extra headers; reads time out after 200 ms
+/// (callers poll with a deadline).
+pub fn websocket(
+    node: &NodeProcess,
+    path: &str,
+    headers: &[(&'static str, String)],
+) -> Result<WebSocket, tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", node.url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request()?;
+    for (name, value) in headers {
+        let value = value.parse().map_err(|_| {
+            tungstenite::Error::Url(tungstenite::error::UrlError::UnsupportedUrlScheme)
+        })?;
+        request.headers_mut().insert(*name, value);
+    }
+    let (socket, _) = tungstenite::connect(request)?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    }
+    Ok(socket)
+}

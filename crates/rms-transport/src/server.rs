@@ -187,17 +187,37 @@ fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
         )
         .into_response();
     }
+    switch_to_websocket(&mut request, &key, None, move |socket| {
+        link::serve_socket(socket, links, driver, false)
+    })
+}
+
+/// The upgraded connection, as the server side of a WebSocket with the link settings.
+type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Answers `101 Switching Protocols` to an upgrade request with `key`, choosing `protocol` when
+/// the client offered one, and runs `serve` on the WebSocket once hyper hands the connection over.
+fn switch_to_websocket<F, Fut>(
+    request: &mut Request<Incoming>,
+    key: &HeaderValue,
+    protocol: Option<HeaderValue>,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(ServerSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let accept = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut request);
+    let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
-                link::serve_socket(socket, links, driver, false).await;
+                serve(socket).await;
             }
-            Err(err) => log::info!("a link upgrade failed: {err}"),
+            Err(err) => log::info!("a WebSocket upgrade failed: {err}"),
         }
     });
     let mut response =
@@ -207,6 +227,10 @@ fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    // A browser that offered subprotocols fails the handshake unless one is chosen.
+    if let Some(protocol) = protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
     response
 }
@@ -287,34 +311,12 @@ fn upgrade_status_feed(
         )
         .into_response();
     };
-    let accept = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut request);
     let node = node.clone();
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                let socket =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
-                status_feed(socket, node).await;
-                drop(permit);
-            }
-            Err(err) => log::info!("a status feed upgrade failed: {err}"),
-        }
-    });
-    let mut response =
-        warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    // A browser that offered subprotocols fails the handshake unless one is chosen.
-    if let Some(protocol) = key_protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
-    }
-    response
+    let protocol = key_protocol.and_then(|p| HeaderValue::from_str(&p).ok());
+    switch_to_websocket(&mut request, &key, protocol, move |socket| async move {
+        status_feed(socket, node).await;
+        drop(permit);
+    })
 }
 
 fn from_hex(hex: &str) -> Option<String> {

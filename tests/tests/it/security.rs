@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use rms_tests::{NodeProcess, wait_for};
 use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message as Frame, WebSocket};
+use tungstenite::Message as Frame;
 
 const KEY: &str = "store-key-for-tests";
 const DEADLINE: Duration = Duration::from_secs(10);
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+type Socket = rms_tests::WebSocket;
 
 /// A lone master with a store key, a product and a sale.
 fn store() -> (tempfile::TempDir, NodeProcess) {
@@ -51,21 +50,11 @@ fn wait_for_audit(node: &NodeProcess, operation: &str, what: impl Fn(&Value) -> 
 }
 
 fn connect(node: &NodeProcess, authorization: Option<&str>) -> Result<Socket, tungstenite::Error> {
-    use tungstenite::client::IntoClientRequest;
-    let url = format!("{}/api/v1/ws", node.url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request()?;
-    if let Some(value) = authorization {
-        request
-            .headers_mut()
-            .insert("authorization", value.parse().unwrap());
-    }
-    let (socket, _) = tungstenite::connect(request)?;
-    if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-    }
-    Ok(socket)
+    let headers: Vec<(&'static str, String)> = authorization
+        .map(|value| ("authorization", value.to_owned()))
+        .into_iter()
+        .collect();
+    rms_tests::websocket(node, "/api/v1/ws", &headers)
 }
 
 fn peer(node: &NodeProcess) -> Socket {

@@ -8,24 +8,14 @@ use tungstenite::Message as Frame;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+type Socket = rms_tests::WebSocket;
 
 fn feed(node: &NodeProcess, protocol: Option<&str>) -> Result<Socket, tungstenite::Error> {
-    use tungstenite::client::IntoClientRequest;
-    let url = format!("{}/api/v1/status/ws", node.url.replacen("http", "ws", 1));
-    let mut request = url.into_client_request()?;
-    if let Some(protocol) = protocol {
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    }
-    let (socket, _) = tungstenite::connect(request)?;
-    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-    }
-    Ok(socket)
+    let headers: Vec<(&'static str, String)> = protocol
+        .map(|p| ("sec-websocket-protocol", p.to_owned()))
+        .into_iter()
+        .collect();
+    rms_tests::websocket(node, "/api/v1/status/ws", &headers)
 }
 
 /// Reads snapshots until one satisfies `wanted`.
