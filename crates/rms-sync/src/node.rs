@@ -531,17 +531,8 @@ impl<S: SyncStore> SyncNode<S> {
 
     fn refuse_forged_announce(&mut self, from: DeviceId, epoch: Epoch, now: Now) -> Result<(), S> {
         let details = json!({ "refused": "master_announce", "from": from, "why": "announce_for_another_device", "their_epoch": epoch, "our_epoch": self.epoch });
-        let entry = self.audit(now, Operation::Error, Outcome::Rejected, None, details);
-        self.commit(Batch::audit(entry))?;
-        self.send(
-            To::Device(from),
-            Message::Error {
-                epoch: self.epoch,
-                code: "refused".into(),
-                message: format!("device {from} cannot announce device {}", epoch.master_id),
-            },
-        );
-        Ok(())
+        let message = format!("device {from} cannot announce device {}", epoch.master_id);
+        self.refuse(now, from, Operation::Error, details, message)
     }
 
     /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
@@ -1658,16 +1649,26 @@ impl<S: SyncStore> SyncNode<S> {
 
     fn alarm(&mut self, now: Now, from: DeviceId, why: &str, details: Value) -> Result<(), S> {
         let details = json!({ "from": from, "why": why, "details": details });
-        let entry = self.audit(now, Operation::Alarm, Outcome::Rejected, None, details);
+        self.refuse(now, from, Operation::Alarm, details, why.to_owned())
+    }
+
+    /// Audits a refusal of what `from` sent (committed first), then tells `from`: `refused`.
+    fn refuse(
+        &mut self,
+        now: Now,
+        from: DeviceId,
+        operation: Operation,
+        details: Value,
+        message: String,
+    ) -> Result<(), S> {
+        let entry = self.audit(now, operation, Outcome::Rejected, None, details);
         self.commit(Batch::audit(entry))?;
-        self.send(
-            To::Device(from),
-            Message::Error {
-                epoch: self.epoch,
-                code: "refused".into(),
-                message: why.to_owned(),
-            },
-        );
+        let refusal = Message::Error {
+            epoch: self.epoch,
+            code: "refused".into(),
+            message,
+        };
+        self.send(To::Device(from), refusal);
         Ok(())
     }
 

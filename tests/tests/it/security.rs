@@ -67,25 +67,38 @@ fn send(socket: &mut Socket, message: &Value) {
         .expect("the link takes a message");
 }
 
+/// What one read of a link gave: a message, nothing yet (the 200 ms read timeout), or the end.
+enum Read {
+    Text(Value),
+    Nothing,
+    Closed,
+}
+
+fn read(socket: &mut Socket) -> Read {
+    match socket.read() {
+        Ok(Frame::Text(text)) => Read::Text(serde_json::from_str(text.as_str()).unwrap()),
+        Ok(Frame::Close(_)) => Read::Closed,
+        Ok(_) => Read::Nothing,
+        Err(tungstenite::Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Read::Nothing
+        }
+        Err(_) => Read::Closed,
+    }
+}
+
 /// The next message of `kind`, skipping heartbeats and others; `None` if the link closed first.
 fn next_of(socket: &mut Socket, kind: &str) -> Option<Value> {
     let until = Instant::now() + DEADLINE;
     while Instant::now() < until {
-        match socket.read() {
-            Ok(Frame::Text(text)) => {
-                let message: Value = serde_json::from_str(text.as_str()).unwrap();
-                if message["type"] == kind {
-                    return Some(message);
-                }
-            }
-            Ok(Frame::Close(_)) => return None,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return None,
+        match read(socket) {
+            Read::Text(message) if message["type"] == kind => return Some(message),
+            Read::Closed => return None,
+            Read::Text(_) | Read::Nothing => {}
         }
     }
     panic!("no {kind} message within {DEADLINE:?}");
@@ -95,15 +108,8 @@ fn next_of(socket: &mut Socket, kind: &str) -> Option<Value> {
 fn closed(socket: &mut Socket) -> bool {
     let until = Instant::now() + DEADLINE;
     while Instant::now() < until {
-        match socket.read() {
-            Ok(Frame::Close(_)) => return true,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
+        if matches!(read(socket), Read::Closed) {
+            return true;
         }
     }
     false
