@@ -492,6 +492,64 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
+    /// Handles `messages` in order, as [`SyncNode::handle_message`] would one by one, except that
+    /// the pushes a master finds waiting together are decided together and committed in one
+    /// transaction (group commit); each pusher still gets its own `push_ack`, after the commit.
+    /// A message that fails does not stop the ones after it; the first error is returned.
+    pub fn handle_messages(
+        &mut self,
+        messages: impl IntoIterator<Item = (DeviceId, Message)>,
+        now: Now,
+    ) -> Result<(), S> {
+        let mut first_error = None;
+        let mut group: Vec<(DeviceId, Vec<SyncEvent>)> = Vec::new();
+        for (from, message) in messages {
+            // A push in the master's own epoch passes `fence` untouched; anything else may change
+            // the role or the epoch, so the pushes before it are decided first.
+            let joins_group = self.role == Role::Master
+                && from != self.me()
+                && self.epoch.is_some()
+                && matches!(&message, Message::Push { .. })
+                && message.epoch() == self.epoch;
+            let result = if joins_group {
+                self.note_peer(from, &message, now);
+                match message {
+                    Message::Push { events, .. } => self.own_pushed(from, events, now).map(|own| {
+                        group.extend(own.map(|own| (from, own)));
+                    }),
+                    _ => Ok(()),
+                }
+            } else {
+                let decided = self.decide_pushes(std::mem::take(&mut group), now);
+                decided.and(self.handle_message(from, message, now))
+            };
+            if let Err(err) = result {
+                first_error.get_or_insert(err);
+            }
+        }
+        if let Err(err) = self.decide_pushes(group, now) {
+            first_error.get_or_insert(err);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Decides a group of pushes and acknowledges each.
+    fn decide_pushes(
+        &mut self,
+        pushes: Vec<(DeviceId, Vec<SyncEvent>)>,
+        now: Now,
+    ) -> Result<(), S> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        let pushers: Vec<DeviceId> = pushes.iter().map(|(from, _)| *from).collect();
+        let verdicts = self.decide_group(pushes, now)?;
+        for (from, verdicts) in pushers.into_iter().zip(verdicts) {
+            self.send_push_ack(from, verdicts);
+        }
+        Ok(())
+    }
+
     // ----- peers and epochs -----
 
     fn note_peer(&mut self, from: DeviceId, message: &Message, now: Now) {
@@ -1256,6 +1314,20 @@ impl<S: SyncStore> SyncNode<S> {
             self.refuse_not_master(from);
             return Ok(());
         }
+        match self.own_pushed(from, events, now)? {
+            Some(own) => self.decide_pushes(vec![(from, own)], now),
+            None => Ok(()),
+        }
+    }
+
+    /// The events of a push that are the pusher's own (at most [`BATCH_EVENTS_MAX`]); others are
+    /// forged, raise an alarm and are not decided. `None` when nothing is left to decide.
+    fn own_pushed(
+        &mut self,
+        from: DeviceId,
+        events: Vec<SyncEvent>,
+        now: Now,
+    ) -> Result<Option<Vec<SyncEvent>>, S> {
         let (own, forged): (Vec<SyncEvent>, Vec<SyncEvent>) = events
             .into_iter()
             .take(BATCH_EVENTS_MAX)
@@ -1269,12 +1341,7 @@ impl<S: SyncStore> SyncNode<S> {
                 json!({ "event_ids": ids }),
             )?;
         }
-        if own.is_empty() && !forged.is_empty() {
-            return Ok(());
-        }
-        let verdicts = self.decide(from, own, now)?;
-        self.send_push_ack(from, verdicts);
-        Ok(())
+        Ok(Some(own).filter(|own| !own.is_empty() || forged.is_empty()))
     }
 
     fn on_relay(&mut self, from: DeviceId, entries: Vec<LogEntry>, now: Now) -> Result<(), S> {
@@ -1318,33 +1385,42 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
-    /// The ConflictResolver: decides `events` (pushed by `from`) in arrival order, the batch
-    /// sorted by `(hlc, device, seq)`, commits the new log entries in one transaction, then
-    /// broadcasts what is critical and tells origins of their conflicts.
+    /// The ConflictResolver for one push: see [`SyncNode::decide_group`].
     fn decide(
         &mut self,
         from: DeviceId,
-        mut events: Vec<SyncEvent>,
+        events: Vec<SyncEvent>,
         now: Now,
     ) -> Result<Vec<Verdict>, S> {
+        Ok(self
+            .decide_group(vec![(from, events)], now)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The ConflictResolver: decides the events of `pushes` (each `(from, events)`) in arrival
+    /// order, push after push, each push sorted by `(hlc, device, seq)`; commits the new log
+    /// entries of all of them in one transaction (group commit: N devices pushing at once cost
+    /// one commit, not N), then broadcasts what is critical and tells origins of their conflicts.
+    /// Returns each push's verdicts, in the order of `pushes`.
+    fn decide_group(
+        &mut self,
+        mut pushes: Vec<(DeviceId, Vec<SyncEvent>)>,
+        now: Now,
+    ) -> Result<Vec<Vec<Verdict>>, S> {
         let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); pushes.len()]);
         };
-        events.sort_by_key(SyncEvent::arrival_key);
-        let skus: BTreeSet<&str> = events.iter().flat_map(|e| e.payload.skus()).collect();
+        for (_, events) in &mut pushes {
+            events.sort_by_key(SyncEvent::arrival_key);
+        }
+        let all = || pushes.iter().flat_map(|(_, events)| events);
+        let skus: BTreeSet<&str> = all().flat_map(|e| e.payload.skus()).collect();
         let mut products: Products = self
             .store
             .base_products(&skus.into_iter().collect::<Vec<_>>())
             .map_err(store_err)?;
-        let mut verdicts = Vec::with_capacity(events.len());
-        let mut entries: Vec<LogEntry> = Vec::new();
-        let mut audit = Vec::new();
-        let mut hlc = self.hlc;
-        let mut seen: BTreeMap<EventId, usize> = BTreeMap::new();
-        let mut seq = self.log_head;
-        // Events decided before (a lost ack, or a replay): answered again, changed nothing.
-        let mut replayed: Vec<String> = Vec::new();
-        let ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
+        let ids: Vec<EventId> = all().map(|e| e.event_id).collect();
         let logged: BTreeMap<EventId, LogEntry> = self
             .store
             .entries(&ids)
@@ -1352,57 +1428,77 @@ impl<S: SyncStore> SyncNode<S> {
             .into_iter()
             .map(|entry| (entry.event.event_id, entry))
             .collect();
-        for event in events {
-            let decided = (entries.as_slice(), &seen, &logged);
-            if let Some(verdict) = self.known_verdict(&event, decided, now, &mut audit)? {
-                if verdict.reason != Some(RejectReason::EventIdReused) {
-                    replayed.push(event.event_id.to_string());
+        let mut answers = Vec::with_capacity(pushes.len());
+        let mut entries: Vec<LogEntry> = Vec::new();
+        let mut audit = Vec::new();
+        let mut hlc = self.hlc;
+        let mut seen: BTreeMap<EventId, usize> = BTreeMap::new();
+        let mut seq = self.log_head;
+        for (from, events) in pushes {
+            let mut verdicts = Vec::with_capacity(events.len());
+            let (audit_from, logged_from) = (audit.len(), entries.len());
+            // Events decided before (a lost ack, or a replay): answered again, changed nothing.
+            let mut replayed: Vec<String> = Vec::new();
+            for event in events {
+                let decided = (entries.as_slice(), &seen, &logged);
+                if let Some(verdict) = self.known_verdict(&event, decided, now, &mut audit)? {
+                    if verdict.reason != Some(RejectReason::EventIdReused) {
+                        replayed.push(event.event_id.to_string());
+                    }
+                    verdicts.push(verdict);
+                    continue;
                 }
-                verdicts.push(verdict);
-                continue;
+                if let Err(err) = event.validate() {
+                    // Never logged: the log would carry it to every device (and the database
+                    // may not even hold it). The pusher gets its verdict; the audit log the
+                    // details.
+                    let details = json!({ "why": "invalid event", "from": from, "field": err.field, "message": err.message });
+                    audit.push(self.audit(
+                        now,
+                        Operation::Alarm,
+                        Outcome::Rejected,
+                        Some(event.event_id),
+                        details,
+                    ));
+                    verdicts.push(Verdict {
+                        event_id: event.event_id,
+                        status: EventStatus::Rejected,
+                        reason: Some(RejectReason::Invalid),
+                        master_seq: None,
+                    });
+                    continue;
+                }
+                if self.trusted(event.hlc, now) {
+                    hlc = hlc.merge(event.hlc, now.wall_ms);
+                } else {
+                    let details = json!({ "hlc": event.hlc, "now_ms": now.wall_ms, "from": from });
+                    audit.push(self.audit(
+                        now,
+                        Operation::Alarm,
+                        Outcome::Ok,
+                        Some(event.event_id),
+                        details,
+                    ));
+                }
+                seq += 1;
+                let entry = self.resolve(event, seq, &mut products, epoch, now, &mut audit);
+                seen.insert(entry.event.event_id, entries.len());
+                verdicts.push(Verdict::of(&entry));
+                entries.push(entry);
             }
-            if let Err(err) = event.validate() {
-                // Never logged: the log would carry it to every device (and the database may
-                // not even hold it). The pusher gets its verdict; the audit log the details.
-                let details = json!({ "why": "invalid event", "from": from, "field": err.field, "message": err.message });
-                audit.push(self.audit(
-                    now,
-                    Operation::Alarm,
-                    Outcome::Rejected,
-                    Some(event.event_id),
-                    details,
-                ));
-                verdicts.push(Verdict {
-                    event_id: event.event_id,
-                    status: EventStatus::Rejected,
-                    reason: Some(RejectReason::Invalid),
-                    master_seq: None,
-                });
-                continue;
-            }
-            if self.trusted(event.hlc, now) {
-                hlc = hlc.merge(event.hlc, now.wall_ms);
-            } else {
-                let details = json!({ "hlc": event.hlc, "now_ms": now.wall_ms, "from": from });
-                audit.push(self.audit(
-                    now,
-                    Operation::Alarm,
-                    Outcome::Ok,
-                    Some(event.event_id),
-                    details,
-                ));
-            }
-            seq += 1;
-            let entry = self.resolve(event, seq, &mut products, epoch, now, &mut audit);
-            seen.insert(entry.event.event_id, entries.len());
-            verdicts.push(Verdict::of(&entry));
-            entries.push(entry);
+            let details = json!({ "from": from, "events": verdicts.len(), "logged": entries.len() - logged_from, "replayed": replayed });
+            let received = self.audit(now, Operation::PushReceived, Outcome::Ok, None, details);
+            audit.insert(audit_from, received);
+            answers.push(verdicts);
         }
-        let details = json!({ "from": from, "events": verdicts.len(), "logged": entries.len(), "replayed": replayed });
-        audit.insert(
-            0,
-            self.audit(now, Operation::PushReceived, Outcome::Ok, None, details),
-        );
+        // What is broadcast at once is audited in the same transaction; it is sent only after it.
+        let broadcasts =
+            |entry: &LogEntry| entry.event.critical || entry.event.status == EventStatus::Rejected;
+        for entry in entries.iter().filter(|e| broadcasts(e)) {
+            let details = json!({ "kind": "critical_event", "seq": entry.seq() });
+            let event_id = Some(entry.event.event_id);
+            audit.push(self.audit(now, Operation::Broadcast, Outcome::Ok, event_id, details));
+        }
         let logged = entries.clone();
         self.commit(Batch {
             entries,
@@ -1417,27 +1513,24 @@ impl<S: SyncStore> SyncNode<S> {
                 log_head: self.log_head,
             });
         }
-        for entry in &logged {
-            if entry.event.status == EventStatus::Rejected {
-                let (origin, event_id) = (entry.event.origin(), entry.event.event_id);
-                if let Some(reason) = entry.event.reason
-                    && origin != self.me()
-                {
-                    self.send(
-                        To::Device(origin),
-                        Message::Conflict {
-                            epoch,
-                            event_id,
-                            reason,
-                        },
-                    );
-                }
+        for entry in logged {
+            let (origin, event_id) = (entry.event.origin(), entry.event.event_id);
+            if entry.event.status == EventStatus::Rejected
+                && let Some(reason) = entry.event.reason
+                && origin != self.me()
+            {
+                let conflict = Message::Conflict {
+                    epoch,
+                    event_id,
+                    reason,
+                };
+                self.send(To::Device(origin), conflict);
             }
-            if entry.event.critical || entry.event.status == EventStatus::Rejected {
-                self.broadcast_critical(entry, now)?;
+            if broadcasts(&entry) {
+                self.send(To::AllPeers, Message::CriticalEvent { epoch, entry });
             }
         }
-        Ok(verdicts)
+        Ok(answers)
     }
 
     /// The verdict for an event already decided (idempotency), or an alarm for an event id

@@ -130,6 +130,32 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// Most events decided in one group commit: pushes waiting beyond it wait for the next one.
+const GROUP_EVENTS_MAX: usize = 2 * rms_sync::BATCH_EVENTS_MAX;
+
+/// Moves the pushes waiting at the head of the queue into `pushes` (up to [`GROUP_EVENTS_MAX`]
+/// events); returns the first other input taken, to be handled next.
+fn gather_pushes(rx: &Receiver<Input>, pushes: &mut Vec<(DeviceId, Message)>) -> Option<Input> {
+    let events = |message: &Message| match message {
+        Message::Push { events, .. } => events.len(),
+        _ => 0,
+    };
+    let mut gathered: usize = pushes.iter().map(|(_, m)| events(m)).sum();
+    loop {
+        let input = rx.try_recv().ok()?;
+        match input {
+            Input::Net { from, message }
+                if matches!(message, Message::Push { .. })
+                    && gathered + events(&message) <= GROUP_EVENTS_MAX =>
+            {
+                gathered += events(&message);
+                pushes.push((from, message));
+            }
+            other => return Some(other),
+        }
+    }
+}
+
 /// The driver's input channel, made before the thread so that links and the connector can hold a
 /// [`Driver`] while the thread starts.
 pub fn channel() -> (Driver, Receiver<Input>) {
@@ -223,13 +249,24 @@ impl Loop {
     }
 
     fn run(&mut self, rx: &Receiver<Input>) {
+        // An input taken from the queue while gathering pushes, to handle next.
+        let mut held: Option<Input> = None;
         loop {
-            let now = self.now();
-            let wait = self.node.poll_timeout().saturating_sub(now.mono_ms);
-            let input = rx.recv_timeout(Duration::from_millis(wait));
+            let input = match held.take() {
+                Some(input) => Ok(input),
+                None => {
+                    let wait = self.node.poll_timeout().saturating_sub(self.now().mono_ms);
+                    rx.recv_timeout(Duration::from_millis(wait))
+                }
+            };
             let now = self.now();
             let result = match input {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
+                    let mut pushes = vec![(from, message)];
+                    held = gather_pushes(rx, &mut pushes);
+                    self.handle_pushes(pushes, now)
+                }
                 Ok(input) => self.handle(input, now),
                 Err(RecvTimeoutError::Timeout) => Ok(()),
             };
@@ -245,6 +282,15 @@ impl Loop {
             }
             self.after_input(now);
         }
+    }
+
+    /// Pushes found waiting together go to the core together: it decides them in one
+    /// transaction, so N devices pushing at once cost one commit and one `fsync`, not N.
+    fn handle_pushes(&mut self, pushes: Vec<(DeviceId, Message)>, now: Now) -> Result<(), String> {
+        let started = Instant::now();
+        let result = self.node.handle_messages(pushes, now);
+        self.metrics.apply.observe(started.elapsed());
+        result.map_err(|e| e.to_string())
     }
 
     fn handle(&mut self, input: Input, now: Now) -> Result<(), String> {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod core;
 mod failover;
 mod fuzz;
 mod multi_node;

@@ -201,12 +201,20 @@ impl Sim {
             self.steps_at_this_time = 0;
         }
         self.wake_paused()?;
+        // Packets due together for one device reach it together, as a driver finds them
+        // waiting in its queue (the master decides waiting pushes in one group commit).
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > self.now {
                 break;
             }
-            let packet = entry.remove();
-            self.deliver(packet)?;
+            let mut packets = vec![entry.remove()];
+            while let Some(next) = self.queue.first_entry() {
+                if next.key().0 > self.now || next.get().to != packets[0].to {
+                    break;
+                }
+                packets.push(next.remove());
+            }
+            self.deliver(packets)?;
         }
         for index in 0..self.devices.len() {
             let due = match (&self.devices[index].node, self.devices[index].paused_until) {
@@ -225,30 +233,38 @@ impl Sim {
         self.check_step()
     }
 
-    fn deliver(&mut self, packet: Packet) -> Result<(), String> {
-        let index = usize::from(packet.to.get()) - 1;
+    /// Delivers packets to one device, as one input.
+    fn deliver(&mut self, packets: Vec<Packet>) -> Result<(), String> {
+        let to = packets[0].to;
+        let index = usize::from(to.get()) - 1;
         if self.devices[index].node.is_none() {
             return Ok(());
         }
         if let Some(until) = self.devices[index].paused_until {
-            // A stopped process does not read its socket: the message waits in the buffer.
-            let key = (until + 1, self.packets_sent);
-            self.packets_sent += 1;
-            self.queue.insert(key, packet);
+            // A stopped process does not read its socket: the messages wait in the buffer.
+            for packet in packets {
+                let key = (until + 1, self.packets_sent);
+                self.packets_sent += 1;
+                self.queue.insert(key, packet);
+            }
             return Ok(());
         }
-        let message: Message =
-            serde_json::from_str(&packet.json).map_err(|e| format!("undecodable message: {e}"))?;
-        self.log(format!(
-            "d{} -> d{} {}",
-            packet.from,
-            packet.to,
-            describe(&message)
-        ));
+        let mut messages = Vec::with_capacity(packets.len());
+        for packet in packets {
+            let message: Message = serde_json::from_str(&packet.json)
+                .map_err(|e| format!("undecodable message: {e}"))?;
+            self.log(format!(
+                "d{} -> d{} {}",
+                packet.from,
+                packet.to,
+                describe(&message)
+            ));
+            messages.push((packet.from, message));
+        }
         let now = self.now_of(index);
         if let Some(node) = self.devices[index].node.as_mut() {
-            node.handle_message(packet.from, message, now)
-                .map_err(|e| format!("d{} handling a message: {e}", packet.to))?;
+            node.handle_messages(messages, now)
+                .map_err(|e| format!("d{to} handling messages: {e}"))?;
         }
         self.after_input(index)
     }
