@@ -1,7 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventStatus, RejectReason};
+use crate::event::{EventPayload, EventStatus, RejectReason, SyncEvent};
 use crate::ids::{DeviceId, EventId};
+use crate::rfc3339_from_ms;
 use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};
 
 /// `POST /sales`: what the till sends.
@@ -65,7 +66,7 @@ impl From<EventStatus> for SaleStatus {
     }
 }
 
-/// A recorded sale. Its status is its sync event's status, never stored twice.
+/// A recorded sale: a view of its `sale_recorded` event, never stored apart from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sale {
     pub sale_id: String,
@@ -78,6 +79,26 @@ pub struct Sale {
     pub lines: Vec<SaleLine>,
     pub total_cents: i64,
     pub created_at: String,
+}
+
+impl Sale {
+    /// The sale an event records, if it records one.
+    pub fn of_event(event: &SyncEvent) -> Option<Sale> {
+        let EventPayload::SaleRecorded { sale_id, lines } = &event.payload else {
+            return None;
+        };
+        Some(Sale {
+            sale_id: sale_id.clone(),
+            event_id: event.event_id,
+            device_id: event.origin(),
+            user_id: event.user_id.clone(),
+            status: event.status.into(),
+            reason: event.reason,
+            lines: lines.clone(),
+            total_cents: lines.iter().map(|l| l.qty * l.price_cents).sum(),
+            created_at: rfc3339_from_ms(event.created_at_ms),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use crate::StorageError;
 use crate::node_state;
 
 /// The append-only list of migrations; `PRAGMA user_version` is how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../schema.sql"),
+    include_str!("../../../migrations/0002_sales_from_events.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

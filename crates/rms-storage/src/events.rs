@@ -2,6 +2,8 @@
 //! master log (events with a `master_seq`, with the epoch that decided them and the products
 //! right after them).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use rms_domain::{DeviceId, Epoch, EventId, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -104,56 +106,73 @@ fn decode_entry(raw: &Raw) -> Result<Option<LogEntry>, StorageError> {
 }
 
 /// Inserts an event this device has not stored before (its own new event, or another device's
-/// from the master log, with `entry`'s verdict columns).
+/// from the master log, with `entry`'s verdict columns). An event id stored already is an error.
 pub fn insert(
     conn: &Connection,
     event: &SyncEvent,
     entry: Option<(&Epoch, &[Product], bool)>,
 ) -> Result<(), StorageError> {
+    if insert_new(conn, event, entry)? {
+        Ok(())
+    } else {
+        Err(bad(format!("event {} is stored already", event.event_id)))
+    }
+}
+
+/// Inserts a master-log entry if its event is not stored yet (one statement, no read first);
+/// false if it is (the caller compares and records the verdict on the stored one).
+pub fn insert_entry_if_new(conn: &Connection, entry: &LogEntry) -> Result<bool, StorageError> {
+    insert_new(
+        conn,
+        &entry.event,
+        Some((&entry.epoch, &entry.products, entry.forced)),
+    )
+}
+
+/// The insert of [`insert`] and [`insert_entry_if_new`]: false, writing nothing, if the event id
+/// is stored already. Any other constraint (a taken `master_seq`) fails as usual.
+fn insert_new(
+    conn: &Connection,
+    event: &SyncEvent,
+    entry: Option<(&Epoch, &[Product], bool)>,
+) -> Result<bool, StorageError> {
     let payload = serde_json::to_string(&event.payload).map_err(bad)?;
     let products_after = entry
         .map(|(_, products, _)| serde_json::to_string(products))
         .transpose()
         .map_err(bad)?;
-    conn.prepare_cached(
-        "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
-         kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
-         epoch_term, epoch_master, epoch_priority, products_after, forced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-    )?
-    .execute(params![
-        event.event_id.to_string(),
-        event.event_id.device_id.get(),
-        sql_u64(event.event_id.seq, TABLE)?,
-        sql_u64(event.hlc.wall_ms, TABLE)?,
-        event.hlc.counter,
-        event.user_id,
-        sql_u64(event.term.0, TABLE)?,
-        event.payload.kind(),
-        event.payload.entity_key(),
-        payload,
-        event.critical,
-        event.status.as_str(),
-        event.reason.map(RejectReason::as_str),
-        event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
-        sql_u64(event.created_at_ms, TABLE)?,
-        event.accepted_before,
-        entry.map(|(e, _, _)| sql_u64(e.term.0, TABLE)).transpose()?,
-        entry.map(|(e, _, _)| e.master_id.get()),
-        entry.map(|(e, _, _)| e.master_priority),
-        products_after,
-        entry.is_some_and(|(_, _, forced)| forced),
-    ])?;
-    Ok(())
-}
-
-/// Inserts a master-log entry whose event this device has not stored.
-pub fn insert_entry(conn: &Connection, entry: &LogEntry) -> Result<(), StorageError> {
-    insert(
-        conn,
-        &entry.event,
-        Some((&entry.epoch, &entry.products, entry.forced)),
-    )
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
+             kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
+             epoch_term, epoch_master, epoch_priority, products_after, forced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+             ON CONFLICT (event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.event_id.to_string(),
+            event.event_id.device_id.get(),
+            sql_u64(event.event_id.seq, TABLE)?,
+            sql_u64(event.hlc.wall_ms, TABLE)?,
+            event.hlc.counter,
+            event.user_id,
+            sql_u64(event.term.0, TABLE)?,
+            event.payload.kind(),
+            event.payload.entity_key(),
+            payload,
+            event.critical,
+            event.status.as_str(),
+            event.reason.map(RejectReason::as_str),
+            event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
+            sql_u64(event.created_at_ms, TABLE)?,
+            event.accepted_before,
+            entry.map(|(e, _, _)| sql_u64(e.term.0, TABLE)).transpose()?,
+            entry.map(|(e, _, _)| e.master_id.get()),
+            entry.map(|(e, _, _)| e.master_priority),
+            products_after,
+            entry.is_some_and(|(_, _, forced)| forced),
+        ])?;
+    Ok(inserted == 1)
 }
 
 /// Records a verdict (and, for a log entry, its epoch and snapshot) on an event already stored.
@@ -202,6 +221,20 @@ pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, S
         .transpose()
 }
 
+/// The newest events of `kind` (in the order this device stored them), at most `limit`.
+pub fn newest_of_kind(
+    conn: &Connection,
+    kind: &str,
+    limit: usize,
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE kind = ?1 ORDER BY rowid DESC LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![kind, limit], from_row)?;
+    rows.map(|raw| decode_event(&raw?)).collect()
+}
+
 /// An event with its log entry, if it is in the log.
 pub fn get_entry(conn: &Connection, event_id: &EventId) -> Result<Option<LogEntry>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -214,6 +247,49 @@ pub fn get_entry(conn: &Connection, event_id: &EventId) -> Result<Option<LogEntr
         Some(raw) => decode_entry(&raw),
         None => Ok(None),
     }
+}
+
+/// The log entries of those of `event_ids` that are in the log. A push holds one device's events,
+/// mostly with consecutive sequence numbers: each device's are read with one range scan of the
+/// `(device_id, seq)` index (one probe when none is logged, the usual case), unless the ids are
+/// too sparse for that, when they are read one by one.
+pub fn entries_of(conn: &Connection, event_ids: &[EventId]) -> Result<Vec<LogEntry>, StorageError> {
+    let mut by_device: BTreeMap<DeviceId, BTreeSet<u64>> = BTreeMap::new();
+    for id in event_ids {
+        by_device.entry(id.device_id).or_default().insert(id.seq);
+    }
+    let mut found = Vec::new();
+    for (device, seqs) in by_device {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+            continue;
+        };
+        if last - first >= 4 * seqs.len() as u64 {
+            for seq in seqs {
+                let id = EventId {
+                    device_id: device,
+                    seq,
+                };
+                found.extend(get_entry(conn, &id)?);
+            }
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sync_events
+             WHERE device_id = ?1 AND seq BETWEEN ?2 AND ?3 AND master_seq IS NOT NULL"
+        ))?;
+        let rows = stmt.query_map(
+            params![device.get(), sql_u64(first, TABLE)?, sql_u64(last, TABLE)?],
+            from_row,
+        )?;
+        for raw in rows {
+            if let Some(entry) = decode_entry(&raw?)?
+                && seqs.contains(&entry.event.event_id.seq)
+            {
+                found.push(entry);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The log entry at `master_seq`.
@@ -340,19 +416,10 @@ pub fn epoch_end(conn: &Connection, epoch: &Epoch, log_head: u64) -> Result<u64,
     }
 }
 
-/// Deletes an event row (another device's, undone by a log truncation) with its projections.
+/// Deletes an event row (another device's, undone by a log truncation).
 pub fn delete_foreign(conn: &Connection, event_id: &EventId) -> Result<(), StorageError> {
-    let id = event_id.to_string();
-    conn.prepare_cached(
-        "DELETE FROM sale_lines WHERE sale_id IN (SELECT sale_id FROM sales WHERE event_id = ?1)",
-    )?
-    .execute([&id])?;
-    conn.prepare_cached("DELETE FROM sales WHERE event_id = ?1")?
-        .execute([&id])?;
-    conn.prepare_cached("DELETE FROM stock_adjustments WHERE event_id = ?1")?
-        .execute([&id])?;
     conn.prepare_cached("DELETE FROM sync_events WHERE event_id = ?1")?
-        .execute([&id])?;
+        .execute([event_id.to_string()])?;
     Ok(())
 }
 

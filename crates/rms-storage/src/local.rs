@@ -15,7 +15,7 @@ use rusqlite::Transaction;
 use serde_json::json;
 
 use crate::products::Table;
-use crate::{StorageError, audit, events, node_state, products, sales};
+use crate::{StorageError, audit, events, node_state, products};
 
 /// The user recorded when a write names none (catalogue edits from a back-office script).
 pub const DEFAULT_USER: &str = "system";
@@ -124,11 +124,11 @@ pub fn record(
         products: snapshot,
         forced: false,
     });
-    match &entry {
-        Some(entry) => events::insert_entry(tx, entry)?,
-        None => events::insert(tx, &event, None)?,
-    }
-    let sale = store_projection(tx, &event, &at)?;
+    let verdict = entry
+        .as_ref()
+        .map(|e| (&e.epoch, e.products.as_slice(), e.forced));
+    events::insert(tx, &event, verdict)?;
+    let sale = Sale::of_event(&event);
     audit::append(tx, &audit_entry(&event, &at))?;
 
     state.last_seq = event_id.seq;
@@ -221,36 +221,6 @@ fn payload_for(
             )
         }
     })
-}
-
-/// Writes the rows that present an event to tills: the sale, or the stock adjustment.
-pub(crate) fn store_projection(
-    tx: &Transaction<'_>,
-    event: &SyncEvent,
-    at: &str,
-) -> Result<Option<Sale>, StorageError> {
-    match &event.payload {
-        EventPayload::SaleRecorded { sale_id, lines } => {
-            let sale = Sale {
-                sale_id: sale_id.clone(),
-                event_id: event.event_id,
-                device_id: event.origin(),
-                user_id: event.user_id.clone(),
-                status: event.status.into(),
-                reason: event.reason,
-                lines: lines.clone(),
-                total_cents: lines.iter().map(|l| l.qty * l.price_cents).sum(),
-                created_at: at.to_owned(),
-            };
-            sales::insert(tx, &sale)?;
-            Ok(Some(sale))
-        }
-        EventPayload::StockAdjusted { sku, delta, reason } => {
-            sales::insert_adjustment(tx, &event.event_id, sku, *delta, reason, &event.user_id, at)?;
-            Ok(None)
-        }
-        EventPayload::ProductCreated { .. } | EventPayload::ProductUpdated { .. } => Ok(None),
-    }
 }
 
 fn audit_entry(event: &SyncEvent, at: &str) -> AuditEntry {

@@ -15,7 +15,6 @@ use rms_domain::rules::{self, Products};
 use rms_domain::{DeviceId, EventStatus, LogEntry, RejectReason, SyncEvent, rfc3339_from_ms};
 use rusqlite::Transaction;
 
-use crate::local::store_projection;
 use crate::products::{self, Table};
 use crate::{StorageError, events, node_state};
 
@@ -41,24 +40,22 @@ pub fn apply_entries(
                 got: seq,
             });
         }
-        match events::get(tx, &entry.event.event_id)? {
-            Some(stored) if !stored.same_content(&entry.event) => {
-                return Err(StorageError::corrupt(
-                    "sync_events",
-                    format!(
-                        "log entry {seq} has other content than stored event {}",
-                        stored.event_id
-                    ),
-                ));
-            }
-            Some(_) => events::set_decision(tx, &entry.event, Some(entry))?,
-            None => {
-                events::insert_entry(tx, entry)?;
-                store_projection(
-                    tx,
-                    &entry.event,
-                    &rfc3339_from_ms(entry.event.created_at_ms),
-                )?;
+        // Mostly new events (on the master, always): one insert, and a read only when the
+        // event is stored already (this device's own, or one a truncation left pending).
+        if !events::insert_entry_if_new(tx, entry)? {
+            match events::get(tx, &entry.event.event_id)? {
+                Some(stored) if stored.same_content(&entry.event) => {
+                    events::set_decision(tx, &entry.event, Some(entry))?;
+                }
+                _ => {
+                    return Err(StorageError::corrupt(
+                        "sync_events",
+                        format!(
+                            "log entry {seq} has other content than stored event {}",
+                            entry.event.event_id
+                        ),
+                    ));
+                }
             }
         }
         for sku in entry.event.payload.skus() {

@@ -57,13 +57,13 @@ fn master(store: Store) -> Store {
 fn counts(store: &Store) -> (i64, i64, i64, i64) {
     store
         .read(|c| {
-            let n = |table: &str| -> Result<i64, StorageError> {
-                Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
+            let n = |from: &str| -> Result<i64, StorageError> {
+                Ok(c.query_row(&format!("SELECT COUNT(*) FROM {from}"), [], |r| r.get(0))?)
             };
             Ok((
                 n("products")?,
                 n("sync_events")?,
-                n("sales")?,
+                n("sync_events WHERE kind = 'sale_recorded'")?,
                 n("audit_log")?,
             ))
         })
@@ -346,4 +346,94 @@ fn a_rejected_sale_put_back_to_pending_keeps_its_reason_and_stays_out_of_the_sto
         5,
         "and does not take them again while it waits to be logged"
     );
+}
+
+#[test]
+fn a_database_of_schema_1_keeps_its_sales_when_migrated() {
+    // Schema 1 copied each sale into `sales` and `sale_lines`; migration 2 drops those tables and
+    // serves sales from their events, which hold every field.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(db::DB_FILE_NAME);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(include_str!("../../../schema.sql"))
+        .unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    let event_id: rms_domain::EventId = "2-1".parse().unwrap();
+    let event = rms_domain::SyncEvent {
+        event_id,
+        hlc: rms_domain::Hlc::new(NOW_MS, 0),
+        user_id: "ann".into(),
+        term: Term(1),
+        critical: false,
+        payload: rms_domain::EventPayload::SaleRecorded {
+            sale_id: "2-1".into(),
+            lines: vec![rms_domain::SaleLine {
+                sku: "tea".into(),
+                qty: 3,
+                price_cents: 250,
+            }],
+        },
+        status: EventStatus::Pending,
+        reason: None,
+        master_seq: None,
+        created_at_ms: NOW_MS,
+        accepted_before: false,
+    };
+    events::insert(&conn, &event, None).unwrap();
+    conn.execute(
+        "INSERT INTO sales VALUES ('2-1', '2-1', 2, 'ann', 750, '2025-11-25T17:30:00.000Z')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = Store::open(dir.path(), device(2)).unwrap();
+    let sale = store.read(|c| sales::get(c, "2-1")).unwrap().unwrap();
+    assert_eq!(sale.total_cents, 750);
+    assert_eq!(sale.lines.len(), 1);
+    assert_eq!(sale.status, rms_domain::SaleStatus::Pending);
+    assert_eq!(sale.created_at, rms_domain::rfc3339_from_ms(NOW_MS));
+    assert_eq!(store.read(|c| sales::list(c, 10)).unwrap(), vec![sale]);
+    let copies: i64 = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('sales', 'sale_lines', 'stock_adjustments')",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(copies, 0, "the copies are gone");
+}
+
+#[test]
+fn entries_are_found_by_id_in_ranges_and_one_by_one() {
+    let store = master(Store::open_in_memory(device(1)).unwrap());
+    let write = |command| {
+        store
+            .write(|tx| local::record(tx, Role::Master, NOW_MS, command))
+            .unwrap()
+    };
+    write(create("tea", 10)); // 1-1
+    for _ in 0..3 {
+        write(sell("tea", 1)); // 1-2 .. 1-4
+    }
+    let ids = |ids: &[&str]| -> Vec<rms_domain::EventId> {
+        ids.iter().map(|id| id.parse().unwrap()).collect()
+    };
+    let found = |wanted: &[&str]| -> Vec<String> {
+        let mut found: Vec<String> = store
+            .read(|c| events::entries_of(c, &ids(wanted)))
+            .unwrap()
+            .iter()
+            .map(|e| e.event.event_id.to_string())
+            .collect();
+        found.sort();
+        found
+    };
+    // Dense: one range per device; ids in the range but not asked for stay out.
+    assert_eq!(found(&["1-2", "1-4", "1-5", "2-3"]), ["1-2", "1-4"]);
+    // Sparse: one by one.
+    assert_eq!(found(&["1-1", "1-1000"]), ["1-1"]);
+    assert!(found(&["3-1"]).is_empty());
 }

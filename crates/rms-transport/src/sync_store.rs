@@ -62,13 +62,7 @@ impl SyncStore for StoreAdapter {
     }
 
     fn entries(&self, event_ids: &[EventId]) -> Result<Vec<LogEntry>, StorageError> {
-        self.store.read(|c| {
-            let mut found = Vec::new();
-            for event_id in event_ids {
-                found.extend(events::get_entry(c, event_id)?);
-            }
-            Ok(found)
-        })
+        self.store.read(|c| events::entries_of(c, event_ids))
     }
 
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {

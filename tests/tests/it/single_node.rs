@@ -121,7 +121,11 @@ fn kill_9_during_a_burst_of_sales_loses_no_answered_sale() {
     let conn = Connection::open(dir.path().join(db::DB_FILE_NAME)).unwrap();
     assert_eq!(db::integrity_check(&conn).unwrap(), "ok");
     let stored: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sales", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM sync_events WHERE kind = 'sale_recorded'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(
         stored >= answered.len() as i64,
