@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rms_domain::{DeviceId, Epoch, EventId, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use crate::StorageError;
 use crate::error::{from_sql_u64, sql_u64};
@@ -112,44 +112,53 @@ pub fn insert(
     event: &SyncEvent,
     entry: Option<(&Epoch, &[Product], bool)>,
 ) -> Result<(), StorageError> {
-    if insert_new(conn, event, entry)? {
+    if Inserter::new(conn)?.insert(event, entry)? {
         Ok(())
     } else {
         Err(bad(format!("event {} is stored already", event.event_id)))
     }
 }
 
-/// Inserts a master-log entry if its event is not stored yet (one statement, no read first);
-/// false if it is (the caller compares and records the verdict on the stored one).
-pub fn insert_entry_if_new(conn: &Connection, entry: &LogEntry) -> Result<bool, StorageError> {
-    insert_new(
-        conn,
-        &entry.event,
-        Some((&entry.epoch, &entry.products, entry.forced)),
-    )
+/// Inserts events with one prepared statement (a batch of log entries looks it up once, not per
+/// event). An event whose id is stored already is left as it is.
+pub struct Inserter<'c> {
+    stmt: CachedStatement<'c>,
 }
 
-/// The insert of [`insert`] and [`insert_entry_if_new`]: false, writing nothing, if the event id
-/// is stored already. Any other constraint (a taken `master_seq`) fails as usual.
-fn insert_new(
-    conn: &Connection,
-    event: &SyncEvent,
-    entry: Option<(&Epoch, &[Product], bool)>,
-) -> Result<bool, StorageError> {
-    let payload = serde_json::to_string(&event.payload).map_err(bad)?;
-    let products_after = entry
-        .map(|(_, products, _)| serde_json::to_string(products))
-        .transpose()
-        .map_err(bad)?;
-    let inserted = conn
-        .prepare_cached(
+impl<'c> Inserter<'c> {
+    pub fn new(conn: &'c Connection) -> Result<Inserter<'c>, StorageError> {
+        let stmt = conn.prepare_cached(
             "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
              kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
              epoch_term, epoch_master, epoch_priority, products_after, forced)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
              ON CONFLICT (event_id) DO NOTHING",
-        )?
-        .execute(params![
+        )?;
+        Ok(Inserter { stmt })
+    }
+
+    /// Inserts a master-log entry if its event is not stored yet (no read first); false if it
+    /// is (the caller compares and records the verdict on the stored one).
+    pub fn entry_if_new(&mut self, entry: &LogEntry) -> Result<bool, StorageError> {
+        self.insert(
+            &entry.event,
+            Some((&entry.epoch, &entry.products, entry.forced)),
+        )
+    }
+
+    /// False, writing nothing, if the event id is stored already. Any other constraint (a taken
+    /// `master_seq`) fails as usual.
+    fn insert(
+        &mut self,
+        event: &SyncEvent,
+        entry: Option<(&Epoch, &[Product], bool)>,
+    ) -> Result<bool, StorageError> {
+        let payload = serde_json::to_string(&event.payload).map_err(bad)?;
+        let products_after = entry
+            .map(|(_, products, _)| serde_json::to_string(products))
+            .transpose()
+            .map_err(bad)?;
+        let inserted = self.stmt.execute(params![
             event.event_id.to_string(),
             event.event_id.device_id.get(),
             sql_u64(event.event_id.seq, TABLE)?,
@@ -166,13 +175,16 @@ fn insert_new(
             event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
             sql_u64(event.created_at_ms, TABLE)?,
             event.accepted_before,
-            entry.map(|(e, _, _)| sql_u64(e.term.0, TABLE)).transpose()?,
+            entry
+                .map(|(e, _, _)| sql_u64(e.term.0, TABLE))
+                .transpose()?,
             entry.map(|(e, _, _)| e.master_id.get()),
             entry.map(|(e, _, _)| e.master_priority),
             products_after,
             entry.is_some_and(|(_, _, forced)| forced),
         ])?;
-    Ok(inserted == 1)
+        Ok(inserted == 1)
+    }
 }
 
 /// Records a verdict (and, for a log entry, its epoch and snapshot) on an event already stored.

@@ -32,6 +32,7 @@ pub fn apply_entries(
     // The master's state of each product after the last entry that touched it: written once per
     // batch (a push of 100 sales of one product makes one write, not 100).
     let mut latest: BTreeMap<&str, Option<&rms_domain::Product>> = BTreeMap::new();
+    let mut inserter = events::Inserter::new(tx)?;
     for entry in entries {
         let seq = entry.seq();
         if seq != state.log_head + 1 {
@@ -42,7 +43,7 @@ pub fn apply_entries(
         }
         // Mostly new events (on the master, always): one insert, and a read only when the
         // event is stored already (this device's own, or one a truncation left pending).
-        if !events::insert_entry_if_new(tx, entry)? {
+        if !inserter.entry_if_new(entry)? {
             match events::get(tx, &entry.event.event_id)? {
                 Some(stored) if stored.same_content(&entry.event) => {
                     events::set_decision(tx, &entry.event, Some(entry))?;
