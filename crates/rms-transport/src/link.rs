@@ -243,18 +243,49 @@ impl Drop for Session {
     }
 }
 
-/// The WebSocket settings of every link, both directions: messages and frames up to 1 MiB, and
-/// a 4 KiB read buffer (tungstenite's default of 128 KiB is zero-filled on the first read, so it
-/// would cost every idle link 128 KiB of memory; a large message grows the buffer as needed).
+/// The WebSocket settings of every link, both directions: messages and frames up to 1 MiB, a
+/// 4 KiB read buffer (tungstenite's default of 128 KiB is zero-filled on the first read, so it
+/// would cost every idle link 128 KiB of memory; a large message grows the buffer as needed), and
+/// frames written out as soon as they are made (no 128 KiB write buffer to fill first), which
+/// [`frames`] relies on.
 pub fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(LINK_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(Some(MESSAGE_BYTES_MAX))
         .max_frame_size(Some(MESSAGE_BYTES_MAX))
 }
 
 /// See [`config`].
 const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Text messages longer than this go out as fragments of this size (RFC 6455 §5.4; every
+/// WebSocket client reassembles them).
+const FRAGMENT_BYTES: usize = 4 * 1024;
+
+/// The frames of one text message. tungstenite keeps a link's write buffer at the size of the
+/// largest frame it ever wrote: a `register_ack` carrying a roster of 1000 devices (100 KiB) or a
+/// 768 KiB pull answer would otherwise cost its link that much memory for as long as it lives.
+fn frames(text: String) -> Vec<tokio_tungstenite::tungstenite::Message> {
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::{self, coding};
+    if text.len() <= FRAGMENT_BYTES {
+        return vec![Frame::text(text)];
+    }
+    let bytes = tokio_tungstenite::tungstenite::Bytes::from(text.into_bytes());
+    let count = bytes.len().div_ceil(FRAGMENT_BYTES);
+    (0..count)
+        .map(|i| {
+            let chunk = bytes.slice(i * FRAGMENT_BYTES..bytes.len().min((i + 1) * FRAGMENT_BYTES));
+            let opcode = coding::OpCode::Data(if i == 0 {
+                coding::Data::Text
+            } else {
+                coding::Data::Continue
+            });
+            Frame::Frame(frame::Frame::message(chunk, opcode, i + 1 == count))
+        })
+        .collect()
+}
 
 /// Runs a link (a WebSocket) until either side closes it: `dialed` when this node opened it (our
 /// heartbeat goes out first), else one a peer opened to us (it must introduce itself first).
@@ -277,14 +308,15 @@ pub async fn serve_socket<S>(
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
-            let frame = tokio::select! {
+            let frames = tokio::select! {
                 text = rx.recv() => match text {
-                    Some(text) => Frame::text(text),
+                    Some(text) => frames(text),
                     None => break,
                 },
-                _ = ping.tick() => Frame::Ping(Vec::new().into()),
+                _ = ping.tick() => vec![Frame::Ping(Vec::new().into())],
             };
-            if sink.send(frame).await.is_err() {
+            let mut frames = futures_util::stream::iter(frames.into_iter().map(Ok));
+            if sink.send_all(&mut frames).await.is_err() {
                 break;
             }
         }
@@ -416,5 +448,54 @@ impl RestExchange {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::{FRAGMENT_BYTES, config, frames};
+
+    #[test]
+    fn a_short_message_is_one_frame_and_a_long_one_is_fragmented() {
+        assert!(matches!(&frames("hello".into())[..], [Frame::Text(t)] if t.as_str() == "hello"));
+        let long = "é".repeat(FRAGMENT_BYTES); // 2 bytes each: fragments split characters
+        let parts = frames(long);
+        let finals: Vec<bool> = parts
+            .iter()
+            .map(|part| match part {
+                Frame::Frame(frame) => frame.header().is_final,
+                other => panic!("not a raw frame: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            finals,
+            [false, true],
+            "a text frame, then its last continuation"
+        );
+    }
+
+    #[tokio::test]
+    async fn fragments_arrive_as_the_message_they_were_cut_from() {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let mut sender = WebSocketStream::from_raw_socket(ours, Role::Server, Some(config())).await;
+        let mut receiver = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+        let message: String = (0..10 * FRAGMENT_BYTES)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .chain("€ end".chars())
+            .collect();
+        let expected = message.clone();
+        let send = tokio::spawn(async move {
+            let mut frames = futures_util::stream::iter(frames(message).into_iter().map(Ok));
+            sender.send_all(&mut frames).await.expect("sent");
+            sender
+        });
+        let received = receiver.next().await.expect("a message").expect("valid");
+        assert_eq!(received.into_text().expect("text").as_str(), expected);
+        drop(send.await.expect("the sender"));
     }
 }
