@@ -10,7 +10,6 @@ use rms_domain::DeviceId;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::StorageError;
-use crate::checkpoint::Checkpointer;
 use crate::node_state;
 
 /// The append-only list of migrations; `PRAGMA user_version` is how many are applied.
@@ -35,8 +34,6 @@ pub const DB_FILE_NAME: &str = "rms.db";
 /// Writes queue on the mutex inside the process rather than spinning on SQLite's busy handler.
 pub struct Store {
     writer: Mutex<Connection>,
-    /// Checkpoints the WAL off the writer's thread (file databases).
-    checkpointer: Option<Checkpointer>,
     readers: Option<Pool<SqliteConnectionManager>>,
     path: Option<PathBuf>,
 }
@@ -62,8 +59,6 @@ impl Store {
         init_writer(&writer)?;
         migrate(&mut writer)?;
         node_state::init(&mut writer, device_id)?;
-        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = Checkpointer::start(&path)?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(init_reader);
@@ -74,7 +69,6 @@ impl Store {
             .build(manager)?;
         Ok(Store {
             writer: Mutex::new(writer),
-            checkpointer: Some(checkpointer),
             readers: Some(readers),
             path: Some(path),
         })
@@ -88,7 +82,6 @@ impl Store {
         node_state::init(&mut writer, device_id)?;
         Ok(Store {
             writer: Mutex::new(writer),
-            checkpointer: None,
             readers: None,
             path: None,
         })
@@ -114,9 +107,6 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.committed();
-        }
         Ok(value)
     }
 

@@ -13,7 +13,6 @@
 //! holds exactly the committed writes. [`db::Store::open`] checks and migrates on start.
 
 pub mod audit;
-mod checkpoint;
 pub mod db;
 pub mod devices;
 mod error;
