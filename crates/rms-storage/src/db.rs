@@ -16,6 +16,7 @@ use crate::node_state;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema.sql"),
     include_str!("../../../migrations/0002_sales_from_events.sql"),
+    include_str!("../../../migrations/0003_events_keyed_by_device_and_seq.sql"),
 ];
 
 /// The schema version this build writes.

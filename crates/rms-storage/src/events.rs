@@ -132,7 +132,7 @@ impl<'c> Inserter<'c> {
              kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
              epoch_term, epoch_master, epoch_priority, products_after, forced)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
-             ON CONFLICT (event_id) DO NOTHING",
+             ON CONFLICT (device_id, seq) DO NOTHING",
         )?;
         Ok(Inserter { stmt })
     }
@@ -201,10 +201,10 @@ pub fn set_decision(
         .prepare_cached(
             "UPDATE sync_events SET status = ?2, reason = ?3, master_seq = ?4, accepted_before = ?5,
              epoch_term = ?6, epoch_master = ?7, epoch_priority = ?8, products_after = ?9, forced = ?10
-             WHERE event_id = ?1",
+             WHERE device_id = ?1 AND seq = ?11",
         )?
         .execute(params![
-            event.event_id.to_string(),
+            event.event_id.device_id.get(),
             event.status.as_str(),
             event.reason.map(RejectReason::as_str),
             event.master_seq.map(|s| sql_u64(s, TABLE)).transpose()?,
@@ -214,6 +214,7 @@ pub fn set_decision(
             entry.map(|e| e.epoch.master_priority),
             products_after,
             entry.is_some_and(|e| e.forced),
+            sql_u64(event.event_id.seq, TABLE)?,
         ])?;
     if changed == 0 {
         return Err(StorageError::NotFound {
@@ -224,13 +225,18 @@ pub fn set_decision(
 }
 
 pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sync_events WHERE event_id = ?1"
-    ))?;
-    stmt.query_row([event_id.to_string()], from_row)
-        .optional()?
+    row(conn, event_id)?
         .map(|raw| decode_event(&raw))
         .transpose()
+}
+
+/// The row of an event, found by its key `(device_id, seq)`.
+fn row(conn: &Connection, event_id: &EventId) -> Result<Option<Raw>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND seq = ?2"
+    ))?;
+    let key = params![event_id.device_id.get(), sql_u64(event_id.seq, TABLE)?];
+    Ok(stmt.query_row(key, from_row).optional()?)
 }
 
 /// The newest events of `kind` (in the order this device stored them), at most `limit`.
@@ -249,13 +255,7 @@ pub fn newest_of_kind(
 
 /// An event with its log entry, if it is in the log.
 pub fn get_entry(conn: &Connection, event_id: &EventId) -> Result<Option<LogEntry>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sync_events WHERE event_id = ?1"
-    ))?;
-    match stmt
-        .query_row([event_id.to_string()], from_row)
-        .optional()?
-    {
+    match row(conn, event_id)? {
         Some(raw) => decode_entry(&raw),
         None => Ok(None),
     }
@@ -430,8 +430,11 @@ pub fn epoch_end(conn: &Connection, epoch: &Epoch, log_head: u64) -> Result<u64,
 
 /// Deletes an event row (another device's, undone by a log truncation).
 pub fn delete_foreign(conn: &Connection, event_id: &EventId) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM sync_events WHERE event_id = ?1")?
-        .execute([event_id.to_string()])?;
+    conn.prepare_cached("DELETE FROM sync_events WHERE device_id = ?1 AND seq = ?2")?
+        .execute(params![
+            event_id.device_id.get(),
+            sql_u64(event_id.seq, TABLE)?
+        ])?;
     Ok(())
 }
 

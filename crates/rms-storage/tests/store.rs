@@ -349,7 +349,7 @@ fn a_rejected_sale_put_back_to_pending_keeps_its_reason_and_stays_out_of_the_sto
 }
 
 #[test]
-fn a_database_of_schema_1_keeps_its_sales_when_migrated() {
+fn a_database_of_schema_1_keeps_its_events_and_sales_when_migrated() {
     // Schema 1 copied each sale into `sales` and `sale_lines`; migration 2 drops those tables and
     // serves sales from their events, which hold every field.
     let dir = tempfile::tempdir().unwrap();
@@ -404,6 +404,11 @@ fn a_database_of_schema_1_keeps_its_sales_when_migrated() {
         })
         .unwrap();
     assert_eq!(copies, 0, "the copies are gone");
+    // Migration 3 rebuilt sync_events keyed by (device_id, seq): the same rows, a sound file.
+    let verdict = store.read(|c| db::integrity_check(c)).unwrap();
+    assert_eq!(verdict, "ok");
+    let stored = store.read(|c| events::get(c, &event_id)).unwrap();
+    assert_eq!(stored, Some(event));
 }
 
 #[test]
