@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Microseconds since the first call: the timeline of every send and receipt.
 pub fn now_us() -> u64 {
@@ -102,8 +103,12 @@ impl Fleet {
             tasks: Vec::new(),
         };
         for device in 0..ids.len() {
-            // Nagle off, as rms-node's own links have it.
-            let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            // Nagle off, as rms-node's own links have it; and a 4 KiB read buffer instead of
+            // tungstenite's 128 KiB, which it zero-fills on every read: the devices share the
+            // machine with the server they measure, and would spend more time clearing buffers
+            // than the server spends serving them.
+            let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+            let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
                 .await
                 .with_context(|| format!("connecting device {device} to {url}"))?;
             let (mut sink, mut stream) = socket.split();
@@ -196,6 +201,24 @@ struct Head<'a> {
     kind: std::borrow::Cow<'a, str>,
 }
 
+/// Of a `critical_event`, only the user id of its event (where the sale's send time is).
+#[derive(serde::Deserialize)]
+struct Critical<'a> {
+    #[serde(borrow)]
+    entry: CriticalEntry<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct CriticalEntry<'a> {
+    #[serde(borrow)]
+    event: CriticalEvent<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct CriticalEvent<'a> {
+    user_id: &'a str,
+}
+
 fn parse(device: usize, text: &str, plain: bool) -> Option<Delivery> {
     let received_us = now_us();
     let delivery = |kind, sent_us| Delivery {
@@ -213,8 +236,8 @@ fn parse(device: usize, text: &str, plain: bool) -> Option<Delivery> {
         "register_ack" => Some(delivery(Kind::RegisterAck, 0)),
         "push_ack" => Some(delivery(Kind::PushAck, 0)),
         "critical_event" => {
-            let message: Value = serde_json::from_str(text).ok()?;
-            let user = message["entry"]["event"]["user_id"].as_str()?;
+            let message: Critical<'_> = serde_json::from_str(text).ok()?;
+            let user = message.entry.event.user_id;
             let sent_us = user.strip_prefix('t')?.parse().ok()?;
             Some(delivery(Kind::Critical, sent_us))
         }
