@@ -405,7 +405,7 @@ fn a_database_of_schema_1_keeps_its_events_and_sales_when_migrated() {
         .unwrap();
     assert_eq!(copies, 0, "the copies are gone");
     // Migration 3 rebuilt sync_events keyed by (device_id, seq): the same rows, a sound file.
-    let verdict = store.read(|c| db::integrity_check(c)).unwrap();
+    let verdict = store.read(db::integrity_check).unwrap();
     assert_eq!(verdict, "ok");
     let stored = store.read(|c| events::get(c, &event_id)).unwrap();
     assert_eq!(stored, Some(event));

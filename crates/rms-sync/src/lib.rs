@@ -12,7 +12,9 @@
 //! # Calling order (as quinn-proto's `Connection`)
 //!
 //! 1. [`SyncNode::new`] with the persisted state.
-//! 2. Feed inputs, each with `now`: [`SyncNode::handle_message`] for every message from a peer,
+//! 2. Feed inputs, each with `now`: [`SyncNode::handle_message`] for every message from a peer
+//!    (or [`SyncNode::handle_messages`] for messages that arrived together: the pushes among them
+//!    are decided in one commit),
 //!    [`SyncNode::handle_local_write`] after every committed local write, and
 //!    [`SyncNode::handle_timeout`] when [`SyncNode::poll_timeout`] is due.
 //! 3. After each input, drain [`SyncNode::poll_transmit`] (messages to send) and
