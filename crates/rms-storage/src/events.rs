@@ -230,12 +230,16 @@ pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, S
         .transpose()
 }
 
-/// The row of an event, found by its key `(device_id, seq)`.
+/// The row of an event, found by its key `(device_id, seq)`. An id whose sequence number SQLite
+/// cannot hold (any `u64` parses as an id) is not stored: not found, not an error.
 fn row(conn: &Connection, event_id: &EventId) -> Result<Option<Raw>, StorageError> {
+    let Ok(seq) = i64::try_from(event_id.seq) else {
+        return Ok(None);
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND seq = ?2"
     ))?;
-    let key = params![event_id.device_id.get(), sql_u64(event_id.seq, TABLE)?];
+    let key = params![event_id.device_id.get(), seq];
     Ok(stmt.query_row(key, from_row).optional()?)
 }
 
@@ -267,7 +271,8 @@ pub fn get_entry(conn: &Connection, event_id: &EventId) -> Result<Option<LogEntr
 /// too sparse for that, when they are read one by one.
 pub fn entries_of(conn: &Connection, event_ids: &[EventId]) -> Result<Vec<LogEntry>, StorageError> {
     let mut by_device: BTreeMap<DeviceId, BTreeSet<u64>> = BTreeMap::new();
-    for id in event_ids {
+    // A sequence number SQLite cannot hold is in no row (a hostile push may name one).
+    for id in event_ids.iter().filter(|id| i64::try_from(id.seq).is_ok()) {
         by_device.entry(id.device_id).or_default().insert(id.seq);
     }
     let mut found = Vec::new();

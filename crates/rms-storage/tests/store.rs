@@ -441,4 +441,8 @@ fn entries_are_found_by_id_in_ranges_and_one_by_one() {
     // Sparse: one by one.
     assert_eq!(found(&["1-1", "1-1000"]), ["1-1"]);
     assert!(found(&["3-1"]).is_empty());
+    // A sequence number SQLite cannot hold is in no row: not found, not an error.
+    let huge = format!("1-{}", u64::MAX);
+    assert_eq!(found(&["1-1", &huge]), ["1-1"]);
+    assert_eq!(store.read(|c| sales::get(c, &huge)).unwrap(), None);
 }

@@ -536,18 +536,37 @@ impl<S: SyncStore> SyncNode<S> {
     /// Decides a group of pushes and acknowledges each.
     fn decide_pushes(
         &mut self,
-        pushes: Vec<(DeviceId, Vec<SyncEvent>)>,
+        mut pushes: Vec<(DeviceId, Vec<SyncEvent>)>,
         now: Now,
     ) -> Result<(), S> {
         if pushes.is_empty() {
             return Ok(());
         }
-        let pushers: Vec<DeviceId> = pushes.iter().map(|(from, _)| *from).collect();
-        let verdicts = self.decide_group(pushes, now)?;
-        for (from, verdicts) in pushers.into_iter().zip(verdicts) {
-            self.send_push_ack(from, verdicts);
+        let failed = match self.decide_group(&mut pushes, now) {
+            Ok(verdicts) => {
+                for ((from, _), verdicts) in pushes.iter().zip(verdicts) {
+                    self.send_push_ack(*from, verdicts);
+                }
+                return Ok(());
+            }
+            Err(err) if pushes.len() > 1 => err,
+            Err(err) => return Err(err),
+        };
+        // A group that cannot be committed is decided again push by push: a push that cannot be
+        // decided stays unanswered (its device pushes it again), the others are answered. The
+        // error returned is the first push's that failed alone, else the group's.
+        let mut culprit = None;
+        for push in pushes.chunks_mut(1) {
+            match self.decide_group(push, now) {
+                Ok(mut verdicts) => {
+                    self.send_push_ack(push[0].0, verdicts.pop().unwrap_or_default());
+                }
+                Err(err) => {
+                    culprit.get_or_insert(err);
+                }
+            }
         }
-        Ok(())
+        Err(culprit.unwrap_or(failed))
     }
 
     // ----- peers and epochs -----
@@ -1142,7 +1161,7 @@ impl<S: SyncStore> SyncNode<S> {
             return self.truncate(keep, now);
         }
         self.following.synced = true;
-        self.apply_entries(entries, now, "pull")?;
+        self.apply_entries(from, entries, now, "pull")?;
         if self.log_head < master_log_head {
             self.send_pull(now); // catching up, a batch at a time
         }
@@ -1192,7 +1211,9 @@ impl<S: SyncStore> SyncNode<S> {
             .find(|seq| *seq > self.log_head);
         match first {
             None => Ok(()),
-            Some(seq) if seq == self.log_head + 1 => self.apply_entries(entries, now, "broadcast"),
+            Some(seq) if seq == self.log_head + 1 => {
+                self.apply_entries(from, entries, now, "broadcast")
+            }
             Some(_) => {
                 if self.following.pull_sent_ms.is_none() {
                     self.send_pull(now);
@@ -1203,16 +1224,34 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// Applies the entries that continue this device's log.
-    fn apply_entries(&mut self, entries: Vec<LogEntry>, now: Now, via: &str) -> Result<(), S> {
+    fn apply_entries(
+        &mut self,
+        from: DeviceId,
+        entries: Vec<LogEntry>,
+        now: Now,
+        via: &str,
+    ) -> Result<(), S> {
         let mut next = self.log_head + 1;
         let mut run = Vec::with_capacity(entries.len());
+        let mut invalid = None;
         for entry in entries {
             if entry.seq() == next {
+                if let Err(err) = entry.event.validate() {
+                    invalid = Some((entry.seq(), err));
+                    break;
+                }
                 next += 1;
                 run.push(entry);
             } else if entry.seq() > next {
                 break;
             }
+        }
+        if let Some((seq, err)) = invalid {
+            // An entry that breaks the data rules (a master that should have refused it) cannot
+            // be stored, and would fail the commit of the entries before it: this device applies
+            // those, stops before it, and raises an alarm.
+            let details = json!({ "seq": seq, "field": err.field, "message": err.message });
+            self.alarm(now, from, "a log entry breaks the data rules", details)?;
         }
         let Some(last) = run.last().map(LogEntry::seq) else {
             return Ok(());
@@ -1393,7 +1432,7 @@ impl<S: SyncStore> SyncNode<S> {
         now: Now,
     ) -> Result<Vec<Verdict>, S> {
         Ok(self
-            .decide_group(vec![(from, events)], now)?
+            .decide_group(&mut [(from, events)], now)?
             .pop()
             .unwrap_or_default())
     }
@@ -1403,17 +1442,20 @@ impl<S: SyncStore> SyncNode<S> {
     /// entries of all of them in one transaction (group commit: N devices pushing at once cost
     /// one commit, not N), then broadcasts what is critical and tells origins of their conflicts.
     /// Returns each push's verdicts, in the order of `pushes`.
+    /// Changes nothing but the order of each push's events when it fails, so that a failed group
+    /// can be decided again.
     fn decide_group(
         &mut self,
-        mut pushes: Vec<(DeviceId, Vec<SyncEvent>)>,
+        pushes: &mut [(DeviceId, Vec<SyncEvent>)],
         now: Now,
     ) -> Result<Vec<Vec<Verdict>>, S> {
         let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
             return Ok(vec![Vec::new(); pushes.len()]);
         };
-        for (_, events) in &mut pushes {
+        for (_, events) in pushes.iter_mut() {
             events.sort_by_key(SyncEvent::arrival_key);
         }
+        let pushes = &*pushes;
         let all = || pushes.iter().flat_map(|(_, events)| events);
         let skus: BTreeSet<&str> = all().flat_map(|e| e.payload.skus()).collect();
         let mut products: Products = self
@@ -1435,13 +1477,14 @@ impl<S: SyncStore> SyncNode<S> {
         let mut seen: BTreeMap<EventId, usize> = BTreeMap::new();
         let mut seq = self.log_head;
         for (from, events) in pushes {
+            let from = *from;
             let mut verdicts = Vec::with_capacity(events.len());
             let (audit_from, logged_from) = (audit.len(), entries.len());
             // Events decided before (a lost ack, or a replay): answered again, changed nothing.
             let mut replayed: Vec<String> = Vec::new();
             for event in events {
                 let decided = (entries.as_slice(), &seen, &logged);
-                if let Some(verdict) = self.known_verdict(&event, decided, now, &mut audit)? {
+                if let Some(verdict) = self.known_verdict(event, decided, now, &mut audit)? {
                     if verdict.reason != Some(RejectReason::EventIdReused) {
                         replayed.push(event.event_id.to_string());
                     }
@@ -1481,6 +1524,7 @@ impl<S: SyncStore> SyncNode<S> {
                     ));
                 }
                 seq += 1;
+                let event = event.clone();
                 let entry = self.resolve(event, seq, &mut products, epoch, now, &mut audit);
                 seen.insert(entry.event.event_id, entries.len());
                 verdicts.push(Verdict::of(&entry));

@@ -9,15 +9,18 @@ use rms_domain::{
     DeviceId, Epoch, EventId, EventPayload, EventStatus, Hlc, LogEntry, RejectReason, SaleLine,
     SyncEvent, Term,
 };
+use rms_storage::StorageError;
 use rms_sync::{Batch, Message, Persisted, SyncNode, SyncStore, To, Verdict};
 use rms_transport::StoreAdapter;
 
 use crate::fuzz::{core_with, now};
 
-/// A store that counts its commits.
+/// A store that counts its commits, and fails those that would log `poison` (a push whose
+/// commit fails for a reason of its own).
 struct Counting {
     inner: StoreAdapter,
     commits: Rc<Cell<usize>>,
+    poison: Option<EventId>,
 }
 
 impl SyncStore for Counting {
@@ -52,15 +55,30 @@ impl SyncStore for Counting {
     }
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error> {
         self.commits.set(self.commits.get() + 1);
+        if let Some(poison) = self.poison
+            && batch.entries.iter().any(|e| e.event.event_id == poison)
+        {
+            return Err(StorageError::NotFound {
+                what: format!("the test's poisoned event {poison}"),
+            });
+        }
         self.inner.commit(batch)
     }
 }
 
 /// A lone master (device 1) with "tea" at stock 1 and "soap" at 5, and its commit counter.
 fn master() -> (SyncNode<Counting>, Rc<Cell<usize>>) {
+    master_failing_on(None)
+}
+
+fn master_failing_on(poison: Option<EventId>) -> (SyncNode<Counting>, Rc<Cell<usize>>) {
     let commits = Rc::new(Cell::new(0));
     let counter = Rc::clone(&commits);
-    let node = core_with(true, move |inner| Counting { inner, commits });
+    let node = core_with(true, move |inner| Counting {
+        inner,
+        commits,
+        poison,
+    });
     (node, counter)
 }
 
@@ -196,4 +214,56 @@ fn a_message_between_pushes_splits_the_group() {
             (device(3), EventStatus::Rejected)
         ]
     );
+}
+
+#[test]
+fn an_event_id_the_database_cannot_hold_is_refused_and_its_group_answered() {
+    // Any u64 parses as a sequence number; SQLite holds at most i64::MAX. Found by review: the
+    // idempotency lookup failed on it, and with it the whole group, unanswered.
+    let (mut node, _) = master();
+    acks(&mut node);
+    let huge = sale(2, u64::MAX, "soap");
+    let (hostile, honest) = (
+        push(&node, vec![huge]),
+        push(&node, vec![sale(3, 1, "soap")]),
+    );
+    node.handle_messages([(device(2), hostile), (device(3), honest)], now(5))
+        .expect("the group is decided");
+    let acks = acks(&mut node);
+    assert_eq!(acks.len(), 2, "both pushers are answered: {acks:?}");
+    assert_eq!(acks[0].1[0].status, EventStatus::Rejected);
+    assert_eq!(acks[0].1[0].reason, Some(RejectReason::Invalid));
+    assert_eq!(acks[1].1[0].status, EventStatus::Synced);
+}
+
+#[test]
+fn a_group_that_cannot_be_committed_is_decided_again_push_by_push() {
+    let poison = EventId {
+        device_id: device(3),
+        seq: 1,
+    };
+    let (mut node, commits) = master_failing_on(Some(poison));
+    let head = node.log_head();
+    acks(&mut node);
+    commits.set(0);
+    let first = push(&node, vec![sale(2, 1, "soap")]);
+    let poisoned = push(&node, vec![sale(3, 1, "soap")]);
+    let last = push(&node, vec![sale(4, 1, "soap")]);
+    let result = node.handle_messages(
+        [(device(2), first), (device(3), poisoned), (device(4), last)],
+        now(5),
+    );
+
+    assert!(result.is_err(), "the failure is reported");
+    assert_eq!(commits.get(), 4, "the group, then each push alone");
+    let answered: Vec<DeviceId> = acks(&mut node).into_iter().map(|(to, _)| to).collect();
+    assert_eq!(
+        answered,
+        [device(2), device(4)],
+        "only the poisoned push is unanswered"
+    );
+    let log = node.store().log_after(head, 100).expect("the log");
+    let order: Vec<String> = log.iter().map(|e| e.event.event_id.to_string()).collect();
+    assert_eq!(order, ["2-1", "4-1"]);
+    assert_eq!(node.log_head(), head + 2);
 }

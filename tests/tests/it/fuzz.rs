@@ -279,7 +279,13 @@ fn reason() -> impl Strategy<Value = Option<RejectReason>> {
 }
 
 fn sync_event() -> impl Strategy<Value = SyncEvent> {
-    (device(), 0_u64..5).prop_flat_map(|(origin, seq)| {
+    // Mostly small sequence numbers (so events collide and replay), sometimes ones the database
+    // cannot hold (any u64 parses as an event id).
+    let seq = prop_oneof![
+        20 => 0_u64..5,
+        1 => proptest::sample::select(vec![i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX]),
+    ];
+    (device(), seq).prop_flat_map(|(origin, seq)| {
         (
             payload(origin, seq),
             big_u64(),
@@ -755,4 +761,95 @@ fn regression_a_verdict_on_an_event_the_client_does_not_have_changes_nothing() {
     };
     node.handle_message(master, ack, now(3))
         .expect("a verdict on an unknown event is ignored");
+}
+
+#[test]
+fn regression_a_log_entry_the_database_cannot_hold_stops_the_client_before_it() {
+    // Found by fuzz_sync_core_as_client once event ids could carry sequence numbers SQLite cannot
+    // hold: an `events` answer with such an entry failed the commit of the whole answer, again at
+    // every pull. The client now applies the entries before it, stops there, and raises an alarm.
+    let mut node = core(false);
+    let master = DeviceId::new(2).expect("device 2");
+    let epoch = Epoch {
+        term: Term(2),
+        master_id: master,
+        master_priority: 0,
+    };
+    let heartbeat = Message::Heartbeat {
+        peer: PeerInfo {
+            device_id: master,
+            name: "till 2".into(),
+            advertise: "http://127.0.0.1:1".into(),
+            priority: 0,
+        },
+        epoch: Some(epoch),
+        role: Role::Master,
+        log_head: 2,
+    };
+    node.handle_message(master, heartbeat, now(1))
+        .expect("a heartbeat");
+    let entry = |master_seq: u64, seq: u64| {
+        let event_id = EventId {
+            device_id: master,
+            seq,
+        };
+        LogEntry {
+            event: SyncEvent {
+                event_id,
+                hlc: Hlc::new(now(1).wall_ms, 0),
+                user_id: "ann".into(),
+                term: Term(2),
+                critical: false,
+                payload: EventPayload::StockAdjusted {
+                    sku: "soap".into(),
+                    delta: 1,
+                    reason: "count".into(),
+                },
+                status: EventStatus::Synced,
+                reason: None,
+                master_seq: Some(master_seq),
+                created_at_ms: now(1).wall_ms,
+                accepted_before: false,
+            },
+            epoch,
+            products: Vec::new(),
+            forced: false,
+        }
+    };
+    let answer = Message::Events {
+        epoch,
+        since: 0,
+        since_epoch: None,
+        entries: vec![entry(1, 1), entry(2, u64::MAX)],
+        log_head: 2,
+        truncate_to: None,
+    };
+    node.handle_message(master, answer, now(2))
+        .expect("an answer with a bad entry is not an error");
+    assert_eq!(
+        node.log_head(),
+        1,
+        "the entry before the bad one is applied"
+    );
+    let alarms = node
+        .store()
+        .store()
+        .read(|c| {
+            rms_storage::audit::query(
+                c,
+                &rms_storage::audit::AuditQuery {
+                    operation: Some(rms_domain::Operation::Alarm),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+        })
+        .expect("the audit log");
+    assert!(
+        alarms.iter().any(|a| a
+            .details
+            .to_string()
+            .contains("a log entry breaks the data rules")),
+        "{alarms:?}"
+    );
 }
