@@ -721,28 +721,39 @@ fn regression_a_rest_push_in_the_name_of_the_node_itself_is_refused() {
     });
 }
 
-#[test]
-fn regression_a_verdict_on_an_event_the_client_does_not_have_changes_nothing() {
-    // Found by fuzz_sync_core_as_client: a push_ack naming an own event id this device never
-    // made failed the whole commit ("event 1-3 not found"), so no verdict of the ack counted.
-    let mut node = core(false);
+/// Device 2 as master in term 2, for a client made by [`core`] to follow.
+fn master_2() -> (DeviceId, Epoch) {
     let master = DeviceId::new(2).expect("device 2");
     let epoch = Epoch {
         term: Term(2),
         master_id: master,
         master_priority: 0,
     };
-    let heartbeat = Message::Heartbeat {
+    (master, epoch)
+}
+
+/// A master's heartbeat: a client that hears it follows it.
+fn heartbeat_of(master: DeviceId, epoch: Epoch, log_head: u64) -> Message {
+    Message::Heartbeat {
         peer: PeerInfo {
             device_id: master,
-            name: "till 2".into(),
+            name: format!("till {master}"),
             advertise: "http://127.0.0.1:1".into(),
             priority: 0,
         },
         epoch: Some(epoch),
         role: Role::Master,
-        log_head: 0,
-    };
+        log_head,
+    }
+}
+
+#[test]
+fn regression_a_verdict_on_an_event_the_client_does_not_have_changes_nothing() {
+    // Found by fuzz_sync_core_as_client: a push_ack naming an own event id this device never
+    // made failed the whole commit ("event 1-3 not found"), so no verdict of the ack counted.
+    let mut node = core(false);
+    let (master, epoch) = master_2();
+    let heartbeat = heartbeat_of(master, epoch, 0);
     node.handle_message(master, heartbeat.clone(), now(1))
         .expect("a heartbeat");
     node.handle_message(master, heartbeat, now(2))
@@ -769,24 +780,8 @@ fn regression_a_log_entry_the_database_cannot_hold_stops_the_client_before_it() 
     // hold: an `events` answer with such an entry failed the commit of the whole answer, again at
     // every pull. The client now applies the entries before it, stops there, and raises an alarm.
     let mut node = core(false);
-    let master = DeviceId::new(2).expect("device 2");
-    let epoch = Epoch {
-        term: Term(2),
-        master_id: master,
-        master_priority: 0,
-    };
-    let heartbeat = Message::Heartbeat {
-        peer: PeerInfo {
-            device_id: master,
-            name: "till 2".into(),
-            advertise: "http://127.0.0.1:1".into(),
-            priority: 0,
-        },
-        epoch: Some(epoch),
-        role: Role::Master,
-        log_head: 2,
-    };
-    node.handle_message(master, heartbeat, now(1))
+    let (master, epoch) = master_2();
+    node.handle_message(master, heartbeat_of(master, epoch, 2), now(1))
         .expect("a heartbeat");
     let entry = |master_seq: u64, seq: u64| {
         let event_id = EventId {
