@@ -62,7 +62,8 @@ pub struct Metrics {
     /// On a client: a push sent until its `push_ack`.
     pub push_latency: Histogram,
     /// On any device: deciding or applying one batch that arrived (a push or relay on the master,
-    /// log entries on a client), commit included.
+    /// or the pushes that arrived together and share one commit; log entries on a client), commit
+    /// included.
     pub apply: Histogram,
 }
 
