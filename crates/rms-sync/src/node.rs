@@ -1496,19 +1496,8 @@ impl<S: SyncStore> SyncNode<S> {
                     // may not even hold it). The pusher gets its verdict; the audit log the
                     // details.
                     let details = json!({ "why": "invalid event", "from": from, "field": err.field, "message": err.message });
-                    audit.push(self.audit(
-                        now,
-                        Operation::Alarm,
-                        Outcome::Rejected,
-                        Some(event.event_id),
-                        details,
-                    ));
-                    verdicts.push(Verdict {
-                        event_id: event.event_id,
-                        status: EventStatus::Rejected,
-                        reason: Some(RejectReason::Invalid),
-                        master_seq: None,
-                    });
+                    let reason = RejectReason::Invalid;
+                    verdicts.push(self.refuse_unlogged(event, reason, details, now, &mut audit));
                     continue;
                 }
                 if self.trusted(event.hlc, now) {
@@ -1604,19 +1593,30 @@ impl<S: SyncStore> SyncNode<S> {
         }
         let details =
             json!({ "why": "event id reused with other content", "logged_seq": known.seq() });
-        audit.push(self.audit(
-            now,
-            Operation::Alarm,
-            Outcome::Rejected,
-            Some(event.event_id),
-            details,
-        ));
-        Ok(Some(Verdict {
+        let reason = RejectReason::EventIdReused;
+        Ok(Some(
+            self.refuse_unlogged(event, reason, details, now, audit),
+        ))
+    }
+
+    /// The verdict on a pushed event refused without a log entry (the log would carry it to
+    /// every device), and its alarm in `audit`.
+    fn refuse_unlogged(
+        &self,
+        event: &SyncEvent,
+        reason: RejectReason,
+        details: Value,
+        now: Now,
+        audit: &mut Vec<AuditEntry>,
+    ) -> Verdict {
+        let event_id = Some(event.event_id);
+        audit.push(self.audit(now, Operation::Alarm, Outcome::Rejected, event_id, details));
+        Verdict {
             event_id: event.event_id,
             status: EventStatus::Rejected,
-            reason: Some(RejectReason::EventIdReused),
+            reason: Some(reason),
             master_seq: None,
-        }))
+        }
     }
 
     /// First come, first served: applies the rules to one event and makes its log entry.
