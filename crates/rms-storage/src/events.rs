@@ -345,6 +345,24 @@ pub fn unlogged_own(conn: &Connection, device: DeviceId) -> Result<Vec<SyncEvent
     rows.map(|raw| decode_event(&raw?)).collect()
 }
 
+/// Events of `device` that a master accepted but that have no entry in this device's copy of the
+/// log (acknowledged and not yet pulled, or put back to pending by a new epoch), oldest first, at
+/// most `limit`: what a pre-vote answer hands to the next master.
+pub fn accepted_unlogged(
+    conn: &Connection,
+    device: DeviceId,
+    limit: usize,
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND epoch_term IS NULL
+         AND (status = 'synced' OR (status = 'pending' AND accepted_before = 1))
+         ORDER BY seq LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![device.get(), limit], from_row)?;
+    rows.map(|raw| decode_event(&raw?)).collect()
+}
+
 /// How many events are pending, and when the oldest was made (wall ms at its origin).
 pub fn pending_summary(conn: &Connection) -> Result<(u64, Option<u64>), StorageError> {
     let mut stmt = conn.prepare_cached(

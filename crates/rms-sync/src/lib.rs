@@ -26,11 +26,13 @@
 //! verdicts (`rms_domain::rules`), idempotency, fencing (`stale_term`), and what goes to the audit
 //! log. The driver executes: sockets, timers, SQLite.
 
+mod election;
 mod message;
 mod node;
 mod rng;
 mod store;
 
+pub use election::LogPosition;
 pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
 pub use node::{HandoverError, Notification, Now, SyncConfig, SyncError, SyncNode, To, Transmit};
 pub use rng::Rng;

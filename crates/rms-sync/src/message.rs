@@ -5,6 +5,8 @@
 use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role, SyncEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::election::LogPosition;
+
 /// Most events in one push, and most entries in one answer to a pull (SPEC §4).
 pub const BATCH_EVENTS_MAX: usize = 1000;
 /// Most bytes of JSON events or entries in one message, well under the 1 MiB message limit
@@ -123,6 +125,24 @@ pub enum Message {
         target: DeviceId,
         log_head: u64,
     },
+    /// `--reclaim`: a device that outranks the master and has caught up asks it to hand the role
+    /// back (the master answers with a `handover`, and decides nothing new meanwhile).
+    HandoverRequest { epoch: Epoch },
+    /// A device that lost its master asks whether the receiver still hears it, before it holds an
+    /// election (the pre-vote, `crate::election`).
+    PreVote { epoch: Option<Epoch>, log_head: u64 },
+    /// The answer to a pre-vote: how long ago the sender heard the master of its epoch, if it
+    /// did within the master timeout (`0`: it is the master), how far its log is, and — when it
+    /// does not hear the master — its own events that master accepted but its log lacks (at most
+    /// [`BATCH_EVENTS_MAX`]), for the election's winner to decide first.
+    PreVoteReply {
+        epoch: Option<Epoch>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        master_heard_ms_ago: Option<u64>,
+        position: LogPosition,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accepted_unlogged: Vec<SyncEvent>,
+    },
     /// A refusal: `stale_term` (the receiver's epoch is newer: adopt it), `not_master`,
     /// `forged_origin`, ...
     Error {
@@ -141,6 +161,8 @@ impl Message {
             | Message::Push { epoch, .. }
             | Message::Pull { epoch, .. }
             | Message::Relay { epoch, .. }
+            | Message::PreVote { epoch, .. }
+            | Message::PreVoteReply { epoch, .. }
             | Message::Error { epoch, .. } => *epoch,
             Message::RegisterAck { epoch, .. }
             | Message::PushAck { epoch, .. }
@@ -149,7 +171,8 @@ impl Message {
             | Message::CriticalEvent { epoch, .. }
             | Message::Conflict { epoch, .. }
             | Message::MasterAnnounce { epoch, .. }
-            | Message::Handover { epoch, .. } => Some(*epoch),
+            | Message::Handover { epoch, .. }
+            | Message::HandoverRequest { epoch } => Some(*epoch),
         }
     }
 
@@ -169,6 +192,9 @@ impl Message {
             Message::MasterAnnounce { .. } => "master_announce",
             Message::Relay { .. } => "relay",
             Message::Handover { .. } => "handover",
+            Message::HandoverRequest { .. } => "handover_request",
+            Message::PreVote { .. } => "pre_vote",
+            Message::PreVoteReply { .. } => "pre_vote_reply",
             Message::Error { .. } => "error",
         }
     }

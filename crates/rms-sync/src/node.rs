@@ -1,6 +1,5 @@
 //! [`SyncNode`]: one device's sync state machine, for both roles.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rms_domain::rules::{self, Products};
@@ -10,6 +9,7 @@ use rms_domain::{
 };
 use serde_json::{Value, json};
 
+use crate::election::{Ballot, Candidate, LogPosition, PreVote, Tally, rank};
 use crate::message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
 use crate::rng::Rng;
 use crate::store::{Batch, SyncStore};
@@ -131,6 +131,8 @@ struct Following {
     pull_sent_ms: Option<u64>,
     /// Handover asked us to take over once our head reaches this.
     take_over_at: Option<u64>,
+    /// `--reclaim`: when this device last asked the master to hand the role back.
+    reclaim_asked_ms: Option<u64>,
 }
 
 /// The master's answer to a pull, as `Message::Events` carries it.
@@ -143,6 +145,14 @@ struct PullAnswer {
     truncate_to: Option<u64>,
 }
 
+/// A master handing its role over: it decides nothing new until the target took over (so the
+/// target's log is the whole log) or the deadline passed (then it goes on as master).
+#[derive(Debug, Clone, Copy)]
+struct HandingOver {
+    target: DeviceId,
+    deadline_ms: u64,
+}
+
 /// An election this device runs while it waits for a better-ranked device to take over.
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
@@ -151,6 +161,14 @@ struct Waiting {
 }
 
 type Result<T, S> = std::result::Result<T, SyncError<<S as SyncStore>::Error>>;
+
+/// Most heartbeat intervals a pre-vote waits for a peer that was alive and has not answered
+/// (it is asked again each interval), and never longer than the master timeout.
+const PRE_VOTE_ROUNDS_MAX: u64 = 4;
+
+/// A master waits this many master timeouts for its handover target to take over, deciding
+/// nothing new meanwhile, before it goes on as master.
+const HANDOVER_TIMEOUTS: u64 = 2;
 
 pub struct SyncNode<S: SyncStore> {
     config: SyncConfig,
@@ -163,6 +181,10 @@ pub struct SyncNode<S: SyncStore> {
     peers: BTreeMap<DeviceId, Peer>,
     following: Following,
     waiting: Option<Waiting>,
+    /// The pre-vote round this device runs before it holds an election.
+    pre_vote: Option<PreVote>,
+    /// Master: a handover in progress.
+    handing_over: Option<HandingOver>,
     /// Peers that were expected to take over and did not, until when they are passed over.
     suspects: BTreeMap<DeviceId, u64>,
     /// When this device last lost (or started without) a master.
@@ -192,10 +214,6 @@ fn store_err<E: std::error::Error + 'static>(e: E) -> SyncError<E> {
     SyncError::Store(e)
 }
 
-fn rank(priority: i32, device_id: DeviceId) -> (i32, Reverse<DeviceId>) {
-    (priority, Reverse(device_id))
-}
-
 impl<S: SyncStore> SyncNode<S> {
     /// Starts from what `store` has persisted. A lone device (no peers) is master of its own
     /// store at once; a device with peers starts as a client looking for the master, and holds an
@@ -211,6 +229,8 @@ impl<S: SyncStore> SyncNode<S> {
             peers: BTreeMap::new(),
             following: Following::default(),
             waiting: None,
+            pre_vote: None,
+            handing_over: None,
             suspects: BTreeMap::new(),
             masterless_since_ms: now.mono_ms,
             relay: Vec::new(),
@@ -231,7 +251,9 @@ impl<S: SyncStore> SyncNode<S> {
         if !node.config.has_peers {
             match node.epoch {
                 Some(epoch) if epoch.master_id == node.me() => node.resume_master(now)?,
-                _ => node.become_master(now, "alone: no peers configured")?,
+                _ => {
+                    node.become_master(now, "alone: no peers configured", Value::Null, Vec::new())?
+                }
             }
         }
         Ok(node)
@@ -334,13 +356,29 @@ impl<S: SyncStore> SyncNode<S> {
         if let Some(waiting) = self.waiting {
             at = at.min(waiting.deadline_ms);
         }
+        if let Some(round) = &self.pre_vote {
+            at = at.min(round.next_timeout_ms());
+        }
+        if let Some(handing_over) = self.handing_over {
+            at = at.min(handing_over.deadline_ms);
+        }
         at
+    }
+
+    /// The role a local write is recorded in: a master decides it at once, except while it
+    /// hands its role over (then the write waits, pending, for the next master).
+    pub fn local_write_role(&self) -> Role {
+        match self.role {
+            Role::Master if self.handing_over.is_none() => Role::Master,
+            _ => Role::Client,
+        }
     }
 
     // ----- inputs -----
 
     /// Timers: heartbeats, failure detection, elections, periodic sync, broadcasts.
     pub fn handle_timeout(&mut self, now: Now) -> Result<(), S> {
+        self.forgive_pause(now)?;
         if now.mono_ms >= self.next_heartbeat_ms {
             self.send_heartbeat();
             self.next_heartbeat_ms = now.mono_ms + self.config.heartbeat_interval_ms;
@@ -359,6 +397,7 @@ impl<S: SyncStore> SyncNode<S> {
         entry: Option<&LogEntry>,
         now: Now,
     ) -> Result<(), S> {
+        self.forgive_pause(now)?;
         self.hlc = self.hlc.max(event.hlc);
         match (self.role, entry) {
             (Role::Master, Some(entry)) => {
@@ -392,16 +431,21 @@ impl<S: SyncStore> SyncNode<S> {
         if !self.is_alive(target, now) {
             return Err(HandoverError::Unreachable(target));
         }
-        let audit = self.audit(
-            now,
-            Operation::Handover,
-            Outcome::Ok,
-            None,
-            json!({ "to": target, "term": epoch.term }),
-        );
-        self.store
-            .commit(Batch::audit(audit))
-            .map_err(|e| HandoverError::Storage(e.to_string()))?;
+        self.start_handover(epoch, target, now)
+            .map_err(|e| HandoverError::Storage(e.to_string()))
+    }
+
+    /// Audits the handover, stops deciding (the log is final for this epoch: the target takes
+    /// over at this head, and nothing decided here later can be missing from its log), and asks
+    /// the target to take over.
+    fn start_handover(&mut self, epoch: Epoch, target: DeviceId, now: Now) -> Result<(), S> {
+        let details = json!({ "to": target, "term": epoch.term, "log_head": self.log_head });
+        let entry = self.audit(now, Operation::Handover, Outcome::Ok, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.handing_over = Some(HandingOver {
+            target,
+            deadline_ms: now.mono_ms + HANDOVER_TIMEOUTS * self.config.master_timeout_ms,
+        });
         self.send(
             To::Device(target),
             Message::Handover {
@@ -418,6 +462,7 @@ impl<S: SyncStore> SyncNode<S> {
         if from == self.me() {
             return Ok(());
         }
+        self.forgive_pause(now)?;
         if let Message::MasterAnnounce { epoch, .. } = &message
             && epoch.master_id != from
         {
@@ -483,6 +528,23 @@ impl<S: SyncStore> SyncNode<S> {
                 }
                 Ok(())
             }
+            Message::PreVote { .. } => self.on_pre_vote(from, now),
+            Message::HandoverRequest { .. } => self.on_handover_request(from, now),
+            Message::PreVoteReply {
+                epoch,
+                master_heard_ms_ago,
+                position,
+                accepted_unlogged,
+            } => {
+                // A master the sender hears in an older epoch than ours is one that was deposed:
+                // that is no reason to keep waiting for ours.
+                let ballot = Ballot {
+                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
+                    position,
+                    accepted_unlogged,
+                };
+                self.on_pre_vote_reply(from, ballot, now)
+            }
             Message::Error { code, .. } => {
                 if code == "not_master" && self.is_my_master(from) {
                     self.lose_master(now, "the master says it is not master")?;
@@ -501,12 +563,13 @@ impl<S: SyncStore> SyncNode<S> {
         messages: impl IntoIterator<Item = (DeviceId, Message)>,
         now: Now,
     ) -> Result<(), S> {
-        let mut first_error = None;
+        let mut first_error = self.forgive_pause(now).err();
         let mut group: Vec<(DeviceId, Vec<SyncEvent>)> = Vec::new();
         for (from, message) in messages {
             // A push in the master's own epoch passes `fence` untouched; anything else may change
             // the role or the epoch, so the pushes before it are decided first.
             let joins_group = self.role == Role::Master
+                && self.handing_over.is_none()
                 && from != self.me()
                 && self.epoch.is_some()
                 && matches!(&message, Message::Push { .. })
@@ -637,7 +700,10 @@ impl<S: SyncStore> SyncNode<S> {
         }
         let informational = matches!(
             message,
-            Message::Heartbeat { .. } | Message::Register { .. }
+            Message::Heartbeat { .. }
+                | Message::Register { .. }
+                | Message::PreVote { .. }
+                | Message::PreVoteReply { .. }
         );
         if !informational && !matches!(message, Message::Error { .. }) {
             let details = json!({ "refused": message.kind(), "from": from, "their_epoch": theirs, "our_epoch": self.epoch });
@@ -677,6 +743,8 @@ impl<S: SyncStore> SyncNode<S> {
         self.epoch = Some(newer);
         self.role = Role::Client;
         self.waiting = None;
+        self.pre_vote = None;
+        self.handing_over = None;
         self.following = Following::default();
         if was_master {
             self.notifications.push_back(Notification::RoleChanged {
@@ -712,6 +780,7 @@ impl<S: SyncStore> SyncNode<S> {
             ..Following::default()
         };
         self.waiting = None;
+        self.pre_vote = None;
         self.send_register(epoch);
         self.send_pull(now);
     }
@@ -720,52 +789,256 @@ impl<S: SyncStore> SyncNode<S> {
         let master = self.epoch.map(|e| e.master_id);
         self.following = Following::default();
         self.masterless_since_ms = now.mono_ms;
-        let entry = self.audit(
+        let lost = self.audit(
             now,
             Operation::HeartbeatLoss,
             Outcome::Error,
             None,
             json!({ "master": master, "why": why }),
         );
-        self.commit(Batch::audit(entry))?;
-        self.start_election(now)
+        self.start_pre_vote(now, vec![lost])
     }
 
-    // ----- elections -----
+    // ----- elections (see `crate::election`) -----
 
-    /// The best-ranked live device (this one included) is to be master.
-    fn start_election(&mut self, now: Now) -> Result<(), S> {
-        let lost = self.epoch.map(|e| e.master_id);
-        let mut best = (rank(self.config.me.priority, self.me()), self.me());
-        let mut candidates = vec![self.me()];
-        for (id, peer) in &self.peers {
-            let suspected = self
-                .suspects
-                .get(id)
-                .is_some_and(|until| *until > now.mono_ms);
-            let Some(info) = &peer.info else { continue };
-            if suspected || !self.is_alive(*id, now) {
-                continue;
+    /// Asks every peer whether it still hears the master before anything is decided: the
+    /// round, with `audit` before it, is committed before the question goes out.
+    fn start_pre_vote(&mut self, now: Now, mut audit: Vec<AuditEntry>) -> Result<(), S> {
+        let lost_master = self
+            .epoch
+            .map(|e| e.master_id)
+            .filter(|id| *id != self.me());
+        let awaited: BTreeSet<DeviceId> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != lost_master && self.is_alive(*id, now))
+            .collect();
+        let details =
+            json!({ "pre_vote": "asked", "lost_master": lost_master, "awaited": awaited });
+        audit.push(self.audit(now, Operation::Election, Outcome::Ok, None, details));
+        self.commit(Batch {
+            audit,
+            ..Batch::default()
+        })?;
+        self.waiting = None;
+        self.pre_vote = Some(PreVote::start(
+            lost_master,
+            awaited,
+            now.mono_ms,
+            self.config.heartbeat_interval_ms,
+            self.pre_vote_duration_ms(),
+        ));
+        let question = self.pre_vote_question();
+        self.send(To::AllPeers, question);
+        self.tally_pre_vote(now)
+    }
+
+    /// How long a pre-vote waits for a peer that was alive and has not answered: long enough to
+    /// ask it again a few times when messages are lost, short enough for failover to stay
+    /// within the master timeout and a little more when a second device died too.
+    fn pre_vote_duration_ms(&self) -> u64 {
+        self.config
+            .master_timeout_ms
+            .min(PRE_VOTE_ROUNDS_MAX * self.config.heartbeat_interval_ms)
+    }
+
+    fn pre_vote_question(&self) -> Message {
+        Message::PreVote {
+            epoch: self.epoch,
+            log_head: self.log_head,
+        }
+    }
+
+    /// The epoch of the last entry and the head: how complete this device's log is.
+    fn log_position(&self) -> Result<LogPosition, S> {
+        let head_epoch = self
+            .store
+            .entry_at(self.log_head)
+            .map_err(store_err)?
+            .map(|e| e.epoch);
+        Ok(LogPosition {
+            head_epoch,
+            log_head: self.log_head,
+        })
+    }
+
+    /// How long ago this device heard its master, if within the master timeout (`0`: it is the
+    /// master).
+    fn master_heard_ms_ago(&self, now: Now) -> Option<u64> {
+        match self.role {
+            Role::Master => Some(0),
+            Role::Client if self.following.active => {
+                let ago = now.mono_ms.saturating_sub(self.following.heard_ms);
+                (ago <= self.config.master_timeout_ms).then_some(ago)
             }
-            candidates.push(*id);
-            best = best.max((rank(info.priority, *id), *id));
+            Role::Client => None,
         }
-        let winner = best.1;
+    }
+
+    /// A peer asks whether we still hear the master: a device that does refuses to support an
+    /// election; one that does not says how far its log is and hands over the events the lost
+    /// master accepted from it that its log lacks.
+    fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+        let master_heard_ms_ago = self.master_heard_ms_ago(now);
+        let accepted_unlogged = if master_heard_ms_ago.is_some() {
+            Vec::new()
+        } else {
+            within_bytes(
+                self.store
+                    .accepted_unlogged(BATCH_EVENTS_MAX)
+                    .map_err(store_err)?,
+            )
+        };
+        let reply = Message::PreVoteReply {
+            epoch: self.epoch,
+            master_heard_ms_ago,
+            position: self.log_position()?,
+            accepted_unlogged,
+        };
+        self.send(To::Device(from), reply);
+        Ok(())
+    }
+
+    fn on_pre_vote_reply(&mut self, from: DeviceId, mut ballot: Ballot, now: Now) -> Result<(), S> {
+        let Some(round) = self.pre_vote.as_mut() else {
+            return Ok(()); // an answer to a round already over
+        };
+        if let Some(ago) = ballot.master_heard_ms_ago {
+            // A live master is never deposed by a device that merely stopped hearing it: wait
+            // for its heartbeats, and ask again when the master has been silent for a master
+            // timeout as `from` hears it (then `from` would time out itself).
+            let lost_master = round.lost_master();
+            self.pre_vote = None;
+            self.masterless_since_ms = now.mono_ms.saturating_sub(ago);
+            let details = json!({ "pre_vote": "refused", "by": from, "lost_master": lost_master, "why": "still hears the master", "heard_ms_ago": ago });
+            let entry = self.audit(now, Operation::Election, Outcome::Rejected, None, details);
+            self.commit(Batch::audit(entry))?;
+            return Ok(());
+        }
+        // A device answers only for its own events (SPEC §8).
+        let (own, forged): (Vec<SyncEvent>, Vec<SyncEvent>) =
+            std::mem::take(&mut ballot.accepted_unlogged)
+                .into_iter()
+                .take(BATCH_EVENTS_MAX)
+                .partition(|e| e.origin() == from);
+        ballot.accepted_unlogged = own;
+        round.record(from, ballot);
+        if !forged.is_empty() {
+            let ids: Vec<String> = forged.iter().map(|e| e.event_id.to_string()).collect();
+            let details = json!({ "event_ids": ids });
+            self.alarm(
+                now,
+                from,
+                "pre-vote answer with events of another device",
+                details,
+            )?;
+        }
+        self.tally_pre_vote(now)
+    }
+
+    /// Asks silent peers again, and holds the election once the round is closed.
+    fn tally_pre_vote(&mut self, now: Now) -> Result<(), S> {
+        let Some(round) = self.pre_vote.as_mut() else {
+            return Ok(());
+        };
+        if round.tally(now.mono_ms) == Tally::Open {
+            let silent = round.ask_again(now.mono_ms);
+            let question = self.pre_vote_question();
+            for peer in silent {
+                self.send(To::Device(peer), question.clone());
+            }
+            return Ok(());
+        }
+        let Some(round) = self.pre_vote.take() else {
+            return Ok(());
+        };
+        self.hold_election(round, now)
+    }
+
+    /// The pre-vote closed and nobody hears the master: the reachable device with the most
+    /// complete log (then the best rank) is to be master.
+    fn hold_election(&mut self, round: PreVote, now: Now) -> Result<(), S> {
+        let me = Candidate {
+            device_id: self.me(),
+            priority: self.config.me.priority,
+            position: self.log_position()?,
+        };
+        let suspected = |id: DeviceId| {
+            self.suspects
+                .get(&id)
+                .is_some_and(|until| *until > now.mono_ms)
+        };
+        let priority_of = |id: DeviceId| {
+            self.peers
+                .get(&id)
+                .and_then(|p| p.info.as_ref())
+                .filter(|_| !suspected(id))
+                .map(|info| info.priority)
+        };
+        let (winner, candidates) = round.winner(me, priority_of);
+        let (lost, answered) = (round.lost_master(), round.answered());
+        let unanswered: Vec<DeviceId> = round
+            .awaited()
+            .iter()
+            .filter(|id| !answered.contains(id))
+            .copied()
+            .collect();
+        let details = json!({ "candidates": candidates, "expected_winner": winner, "lost_master": lost, "answered": answered, "unanswered": unanswered, "position": me.position });
         if winner == self.me() {
-            return self.become_master(now, "election: best-ranked reachable device");
+            let carried = round.into_carried();
+            let why =
+                "election: the most complete log of the reachable devices, then the best rank";
+            return self.become_master(now, why, details, carried);
         }
-        let entry = self.audit(
-            now,
-            Operation::Election,
-            Outcome::Ok,
-            None,
-            json!({ "candidates": candidates, "expected_winner": winner, "lost_master": lost }),
-        );
+        let entry = self.audit(now, Operation::Election, Outcome::Ok, None, details);
         self.commit(Batch::audit(entry))?;
         self.waiting = Some(Waiting {
             expected: winner,
             deadline_ms: now.mono_ms + self.config.master_timeout_ms,
         });
+        Ok(())
+    }
+
+    /// A pause (SIGSTOP, a stalled disk, a starved thread) is time this device did not listen:
+    /// it does not count against its peers. When an input comes later than the heartbeat timer
+    /// by more than a heartbeat interval, every "last heard" and every deadline moves by the
+    /// delay, so the inputs already waiting are read before any timer decides that a peer or
+    /// the master is gone.
+    fn forgive_pause(&mut self, now: Now) -> Result<(), S> {
+        let late_ms = now.mono_ms.saturating_sub(self.next_heartbeat_ms);
+        if late_ms <= self.config.heartbeat_interval_ms {
+            return Ok(());
+        }
+        self.next_heartbeat_ms = now.mono_ms; // due now, and no longer late
+        let f = &mut self.following;
+        f.heard_ms += late_ms;
+        for sent in [&mut f.push_sent_ms, &mut f.pull_sent_ms]
+            .into_iter()
+            .flatten()
+        {
+            *sent += late_ms;
+        }
+        for heard in self
+            .peers
+            .values_mut()
+            .filter_map(|p| p.last_heard_ms.as_mut())
+        {
+            *heard += late_ms;
+        }
+        for until in self.suspects.values_mut() {
+            *until += late_ms;
+        }
+        self.masterless_since_ms += late_ms;
+        if let Some(waiting) = self.waiting.as_mut() {
+            waiting.deadline_ms += late_ms;
+        }
+        if let Some(round) = self.pre_vote.as_mut() {
+            round.postpone(late_ms);
+        }
+        let details = json!({ "why": "input gap: the node did not run", "late_ms": late_ms });
+        let entry = self.audit(now, Operation::Error, Outcome::Error, None, details);
+        self.commit(Batch::audit(entry))?;
         Ok(())
     }
 
@@ -778,20 +1051,26 @@ impl<S: SyncStore> SyncNode<S> {
             .unwrap_or(Term(0))
     }
 
-    fn become_master(&mut self, now: Now, why: &str) -> Result<(), S> {
+    /// Takes the master role in a new term. `election` is the audit details of the election won
+    /// (none for a handover or a reclaim); `carried` the events the pre-vote answers carried.
+    fn become_master(
+        &mut self,
+        now: Now,
+        why: &str,
+        election: Value,
+        carried: Vec<SyncEvent>,
+    ) -> Result<(), S> {
         let epoch = Epoch {
             term: Term(self.highest_known_term().0 + 1),
             master_id: self.me(),
             master_priority: self.config.me.priority,
         };
+        let mut won = json!({ "won": epoch, "reason": why });
+        if let (Some(won), Value::Object(election)) = (won.as_object_mut(), election) {
+            won.extend(election);
+        }
         let audit = vec![
-            self.audit(
-                now,
-                Operation::Election,
-                Outcome::Ok,
-                None,
-                json!({ "won": epoch, "reason": why }),
-            ),
+            self.audit(now, Operation::Election, Outcome::Ok, None, won),
             self.audit(
                 now,
                 Operation::RoleChange,
@@ -809,7 +1088,7 @@ impl<S: SyncStore> SyncNode<S> {
             ..Batch::default()
         })?;
         self.epoch = Some(epoch);
-        self.take_master_role(now)?;
+        self.take_master_role(now, carried)?;
         self.send(
             To::AllPeers,
             Message::MasterAnnounce {
@@ -824,52 +1103,84 @@ impl<S: SyncStore> SyncNode<S> {
     fn resume_master(&mut self, now: Now) -> Result<(), S> {
         let entry = self.audit(now, Operation::RoleChange, Outcome::Ok, None, json!({ "from": "client", "to": "master", "reason": "restart of a lone master", "epoch": self.epoch }));
         self.commit(Batch::audit(entry))?;
-        self.take_master_role(now)
+        self.take_master_role(now, Vec::new())
     }
 
-    fn take_master_role(&mut self, now: Now) -> Result<(), S> {
+    fn take_master_role(&mut self, now: Now, carried: Vec<SyncEvent>) -> Result<(), S> {
         self.role = Role::Master;
         self.waiting = None;
+        self.pre_vote = None;
+        self.handing_over = None;
         self.following = Following::default();
         self.broadcast_head = self.log_head;
-        // Entries this device held for a master that is gone are decided here now.
-        let relayed: Vec<SyncEvent> = std::mem::take(&mut self.relay)
-            .into_iter()
-            .map(|entry| {
-                let mut event = entry.event;
-                event.accepted_before = true;
-                event
-            })
-            .collect();
         self.notifications.push_back(Notification::RoleChanged {
             role: Role::Master,
             epoch: self.epoch,
         });
         self.send_heartbeat();
-        // Events this device made while it was a client are decided now, like any push.
+        // What earlier masters accepted is decided before anything new, in the order they
+        // decided it (`decision_order`): the entries this device held for a master that is
+        // gone, the events the pre-vote answers carried, and its own events accepted before.
+        let own_accepted: Vec<SyncEvent> = self
+            .store
+            .pending(BATCH_EVENTS_MAX)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|e| e.accepted_before)
+            .collect();
+        let mut accepted: Vec<SyncEvent> = std::mem::take(&mut self.relay)
+            .into_iter()
+            .map(|entry| entry.event)
+            .chain(carried)
+            .map(|mut event| {
+                event.accepted_before = true;
+                event
+            })
+            .chain(own_accepted)
+            .collect();
+        accepted.sort_by_key(decision_order);
+        for chunk in accepted.chunks(BATCH_EVENTS_MAX) {
+            self.decide_own(chunk.to_vec(), now)?;
+        }
+        // Then the events this device made while it was a client, like any push.
+        self.decide_own_pending(now)
+    }
+
+    fn decide_own_pending(&mut self, now: Now) -> Result<(), S> {
         loop {
             let pending = self.store.pending(BATCH_EVENTS_MAX).map_err(store_err)?;
             if pending.is_empty() {
-                break;
+                return Ok(());
             }
             let before = self.log_head;
-            let verdicts = self.decide(self.me(), pending, now)?;
-            for verdict in verdicts {
-                self.notifications.push_back(Notification::Decided(verdict));
-            }
+            self.decide_own(pending, now)?;
             if self.log_head == before {
-                break;
+                return Ok(());
             }
         }
-        for chunk in relayed.chunks(BATCH_EVENTS_MAX) {
-            self.decide(self.me(), chunk.to_vec(), now)?;
-        }
+    }
+
+    /// Decides events as this device's own push; the verdicts on its own events are notified.
+    fn decide_own(&mut self, events: Vec<SyncEvent>, now: Now) -> Result<(), S> {
+        let me = self.me();
+        let verdicts = self.decide(me, events, now)?;
+        self.notifications.extend(
+            verdicts
+                .into_iter()
+                .filter(|v| v.event_id.device_id == me)
+                .map(Notification::Decided),
+        );
         Ok(())
     }
 
     // ----- ticks -----
 
     fn master_tick(&mut self, now: Now) -> Result<(), S> {
+        if let Some(handing_over) = self.handing_over
+            && now.mono_ms >= handing_over.deadline_ms
+        {
+            self.cancel_handover(handing_over.target, now)?;
+        }
         if now.mono_ms < self.next_sync_ms {
             return Ok(());
         }
@@ -947,12 +1258,18 @@ impl<S: SyncStore> SyncNode<S> {
                 self.suspects
                     .insert(waiting.expected, now.mono_ms + 2 * timeout);
                 self.waiting = None;
-                return self.start_election(now);
+                let details = json!({ "expected_winner": waiting.expected, "why": "did not take over in time" });
+                let passed_over =
+                    self.audit(now, Operation::Election, Outcome::Error, None, details);
+                return self.start_pre_vote(now, vec![passed_over]);
             }
             return Ok(());
         }
+        if self.pre_vote.is_some() {
+            return self.tally_pre_vote(now);
+        }
         if now.mono_ms.saturating_sub(self.masterless_since_ms) > timeout {
-            return self.start_election(now);
+            return self.start_pre_vote(now, Vec::new());
         }
         Ok(())
     }
@@ -966,17 +1283,28 @@ impl<S: SyncStore> SyncNode<S> {
         if let Some(head) = f.take_over_at
             && self.log_head >= head
         {
-            return self.become_master(now, "handover");
+            return self.become_master(now, "handover", Value::Null, Vec::new());
         }
         let Some(epoch) = self.epoch else {
             return Ok(());
         };
         let outranks =
             rank(self.config.me.priority, self.me()) > rank(epoch.master_priority, epoch.master_id);
-        if self.config.reclaim && outranks && self.store.pending_count().map_err(store_err)? == 0 {
-            return self.become_master(
-                now,
-                "reclaim: this device outranks the master and has caught up",
+        let asked_lately = self
+            .following
+            .reclaim_asked_ms
+            .is_some_and(|at| now.mono_ms.saturating_sub(at) <= self.config.master_timeout_ms);
+        if self.config.reclaim
+            && outranks
+            && !asked_lately
+            && self.store.pending_count().map_err(store_err)? == 0
+        {
+            // The master hands the role over itself (`request_handover`), so that it decides
+            // nothing this device's log would lack.
+            self.following.reclaim_asked_ms = Some(now.mono_ms);
+            self.send(
+                To::Device(epoch.master_id),
+                Message::HandoverRequest { epoch },
             );
         }
         Ok(())
@@ -1339,6 +1667,51 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
+    /// A push or relay while the master hands over: undecided, to be pushed again to the next
+    /// master (the pusher's push times out, or it follows the new epoch first).
+    fn refuse_handing_over(&mut self, to: DeviceId) {
+        let message = Message::Error {
+            epoch: self.epoch,
+            code: "handing_over".into(),
+            message: "this master is handing its role over; push again to the next".into(),
+        };
+        self.send(To::Device(to), message);
+    }
+
+    /// `--reclaim`: a device that outranks this master and has caught up asks for the role.
+    fn on_handover_request(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+        let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
+            return Ok(());
+        };
+        if self.handing_over.is_some() {
+            return Ok(());
+        }
+        let outranks = self
+            .peers
+            .get(&from)
+            .and_then(|p| p.info.as_ref())
+            .is_some_and(|info| {
+                rank(info.priority, from) > rank(epoch.master_priority, epoch.master_id)
+            });
+        if !outranks {
+            let details = json!({ "refused": "handover_request", "from": from, "why": "does not outrank the master" });
+            let entry = self.audit(now, Operation::Handover, Outcome::Rejected, None, details);
+            self.commit(Batch::audit(entry))?;
+            return Ok(());
+        }
+        self.start_handover(epoch, from, now)
+    }
+
+    /// The handover target did not take over in time: this master goes on, and decides the
+    /// local writes that waited meanwhile.
+    fn cancel_handover(&mut self, target: DeviceId, now: Now) -> Result<(), S> {
+        self.handing_over = None;
+        let details = json!({ "to": target, "why": "the target did not take over in time" });
+        let entry = self.audit(now, Operation::Handover, Outcome::Error, None, details);
+        self.commit(Batch::audit(entry))?;
+        self.decide_own_pending(now)
+    }
+
     fn refuse_not_master(&mut self, to: DeviceId) {
         let message = Message::Error {
             epoch: self.epoch,
@@ -1351,6 +1724,10 @@ impl<S: SyncStore> SyncNode<S> {
     fn on_push(&mut self, from: DeviceId, events: Vec<SyncEvent>, now: Now) -> Result<(), S> {
         if self.role != Role::Master {
             self.refuse_not_master(from);
+            return Ok(());
+        }
+        if self.handing_over.is_some() {
+            self.refuse_handing_over(from);
             return Ok(());
         }
         match self.own_pushed(from, events, now)? {
@@ -1386,6 +1763,10 @@ impl<S: SyncStore> SyncNode<S> {
     fn on_relay(&mut self, from: DeviceId, entries: Vec<LogEntry>, now: Now) -> Result<(), S> {
         if self.role != Role::Master {
             self.refuse_not_master(from);
+            return Ok(());
+        }
+        if self.handing_over.is_some() {
+            self.refuse_handing_over(from);
             return Ok(());
         }
         // Any device that undid accepted entries of a log relays them (whoever decided them):
@@ -1453,7 +1834,7 @@ impl<S: SyncStore> SyncNode<S> {
             return Ok(vec![Vec::new(); pushes.len()]);
         };
         for (_, events) in pushes.iter_mut() {
-            events.sort_by_key(SyncEvent::arrival_key);
+            events.sort_by_key(decision_order);
         }
         let pushes = &*pushes;
         let all = || pushes.iter().flat_map(|(_, events)| events);
@@ -1854,6 +2235,18 @@ impl<S: SyncStore> SyncNode<S> {
             details,
         }
     }
+}
+
+/// The order in which the master decides the events of one push: first those an earlier master
+/// accepted, in the order it decided them (they came first, whatever their clocks say), then
+/// the others by `(hlc, device, seq)` (SPEC §4).
+fn decision_order(event: &SyncEvent) -> (bool, Option<u64>, (Hlc, DeviceId, u64)) {
+    let before = event.accepted_before;
+    (
+        !before,
+        event.master_seq.filter(|_| before),
+        event.arrival_key(),
+    )
 }
 
 fn fmt_epoch(epoch: Option<Epoch>) -> String {

@@ -51,6 +51,10 @@ pub trait SyncStore {
     fn persisted(&self) -> Result<Persisted, Self::Error>;
     /// This device's own pending events, oldest first.
     fn pending(&self, limit: usize) -> Result<Vec<SyncEvent>, Self::Error>;
+    /// This device's own events that a master accepted but whose log entries this device does
+    /// not have (acknowledged, not yet pulled; or put back to pending by a new epoch), at most
+    /// `limit`, oldest first: a pre-vote answer hands them to the next master.
+    fn accepted_unlogged(&self, limit: usize) -> Result<Vec<SyncEvent>, Self::Error>;
     /// How many of this device's own events are pending.
     fn pending_count(&self) -> Result<u64, Self::Error>;
     /// The log entry of an event, if the event is in the log.

@@ -7,7 +7,7 @@
 //! sleeps until the next input or the core's next timeout.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -251,15 +251,35 @@ impl Loop {
     fn run(&mut self, rx: &Receiver<Input>) {
         // An input taken from the queue while gathering pushes, to handle next.
         let mut held: Option<Input> = None;
+        // Inputs left to read before timers may run again, after a gap (see below).
+        let mut catch_up_left: usize = 0;
+        let gap_ms = self.node.config().heartbeat_interval_ms;
         loop {
             let input = match held.take() {
                 Some(input) => Ok(input),
+                None if catch_up_left > 0 => match rx.try_recv() {
+                    Ok(input) => Ok(input),
+                    Err(TryRecvError::Empty) => {
+                        catch_up_left = 0;
+                        Err(RecvTimeoutError::Timeout)
+                    }
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                },
                 None => {
                     let wait = self.node.poll_timeout().saturating_sub(self.now().mono_ms);
                     rx.recv_timeout(Duration::from_millis(wait))
                 }
             };
             let now = self.now();
+            // Inputs before timeouts: a driver that woke up far past its own timer (the process
+            // was stopped, or this thread starved) first reads what waited in its queue, so
+            // overdue timers do not decide that peers are gone before their messages are read.
+            let late_ms = now.mono_ms.saturating_sub(self.node.poll_timeout());
+            if late_ms > gap_ms && catch_up_left == 0 {
+                log::warn!("the node did not run for {late_ms} ms: reading waiting inputs first");
+                catch_up_left = INPUT_QUEUE_MAX;
+            }
+            catch_up_left = catch_up_left.saturating_sub(1);
             let result = match input {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
@@ -275,7 +295,8 @@ impl Loop {
             }
             // Timers run even when inputs never stop coming (a sales rush): a master that only
             // served inputs would stop sending heartbeats and be deposed at its busiest.
-            if self.node.poll_timeout() <= now.mono_ms
+            if catch_up_left == 0
+                && self.node.poll_timeout() <= now.mono_ms
                 && let Err(err) = self.node.handle_timeout(now)
             {
                 log::error!("sync: {err}");
@@ -362,7 +383,7 @@ impl Loop {
     }
 
     fn local_write(&mut self, command: Command, now: Now) -> Result<LocalDone, StorageError> {
-        let role = self.node.role();
+        let role = self.node.local_write_role();
         let recorded = self
             .store
             .write(|tx| local::record(tx, role, now.wall_ms, command))?;

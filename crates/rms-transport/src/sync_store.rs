@@ -53,6 +53,13 @@ impl SyncStore for StoreAdapter {
         self.store.read(|c| events::pending(c, limit))
     }
 
+    fn accepted_unlogged(&self, limit: usize) -> Result<Vec<SyncEvent>, StorageError> {
+        self.store.read(|c| {
+            let device = node_state::load(c)?.device_id;
+            events::accepted_unlogged(c, device, limit)
+        })
+    }
+
     fn pending_count(&self) -> Result<u64, StorageError> {
         Ok(self.store.read(events::pending_summary)?.0)
     }

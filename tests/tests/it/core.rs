@@ -32,6 +32,9 @@ impl SyncStore for Counting {
     fn pending(&self, limit: usize) -> Result<Vec<SyncEvent>, Self::Error> {
         self.inner.pending(limit)
     }
+    fn accepted_unlogged(&self, limit: usize) -> Result<Vec<SyncEvent>, Self::Error> {
+        self.inner.accepted_unlogged(limit)
+    }
     fn pending_count(&self) -> Result<u64, Self::Error> {
         self.inner.pending_count()
     }

@@ -50,6 +50,8 @@ struct Device {
     /// Wall clock offset of this device.
     skew_ms: i64,
     paused_until: Option<u64>,
+    /// When it last resumed from a pause.
+    resumed_at: Option<u64>,
     /// Highest epoch this device ever had: it must never go back.
     max_epoch: Option<Epoch>,
     role_changes: u64,
@@ -80,6 +82,16 @@ struct Sim {
     steps_at_this_time: u64,
     /// Every device runs with `--reclaim` in this run.
     reclaim: bool,
+    /// This run may cut links (partitions); the others only crash, pause, skew clocks, hand
+    /// over and lose messages, and must then keep the stricter invariants (issue #12).
+    partitions: bool,
+    /// A partition happened in this run: split-brain allowances apply.
+    partitioned: bool,
+    /// When a message on a directed link was last lost (dropped, not cut).
+    last_drop: BTreeMap<(DeviceId, DeviceId), u64>,
+    /// Forced entries already checked, and the rule that excused each.
+    excused: BTreeMap<String, &'static str>,
+    pauses: u64,
 }
 
 fn device_id(index: usize) -> DeviceId {
@@ -107,6 +119,7 @@ impl Sim {
                 node: None,
                 skew_ms: 0,
                 paused_until: None,
+                resumed_at: None,
                 max_epoch: None,
                 role_changes: 0,
             });
@@ -126,8 +139,14 @@ impl Sim {
             trace: VecDeque::new(),
             steps_at_this_time: 0,
             reclaim: false,
+            partitions: false,
+            partitioned: false,
+            last_drop: BTreeMap::new(),
+            excused: BTreeMap::new(),
+            pauses: 0,
         };
         sim.reclaim = sim.rng.below(5) == 0;
+        sim.partitions = sim.rng.below(2) == 0;
         for index in 0..count {
             sim.start(index)?;
         }
@@ -135,7 +154,7 @@ impl Sim {
     }
 
     fn log(&mut self, line: String) {
-        if self.trace.len() == TRACE_LINES {
+        if self.trace.len() >= trace_lines() {
             self.trace.pop_front();
         }
         self.trace.push_back(format!("{:>7} {line}", self.now));
@@ -241,9 +260,10 @@ impl Sim {
             return Ok(());
         }
         if let Some(until) = self.devices[index].paused_until {
-            // A stopped process does not read its socket: the messages wait in the buffer.
+            // A stopped process does not read its socket: the messages wait in the buffer, and
+            // are read when it resumes, before its overdue timers run (inputs before timeouts).
             for packet in packets {
-                let key = (until + 1, self.packets_sent);
+                let key = (until, self.packets_sent);
                 self.packets_sent += 1;
                 self.queue.insert(key, packet);
             }
@@ -290,6 +310,9 @@ impl Sim {
                     role.as_str(),
                     epoch.map(|e| e.to_string())
                 ));
+                if role == Role::Master {
+                    self.check_deposition(index)?;
+                }
             }
         }
         for transmit in transmits {
@@ -311,7 +334,11 @@ impl Sim {
     }
 
     fn send(&mut self, from: DeviceId, to: DeviceId, json: String) {
-        if self.cut.contains(&(from, to)) || self.rng.below(100) < self.drop_percent {
+        if self.cut.contains(&(from, to)) {
+            return;
+        }
+        if self.rng.below(100) < self.drop_percent {
+            self.last_drop.insert((from, to), self.now);
             return;
         }
         let copies = if self.rng.below(100) < self.dup_percent {
@@ -340,6 +367,7 @@ impl Sim {
                 .is_some_and(|until| until <= self.now)
             {
                 self.devices[index].paused_until = None;
+                self.devices[index].resumed_at = Some(self.now);
                 self.log(format!("resume d{}", index + 1));
             }
         }
@@ -353,7 +381,7 @@ impl Sim {
         let index = self.rng.below(self.devices.len() as u64) as usize;
         match roll {
             0..=2_499 => self.local_write(index),
-            2_500..=2_519 => {
+            2_500..=2_519 if self.partitions => {
                 self.partition();
                 Ok(())
             }
@@ -383,7 +411,11 @@ impl Sim {
         if self.devices[index].paused_until.is_some() {
             return Ok(());
         }
-        let Some(role) = self.devices[index].node.as_ref().map(Node::role) else {
+        let Some(role) = self.devices[index]
+            .node
+            .as_ref()
+            .map(Node::local_write_role)
+        else {
             return Ok(());
         };
         let command = self.command(index);
@@ -485,6 +517,7 @@ impl Sim {
                 }
             }
         }
+        self.partitioned = true;
         self.log(format!("partition {side:?} one_way={one_way}"));
     }
 
@@ -514,6 +547,7 @@ impl Sim {
         if self.devices[index].node.is_some() && self.devices[index].paused_until.is_none() {
             let until = self.now + 500 + self.rng.below(2_500);
             self.devices[index].paused_until = Some(until);
+            self.pauses += 1;
             self.log(format!("pause d{} until {until}", index + 1));
         }
     }
@@ -579,10 +613,11 @@ impl Sim {
         Ok(())
     }
 
-    /// Invariant 5: a master's stock is never below zero except where a kept split-brain sale
-    /// (a forced entry) overdrew it.
-    fn check_master_stock(&self) -> Result<(), String> {
-        for device in &self.devices {
+    /// Invariant 5: a master's stock is never below zero except where a kept sale (a forced
+    /// entry) overdrew it, and every forced entry is excused by a rule (`excuse`).
+    fn check_master_stock(&mut self) -> Result<(), String> {
+        for index in 0..self.devices.len() {
+            let device = &self.devices[index];
             if !device
                 .node
                 .as_ref()
@@ -590,19 +625,128 @@ impl Sim {
             {
                 continue;
             }
-            let base = read(&device.store, |c| products::list_in(c, Table::Base))?;
+            let store = Arc::clone(&device.store);
+            let log = read(&store, |c| events::log_after(c, 0, usize::MAX))?;
+            self.check_forced(&log)?;
+            let base = read(&store, |c| products::list_in(c, Table::Base))?;
             for product in base.iter().filter(|p| p.stock < 0) {
-                let log = read(&device.store, |c| events::log_after(c, 0, usize::MAX))?;
                 let forced = log
                     .iter()
                     .any(|e| e.forced && e.event.payload.skus().contains(&product.sku.as_str()));
                 if !forced {
                     return Err(format!(
-                        "master d{} has {} at stock {} with no kept split-brain sale",
-                        device.id, product.sku, product.stock
+                        "master d{} has {} at stock {} with no kept sale",
+                        index + 1,
+                        product.sku,
+                        product.stock
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Every forced entry of `log` names the rule that excuses it in the trace, or fails.
+    fn check_forced(&mut self, log: &[LogEntry]) -> Result<(), String> {
+        for entry in log.iter().filter(|e| e.forced) {
+            let id = entry.event.event_id.to_string();
+            if self.excused.contains_key(&id) {
+                continue;
+            }
+            let Some(rule) = self.excuse(entry)? else {
+                return Err(format!(
+                    "entry {} ({id}, from d{}) was forced by d{} in {} without a partition, \
+                     although the election that made d{} master reached its origin",
+                    entry.seq(),
+                    entry.event.origin(),
+                    entry.epoch.master_id,
+                    entry.epoch,
+                    entry.epoch.master_id,
+                ));
+            };
+            self.log(format!(
+                "forced {id} at seq {} excused: {rule}",
+                entry.seq()
+            ));
+            self.excused.insert(id, rule);
+        }
+        Ok(())
+    }
+
+    /// Which rule allows a forced entry (a sale two masters both accepted):
+    /// - "split brain": the run had a partition, and each side had a master;
+    /// - "origin not reached": the master that kept it was elected without hearing from the
+    ///   event's origin (crashed, paused, or its answers lost), so it could not decide the event
+    ///   before the sales that overtook it.
+    ///
+    /// Without a partition, an entry forced by a master whose election reached its origin (or
+    /// that took over by handover or reclaim) is a bug: `None`.
+    fn excuse(&self, entry: &LogEntry) -> Result<Option<&'static str>, String> {
+        if self.partitioned {
+            return Ok(Some("split brain: the run had a partition"));
+        }
+        let decider = &self.devices[usize::from(entry.epoch.master_id.get()) - 1];
+        let query = AuditQuery {
+            operation: Some(Operation::Election),
+            limit: 1000,
+            ..AuditQuery::default()
+        };
+        let epoch = serde_json::to_value(entry.epoch).map_err(|e| e.to_string())?;
+        let elections = read(&decider.store, |c| audit::query(c, &query))?;
+        let Some(won) = elections.iter().find(|a| a.details["won"] == epoch) else {
+            return Ok(None);
+        };
+        let origin = u64::from(entry.event.origin().get());
+        let reached = won.details["answered"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|id| id.as_u64() == Some(origin)));
+        let own = origin == u64::from(decider.id.get());
+        Ok(
+            (!reached && !own && !won.details["answered"].is_null()).then_some(
+                "origin not reached: the election that made its master did not hear from it",
+            ),
+        )
+    }
+
+    /// Issue #12: without a partition, an election never deposes a master that is running, was
+    /// not paused lately, and exchanged messages with the winner without loss lately.
+    fn check_deposition(&mut self, winner: usize) -> Result<(), String> {
+        if self.partitioned {
+            return Ok(());
+        }
+        let query = AuditQuery {
+            operation: Some(Operation::RoleChange),
+            limit: 1,
+            ..AuditQuery::default()
+        };
+        let changes = read(&self.devices[winner].store, |c| audit::query(c, &query))?;
+        let reason = changes
+            .first()
+            .and_then(|a| a.details["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !reason.starts_with("election") {
+            return Ok(()); // a handover or a reclaim deposes the master on purpose
+        }
+        let window = 3 * MASTER_TIMEOUT_MS;
+        let x = self.devices[winner].id;
+        let recent = |at: Option<&u64>| at.is_some_and(|t| t + window > self.now);
+        for device in &self.devices {
+            let running_master = device
+                .node
+                .as_ref()
+                .is_some_and(|n| n.role() == Role::Master);
+            if device.id == x || !running_master || device.paused_until.is_some() {
+                continue;
+            }
+            let m = device.id;
+            let lossy = recent(self.last_drop.get(&(m, x))) || recent(self.last_drop.get(&(x, m)));
+            if recent(device.resumed_at.as_ref()) || lossy {
+                continue;
+            }
+            return Err(format!(
+                "d{x} deposed d{m}, a running master it could reach, by {reason}"
+            ));
         }
         Ok(())
     }
@@ -807,6 +951,14 @@ impl Sim {
     }
 }
 
+/// How many trace lines a failure prints: [`TRACE_LINES`], or `RMS_SIM_TRACE_LINES`.
+fn trace_lines() -> usize {
+    std::env::var("RMS_SIM_TRACE_LINES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(TRACE_LINES)
+}
+
 fn read<T>(
     store: &Store,
     f: impl FnOnce(&rms_storage::Connection) -> Result<T, StorageError>,
@@ -873,6 +1025,16 @@ fn describe(message: &Message) -> String {
         Message::CriticalEvent { entry, .. } => format!(" seq {}", entry.seq()),
         Message::Error { code, .. } => format!(" {code}"),
         Message::Heartbeat { role, log_head, .. } => format!(" {} head {log_head}", role.as_str()),
+        Message::PreVoteReply {
+            master_heard_ms_ago,
+            position,
+            accepted_unlogged,
+            ..
+        } => format!(
+            " heard {master_heard_ms_ago:?} head {} carried {}",
+            position.log_head,
+            accepted_unlogged.len()
+        ),
         _ => String::new(),
     };
     format!("{}[{epoch}]{extra}", message.kind())
@@ -890,6 +1052,11 @@ struct Stats {
     kept_split_brain: u64,
     truncations: u64,
     virtual_ms: u64,
+    /// Runs without a partition, and those of them with at least one pause.
+    runs_without_partition: u64,
+    paused_runs_without_partition: u64,
+    /// Forced entries excused because the master that kept them never heard from their origin.
+    forced_origin_not_reached: u64,
 }
 
 impl Stats {
@@ -903,6 +1070,9 @@ impl Stats {
         self.kept_split_brain += other.kept_split_brain;
         self.truncations += other.truncations;
         self.virtual_ms += other.virtual_ms;
+        self.runs_without_partition += other.runs_without_partition;
+        self.paused_runs_without_partition += other.paused_runs_without_partition;
+        self.forced_origin_not_reached += other.forced_origin_not_reached;
     }
 }
 
@@ -935,6 +1105,13 @@ impl Sim {
             kept_split_brain: log.iter().filter(|e| e.forced).count() as u64,
             truncations,
             virtual_ms: self.now,
+            runs_without_partition: u64::from(!self.partitioned),
+            paused_runs_without_partition: u64::from(!self.partitioned && self.pauses > 0),
+            forced_origin_not_reached: self
+                .excused
+                .values()
+                .filter(|rule| rule.starts_with("origin"))
+                .count() as u64,
         })
     }
 }
@@ -1067,6 +1244,7 @@ fn simulation_keeps_every_invariant() {
 fn a_lone_device_keeps_selling_as_master_of_its_island() {
     // Invariant 7: with every link cut, a device becomes master of its island and sales are accepted.
     let mut sim = Sim::new(7).expect("sim");
+    sim.partitioned = true;
     for a in 0..sim.devices.len() {
         for b in 0..sim.devices.len() {
             if a != b {
