@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema.sql"),
     include_str!("../../../migrations/0002_sales_from_events.sql"),
     include_str!("../../../migrations/0003_events_keyed_by_device_and_seq.sql"),
+    include_str!("../../../migrations/0004_accepted_seq.sql"),
 ];
 
 /// The schema version this build writes.

@@ -346,21 +346,48 @@ pub fn unlogged_own(conn: &Connection, device: DeviceId) -> Result<Vec<SyncEvent
 }
 
 /// Events of `device` that a master accepted but that have no entry in this device's copy of the
-/// log (acknowledged and not yet pulled, or put back to pending by a new epoch), oldest first, at
-/// most `limit`: what a pre-vote answer hands to the next master.
+/// log (acknowledged and not yet pulled, or put back to pending by a new epoch), at most `limit`,
+/// in the order that master decided them: what a pre-vote answer hands to the next master. Each
+/// carries the place that master gave it as `master_seq` (`accepted_seq`, when known).
 pub fn accepted_unlogged(
     conn: &Connection,
     device: DeviceId,
     limit: usize,
 ) -> Result<Vec<SyncEvent>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND epoch_term IS NULL
+        "SELECT {COLUMNS}, accepted_seq FROM sync_events WHERE device_id = ?1
+         AND epoch_term IS NULL
          AND (status = 'synced' OR (status = 'pending' AND accepted_before = 1))
-         ORDER BY seq LIMIT ?2"
+         ORDER BY accepted_seq IS NULL, accepted_seq, seq LIMIT ?2"
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![device.get(), limit], from_row)?;
-    rows.map(|raw| decode_event(&raw?)).collect()
+    let rows = stmt.query_map(params![device.get(), limit], |row| {
+        Ok((from_row(row)?, row.get::<_, Option<i64>>(17)?))
+    })?;
+    rows.map(|row| {
+        let (raw, accepted_seq) = row?;
+        let mut event = decode_event(&raw)?;
+        event.master_seq = accepted_seq.map(|s| from_sql_u64(s, TABLE)).transpose()?;
+        Ok(event)
+    })
+    .collect()
+}
+
+/// Keeps the place a master gave an event of this device (see [`accepted_unlogged`]).
+pub fn set_accepted_seq(
+    conn: &Connection,
+    event_id: &EventId,
+    accepted_seq: u64,
+) -> Result<(), StorageError> {
+    conn.prepare_cached(
+        "UPDATE sync_events SET accepted_seq = ?3 WHERE device_id = ?1 AND seq = ?2",
+    )?
+    .execute(params![
+        event_id.device_id.get(),
+        sql_u64(event_id.seq, TABLE)?,
+        sql_u64(accepted_seq, TABLE)?
+    ])?;
+    Ok(())
 }
 
 /// How many events are pending, and when the oldest was made (wall ms at its origin).

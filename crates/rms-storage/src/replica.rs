@@ -84,6 +84,7 @@ pub fn set_verdict(
     event_id: &rms_domain::EventId,
     status: EventStatus,
     reason: Option<RejectReason>,
+    master_seq: Option<u64>,
 ) -> Result<(), StorageError> {
     let state = node_state::load(tx)?;
     // A verdict on an event this device does not have (a confused master's) changes nothing:
@@ -97,6 +98,9 @@ pub fn set_verdict(
     event.status = status;
     event.reason = reason;
     events::set_decision(tx, &event, None)?;
+    if let Some(seq) = master_seq.filter(|_| status == EventStatus::Synced) {
+        events::set_accepted_seq(tx, event_id, seq)?;
+    }
     if status == EventStatus::Rejected {
         let skus = event
             .payload
@@ -137,6 +141,9 @@ pub fn truncate_after(tx: &Transaction<'_>, keep: u64) -> Result<Vec<LogEntry>, 
                 .filter(|_| event.status == EventStatus::Rejected);
             pending.master_seq = None;
             events::set_decision(tx, &pending, None)?;
+            if event.status == EventStatus::Synced {
+                events::set_accepted_seq(tx, &event.event_id, entry.seq())?;
+            }
         } else {
             events::delete_foreign(tx, &event.event_id)?;
         }

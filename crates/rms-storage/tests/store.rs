@@ -331,6 +331,7 @@ fn a_rejected_sale_put_back_to_pending_keeps_its_reason_and_stays_out_of_the_sto
                 &id,
                 EventStatus::Rejected,
                 Some(RejectReason::OutOfStock),
+                None,
             )
         })
         .unwrap();

@@ -73,8 +73,8 @@ pub(crate) enum Tally {
 pub(crate) struct PreVote {
     /// The master that was lost (`None`: there was none, e.g. after a start).
     lost_master: Option<DeviceId>,
-    /// Peers heard within the master timeout when the round started, the lost master aside:
-    /// the round closes as soon as all of them answered.
+    /// Peers heard within the master timeout when the round started: the round closes as soon
+    /// as all of them answered.
     awaited: BTreeSet<DeviceId>,
     ballots: BTreeMap<DeviceId, Ballot>,
     /// Awaited peers that have not answered are asked again this often (a lost question or

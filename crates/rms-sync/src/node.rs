@@ -129,8 +129,8 @@ struct Following {
     push_sent_ms: Option<u64>,
     push_again: bool,
     pull_sent_ms: Option<u64>,
-    /// Handover asked us to take over once our head reaches this.
-    take_over_at: Option<u64>,
+    /// Handover asked us to take over once our head reaches `log_head`, until `until_ms`.
+    take_over_at: Option<TakeOver>,
     /// `--reclaim`: when this device last asked the master to hand the role back.
     reclaim_asked_ms: Option<u64>,
 }
@@ -151,6 +151,15 @@ struct PullAnswer {
 struct HandingOver {
     target: DeviceId,
     deadline_ms: u64,
+}
+
+/// A handover this device was asked to carry out. It takes over only within one master timeout
+/// of the request; its master waits [`HANDOVER_TIMEOUTS`] (two) before it decides again, so the
+/// two never lead at once while messages take less than half a master timeout.
+#[derive(Debug, Clone, Copy)]
+struct TakeOver {
+    log_head: u64,
+    until_ms: u64,
 }
 
 /// An election this device runs while it waits for a better-ranked device to take over.
@@ -523,7 +532,10 @@ impl<S: SyncStore> SyncNode<S> {
                 target, log_head, ..
             } => {
                 if target == self.me() && self.is_my_master(from) {
-                    self.following.take_over_at = Some(log_head);
+                    self.following.take_over_at = Some(TakeOver {
+                        log_head,
+                        until_ms: now.mono_ms + self.config.master_timeout_ms,
+                    });
                     self.maybe_take_over(now)?;
                 }
                 Ok(())
@@ -808,11 +820,13 @@ impl<S: SyncStore> SyncNode<S> {
             .epoch
             .map(|e| e.master_id)
             .filter(|id| *id != self.me());
+        // Every peer heard within the master timeout; the lost master too when it is (it said
+        // it is no master any more): its log may be the most complete.
         let awaited: BTreeSet<DeviceId> = self
             .peers
             .keys()
             .copied()
-            .filter(|id| Some(*id) != lost_master && self.is_alive(*id, now))
+            .filter(|id| self.is_alive(*id, now))
             .collect();
         let details =
             json!({ "pre_vote": "asked", "lost_master": lost_master, "awaited": awaited });
@@ -1037,8 +1051,32 @@ impl<S: SyncStore> SyncNode<S> {
             round.postpone(late_ms);
         }
         let details = json!({ "why": "input gap: the node did not run", "late_ms": late_ms });
-        let entry = self.audit(now, Operation::Error, Outcome::Error, None, details);
-        self.commit(Batch::audit(entry))?;
+        let mut audit = vec![self.audit(now, Operation::Error, Outcome::Error, None, details)];
+        // A master that stopped for about a master timeout has been taken for dead, and another
+        // device may lead by now: it decides nothing more (not even the pushes that waited for
+        // it) until it knows, as a client of whichever master it hears (or, hearing none, by
+        // asking again). A lone device has nobody to yield to.
+        let deposed_maybe = self.role == Role::Master
+            && self.config.has_peers
+            && late_ms + self.config.heartbeat_interval_ms > self.config.master_timeout_ms;
+        if deposed_maybe {
+            let details = json!({ "from": "master", "to": "client", "reason": "paused past the master timeout", "epoch": self.epoch });
+            audit.push(self.audit(now, Operation::RoleChange, Outcome::Ok, None, details));
+        }
+        self.commit(Batch {
+            audit,
+            ..Batch::default()
+        })?;
+        if deposed_maybe {
+            self.role = Role::Client;
+            self.handing_over = None;
+            self.following = Following::default();
+            self.masterless_since_ms = now.mono_ms;
+            self.notifications.push_back(Notification::RoleChanged {
+                role: Role::Client,
+                epoch: self.epoch,
+            });
+        }
         Ok(())
     }
 
@@ -1121,22 +1159,19 @@ impl<S: SyncStore> SyncNode<S> {
         // What earlier masters accepted is decided before anything new, in the order they
         // decided it (`decision_order`): the entries this device held for a master that is
         // gone, the events the pre-vote answers carried, and its own events accepted before.
-        let own_accepted: Vec<SyncEvent> = self
+        let own_accepted = self
             .store
-            .pending(BATCH_EVENTS_MAX)
-            .map_err(store_err)?
-            .into_iter()
-            .filter(|e| e.accepted_before)
-            .collect();
+            .accepted_unlogged(BATCH_EVENTS_MAX)
+            .map_err(store_err)?;
         let mut accepted: Vec<SyncEvent> = std::mem::take(&mut self.relay)
             .into_iter()
             .map(|entry| entry.event)
             .chain(carried)
+            .chain(own_accepted)
             .map(|mut event| {
                 event.accepted_before = true;
                 event
             })
-            .chain(own_accepted)
             .collect();
         accepted.sort_by_key(decision_order);
         for chunk in accepted.chunks(BATCH_EVENTS_MAX) {
@@ -1280,8 +1315,19 @@ impl<S: SyncStore> SyncNode<S> {
         if !(f.active && f.synced) || self.log_head < f.master_log_head {
             return Ok(());
         }
-        if let Some(head) = f.take_over_at
-            && self.log_head >= head
+        if let Some(take_over) = f.take_over_at
+            && now.mono_ms > take_over.until_ms
+        {
+            // Too late: the master goes on deciding after its own deadline.
+            self.following.take_over_at = None;
+            let details = json!({ "handover": "not taken", "why": "not caught up in time", "log_head": self.log_head, "wanted": take_over.log_head });
+            let entry = self.audit(now, Operation::Handover, Outcome::Error, None, details);
+            self.commit(Batch::audit(entry))?;
+            return Ok(());
+        }
+        let f = &self.following;
+        if let Some(take_over) = f.take_over_at
+            && self.log_head >= take_over.log_head
         {
             return self.become_master(now, "handover", Value::Null, Vec::new());
         }

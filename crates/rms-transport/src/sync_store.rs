@@ -111,7 +111,13 @@ impl SyncStore for StoreAdapter {
                 replica::apply_entries(tx, &batch.entries)?;
             }
             for verdict in &batch.verdicts {
-                replica::set_verdict(tx, &verdict.event_id, verdict.status, verdict.reason)?;
+                replica::set_verdict(
+                    tx,
+                    &verdict.event_id,
+                    verdict.status,
+                    verdict.reason,
+                    verdict.master_seq,
+                )?;
             }
             for entry in &batch.audit {
                 audit::append(tx, entry)?;

@@ -91,6 +91,9 @@ struct Sim {
     last_drop: BTreeMap<(DeviceId, DeviceId), u64>,
     /// Forced entries already checked, and the rule that excused each.
     excused: BTreeMap<String, &'static str>,
+    /// The epoch whose master first accepted each event, and how far each master's log was read.
+    first_accepted: BTreeMap<String, Epoch>,
+    read_heads: BTreeMap<DeviceId, u64>,
     pauses: u64,
 }
 
@@ -143,6 +146,8 @@ impl Sim {
             partitioned: false,
             last_drop: BTreeMap::new(),
             excused: BTreeMap::new(),
+            first_accepted: BTreeMap::new(),
+            read_heads: BTreeMap::new(),
             pauses: 0,
         };
         sim.reclaim = sim.rng.below(5) == 0;
@@ -291,6 +296,7 @@ impl Sim {
 
     /// Drains a node's transmits into the network and its notifications into the checks.
     fn after_input(&mut self, index: usize) -> Result<(), String> {
+        self.note_accepted(index)?;
         let from = self.devices[index].id;
         let mut transmits = Vec::new();
         let mut notes = Vec::new();
@@ -330,6 +336,35 @@ impl Sim {
                 self.send(from, to, json.clone());
             }
         }
+        Ok(())
+    }
+
+    /// Records which epoch first accepted each entry a master logged since it was last read.
+    fn note_accepted(&mut self, index: usize) -> Result<(), String> {
+        let device = &self.devices[index];
+        let Some(node) = device.node.as_ref() else {
+            return Ok(());
+        };
+        let head = node.log_head();
+        let read_head = self
+            .read_heads
+            .get(&device.id)
+            .copied()
+            .unwrap_or(0)
+            .min(head);
+        if node.role() != Role::Master || head == read_head {
+            self.read_heads.insert(device.id, read_head);
+            return Ok(());
+        }
+        let store = Arc::clone(&device.store);
+        let id = device.id;
+        let new = read(&store, |c| events::log_after(c, read_head, usize::MAX))?;
+        for entry in new.iter().filter(|e| e.event.status == EventStatus::Synced) {
+            self.first_accepted
+                .entry(entry.event.event_id.to_string())
+                .or_insert(entry.epoch);
+        }
+        self.read_heads.insert(id, head);
         Ok(())
     }
 
@@ -675,37 +710,64 @@ impl Sim {
 
     /// Which rule allows a forced entry (a sale two masters both accepted):
     /// - "split brain": the run had a partition, and each side had a master;
-    /// - "origin not reached": the master that kept it was elected without hearing from the
-    ///   event's origin (crashed, paused, or its answers lost), so it could not decide the event
-    ///   before the sales that overtook it.
+    /// - "origin not reached": between its first acceptance and this entry, a master was elected
+    ///   without hearing from the event's origin (crashed, paused, or its answers lost), so that
+    ///   master could not decide the event before the sales that overtook it;
+    /// - "island": between its first acceptance and this entry, a master was elected hearing
+    ///   from no other device (the others paused, crashed or silent): it sold from its own view
+    ///   while the store's log went on elsewhere (a paused master is a partition in time).
     ///
-    /// Without a partition, an entry forced by a master whose election reached its origin (or
-    /// that took over by handover or reclaim) is a bug: `None`.
+    /// Without a partition, any other forced entry is a bug: `None`.
     fn excuse(&self, entry: &LogEntry) -> Result<Option<&'static str>, String> {
         if self.partitioned {
             return Ok(Some("split brain: the run had a partition"));
         }
-        let decider = &self.devices[usize::from(entry.epoch.master_id.get()) - 1];
+        let first = self
+            .first_accepted
+            .get(&entry.event.event_id.to_string())
+            .copied()
+            .unwrap_or(entry.epoch);
+        let origin = u64::from(entry.event.origin().get());
+        let between: Vec<(Epoch, Vec<u64>)> = self
+            .elections_won()?
+            .into_iter()
+            .filter(|(epoch, _)| first.term <= epoch.term && epoch.term <= entry.epoch.term)
+            .collect();
+        if between.iter().any(|(epoch, answered)| {
+            u64::from(epoch.master_id.get()) != origin && !answered.contains(&origin)
+        }) {
+            return Ok(Some(
+                "origin not reached: a master elected since it was accepted did not hear from its origin",
+            ));
+        }
+        let island = between.iter().any(|(_, answered)| answered.is_empty());
+        Ok(island
+            .then_some("island: a master elected since it was accepted heard from no other device"))
+    }
+
+    /// Every epoch won by an election in this run, with the devices whose pre-vote answers the
+    /// winner had (a handover or a reclaim wins no election).
+    fn elections_won(&self) -> Result<Vec<(Epoch, Vec<u64>)>, String> {
         let query = AuditQuery {
             operation: Some(Operation::Election),
             limit: 1000,
             ..AuditQuery::default()
         };
-        let epoch = serde_json::to_value(entry.epoch).map_err(|e| e.to_string())?;
-        let elections = read(&decider.store, |c| audit::query(c, &query))?;
-        let Some(won) = elections.iter().find(|a| a.details["won"] == epoch) else {
-            return Ok(None);
-        };
-        let origin = u64::from(entry.event.origin().get());
-        let reached = won.details["answered"]
-            .as_array()
-            .is_some_and(|ids| ids.iter().any(|id| id.as_u64() == Some(origin)));
-        let own = origin == u64::from(decider.id.get());
-        Ok(
-            (!reached && !own && !won.details["answered"].is_null()).then_some(
-                "origin not reached: the election that made its master did not hear from it",
-            ),
-        )
+        let mut won = Vec::new();
+        for device in &self.devices {
+            for entry in read(&device.store, |c| audit::query(c, &query))? {
+                let Some(answered) = entry.details["answered"].as_array() else {
+                    continue;
+                };
+                if let Ok(epoch) = serde_json::from_value::<Epoch>(entry.details["won"].clone()) {
+                    won.push((
+                        epoch,
+                        answered.iter().filter_map(|id| id.as_u64()).collect(),
+                    ));
+                }
+            }
+        }
+        Ok(won)
     }
 
     /// Issue #12: without a partition, an election never deposes a master that is running, was
@@ -1057,6 +1119,8 @@ struct Stats {
     paused_runs_without_partition: u64,
     /// Forced entries excused because the master that kept them never heard from their origin.
     forced_origin_not_reached: u64,
+    /// Forced entries excused because the master that first accepted them led an island.
+    forced_island: u64,
 }
 
 impl Stats {
@@ -1073,6 +1137,7 @@ impl Stats {
         self.runs_without_partition += other.runs_without_partition;
         self.paused_runs_without_partition += other.paused_runs_without_partition;
         self.forced_origin_not_reached += other.forced_origin_not_reached;
+        self.forced_island += other.forced_island;
     }
 }
 
@@ -1111,6 +1176,11 @@ impl Sim {
                 .excused
                 .values()
                 .filter(|rule| rule.starts_with("origin"))
+                .count() as u64,
+            forced_island: self
+                .excused
+                .values()
+                .filter(|rule| rule.starts_with("island"))
                 .count() as u64,
         })
     }
