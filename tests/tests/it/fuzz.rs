@@ -444,6 +444,27 @@ fn message() -> impl Strategy<Value = Message> {
             target,
             log_head
         }),
+        epoch().prop_map(|epoch| Message::HandoverRequest { epoch }),
+        (e(), 0_u64..6).prop_map(|(epoch, log_head)| Message::PreVote { epoch, log_head }),
+        (
+            e(),
+            proptest::option::of(0_u64..1_000),
+            (e(), 0_u64..6),
+            proptest::collection::vec(sync_event(), 0..3)
+        )
+            .prop_map(
+                |(epoch, master_heard_ms_ago, (head_epoch, log_head), accepted_unlogged)| {
+                    Message::PreVoteReply {
+                        epoch,
+                        master_heard_ms_ago,
+                        position: rms_sync::LogPosition {
+                            head_epoch,
+                            log_head,
+                        },
+                        accepted_unlogged,
+                    }
+                }
+            ),
         (e(), word()).prop_map(|(epoch, code)| Message::Error {
             epoch,
             code,

@@ -6,6 +6,7 @@ mod core;
 mod failover;
 mod fuzz;
 mod multi_node;
+mod pause;
 mod security;
 mod sim;
 mod single_node;
