@@ -7,7 +7,8 @@
 //! sleeps until the next input or the core's next timeout.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::ops::ControlFlow;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,10 @@ use crate::sync_store::StoreAdapter;
 
 /// Inputs waiting for the driver before new ones are refused (the node is overloaded).
 pub const INPUT_QUEUE_MAX: usize = 8192;
+
+/// After a gap (the node did not run), at most this many waiting inputs are read before the
+/// overdue timers run: the whole queue.
+const CATCH_UP_INPUTS_MAX: usize = INPUT_QUEUE_MAX;
 
 pub enum Input {
     /// A message from a peer.
@@ -251,58 +256,75 @@ impl Loop {
     fn run(&mut self, rx: &Receiver<Input>) {
         // An input taken from the queue while gathering pushes, to handle next.
         let mut held: Option<Input> = None;
-        // Inputs left to read before timers may run again, after a gap (see below).
-        let mut catch_up_left: usize = 0;
         let gap_ms = self.node.config().heartbeat_interval_ms;
         loop {
+            let woke_from_sleep = held.is_none();
             let input = match held.take() {
                 Some(input) => Ok(input),
-                None if catch_up_left > 0 => match rx.try_recv() {
-                    Ok(input) => Ok(input),
-                    Err(TryRecvError::Empty) => {
-                        catch_up_left = 0;
-                        Err(RecvTimeoutError::Timeout)
-                    }
-                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                },
                 None => {
                     let wait = self.node.poll_timeout().saturating_sub(self.now().mono_ms);
                     rx.recv_timeout(Duration::from_millis(wait))
                 }
             };
             let now = self.now();
+            let late_ms = now.mono_ms.saturating_sub(self.node.poll_timeout());
+            if self.take(input, now, rx, &mut held).is_break() {
+                return;
+            }
             // Inputs before timeouts: a driver that woke up far past its own timer (the process
             // was stopped, or this thread starved) first reads what waited in its queue, so
             // overdue timers do not decide that peers are gone before their messages are read.
-            let late_ms = now.mono_ms.saturating_sub(self.node.poll_timeout());
-            if late_ms > gap_ms && catch_up_left == 0 {
+            if woke_from_sleep && late_ms > gap_ms {
                 log::warn!("the node did not run for {late_ms} ms: reading waiting inputs first");
-                catch_up_left = INPUT_QUEUE_MAX;
-            }
-            catch_up_left = catch_up_left.saturating_sub(1);
-            let result = match input {
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
-                    let mut pushes = vec![(from, message)];
-                    held = gather_pushes(rx, &mut pushes);
-                    self.handle_pushes(pushes, now)
+                for _ in 0..CATCH_UP_INPUTS_MAX {
+                    let waiting = match held.take() {
+                        Some(input) => input,
+                        None => match rx.try_recv() {
+                            Ok(input) => input,
+                            Err(_) => break,
+                        },
+                    };
+                    if self.take(Ok(waiting), self.now(), rx, &mut held).is_break() {
+                        return;
+                    }
                 }
-                Ok(input) => self.handle(input, now),
-                Err(RecvTimeoutError::Timeout) => Ok(()),
-            };
-            if let Err(err) = result {
-                log::error!("sync: {err}");
             }
-            // Timers run even when inputs never stop coming (a sales rush): a master that only
-            // served inputs would stop sending heartbeats and be deposed at its busiest.
-            if catch_up_left == 0
-                && self.node.poll_timeout() <= now.mono_ms
+            // Timers run after every input, even when inputs never stop coming (a sales rush): a
+            // master that only served inputs would stop sending heartbeats and be deposed at its
+            // busiest.
+            let now = self.now();
+            if self.node.poll_timeout() <= now.mono_ms
                 && let Err(err) = self.node.handle_timeout(now)
             {
                 log::error!("sync: {err}");
             }
             self.after_input(now);
         }
+    }
+
+    /// Hands one input (or a timeout) to the core; pushes waiting right behind a push join it
+    /// (the first other input taken goes to `held`). `Break` when the driver is to stop.
+    fn take(
+        &mut self,
+        input: Result<Input, RecvTimeoutError>,
+        now: Now,
+        rx: &Receiver<Input>,
+        held: &mut Option<Input>,
+    ) -> ControlFlow<()> {
+        let result = match input {
+            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
+            Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
+                let mut pushes = vec![(from, message)];
+                *held = gather_pushes(rx, &mut pushes);
+                self.handle_pushes(pushes, now)
+            }
+            Ok(input) => self.handle(input, now),
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+        };
+        if let Err(err) = result {
+            log::error!("sync: {err}");
+        }
+        ControlFlow::Continue(())
     }
 
     /// Pushes found waiting together go to the core together: it decides them in one

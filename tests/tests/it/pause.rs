@@ -108,6 +108,15 @@ fn sell_the_last_unit_while_paused(nodes: &[NodeProcess], paused: &[usize]) -> V
     wait_for("stock 0 on every device", DEADLINE, || {
         nodes.iter().all(|n| stock(n, "last") == 0)
     });
+    wait_for(
+        "the resumed devices heartbeat again: online for the master",
+        DEADLINE,
+        || {
+            paused
+                .iter()
+                .all(|&i| online(&nodes[0], u64::try_from(i + 1).unwrap()))
+        },
+    );
     verdicts
 }
 
