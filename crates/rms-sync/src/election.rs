@@ -81,25 +81,31 @@ pub(crate) struct PreVote {
     /// answer is not taken for an unreachable peer).
     ask_every_ms: u64,
     next_ask_ms: u64,
+    /// The round waits for the lost master's own answer (it may be alive and merely unheard)
+    /// until then, even when every awaited peer answered.
+    master_wait_until_ms: u64,
     /// The round closes with the answers it has by then.
     deadline_ms: u64,
 }
 
 impl PreVote {
+    /// `waits_ms`: how long to wait for the lost master's own answer, and for the round.
     pub fn start(
         lost_master: Option<DeviceId>,
         awaited: BTreeSet<DeviceId>,
         now_ms: u64,
         ask_every_ms: u64,
-        duration_ms: u64,
+        waits_ms: (u64, u64),
     ) -> PreVote {
         let ask_every_ms = ask_every_ms.max(1);
+        let (master_wait_ms, duration_ms) = waits_ms;
         PreVote {
             lost_master,
             awaited,
             ballots: BTreeMap::new(),
             ask_every_ms,
             next_ask_ms: now_ms + ask_every_ms,
+            master_wait_until_ms: now_ms + master_wait_ms.min(duration_ms),
             deadline_ms: now_ms + duration_ms,
         }
     }
@@ -122,9 +128,17 @@ impl PreVote {
         self.ballots.insert(from, ballot);
     }
 
+    fn all_awaited_answered(&self) -> bool {
+        self.awaited.iter().all(|id| self.ballots.contains_key(id))
+    }
+
     pub fn tally(&self, now_ms: u64) -> Tally {
-        let all_answered = self.awaited.iter().all(|id| self.ballots.contains_key(id));
-        if all_answered || now_ms >= self.deadline_ms {
+        let all_answered = self.all_awaited_answered();
+        let master_answered_or_waited = self
+            .lost_master
+            .is_none_or(|master| self.ballots.contains_key(&master))
+            || now_ms >= self.master_wait_until_ms;
+        if (all_answered && master_answered_or_waited) || now_ms >= self.deadline_ms {
             Tally::Closed
         } else {
             Tally::Open
@@ -146,12 +160,22 @@ impl PreVote {
 
     /// When the round wants to be looked at again.
     pub fn next_timeout_ms(&self) -> u64 {
-        self.next_ask_ms.min(self.deadline_ms)
+        // The wait for the lost master closes the round only once every awaited peer answered.
+        let master_wait = Some(self.master_wait_until_ms).filter(|_| {
+            self.all_awaited_answered()
+                && self
+                    .lost_master
+                    .is_some_and(|master| !self.ballots.contains_key(&master))
+        });
+        self.next_ask_ms
+            .min(self.deadline_ms)
+            .min(master_wait.unwrap_or(u64::MAX))
     }
 
     /// Moves the round's deadlines by `by_ms` (the node was not running for that long).
     pub fn postpone(&mut self, by_ms: u64) {
         self.next_ask_ms += by_ms;
+        self.master_wait_until_ms += by_ms;
         self.deadline_ms += by_ms;
     }
 
@@ -226,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_most_complete_log_wins_then_the_best_rank() {
-        let mut round = PreVote::start(Some(id(1)), [id(2), id(4)].into(), 0, 10, 100);
+        let mut round = PreVote::start(Some(id(1)), [id(2), id(4)].into(), 0, 10, (20, 100));
         round.record(id(2), ballot(false, position(1, 7)));
         round.record(id(4), ballot(false, position(1, 9)));
         let me = Candidate {
@@ -263,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_hears_the_master_or_is_unknown_is_no_candidate() {
-        let mut round = PreVote::start(Some(id(1)), [id(2), id(4)].into(), 0, 10, 100);
+        let mut round = PreVote::start(Some(id(1)), [id(2), id(4)].into(), 0, 10, (20, 100));
         round.record(id(2), ballot(true, position(1, 9)));
         round.record(id(4), ballot(false, position(1, 9)));
         let me = Candidate {
@@ -278,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_round_closes_when_all_awaited_answered_or_at_its_deadline() {
-        let mut round = PreVote::start(Some(id(1)), [id(2), id(3)].into(), 0, 10, 100);
+        let mut round = PreVote::start(Some(id(1)), [id(2), id(3)].into(), 0, 10, (20, 100));
         assert_eq!(round.tally(5), Tally::Open);
         assert!(round.ask_again(5).is_empty(), "not time to ask again yet");
         round.record(id(2), ballot(false, position(1, 1)));
@@ -290,8 +314,23 @@ mod tests {
         assert_eq!(round.tally(99), Tally::Open);
         assert_eq!(round.tally(100), Tally::Closed, "the deadline closes it");
         round.record(id(3), ballot(false, position(1, 1)));
-        assert_eq!(round.tally(11), Tally::Closed, "everyone answered");
-        let alone = PreVote::start(None, BTreeSet::new(), 0, 10, 100);
+        assert_eq!(
+            round.tally(11),
+            Tally::Open,
+            "the lost master may still answer"
+        );
+        assert_eq!(
+            round.tally(20),
+            Tally::Closed,
+            "everyone answered, the master did not"
+        );
+        round.record(id(1), ballot(true, position(1, 1)));
+        assert_eq!(
+            round.tally(11),
+            Tally::Closed,
+            "everyone answered, the master too"
+        );
+        let alone = PreVote::start(None, BTreeSet::new(), 0, 10, (20, 100));
         assert_eq!(
             alone.tally(0),
             Tally::Closed,

@@ -69,6 +69,10 @@ pub enum Message {
         epoch: Option<Epoch>,
         role: Role,
         log_head: u64,
+        /// A master handing its role over names the target in every heartbeat until it ends:
+        /// the target takes over only while its master's latest heartbeat still says so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handing_over_to: Option<DeviceId>,
     },
     /// A client's own pending events, at most [`BATCH_EVENTS_MAX`], for the master to decide.
     Push {

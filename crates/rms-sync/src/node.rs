@@ -153,9 +153,10 @@ struct HandingOver {
     deadline_ms: u64,
 }
 
-/// A handover this device was asked to carry out. It takes over only within one master timeout
-/// of the request; its master waits [`HANDOVER_TIMEOUTS`] (two) before it decides again, so the
-/// two never lead at once while messages take less than half a master timeout.
+/// A handover this device was asked to carry out. It takes over only while its master's latest
+/// heartbeat still names it, and within [`TAKE_OVER_TIMEOUTS`] (one master timeout) of the
+/// request; its master waits [`HANDOVER_TIMEOUTS`] (two) before it decides again, so the two
+/// never lead at once while messages take less than half a master timeout.
 #[derive(Debug, Clone, Copy)]
 struct TakeOver {
     log_head: u64,
@@ -178,6 +179,17 @@ const PRE_VOTE_ROUNDS_MAX: u64 = 4;
 /// A master waits this many master timeouts for its handover target to take over, deciding
 /// nothing new meanwhile, before it goes on as master.
 const HANDOVER_TIMEOUTS: u64 = 2;
+
+/// A handover target takes over within this many master timeouts of the request, or not at all.
+const TAKE_OVER_TIMEOUTS: u64 = 1;
+
+/// `--reclaim` asks the master for the role again after this many master timeouts.
+const RECLAIM_ASK_TIMEOUTS: u64 = 1;
+
+/// A pre-vote waits at most this long (and at most a heartbeat interval) for the answer of the
+/// master it lost, even when that master was not heard lately: if it is alive, its answer
+/// ("I am master") stops the election of a device that merely stopped hearing it.
+const PRE_VOTE_MASTER_WAIT_MS_MAX: u64 = 250;
 
 pub struct SyncNode<S: SyncStore> {
     config: SyncConfig,
@@ -484,9 +496,12 @@ impl<S: SyncStore> SyncNode<S> {
             return Ok(());
         }
         match message {
-            Message::Heartbeat { role, log_head, .. } => {
-                self.on_heartbeat(from, role, log_head, now)
-            }
+            Message::Heartbeat {
+                role,
+                log_head,
+                handing_over_to,
+                ..
+            } => self.on_heartbeat(from, role, log_head, handing_over_to, now),
             Message::Register { peer, .. } => self.on_register(from, peer, now),
             Message::RegisterAck {
                 roster, log_head, ..
@@ -532,11 +547,7 @@ impl<S: SyncStore> SyncNode<S> {
                 target, log_head, ..
             } => {
                 if target == self.me() && self.is_my_master(from) {
-                    self.following.take_over_at = Some(TakeOver {
-                        log_head,
-                        until_ms: now.mono_ms + self.config.master_timeout_ms,
-                    });
-                    self.maybe_take_over(now)?;
+                    self.expect_take_over(log_head, now);
                 }
                 Ok(())
             }
@@ -836,12 +847,16 @@ impl<S: SyncStore> SyncNode<S> {
             ..Batch::default()
         })?;
         self.waiting = None;
+        let master_wait_ms = self
+            .config
+            .heartbeat_interval_ms
+            .min(PRE_VOTE_MASTER_WAIT_MS_MAX);
         self.pre_vote = Some(PreVote::start(
             lost_master,
             awaited,
             now.mono_ms,
             self.config.heartbeat_interval_ms,
-            self.pre_vote_duration_ms(),
+            (master_wait_ms, self.pre_vote_duration_ms()),
         ));
         let question = self.pre_vote_question();
         self.send(To::AllPeers, question);
@@ -882,7 +897,9 @@ impl<S: SyncStore> SyncNode<S> {
     fn master_heard_ms_ago(&self, now: Now) -> Option<u64> {
         match self.role {
             Role::Master => Some(0),
-            Role::Client if self.following.active => {
+            // Only a client the master answered in this epoch vouches for it: one that merely
+            // learned the epoch (from the asker, say) has not heard the master at all.
+            Role::Client if self.following.active && self.following.registered => {
                 let ago = now.mono_ms.saturating_sub(self.following.heard_ms);
                 (ago <= self.config.master_timeout_ms).then_some(ago)
             }
@@ -1024,26 +1041,33 @@ impl<S: SyncStore> SyncNode<S> {
         if late_ms <= self.config.heartbeat_interval_ms {
             return Ok(());
         }
-        self.next_heartbeat_ms = now.mono_ms; // due now, and no longer late
+        // What was recorded before the gap moves by the delay; what was heard since (an input
+        // read during a catch-up) stays as it is.
+        let gap_started_ms = std::mem::replace(&mut self.next_heartbeat_ms, now.mono_ms);
+        let shift = |at: &mut u64| {
+            if *at <= gap_started_ms {
+                *at += late_ms;
+            }
+        };
         let f = &mut self.following;
-        f.heard_ms += late_ms;
+        shift(&mut f.heard_ms);
         for sent in [&mut f.push_sent_ms, &mut f.pull_sent_ms]
             .into_iter()
             .flatten()
         {
-            *sent += late_ms;
+            shift(sent);
         }
         for heard in self
             .peers
             .values_mut()
             .filter_map(|p| p.last_heard_ms.as_mut())
         {
-            *heard += late_ms;
+            shift(heard);
         }
         for until in self.suspects.values_mut() {
             *until += late_ms;
         }
-        self.masterless_since_ms += late_ms;
+        shift(&mut self.masterless_since_ms);
         if let Some(waiting) = self.waiting.as_mut() {
             waiting.deadline_ms += late_ms;
         }
@@ -1336,10 +1360,9 @@ impl<S: SyncStore> SyncNode<S> {
         };
         let outranks =
             rank(self.config.me.priority, self.me()) > rank(epoch.master_priority, epoch.master_id);
-        let asked_lately = self
-            .following
-            .reclaim_asked_ms
-            .is_some_and(|at| now.mono_ms.saturating_sub(at) <= self.config.master_timeout_ms);
+        let asked_lately = self.following.reclaim_asked_ms.is_some_and(|at| {
+            now.mono_ms.saturating_sub(at) <= RECLAIM_ASK_TIMEOUTS * self.config.master_timeout_ms
+        });
         if self.config.reclaim
             && outranks
             && !asked_lately
@@ -1367,6 +1390,7 @@ impl<S: SyncStore> SyncNode<S> {
         from: DeviceId,
         role: Role,
         log_head: u64,
+        handing_over_to: Option<DeviceId>,
         now: Now,
     ) -> Result<(), S> {
         if self.is_my_master(from) && role == Role::Master {
@@ -1375,15 +1399,33 @@ impl<S: SyncStore> SyncNode<S> {
             }
             self.following.heard_ms = now.mono_ms;
             self.following.master_log_head = log_head;
+            // The master's latest heartbeat says whether a handover to us still stands: one
+            // that ended (the master went on deciding) is never carried out late. Only the
+            // `handover` message opens the window; a heartbeat never opens or widens it.
+            if handing_over_to != Some(self.me()) {
+                self.following.take_over_at = None;
+            } else if let Some(take_over) = self.following.take_over_at.as_mut() {
+                take_over.log_head = log_head;
+            }
             if self.following.synced
                 && log_head > self.log_head
                 && self.following.pull_sent_ms.is_none()
             {
                 self.send_pull(now);
             }
-            self.maybe_take_over(now)?;
         }
         Ok(())
+    }
+
+    /// The master asked this device to take over at `log_head`: done from the next tick (after
+    /// every message that waited with the request was read), within [`TAKE_OVER_TIMEOUTS`].
+    fn expect_take_over(&mut self, log_head: u64, now: Now) {
+        let until_ms = now.mono_ms + TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms;
+        let take_over = self
+            .following
+            .take_over_at
+            .get_or_insert(TakeOver { log_head, until_ms });
+        take_over.log_head = log_head;
     }
 
     fn on_register_ack(&mut self, from: DeviceId, roster: Vec<PeerInfo>, log_head: u64, now: Now) {
@@ -1545,7 +1587,7 @@ impl<S: SyncStore> SyncNode<S> {
                 self.send_relay(epoch);
             }
         }
-        self.maybe_take_over(now)
+        Ok(())
     }
 
     fn truncate(&mut self, keep: u64, now: Now) -> Result<(), S> {
@@ -1715,13 +1757,17 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// A push or relay while the master hands over: undecided, to be pushed again to the next
     /// master (the pusher's push times out, or it follows the new epoch first).
-    fn refuse_handing_over(&mut self, to: DeviceId) {
+    fn refuse_handing_over(&mut self, to: DeviceId, what: &str, now: Now) -> Result<(), S> {
+        let details = json!({ "refused": what, "from": to, "why": "handing_over" });
+        let entry = self.audit(now, Operation::Handover, Outcome::Rejected, None, details);
+        self.commit(Batch::audit(entry))?;
         let message = Message::Error {
             epoch: self.epoch,
             code: "handing_over".into(),
             message: "this master is handing its role over; push again to the next".into(),
         };
         self.send(To::Device(to), message);
+        Ok(())
     }
 
     /// `--reclaim`: a device that outranks this master and has caught up asks for the role.
@@ -1729,7 +1775,21 @@ impl<S: SyncStore> SyncNode<S> {
         let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
             return Ok(());
         };
-        if self.handing_over.is_some() {
+        if let Some(handing_over) = self.handing_over {
+            let time_left = handing_over.deadline_ms.saturating_sub(now.mono_ms);
+            if handing_over.target == from
+                && time_left >= TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms
+            {
+                // The handover was lost on its way: say it again, while the target's window
+                // would still close before this master's deadline.
+                let log_head = self.log_head;
+                let handover = Message::Handover {
+                    epoch,
+                    target: from,
+                    log_head,
+                };
+                self.send(To::Device(from), handover);
+            }
             return Ok(());
         }
         let outranks = self
@@ -1773,8 +1833,7 @@ impl<S: SyncStore> SyncNode<S> {
             return Ok(());
         }
         if self.handing_over.is_some() {
-            self.refuse_handing_over(from);
-            return Ok(());
+            return self.refuse_handing_over(from, "push", now);
         }
         match self.own_pushed(from, events, now)? {
             Some(own) => self.decide_pushes(vec![(from, own)], now),
@@ -1812,8 +1871,7 @@ impl<S: SyncStore> SyncNode<S> {
             return Ok(());
         }
         if self.handing_over.is_some() {
-            self.refuse_handing_over(from);
-            return Ok(());
+            return self.refuse_handing_over(from, "relay", now);
         }
         // Any device that undid accepted entries of a log relays them (whoever decided them):
         // it may hold the only copy. Duplicates are harmless (idempotency); entries from an
@@ -2243,6 +2301,7 @@ impl<S: SyncStore> SyncNode<S> {
             epoch: self.epoch,
             role: self.role,
             log_head: self.log_head,
+            handing_over_to: self.handing_over.map(|h| h.target),
         }
     }
 
@@ -2284,15 +2343,13 @@ impl<S: SyncStore> SyncNode<S> {
 }
 
 /// The order in which the master decides the events of one push: first those an earlier master
-/// accepted, in the order it decided them (they came first, whatever their clocks say), then
-/// the others by `(hlc, device, seq)` (SPEC §4).
-fn decision_order(event: &SyncEvent) -> (bool, Option<u64>, (Hlc, DeviceId, u64)) {
+/// accepted, in the order it decided them (they came first, whatever their clocks say; those
+/// whose place is unknown after those whose place is known), then the others by
+/// `(hlc, device, seq)` (SPEC §4).
+fn decision_order(event: &SyncEvent) -> (bool, bool, Option<u64>, (Hlc, DeviceId, u64)) {
     let before = event.accepted_before;
-    (
-        !before,
-        event.master_seq.filter(|_| before),
-        event.arrival_key(),
-    )
+    let place = event.master_seq.filter(|_| before);
+    (!before, place.is_none(), place, event.arrival_key())
 }
 
 fn fmt_epoch(epoch: Option<Epoch>) -> String {

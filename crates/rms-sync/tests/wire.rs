@@ -20,6 +20,7 @@ fn messages_are_type_tagged_json() {
         epoch: Some(epoch),
         role: rms_domain::Role::Client,
         log_head: 42,
+        handing_over_to: None,
     };
     let json = serde_json::to_value(&message).unwrap();
     assert_eq!(json["type"], "heartbeat");

@@ -395,6 +395,7 @@ fn message() -> impl Strategy<Value = Message> {
                 epoch,
                 role,
                 log_head,
+                handing_over_to: None,
             }
         }),
         (e(), proptest::collection::vec(sync_event(), 0..4))
@@ -765,6 +766,7 @@ fn heartbeat_of(master: DeviceId, epoch: Epoch, log_head: u64) -> Message {
         epoch: Some(epoch),
         role: Role::Master,
         log_head,
+        handing_over_to: None,
     }
 }
 

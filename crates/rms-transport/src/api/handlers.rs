@@ -396,6 +396,7 @@ fn error_code(code: &str) -> &'static str {
     match code {
         "stale_term" => "stale_term",
         "not_master" => "not_master",
+        "handing_over" => "handing_over",
         _ => "refused",
     }
 }
