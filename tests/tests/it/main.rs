@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod core;
+mod election;
 mod failover;
 mod fuzz;
 mod multi_node;

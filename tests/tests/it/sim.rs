@@ -580,7 +580,8 @@ impl Sim {
 
     fn pause(&mut self, index: usize) {
         if self.devices[index].node.is_some() && self.devices[index].paused_until.is_none() {
-            let until = self.now + 500 + self.rng.below(2_500);
+            // From well under the master timeout (a hiccup) to several of them.
+            let until = self.now + 100 + self.rng.below(2_900);
             self.devices[index].paused_until = Some(until);
             self.pauses += 1;
             self.log(format!("pause d{} until {until}", index + 1));
@@ -728,21 +729,28 @@ impl Sim {
             .copied()
             .unwrap_or(entry.epoch);
         let origin = u64::from(entry.event.origin().get());
-        let between: Vec<(Epoch, Vec<u64>)> = self
+        let up_to_entry: Vec<(Epoch, Vec<u64>)> = self
             .elections_won()?
             .into_iter()
             .filter(|(epoch, _)| first.term <= epoch.term && epoch.term <= entry.epoch.term)
             .collect();
-        if between.iter().any(|(epoch, answered)| {
-            u64::from(epoch.master_id.get()) != origin && !answered.contains(&origin)
-        }) {
+        // The election that made the first acceptor came before the acceptance: whom it reached
+        // says nothing about the event's origin.
+        let unreached = up_to_entry.iter().any(|(epoch, answered)| {
+            epoch.term > first.term
+                && u64::from(epoch.master_id.get()) != origin
+                && !answered.contains(&origin)
+        });
+        if unreached {
             return Ok(Some(
                 "origin not reached: a master elected since it was accepted did not hear from its origin",
             ));
         }
-        let island = between.iter().any(|(_, answered)| answered.is_empty());
-        Ok(island
-            .then_some("island: a master elected since it was accepted heard from no other device"))
+        // An island master sells from its own view, the first acceptor included.
+        let island = up_to_entry.iter().any(|(_, answered)| answered.is_empty());
+        Ok(island.then_some(
+            "island: a master elected hearing from no other device accepted it, or sold since",
+        ))
     }
 
     /// Every epoch won by an election in this run, with the devices whose pre-vote answers the

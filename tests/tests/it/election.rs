@@ -1,0 +1,226 @@
+//! The sync core's failure detector, pre-vote and handover (issue #12), input by input over the
+//! real repositories (an in-memory database), on a virtual clock.
+
+use rms_domain::{DeviceId, Epoch, Role, Term};
+use rms_sync::{LogPosition, Message, PeerInfo, SyncNode, To};
+use rms_transport::StoreAdapter;
+
+use crate::fuzz::{core_with, now};
+
+fn device(id: u16) -> DeviceId {
+    DeviceId::new(id).expect("not zero")
+}
+
+fn peer(id: u16) -> PeerInfo {
+    PeerInfo {
+        device_id: device(id),
+        name: format!("till {id}"),
+        advertise: format!("http://127.0.0.1:{id}"),
+        priority: 0,
+    }
+}
+
+fn epoch_of(master: u16) -> Epoch {
+    Epoch {
+        term: Term(1),
+        master_id: device(master),
+        master_priority: 0,
+    }
+}
+
+fn heartbeat(from: u16, role: Role, epoch: Epoch) -> Message {
+    Message::Heartbeat {
+        peer: peer(from),
+        epoch: Some(epoch),
+        role,
+        log_head: 0,
+        handing_over_to: None,
+    }
+}
+
+/// Device 1 as a client of master 2, with device 3 as another live client; heartbeats from both
+/// every 100 ms until `until_ms`.
+fn client_of_two(until_ms: u64) -> SyncNode<StoreAdapter> {
+    let mut node = core_with(false, |adapter| adapter);
+    let epoch = epoch_of(2);
+    let announce = Message::MasterAnnounce {
+        epoch,
+        url: "http://127.0.0.1:2".into(),
+    };
+    node.handle_message(device(2), announce, now(0))
+        .expect("announce");
+    let mut t = 0;
+    while t <= until_ms {
+        node.handle_messages(
+            [
+                (device(2), heartbeat(2, Role::Master, epoch)),
+                (device(3), heartbeat(3, Role::Client, epoch)),
+            ],
+            now(t),
+        )
+        .expect("heartbeats");
+        if node.poll_timeout() <= t {
+            node.handle_timeout(now(t)).expect("timers");
+        }
+        t += 100;
+    }
+    assert_eq!(node.master_id(), Some(device(2)));
+    sent(&mut node);
+    node
+}
+
+/// Every message the node wants to send, drained.
+fn sent(node: &mut SyncNode<StoreAdapter>) -> Vec<(To, Message)> {
+    std::iter::from_fn(|| node.poll_transmit())
+        .map(|t| (t.to, t.message))
+        .collect()
+}
+
+/// Runs the node's timers, with no input, from `from_ms` up to `until_ms`.
+fn run_timers(node: &mut SyncNode<StoreAdapter>, from_ms: u64, until_ms: u64) {
+    let mut t = from_ms;
+    while t <= until_ms {
+        if node.poll_timeout() <= t {
+            node.handle_timeout(now(t)).expect("timers");
+        }
+        t += 10;
+    }
+}
+
+fn pre_votes(messages: &[(To, Message)]) -> usize {
+    messages
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::PreVote { .. }))
+        .count()
+}
+
+#[test]
+fn time_a_client_did_not_run_does_not_count_against_its_master() {
+    // A client stopped for 2.5 s (four master timeouts) wakes up with every deadline passed: it
+    // neither loses its master nor asks anybody, and the heartbeat waiting for it keeps it
+    // following.
+    let mut node = client_of_two(500);
+    node.handle_timeout(now(3_000))
+        .expect("the first timer after the pause");
+    let after_pause = sent(&mut node);
+    assert_eq!(pre_votes(&after_pause), 0, "{after_pause:?}");
+    assert_eq!(node.master_id(), Some(device(2)));
+    node.handle_message(
+        device(2),
+        heartbeat(2, Role::Master, epoch_of(2)),
+        now(3_001),
+    )
+    .expect("the heartbeat that waited");
+    run_timers(&mut node, 3_001, 3_500);
+    assert_eq!(node.master_id(), Some(device(2)), "heard 500 ms ago: alive");
+    // Silence while running is a failure again: after the master timeout it asks its peers.
+    run_timers(&mut node, 3_500, 3_700);
+    assert_eq!(node.master_id(), None);
+    assert_eq!(pre_votes(&sent(&mut node)), 1, "one pre-vote, to all peers");
+}
+
+#[test]
+fn a_peer_that_still_hears_the_master_stops_the_election() {
+    // Device 1 stops hearing master 2 (its link is down); device 3 still hears it and says so:
+    // no election, no new epoch; device 1 asks again once 3 would have timed out itself.
+    let mut node = client_of_two(500);
+    let epoch = epoch_of(2);
+    let mut t = 600;
+    while node.master_id().is_some() {
+        node.handle_message(device(3), heartbeat(3, Role::Client, epoch), now(t))
+            .expect("device 3 lives");
+        node.handle_timeout(now(t)).expect("timers");
+        t += 100;
+    }
+    let asked = sent(&mut node);
+    assert_eq!(pre_votes(&asked), 1, "{asked:?}");
+    let refusal = Message::PreVoteReply {
+        epoch: Some(epoch),
+        master_heard_ms_ago: Some(40),
+        position: LogPosition {
+            head_epoch: None,
+            log_head: 0,
+        },
+        accepted_unlogged: Vec::new(),
+    };
+    node.handle_message(device(3), refusal, now(t))
+        .expect("refusal");
+    // Device 3 lives on (it hears the master, device 1 does not).
+    let alive_until = |node: &mut SyncNode<StoreAdapter>, from_ms: u64, until_ms: u64| {
+        let mut at = from_ms;
+        while at <= until_ms {
+            if at.is_multiple_of(100) {
+                node.handle_message(device(3), heartbeat(3, Role::Client, epoch), now(at))
+                    .expect("device 3 lives");
+            }
+            if node.poll_timeout() <= at {
+                node.handle_timeout(now(at)).expect("timers");
+            }
+            at += 10;
+        }
+    };
+    alive_until(&mut node, t, t + 500);
+    let meanwhile = sent(&mut node);
+    assert_eq!(
+        pre_votes(&meanwhile),
+        0,
+        "not asked again while 3 hears the master"
+    );
+    assert!(
+        !meanwhile
+            .iter()
+            .any(|(_, m)| matches!(m, Message::MasterAnnounce { .. })),
+        "nobody deposes a master that device 3 hears: {meanwhile:?}"
+    );
+    assert_eq!(node.role(), Role::Client);
+    assert_eq!(node.epoch(), Some(epoch), "no new term");
+    alive_until(&mut node, t + 510, t + 600);
+    assert_eq!(
+        pre_votes(&sent(&mut node)),
+        1,
+        "asked again when 3 would have timed out (it heard the master 40 ms before answering)"
+    );
+}
+
+#[test]
+fn a_device_that_reaches_nobody_leads_its_island() {
+    // Master 2 and device 3 both go silent: the pre-vote awaits nobody alive and device 1
+    // becomes master of its island in a new term.
+    let mut node = client_of_two(500);
+    run_timers(&mut node, 600, 1_500);
+    assert_eq!(node.role(), Role::Master);
+    assert_eq!(
+        node.epoch().map(|e| (e.term, e.master_id)),
+        Some((Term(2), device(1)))
+    );
+}
+
+#[test]
+fn a_master_handing_over_decides_nothing_until_the_target_took_over_or_time_ran_out() {
+    // While it hands over, a master refuses pushes (`handing_over`) and records local writes as
+    // pending; when the target does not take over within two master timeouts it goes on.
+    let mut node = core_with(false, |adapter| adapter);
+    run_timers(&mut node, 0, 1_000);
+    assert_eq!(node.role(), Role::Master, "alone: master of its island");
+    let epoch = node.epoch().expect("an epoch");
+    node.handle_message(device(2), heartbeat(2, Role::Client, epoch), now(1_000))
+        .expect("device 2 lives");
+    sent(&mut node);
+    node.request_handover(device(2), now(1_000))
+        .expect("a live target");
+    assert_eq!(node.local_write_role(), Role::Client, "local writes wait");
+    let push = Message::Push {
+        epoch: Some(epoch),
+        events: Vec::new(),
+    };
+    node.handle_message(device(2), push, now(1_010))
+        .expect("push");
+    let answers = sent(&mut node);
+    assert!(
+        answers.iter().any(|(to, m)| *to == To::Device(device(2))
+            && matches!(m, Message::Error { code, .. } if code == "handing_over")),
+        "{answers:?}"
+    );
+    run_timers(&mut node, 1_010, 2_210);
+    assert_eq!(node.local_write_role(), Role::Master, "the master goes on");
+}
