@@ -36,7 +36,7 @@ struct Args {
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id starts with one of these (S1, S2, ..., R1); all by default.
+    /// Only the scenarios whose id starts with one of these (S1, S2, ..., S8, R1); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the summary goes.
@@ -125,6 +125,11 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
                 scenarios::s5_failover(bench, heartbeat_ms, timeout_ms)
             })?);
         }
+    }
+    if wanted("S8") {
+        rows.push(tokio::task::block_in_place(|| {
+            scenarios::s8_failover_two_dead(bench, 100, 600)
+        })?);
     }
     if wanted("S6") {
         rows.extend(scenarios::s6_memory(bench).await?);
