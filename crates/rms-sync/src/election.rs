@@ -172,13 +172,6 @@ impl PreVote {
             .min(master_wait.unwrap_or(u64::MAX))
     }
 
-    /// Moves the round's deadlines by `by_ms` (the node was not running for that long).
-    pub fn postpone(&mut self, by_ms: u64) {
-        self.next_ask_ms += by_ms;
-        self.master_wait_until_ms += by_ms;
-        self.deadline_ms += by_ms;
-    }
-
     /// The winner among `me` and the peers that answered without hearing the master, each
     /// known by `priority_of` (a peer whose priority is unknown cannot be chosen).
     pub fn winner(

@@ -1071,8 +1071,11 @@ impl<S: SyncStore> SyncNode<S> {
         if let Some(waiting) = self.waiting.as_mut() {
             waiting.deadline_ms += late_ms;
         }
-        if let Some(round) = self.pre_vote.as_mut() {
-            round.postpone(late_ms);
+        // A pre-vote open across the gap counts answers from before it: the store may have a
+        // master by now (its announce is among the inputs that waited). It is dropped, and asked
+        // again a master timeout from now if no master is heard meanwhile.
+        if self.pre_vote.take().is_some() {
+            self.masterless_since_ms = now.mono_ms;
         }
         let details = json!({ "why": "input gap: the node did not run", "late_ms": late_ms });
         let mut audit = vec![self.audit(now, Operation::Error, Outcome::Error, None, details)];

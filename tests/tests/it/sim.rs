@@ -800,13 +800,17 @@ impl Sim {
         }
         let window = 3 * MASTER_TIMEOUT_MS;
         let x = self.devices[winner].id;
+        let won = self.devices[winner].node.as_ref().and_then(Node::epoch);
         let recent = |at: Option<&u64>| at.is_some_and(|t| t + window > self.now);
         for device in &self.devices {
             let running_master = device
                 .node
                 .as_ref()
                 .is_some_and(|n| n.role() == Role::Master);
-            if device.id == x || !running_master || device.paused_until.is_some() {
+            // A master of a newer epoch than the winner's is not deposed by it: the winner
+            // steps down as soon as it hears of that epoch.
+            let newer = device.node.as_ref().and_then(Node::epoch) > won;
+            if device.id == x || !running_master || device.paused_until.is_some() || newer {
                 continue;
             }
             let m = device.id;
