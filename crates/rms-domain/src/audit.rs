@@ -1,3 +1,6 @@
+//! The SyncAuditLog's entry: [`AuditEntry`], with the [`Operation`] it records and its
+//! [`Outcome`]. Append-only: rms-storage stores entries and never updates or deletes one.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,6 @@
+//! A device of the store as the roster and `GET /cluster` show it: [`Device`] (id, name, role,
+//! advertise URL, priority, whether it was heard lately).
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeviceId, Role};

@@ -1,3 +1,7 @@
+//! Terms and masters: an [`Epoch`] is a term with the master that leads it, ordered so that after
+//! a split brain every device agrees which master stays; a [`LogEntry`] is an event as the
+//! master log holds it (the epoch that decided it, the products right after it).
+
 use std::cmp::{Ordering, Reverse};
 use std::fmt;
 

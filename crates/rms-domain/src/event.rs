@@ -1,3 +1,6 @@
+//! The replication unit: a [`SyncEvent`] (one local write: its id, clock, payload, status) with
+//! its [`EventPayload`] (what it does), [`EventStatus`] and the [`RejectReason`] a master gives.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,6 @@
+//! The hybrid logical clock ([`Hlc`]) that stamps every event: it never goes backwards on a
+//! device, also across restarts and wall clock jumps.
+
 use serde::{Deserialize, Serialize};
 
 /// A hybrid logical clock timestamp: wall milliseconds and a counter that orders events within the

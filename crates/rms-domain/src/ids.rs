@@ -1,3 +1,6 @@
+//! Identifiers: [`DeviceId`] (1..=65535, unique in a store) and [`EventId`]
+//! (`"<device_id>-<seq>"`, never reused), with their text forms.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,7 @@
+//! Products and the inputs that change them: [`Product`] (the catalogue row with stock and
+//! version), [`NewProduct`], [`ProductPatch`] and [`StockAdjustment`], each validated field by
+//! field.
+
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{

@@ -1,3 +1,6 @@
+//! Sales: the till's input ([`NewSale`], [`NewSaleLine`]) and the sale as stored and shown
+//! ([`Sale`], [`SaleLine`], [`SaleStatus`]), read from its `sale_recorded` event.
+
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventPayload, EventStatus, RejectReason, SyncEvent};

@@ -1,3 +1,6 @@
+//! Time as text: UTC RFC 3339 with milliseconds, to and from Unix milliseconds (audit `at`,
+//! `created_at`, `last_seen`).
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;

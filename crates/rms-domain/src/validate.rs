@@ -1,3 +1,6 @@
+//! The data rules of SPEC §3 as named limits and checks: every refusal is a [`ValidationError`]
+//! that names the field, and nothing is written.
+
 use serde::{Deserialize, Deserializer};
 
 /// Longest SKU, in characters (`[A-Za-z0-9._-]`, at least one).

@@ -1,3 +1,7 @@
+//! [`StorageError`]: what a repository call can fail with (SQLite, a refused or invalid write,
+//! a row that does not decode, a database newer than the code), and the checked conversions
+//! between `u64` and SQLite's `i64`.
+
 use rms_domain::{RejectReason, ValidationError};
 
 /// Everything that can go wrong in rms-storage.

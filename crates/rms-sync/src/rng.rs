@@ -1,3 +1,5 @@
+//! The core's only randomness: [`Rng`], a seeded SplitMix64, so a run replays from its seed.
+
 /// SplitMix64: a small, seeded, reproducible generator. rms-sync draws its jitter from it so a run
 /// replays exactly from its seed (no thread RNG).
 #[derive(Debug, Clone)]

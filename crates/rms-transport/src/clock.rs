@@ -1,3 +1,5 @@
+//! [`Clock`]: the node's wall clock, the only place rms reads the time of day.
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The node's wall clock: the system clock shifted by a fixed offset (`RMS_CLOCK_OFFSET_MS`, for

@@ -1,3 +1,6 @@
+//! [`Db`]: the async adapter over rms-storage's [`Store`]: repository calls on tokio's blocking
+//! pool, at most [`DB_CALLS_MAX`] at once.
+
 use std::sync::Arc;
 
 use rms_storage::{Connection, Transaction};

@@ -1,3 +1,6 @@
+//! [`ApiError`]: the REST API's error reply, `{"error": <code>, "message": <text>}` with its HTTP
+//! status, and how storage and database errors map to it.
+
 use rms_domain::{RejectReason, ValidationError};
 use rms_storage::StorageError;
 use serde::Serialize;

@@ -12,3 +12,4 @@ mod security;
 mod sim;
 mod single_node;
 mod status_page;
+mod tidy;
