@@ -46,13 +46,13 @@ macro_rules! string_enum {
         }
 
         impl FromStr for $name {
-            type Err = String;
+            type Err = crate::ids::UnknownName;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $name::ALL
                     .iter()
                     .copied()
                     .find(|v| v.as_str() == s)
-                    .ok_or_else(|| format!("unknown {} {s:?}", stringify!($name)))
+                    .ok_or_else(|| crate::ids::UnknownName::new(stringify!($name), s))
             }
         }
     };

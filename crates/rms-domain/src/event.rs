@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
-use crate::ids::{DeviceId, EventId, Term};
+use crate::ids::{DeviceId, EventId, Term, UnknownName};
 use crate::sale::SaleLine;
 use crate::validate::{self, ValidationError};
 use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
@@ -242,13 +242,13 @@ impl EventStatus {
 }
 
 impl FromStr for EventStatus {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "pending" => Ok(EventStatus::Pending),
             "synced" => Ok(EventStatus::Synced),
             "rejected" => Ok(EventStatus::Rejected),
-            other => Err(format!("unknown event status {other:?}")),
+            other => Err(UnknownName::new("event status", other)),
         }
     }
 }
@@ -308,7 +308,7 @@ impl fmt::Display for RejectReason {
 }
 
 impl FromStr for RejectReason {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
             RejectReason::OutOfStock,
@@ -320,7 +320,7 @@ impl FromStr for RejectReason {
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
-        .ok_or_else(|| format!("unknown reject reason {s:?}"))
+        .ok_or_else(|| UnknownName::new("reject reason", s))
     }
 }
 

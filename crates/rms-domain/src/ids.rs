@@ -56,6 +56,24 @@ impl fmt::Display for EventId {
     }
 }
 
+/// A name outside a closed set: an audit operation or outcome, an event status, a reject reason,
+/// a role. `what` names the set, `name` is what was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+impl UnknownName {
+    pub fn new(what: &'static str, name: &str) -> UnknownName {
+        UnknownName {
+            what,
+            name: name.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event_id must look like \"<device_id>-<seq>\" with device_id in 1..=65535 and seq >= 1")]
 pub struct ParseEventIdError;
@@ -125,12 +143,12 @@ impl Role {
 }
 
 impl FromStr for Role {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "master" => Ok(Role::Master),
             "client" => Ok(Role::Client),
-            other => Err(format!("unknown role {other:?}")),
+            other => Err(UnknownName::new("role", other)),
         }
     }
 }

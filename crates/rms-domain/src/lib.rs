@@ -31,7 +31,7 @@ pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
 pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};
 pub use hlc::Hlc;
-pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term};
+pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
 pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};

@@ -99,14 +99,16 @@ fn decode(raw: Raw) -> Result<AuditEntry, StorageError> {
     Ok(AuditEntry {
         id,
         at,
-        operation: operation.parse().map_err(bad)?,
+        operation: operation
+            .parse::<Operation>()
+            .map_err(|e| bad(e.to_string()))?,
         device_id: device_id.and_then(DeviceId::new),
         user_id,
         event_id: event_id
             .map(|e| e.parse::<EventId>())
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
-        outcome: outcome.parse::<Outcome>().map_err(bad)?,
+        outcome: outcome.parse::<Outcome>().map_err(|e| bad(e.to_string()))?,
         details: serde_json::from_str(&details).map_err(|e| bad(e.to_string()))?,
     })
 }

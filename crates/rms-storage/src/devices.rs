@@ -46,7 +46,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Device>, StorageError> {
         Ok(Device {
             device_id: DeviceId::new(device_id).ok_or_else(|| bad("device_id 0".into()))?,
             name,
-            role: role.parse::<Role>().map_err(bad)?,
+            role: role.parse::<Role>().map_err(|e| bad(e.to_string()))?,
             advertise,
             priority,
             online: false,

@@ -80,8 +80,9 @@ pub enum SyncError<E: std::error::Error + 'static> {
     Store(#[source] E),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandoverError {
+/// Why [`SyncNode::request_handover`] did not start a handover; `E` is the store's error.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError<E: std::error::Error + 'static> {
     #[error("only the master can hand its role over")]
     NotMaster,
     #[error("device {0} is this device")]
@@ -89,7 +90,7 @@ pub enum HandoverError {
     #[error("device {0} has not been heard from within the master timeout")]
     Unreachable(DeviceId),
     #[error("cannot record the handover: {0}")]
-    Storage(String),
+    Storage(#[source] E),
 }
 
 /// What this device knows of a peer.
@@ -442,7 +443,7 @@ impl<S: SyncStore> SyncNode<S> {
         &mut self,
         target: DeviceId,
         now: Now,
-    ) -> std::result::Result<(), HandoverError> {
+    ) -> std::result::Result<(), HandoverError<S::Error>> {
         let Some(epoch) = self.epoch.filter(|_| self.role == Role::Master) else {
             return Err(HandoverError::NotMaster);
         };
@@ -453,7 +454,7 @@ impl<S: SyncStore> SyncNode<S> {
             return Err(HandoverError::Unreachable(target));
         }
         self.start_handover(epoch, target, now)
-            .map_err(|e| HandoverError::Storage(e.to_string()))
+            .map_err(|SyncError::Store(e)| HandoverError::Storage(e))
     }
 
     /// Audits the handover, stops deciding (the log is final for this epoch: the target takes

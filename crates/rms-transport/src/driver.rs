@@ -16,7 +16,8 @@ use rms_domain::{DeviceId, Epoch, EventId, Role};
 use rms_storage::local::{self, Command, Recorded};
 use rms_storage::{StorageError, Store};
 use rms_sync::{
-    HandoverError, Message, Notification, Now, PeerInfo, SyncConfig, SyncNode, To, Verdict,
+    HandoverError, Message, Notification, Now, PeerInfo, SyncConfig, SyncError, SyncNode, To,
+    Verdict,
 };
 use tokio::sync::oneshot;
 
@@ -61,7 +62,7 @@ pub enum Input {
     },
     Handover {
         target: DeviceId,
-        reply: oneshot::Sender<Result<(), HandoverError>>,
+        reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
     },
     Stop,
 }
@@ -161,6 +162,17 @@ fn gather_pushes(rx: &Receiver<Input>, pushes: &mut Vec<(DeviceId, Message)>) ->
     }
 }
 
+/// Why the driver did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot start the sync driver thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the sync core cannot start: {0}")]
+    Core(#[source] SyncError<StorageError>),
+    #[error("the sync driver thread stopped while starting")]
+    Stopped,
+}
+
 /// The driver's input channel, made before the thread so that links and the connector can hold a
 /// [`Driver`] while the thread starts.
 pub fn channel() -> (Driver, Receiver<Input>) {
@@ -177,7 +189,7 @@ pub fn spawn(
     links: Links,
     connector: Connector,
     status: Arc<RwLock<Status>>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<()>, DriverError> {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("rms-sync-driver".into())
@@ -190,7 +202,7 @@ pub fn spawn(
             let node = match SyncNode::new(config, StoreAdapter::new(Arc::clone(&store)), now()) {
                 Ok(node) => node,
                 Err(err) => {
-                    let _ = started_tx.send(Err(err.to_string()));
+                    let _ = started_tx.send(Err(err));
                     return;
                 }
             };
@@ -216,11 +228,11 @@ pub fn spawn(
             let _ = started_tx.send(Ok(()));
             state.run(&rx);
         })
-        .map_err(|e| format!("cannot start the sync driver thread: {e}"))?;
+        .map_err(DriverError::Thread)?;
     match started_rx.recv() {
         Ok(Ok(())) => Ok(thread),
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err("the sync driver thread stopped while starting".into()),
+        Ok(Err(err)) => Err(DriverError::Core(err)),
+        Err(_) => Err(DriverError::Stopped),
     }
 }
 

@@ -68,7 +68,9 @@ pub enum StartError {
     #[error("cannot record the start: {0}")]
     Db(#[from] DbError),
     #[error("cannot start the sync driver: {0}")]
-    Driver(String),
+    Driver(#[from] driver::DriverError),
+    #[error("the task that starts the sync driver failed: {0}")]
+    DriverTask(#[source] tokio::task::JoinError),
 }
 
 /// How long a critical sale on a client waits for the master's verdict before answering 202.
@@ -176,8 +178,7 @@ impl Node {
             )
         })
         .await
-        .map_err(|e| StartError::Driver(e.to_string()))?
-        .map_err(StartError::Driver)?;
+        .map_err(StartError::DriverTask)??;
         for peer in &config.peers {
             connector.ensure(peer);
         }
@@ -265,7 +266,10 @@ impl Node {
     }
 
     /// Hands the master role to `target` (this node must be master).
-    pub async fn handover(&self, target: DeviceId) -> Result<Result<(), HandoverError>, ApiError> {
+    pub async fn handover(
+        &self,
+        target: DeviceId,
+    ) -> Result<Result<(), HandoverError<StorageError>>, ApiError> {
         let (reply, answer) = oneshot::channel();
         if !self.inner.driver.send(Input::Handover { target, reply }) {
             return Err(busy());

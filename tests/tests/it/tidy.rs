@@ -62,3 +62,34 @@ fn every_source_file_opens_with_a_module_doc() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn no_library_api_returns_a_string_error() {
+    // Proves: every error a library crate hands to its caller is a type the caller can match on
+    // (thiserror enums), not text (STYLE.md; issue #13).
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root");
+    let mut found = Vec::new();
+    for file in rust_files(&workspace.join("crates")) {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (index, _) in text.match_indices("pub fn ") {
+            let rest = &text[index..];
+            let signature = &rest[..rest.find(['{', ';']).unwrap_or(rest.len())];
+            let flat: String = signature.split_whitespace().collect::<Vec<_>>().join(" ");
+            if flat.contains(", String>") && flat.contains("Result<") {
+                found.push(format!("{}: {flat}", file.display()));
+            }
+        }
+        if text.contains("type Err = String") {
+            found.push(format!("{}: type Err = String", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "library APIs that return text as an error:\n{}",
+        found.join("\n")
+    );
+}

@@ -7,6 +7,7 @@ use rms_domain::{
 use rms_storage::audit::{self, AuditQuery};
 use rms_storage::local::Command;
 use rms_storage::{events, products, sales};
+use rms_sync::HandoverError;
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -88,6 +89,7 @@ pub async fn handover(node: Node, body: Bytes) -> Result<Response, ApiError> {
             StatusCode::ACCEPTED,
             &json!({ "status": "handover_requested", "device_id": target }),
         )),
+        Err(HandoverError::Storage(err)) => Err(ApiError::from(err)),
         Err(err) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "handover_refused",
@@ -297,7 +299,7 @@ fn audit_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
         .operation
         .map(|op| op.parse::<Operation>())
         .transpose()
-        .map_err(|e| invalid("operation", e))?;
+        .map_err(|e| invalid("operation", e.to_string()))?;
     let device_id = params
         .device_id
         .map(|id| {
