@@ -33,7 +33,7 @@ mod rng;
 mod store;
 
 pub use election::LogPosition;
-pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
+pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict};
 pub use node::{HandoverError, Notification, Now, SyncConfig, SyncError, SyncNode, To, Transmit};
 pub use rng::Rng;
 pub use store::{Batch, Persisted, SyncStore};

@@ -147,13 +147,65 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         accepted_unlogged: Vec<SyncEvent>,
     },
-    /// A refusal: `stale_term` (the receiver's epoch is newer: adopt it), `not_master`,
-    /// `forged_origin`, ...
+    /// A refusal, with its [`ErrorCode`] and a text for people.
     Error {
         epoch: Option<Epoch>,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
+}
+
+/// Why a peer refused a message (`error.code` on the wire, a snake_case string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ErrorCode {
+    /// The receiver's epoch is newer than the sender's: adopt it.
+    StaleTerm,
+    /// The receiver is not the master.
+    NotMaster,
+    /// The master is handing its role over: push again to the next one.
+    HandingOver,
+    /// Refused for another reason (forged, not introduced, ...); the message says which.
+    Refused,
+    /// A code this version does not know (a newer peer's), kept as it was sent.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// The wire form.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::StaleTerm => "stale_term",
+            ErrorCode::NotMaster => "not_master",
+            ErrorCode::HandingOver => "handing_over",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Other(code) => code,
+        }
+    }
+}
+
+impl From<String> for ErrorCode {
+    fn from(code: String) -> ErrorCode {
+        match code.as_str() {
+            "stale_term" => ErrorCode::StaleTerm,
+            "not_master" => ErrorCode::NotMaster,
+            "handing_over" => ErrorCode::HandingOver,
+            "refused" => ErrorCode::Refused,
+            _ => ErrorCode::Other(code),
+        }
+    }
+}
+
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> String {
+        code.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Message {

@@ -10,7 +10,7 @@ use rms_domain::{
 use serde_json::{Value, json};
 
 use crate::election::{Ballot, Candidate, LogPosition, PreVote, Tally, rank};
-use crate::message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, Message, PeerInfo, Verdict};
+use crate::message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict};
 use crate::rng::Rng;
 use crate::store::{Batch, SyncStore};
 
@@ -570,7 +570,7 @@ impl<S: SyncStore> SyncNode<S> {
                 self.on_pre_vote_reply(from, ballot, now)
             }
             Message::Error { code, .. } => {
-                if code == "not_master" && self.is_my_master(from) {
+                if code == ErrorCode::NotMaster && self.is_my_master(from) {
                     self.lose_master(now, "the master says it is not master")?;
                 }
                 Ok(())
@@ -717,7 +717,7 @@ impl<S: SyncStore> SyncNode<S> {
                 To::Device(from),
                 Message::Error {
                     epoch: self.epoch,
-                    code: "stale_term".into(),
+                    code: ErrorCode::StaleTerm,
                     message: format!("epoch {} is newer than yours", fmt_epoch(self.epoch)),
                 },
             );
@@ -1767,7 +1767,7 @@ impl<S: SyncStore> SyncNode<S> {
         self.commit(Batch::audit(entry))?;
         let message = Message::Error {
             epoch: self.epoch,
-            code: "handing_over".into(),
+            code: ErrorCode::HandingOver,
             message: "this master is handing its role over; push again to the next".into(),
         };
         self.send(To::Device(to), message);
@@ -1825,7 +1825,7 @@ impl<S: SyncStore> SyncNode<S> {
     fn refuse_not_master(&mut self, to: DeviceId) {
         let message = Message::Error {
             epoch: self.epoch,
-            code: "not_master".into(),
+            code: ErrorCode::NotMaster,
             message: "this device is not the master".into(),
         };
         self.send(To::Device(to), message);
@@ -2291,7 +2291,7 @@ impl<S: SyncStore> SyncNode<S> {
         self.commit(Batch::audit(entry))?;
         let refusal = Message::Error {
             epoch: self.epoch,
-            code: "refused".into(),
+            code: ErrorCode::Refused,
             message,
         };
         self.send(To::Device(from), refusal);

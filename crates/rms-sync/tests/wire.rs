@@ -1,7 +1,7 @@
 //! The wire shape of the sync messages (docs/API.md documents it) and the seeded RNG.
 
 use rms_domain::{DeviceId, Epoch, Term};
-use rms_sync::{Message, PeerInfo, Rng};
+use rms_sync::{ErrorCode, Message, PeerInfo, Rng};
 
 #[test]
 fn messages_are_type_tagged_json() {
@@ -45,4 +45,26 @@ fn the_rng_replays_from_its_seed() {
     assert_ne!(draw(7), draw(8));
     let mut rng = Rng::new(1);
     assert!((0..1000).all(|_| (900..=1100).contains(&rng.jitter(1000, 10))));
+}
+
+#[test]
+fn error_codes_read_as_variants_and_unknown_ones_survive() {
+    // Proves: `error.code` stays a plain string on the wire, the known codes read as variants,
+    // and a code of a newer peer is kept as it was sent, not refused.
+    for (text, code) in [
+        ("stale_term", ErrorCode::StaleTerm),
+        ("not_master", ErrorCode::NotMaster),
+        ("handing_over", ErrorCode::HandingOver),
+        ("refused", ErrorCode::Refused),
+        ("quota_exceeded", ErrorCode::Other("quota_exceeded".into())),
+    ] {
+        let json = format!(r#"{{"type":"error","epoch":null,"code":"{text}","message":"m"}}"#);
+        let message: Message = serde_json::from_str(&json).expect("an error message decodes");
+        let Message::Error { code: read, .. } = &message else {
+            panic!("not an error: {message:?}");
+        };
+        assert_eq!(*read, code);
+        let again = serde_json::to_value(&message).expect("encodes");
+        assert_eq!(again["code"], text, "the wire form is unchanged");
+    }
 }

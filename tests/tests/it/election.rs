@@ -2,7 +2,7 @@
 //! real repositories (an in-memory database), on a virtual clock.
 
 use rms_domain::{DeviceId, Epoch, Role, Term};
-use rms_sync::{LogPosition, Message, PeerInfo, SyncNode, To};
+use rms_sync::{ErrorCode, LogPosition, Message, PeerInfo, SyncNode, To};
 use rms_transport::StoreAdapter;
 
 use crate::fuzz::{core_with, now};
@@ -218,7 +218,13 @@ fn a_master_handing_over_decides_nothing_until_the_target_took_over_or_time_ran_
     let answers = sent(&mut node);
     assert!(
         answers.iter().any(|(to, m)| *to == To::Device(device(2))
-            && matches!(m, Message::Error { code, .. } if code == "handing_over")),
+            && matches!(
+                m,
+                Message::Error {
+                    code: ErrorCode::HandingOver,
+                    ..
+                }
+            )),
         "{answers:?}"
     );
     run_timers(&mut node, 1_010, 2_210);

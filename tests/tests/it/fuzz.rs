@@ -468,7 +468,7 @@ fn message() -> impl Strategy<Value = Message> {
             ),
         (e(), word()).prop_map(|(epoch, code)| Message::Error {
             epoch,
-            code,
+            code: code.into(),
             message: String::new()
         }),
     ]

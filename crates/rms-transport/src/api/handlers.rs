@@ -7,7 +7,7 @@ use rms_domain::{
 use rms_storage::audit::{self, AuditQuery};
 use rms_storage::local::Command;
 use rms_storage::{events, products, sales};
-use rms_sync::HandoverError;
+use rms_sync::{ErrorCode, HandoverError};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -394,12 +394,14 @@ fn peer_id(node: &Node, device_id: u16) -> Result<DeviceId, ApiError> {
     Ok(from)
 }
 
-fn error_code(code: &str) -> &'static str {
+/// The REST error code for a refusal of the sync core: the wire codes a REST client knows, and
+/// `refused` for any other.
+fn error_code(code: &ErrorCode) -> &'static str {
     match code {
-        "stale_term" => "stale_term",
-        "not_master" => "not_master",
-        "handing_over" => "handing_over",
-        _ => "refused",
+        ErrorCode::StaleTerm => "stale_term",
+        ErrorCode::NotMaster => "not_master",
+        ErrorCode::HandingOver => "handing_over",
+        ErrorCode::Refused | ErrorCode::Other(_) => "refused",
     }
 }
 
