@@ -26,14 +26,20 @@
 //! verdicts (`rms_domain::rules`), idempotency, fencing (`stale_term`), and what goes to the audit
 //! log. The driver executes: sockets, timers, SQLite.
 
-mod election;
 mod message;
 mod node;
+mod pre_vote;
+mod resolver;
 mod rng;
 mod store;
 
-pub use election::LogPosition;
 pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict};
-pub use node::{HandoverError, Notification, Now, SyncConfig, SyncError, SyncNode, To, Transmit};
+pub use node::{
+    HandoverError, Notification, Now, REASON_ALONE, REASON_ELECTED, REASON_HANDOVER,
+    REASON_LONE_RESTART, REASON_NEWER_EPOCH, REASON_PAUSED, SyncConfig, SyncError, SyncNode, Timer,
+    To, Transmit, WHY_INPUT_GAP,
+};
+pub use pre_vote::LogPosition;
+pub use resolver::{ConflictResolver, Decision, decision_order};
 pub use rng::Rng;
 pub use store::{Batch, Persisted, SyncStore};

@@ -5,7 +5,7 @@
 use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role, SyncEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::election::LogPosition;
+use crate::pre_vote::LogPosition;
 
 /// Most events in one push, and most entries in one answer to a pull (SPEC §4).
 pub const BATCH_EVENTS_MAX: usize = 1000;
@@ -133,7 +133,7 @@ pub enum Message {
     /// back (the master answers with a `handover`, and decides nothing new meanwhile).
     HandoverRequest { epoch: Epoch },
     /// A device that lost its master asks whether the receiver still hears it, before it holds an
-    /// election (the pre-vote, `crate::election`).
+    /// election (the pre-vote, `crate::pre_vote`).
     PreVote { epoch: Option<Epoch>, log_head: u64 },
     /// The answer to a pre-vote: how long ago the sender heard the master of its epoch, if it
     /// did within the master timeout (`0`: it is the master), how far its log is, and — when it
@@ -253,5 +253,39 @@ impl Message {
             Message::PreVoteReply { .. } => "pre_vote_reply",
             Message::Error { .. } => "error",
         }
+    }
+}
+
+/// The longest prefix of `items` whose JSON fits in [`BATCH_BYTES_MAX`], and at least one item:
+/// a batch must fit in one WebSocket message (1 MiB) whatever its events hold.
+pub(crate) fn within_bytes<T: serde::Serialize>(mut items: Vec<T>) -> Vec<T> {
+    let mut total = 0;
+    for (index, item) in items.iter().enumerate() {
+        total += serde_json::to_vec(item).map_or(0, |json| json.len()) + 1;
+        if total > BATCH_BYTES_MAX && index > 0 {
+            items.truncate(index);
+            break;
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn batches_stop_at_the_byte_limit_but_never_empty() {
+        let item = "x".repeat(100 * 1024);
+        let items = vec![item.clone(); 20];
+        let kept = within_bytes(items);
+        assert!(kept.len() >= 7 && kept.len() < 20, "{}", kept.len());
+        assert!(kept.len() * (item.len() + 3) <= BATCH_BYTES_MAX + item.len() + 3);
+        let huge = vec!["y".repeat(2 * BATCH_BYTES_MAX)];
+        assert_eq!(
+            within_bytes(huge).len(),
+            1,
+            "one oversized item still goes alone"
+        );
     }
 }

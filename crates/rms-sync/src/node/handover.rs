@@ -1,0 +1,225 @@
+//! Handover (SPEC §6, manual override) and `--reclaim`: the master gives its role to a caught-up
+//! device, in a new term, without an election.
+//!
+//! **Invariant:** the two never lead at once while messages take less than half a master
+//! timeout. The master freezes (decides nothing new, refuses pushes and relays with
+//! `handing_over`) from the request until the target took over or [`HANDOVER_TIMEOUTS`] passed;
+//! the target takes over only while its master's latest heartbeat names it, and within
+//! [`TAKE_OVER_TIMEOUTS`] of the request. A device asking with `--reclaim` never deposes the
+//! master: it asks, and the master hands over.
+
+use rms_domain::{DeviceId, Epoch, Role};
+
+use super::audit::{Audited, REASON_HANDOVER};
+use super::election::Phase;
+use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
+use crate::message::{ErrorCode, Message};
+use crate::pre_vote::rank;
+use crate::store::{Batch, SyncStore};
+
+/// A master waits this many master timeouts for its handover target to take over, deciding
+/// nothing new meanwhile, before it goes on as master.
+const HANDOVER_TIMEOUTS: u64 = 2;
+
+/// A handover target takes over within this many master timeouts of the request, or not at all.
+const TAKE_OVER_TIMEOUTS: u64 = 1;
+
+/// `--reclaim` asks the master for the role again after this many master timeouts.
+const RECLAIM_ASK_TIMEOUTS: u64 = 1;
+
+/// A master handing its role over: it decides nothing new until the target took over (so the
+/// target's log is the whole log) or the deadline passed (then it goes on as master).
+#[derive(Debug, Clone, Copy)]
+pub struct HandingOver {
+    pub target: DeviceId,
+    pub deadline_ms: u64,
+}
+
+/// A handover this device was asked to carry out, at `log_head`, until `until_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct TakeOver {
+    log_head: u64,
+    until_ms: u64,
+}
+
+impl<S: SyncStore> SyncNode<S> {
+    /// The master hands its role to `target` (manual override): the target takes over in a new
+    /// term once it has caught up. Nothing changes if the handover cannot be recorded.
+    pub fn request_handover(
+        &mut self,
+        target: DeviceId,
+        now: Now,
+    ) -> std::result::Result<(), HandoverError<S::Error>> {
+        let Some(epoch) = self.epoch.filter(|_| self.role() == Role::Master) else {
+            return Err(HandoverError::NotMaster);
+        };
+        if target == self.me() {
+            return Err(HandoverError::ToSelf(target));
+        }
+        if !self.peers.is_alive(target, now.mono_ms) {
+            return Err(HandoverError::Unreachable(target));
+        }
+        let result = self.start_handover(epoch, target, now);
+        self.finish(result)
+            .map_err(|SyncError::Store(e)| HandoverError::Storage(e))
+    }
+
+    /// Audits the handover (committed first: a handover that cannot be recorded does not
+    /// start), stops deciding (the log is final for this epoch: the target takes over at this
+    /// head, and nothing decided here later can be missing from its log), and asks the target to
+    /// take over.
+    fn start_handover(&mut self, epoch: Epoch, target: DeviceId, now: Now) -> Result<(), S> {
+        let log_head = self.log_head;
+        let record = Audited::HandoverStarted {
+            to: target,
+            epoch,
+            log_head,
+        };
+        self.audit(now, record);
+        self.commit(Batch::default())?;
+        let deadline_ms = now.mono_ms + HANDOVER_TIMEOUTS * self.config.master_timeout_ms;
+        if let Phase::Master(leading) = &mut self.phase {
+            leading.handing_over = Some(HandingOver {
+                target,
+                deadline_ms,
+            });
+        }
+        let handover = Message::Handover {
+            epoch,
+            target,
+            log_head,
+        };
+        self.send(To::Device(target), handover);
+        Ok(())
+    }
+
+    /// `--reclaim`: a device that outranks this master and has caught up asks for the role.
+    pub(super) fn on_handover_request(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let Phase::Master(leading) = &self.phase else {
+            return Ok(());
+        };
+        if let Some(handing_over) = leading.handing_over {
+            let time_left = handing_over.deadline_ms.saturating_sub(now.mono_ms);
+            if handing_over.target == from
+                && time_left >= TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms
+            {
+                // The handover was lost on its way: say it again, while the target's window
+                // would still close before this master's deadline.
+                let handover = Message::Handover {
+                    epoch,
+                    target: from,
+                    log_head: self.log_head,
+                };
+                self.send(To::Device(from), handover);
+            }
+            return Ok(());
+        }
+        let outranks = self.peers.info(from).is_some_and(|info| {
+            rank(info.priority, from) > rank(epoch.master_priority, epoch.master_id)
+        });
+        if !outranks {
+            self.audit(now, Audited::ReclaimRefused { from });
+            return Ok(());
+        }
+        self.start_handover(epoch, from, now)
+    }
+
+    /// Master tick: the handover target did not take over in time, so this master goes on, and
+    /// decides the local writes that waited meanwhile.
+    pub(super) fn handover_tick(&mut self, now: Now) -> Result<(), S> {
+        let Phase::Master(leading) = &mut self.phase else {
+            return Ok(());
+        };
+        let Some(handing_over) = leading.handing_over else {
+            return Ok(());
+        };
+        if now.mono_ms < handing_over.deadline_ms {
+            return Ok(());
+        }
+        leading.handing_over = None;
+        let to = handing_over.target;
+        self.audit(now, Audited::HandoverCancelled { to });
+        self.decide_own_pending(now)
+    }
+
+    /// A push or relay while the master hands over: undecided, to be pushed again to the next
+    /// master (the pusher's push times out, or it follows the new epoch first).
+    pub(super) fn refuse_handing_over(&mut self, to: DeviceId, what: &'static str, now: Now) {
+        self.audit(now, Audited::RefusedHandingOver { what, from: to });
+        let message = Message::Error {
+            epoch: self.epoch,
+            code: ErrorCode::HandingOver,
+            message: "this master is handing its role over; push again to the next".into(),
+        };
+        self.send(To::Device(to), message);
+    }
+
+    /// The master asked this device to take over at `log_head`: done from the next tick (after
+    /// every message that waited with the request was read), within [`TAKE_OVER_TIMEOUTS`].
+    pub(super) fn expect_take_over(&mut self, log_head: u64, now: Now) {
+        let until_ms = now.mono_ms + TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms;
+        if let Phase::Following(following) = &mut self.phase {
+            let take_over = following
+                .take_over_at
+                .get_or_insert(TakeOver { log_head, until_ms });
+            take_over.log_head = log_head;
+        }
+    }
+
+    /// The master's latest heartbeat says whether a handover to us still stands (`log_head`):
+    /// one that ended (the master went on deciding) is never carried out late. Only the
+    /// `handover` message opens the window; a heartbeat never opens or widens it.
+    pub(super) fn heartbeat_names_us(&mut self, named: bool, log_head: u64) {
+        if let Phase::Following(following) = &mut self.phase {
+            if !named {
+                following.take_over_at = None;
+            } else if let Some(take_over) = following.take_over_at.as_mut() {
+                take_over.log_head = log_head;
+            }
+        }
+    }
+
+    /// Client tick, handover target or `--reclaim`: take the role once caught up.
+    pub(super) fn maybe_take_over(&mut self, now: Now) -> Result<(), S> {
+        let Phase::Following(following) = &mut self.phase else {
+            return Ok(());
+        };
+        if !following.synced || self.log_head < following.master_log_head {
+            return Ok(());
+        }
+        if let Some(take_over) = following.take_over_at {
+            if now.mono_ms > take_over.until_ms {
+                // Too late: the master goes on deciding after its own deadline.
+                following.take_over_at = None;
+                let (log_head, wanted) = (self.log_head, take_over.log_head);
+                self.audit(now, Audited::HandoverNotTaken { log_head, wanted });
+                return Ok(());
+            }
+            if self.log_head >= take_over.log_head {
+                return self.become_master(now, REASON_HANDOVER, None, Vec::new());
+            }
+        }
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        let outranks = rank(self.config.me.priority, self.config.me.device_id)
+            > rank(epoch.master_priority, epoch.master_id);
+        let asked_lately = following.reclaim_asked_ms.is_some_and(|at| {
+            now.mono_ms.saturating_sub(at) <= RECLAIM_ASK_TIMEOUTS * self.config.master_timeout_ms
+        });
+        if !(self.config.reclaim && outranks && !asked_lately) {
+            return Ok(());
+        }
+        if self.store.pending_count().map_err(store_err)? == 0 {
+            // The master hands the role over itself (`request_handover`), so that it decides
+            // nothing this device's log would lack.
+            following.reclaim_asked_ms = Some(now.mono_ms);
+            let request = Message::HandoverRequest { epoch };
+            self.send(To::Device(epoch.master_id), request);
+        }
+        Ok(())
+    }
+}

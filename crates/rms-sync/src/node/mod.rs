@@ -1,0 +1,621 @@
+//! [`SyncNode`]: one device's sync state machine, for both roles, made of parts that own their
+//! state (as quinn-proto's `Connection`):
+//!
+//! | part | file | owns |
+//! |---|---|---|
+//! | dispatch of inputs, getters | `mod.rs` | the epoch, the log head, the clock |
+//! | timers and pauses | `timer.rs` | [`Timer`], heartbeat and sync deadlines |
+//! | what an input leaves | `outbox.rs` | messages, notifications, the input's audit rows |
+//! | the SyncAuditLog | `audit.rs` | every audited fact as a typed record |
+//! | peers | `peers.rs` | liveness, roster, passed-over devices |
+//! | election | `election.rs` | the `Phase` (master, following, masterless), fencing, pre-vote, handover |
+//! | SyncManager of a client | `client.rs` | push, pull, truncate, apply, relay |
+//! | SyncManager of a master, SyncTasks | `master.rs` | registration, pulls, group commit, broadcasts |
+//!
+//! The ConflictResolver itself is `crate::resolver`, a pure type the master's SyncTasks feed.
+//!
+//! **Invariants:**
+//! - One input, one commit: the writes an input decides leave in one [`Batch`] with the input's
+//!   audit rows, and what depends on them is sent only after that commit succeeded
+//!   (`outbox.rs`). An input that must read what it wrote (an election won with events to
+//!   decide first, a master deciding its own backlog in chunks) commits once per step, each step
+//!   before any message.
+//! - The phase is one value: a device is master, follows a master, or has none; what each phase
+//!   knows lives in it and is gone when the phase ends.
+
+mod audit;
+mod client;
+mod election;
+mod handover;
+mod master;
+mod outbox;
+mod peers;
+mod timer;
+
+use rms_domain::{DeviceId, Epoch, Hlc, LogEntry, Role, SyncEvent};
+use serde_json::Value;
+
+use crate::message::{ErrorCode, Message, PeerInfo, Verdict};
+use crate::rng::Rng;
+use crate::store::{Batch, SyncStore};
+
+pub use audit::{
+    REASON_ALONE, REASON_ELECTED, REASON_HANDOVER, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
+    REASON_PAUSED, WHY_INPUT_GAP,
+};
+pub use timer::Timer;
+
+use audit::{Audited, SyncAuditLog};
+use election::Phase;
+use outbox::Outbox;
+use peers::Peers;
+
+/// The time, as every input carries it: monotonic milliseconds for timers, wall milliseconds
+/// (since the Unix epoch, possibly skewed) for clocks and audit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono_ms: u64,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub me: PeerInfo,
+    /// False for a lone device: it is master of its own store at once.
+    pub has_peers: bool,
+    pub sync_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub master_timeout_ms: u64,
+    /// Take the master role back (in a new term) once caught up, when this device outranks the
+    /// master.
+    pub reclaim: bool,
+    pub rng_seed: u64,
+    /// Events stamped further than this in the future are not trusted: their clock is not merged
+    /// into this device's, and the audit log flags them.
+    pub clock_drift_max_ms: u64,
+}
+
+impl SyncConfig {
+    pub fn device_id(&self) -> DeviceId {
+        self.me.device_id
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    Device(DeviceId),
+    /// Every peer the driver can reach (configured peers and the roster).
+    AllPeers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmit {
+    pub to: To,
+    pub message: Message,
+}
+
+/// What the application may want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    RoleChanged {
+        role: Role,
+        epoch: Option<Epoch>,
+    },
+    /// The master decided one of this device's own events.
+    Decided(Verdict),
+    /// The device's copy of the master log grew (or was truncated) to `log_head`.
+    LogAdvanced {
+        log_head: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError<E: std::error::Error + 'static> {
+    #[error("storage: {0}")]
+    Store(#[source] E),
+}
+
+/// Why [`SyncNode::request_handover`] did not start a handover; `E` is the store's error.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError<E: std::error::Error + 'static> {
+    #[error("only the master can hand its role over")]
+    NotMaster,
+    #[error("device {0} is this device")]
+    ToSelf(DeviceId),
+    #[error("device {0} has not been heard from within the master timeout")]
+    Unreachable(DeviceId),
+    #[error("cannot record the handover: {0}")]
+    Storage(#[source] E),
+}
+
+type Result<T, S> = std::result::Result<T, SyncError<<S as SyncStore>::Error>>;
+
+fn store_err<E: std::error::Error + 'static>(e: E) -> SyncError<E> {
+    SyncError::Store(e)
+}
+
+pub struct SyncNode<S: SyncStore> {
+    config: SyncConfig,
+    store: S,
+    rng: Rng,
+    audit_log: SyncAuditLog,
+    epoch: Option<Epoch>,
+    log_head: u64,
+    hlc: Hlc,
+    peers: Peers,
+    phase: Phase,
+    /// Entries this device decided as master that the new master's log lacks, to relay.
+    relay: Vec<LogEntry>,
+    next_heartbeat_ms: u64,
+    /// Master: the next broadcast; client: the next push, pull and relay.
+    next_sync_ms: u64,
+    outbox: Outbox,
+}
+
+impl<S: SyncStore> std::fmt::Debug for SyncNode<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncNode")
+            .field("device", &self.config.me.device_id)
+            .field("role", &self.role())
+            .field("epoch", &self.epoch)
+            .field("log_head", &self.log_head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SyncStore> SyncNode<S> {
+    /// Starts from what `store` has persisted. A lone device (no peers) is master of its own
+    /// store at once; a device with peers starts as a client looking for the master, and holds an
+    /// election if it finds none within the master timeout.
+    pub fn new(config: SyncConfig, store: S, now: Now) -> Result<SyncNode<S>, S> {
+        let persisted = store.persisted().map_err(store_err)?;
+        let me = config.me.device_id;
+        let mut node = SyncNode {
+            rng: Rng::new(config.rng_seed),
+            audit_log: SyncAuditLog::new(me),
+            epoch: persisted.epoch,
+            log_head: persisted.log_head,
+            hlc: persisted.hlc,
+            peers: Peers::new(me, config.master_timeout_ms, persisted.roster),
+            phase: Phase::masterless(now.mono_ms),
+            relay: Vec::new(),
+            next_heartbeat_ms: now.mono_ms,
+            next_sync_ms: now.mono_ms,
+            outbox: Outbox::default(),
+            config,
+            store,
+        };
+        node.next_sync_ms = now.mono_ms + node.sync_delay();
+        if !node.config.has_peers {
+            let result = match node.epoch {
+                Some(epoch) if epoch.master_id == me => node.resume_master(now),
+                _ => node.become_master(now, REASON_ALONE, None, Vec::new()),
+            };
+            node.finish(result)?;
+        }
+        Ok(node)
+    }
+
+    // ----- getters -----
+
+    pub fn role(&self) -> Role {
+        self.phase.role()
+    }
+
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.epoch
+    }
+
+    /// The master this device follows or is, if it knows one.
+    pub fn master_id(&self) -> Option<DeviceId> {
+        match self.phase {
+            Phase::Master(_) => Some(self.me()),
+            Phase::Following(_) => self.epoch.map(|e| e.master_id),
+            Phase::Masterless(_) => None,
+        }
+    }
+
+    pub fn log_head(&self) -> u64 {
+        self.log_head
+    }
+
+    /// A client whose log is known to agree with its master's (a pull succeeded in this epoch);
+    /// the master itself is always in agreement.
+    pub fn in_sync(&self) -> bool {
+        match &self.phase {
+            Phase::Master(_) => true,
+            Phase::Following(following) => following.synced,
+            Phase::Masterless(_) => false,
+        }
+    }
+
+    /// The master's log head as last heard (a client catching up is `log_head` of this).
+    pub fn master_log_head(&self) -> u64 {
+        match &self.phase {
+            Phase::Master(_) => self.log_head,
+            Phase::Following(following) => following.master_log_head,
+            Phase::Masterless(_) => 0,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Peers heard from within the master timeout, with what they said of themselves.
+    pub fn live_peers(&self, now: Now) -> Vec<(PeerInfo, Role, Option<Epoch>)> {
+        self.peers.live(now.mono_ms)
+    }
+
+    /// How far each peer said its copy of the master log is (its last heartbeat or register).
+    pub fn peer_log_heads(&self) -> Vec<(DeviceId, u64)> {
+        self.peers.log_heads()
+    }
+
+    /// Every peer this device has heard of, with the monotonic time it was last heard from.
+    pub fn roster(&self) -> Vec<(PeerInfo, Option<u64>)> {
+        self.peers.roster()
+    }
+
+    /// The role a local write is recorded in: a master decides it at once, except while it
+    /// hands its role over (then the write waits, pending, for the next master).
+    pub fn local_write_role(&self) -> Role {
+        match &self.phase {
+            Phase::Master(leading) if leading.handing_over.is_none() => Role::Master,
+            _ => Role::Client,
+        }
+    }
+
+    /// This device's heartbeat as it would send it now (a REST exchange answers with it).
+    pub fn heartbeat(&self) -> Message {
+        let handing_over_to = match &self.phase {
+            Phase::Master(leading) => leading.handing_over.map(|h| h.target),
+            _ => None,
+        };
+        Message::Heartbeat {
+            peer: self.config.me.clone(),
+            epoch: self.epoch,
+            role: self.role(),
+            log_head: self.log_head,
+            handing_over_to,
+        }
+    }
+
+    fn me(&self) -> DeviceId {
+        self.config.me.device_id
+    }
+
+    // ----- outputs -----
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.poll_transmit()
+    }
+
+    pub fn poll_notification(&mut self) -> Option<Notification> {
+        self.outbox.poll_notification()
+    }
+
+    // ----- inputs -----
+
+    /// Timers (see [`Timer`]): heartbeats, failure detection, elections, periodic sync,
+    /// broadcasts.
+    pub fn handle_timeout(&mut self, now: Now) -> Result<(), S> {
+        let result = self.on_timeout(now);
+        self.finish(result)
+    }
+
+    /// A local write was committed (by `rms_storage::local::record`): on the master `entry` is its
+    /// log entry; on a client the event is pending and, if critical, is pushed at once.
+    pub fn handle_local_write(
+        &mut self,
+        event: &SyncEvent,
+        entry: Option<&LogEntry>,
+        now: Now,
+    ) -> Result<(), S> {
+        let result = self.on_local_write(event, entry, now);
+        self.finish(result)
+    }
+
+    fn on_local_write(
+        &mut self,
+        event: &SyncEvent,
+        entry: Option<&LogEntry>,
+        now: Now,
+    ) -> Result<(), S> {
+        self.forgive_pause(now);
+        self.hlc = self.hlc.max(event.hlc);
+        match (self.role(), entry) {
+            (Role::Master, Some(entry)) => {
+                self.log_head = self.log_head.max(entry.seq());
+                if entry.event.critical {
+                    self.broadcast_critical(entry, now);
+                }
+                self.outbox.notify(Notification::LogAdvanced {
+                    log_head: self.log_head,
+                });
+            }
+            (Role::Client, _) if event.critical => self.push_pending(now)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A message from `from` (the device the driver's session is registered as).
+    pub fn handle_message(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
+        self.forgive_pause(now);
+        let result = self.dispatch(from, message, now);
+        self.finish(result)
+    }
+
+    /// Handles `messages` in order, as [`SyncNode::handle_message`] would one by one, except that
+    /// the pushes a master finds waiting together are decided together and committed in one
+    /// transaction (group commit); each pusher still gets its own `push_ack`, after the commit.
+    /// A message that fails does not stop the ones after it; the first error is returned.
+    pub fn handle_messages(
+        &mut self,
+        messages: impl IntoIterator<Item = (DeviceId, Message)>,
+        now: Now,
+    ) -> Result<(), S> {
+        self.forgive_pause(now);
+        let mut first_error = self.finish(Ok(())).err();
+        let mut group: Vec<(DeviceId, Vec<SyncEvent>)> = Vec::new();
+        for (from, message) in messages {
+            let result = if self.joins_push_group(from, &message) {
+                self.peers.note(from, &message, now.mono_ms);
+                if let Message::Push { events, .. } = message {
+                    let own = self.own_pushed(from, events, now);
+                    group.extend(own.map(|own| (from, own)));
+                }
+                Ok(())
+            } else {
+                let decided = self.decide_pushes(std::mem::take(&mut group), now);
+                let decided = self.finish(decided);
+                let handled = self.dispatch(from, message, now);
+                decided.and(self.finish(handled))
+            };
+            if let Err(err) = result {
+                first_error.get_or_insert(err);
+            }
+        }
+        let decided = self.decide_pushes(group, now);
+        if let Err(err) = self.finish(decided) {
+            first_error.get_or_insert(err);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The driver refused what a link sent before it could reach the core: an undecodable
+    /// message, a message before the link said who it is, a link that changed its identity.
+    /// Recorded like every other refusal of the sync protocol (the driver closes the link).
+    pub fn handle_link_refusal(
+        &mut self,
+        from: Option<DeviceId>,
+        why: &str,
+        details: Value,
+        now: Now,
+    ) -> Result<(), S> {
+        let why = why.to_owned();
+        self.audit(now, Audited::LinkRefused { from, why, details });
+        self.finish(Ok(()))
+    }
+
+    /// One message, after the pause check.
+    fn dispatch(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
+        if from == self.me() {
+            return Ok(());
+        }
+        if let Message::MasterAnnounce { epoch, .. } = &message
+            && epoch.master_id != from
+        {
+            // Only a master announces itself (`become_master`); an announce in another device's
+            // name is forged, and its epoch is not adopted.
+            let (theirs, ours) = (*epoch, self.epoch);
+            let message = format!("device {from} cannot announce device {}", theirs.master_id);
+            self.refuse(
+                now,
+                from,
+                Audited::ForgedAnnounce { from, theirs, ours },
+                message,
+            );
+            return Ok(());
+        }
+        self.peers.note(from, &message, now.mono_ms);
+        if !self.fence(from, &message, now)? {
+            return Ok(());
+        }
+        match message {
+            Message::Heartbeat {
+                role,
+                log_head,
+                handing_over_to,
+                ..
+            } => {
+                self.on_heartbeat(from, role, log_head, handing_over_to, now);
+                Ok(())
+            }
+            Message::Register { peer, .. } => {
+                self.on_register(from, peer, now);
+                Ok(())
+            }
+            Message::RegisterAck {
+                roster, log_head, ..
+            } => {
+                self.on_register_ack(from, roster, log_head, now);
+                Ok(())
+            }
+            Message::MasterAnnounce { epoch, .. } => {
+                if epoch.master_id == from && self.role() == Role::Client {
+                    self.follow(now);
+                }
+                Ok(())
+            }
+            Message::Push { events, .. } => self.on_push(from, events, now),
+            Message::Relay { entries, .. } => self.on_relay(from, entries, now),
+            Message::PushAck { verdicts, .. } => self.on_push_ack(from, verdicts, now),
+            Message::Pull {
+                since, since_epoch, ..
+            } => self.on_pull(from, since, since_epoch),
+            Message::Events {
+                since,
+                since_epoch,
+                entries,
+                log_head,
+                truncate_to,
+                ..
+            } => {
+                let answer = client::PullAnswer {
+                    since,
+                    since_epoch,
+                    entries,
+                    master_log_head: log_head,
+                    truncate_to,
+                };
+                self.on_events(from, answer, now)
+            }
+            Message::SyncUpdate { entries, .. } => self.on_broadcast(from, entries, now),
+            Message::CriticalEvent { entry, .. } => self.on_broadcast(from, vec![entry], now),
+            Message::Conflict {
+                event_id, reason, ..
+            } => {
+                self.on_conflict(from, event_id, reason, now);
+                Ok(())
+            }
+            Message::Handover {
+                target, log_head, ..
+            } => {
+                if target == self.me() && self.is_my_master(from) {
+                    self.expect_take_over(log_head, now);
+                }
+                Ok(())
+            }
+            Message::PreVote { .. } => self.on_pre_vote(from, now),
+            Message::HandoverRequest { .. } => self.on_handover_request(from, now),
+            Message::PreVoteReply {
+                epoch,
+                master_heard_ms_ago,
+                position,
+                accepted_unlogged,
+            } => {
+                // A master the sender hears in an older epoch than ours is one that was deposed:
+                // that is no reason to keep waiting for ours.
+                let ballot = crate::pre_vote::Ballot {
+                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
+                    position,
+                    accepted_unlogged,
+                };
+                self.on_pre_vote_reply(from, ballot, now)
+            }
+            Message::Error { code, .. } => {
+                if code == ErrorCode::NotMaster && self.is_my_master(from) {
+                    self.lose_master(now, "the master says it is not master")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ----- helpers -----
+
+    fn is_my_master(&self, device: DeviceId) -> bool {
+        self.role() == Role::Client && self.epoch.is_some_and(|e| e.master_id == device)
+    }
+
+    fn trusted(&self, hlc: Hlc, now: Now) -> bool {
+        hlc.wall_ms <= now.wall_ms.saturating_add(self.config.clock_drift_max_ms)
+    }
+
+    fn sync_delay(&mut self) -> u64 {
+        self.rng.jitter(self.config.sync_interval_ms, 10).max(1)
+    }
+
+    /// A peer sent what no honest peer sends: audited as an alarm, and the peer told.
+    fn alarm(&mut self, now: Now, from: DeviceId, why: &'static str, details: Value) {
+        self.refuse(
+            now,
+            from,
+            Audited::Alarm { from, why, details },
+            why.to_owned(),
+        );
+    }
+
+    /// Audits a refusal of what `from` sent, then tells `from` (once the audit is committed).
+    fn refuse(&mut self, now: Now, from: DeviceId, record: Audited, message: String) {
+        self.audit(now, record);
+        let refusal = Message::Error {
+            epoch: self.epoch,
+            code: ErrorCode::Refused,
+            message,
+        };
+        self.send(To::Device(from), refusal);
+    }
+
+    fn send_heartbeat(&mut self) {
+        let heartbeat = self.heartbeat();
+        self.outbox.send_now(Transmit {
+            to: To::AllPeers,
+            message: heartbeat,
+        });
+    }
+
+    fn send_heartbeat_to(&mut self, to: DeviceId) {
+        let heartbeat = self.heartbeat();
+        self.outbox.send_now(Transmit {
+            to: To::Device(to),
+            message: heartbeat,
+        });
+    }
+
+    /// Stages `message`: sent once the input's writes are committed.
+    fn send(&mut self, to: To, message: Message) {
+        self.outbox.stage(Transmit { to, message });
+    }
+
+    /// Stages an audited fact: committed with the input's next batch, or alone at its end.
+    fn audit(&mut self, now: Now, record: Audited) {
+        let entries = self.audit_log.entries(record, now);
+        self.outbox.audit(entries);
+    }
+
+    /// Commits `batch` with the input's staged audit rows; on success the staged messages may go,
+    /// on failure they are dropped.
+    fn commit(&mut self, mut batch: Batch) -> Result<Vec<LogEntry>, S> {
+        let mut audit = self.outbox.take_audit();
+        audit.append(&mut batch.audit);
+        batch.audit = audit;
+        match self.store.commit(batch) {
+            Ok(undone) => {
+                self.outbox.release();
+                Ok(undone)
+            }
+            Err(err) => {
+                self.outbox.discard();
+                Err(store_err(err))
+            }
+        }
+    }
+
+    /// The end of an input: commits what is staged (audit rows) and releases its messages, or,
+    /// if the input failed, drops them.
+    fn finish(&mut self, result: Result<(), S>) -> Result<(), S> {
+        match result {
+            Ok(()) if self.outbox.has_audit() => self.commit(Batch::default()).map(drop),
+            Ok(()) => {
+                self.outbox.release();
+                Ok(())
+            }
+            Err(err) => {
+                self.outbox.discard();
+                Err(err)
+            }
+        }
+    }
+}
+
+fn fmt_epoch(epoch: Option<Epoch>) -> String {
+    epoch.map_or_else(|| "none".to_owned(), |e| e.to_string())
+}

@@ -1,0 +1,126 @@
+//! Timers: what [`SyncNode::poll_timeout`] waits for, named, and the pause rule that keeps a
+//! stopped device from counting its own silence against its peers.
+//!
+//! | timer | phase | when it fires |
+//! |---|---|---|
+//! | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
+//! | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
+//! | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
+//! | `MasterTimeout` | following | the master was not heard within the master timeout |
+//! | `PreVote` | masterless | ask silent peers again, or close the round and elect |
+//! | `ElectionWait` | masterless | the expected winner did not take over in time |
+//! | `Handover` | master | the handover target did not take over in time |
+//!
+//! Every timer is checked at each call of `handle_timeout`; the table says which one made the
+//! call due. A masterless device without a round also holds one when it has been masterless for
+//! a master timeout, checked at its heartbeat and sync ticks.
+
+use rms_domain::Role;
+
+use super::audit::{Audited, REASON_PAUSED};
+use super::election::Phase;
+use super::{Notification, Now, Result, SyncNode};
+use crate::store::SyncStore;
+
+/// A timer of the sync core (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    Heartbeat,
+    Sync,
+    MasterTimeout,
+    PreVote,
+    ElectionWait,
+    Handover,
+}
+
+impl<S: SyncStore> SyncNode<S> {
+    /// The monotonic time at which [`SyncNode::handle_timeout`] wants to be called.
+    pub fn poll_timeout(&self) -> u64 {
+        self.poll_timer().1
+    }
+
+    /// The timer due first, and when.
+    pub fn poll_timer(&self) -> (Timer, u64) {
+        let timeout = self.config.master_timeout_ms;
+        let phase_timer = match &self.phase {
+            Phase::Master(leading) => leading
+                .handing_over
+                .map(|h| (Timer::Handover, h.deadline_ms)),
+            Phase::Following(following) => {
+                Some((Timer::MasterTimeout, following.heard_ms + timeout + 1))
+            }
+            Phase::Masterless(masterless) => masterless.next_timer(),
+        };
+        [
+            (Timer::Heartbeat, self.next_heartbeat_ms),
+            (Timer::Sync, self.next_sync_ms),
+        ]
+        .into_iter()
+        .chain(phase_timer)
+        .min_by_key(|(_, at)| *at)
+        .unwrap_or((Timer::Heartbeat, self.next_heartbeat_ms))
+    }
+
+    pub(super) fn on_timeout(&mut self, now: Now) -> Result<(), S> {
+        self.forgive_pause(now);
+        if now.mono_ms >= self.next_heartbeat_ms {
+            self.send_heartbeat();
+            self.next_heartbeat_ms = now.mono_ms + self.config.heartbeat_interval_ms;
+        }
+        if self.role() == Role::Master {
+            return self.master_tick(now);
+        }
+        let sync_due = now.mono_ms >= self.next_sync_ms;
+        if sync_due {
+            self.next_sync_ms = now.mono_ms + self.sync_delay();
+        }
+        match self.phase {
+            Phase::Following(_) => self.client_tick(now, sync_due),
+            _ => self.masterless_tick(now),
+        }
+    }
+
+    /// A pause (SIGSTOP, a stalled disk, a starved thread) is time this device did not listen:
+    /// it does not count against its peers. When an input comes later than the heartbeat timer
+    /// by more than a heartbeat interval, every "last heard" and every deadline moves by the
+    /// delay, so the inputs already waiting are read before any timer decides that a peer or
+    /// the master is gone.
+    pub(super) fn forgive_pause(&mut self, now: Now) {
+        let late_ms = now.mono_ms.saturating_sub(self.next_heartbeat_ms);
+        if late_ms <= self.config.heartbeat_interval_ms {
+            return;
+        }
+        // What was recorded before the gap moves by the delay; what was heard since (an input
+        // read during a catch-up) stays as it is.
+        let gap_started_ms = std::mem::replace(&mut self.next_heartbeat_ms, now.mono_ms);
+        self.peers.forgive_pause(gap_started_ms, late_ms);
+        match &mut self.phase {
+            Phase::Master(_) => {}
+            Phase::Following(following) => following.forgive_pause(gap_started_ms, late_ms),
+            Phase::Masterless(masterless) => {
+                masterless.forgive_pause(gap_started_ms, late_ms, now.mono_ms)
+            }
+        }
+        self.audit(now, Audited::InputGap { late_ms });
+        // A master that stopped for about a master timeout has been taken for dead, and another
+        // device may lead by now: it decides nothing more (not even the pushes that waited for
+        // it) until it knows, as a client of whichever master it hears (or, hearing none, by
+        // asking again). A lone device has nobody to yield to.
+        let deposed_maybe = self.role() == Role::Master
+            && self.config.has_peers
+            && late_ms + self.config.heartbeat_interval_ms > self.config.master_timeout_ms;
+        if deposed_maybe {
+            let record = Audited::RoleChanged {
+                to: Role::Client,
+                reason: REASON_PAUSED,
+                epoch: self.epoch,
+            };
+            self.audit(now, record);
+            self.phase = Phase::masterless(now.mono_ms);
+            self.outbox.notify(Notification::RoleChanged {
+                role: Role::Client,
+                epoch: self.epoch,
+            });
+        }
+    }
+}
