@@ -247,6 +247,9 @@ impl<S: SyncStore> SyncNode<S> {
             match self.decide_group(push, now) {
                 Ok(mut verdicts) => {
                     self.send_push_ack(push[0].0, verdicts.pop().unwrap_or_default());
+                    // The ack depends on this push's commit alone, which succeeded: it goes
+                    // even if a later push of the group fails.
+                    self.outbox.release();
                 }
                 Err(err) => {
                     culprit.get_or_insert(err);
