@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use r2d2::Pool;
@@ -36,6 +37,8 @@ pub const DB_FILE_NAME: &str = "rms.db";
 /// Writes queue on the mutex inside the process rather than spinning on SQLite's busy handler.
 pub struct Store {
     writer: Mutex<Connection>,
+    /// The last write failed because the disk is full (cleared by the next write that succeeds).
+    disk_full: AtomicBool,
     readers: Option<Pool<SqliteConnectionManager>>,
     path: Option<PathBuf>,
 }
@@ -71,6 +74,7 @@ impl Store {
             .build(manager)?;
         Ok(Store {
             writer: Mutex::new(writer),
+            disk_full: AtomicBool::new(false),
             readers: Some(readers),
             path: Some(path),
         })
@@ -84,6 +88,7 @@ impl Store {
         node_state::init(&mut writer, device_id)?;
         Ok(Store {
             writer: Mutex::new(writer),
+            disk_full: AtomicBool::new(false),
             readers: None,
             path: None,
         })
@@ -106,10 +111,26 @@ impl Store {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let result = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StorageError::from)
+            .and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+        match &result {
+            Ok(_) => self.disk_full.store(false, Ordering::Relaxed),
+            Err(err) if err.is_disk_full() => self.disk_full.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Whether the last write failed because the disk is full: the node is degraded until a
+    /// write succeeds again.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a reader connection (a snapshot of the last commit).

@@ -51,6 +51,16 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// The disk (or the file system's quota) is full: nothing was written, and writes succeed
+    /// again once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+
     pub(crate) fn refused(reason: RejectReason, message: impl Into<String>) -> StorageError {
         StorageError::Refused {
             reason,

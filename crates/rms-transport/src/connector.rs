@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::driver::Driver;
+use crate::input::Driver;
 use crate::link::{self, Links};
 
 /// First and longest wait between connection attempts.

@@ -1,9 +1,12 @@
 //! [`Db`]: the async adapter over rms-storage's [`Store`]: repository calls on tokio's blocking
 //! pool, at most [`DB_CALLS_MAX`] at once.
+//!
+//! **Invariant:** it reads only. Every write of a running node goes through the driver thread
+//! (`driver.rs`), so a write from an API handler does not compile.
 
 use std::sync::Arc;
 
-use rms_storage::{Connection, Transaction};
+use rms_storage::Connection;
 use rms_storage::{StorageError, Store};
 use tokio::sync::Semaphore;
 
@@ -36,14 +39,9 @@ impl Db {
         }
     }
 
-    /// Runs `f` in one write transaction (see [`Store::write`]).
-    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
-    {
-        let store = Arc::clone(&self.store);
-        self.blocking(move || store.write(f)).await
+    /// Whether the last write of the node failed because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.store.disk_full()
     }
 
     /// Runs `f` on a reader connection (see [`Store::read`]).

@@ -8,71 +8,27 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rms_domain::{DeviceId, Epoch, EventId, Role};
-use rms_storage::local::{self, Command, Recorded};
+use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, Operation, Outcome, Role, rfc3339_from_ms};
+use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
 use rms_sync::{
-    HandoverError, Message, Notification, Now, PeerInfo, SyncConfig, SyncError, SyncNode, To,
-    Verdict,
+    Message, Notification, Now, PeerInfo, SyncConfig, SyncError, SyncNode, To, Verdict,
 };
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::connector::Connector;
+use crate::input::{INPUT_QUEUE_MAX, Input, LocalDone};
 use crate::link::Links;
 use crate::sync_store::StoreAdapter;
-
-/// Inputs waiting for the driver before new ones are refused (the node is overloaded).
-pub const INPUT_QUEUE_MAX: usize = 8192;
 
 /// After a gap (the node did not run), at most this many waiting inputs are read before the
 /// overdue timers run: the whole queue.
 const CATCH_UP_INPUTS_MAX: usize = INPUT_QUEUE_MAX;
-
-pub enum Input {
-    /// A message from a peer.
-    Net {
-        from: DeviceId,
-        message: Message,
-    },
-    /// A link this node dialed came up: our heartbeat goes out on it first, then anything else.
-    LinkUp {
-        link: crate::link::LinkId,
-    },
-    /// A link sent something refused before it reached the core (the link is closed): audited.
-    LinkRefused {
-        from: Option<DeviceId>,
-        why: &'static str,
-        details: serde_json::Value,
-    },
-    /// A local write (all writes of the node go through the driver).
-    Local {
-        command: Command,
-        reply: oneshot::Sender<Result<LocalDone, StorageError>>,
-    },
-    /// A message over the REST fallback; the reply carries what the core answers to `from`.
-    Rest {
-        from: DeviceId,
-        message: Message,
-        reply: oneshot::Sender<Vec<Message>>,
-    },
-    Handover {
-        target: DeviceId,
-        reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
-    },
-    Stop,
-}
-
-/// A committed local write, and for a critical event on a client, where its verdict will come.
-pub struct LocalDone {
-    pub recorded: Recorded,
-    pub role: Role,
-    pub verdict: Option<oneshot::Receiver<Verdict>>,
-}
 
 /// What the REST handlers show of the sync state, refreshed after every input.
 #[derive(Debug, Clone, Default)]
@@ -91,49 +47,6 @@ pub struct Status {
     pub peer_log_heads: BTreeMap<DeviceId, u64>,
     /// Bumped after every input the driver handled: the status page's cue to refresh.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-/// The handle the rest of the node uses to reach the driver thread.
-#[derive(Clone, Debug)]
-pub struct Driver {
-    tx: SyncSender<Input>,
-}
-
-impl Driver {
-    /// Queues an input; false if the driver is gone or overloaded (the input is dropped, which
-    /// the protocol tolerates for network messages).
-    pub fn send(&self, input: Input) -> bool {
-        match self.tx.try_send(input) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                log::warn!("the sync driver is overloaded; an input was dropped");
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
-    }
-}
-
-impl Driver {
-    /// Asks the driver to stop after the inputs queued before this one; waits for queue room
-    /// (blocking: call it off the runtime).
-    pub fn stop(&self) {
-        let _ = self.tx.send(Input::Stop);
-    }
-}
-
-impl std::fmt::Debug for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
-            Input::LinkUp { link } => write!(f, "LinkUp({link})"),
-            Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
-            Input::Local { .. } => f.write_str("Local"),
-            Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
-            Input::Handover { target, .. } => write!(f, "Handover({target})"),
-            Input::Stop => f.write_str("Stop"),
-        }
-    }
 }
 
 /// Most events decided in one group commit: pushes waiting beyond it wait for the next one.
@@ -173,23 +86,29 @@ pub enum DriverError {
     Stopped,
 }
 
-/// The driver's input channel, made before the thread so that links and the connector can hold a
-/// [`Driver`] while the thread starts.
-pub fn channel() -> (Driver, Receiver<Input>) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_MAX);
-    (Driver { tx }, rx)
+/// The driver thread; it ends with the result of recording the node's stop.
+pub type DriverThread = std::thread::JoinHandle<Result<(), StorageError>>;
+
+/// What the driver thread owns besides its queue.
+pub struct Parts {
+    pub config: SyncConfig,
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub links: Links,
+    pub connector: Connector,
+    pub status: Arc<RwLock<Status>>,
 }
 
 /// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
-pub fn spawn(
-    rx: Receiver<Input>,
-    config: SyncConfig,
-    store: Arc<Store>,
-    clock: Clock,
-    links: Links,
-    connector: Connector,
-    status: Arc<RwLock<Status>>,
-) -> Result<std::thread::JoinHandle<()>, DriverError> {
+pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverError> {
+    let Parts {
+        config,
+        store,
+        clock,
+        links,
+        connector,
+        status,
+    } = parts;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("rms-sync-driver".into())
@@ -203,7 +122,7 @@ pub fn spawn(
                 Ok(node) => node,
                 Err(err) => {
                     let _ = started_tx.send(Err(err));
-                    return;
+                    return Ok(());
                 }
             };
             let metrics = status
@@ -226,7 +145,7 @@ pub fn spawn(
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
             let _ = started_tx.send(Ok(()));
-            state.run(&rx);
+            state.run(&rx)
         })
         .map_err(DriverError::Thread)?;
     match started_rx.recv() {
@@ -239,6 +158,17 @@ pub fn spawn(
 fn elapsed_ms(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Why the driver's loop ended.
+enum Stopped {
+    /// `Input::Stop`: the node shuts down.
+    Asked,
+    /// Every handle to the driver is gone.
+    Orphaned,
+}
+
+/// What handing an input to the core came to: a failure is the store's.
+type Handled = Result<(), SyncError<StorageError>>;
 
 struct Loop {
     node: SyncNode<StoreAdapter>,
@@ -265,7 +195,33 @@ impl Loop {
         }
     }
 
-    fn run(&mut self, rx: &Receiver<Input>) {
+    /// Handles inputs until asked to stop (then records the stop: the driver's last write) or
+    /// until every handle is gone.
+    fn run(&mut self, rx: &Receiver<Input>) -> Result<(), StorageError> {
+        match self.serve(rx) {
+            Stopped::Asked => self.record_stop(),
+            Stopped::Orphaned => Ok(()),
+        }
+    }
+
+    /// The node stops cleanly: audited, with the role it had.
+    fn record_stop(&mut self) -> Result<(), StorageError> {
+        let entry = AuditEntry {
+            id: 0,
+            at: rfc3339_from_ms(self.now().wall_ms),
+            operation: Operation::Shutdown,
+            device_id: Some(self.node.config().device_id()),
+            user_id: None,
+            event_id: None,
+            outcome: Outcome::Ok,
+            details: serde_json::json!({ "role": self.node.role().as_str() }),
+        };
+        self.store
+            .write(|tx| local::record_audit(tx, &entry))
+            .map(drop)
+    }
+
+    fn serve(&mut self, rx: &Receiver<Input>) -> Stopped {
         // An input taken from the queue while gathering pushes, to handle next.
         let mut held: Option<Input> = None;
         let gap_ms = self.node.config().heartbeat_interval_ms;
@@ -280,8 +236,8 @@ impl Loop {
             };
             let now = self.now();
             let late_ms = now.mono_ms.saturating_sub(self.node.poll_timeout());
-            if self.take(input, now, rx, &mut held).is_break() {
-                return;
+            if let ControlFlow::Break(stopped) = self.take(input, now, rx, &mut held) {
+                return stopped;
             }
             // Inputs before timeouts: a driver that woke up far past its own timer (the process
             // was stopped, or this thread starved) first reads what waited in its queue, so
@@ -296,8 +252,10 @@ impl Loop {
                             Err(_) => break,
                         },
                     };
-                    if self.take(Ok(waiting), self.now(), rx, &mut held).is_break() {
-                        return;
+                    let now = self.now();
+                    if let ControlFlow::Break(stopped) = self.take(Ok(waiting), now, rx, &mut held)
+                    {
+                        return stopped;
                     }
                 }
             }
@@ -322,9 +280,10 @@ impl Loop {
         now: Now,
         rx: &Receiver<Input>,
         held: &mut Option<Input>,
-    ) -> ControlFlow<()> {
+    ) -> ControlFlow<Stopped> {
         let result = match input {
-            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(()),
+            Ok(Input::Stop) => return ControlFlow::Break(Stopped::Asked),
+            Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(Stopped::Orphaned),
             Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
                 let mut pushes = vec![(from, message)];
                 *held = gather_pushes(rx, &mut pushes);
@@ -341,14 +300,14 @@ impl Loop {
 
     /// Pushes found waiting together go to the core together: it decides them in one
     /// transaction, so N devices pushing at once cost one commit and one `fsync`, not N.
-    fn handle_pushes(&mut self, pushes: Vec<(DeviceId, Message)>, now: Now) -> Result<(), String> {
+    fn handle_pushes(&mut self, pushes: Vec<(DeviceId, Message)>, now: Now) -> Handled {
         let started = Instant::now();
         let result = self.node.handle_messages(pushes, now);
         self.metrics.apply.observe(started.elapsed());
-        result.map_err(|e| e.to_string())
+        result
     }
 
-    fn handle(&mut self, input: Input, now: Now) -> Result<(), String> {
+    fn handle(&mut self, input: Input, now: Now) -> Handled {
         match input {
             Input::Net { from, message } => {
                 let applies = matches!(
@@ -369,18 +328,18 @@ impl Loop {
                 if applies {
                     self.metrics.apply.observe(started.elapsed());
                 }
-                result.map_err(|e| e.to_string())
+                result
             }
             Input::LinkUp { link } => {
-                let introduction = serde_json::to_string(&self.node.heartbeat())
-                    .map_err(|e| format!("cannot encode a heartbeat: {e}"))?;
-                self.links.introduce(link, &introduction);
+                match serde_json::to_string(&self.node.heartbeat()) {
+                    Ok(introduction) => self.links.introduce(link, &introduction),
+                    Err(err) => log::error!("cannot encode a heartbeat: {err}"),
+                }
                 Ok(())
             }
-            Input::LinkRefused { from, why, details } => self
-                .node
-                .handle_link_refusal(from, why, details, now)
-                .map_err(|e| e.to_string()),
+            Input::LinkRefused { from, why, details } => {
+                self.node.handle_link_refusal(from, why, details, now)
+            }
             Input::Local { command, reply } => {
                 let outcome = self.local_write(command, now);
                 if let Err(err) = &outcome
@@ -396,10 +355,7 @@ impl Loop {
                 message,
                 reply,
             } => {
-                let result = self
-                    .node
-                    .handle_message(from, message, now)
-                    .map_err(|e| e.to_string());
+                let result = self.node.handle_message(from, message, now);
                 let mut answers = Vec::new();
                 self.drain_transmits(Some((from, &mut answers)));
                 // A REST peer hears nothing between its requests: every answer carries our

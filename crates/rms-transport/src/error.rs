@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::db::DbError;
+use crate::node::NodeError;
 
 /// A business error, answered as `{"error": "<code>", "message": "<text>"}` (plus `field` for
 /// invalid input and `reason` for a refusal by the rules).
@@ -118,10 +119,32 @@ impl From<StorageError> for ApiError {
                 "not_master",
                 "this device is not the master of the store right now; retry shortly",
             ),
+            full if full.is_disk_full() => {
+                log::error!("a write failed: the disk is full ({full})");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the device's disk is full: nothing was written; free space and retry",
+                )
+            }
             other => {
                 log::error!("storage error: {other}");
                 ApiError::internal(format!("storage error: {other}"))
             }
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(err: NodeError) -> ApiError {
+        match err {
+            NodeError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the node is overloaded or stopping; retry shortly",
+            ),
+            NodeError::Storage(err) => ApiError::from(err),
+            NodeError::DriverPanicked => ApiError::internal(err.to_string()),
         }
     }
 }

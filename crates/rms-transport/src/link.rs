@@ -16,7 +16,8 @@ use rms_sync::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::driver::{Driver, Input};
+pub use crate::input::LinkId;
+use crate::input::{Driver, Input};
 
 /// Messages queued for one peer before it counts as too slow and is dropped.
 pub const SEND_QUEUE_MAX: usize = 1024;
@@ -33,8 +34,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A link that brings nothing, not even a pong, for this long is closed: the peer is gone.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub type LinkId = u64;
 
 #[derive(Debug)]
 struct Link {

@@ -3,18 +3,17 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rms_domain::{AuditEntry, Device, DeviceId, Operation, Outcome, Role, rfc3339_from_ms};
+use rms_domain::{Device, DeviceId, Role, rfc3339_from_ms};
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
 use rms_sync::{HandoverError, Message, PeerInfo, SyncConfig};
-use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
 use crate::connector::Connector;
 use crate::db::{Db, DbError};
-use crate::driver::{self, Driver, Input, LocalDone, Status};
-use crate::error::ApiError;
+use crate::driver::{self, Status};
+use crate::input::{self, Driver, Input, LocalDone};
 use crate::link::Links;
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
@@ -73,6 +72,17 @@ pub enum StartError {
     DriverTask(#[source] tokio::task::JoinError),
 }
 
+/// Why a request to the node did not complete (`api` maps each to an HTTP answer).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the node is overloaded or stopping; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the sync driver thread panicked")]
+    DriverPanicked,
+}
+
 /// How long a critical sale on a client waits for the master's verdict before answering 202.
 pub const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -93,7 +103,7 @@ struct Inner {
     status: Arc<RwLock<Status>>,
     links: Links,
     shutdown: watch::Sender<bool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Mutex<Option<driver::DriverThread>>,
 }
 
 impl Node {
@@ -102,14 +112,6 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
         let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || match data_dir {
-            Some(dir) => Store::open(&dir, device_id),
-            None => Store::open_in_memory(device_id),
-        })
-        .await
-        .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))??;
-        let store = Arc::new(store);
-        let db = Db::new(Arc::clone(&store));
         let me = Device {
             device_id,
             name: config.name.clone(),
@@ -120,8 +122,19 @@ impl Node {
             last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
         };
         let now_ms = config.clock.now_ms();
-        db.write(move |tx| local::record_startup(tx, &me, now_ms))
-            .await?;
+        // The start is recorded before the driver exists: the one write not made by it.
+        let store = tokio::task::spawn_blocking(move || {
+            let store = match data_dir {
+                Some(dir) => Store::open(&dir, device_id),
+                None => Store::open_in_memory(device_id),
+            }?;
+            store.write(|tx| local::record_startup(tx, &me, now_ms))?;
+            Ok::<Store, StorageError>(store)
+        })
+        .await
+        .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))??;
+        let store = Arc::new(store);
+        let db = Db::new(Arc::clone(&store));
 
         let known: Vec<Device> = db
             .read(rms_storage::devices::list)
@@ -132,7 +145,7 @@ impl Node {
         let links = Links::default();
         let status = Arc::new(RwLock::new(Status::default()));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (driver, inputs) = driver::channel();
+        let (driver, inputs) = input::channel();
         let mut connector = Connector::new(
             links.clone(),
             driver.clone(),
@@ -167,15 +180,15 @@ impl Node {
             Arc::clone(&status),
         );
         let thread = tokio::task::spawn_blocking(move || {
-            driver::spawn(
-                inputs,
-                sync_config,
-                store2,
+            let parts = driver::Parts {
+                config: sync_config,
+                store: store2,
                 clock,
-                links2,
-                connector2,
-                status2,
-            )
+                links: links2,
+                connector: connector2,
+                status: status2,
+            };
+            driver::spawn(inputs, parts)
         })
         .await
         .map_err(StartError::DriverTask)??;
@@ -257,24 +270,24 @@ impl Node {
 
     /// A local write, through the driver (one transaction; on a client, pushed at once if
     /// critical).
-    pub async fn local_write(&self, command: Command) -> Result<LocalDone, ApiError> {
+    pub async fn local_write(&self, command: Command) -> Result<LocalDone, NodeError> {
         let (reply, answer) = oneshot::channel();
         if !self.inner.driver.send(Input::Local { command, reply }) {
-            return Err(busy());
+            return Err(NodeError::Busy);
         }
-        answer.await.map_err(|_| busy())?.map_err(ApiError::from)
+        Ok(answer.await.map_err(|_| NodeError::Busy)??)
     }
 
     /// Hands the master role to `target` (this node must be master).
     pub async fn handover(
         &self,
         target: DeviceId,
-    ) -> Result<Result<(), HandoverError<StorageError>>, ApiError> {
+    ) -> Result<Result<(), HandoverError<StorageError>>, NodeError> {
         let (reply, answer) = oneshot::channel();
         if !self.inner.driver.send(Input::Handover { target, reply }) {
-            return Err(busy());
+            return Err(NodeError::Busy);
         }
-        answer.await.map_err(|_| busy())
+        answer.await.map_err(|_| NodeError::Busy)
     }
 
     /// A sync message over REST; returns what the core answers to `from`.
@@ -282,20 +295,21 @@ impl Node {
         &self,
         from: DeviceId,
         message: Message,
-    ) -> Result<Vec<Message>, ApiError> {
+    ) -> Result<Vec<Message>, NodeError> {
         let (reply, answer) = oneshot::channel();
         if !self.inner.driver.send(Input::Rest {
             from,
             message,
             reply,
         }) {
-            return Err(busy());
+            return Err(NodeError::Busy);
         }
-        answer.await.map_err(|_| busy())
+        answer.await.map_err(|_| NodeError::Busy)
     }
 
-    /// Stops the links and the driver, and records a clean stop in the audit log.
-    pub async fn shutdown(&self) -> Result<(), DbError> {
+    /// Stops the links and the driver; the driver records the clean stop in the audit log as
+    /// its last write.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
         let _ = self.inner.shutdown.send(true);
         let thread = self
             .inner
@@ -306,37 +320,19 @@ impl Node {
         let driver = self.inner.driver.clone();
         let stopping = tokio::task::spawn_blocking(move || {
             driver.stop();
-            if let Some(thread) = thread {
-                let _ = thread.join();
+            match thread.map(std::thread::JoinHandle::join) {
+                Some(Ok(recorded)) => recorded.map_err(NodeError::Storage),
+                Some(Err(_)) => Err(NodeError::DriverPanicked),
+                None => Ok(()),
             }
         });
-        if tokio::time::timeout(DRIVER_STOP_WAIT, stopping)
-            .await
-            .is_err()
-        {
-            log::warn!("the sync driver did not stop within {DRIVER_STOP_WAIT:?}");
+        match tokio::time::timeout(DRIVER_STOP_WAIT, stopping).await {
+            Ok(Ok(stopped)) => stopped,
+            Ok(Err(_)) => Err(NodeError::DriverPanicked),
+            Err(_) => {
+                log::warn!("the sync driver did not stop within {DRIVER_STOP_WAIT:?}");
+                Ok(())
+            }
         }
-        let entry = AuditEntry {
-            id: 0,
-            at: rfc3339_from_ms(self.now_ms()),
-            operation: Operation::Shutdown,
-            device_id: Some(self.inner.config.device_id),
-            user_id: None,
-            event_id: None,
-            outcome: Outcome::Ok,
-            details: json!({ "role": self.role().as_str() }),
-        };
-        self.db()
-            .write(move |tx| local::record_audit(tx, &entry))
-            .await?;
-        Ok(())
     }
-}
-
-fn busy() -> ApiError {
-    ApiError::new(
-        warp::http::StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the node is overloaded or stopping; retry shortly",
-    )
 }

@@ -32,8 +32,10 @@ pub async fn health(node: Node) -> Result<Response, ApiError> {
 
 fn health_value(node: &Node) -> serde_json::Value {
     let status = node.status();
+    let disk_full = node.db().disk_full();
     json!({
-        "status": "ok",
+        "status": if disk_full { "degraded" } else { "ok" },
+        "storage": if disk_full { "full" } else { "ok" },
         "device_id": node.config().device_id,
         "role": status.role.unwrap_or(Role::Client),
         "term": status.epoch.map_or(0, |e| e.term.0),

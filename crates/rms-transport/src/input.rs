@@ -1,0 +1,107 @@
+//! The driver's inputs and the handle that queues them: the leaf that links, the connector and
+//! the API share with the driver thread, so that none of them imports another.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use rms_domain::{DeviceId, Role};
+use rms_storage::StorageError;
+use rms_storage::local::{Command, Recorded};
+use rms_sync::{HandoverError, Message, Verdict};
+use tokio::sync::oneshot;
+
+/// A link's number in the driver's table of links.
+pub type LinkId = u64;
+
+/// Inputs waiting for the driver before new ones are refused (the node is overloaded).
+pub const INPUT_QUEUE_MAX: usize = 8192;
+
+pub enum Input {
+    /// A message from a peer.
+    Net {
+        from: DeviceId,
+        message: Message,
+    },
+    /// A link this node dialed came up: our heartbeat goes out on it first, then anything else.
+    LinkUp {
+        link: LinkId,
+    },
+    /// A link sent something refused before it reached the core (the link is closed): audited.
+    LinkRefused {
+        from: Option<DeviceId>,
+        why: &'static str,
+        details: serde_json::Value,
+    },
+    /// A local write (all writes of the node go through the driver).
+    Local {
+        command: Command,
+        reply: oneshot::Sender<Result<LocalDone, StorageError>>,
+    },
+    /// A message over the REST fallback; the reply carries what the core answers to `from`.
+    Rest {
+        from: DeviceId,
+        message: Message,
+        reply: oneshot::Sender<Vec<Message>>,
+    },
+    Handover {
+        target: DeviceId,
+        reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
+    },
+    Stop,
+}
+
+/// A committed local write, and for a critical event on a client, where its verdict will come.
+pub struct LocalDone {
+    pub recorded: Recorded,
+    pub role: Role,
+    pub verdict: Option<oneshot::Receiver<Verdict>>,
+}
+
+/// The handle the rest of the node uses to reach the driver thread.
+#[derive(Clone, Debug)]
+pub struct Driver {
+    tx: SyncSender<Input>,
+}
+
+impl Driver {
+    /// Queues an input; false if the driver is gone or overloaded (the input is dropped, which
+    /// the protocol tolerates for network messages).
+    pub fn send(&self, input: Input) -> bool {
+        match self.tx.try_send(input) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                log::warn!("the sync driver is overloaded; an input was dropped");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+impl Driver {
+    /// Asks the driver to stop after the inputs queued before this one; waits for queue room
+    /// (blocking: call it off the runtime).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Input::Stop);
+    }
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
+            Input::LinkUp { link } => write!(f, "LinkUp({link})"),
+            Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
+            Input::Local { .. } => f.write_str("Local"),
+            Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
+            Input::Handover { target, .. } => write!(f, "Handover({target})"),
+            Input::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+/// The driver's input channel, made before the thread so that links and the connector can hold a
+/// [`Driver`] while the thread starts.
+pub fn channel() -> (Driver, Receiver<Input>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_MAX);
+    (Driver { tx }, rx)
+}
