@@ -9,6 +9,7 @@
 //! turns warp's rejections into the same JSON error shape.
 
 pub mod api;
+mod auth;
 mod body;
 mod clock;
 mod connector;

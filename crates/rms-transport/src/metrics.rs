@@ -1,101 +1,226 @@
-//! What `GET /metrics` reports that the database does not know: latency histograms, filled by
-//! the driver, read by the handler. Lock-free counters; rendering is Prometheus text format.
+//! `GET /metrics`: what a scrape reports, in the OpenMetrics text format, through
+//! `prometheus-client` (the Prometheus project's own Rust client).
+//!
+//! Two kinds of values: the latency histograms ([`Metrics`]), filled by the driver as it works
+//! and shared with the handler; and a [`Scrape`] of counts read at request time (the database's
+//! log and audit counts, the driver's status), registered afresh for each scrape.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Bucket upper bounds, in seconds.
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rms_domain::{DeviceId, Role};
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Bucket upper bounds of the latency histograms, in seconds.
 const BOUNDS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// A Prometheus histogram with fixed buckets.
-#[derive(Debug)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative); the last slot is above every bound.
-    buckets: [AtomicU64; BOUNDS_S.len() + 1],
-    sum_us: AtomicU64,
-}
+/// A latency histogram (cheap to clone: clones share the counts).
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram);
 
-impl Default for Histogram {
-    fn default() -> Histogram {
-        Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_us: AtomicU64::new(0),
-        }
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency(Histogram::new(BOUNDS_S))
     }
 }
 
-impl Histogram {
+impl Latency {
     pub fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let slot = BOUNDS_S
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BOUNDS_S.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_us.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    /// Appends the histogram `name` in Prometheus text format to `out`.
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (slot, bound) in BOUNDS_S.iter().enumerate() {
-            cumulative += self.buckets[slot].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BOUNDS_S.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+        self.0.observe(took.as_secs_f64());
     }
 }
 
-/// The node's latency histograms.
-#[derive(Debug, Default)]
+/// The node's latency histograms, filled by the driver.
+#[derive(Debug, Default, Clone)]
 pub struct Metrics {
     /// On a client: a push sent until its `push_ack`.
-    pub push_latency: Histogram,
+    pub push_latency: Latency,
     /// On any device: deciding or applying one batch that arrived (a push or relay on the master,
     /// or the pushes that arrived together and share one commit; log entries on a client), commit
     /// included.
-    pub apply: Histogram,
+    pub apply: Latency,
 }
 
-/// Appends one metric with its help and type, and one line per `(labels, value)`.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
+/// Master-log entries of one verdict (and reject reason).
+#[derive(Debug, Clone)]
+pub struct LogCount {
+    /// `accepted`, `rejected`, ...
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub count: u64,
+}
+
+/// What one scrape reads from the database and the driver's status.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub device_id: DeviceId,
+    pub role: Role,
+    pub term: u64,
+    pub connected_devices: usize,
+    pub pending_events: u64,
+    pub oldest_pending: Duration,
+    pub log_head: u64,
+    pub log_events: Vec<LogCount>,
+    pub elections_won: u64,
+    pub role_changes: u64,
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The exposition of `scrape` and `metrics`.
+pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    let info = Family::<Labels, Gauge>::default();
+    let device = scrape.device_id.to_string();
+    info.get_or_create(&labels(&[
+        ("device_id", &device),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ]))
+    .set(1);
+    registry.register("rms_info", "This device and the rms version", info);
+    let roles = Family::<Labels, Gauge>::default();
+    for role in [Role::Master, Role::Client] {
+        let value = i64::from(role == scrape.role);
+        roles
+            .get_or_create(&labels(&[("role", role.as_str())]))
+            .set(value);
     }
+    registry.register("rms_role", "1 for this device's role", roles);
+    let gauges = [
+        (
+            "rms_term",
+            "The term of the epoch this device is in",
+            scrape.term,
+        ),
+        (
+            "rms_connected_devices",
+            "Devices with an open link to this one",
+            scrape.connected_devices as u64,
+        ),
+        (
+            "rms_pending_events",
+            "This device's own events waiting for the master's verdict",
+            scrape.pending_events,
+        ),
+        (
+            "rms_log_head",
+            "Entries in this device's copy of the master log",
+            scrape.log_head,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        registry.register(name, help, ConstGauge::new(to_i64(value)));
+    }
+    registry.register(
+        "rms_oldest_pending_seconds",
+        "Age of the oldest pending event (0 when none)",
+        ConstGauge::new(scrape.oldest_pending.as_secs_f64()),
+    );
+    let log_events = Family::<Labels, Gauge>::default();
+    for count in &scrape.log_events {
+        let mut set = labels(&[("verdict", &count.verdict)]);
+        set.extend(
+            count
+                .reason
+                .iter()
+                .map(|r| ("reason".to_owned(), r.clone())),
+        );
+        log_events.get_or_create(&set).set(to_i64(count.count));
+    }
+    registry.register(
+        "rms_log_events",
+        "Master-log entries by verdict and reject reason",
+        log_events,
+    );
+    registry.register(
+        "rms_elections_won",
+        "Elections this device won (from its audit log)",
+        ConstCounter::new(scrape.elections_won),
+    );
+    registry.register(
+        "rms_role_changes",
+        "Role changes of this device (from its audit log)",
+        ConstCounter::new(scrape.role_changes),
+    );
+    registry.register(
+        "rms_push_latency_seconds",
+        "A client's push until its acknowledgement",
+        metrics.push_latency.0.clone(),
+    );
+    registry.register(
+        "rms_apply_seconds",
+        "Deciding or applying one incoming batch, commit included",
+        metrics.apply.0.clone(),
+    );
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scrape() -> Scrape {
+        Scrape {
+            device_id: DeviceId::new(3).expect("not 0"),
+            role: Role::Client,
+            term: 4,
+            connected_devices: 2,
+            pending_events: 1,
+            oldest_pending: Duration::from_millis(1500),
+            log_head: 9,
+            log_events: vec![LogCount {
+                verdict: "rejected".into(),
+                reason: Some("out_of_stock".into()),
+                count: 2,
+            }],
+            elections_won: 1,
+            role_changes: 3,
+        }
+    }
+
     #[test]
-    fn buckets_are_cumulative_and_count_everything() {
-        let histogram = Histogram::default();
-        histogram.observe(Duration::from_micros(300));
-        histogram.observe(Duration::from_millis(20));
-        histogram.observe(Duration::from_secs(9));
-        let mut out = String::new();
-        histogram.render(&mut out, "x_seconds", "test");
-        assert!(out.contains("x_seconds_bucket{le=\"0.0005\"} 1\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"0.025\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"2.5\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_seconds_count 3\n"), "{out}");
+    fn a_scrape_renders_every_family() {
+        let metrics = Metrics::default();
+        metrics.apply.observe(Duration::from_micros(300));
+        metrics.apply.observe(Duration::from_millis(20));
+        metrics.apply.observe(Duration::from_secs(9));
+        let text = render(&scrape(), &metrics).expect("renders");
+        for line in [
+            "rms_role{role=\"client\"} 1",
+            "rms_role{role=\"master\"} 0",
+            "rms_term 4",
+            "rms_oldest_pending_seconds 1.5",
+            "rms_log_events{verdict=\"rejected\",reason=\"out_of_stock\"} 2",
+            "rms_elections_won_total 1",
+            "rms_apply_seconds_bucket{le=\"0.0005\"} 1",
+            "rms_apply_seconds_bucket{le=\"0.025\"} 2",
+            "rms_apply_seconds_bucket{le=\"+Inf\"} 3",
+            "rms_apply_seconds_count 3",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use warp::http::{Request, StatusCode};
 use warp::reply::{Reply, Response};
 
 use crate::api;
+use crate::auth;
 use crate::error::ApiError;
 use crate::link;
 use crate::node::Node;
@@ -163,13 +164,9 @@ fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !api::key_matches(node, authorization) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <store key>",
-        )
-        .into_response();
+    let how = "Authorization: Bearer <store key>";
+    if let Err(refused) = auth::require_key(node, authorization, how) {
+        return refused.into_response();
     }
     let Some(key) = websocket_key(request.method(), headers) else {
         return ApiError::bad_request(
@@ -291,13 +288,9 @@ fn upgrade_status_feed(
             let hex = key_protocol.as_deref()?.strip_prefix(KEY_PROTOCOL_PREFIX)?;
             Some(format!("Bearer {}", from_hex(hex)?))
         });
-    if !api::key_matches(node, authorization.as_deref()) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the store key (Authorization: Bearer, or the rms-key.<hex> subprotocol)",
-        )
-        .into_response();
+    let how = "the store key (Authorization: Bearer, or the rms-key.<hex> subprotocol)";
+    if let Err(refused) = auth::require_key(node, authorization.as_deref(), how) {
+        return refused.into_response();
     }
     let Some(key) = websocket_key(request.method(), headers) else {
         return ApiError::bad_request("bad_upgrade", "this route is a WebSocket upgrade")

@@ -415,7 +415,7 @@ async fn metrics_are_prometheus_text_behind_the_store_key() {
         .unwrap()
         .to_owned();
     assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
         "{content_type}"
     );
     let text = String::from_utf8(response.body().to_vec()).unwrap();

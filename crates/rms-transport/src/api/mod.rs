@@ -2,9 +2,12 @@
 //! enters through [`with_node`]; bodies sit behind the 1 MiB limit; handlers answer business
 //! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
 
-mod handlers;
+mod catalogue;
+mod sales;
+mod status;
+mod sync;
 
-pub(crate) use handlers::status_snapshot;
+pub(crate) use status::status_snapshot;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -83,7 +86,7 @@ fn metrics(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::get())
         .and(authorized(node))
         .and(with_node(node))
-        .and_then(|node| answer(handlers::metrics(node)))
+        .and_then(|node| answer(status::metrics(node)))
 }
 
 fn with_node(node: &Node) -> impl Filter<Extract = (Node,), Error = Infallible> + Clone + use<> {
@@ -103,7 +106,7 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
     let node = node.clone();
     warp::header::optional::<String>("authorization")
         .and_then(move |header: Option<String>| {
-            let passes = key_matches(&node, header.as_deref());
+            let passes = crate::auth::key_matches(&node, header.as_deref());
             async move {
                 if passes {
                     Ok(())
@@ -113,26 +116,6 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
             }
         })
         .untuple_one()
-}
-
-/// Whether an `Authorization` header value carries the node's store key (always, when the node
-/// has none). The comparison takes the same time wherever the first wrong byte is.
-pub(crate) fn key_matches(node: &Node, authorization: Option<&str>) -> bool {
-    let Some(key) = node.config().store_key.as_deref() else {
-        return true;
-    };
-    let given = authorization.and_then(bearer_token).unwrap_or("");
-    constant_time_eq(given.as_bytes(), key.as_bytes())
-}
-
-/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
-fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Awaits a handler and turns its error into a reply: business errors are never rejections.
@@ -146,14 +129,14 @@ fn health(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> 
     warp::path!("health")
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|node| answer(handlers::health(node)))
+        .and_then(|node| answer(status::health(node)))
 }
 
 fn cluster(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("cluster")
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|node| answer(handlers::cluster(node)))
+        .and_then(|node| answer(status::cluster(node)))
 }
 
 type Route = (Response,);
@@ -163,7 +146,7 @@ fn handover(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Cl
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(handlers::handover(node, body)))
+        .and_then(|node, body| answer(status::handover(node, body)))
 }
 
 fn sync_push(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
@@ -171,15 +154,15 @@ fn sync_push(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + C
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(handlers::sync_push(node, body)))
+        .and_then(|node, body| answer(sync::sync_push(node, body)))
 }
 
 fn sync_pull(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
     warp::path!("sync" / "pull")
         .and(warp::get())
         .and(with_node(node))
-        .and(warp::query::<handlers::PullParams>())
-        .and_then(|node, params| answer(handlers::sync_pull(node, params)))
+        .and(warp::query::<sync::PullParams>())
+        .and_then(|node, params| answer(sync::sync_pull(node, params)))
 }
 
 fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
@@ -187,7 +170,7 @@ fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection>
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(handlers::sync_exchange(node, body)))
+        .and_then(|node, body| answer(sync::sync_exchange(node, body)))
 }
 
 fn sync_status(
@@ -196,7 +179,7 @@ fn sync_status(
     warp::path!("sync" / "status")
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|node| answer(handlers::sync_status(node)))
+        .and_then(|node| answer(status::sync_status(node)))
 }
 
 fn list_products(
@@ -205,7 +188,7 @@ fn list_products(
     warp::path!("products")
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|node| answer(handlers::list_products(node)))
+        .and_then(|node| answer(catalogue::list_products(node)))
 }
 
 fn create_product(
@@ -215,7 +198,7 @@ fn create_product(
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(handlers::create_product(node, body)))
+        .and_then(|node, body| answer(catalogue::create_product(node, body)))
 }
 
 fn get_product(
@@ -224,7 +207,7 @@ fn get_product(
     warp::path!("products" / String)
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|sku, node| answer(handlers::get_product(node, sku)))
+        .and_then(|sku, node| answer(catalogue::get_product(node, sku)))
 }
 
 fn patch_product(
@@ -234,7 +217,7 @@ fn patch_product(
         .and(warp::patch())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|sku, node, body| answer(handlers::patch_product(node, sku, body)))
+        .and_then(|sku, node, body| answer(catalogue::patch_product(node, sku, body)))
 }
 
 fn adjust_stock(
@@ -244,7 +227,7 @@ fn adjust_stock(
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|sku, node, body| answer(handlers::adjust_stock(node, sku, body)))
+        .and_then(|sku, node, body| answer(catalogue::adjust_stock(node, sku, body)))
 }
 
 fn create_sale(
@@ -254,7 +237,7 @@ fn create_sale(
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(handlers::create_sale(node, body)))
+        .and_then(|node, body| answer(sales::create_sale(node, body)))
 }
 
 fn list_sales(
@@ -263,23 +246,23 @@ fn list_sales(
     warp::path!("sales")
         .and(warp::get())
         .and(with_node(node))
-        .and(warp::query::<handlers::ListParams>())
-        .and_then(|node, params| answer(handlers::list_sales(node, params)))
+        .and(warp::query::<sales::ListParams>())
+        .and_then(|node, params| answer(sales::list_sales(node, params)))
 }
 
 fn get_sale(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("sales" / String)
         .and(warp::get())
         .and(with_node(node))
-        .and_then(|sale_id, node| answer(handlers::get_sale(node, sale_id)))
+        .and_then(|sale_id, node| answer(sales::get_sale(node, sale_id)))
 }
 
 fn audit(node: &Node) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + use<> {
     warp::path!("audit")
         .and(warp::get())
         .and(with_node(node))
-        .and(warp::query::<handlers::AuditParams>())
-        .and_then(|node, params| answer(handlers::audit(node, params)))
+        .and(warp::query::<status::AuditParams>())
+        .and_then(|node, params| answer(status::audit(node, params)))
 }
 
 /// Turns what no route answered into the JSON error shape.
@@ -320,4 +303,26 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::internal("the request could not be handled")
     };
     Ok(error.into_response())
+}
+
+// ----- helpers the handlers share -----
+
+/// Default and largest page of `GET /sales` and `GET /audit`.
+pub(super) const LIST_LIMIT_DEFAULT: usize = 100;
+pub(super) const LIST_LIMIT_MAX: usize = 1000;
+
+pub(super) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+pub(super) fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(LIST_LIMIT_DEFAULT);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        let err = rms_domain::ValidationError::new(
+            "limit",
+            format!("must be between 1 and {LIST_LIMIT_MAX}"),
+        );
+        return Err(ApiError::invalid(err));
+    }
+    Ok(limit)
 }
