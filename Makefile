@@ -7,9 +7,11 @@ CARGO ?= cargo
 run:
 	$(CARGO) run --release -p rms-node --
 
-## test: every crate's tests, including the multi-process ones and the status page in a browser
+## test: every crate's tests, including the multi-process ones and the status page in a browser,
+## then the embedding example (examples/embedded-till) run to its end
 test: browser
 	$(CARGO) test --workspace
+	$(CARGO) run -q -p embedded-till
 
 ## browser: Debian's chromium for the status page's browser test, installed when missing (as root)
 browser:

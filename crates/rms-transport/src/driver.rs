@@ -89,8 +89,13 @@ pub enum DriverError {
 /// The driver thread; it ends with the result of recording the node's stop.
 pub type DriverThread = std::thread::JoinHandle<Result<(), StorageError>>;
 
+/// Notifications kept for a subscriber that reads slowly; beyond, it is told how many it missed.
+pub const NOTIFICATIONS_MAX: usize = 1024;
+
 /// What the driver thread owns besides its queue.
 pub struct Parts {
+    /// Every notification of the core, for the application (`Node::subscribe`).
+    pub notifications: tokio::sync::broadcast::Sender<Notification>,
     pub config: SyncConfig,
     pub store: Arc<Store>,
     pub clock: Clock,
@@ -102,6 +107,7 @@ pub struct Parts {
 /// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
 pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverError> {
     let Parts {
+        notifications,
         config,
         store,
         clock,
@@ -138,6 +144,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 connector,
                 status,
                 waiters: BTreeMap::new(),
+                notifications,
                 origin,
                 clock,
                 persisted_roster: Vec::new(),
@@ -181,6 +188,7 @@ struct Loop {
     status: Arc<RwLock<Status>>,
     /// Critical client sales waiting (up to 2 s) for the master's verdict.
     waiters: BTreeMap<EventId, oneshot::Sender<Verdict>>,
+    notifications: tokio::sync::broadcast::Sender<Notification>,
     origin: Instant,
     clock: Clock,
     /// The roster as last persisted, so that only changes are written.
@@ -469,6 +477,8 @@ impl Loop {
         self.drain_transmits(None);
         let mut synced = false;
         while let Some(notification) = self.node.poll_notification() {
+            // `send` fails only when nobody subscribed: then nobody is to be told.
+            let _ = self.notifications.send(notification.clone());
             match notification {
                 Notification::Decided(verdict) => {
                     if let Some(waiter) = self.waiters.remove(&verdict.event_id) {

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use rms_domain::{Device, DeviceId, Role, rfc3339_from_ms};
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
-use rms_sync::{HandoverError, Message, PeerInfo, SyncConfig};
-use tokio::sync::{oneshot, watch};
+use rms_sync::{HandoverError, Message, Notification, PeerInfo, SyncConfig};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::connector::Connector;
@@ -103,6 +103,7 @@ struct Inner {
     status: Arc<RwLock<Status>>,
     links: Links,
     shutdown: watch::Sender<bool>,
+    notifications: broadcast::Sender<Notification>,
     thread: Mutex<Option<driver::DriverThread>>,
 }
 
@@ -146,6 +147,8 @@ impl Node {
         let status = Arc::new(RwLock::new(Status::default()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (driver, inputs) = input::channel();
+        let (notifications, _) = broadcast::channel(driver::NOTIFICATIONS_MAX);
+        let notifications2 = notifications.clone();
         let mut connector = Connector::new(
             links.clone(),
             driver.clone(),
@@ -181,6 +184,7 @@ impl Node {
         );
         let thread = tokio::task::spawn_blocking(move || {
             let parts = driver::Parts {
+                notifications: notifications2,
                 config: sync_config,
                 store: store2,
                 clock,
@@ -214,6 +218,7 @@ impl Node {
             status,
             links,
             shutdown,
+            notifications,
             thread: Mutex::new(Some(thread)),
         };
         Ok(Node {
@@ -235,6 +240,13 @@ impl Node {
 
     pub fn driver(&self) -> &Driver {
         &self.inner.driver
+    }
+
+    /// The sync core's notifications from now on: role changes, verdicts on this device's own
+    /// events, log growth. A subscriber more than [`driver::NOTIFICATIONS_MAX`] behind is told
+    /// how many it missed (`RecvError::Lagged`) and goes on from the oldest kept.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        self.inner.notifications.subscribe()
     }
 
     /// The sync state as of the driver's last input.
