@@ -10,7 +10,8 @@
 //! - the catalogue and tills: [`Product`], [`NewProduct`], [`ProductPatch`], [`StockAdjustment`],
 //!   [`NewSale`], [`Sale`], [`SaleLine`];
 //! - the replication unit [`SyncEvent`] and its [`EventPayload`];
-//! - the [`rules`] that decide whether an event may apply to the current products;
+//! - the [`rules`] that decide whether an event may apply to the current products, and the
+//!   [`resolver`] (the ConflictResolver) through which a master decides every event;
 //! - the audit record [`AuditEntry`];
 //! - validation errors ([`ValidationError`]) that always name the offending field.
 
@@ -21,6 +22,7 @@ mod event;
 mod hlc;
 mod ids;
 mod product;
+pub mod resolver;
 pub mod rules;
 mod sale;
 mod timefmt;

@@ -5,10 +5,11 @@
 //! nothing of the write exists, after it all of it does. The sequence and clock in `node_state`
 //! move in the same transaction, so an event id is never issued twice.
 
+use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
     AuditEntry, EventId, EventPayload, EventStatus, LogEntry, NewProduct, NewSale, Operation,
-    Outcome, ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent,
+    Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent,
     rfc3339_from_ms,
 };
 use rusqlite::Transaction;
@@ -47,8 +48,9 @@ pub struct Recorded {
     pub sale: Option<Sale>,
 }
 
-/// Records a local write. On the master the event is decided at once (`synced` with the next
-/// `master_seq`); on a client it is `pending` until the master's verdict.
+/// Records a local write. On the master the event is decided at once by the ConflictResolver
+/// (`synced` with the next `master_seq`, or refused); on a client it is `pending` until the
+/// master's verdict.
 ///
 /// Refusals (`Refused`, `Invalid`) come back as errors, so [`crate::Store::write`] rolls back and
 /// nothing is written.
@@ -76,54 +78,61 @@ pub fn record(
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
 
-    // The master decides on its copy of the master state; a client on what its tills see.
-    let table = if epoch.is_some() {
-        Table::Base
-    } else {
-        Table::Visible
-    };
-    let mut products = products::load_many(tx, table, &payload.skus())?;
-    let applied =
-        rules::apply(&payload, &mut products, &at).map_err(|reason| refusal(reason, &payload))?;
-    for sku in &applied.changed {
-        if let Some(product) = products.get(sku) {
-            products::put(tx, Table::Visible, product)?;
-            if epoch.is_some() {
-                products::put(tx, Table::Base, product)?;
-            }
-        }
-    }
-
-    let master_seq = epoch.map(|_| state.log_head + 1);
-    let event = SyncEvent {
+    let mut event = SyncEvent {
         event_id,
         hlc: state.hlc.tick(now_ms),
         user_id,
         term: state.term(),
-        critical: applied.critical,
+        critical: false,
         payload,
-        status: if master_seq.is_some() {
-            EventStatus::Synced
-        } else {
-            EventStatus::Pending
-        },
+        status: EventStatus::Pending,
         reason: None,
-        master_seq,
+        master_seq: None,
         created_at_ms: now_ms,
         accepted_before: false,
     };
-    let snapshot: Vec<_> = event
+    let skus: Vec<String> = event
         .payload
         .skus()
         .iter()
-        .filter_map(|sku| products.get(*sku).cloned())
+        .map(|s| (*s).to_owned())
         .collect();
-    let entry = epoch.map(|epoch| LogEntry {
-        event: event.clone(),
-        epoch,
-        products: snapshot,
-        forced: false,
-    });
+    let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let (entry, changed) = match epoch {
+        // The master decides on its copy of the master state, through the same resolver as the
+        // events that devices push: a refusal writes nothing.
+        Some(epoch) => {
+            let base = products::load_many(tx, Table::Base, &skus)?;
+            let mut resolver = ConflictResolver::new(epoch, state.log_head, base);
+            let (entry, decision) = resolver.resolve(event);
+            if let Decision::Rejected(reason) = decision {
+                return Err(refusal(reason, &entry.event.payload));
+            }
+            for product in &entry.products {
+                products::put(tx, Table::Visible, product)?;
+                products::put(tx, Table::Base, product)?;
+            }
+            event = entry.event.clone();
+            let changed = entry.products.clone();
+            (Some(entry), changed)
+        }
+        // A client decides on what its tills see; the master's verdict comes later.
+        None => {
+            let mut visible = products::load_many(tx, Table::Visible, &skus)?;
+            let applied = rules::apply(&event.payload, &mut visible, &at)
+                .map_err(|reason| refusal(reason, &event.payload))?;
+            event.critical = applied.critical;
+            let changed: Vec<Product> = applied
+                .changed
+                .iter()
+                .filter_map(|sku| visible.get(sku).cloned())
+                .collect();
+            for product in &changed {
+                products::put(tx, Table::Visible, product)?;
+            }
+            (None, changed)
+        }
+    };
     let verdict = entry
         .as_ref()
         .map(|e| (&e.epoch, e.products.as_slice(), e.forced));
@@ -133,14 +142,9 @@ pub fn record(
 
     state.last_seq = event_id.seq;
     state.hlc = event.hlc;
-    state.log_head = master_seq.unwrap_or(state.log_head);
+    state.log_head = event.master_seq.unwrap_or(state.log_head);
     node_state::save(tx, &state)?;
 
-    let changed = applied
-        .changed
-        .iter()
-        .filter_map(|sku| products.get(sku).cloned())
-        .collect();
     Ok(Recorded {
         event,
         entry,
