@@ -158,23 +158,7 @@ impl Node {
         if config.sync_over_rest {
             connector = connector.over_rest(device_id);
         }
-        let sync_config = SyncConfig {
-            me: PeerInfo {
-                device_id,
-                name: config.name.clone(),
-                advertise: config.advertise.clone(),
-                priority: config.priority,
-            },
-            // A device that knew other devices before it stopped is not alone, even without
-            // --peer: it must not form a store of its own and depose the real master.
-            has_peers: !config.peers.is_empty() || !known.is_empty(),
-            sync_interval_ms: config.sync_interval_ms,
-            heartbeat_interval_ms: config.heartbeat_interval_ms,
-            master_timeout_ms: config.master_timeout_ms,
-            reclaim: config.reclaim,
-            rng_seed: now_ms ^ u64::from(device_id.get()).rotate_left(32),
-            clock_drift_max_ms: 60_000,
-        };
+        let sync_config = sync_config(&config, !known.is_empty(), now_ms);
         let (store2, clock, links2, connector2, status2) = (
             Arc::clone(&store),
             config.clock,
@@ -346,5 +330,27 @@ impl Node {
                 Ok(())
             }
         }
+    }
+}
+
+/// The sync core's configuration for this node. A device that knew other devices before it
+/// stopped (`knew_peers`) is not alone, even without `--peer`: it must not form a store of its
+/// own and depose the real master.
+fn sync_config(config: &NodeConfig, knew_peers: bool, now_ms: u64) -> SyncConfig {
+    let device_id = config.device_id;
+    SyncConfig {
+        me: PeerInfo {
+            device_id,
+            name: config.name.clone(),
+            advertise: config.advertise.clone(),
+            priority: config.priority,
+        },
+        has_peers: !config.peers.is_empty() || knew_peers,
+        sync_interval_ms: config.sync_interval_ms,
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        master_timeout_ms: config.master_timeout_ms,
+        reclaim: config.reclaim,
+        rng_seed: now_ms ^ u64::from(device_id.get()).rotate_left(32),
+        clock_drift_max_ms: 60_000,
     }
 }

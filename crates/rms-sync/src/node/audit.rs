@@ -44,10 +44,37 @@ pub struct ElectionView {
     pub position: LogPosition,
 }
 
-/// A fact the sync core audits.
+/// A fact the sync core audits, by the part that audits it.
 #[derive(Debug, Clone)]
 pub enum Audited {
-    // ----- epochs and elections -----
+    Epoch(EpochFact),
+    Election(ElectionFact),
+    Handover(HandoverFact),
+    Client(ClientFact),
+    Master(MasterFact),
+    Refusal(Refusal),
+}
+
+/// One audit row: operation, outcome, event, details.
+type Row = (Operation, Outcome, Option<EventId>, Value);
+
+impl Audited {
+    /// The record as the audit log stores it (most facts are one row; a won election is two).
+    fn render(self) -> Vec<Row> {
+        match self {
+            Audited::Epoch(fact) => fact.render(),
+            Audited::Election(fact) => fact.render(),
+            Audited::Handover(fact) => fact.render(),
+            Audited::Client(fact) => fact.render(),
+            Audited::Master(fact) => fact.render(),
+            Audited::Refusal(fact) => fact.render(),
+        }
+    }
+}
+
+/// Epochs and role changes.
+#[derive(Debug, Clone)]
+pub enum EpochFact {
     /// A message of an older epoch was refused.
     StaleRefused {
         kind: &'static str,
@@ -66,6 +93,19 @@ pub enum Audited {
         reason: &'static str,
         epoch: Option<Epoch>,
     },
+    /// The node did not run for `late_ms` (a pause).
+    InputGap { late_ms: u64 },
+}
+
+impl From<EpochFact> for Audited {
+    fn from(fact: EpochFact) -> Audited {
+        Audited::Epoch(fact)
+    }
+}
+
+/// Losing a master, the pre-vote and the election.
+#[derive(Debug, Clone)]
+pub enum ElectionFact {
     /// No heartbeat of the master (or it said it is not master).
     MasterLost {
         master: Option<DeviceId>,
@@ -89,15 +129,18 @@ pub enum Audited {
         election: Option<ElectionView>,
     },
     /// The expected winner did not take over in time.
-    PassedOver {
-        expected_winner: DeviceId,
-    },
-    /// The node did not run for `late_ms` (a pause).
-    InputGap {
-        late_ms: u64,
-    },
+    PassedOver { expected_winner: DeviceId },
+}
 
-    // ----- handover -----
+impl From<ElectionFact> for Audited {
+    fn from(fact: ElectionFact) -> Audited {
+        Audited::Election(fact)
+    }
+}
+
+/// Handover and `--reclaim`.
+#[derive(Debug, Clone)]
+pub enum HandoverFact {
     HandoverStarted {
         to: DeviceId,
         epoch: Epoch,
@@ -120,8 +163,17 @@ pub enum Audited {
     ReclaimRefused {
         from: DeviceId,
     },
+}
 
-    // ----- the client's SyncManager -----
+impl From<HandoverFact> for Audited {
+    fn from(fact: HandoverFact) -> Audited {
+        Audited::Handover(fact)
+    }
+}
+
+/// The SyncManager of a client.
+#[derive(Debug, Clone)]
+pub enum ClientFact {
     PushSent {
         to: DeviceId,
         events: usize,
@@ -148,8 +200,17 @@ pub enum Audited {
         reason: RejectReason,
         master: DeviceId,
     },
+}
 
-    // ----- the master's SyncManager and SyncTasks -----
+impl From<ClientFact> for Audited {
+    fn from(fact: ClientFact) -> Audited {
+        Audited::Client(fact)
+    }
+}
+
+/// The SyncManager of a master and its SyncTasks.
+#[derive(Debug, Clone)]
+pub enum MasterFact {
     Registered {
         device: PeerInfo,
         term: rms_domain::Term,
@@ -161,15 +222,9 @@ pub enum Audited {
         replayed: Vec<String>,
     },
     /// Entries broadcast as `sync_update`.
-    Broadcast {
-        from_seq: u64,
-        to_seq: u64,
-    },
+    Broadcast { from_seq: u64, to_seq: u64 },
     /// An entry broadcast at once (critical, or a rejection).
-    BroadcastCritical {
-        event_id: EventId,
-        seq: u64,
-    },
+    BroadcastCritical { event_id: EventId, seq: u64 },
     /// An event the resolver rejected: audited as a conflict and as a rejection.
     Rejected {
         event_id: EventId,
@@ -193,10 +248,7 @@ pub enum Audited {
         message: String,
     },
     /// A pushed event id that was logged with other content: never logged.
-    EventIdReused {
-        event_id: EventId,
-        logged_seq: u64,
-    },
+    EventIdReused { event_id: EventId, logged_seq: u64 },
     /// An event stamped too far in the future: its clock is not merged.
     UntrustedClock {
         event_id: EventId,
@@ -204,8 +256,17 @@ pub enum Audited {
         now_ms: u64,
         from: DeviceId,
     },
+}
 
-    // ----- refusals -----
+impl From<MasterFact> for Audited {
+    fn from(fact: MasterFact) -> Audited {
+        Audited::Master(fact)
+    }
+}
+
+/// What a peer sent that no honest peer sends, and what the driver refused.
+#[derive(Debug, Clone)]
+pub enum Refusal {
     /// A peer sent what no honest peer sends.
     Alarm {
         from: DeviceId,
@@ -225,6 +286,12 @@ pub enum Audited {
     },
 }
 
+impl From<Refusal> for Audited {
+    fn from(fact: Refusal) -> Audited {
+        Audited::Refusal(fact)
+    }
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Master => "master",
@@ -240,13 +307,12 @@ fn election_details(view: &ElectionView) -> serde_json::Map<String, Value> {
     }
 }
 
-impl Audited {
-    /// The record as the audit log stores it: operation, outcome, event, details.
-    fn render(self) -> Vec<(Operation, Outcome, Option<EventId>, Value)> {
+impl EpochFact {
+    fn render(self) -> Vec<Row> {
         use Operation as Op;
         use Outcome as Out;
         let (op, outcome, event, details) = match self {
-            Audited::StaleRefused {
+            EpochFact::StaleRefused {
                 kind,
                 from,
                 theirs,
@@ -257,7 +323,7 @@ impl Audited {
                 None,
                 json!({ "refused": kind, "from": from, "their_epoch": theirs, "our_epoch": ours }),
             ),
-            Audited::Adopted {
+            EpochFact::Adopted {
                 newer,
                 previous,
                 via,
@@ -267,7 +333,7 @@ impl Audited {
                 None,
                 json!({ "adopted": newer, "previous": previous, "via": via }),
             ),
-            Audited::RoleChanged { to, reason, epoch } => {
+            EpochFact::RoleChanged { to, reason, epoch } => {
                 let from = match to {
                     Role::Master => Role::Client,
                     Role::Client => Role::Master,
@@ -275,13 +341,29 @@ impl Audited {
                 let details = json!({ "from": role_name(from), "to": role_name(to), "reason": reason, "epoch": epoch });
                 (Op::RoleChange, Out::Ok, None, details)
             }
-            Audited::MasterLost { master, why } => (
+            EpochFact::InputGap { late_ms } => (
+                Op::Error,
+                Out::Error,
+                None,
+                json!({ "why": WHY_INPUT_GAP, "late_ms": late_ms }),
+            ),
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl ElectionFact {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            ElectionFact::MasterLost { master, why } => (
                 Op::HeartbeatLoss,
                 Out::Error,
                 None,
                 json!({ "master": master, "why": why }),
             ),
-            Audited::PreVoteAsked {
+            ElectionFact::PreVoteAsked {
                 lost_master,
                 awaited,
             } => (
@@ -290,7 +372,7 @@ impl Audited {
                 None,
                 json!({ "pre_vote": "asked", "lost_master": lost_master, "awaited": awaited }),
             ),
-            Audited::PreVoteRefused {
+            ElectionFact::PreVoteRefused {
                 by,
                 lost_master,
                 heard_ms_ago,
@@ -298,13 +380,13 @@ impl Audited {
                 let details = json!({ "pre_vote": "refused", "by": by, "lost_master": lost_master, "why": "still hears the master", "heard_ms_ago": heard_ms_ago });
                 (Op::Election, Out::Rejected, None, details)
             }
-            Audited::ElectionHeld(view) => (
+            ElectionFact::ElectionHeld(view) => (
                 Op::Election,
                 Out::Ok,
                 None,
                 Value::Object(election_details(&view)),
             ),
-            Audited::Won {
+            ElectionFact::Won {
                 epoch,
                 reason,
                 election,
@@ -321,19 +403,23 @@ impl Audited {
                     (Op::RoleChange, Out::Ok, None, role),
                 ];
             }
-            Audited::PassedOver { expected_winner } => (
+            ElectionFact::PassedOver { expected_winner } => (
                 Op::Election,
                 Out::Error,
                 None,
                 json!({ "expected_winner": expected_winner, "why": "did not take over in time" }),
             ),
-            Audited::InputGap { late_ms } => (
-                Op::Error,
-                Out::Error,
-                None,
-                json!({ "why": WHY_INPUT_GAP, "late_ms": late_ms }),
-            ),
-            Audited::HandoverStarted {
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl HandoverFact {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            HandoverFact::HandoverStarted {
                 to,
                 epoch,
                 log_head,
@@ -343,27 +429,37 @@ impl Audited {
                 None,
                 json!({ "to": to, "term": epoch.term, "log_head": log_head }),
             ),
-            Audited::HandoverCancelled { to } => (
+            HandoverFact::HandoverCancelled { to } => (
                 Op::Handover,
                 Out::Error,
                 None,
                 json!({ "to": to, "why": "the target did not take over in time" }),
             ),
-            Audited::HandoverNotTaken { log_head, wanted } => {
+            HandoverFact::HandoverNotTaken { log_head, wanted } => {
                 let details = json!({ "handover": "not taken", "why": "not caught up in time", "log_head": log_head, "wanted": wanted });
                 (Op::Handover, Out::Error, None, details)
             }
-            Audited::RefusedHandingOver { what, from } => (
+            HandoverFact::RefusedHandingOver { what, from } => (
                 Op::Handover,
                 Out::Rejected,
                 None,
                 json!({ "refused": what, "from": from, "why": "handing_over" }),
             ),
-            Audited::ReclaimRefused { from } => {
+            HandoverFact::ReclaimRefused { from } => {
                 let details = json!({ "refused": "handover_request", "from": from, "why": "does not outrank the master" });
                 (Op::Handover, Out::Rejected, None, details)
             }
-            Audited::PushSent {
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl ClientFact {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            ClientFact::PushSent {
                 to,
                 events,
                 first_ids,
@@ -373,7 +469,7 @@ impl Audited {
                 None,
                 json!({ "to": to, "events": events, "first_ids": first_ids }),
             ),
-            Audited::Acknowledged {
+            ClientFact::Acknowledged {
                 from,
                 verdicts,
                 rejected,
@@ -383,13 +479,13 @@ impl Audited {
                 None,
                 json!({ "from": from, "verdicts": verdicts, "rejected": rejected }),
             ),
-            Audited::Truncated { keep, head_was } => (
+            ClientFact::Truncated { keep, head_was } => (
                 Op::Pull,
                 Out::Conflict,
                 None,
                 json!({ "keep": keep, "undo_after": keep, "head_was": head_was }),
             ),
-            Audited::Applied {
+            ClientFact::Applied {
                 via,
                 from_seq,
                 to_seq,
@@ -400,7 +496,7 @@ impl Audited {
                 None,
                 json!({ "via": via, "from_seq": from_seq, "to_seq": to_seq, "entries": entries }),
             ),
-            Audited::ConflictHeard {
+            ClientFact::ConflictHeard {
                 event_id,
                 reason,
                 master,
@@ -410,13 +506,23 @@ impl Audited {
                 Some(event_id),
                 json!({ "reason": reason, "master": master }),
             ),
-            Audited::Registered { device, term } => (
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl MasterFact {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            MasterFact::Registered { device, term } => (
                 Op::Registration,
                 Out::Ok,
                 None,
                 json!({ "device": device, "term": term }),
             ),
-            Audited::PushReceived {
+            MasterFact::PushReceived {
                 from,
                 events,
                 logged,
@@ -425,19 +531,19 @@ impl Audited {
                 let details = json!({ "from": from, "events": events, "logged": logged, "replayed": replayed });
                 (Op::PushReceived, Out::Ok, None, details)
             }
-            Audited::Broadcast { from_seq, to_seq } => (
+            MasterFact::Broadcast { from_seq, to_seq } => (
                 Op::Broadcast,
                 Out::Ok,
                 None,
                 json!({ "kind": "sync_update", "from_seq": from_seq, "to_seq": to_seq }),
             ),
-            Audited::BroadcastCritical { event_id, seq } => (
+            MasterFact::BroadcastCritical { event_id, seq } => (
                 Op::Broadcast,
                 Out::Ok,
                 Some(event_id),
                 json!({ "kind": "critical_event", "seq": seq }),
             ),
-            Audited::Rejected {
+            MasterFact::Rejected {
                 event_id,
                 reason,
                 origin,
@@ -452,7 +558,7 @@ impl Audited {
                     (Op::Rejection, Out::Rejected, Some(event_id), details),
                 ];
             }
-            Audited::Kept {
+            MasterFact::Kept {
                 event_id,
                 rule,
                 origin,
@@ -461,7 +567,7 @@ impl Audited {
                 let details = json!({ "kept": "accepted by another master before", "rule": rule, "origin": origin, "seq": seq });
                 (Op::Conflict, Out::Conflict, Some(event_id), details)
             }
-            Audited::InvalidEvent {
+            MasterFact::InvalidEvent {
                 event_id,
                 from,
                 field,
@@ -470,14 +576,14 @@ impl Audited {
                 let details = json!({ "why": "invalid event", "from": from, "field": field, "message": message });
                 (Op::Alarm, Out::Rejected, Some(event_id), details)
             }
-            Audited::EventIdReused {
+            MasterFact::EventIdReused {
                 event_id,
                 logged_seq,
             } => {
                 let details = json!({ "why": "event id reused with other content", "logged_seq": logged_seq });
                 (Op::Alarm, Out::Rejected, Some(event_id), details)
             }
-            Audited::UntrustedClock {
+            MasterFact::UntrustedClock {
                 event_id,
                 hlc,
                 now_ms,
@@ -488,17 +594,27 @@ impl Audited {
                 Some(event_id),
                 json!({ "hlc": hlc, "now_ms": now_ms, "from": from }),
             ),
-            Audited::Alarm { from, why, details } => (
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl Refusal {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            Refusal::Alarm { from, why, details } => (
                 Op::Alarm,
                 Out::Rejected,
                 None,
                 json!({ "from": from, "why": why, "details": details }),
             ),
-            Audited::ForgedAnnounce { from, theirs, ours } => {
+            Refusal::ForgedAnnounce { from, theirs, ours } => {
                 let details = json!({ "refused": "master_announce", "from": from, "why": "announce_for_another_device", "their_epoch": theirs, "our_epoch": ours });
                 (Op::Error, Out::Rejected, None, details)
             }
-            Audited::LinkRefused { from, why, details } => (
+            Refusal::LinkRefused { from, why, details } => (
                 Op::Error,
                 Out::Rejected,
                 None,
@@ -521,9 +637,14 @@ impl SyncAuditLog {
     }
 
     /// The entries of one audited fact (most facts are one entry; a won election is two).
-    pub fn entries(&self, record: Audited, now: Now) -> impl Iterator<Item = AuditEntry> {
+    pub fn entries(
+        &self,
+        record: impl Into<Audited>,
+        now: Now,
+    ) -> impl Iterator<Item = AuditEntry> {
         let (device, at) = (self.device, rfc3339_from_ms(now.wall_ms));
         record
+            .into()
             .render()
             .into_iter()
             .map(move |(operation, outcome, event_id, details)| AuditEntry {
@@ -552,7 +673,7 @@ mod tests {
             master_id: two,
             master_priority: 1,
         };
-        let record = Audited::Won {
+        let record = ElectionFact::Won {
             epoch,
             reason: REASON_HANDOVER,
             election: None,

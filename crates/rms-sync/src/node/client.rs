@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role};
 
-use super::audit::Audited;
+use super::audit::ClientFact;
 use super::election::Phase;
 use super::handover::TakeOver;
 use super::{Notification, Now, Result, SyncNode, To, store_err};
@@ -211,7 +211,7 @@ impl<S: SyncStore> SyncNode<S> {
             .map(|e| e.event_id.to_string())
             .collect();
         let to = epoch.master_id;
-        let record = Audited::PushSent {
+        let record = ClientFact::PushSent {
             to,
             events: events.len(),
             first_ids,
@@ -271,7 +271,7 @@ impl<S: SyncStore> SyncNode<S> {
                 .filter(|v| v.status == EventStatus::Rejected)
                 .count();
             let verdicts = own.len();
-            let record = Audited::Acknowledged {
+            let record = ClientFact::Acknowledged {
                 from,
                 verdicts,
                 rejected,
@@ -349,7 +349,7 @@ impl<S: SyncStore> SyncNode<S> {
     fn truncate(&mut self, keep: u64, now: Now) -> Result<(), S> {
         let keep = keep.min(self.log_head);
         let head_was = self.log_head;
-        self.audit(now, Audited::Truncated { keep, head_was });
+        self.audit(now, ClientFact::Truncated { keep, head_was });
         let undone = self.commit(Batch {
             truncate_after: Some(keep),
             ..Batch::default()
@@ -448,7 +448,7 @@ impl<S: SyncStore> SyncNode<S> {
             .filter(|e| e.event.origin() == me)
             .map(Verdict::of)
             .collect();
-        let record = Audited::Applied {
+        let record = ClientFact::Applied {
             via,
             from_seq: self.log_head + 1,
             to_seq: last,
@@ -482,7 +482,7 @@ impl<S: SyncStore> SyncNode<S> {
         if !self.is_my_master(from) || event_id.device_id != self.me() {
             return;
         }
-        let record = Audited::ConflictHeard {
+        let record = ClientFact::ConflictHeard {
             event_id,
             reason,
             master: from,

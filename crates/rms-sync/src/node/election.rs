@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use rms_domain::{DeviceId, Epoch, Role, SyncEvent, Term};
 
 use super::audit::{
-    Audited, ElectionView, REASON_ELECTED, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
+    ElectionFact, ElectionView, EpochFact, REASON_ELECTED, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
 };
 use super::client::Following;
 use super::master::Leading;
@@ -143,7 +143,7 @@ impl<S: SyncStore> SyncNode<S> {
                 | Message::PreVoteReply { .. }
         );
         if !informational && !matches!(message, Message::Error { .. }) {
-            let record = Audited::StaleRefused {
+            let record = EpochFact::StaleRefused {
                 kind: message.kind(),
                 from,
                 theirs,
@@ -160,7 +160,7 @@ impl<S: SyncStore> SyncNode<S> {
         let previous = self.epoch;
         self.audit(
             now,
-            Audited::Adopted {
+            EpochFact::Adopted {
                 newer,
                 previous,
                 via,
@@ -168,7 +168,7 @@ impl<S: SyncStore> SyncNode<S> {
         );
         if was_master {
             let reason = REASON_NEWER_EPOCH;
-            let record = Audited::RoleChanged {
+            let record = EpochFact::RoleChanged {
                 to: Role::Client,
                 reason,
                 epoch: Some(newer),
@@ -224,7 +224,7 @@ impl<S: SyncStore> SyncNode<S> {
     pub(super) fn lose_master(&mut self, now: Now, why: &'static str) -> Result<(), S> {
         let master = self.epoch.map(|e| e.master_id);
         self.phase = Phase::masterless(now.mono_ms);
-        self.audit(now, Audited::MasterLost { master, why });
+        self.audit(now, ElectionFact::MasterLost { master, why });
         self.start_pre_vote(now)
     }
 
@@ -240,7 +240,7 @@ impl<S: SyncStore> SyncNode<S> {
                 self.peers
                     .suspect(waiting.expected, now.mono_ms + 2 * timeout);
                 let expected_winner = waiting.expected;
-                self.audit(now, Audited::PassedOver { expected_winner });
+                self.audit(now, ElectionFact::PassedOver { expected_winner });
                 return self.start_pre_vote(now);
             }
             return Ok(());
@@ -266,7 +266,7 @@ impl<S: SyncStore> SyncNode<S> {
         // Every peer heard within the master timeout; the lost master too when it is (it said
         // it is no master any more): its log may be the most complete.
         let awaited: BTreeSet<DeviceId> = self.peers.alive(now.mono_ms);
-        let record = Audited::PreVoteAsked {
+        let record = ElectionFact::PreVoteAsked {
             lost_master,
             awaited: awaited.iter().copied().collect(),
         };
@@ -379,7 +379,7 @@ impl<S: SyncStore> SyncNode<S> {
             let lost_master = round.lost_master();
             masterless.pre_vote = None;
             masterless.since_ms = now.mono_ms.saturating_sub(heard_ms_ago);
-            let record = Audited::PreVoteRefused {
+            let record = ElectionFact::PreVoteRefused {
                 by: from,
                 lost_master,
                 heard_ms_ago,
@@ -453,7 +453,7 @@ impl<S: SyncStore> SyncNode<S> {
             let carried = round.into_carried();
             return self.become_master(now, REASON_ELECTED, Some(view), carried);
         }
-        self.audit(now, Audited::ElectionHeld(view));
+        self.audit(now, ElectionFact::ElectionHeld(view));
         if let Phase::Masterless(masterless) = &mut self.phase {
             masterless.waiting = Some(Waiting {
                 expected: winner,
@@ -486,7 +486,7 @@ impl<S: SyncStore> SyncNode<S> {
             master_id: self.me(),
             master_priority: self.config.me.priority,
         };
-        let record = Audited::Won {
+        let record = ElectionFact::Won {
             epoch,
             reason,
             election,
@@ -513,7 +513,7 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// A lone device restarting as master of the epoch it already leads.
     pub(super) fn resume_master(&mut self, now: Now) -> Result<(), S> {
-        let record = Audited::RoleChanged {
+        let record = EpochFact::RoleChanged {
             to: Role::Master,
             reason: REASON_LONE_RESTART,
             epoch: self.epoch,

@@ -10,7 +10,7 @@
 
 use rms_domain::{DeviceId, Epoch, Role};
 
-use super::audit::{Audited, REASON_HANDOVER};
+use super::audit::{HandoverFact, REASON_HANDOVER};
 use super::election::Phase;
 use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
@@ -70,7 +70,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// take over.
     fn start_handover(&mut self, epoch: Epoch, target: DeviceId, now: Now) -> Result<(), S> {
         let log_head = self.log_head;
-        let record = Audited::HandoverStarted {
+        let record = HandoverFact::HandoverStarted {
             to: target,
             epoch,
             log_head,
@@ -121,7 +121,7 @@ impl<S: SyncStore> SyncNode<S> {
             rank(info.priority, from) > rank(epoch.master_priority, epoch.master_id)
         });
         if !outranks {
-            self.audit(now, Audited::ReclaimRefused { from });
+            self.audit(now, HandoverFact::ReclaimRefused { from });
             return Ok(());
         }
         self.start_handover(epoch, from, now)
@@ -141,14 +141,14 @@ impl<S: SyncStore> SyncNode<S> {
         }
         leading.handing_over = None;
         let to = handing_over.target;
-        self.audit(now, Audited::HandoverCancelled { to });
+        self.audit(now, HandoverFact::HandoverCancelled { to });
         self.decide_own_pending(now)
     }
 
     /// A push or relay while the master hands over: undecided, to be pushed again to the next
     /// master (the pusher's push times out, or it follows the new epoch first).
     pub(super) fn refuse_handing_over(&mut self, to: DeviceId, what: &'static str, now: Now) {
-        self.audit(now, Audited::RefusedHandingOver { what, from: to });
+        self.audit(now, HandoverFact::RefusedHandingOver { what, from: to });
         let message = Message::Error {
             epoch: self.epoch,
             code: ErrorCode::HandingOver,
@@ -195,7 +195,7 @@ impl<S: SyncStore> SyncNode<S> {
                 // Too late: the master goes on deciding after its own deadline.
                 following.take_over_at = None;
                 let (log_head, wanted) = (self.log_head, take_over.log_head);
-                self.audit(now, Audited::HandoverNotTaken { log_head, wanted });
+                self.audit(now, HandoverFact::HandoverNotTaken { log_head, wanted });
                 return Ok(());
             }
             if self.log_head >= take_over.log_head {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, RejectReason};
 use rms_domain::{Role, SyncEvent};
 
-use super::audit::{Audited, SyncAuditLog};
+use super::audit::{Audited, MasterFact, SyncAuditLog};
 use super::election::Phase;
 use super::handover::HandingOver;
 use super::{Notification, Now, Result, SyncNode, To, store_err};
@@ -57,7 +57,7 @@ struct GroupDecision {
 }
 
 impl GroupDecision {
-    fn audit(&mut self, record: Audited) {
+    fn audit(&mut self, record: impl Into<Audited>) {
         self.audit.extend(self.audit_log.entries(record, self.now));
     }
 
@@ -74,7 +74,7 @@ impl GroupDecision {
         }
         let logged_seq = known.seq();
         let event_id = event.event_id;
-        self.audit(Audited::EventIdReused {
+        self.audit(MasterFact::EventIdReused {
             event_id,
             logged_seq,
         });
@@ -122,7 +122,7 @@ impl<S: SyncStore> SyncNode<S> {
         let (Some(last), Some(epoch)) = (entries.last().map(LogEntry::seq), self.epoch) else {
             return Ok(());
         };
-        let record = Audited::Broadcast {
+        let record = MasterFact::Broadcast {
             from_seq: broadcast_head + 1,
             to_seq: last,
         };
@@ -145,7 +145,7 @@ impl<S: SyncStore> SyncNode<S> {
             return self.alarm(now, from, "register names another device", details);
         }
         let term = epoch.term;
-        self.audit(now, Audited::Registered { device: peer, term });
+        self.audit(now, MasterFact::Registered { device: peer, term });
         let mut roster = self.peers.infos();
         roster.push(self.config.me.clone());
         let ack = Message::RegisterAck {
@@ -372,7 +372,7 @@ impl<S: SyncStore> SyncNode<S> {
             .map(|e| (e.event.event_id, e.seq()))
             .collect();
         for (event_id, seq) in critical {
-            group.audit(Audited::BroadcastCritical { event_id, seq });
+            group.audit(MasterFact::BroadcastCritical { event_id, seq });
         }
         let logged = group.entries.clone();
         self.commit(Batch {
@@ -420,7 +420,7 @@ impl<S: SyncStore> SyncNode<S> {
                 // Never logged: the log would carry it to every device (and the database may not
                 // even hold it). The pusher gets its verdict; the audit log the details.
                 let (field, message) = (err.field.to_string(), err.message.to_string());
-                group.audit(Audited::InvalidEvent {
+                group.audit(MasterFact::InvalidEvent {
                     event_id,
                     from,
                     field,
@@ -433,7 +433,7 @@ impl<S: SyncStore> SyncNode<S> {
                 group.hlc = group.hlc.merge(event.hlc, now.wall_ms);
             } else {
                 let (hlc, now_ms) = (event.hlc, now.wall_ms);
-                group.audit(Audited::UntrustedClock {
+                group.audit(MasterFact::UntrustedClock {
                     event_id,
                     hlc,
                     now_ms,
@@ -444,13 +444,13 @@ impl<S: SyncStore> SyncNode<S> {
             let (origin, seq) = (entry.event.origin(), entry.seq());
             match decision {
                 Decision::Accepted => {}
-                Decision::Kept(rule) => group.audit(Audited::Kept {
+                Decision::Kept(rule) => group.audit(MasterFact::Kept {
                     event_id,
                     rule,
                     origin,
                     seq,
                 }),
-                Decision::Rejected(reason) => group.audit(Audited::Rejected {
+                Decision::Rejected(reason) => group.audit(MasterFact::Rejected {
                     event_id,
                     reason,
                     origin,
@@ -462,7 +462,7 @@ impl<S: SyncStore> SyncNode<S> {
             verdicts.push(Verdict::of(&entry));
             group.entries.push(entry);
         }
-        let received = Audited::PushReceived {
+        let received = MasterFact::PushReceived {
             from,
             events: verdicts.len(),
             logged: group.entries.len() - logged_from,
@@ -547,7 +547,7 @@ impl<S: SyncStore> SyncNode<S> {
             return;
         };
         let (event_id, seq) = (entry.event.event_id, entry.seq());
-        self.audit(now, Audited::BroadcastCritical { event_id, seq });
+        self.audit(now, MasterFact::BroadcastCritical { event_id, seq });
         let entry = entry.clone();
         self.send(To::AllPeers, Message::CriticalEvent { epoch, entry });
     }

@@ -45,7 +45,7 @@ pub use audit::{
 };
 pub use timer::Timer;
 
-use audit::{Audited, SyncAuditLog};
+use audit::{Audited, Refusal, SyncAuditLog};
 use election::Phase;
 use outbox::Outbox;
 use peers::Peers;
@@ -400,7 +400,7 @@ impl<S: SyncStore> SyncNode<S> {
         now: Now,
     ) -> Result<(), S> {
         let why = why.to_owned();
-        self.audit(now, Audited::LinkRefused { from, why, details });
+        self.audit(now, Refusal::LinkRefused { from, why, details });
         self.finish(Ok(()))
     }
 
@@ -409,25 +409,18 @@ impl<S: SyncStore> SyncNode<S> {
         if from == self.me() {
             return Ok(());
         }
-        if let Message::MasterAnnounce { epoch, .. } = &message
-            && epoch.master_id != from
-        {
-            // Only a master announces itself (`become_master`); an announce in another device's
-            // name is forged, and its epoch is not adopted.
-            let (theirs, ours) = (*epoch, self.epoch);
-            let message = format!("device {from} cannot announce device {}", theirs.master_id);
-            self.refuse(
-                now,
-                from,
-                Audited::ForgedAnnounce { from, theirs, ours },
-                message,
-            );
+        if self.forged_announce(from, &message, now) {
             return Ok(());
         }
         self.peers.note(from, &message, now.mono_ms);
         if !self.fence(from, &message, now)? {
             return Ok(());
         }
+        self.route(from, message, now)
+    }
+
+    /// A message that passed the epoch rules, to the part that handles it.
+    fn route(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
         match message {
             Message::Heartbeat {
                 role,
@@ -464,7 +457,7 @@ impl<S: SyncStore> SyncNode<S> {
                 since,
                 since_epoch,
                 entries,
-                log_head,
+                log_head: master_log_head,
                 truncate_to,
                 ..
             } => {
@@ -472,7 +465,7 @@ impl<S: SyncStore> SyncNode<S> {
                     since,
                     since_epoch,
                     entries,
-                    master_log_head: log_head,
+                    master_log_head,
                     truncate_to,
                 };
                 self.on_events(from, answer, now)
@@ -519,6 +512,22 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
+    /// Only a master announces itself (`become_master`): an announce in another device's name
+    /// is forged, refused, and its epoch is not adopted.
+    fn forged_announce(&mut self, from: DeviceId, message: &Message, now: Now) -> bool {
+        let Message::MasterAnnounce { epoch, .. } = message else {
+            return false;
+        };
+        if epoch.master_id == from {
+            return false;
+        }
+        let (theirs, ours) = (*epoch, self.epoch);
+        let refusal = format!("device {from} cannot announce device {}", theirs.master_id);
+        let record = Refusal::ForgedAnnounce { from, theirs, ours };
+        self.refuse(now, from, record, refusal);
+        true
+    }
+
     // ----- helpers -----
 
     fn is_my_master(&self, device: DeviceId) -> bool {
@@ -538,13 +547,13 @@ impl<S: SyncStore> SyncNode<S> {
         self.refuse(
             now,
             from,
-            Audited::Alarm { from, why, details },
+            Refusal::Alarm { from, why, details },
             why.to_owned(),
         );
     }
 
     /// Audits a refusal of what `from` sent, then tells `from` (once the audit is committed).
-    fn refuse(&mut self, now: Now, from: DeviceId, record: Audited, message: String) {
+    fn refuse(&mut self, now: Now, from: DeviceId, record: impl Into<Audited>, message: String) {
         self.audit(now, record);
         let refusal = Message::Error {
             epoch: self.epoch,
@@ -576,7 +585,7 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// Stages an audited fact: committed with the input's next batch, or alone at its end.
-    fn audit(&mut self, now: Now, record: Audited) {
+    fn audit(&mut self, now: Now, record: impl Into<Audited>) {
         let entries = self.audit_log.entries(record, now);
         self.outbox.audit(entries);
     }

@@ -17,7 +17,7 @@
 
 use rms_domain::Role;
 
-use super::audit::{Audited, REASON_PAUSED};
+use super::audit::{EpochFact, REASON_PAUSED};
 use super::election::Phase;
 use super::{Notification, Now, Result, SyncNode};
 use crate::store::SyncStore;
@@ -101,7 +101,7 @@ impl<S: SyncStore> SyncNode<S> {
                 masterless.forgive_pause(gap_started_ms, late_ms, now.mono_ms)
             }
         }
-        self.audit(now, Audited::InputGap { late_ms });
+        self.audit(now, EpochFact::InputGap { late_ms });
         // A master that stopped for about a master timeout has been taken for dead, and another
         // device may lead by now: it decides nothing more (not even the pushes that waited for
         // it) until it knows, as a client of whichever master it hears (or, hearing none, by
@@ -110,7 +110,7 @@ impl<S: SyncStore> SyncNode<S> {
             && self.config.has_peers
             && late_ms + self.config.heartbeat_interval_ms > self.config.master_timeout_ms;
         if deposed_maybe {
-            let record = Audited::RoleChanged {
+            let record = EpochFact::RoleChanged {
                 to: Role::Client,
                 reason: REASON_PAUSED,
                 epoch: self.epoch,

@@ -450,7 +450,7 @@ impl Sim {
                 .count();
             let resumed = audited
                 .iter()
-                .filter(|a| a.details["reason"] == "restart of a lone master")
+                .filter(|a| a.details["reason"] == rms_sync::REASON_LONE_RESTART)
                 .count();
             if won + resumed < became_master {
                 return Err(format!(
