@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::connector::Connector;
 use crate::input::{INPUT_QUEUE_MAX, Input, LocalDone};
 use crate::link::Links;
+use crate::step;
 use crate::sync_store::StoreAdapter;
 
 /// After a gap (the node did not run), at most this many waiting inputs are read before the
@@ -49,26 +50,15 @@ pub struct Status {
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
-/// Most events decided in one group commit: pushes waiting beyond it wait for the next one.
-const GROUP_EVENTS_MAX: usize = 2 * rms_sync::BATCH_EVENTS_MAX;
-
-/// Moves the pushes waiting at the head of the queue into `pushes` (up to [`GROUP_EVENTS_MAX`]
-/// events); returns the first other input taken, to be handled next.
-fn gather_pushes(rx: &Receiver<Input>, pushes: &mut Vec<(DeviceId, Message)>) -> Option<Input> {
-    let events = |message: &Message| match message {
-        Message::Push { events, .. } => events.len(),
-        _ => 0,
-    };
-    let mut gathered: usize = pushes.iter().map(|(_, m)| events(m)).sum();
+/// Moves the pushes waiting at the head of the queue into `group` (see [`step::PushGroup`]);
+/// returns the first other input taken, to be handled next.
+fn gather_pushes(rx: &Receiver<Input>, group: &mut step::PushGroup) -> Option<Input> {
     loop {
-        let input = rx.try_recv().ok()?;
-        match input {
-            Input::Net { from, message }
-                if matches!(message, Message::Push { .. })
-                    && gathered + events(&message) <= GROUP_EVENTS_MAX =>
-            {
-                gathered += events(&message);
-                pushes.push((from, message));
+        match rx.try_recv().ok()? {
+            Input::Net { from, message } => {
+                if let Some((from, message)) = group.offer(from, message) {
+                    return Some(Input::Net { from, message });
+                }
             }
             other => return Some(other),
         }
@@ -293,9 +283,11 @@ impl Loop {
             Ok(Input::Stop) => return ControlFlow::Break(Stopped::Asked),
             Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(Stopped::Orphaned),
             Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
-                let mut pushes = vec![(from, message)];
-                *held = gather_pushes(rx, &mut pushes);
-                self.handle_pushes(pushes, now)
+                let mut group = step::PushGroup::default();
+                let first = group.offer(from, message);
+                debug_assert!(first.is_none(), "a group always takes its first push");
+                *held = gather_pushes(rx, &mut group);
+                self.handle_pushes(group.into_pushes(), now)
             }
             Ok(input) => self.handle(input, now),
             Err(RecvTimeoutError::Timeout) => Ok(()),
@@ -381,21 +373,21 @@ impl Loop {
     }
 
     fn local_write(&mut self, command: Command, now: Now) -> Result<LocalDone, StorageError> {
-        let role = self.node.local_write_role();
-        let recorded = self
-            .store
-            .write(|tx| local::record(tx, role, now.wall_ms, command))?;
+        let step::LocalWrite { recorded, core } =
+            step::local_write(&mut self.node, &self.store, command, now)?;
+        if let Err(err) = core {
+            log::error!("sync after a local write: {err}");
+        }
+        let role = if recorded.entry.is_some() {
+            Role::Master
+        } else {
+            Role::Client
+        };
         let mut verdict = None;
         if role == Role::Client && recorded.event.critical && self.node.master_id().is_some() {
             let (tx, rx) = oneshot::channel();
             self.waiters.insert(recorded.event.event_id, tx);
             verdict = Some(rx);
-        }
-        if let Err(err) =
-            self.node
-                .handle_local_write(&recorded.event, recorded.entry.as_ref(), now)
-        {
-            log::error!("sync after a local write: {err}");
         }
         Ok(LocalDone {
             recorded,

@@ -21,6 +21,7 @@ mod link;
 mod metrics;
 mod node;
 mod server;
+pub mod step;
 mod sync_store;
 
 pub use clock::Clock;

@@ -47,7 +47,8 @@ impl Sim {
         }
         let now = self.now_of(index);
         if let Some(node) = self.devices[index].node.as_mut() {
-            node.handle_messages(messages, now)
+            // As the driver hands them over: pushes grouped, anything else alone.
+            rms_transport::step::handle_arrived(node, messages, now)
                 .map_err(|e| format!("d{to} handling messages: {e}"))?;
         }
         self.after_input(index)

@@ -3,10 +3,10 @@
 //! handovers, with partitions and pauses from the network.
 
 use rms_domain::{NewProduct, NewSale, NewSaleLine, ProductPatch, Role, StockAdjustment};
-use rms_storage::local::{self, Command};
+use rms_storage::local::Command;
 use rms_storage::{StorageError, products};
 
-use super::harness::{Node, Sim, device_id};
+use super::harness::{Sim, device_id};
 use super::{SKUS, WALL_BASE_MS};
 
 impl Sim {
@@ -45,20 +45,15 @@ impl Sim {
         if self.devices[index].paused_until.is_some() {
             return Ok(());
         }
-        let Some(role) = self.devices[index]
-            .node
-            .as_ref()
-            .map(Node::local_write_role)
-        else {
-            return Ok(());
-        };
         let command = self.command(index);
         let now = self.now_of(index);
-        let result = self.devices[index]
-            .store
-            .write(|tx| local::record(tx, role, now.wall_ms, command));
-        match result {
-            Ok(recorded) => {
+        let device = &mut self.devices[index];
+        let (Some(node), store) = (device.node.as_mut(), &device.store) else {
+            return Ok(());
+        };
+        // The driver's own local write path: the role, the transaction, then the core.
+        match rms_transport::step::local_write(node, store, command, now) {
+            Ok(rms_transport::step::LocalWrite { recorded, core }) => {
                 let what = recorded.event.payload.kind();
                 self.log(format!(
                     "d{} wrote {} {} ({})",
@@ -70,10 +65,7 @@ impl Sim {
                 if let Some(sale) = &recorded.sale {
                     self.answered.push(sale.sale_id.clone());
                 }
-                if let Some(node) = self.devices[index].node.as_mut() {
-                    node.handle_local_write(&recorded.event, recorded.entry.as_ref(), now)
-                        .map_err(|e| format!("d{} local write: {e}", index + 1))?;
-                }
+                core.map_err(|e| format!("d{} local write: {e}", index + 1))?;
                 self.after_input(index)
             }
             Err(StorageError::Refused { .. } | StorageError::Invalid(_)) => Ok(()),
