@@ -25,6 +25,23 @@
 //! order in which the master applies events (arrival order; a batch by `(hlc, device, seq)`),
 //! verdicts (`rms_domain::rules`), idempotency, fencing (`stale_term`), and what goes to the audit
 //! log. The driver executes: sockets, timers, SQLite.
+//!
+//! # Where each part of the design lives
+//!
+//! | design name | file |
+//! |---|---|
+//! | SyncNode (inputs, outputs, getters) | `node/mod.rs` |
+//! | ConflictResolver | `resolver.rs` (defined in `rms_domain::resolver`, shared with local writes) |
+//! | SyncManager of a client: push, pull, truncate, apply, relay | `node/client.rs` |
+//! | SyncManager of a master and the SyncTasks: registration, pulls, group commit, broadcasts | `node/master.rs` |
+//! | election: phase, fencing, losing a master, pre-vote, becoming master | `node/election.rs`, `pre_vote.rs` |
+//! | handover and `--reclaim` | `node/handover.rs` |
+//! | SyncAuditLog: every audited fact, typed | `node/audit.rs` |
+//! | timers and pauses | `node/timer.rs` |
+//! | one input, one commit: staged messages and audit rows | `node/outbox.rs` |
+//! | peers: liveness, roster, rank | `node/peers.rs` |
+//! | the wire protocol | `message.rs` |
+//! | what the core needs from a database | `store.rs` |
 
 mod message;
 mod node;

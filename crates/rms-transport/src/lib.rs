@@ -7,6 +7,13 @@
 //! so tests bind `127.0.0.1:0` and bind errors are errors, not panics. [`api::routes`] is the whole
 //! REST surface as one warp filter; business errors are [`ApiError`] replies, and one `recover`
 //! turns warp's rejections into the same JSON error shape.
+//!
+//! **Architecture invariant:** every write of a running node goes through the driver thread
+//! (`driver.rs`, its step without I/O in [`step`]); [`Db`] only reads. `input.rs` is the leaf the
+//! driver, the links and the connector share, so none of them imports another.
+//!
+//! **Embedding:** [`Node::start`] runs a device in-process; [`Node::subscribe`] hands the app the
+//! sync core's notifications (see `examples/embedded-till`).
 
 pub mod api;
 mod auth;
