@@ -38,6 +38,17 @@ fn heartbeat(from: u16, role: Role, epoch: Epoch) -> Message {
     }
 }
 
+/// Master 2's heartbeat at `log_head`, naming a handover target or none.
+fn master_heartbeat(epoch: Epoch, log_head: u64, handing_over_to: Option<DeviceId>) -> Message {
+    Message::Heartbeat {
+        peer: peer(2),
+        epoch: Some(epoch),
+        role: Role::Master,
+        log_head,
+        handing_over_to,
+    }
+}
+
 /// Device 1 as a client of master 2, with device 3 as another live client; heartbeats from both
 /// every 100 ms until `until_ms`.
 fn client_of_two(until_ms: u64) -> SyncNode<StoreAdapter> {
@@ -229,4 +240,49 @@ fn a_master_handing_over_decides_nothing_until_the_target_took_over_or_time_ran_
     );
     run_timers(&mut node, 1_010, 2_210);
     assert_eq!(node.local_write_role(), Role::Master, "the master goes on");
+}
+
+#[test]
+fn a_handover_that_arrives_after_the_master_went_on_is_not_carried_out() {
+    // Found by the simulator (seed 2782): a handover request and the heartbeats that named the
+    // target arrived late, after newer messages of the same master that showed its log past the
+    // handover's head (the master had given up waiting and decided more). The target took over,
+    // and two masters decided the same units. A master handing over decides nothing past the
+    // handover's head, so any sign of a further head proves the handover over.
+    let mut node = client_of_two(1_000);
+    let epoch = epoch_of(2);
+    let answer = Message::Events {
+        epoch,
+        since: 0,
+        since_epoch: None,
+        entries: Vec::new(),
+        log_head: 0,
+        truncate_to: None,
+    };
+    node.handle_message(device(2), answer, now(1_010))
+        .expect("the pull answer");
+    assert!(node.in_sync(), "the logs agree");
+    let went_on = master_heartbeat(epoch, 5, None);
+    node.handle_message(device(2), went_on, now(1_020))
+        .expect("the master's heartbeat at head 5");
+    let late = [
+        (
+            device(2),
+            Message::Handover {
+                epoch,
+                target: device(1),
+                log_head: 0,
+            },
+        ),
+        (device(2), master_heartbeat(epoch, 0, Some(device(1)))),
+    ];
+    node.handle_messages(late, now(1_030))
+        .expect("the late handover");
+    run_timers(&mut node, 1_030, 1_300);
+    let announced = sent(&mut node)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::MasterAnnounce { .. }));
+    assert!(!announced, "no take-over on a stale handover");
+    assert_eq!(node.role(), Role::Client);
+    assert_eq!(node.master_id(), Some(device(2)));
 }

@@ -30,6 +30,10 @@ pub struct Following {
     /// The logs were found to agree up to our head (a pull answered without truncation).
     pub synced: bool,
     pub master_log_head: u64,
+    /// The furthest this master's log was ever heard to reach (heartbeats, broadcasts, pull
+    /// answers). Never goes back, in whatever order messages arrive: a handover to a head behind
+    /// it is stale (a master handing over decides nothing past the handover's head).
+    pub master_head_seen: u64,
     push_sent_ms: Option<u64>,
     push_again: bool,
     pull_sent_ms: Option<u64>,
@@ -140,6 +144,7 @@ impl<S: SyncStore> SyncNode<S> {
             return;
         };
         following.master_log_head = log_head;
+        following.master_head_seen = following.master_head_seen.max(log_head);
         if following.synced && log_head > my_head && following.pull_sent_ms.is_none() {
             self.send_pull(now);
         }
@@ -159,6 +164,7 @@ impl<S: SyncStore> SyncNode<S> {
             following.registered = true;
             following.heard_ms = now.mono_ms;
             following.master_log_head = log_head;
+            following.master_head_seen = following.master_head_seen.max(log_head);
         }
         self.peers.learn(roster);
     }
@@ -313,6 +319,7 @@ impl<S: SyncStore> SyncNode<S> {
             following.heard_ms = now.mono_ms;
             following.pull_sent_ms = None;
             following.master_log_head = answer.master_log_head;
+            following.master_head_seen = following.master_head_seen.max(answer.master_log_head);
         }
         // The answer vouches for the logs agreeing up to `since` only if our log still ends
         // there, with the same entry: an answer to an older pull proves nothing now.
@@ -382,6 +389,8 @@ impl<S: SyncStore> SyncNode<S> {
             return Ok(());
         };
         following.heard_ms = now.mono_ms;
+        let newest = entries.iter().map(LogEntry::seq).max().unwrap_or(0);
+        following.master_head_seen = following.master_head_seen.max(newest);
         if !following.synced {
             return Ok(()); // until the logs are known to agree, only pulls are applied
         }

@@ -162,6 +162,11 @@ impl<S: SyncStore> SyncNode<S> {
     pub(super) fn expect_take_over(&mut self, log_head: u64, now: Now) {
         let until_ms = now.mono_ms + TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms;
         if let Phase::Following(following) = &mut self.phase {
+            if following.master_head_seen > log_head {
+                // The master decided past this head: the handover ended before its request
+                // arrived (a message that came late, or out of order).
+                return;
+            }
             let take_over = following
                 .take_over_at
                 .get_or_insert(TakeOver { log_head, until_ms });
@@ -198,7 +203,9 @@ impl<S: SyncStore> SyncNode<S> {
                 self.audit(now, HandoverFact::HandoverNotTaken { log_head, wanted });
                 return Ok(());
             }
-            if self.log_head >= take_over.log_head {
+            if following.master_head_seen > take_over.log_head {
+                following.take_over_at = None; // stale: see `expect_take_over`
+            } else if self.log_head >= take_over.log_head {
                 return self.become_master(now, REASON_HANDOVER, None, Vec::new());
             }
         }
