@@ -36,15 +36,6 @@ pub struct Batch {
     pub audit: Vec<AuditEntry>,
 }
 
-impl Batch {
-    pub fn audit(entry: AuditEntry) -> Batch {
-        Batch {
-            audit: vec![entry],
-            ..Batch::default()
-        }
-    }
-}
-
 pub trait SyncStore {
     type Error: std::error::Error + Send + Sync + 'static;
 

@@ -144,7 +144,7 @@ impl From<NodeError> for ApiError {
                 "the node is overloaded or stopping; retry shortly",
             ),
             NodeError::Storage(err) => ApiError::from(err),
-            NodeError::DriverPanicked => ApiError::internal(err.to_string()),
+            NodeError::Panicked | NodeError::StopTimedOut(_) => ApiError::internal(err.to_string()),
         }
     }
 }

@@ -33,7 +33,9 @@ mod sync_store;
 
 pub use clock::Clock;
 pub use db::{Db, DbError};
+pub use driver::Status;
 pub use error::ApiError;
+pub use input::LocalDone;
 pub use node::{Node, NodeConfig, NodeError, StartError, VERDICT_WAIT};
 pub use server::{bind, serve};
 pub use sync_store::StoreAdapter;

@@ -16,7 +16,7 @@ use rms_sync::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub use crate::input::LinkId;
+use crate::input::LinkId;
 use crate::input::{Driver, Input};
 
 /// Messages queued for one peer before it counts as too slow and is dropped.
@@ -135,10 +135,6 @@ impl Links {
     /// How many links are open (identified or not).
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
 
     /// Devices with an open, identified link.

@@ -79,8 +79,10 @@ pub enum NodeError {
     Busy,
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the sync driver thread panicked")]
-    DriverPanicked,
+    #[error("a thread of the node panicked")]
+    Panicked,
+    #[error("the sync driver did not stop within {0:?}")]
+    StopTimedOut(std::time::Duration),
 }
 
 /// How long a critical sale on a client waits for the master's verdict before answering 202.
@@ -218,11 +220,11 @@ impl Node {
         &self.inner.config
     }
 
-    pub fn links(&self) -> &Links {
+    pub(crate) fn links(&self) -> &Links {
         &self.inner.links
     }
 
-    pub fn driver(&self) -> &Driver {
+    pub(crate) fn driver(&self) -> &Driver {
         &self.inner.driver
     }
 
@@ -318,17 +320,14 @@ impl Node {
             driver.stop();
             match thread.map(std::thread::JoinHandle::join) {
                 Some(Ok(recorded)) => recorded.map_err(NodeError::Storage),
-                Some(Err(_)) => Err(NodeError::DriverPanicked),
+                Some(Err(_)) => Err(NodeError::Panicked),
                 None => Ok(()),
             }
         });
         match tokio::time::timeout(DRIVER_STOP_WAIT, stopping).await {
             Ok(Ok(stopped)) => stopped,
-            Ok(Err(_)) => Err(NodeError::DriverPanicked),
-            Err(_) => {
-                log::warn!("the sync driver did not stop within {DRIVER_STOP_WAIT:?}");
-                Ok(())
-            }
+            Ok(Err(_)) => Err(NodeError::Panicked),
+            Err(_) => Err(NodeError::StopTimedOut(DRIVER_STOP_WAIT)),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The driver's step without its I/O: how a node's inputs reach the sync core. The driver thread
-//! (`driver.rs`) runs it on its real queue and database; the deterministic simulator
-//! (`tests/it/sim`) runs the same code on its virtual network, so that push grouping and the
-//! local write path are simulated, not re-implemented.
+//! (`driver.rs`) groups the pushes waiting in its queue with [`PushGroup`] and records local
+//! writes with [`local_write`]; the deterministic simulator (`tests/it/sim`) calls the same two,
+//! through [`handle_arrived`] for the messages that reach a device together, so that the group
+//! limit and the local write path are simulated, not re-implemented. (The driver's loop around
+//! them, its timers and catch-up after a gap, the simulator models in its own scheduler.)
 //!
 //! **Invariants:**
 //! - Pushes found waiting together are decided in one group commit of at most

@@ -223,6 +223,8 @@ impl<S: SyncStore> SyncNode<S> {
             first_ids,
         };
         self.audit(now, record);
+        // In flight from now. If the commit of the row above fails, the push is dropped with it
+        // and goes again when this one would have timed out.
         if let Some(following) = self.following_mut() {
             following.push_sent_ms = Some(now.mono_ms);
             following.push_again = false;

@@ -185,11 +185,7 @@ impl<S: SyncStore> SyncNode<S> {
         self.epoch = Some(newer);
         // Our own old epoch, reflected back after a restart: nobody is master right now.
         // Otherwise the masterless phase ends at once: `follow` below.
-        let since_ms = match &self.phase {
-            Phase::Masterless(masterless) if newer.master_id != self.me() => masterless.since_ms,
-            _ => now.mono_ms,
-        };
-        self.phase = Phase::masterless(since_ms);
+        self.phase = Phase::masterless(now.mono_ms);
         if was_master {
             self.outbox.notify(Notification::RoleChanged {
                 role: Role::Client,

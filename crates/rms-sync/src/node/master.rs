@@ -246,10 +246,8 @@ impl<S: SyncStore> SyncNode<S> {
         for push in pushes.chunks_mut(1) {
             match self.decide_group(push, now) {
                 Ok(mut verdicts) => {
+                    // Sent at once: it depends on this push's commit alone, which succeeded.
                     self.send_push_ack(push[0].0, verdicts.pop().unwrap_or_default());
-                    // The ack depends on this push's commit alone, which succeeded: it goes
-                    // even if a later push of the group fails.
-                    self.outbox.release();
                 }
                 Err(err) => {
                     culprit.get_or_insert(err);

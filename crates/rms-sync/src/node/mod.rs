@@ -8,7 +8,8 @@
 //! | what an input leaves | `outbox.rs` | messages, notifications, the input's audit rows |
 //! | the SyncAuditLog | `audit.rs` | every audited fact as a typed record |
 //! | peers | `peers.rs` | liveness, roster, passed-over devices |
-//! | election | `election.rs` | the `Phase` (master, following, masterless), fencing, pre-vote, handover |
+//! | election | `election.rs` | the `Phase` (master, following, masterless), fencing, pre-vote |
+//! | handover | `handover.rs` | handover and `--reclaim` |
 //! | SyncManager of a client | `client.rs` | push, pull, truncate, apply, relay |
 //! | SyncManager of a master, SyncTasks | `master.rs` | registration, pulls, group commit, broadcasts |
 //!
@@ -17,9 +18,11 @@
 //! **Invariants:**
 //! - One input, one commit: the writes an input decides leave in one [`Batch`] with the input's
 //!   audit rows, and what depends on them is sent only after that commit succeeded
-//!   (`outbox.rs`). An input that must read what it wrote (an election won with events to
-//!   decide first, a master deciding its own backlog in chunks) commits once per step, each step
-//!   before any message.
+//!   (`outbox.rs`). Where an input must read what it wrote, or makes a second decision on top of
+//!   the first, it commits once per step, each step before the messages that depend on it: an
+//!   election won with events to decide first, a master deciding its own backlog in chunks, a
+//!   verdict or an applied pull followed by the next push, a pause noticed before the input
+//!   itself, a handover given up before the broadcast tick.
 //! - The phase is one value: a device is master, follows a master, or has none; what each phase
 //!   knows lives in it and is gone when the phase ends.
 
@@ -327,19 +330,21 @@ impl<S: SyncStore> SyncNode<S> {
         entry: Option<&LogEntry>,
         now: Now,
     ) -> Result<(), S> {
-        self.forgive_pause(now);
         self.hlc = self.hlc.max(event.hlc);
+        if let Some(entry) = entry {
+            // Decided as master when it was written: the log grew, whatever the role is now (a
+            // pause noticed below may have made this device step down since).
+            self.log_head = self.log_head.max(entry.seq());
+            self.outbox.notify(Notification::LogAdvanced {
+                log_head: self.log_head,
+            });
+        }
+        self.forgive_pause(now)?;
         match (self.role(), entry) {
-            (Role::Master, Some(entry)) => {
-                self.log_head = self.log_head.max(entry.seq());
-                if entry.event.critical {
-                    self.broadcast_critical(entry, now);
-                }
-                self.outbox.notify(Notification::LogAdvanced {
-                    log_head: self.log_head,
-                });
+            (Role::Master, Some(entry)) if entry.event.critical => {
+                self.broadcast_critical(entry, now);
             }
-            (Role::Client, _) if event.critical => self.push_pending(now)?,
+            (Role::Client, None) if event.critical => self.push_pending(now)?,
             _ => {}
         }
         Ok(())
@@ -347,8 +352,9 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// A message from `from` (the device the driver's session is registered as).
     pub fn handle_message(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
-        self.forgive_pause(now);
-        let result = self.dispatch(from, message, now);
+        let result = self
+            .forgive_pause(now)
+            .and_then(|()| self.dispatch(from, message, now));
         self.finish(result)
     }
 
@@ -361,8 +367,8 @@ impl<S: SyncStore> SyncNode<S> {
         messages: impl IntoIterator<Item = (DeviceId, Message)>,
         now: Now,
     ) -> Result<(), S> {
-        self.forgive_pause(now);
-        let mut first_error = self.finish(Ok(())).err();
+        let paused = self.forgive_pause(now);
+        let mut first_error = self.finish(paused).err();
         let mut group: Vec<(DeviceId, Vec<SyncEvent>)> = Vec::new();
         for (from, message) in messages {
             let result = if self.joins_push_group(from, &message) {
@@ -371,7 +377,8 @@ impl<S: SyncStore> SyncNode<S> {
                     let own = self.own_pushed(from, events, now);
                     group.extend(own.map(|own| (from, own)));
                 }
-                Ok(())
+                // A forged push's alarm is committed now: the group's commit may fail.
+                self.finish(Ok(()))
             } else {
                 let decided = self.decide_pushes(std::mem::take(&mut group), now);
                 let decided = self.finish(decided);

@@ -1,11 +1,12 @@
 //! What an input leaves behind: the messages to send, the notifications for the application, and
 //! the audit rows not yet committed.
 //!
-//! **Invariant (one input, one commit):** a message that depends on what an input decided is
-//! *staged*; it becomes sendable only when the commit carrying that input's writes succeeded
-//! (the audit rows staged so far ride in that commit). If the commit fails, the staged messages
-//! and rows are dropped: the peer asks again, and nothing was promised. Only heartbeats, which
-//! say what the device already is, are sendable at once.
+//! **Invariant (one input, one commit):** a message sent while the input has audit rows not yet
+//! committed may depend on them: it is *staged*, and becomes sendable only when the commit
+//! carrying those rows succeeded (the input's next batch, or its end). If that commit fails, the
+//! staged messages and rows are dropped: the peer asks again, and nothing was promised. A
+//! message sent while nothing is uncommitted depends only on what is already durable, and is
+//! sendable at once; so are heartbeats, which say what the device already is.
 
 use std::collections::VecDeque;
 
@@ -25,9 +26,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// A message sent once the input's writes are committed.
+    /// A message that goes once everything the input wrote so far is committed: at once when
+    /// nothing is waiting, else with the next commit.
     pub fn stage(&mut self, transmit: Transmit) {
-        self.staged.push(transmit);
+        if self.audit.is_empty() {
+            self.ready.push_back(transmit);
+        } else {
+            self.staged.push(transmit);
+        }
     }
 
     /// A message that depends on nothing written (a heartbeat): sendable at once.

@@ -20,7 +20,7 @@ use rms_domain::Role;
 use super::audit::{EpochFact, REASON_PAUSED};
 use super::election::Phase;
 use super::{Notification, Now, Result, SyncNode};
-use crate::store::SyncStore;
+use crate::store::{Batch, SyncStore};
 
 /// A timer of the sync core (see the module's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,7 +62,7 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     pub(super) fn on_timeout(&mut self, now: Now) -> Result<(), S> {
-        self.forgive_pause(now);
+        self.forgive_pause(now)?;
         if now.mono_ms >= self.next_heartbeat_ms {
             self.send_heartbeat();
             self.next_heartbeat_ms = now.mono_ms + self.config.heartbeat_interval_ms;
@@ -84,11 +84,12 @@ impl<S: SyncStore> SyncNode<S> {
     /// it does not count against its peers. When an input comes later than the heartbeat timer
     /// by more than a heartbeat interval, every "last heard" and every deadline moves by the
     /// delay, so the inputs already waiting are read before any timer decides that a peer or
-    /// the master is gone.
-    pub(super) fn forgive_pause(&mut self, now: Now) {
+    /// the master is gone. The pause is audited (committed before a master steps down, as
+    /// every role change is).
+    pub(super) fn forgive_pause(&mut self, now: Now) -> Result<(), S> {
         let late_ms = now.mono_ms.saturating_sub(self.next_heartbeat_ms);
         if late_ms <= self.config.heartbeat_interval_ms {
-            return;
+            return Ok(());
         }
         // What was recorded before the gap moves by the delay; what was heard since (an input
         // read during a catch-up) stays as it is.
@@ -116,11 +117,15 @@ impl<S: SyncStore> SyncNode<S> {
                 epoch: self.epoch,
             };
             self.audit(now, record);
+        }
+        self.commit(Batch::default())?;
+        if deposed_maybe {
             self.phase = Phase::masterless(now.mono_ms);
             self.outbox.notify(Notification::RoleChanged {
                 role: Role::Client,
                 epoch: self.epoch,
             });
         }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rms_domain::{DeviceId, Epoch, Role};
 use rms_storage::{StorageError, Store};
-use rms_sync::{Notification, Now, PeerInfo, Rng, SyncConfig, SyncNode, To};
+use rms_sync::{Notification, Now, PeerInfo, Rng, SyncConfig, SyncNode, Timer, To};
 use rms_transport::StoreAdapter;
 
 use super::network::Packet;
@@ -217,6 +217,12 @@ impl Sim {
             };
             if due {
                 let now = self.now_of(index);
+                // The trace names the timers that decide something (not the periodic ones).
+                let fired = self.devices[index].node.as_ref().map(|n| n.poll_timer().0);
+                if let Some(timer) = fired.filter(|t| !matches!(t, Timer::Heartbeat | Timer::Sync))
+                {
+                    self.log(format!("d{} timer {timer:?}", index + 1));
+                }
                 if let Some(node) = self.devices[index].node.as_mut() {
                     node.handle_timeout(now)
                         .map_err(|e| format!("d{} timeout: {e}", index + 1))?;
