@@ -1,5 +1,6 @@
 //! The commands beside running a node: `init` writes a config file with a fresh store key,
-//! `status` prints the store as a running node sees it, `backup` copies the database online.
+//! `status` prints the store as a running node sees it, `backup` copies the database online,
+//! `id` prints this device's identity (made on first use).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,18 @@ pub enum Command {
         /// The backup file to create (never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Print this device's ID (the fingerprint of its certificate), making its key pair and
+    /// certificate in the data directory on first use.
+    Id {
+        /// The node's data directory.
+        #[arg(
+            long,
+            env = "RMS_DATA_DIR",
+            default_value = "rms-data",
+            value_name = "DIR"
+        )]
+        data_dir: PathBuf,
     },
     /// Print the store as a running node sees it: this device, the master, the roster, sync.
     Status {
@@ -76,6 +89,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 "backed {} up into {} (integrity checked)",
                 data_dir.display(),
                 out.display()
+            );
+            Ok(())
+        }
+        Command::Id { data_dir } => {
+            let identity = rms_transport::identity::Identity::load_or_create(&data_dir)
+                .with_context(|| format!("no identity in {}", data_dir.display()))?;
+            let fingerprint = identity.fingerprint();
+            println!("{fingerprint}");
+            eprintln!(
+                "(short form {}; key in {})",
+                fingerprint.short(),
+                data_dir.join(rms_transport::identity::KEY_FILE).display()
             );
             Ok(())
         }

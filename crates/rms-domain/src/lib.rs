@@ -5,7 +5,7 @@
 //! rules run in a node, in a test and in the deterministic simulator.
 //!
 //! What lives here:
-//! - identities: [`DeviceId`], [`EventId`], [`Term`], [`Role`];
+//! - identities: [`DeviceId`], [`EventId`], [`Term`], [`Role`], and a device's [`Fingerprint`];
 //! - the hybrid logical clock [`Hlc`];
 //! - the catalogue and tills: [`Product`], [`NewProduct`], [`ProductPatch`], [`StockAdjustment`],
 //!   [`NewSale`], [`Sale`], [`SaleLine`];
@@ -19,6 +19,7 @@ mod audit;
 mod device;
 mod epoch;
 mod event;
+mod fingerprint;
 mod hlc;
 mod ids;
 mod product;
@@ -32,6 +33,7 @@ pub use audit::{AuditEntry, Operation, Outcome};
 pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
 pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};
+pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};

@@ -23,6 +23,7 @@ mod connector;
 mod db;
 mod driver;
 mod error;
+pub mod identity;
 mod input;
 mod link;
 mod metrics;

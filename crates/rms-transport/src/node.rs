@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::connector::Connector;
 use crate::db::{Db, DbError};
 use crate::driver::{self, Status};
+use crate::identity::{Identity, IdentityError};
 use crate::input::{self, Driver, Input, LocalDone};
 use crate::link::Links;
 
@@ -64,6 +65,8 @@ impl NodeConfig {
 pub enum StartError {
     #[error("cannot open the database: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot load or make this device's identity: {0}")]
+    Identity(#[from] IdentityError),
     #[error("cannot record the start: {0}")]
     Db(#[from] DbError),
     #[error("cannot start the sync driver: {0}")]
@@ -106,6 +109,7 @@ struct Inner {
     links: Links,
     shutdown: watch::Sender<bool>,
     notifications: broadcast::Sender<Notification>,
+    identity: Identity,
     thread: Mutex<Option<driver::DriverThread>>,
 }
 
@@ -114,28 +118,8 @@ impl Node {
     /// and the links to the configured peers. A node with no peers is the master of its store.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
-        let data_dir = config.data_dir.clone();
-        let me = Device {
-            device_id,
-            name: config.name.clone(),
-            role: Role::Client,
-            advertise: config.advertise.clone(),
-            priority: config.priority,
-            online: true,
-            last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
-        };
-        let now_ms = config.clock.now_ms();
-        // The start is recorded before the driver exists: the one write not made by it.
-        let store = tokio::task::spawn_blocking(move || {
-            let store = match data_dir {
-                Some(dir) => Store::open(&dir, device_id),
-                None => Store::open_in_memory(device_id),
-            }?;
-            store.write(|tx| local::record_startup(tx, &me, now_ms))?;
-            Ok::<Store, StorageError>(store)
-        })
-        .await
-        .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))??;
+        let (identity, store) = open(&config).await?;
+        log::info!("device {device_id} is {}", identity.fingerprint());
         let store = Arc::new(store);
         let db = Db::new(Arc::clone(&store));
 
@@ -160,7 +144,7 @@ impl Node {
         if config.sync_over_rest {
             connector = connector.over_rest(device_id);
         }
-        let sync_config = sync_config(&config, !known.is_empty(), now_ms);
+        let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
         let (store2, clock, links2, connector2, status2) = (
             Arc::clone(&store),
             config.clock,
@@ -205,6 +189,7 @@ impl Node {
             links,
             shutdown,
             notifications,
+            identity,
             thread: Mutex::new(Some(thread)),
         };
         Ok(Node {
@@ -214,6 +199,11 @@ impl Node {
 
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// This device's identity: its certificate and fingerprint.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -352,4 +342,36 @@ fn sync_config(config: &NodeConfig, knew_peers: bool, now_ms: u64) -> SyncConfig
         rng_seed: now_ms ^ u64::from(device_id.get()).rotate_left(32),
         clock_drift_max_ms: 60_000,
     }
+}
+
+/// Loads (or makes) the device's identity and opens its database, recording the start. The
+/// identity first: a key others may read stops the start before anything is opened. The start is
+/// recorded before the driver exists: the one write not made by it.
+async fn open(config: &NodeConfig) -> Result<(Identity, Store), StartError> {
+    let device_id = config.device_id;
+    let data_dir = config.data_dir.clone();
+    let me = Device {
+        device_id,
+        name: config.name.clone(),
+        role: Role::Client,
+        advertise: config.advertise.clone(),
+        priority: config.priority,
+        online: true,
+        last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
+    };
+    let now_ms = config.clock.now_ms();
+    tokio::task::spawn_blocking(move || {
+        let identity = match &data_dir {
+            Some(dir) => Identity::load_or_create(dir),
+            None => Identity::ephemeral(),
+        }?;
+        let store = match &data_dir {
+            Some(dir) => Store::open(dir, device_id),
+            None => Store::open_in_memory(device_id),
+        }?;
+        store.write(|tx| local::record_startup(tx, &me, now_ms))?;
+        Ok::<(Identity, Store), StartError>((identity, store))
+    })
+    .await
+    .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))?
 }

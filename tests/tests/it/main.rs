@@ -7,6 +7,7 @@ mod disk_full;
 mod election;
 mod failover;
 mod fuzz;
+mod identity;
 mod multi_node;
 mod pause;
 mod security;

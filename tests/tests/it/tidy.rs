@@ -190,3 +190,22 @@ fn the_function_lengths_are_measured() {
     let found = functions(text);
     assert_eq!(found, [(1, 3, "a".to_owned()), (6, 4, "b".to_owned())]);
 }
+
+#[test]
+fn no_aws_lc_in_the_build() {
+    // Proves issue #14's choice: TLS and certificates on the `ring` provider only, so nothing but
+    // SQLite is built from C sources, and one crypto library is audited, not two.
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("Cargo.lock at the workspace root");
+    let packages: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = "))
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    assert!(packages.contains(&"ring"), "ring is the provider");
+    let aws: Vec<&&str> = packages
+        .iter()
+        .filter(|p| p.starts_with("aws-lc"))
+        .collect();
+    assert!(aws.is_empty(), "aws-lc is in the build: {aws:?}");
+}

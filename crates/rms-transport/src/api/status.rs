@@ -29,6 +29,7 @@ fn health_value(node: &Node) -> serde_json::Value {
     json!({
         "status": if disk_full { "degraded" } else { "ok" },
         "storage": if disk_full { "full" } else { "ok" },
+        "fingerprint": node.identity().fingerprint(),
         "device_id": node.config().device_id,
         "role": status.role.unwrap_or(Role::Client),
         "term": status.epoch.map_or(0, |e| e.term.0),
@@ -64,6 +65,7 @@ fn cluster_value(node: &Node) -> serde_json::Value {
     json!({
         "term": status.epoch.map_or(0, |e| e.term.0),
         "master_id": status.master_id,
+        "fingerprint": node.identity().fingerprint(),
         "devices": devices,
     })
 }
