@@ -31,6 +31,7 @@ mod node;
 mod server;
 pub mod step;
 mod sync_store;
+pub mod tls;
 
 pub use clock::Clock;
 pub use db::{Db, DbError};
