@@ -11,6 +11,7 @@ mod process;
 mod reference;
 mod report;
 mod scenarios;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -36,7 +37,8 @@ struct Args {
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id starts with one of these (S1, S2, ..., S8, R1); all by default.
+    /// Only the scenarios whose id starts with one of these (S1, S2, ..., S8, R1, T1); all by
+    /// default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the summary goes.
@@ -98,6 +100,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     let wanted = |id: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(id));
     let mut rows = Vec::new();
+    if wanted("T1") {
+        rows.push(tls::t1_handshake(bench).await?);
+    }
     if wanted("S1") {
         for clients in [10, 50] {
             rows.push(scenarios::s1_ingest(bench, clients).await?);
