@@ -36,6 +36,8 @@ pub enum ParseFingerprintError {
     Character(char),
     #[error("check character {0} of 4 does not match: a character is mistyped")]
     Check(usize),
+    #[error("the last character of the ID's data is not one an ID can end with: it is mistyped")]
+    NotCanonical,
 }
 
 impl Fingerprint {
@@ -135,6 +137,15 @@ impl FromStr for Fingerprint {
             }
             encoded.extend_from_slice(data);
         }
+        // 256 bits fill 51 characters and one bit of the 52nd: its 4 other bits are 0, so that
+        // each ID has one spelling.
+        if encoded
+            .last()
+            .and_then(|c| value_of(*c))
+            .is_some_and(|v| v & 0xf != 0)
+        {
+            return Err(ParseFingerprintError::NotCanonical);
+        }
         let mut bytes = [0_u8; 32];
         let (mut buffer, mut bits, mut at) = (0_u64, 0_u32, 0);
         for c in encoded {
@@ -227,6 +238,26 @@ mod tests {
         let fingerprint: Fingerprint = text.parse().expect("its check characters match");
         assert_eq!(fingerprint.to_string(), text);
         assert_eq!(fingerprint.short(), "O25RPMT");
+    }
+
+    #[test]
+    fn an_id_has_one_spelling() {
+        // The example with other padding bits in its last data character (and the check
+        // character that goes with them): the same bytes, refused.
+        let other = "O25RPMT-67Q3WIW-44FPUHA-ZQRDG6T-B6VIIHS-ASKT67A-V7UBR2Z-KH4BIBR";
+        assert_eq!(
+            other.parse::<Fingerprint>(),
+            Err(ParseFingerprintError::NotCanonical)
+        );
+    }
+
+    #[test]
+    fn the_check_characters_are_syncthings() {
+        // Syncthing's own vectors (lib/protocol): a device ID it printed reads back.
+        let syncthing = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
+        let fingerprint: Fingerprint = syncthing.parse().expect("Syncthing's check characters");
+        assert_eq!(fingerprint.to_string(), syncthing);
+        assert_eq!(check_character(b"AB725E4GHIQPL3ZFGT"), b'G');
     }
 
     #[test]

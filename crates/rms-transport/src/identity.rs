@@ -5,11 +5,14 @@
 //! certificate is only a container for the public key, and peers pin its fingerprint (Syncthing's
 //! model).
 //!
-//! **On disk:** `device-key.pem` (the private key, mode 0600, refused at start if anyone but the
-//! owner may read it) and `device-cert.der` (public). Both are written to a temporary file and
-//! renamed, key last but cert first, so a crash leaves either no identity (made again at the
-//! next start) or a whole one. A key without its certificate, or one that does not parse, is an
-//! error, never silently replaced: the device's identity is what its peers trust.
+//! **On disk:** `device-key.pem` (the private key, mode 0600, a regular file: refused at start
+//! if anyone but the owner may read it, or if it is a link) and `device-cert.der` (public), in a
+//! directory made 0700. Each is written to a new temporary file (never one left lying there),
+//! synced, renamed, and the directory synced: cert first, key last, so a crash leaves either no
+//! key (the identity is made again at the next start) or a whole identity. A key without its
+//! certificate, a key that does not parse or does not match its certificate, is an error, never
+//! silently replaced: the device's identity is what its peers trust. An exclusive lock on
+//! `device.lock` keeps two processes (a node and `rms-node id`) from making two at once.
 
 use std::fs;
 use std::io::Write;
@@ -21,6 +24,9 @@ use rms_domain::Fingerprint;
 pub const KEY_FILE: &str = "device-key.pem";
 /// The certificate's file in the data directory.
 pub const CERT_FILE: &str = "device-cert.der";
+
+/// Held while the identity is read or made.
+const LOCK_FILE: &str = "device.lock";
 
 /// The name the certificate carries (peers do not check it: they pin the fingerprint).
 const CERT_NAME: &str = "rms-device";
@@ -43,6 +49,10 @@ pub enum IdentityError {
     MissingCert { key: PathBuf, cert: PathBuf },
     #[error("{path} may be read by others (mode {mode:o}): run `chmod 600 {path}`")]
     KeyReadable { path: PathBuf, mode: u32 },
+    #[error("{path} is not a regular file (a link, a directory, a pipe): put the key itself there")]
+    KeyNotAFile { path: PathBuf },
+    #[error("{key} is not the key of {cert}: restore the pair from the same backup")]
+    Mismatch { key: PathBuf, cert: PathBuf },
 }
 
 /// This device's certificate and key, and their fingerprint.
@@ -89,17 +99,29 @@ impl Identity {
 
     /// The identity kept in `dir`, made there on first use.
     pub fn load_or_create(dir: &Path) -> Result<Identity, IdentityError> {
+        make_private_dir(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        lock.lock().map_err(io_error(&lock_path))?;
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
-        if !key_path.exists() {
+        let exists = match fs::symlink_metadata(&key_path) {
+            Ok(_) => true,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+            Err(err) => return Err(io_error(&key_path)(err)),
+        };
+        if !exists {
             let identity = Identity::ephemeral()?;
-            fs::create_dir_all(dir).map_err(io_error(dir))?;
-            write_atomically(&cert_path, &identity.cert_der, 0o644)?;
-            write_atomically(&key_path, identity.key_pem.as_bytes(), 0o600)?;
+            write_atomically(dir, &cert_path, &identity.cert_der, 0o644)?;
+            write_atomically(dir, &key_path, identity.key_pem.as_bytes(), 0o600)?;
             return Ok(identity);
         }
-        check_private(&key_path)?;
-        let key_pem = fs::read_to_string(&key_path).map_err(io_error(&key_path))?;
-        rcgen::KeyPair::from_pem(&key_pem).map_err(|source| IdentityError::BadKey {
+        let key_pem = read_private(&key_path)?;
+        let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|source| IdentityError::BadKey {
             path: key_path.clone(),
             source,
         })?;
@@ -113,6 +135,17 @@ impl Identity {
             }
             Err(err) => return Err(io_error(&cert_path)(err)),
         };
+        let matches = rustls::sign::CertifiedKey::from_der(
+            vec![cert_der.clone().into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            &rustls::crypto::ring::default_provider(),
+        );
+        if matches.is_err() {
+            return Err(IdentityError::Mismatch {
+                key: key_path,
+                cert: cert_path,
+            });
+        }
         Ok(Identity {
             fingerprint: fingerprint_of(&cert_der),
             cert_der,
@@ -135,16 +168,37 @@ impl Identity {
     }
 }
 
-/// Refuses a key file that anyone but its owner may read or write.
-fn check_private(path: &Path) -> Result<(), IdentityError> {
+/// The key file's text, if it is a regular file (not a link, a directory or a pipe) that only
+/// its owner may read or write. Checked on the open file, so what is checked is what is read.
+fn read_private(path: &Path) -> Result<String, IdentityError> {
+    use std::io::Read;
+    let not_a_file = || IdentityError::KeyNotAFile {
+        path: path.to_owned(),
+    };
+    let kind = fs::symlink_metadata(path)
+        .map_err(io_error(path))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(not_a_file());
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NOFOLLOW | O_NONBLOCK: a link swapped in after the check fails to open, and a pipe
+        // does not block the start.
+        options.custom_flags(0o400_000 | 0o4_000);
+    }
+    let mut file = options.open(path).map_err(io_error(path))?;
+    let metadata = file.metadata().map_err(io_error(path))?;
+    if !metadata.is_file() {
+        return Err(not_a_file());
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)
-            .map_err(io_error(path))?
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(IdentityError::KeyReadable {
                 path: path.to_owned(),
@@ -152,14 +206,36 @@ fn check_private(path: &Path) -> Result<(), IdentityError> {
             });
         }
     }
-    Ok(())
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_error(path))?;
+    Ok(text)
 }
 
-/// Writes `bytes` to a temporary file with `mode`, syncs it, and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
+/// Makes `dir` (and its parents) if missing, the new ones 0700: it holds the key.
+fn make_private_dir(dir: &Path) -> Result<(), IdentityError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io_error(dir))
+}
+
+/// Writes `bytes` to a new temporary file in `dir` with `mode`, syncs it, renames it over `path`
+/// and syncs `dir`, so the rename is on disk before the next file is written.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
     let temporary = path.with_extension("tmp");
+    // A file left there (a crash, or planted) is not reused: its mode or owner may be anyone's.
+    match fs::remove_file(&temporary) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_error(&temporary)(err));
+        }
+        _ => {}
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -171,7 +247,10 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Identity
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io_error(&temporary))?;
-    fs::rename(&temporary, path).map_err(io_error(path))
+    fs::rename(&temporary, path).map_err(io_error(path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
 }
 
 #[cfg(test)]
@@ -209,6 +288,37 @@ mod tests {
         let refused = Identity::load_or_create(dir.path()).expect_err("refused");
         assert!(
             matches!(refused, IdentityError::KeyReadable { mode: 0o644, .. }),
+            "{refused}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_that_is_a_link_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let elsewhere = tempfile::tempdir().expect("another directory");
+        Identity::load_or_create(elsewhere.path()).expect("made");
+        Identity::load_or_create(dir.path()).expect("made");
+        let key = dir.path().join(KEY_FILE);
+        fs::remove_file(&key).expect("removed");
+        std::os::unix::fs::symlink(elsewhere.path().join(KEY_FILE), &key).expect("linked");
+        let refused = Identity::load_or_create(dir.path()).expect_err("refused");
+        assert!(
+            matches!(refused, IdentityError::KeyNotAFile { .. }),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let other = tempfile::tempdir().expect("another directory");
+        Identity::load_or_create(dir.path()).expect("made");
+        Identity::load_or_create(other.path()).expect("made");
+        fs::copy(other.path().join(CERT_FILE), dir.path().join(CERT_FILE)).expect("copied");
+        let refused = Identity::load_or_create(dir.path()).expect_err("refused");
+        assert!(
+            matches!(refused, IdentityError::Mismatch { .. }),
             "{refused}"
         );
     }

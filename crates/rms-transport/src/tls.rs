@@ -8,7 +8,13 @@
 //! - Only TLS 1.3: a client that offers only TLS 1.2 is refused.
 //! - Both sides present a certificate: a client without one is refused.
 //! - No session resumption: every connection checks the certificate against the trust list of
-//!   that moment, so a revoked device cannot come back on a session ticket.
+//!   that moment, so a revoked device cannot come back on a session ticket. (Closing the links
+//!   already open to a revoked device is the links' job, when they use this.)
+//! - Never this device itself on the other side (a connection reflected back to its sender).
+//! - The dialing side names no server (no SNI): an observer learns nothing from the hello.
+//!
+//! A device that dials a known peer passes a [`Trusted`] of that peer alone, so that another
+//! trusted device cannot answer in its place.
 //!
 //! This module makes the configurations ([`server_config`], [`client_config`]) and learns who
 //! is on the other side ([`peer_fingerprint`]). The trust list they check is a shared
@@ -51,23 +57,21 @@ impl Trusted {
         Trusted(Arc::new(RwLock::new(fingerprints.into_iter().collect())))
     }
 
+    // A writer that panicked left the set as it was before or after its one insert or remove:
+    // still a set of fingerprints, so a poisoned lock is read through.
     pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        self.0
-            .read()
-            .map(|set| set.contains(fingerprint))
-            .unwrap_or(false)
+        let set = self.0.read().unwrap_or_else(|p| p.into_inner());
+        set.contains(fingerprint)
     }
 
     pub fn insert(&self, fingerprint: Fingerprint) {
-        if let Ok(mut set) = self.0.write() {
-            set.insert(fingerprint);
-        }
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        set.insert(fingerprint);
     }
 
     pub fn remove(&self, fingerprint: &Fingerprint) {
-        if let Ok(mut set) = self.0.write() {
-            set.remove(fingerprint);
-        }
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        set.remove(fingerprint);
     }
 }
 
@@ -75,23 +79,26 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Checks that the certificate presented is one of the trusted ones.
+/// Checks that the certificate presented is one of the trusted ones, and not this device's.
 #[derive(Debug)]
 struct Pinned {
     trusted: Trusted,
+    me: Fingerprint,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Pinned {
-    fn new(trusted: Trusted) -> Pinned {
+    fn new(trusted: Trusted, me: Fingerprint) -> Pinned {
         Pinned {
             trusted,
+            me,
             algorithms: provider().signature_verification_algorithms,
         }
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), Error> {
-        if self.trusted.contains(&fingerprint_of(end_entity)) {
+        let presented = fingerprint_of(end_entity);
+        if presented != self.me && self.trusted.contains(&presented) {
             Ok(())
         } else {
             Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
@@ -197,7 +204,7 @@ pub fn server_config(identity: &Identity, trusted: Trusted) -> Result<ServerConf
     let (chain, key) = own(identity)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(Pinned::new(trusted)))
+        .with_client_cert_verifier(Arc::new(Pinned::new(trusted, identity.fingerprint())))
         .with_single_cert(chain, key)?;
     // No resumption: a resumed session skips the certificate check, so a device revoked since
     // could come back on its ticket. Links live long; a full handshake costs a millisecond.
@@ -212,9 +219,10 @@ pub fn client_config(identity: &Identity, trusted: Trusted) -> Result<ClientConf
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned::new(trusted)))
+        .with_custom_certificate_verifier(Arc::new(Pinned::new(trusted, identity.fingerprint())))
         .with_client_auth_cert(chain, key)?;
     config.resumption = rustls::client::Resumption::disabled();
+    config.enable_sni = false;
     Ok(config)
 }
 
@@ -318,6 +326,35 @@ mod tests {
         assert!(exchange(server, client).await.is_err(), "revoked");
     }
 
+    /// `b`'s client configuration, but with resumption as rustls has it by default.
+    fn resuming_client(b: &Identity, a: &Identity) -> ClientConfig {
+        let mut config = client_config(b, Trusted::new([a.fingerprint()])).expect("client");
+        config.resumption = rustls::client::Resumption::default();
+        config
+    }
+
+    #[tokio::test]
+    async fn the_server_alone_refuses_a_resumed_session_of_a_revoked_device() {
+        let (a, b) = two_devices();
+        let trusted = Trusted::new([b.fingerprint()]);
+        let server = server_config(&a, trusted.clone()).expect("server");
+        let client = resuming_client(&b, &a);
+        exchange(server.clone(), client.clone())
+            .await
+            .expect("trusted");
+        trusted.remove(&b.fingerprint());
+        assert!(exchange(server, client).await.is_err(), "revoked");
+    }
+
+    #[tokio::test]
+    async fn a_device_does_not_accept_itself() {
+        // A connection reflected back to its sender: the same certificate on both ends.
+        let a = Identity::ephemeral().expect("device a");
+        let server = server_config(&a, Trusted::new([a.fingerprint()])).expect("server");
+        let client = client_config(&a, Trusted::new([a.fingerprint()])).expect("client");
+        assert!(exchange(server, client).await.is_err(), "refused");
+    }
+
     #[tokio::test]
     async fn a_client_without_a_certificate_is_refused() {
         let (a, b) = two_devices();
@@ -326,9 +363,10 @@ mod tests {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned::new(Trusted::new(
-                [a.fingerprint()],
-            ))))
+            .with_custom_certificate_verifier(Arc::new(Pinned::new(
+                Trusted::new([a.fingerprint()]),
+                b.fingerprint(),
+            )))
             .with_no_client_auth();
         assert!(exchange(server, anonymous).await.is_err(), "refused");
     }
@@ -342,9 +380,10 @@ mod tests {
             .with_protocol_versions(&[&rustls::version::TLS12])
             .expect("TLS 1.2")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned::new(Trusted::new(
-                [a.fingerprint()],
-            ))))
+            .with_custom_certificate_verifier(Arc::new(Pinned::new(
+                Trusted::new([a.fingerprint()]),
+                b.fingerprint(),
+            )))
             .with_client_auth_cert(chain, key)
             .expect("b's certificate");
         assert!(exchange(server, old).await.is_err(), "refused");
