@@ -466,3 +466,20 @@ pub fn websocket(
     }
     Ok(socket)
 }
+
+/// The sales stored in a stopped node's database, after checking that the database is intact
+/// (`PRAGMA integrity_check`).
+pub fn stored_sales(data_dir: &Path) -> i64 {
+    let conn = rms_storage::Connection::open(data_dir.join(rms_storage::db::DB_FILE_NAME))
+        .expect("the database opens");
+    assert_eq!(
+        rms_storage::db::integrity_check(&conn).expect("integrity_check runs"),
+        "ok"
+    );
+    conn.query_row(
+        "SELECT COUNT(*) FROM sync_events WHERE kind = 'sale_recorded'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("the sales are counted")
+}

@@ -75,6 +75,12 @@ impl Trusted {
     }
 }
 
+/// What both sides answer to a TLS 1.2 signature (never reached: both configurations offer TLS
+/// 1.3 alone).
+fn tls12_refused() -> Result<HandshakeSignatureValid, Error> {
+    Err(Error::General("only TLS 1.3 is accepted".into()))
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -136,7 +142,7 @@ impl ClientCertVerifier for Pinned {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("only TLS 1.3 is accepted".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -172,7 +178,7 @@ impl ServerCertVerifier for Pinned {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("only TLS 1.3 is accepted".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(

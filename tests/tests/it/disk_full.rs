@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rms_storage::{Connection, db};
 use rms_tests::{NodeProcess, wait_for};
 use serde_json::json;
 
@@ -132,15 +131,7 @@ fn a_full_disk_refuses_writes_with_507_and_they_resume_when_space_returns() {
     );
     assert!(node.terminate().success());
 
-    let conn = Connection::open(data.join(db::DB_FILE_NAME)).unwrap();
-    assert_eq!(db::integrity_check(&conn).unwrap(), "ok");
-    let stored: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sync_events WHERE kind = 'sale_recorded'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = rms_tests::stored_sales(&data);
     assert_eq!(
         stored, answered,
         "every answered sale is stored, and no other"

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rms_storage::{Connection, db};
 use rms_tests::{NodeProcess, node_binary, wait_for};
 use serde_json::json;
 
@@ -118,15 +117,7 @@ fn kill_9_during_a_burst_of_sales_loses_no_answered_sale() {
         .unwrap();
     assert!(node.terminate().success());
 
-    let conn = Connection::open(dir.path().join(db::DB_FILE_NAME)).unwrap();
-    assert_eq!(db::integrity_check(&conn).unwrap(), "ok");
-    let stored: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sync_events WHERE kind = 'sale_recorded'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = rms_tests::stored_sales(dir.path());
     assert!(
         stored >= answered.len() as i64,
         "{stored} stored < {} answered",
