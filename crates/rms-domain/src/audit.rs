@@ -69,6 +69,8 @@ string_enum! {
         StockAdjust = "stock_adjust",
         /// A local write: a sale.
         Sale = "sale",
+        /// A local write: a device certificate trusted or revoked.
+        Trust = "trust",
         PushSent = "push_sent",
         PushReceived = "push_received",
         Ack = "ack",

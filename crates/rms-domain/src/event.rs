@@ -6,11 +6,16 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term, UnknownName};
+use crate::trust::{TrustChange, TrustState};
 use crate::sale::SaleLine;
 use crate::validate::{self, ValidationError};
 use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
+
+/// Longest `how` of a trust change.
+const HOW_CHARS_MAX: usize = 32;
 
 /// The unit of replication: one local write, as its origin recorded it.
 ///
@@ -117,6 +122,15 @@ pub enum EventPayload {
         sale_id: String,
         lines: Vec<SaleLine>,
     },
+    /// A device certificate trusted or revoked (the trust list, `crate::trust`).
+    DeviceTrust {
+        fingerprint: Fingerprint,
+        device_id: DeviceId,
+        name: String,
+        trust: TrustState,
+        /// How the device came to be trusted (`store_key`, `approved`, `self`) or `revoked`.
+        how: String,
+    },
 }
 
 impl EventPayload {
@@ -187,6 +201,10 @@ impl EventPayload {
                 }
                 Ok(())
             }
+            EventPayload::DeviceTrust { name, how, .. } => {
+                validate::text("payload.name", name, NAME_CHARS_MAX)?;
+                validate::text("payload.how", how, HOW_CHARS_MAX)
+            }
         }
     }
 
@@ -196,26 +214,55 @@ impl EventPayload {
             EventPayload::ProductUpdated { .. } => "product_updated",
             EventPayload::StockAdjusted { .. } => "stock_adjusted",
             EventPayload::SaleRecorded { .. } => "sale_recorded",
+            EventPayload::DeviceTrust { .. } => "device_trust",
         }
     }
 
-    /// The entity the event is about: the SKU, or the sale id.
-    pub fn entity_key(&self) -> &str {
+    /// The entity the event is about: the SKU, the sale id, or the device certificate's
+    /// fingerprint.
+    pub fn entity_key(&self) -> std::borrow::Cow<'_, str> {
         match self {
             EventPayload::ProductCreated { sku, .. }
             | EventPayload::ProductUpdated { sku, .. }
-            | EventPayload::StockAdjusted { sku, .. } => sku,
-            EventPayload::SaleRecorded { sale_id, .. } => sale_id,
+            | EventPayload::StockAdjusted { sku, .. } => sku.into(),
+            EventPayload::SaleRecorded { sale_id, .. } => sale_id.into(),
+            EventPayload::DeviceTrust { fingerprint, .. } => fingerprint.to_string().into(),
         }
     }
 
-    /// Every SKU the event reads or writes, each once, sorted.
+    /// The trust change this event makes, if it is a `device_trust` event from `origin`.
+    pub fn trust_change(&self, origin: DeviceId, at_ms: u64) -> Option<TrustChange> {
+        let EventPayload::DeviceTrust {
+            fingerprint,
+            device_id,
+            name,
+            trust,
+            how,
+        } = self
+        else {
+            return None;
+        };
+        Some(TrustChange {
+            fingerprint: *fingerprint,
+            device_id: *device_id,
+            name: name.clone(),
+            state: *trust,
+            how: how.clone(),
+            origin,
+            at_ms,
+        })
+    }
+
+    /// Every SKU the event reads or writes, each once, sorted (none for a trust change).
     pub fn skus(&self) -> Vec<&str> {
         let mut skus: Vec<&str> = match self {
             EventPayload::SaleRecorded { lines, .. } => {
                 lines.iter().map(|l| l.sku.as_str()).collect()
             }
-            other => vec![other.entity_key()],
+            EventPayload::ProductCreated { sku, .. }
+            | EventPayload::ProductUpdated { sku, .. }
+            | EventPayload::StockAdjusted { sku, .. } => vec![sku.as_str()],
+            EventPayload::DeviceTrust { .. } => Vec::new(),
         };
         skus.sort_unstable();
         skus.dedup();
@@ -270,6 +317,10 @@ pub enum RejectReason {
     /// The event breaks a data rule (SPEC §3) that its origin should have enforced: a
     /// misbehaving device. Never logged; the verdict goes to the pusher and the audit log.
     Invalid,
+    /// The device certificate was revoked: it is never trusted again.
+    Revoked,
+    /// The device id is bound to another trusted certificate.
+    DeviceIdTaken,
 }
 
 impl RejectReason {
@@ -281,6 +332,8 @@ impl RejectReason {
             RejectReason::AlreadyExists => "already_exists",
             RejectReason::EventIdReused => "event_id_reused",
             RejectReason::Invalid => "invalid",
+            RejectReason::Revoked => "revoked",
+            RejectReason::DeviceIdTaken => "device_id_taken",
         }
     }
 }
@@ -297,6 +350,12 @@ impl RejectReason {
             RejectReason::AlreadyExists => "a product with this sku exists already",
             RejectReason::EventIdReused => "this event id was used before for other content",
             RejectReason::Invalid => "the event breaks a data rule",
+            RejectReason::Revoked => {
+                "this device certificate was revoked; the device must pair again with a new key"
+            }
+            RejectReason::DeviceIdTaken => {
+                "this device id belongs to another trusted certificate; revoke it first"
+            }
         }
     }
 }
@@ -317,6 +376,8 @@ impl FromStr for RejectReason {
             RejectReason::AlreadyExists,
             RejectReason::EventIdReused,
             RejectReason::Invalid,
+            RejectReason::Revoked,
+            RejectReason::DeviceIdTaken,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -347,6 +408,8 @@ mod tests {
             "stale_version",
             "unknown_product",
             "already_exists",
+            "revoked",
+            "device_id_taken",
         ] {
             assert_eq!(reason.parse::<RejectReason>().unwrap().as_str(), reason);
         }

@@ -27,6 +27,7 @@ pub mod resolver;
 pub mod rules;
 mod sale;
 mod timefmt;
+pub mod trust;
 mod validate;
 
 pub use audit::{AuditEntry, Operation, Outcome};
@@ -38,7 +39,11 @@ pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
 pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
+pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
+/// Checks a free-text field: 1 to `chars_max` characters, not only white space, no control
+/// characters.
+pub use validate::text as validate_text;
 pub use validate::{
     NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, SKU_CHARS_MAX, USER_ID_CHARS_MAX,
     ValidationError,

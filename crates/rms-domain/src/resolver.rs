@@ -17,6 +17,7 @@
 //!   as rejected again, never re-decided.
 
 use crate::rules::{self, Products};
+use crate::trust::TrustList;
 use crate::{
     DeviceId, Epoch, EventPayload, EventStatus, Hlc, LogEntry, RejectReason, SyncEvent,
     rfc3339_from_ms,
@@ -37,6 +38,7 @@ pub struct ConflictResolver {
     epoch: Epoch,
     log_head: u64,
     products: Products,
+    trust: TrustList,
 }
 
 impl ConflictResolver {
@@ -47,7 +49,15 @@ impl ConflictResolver {
             epoch,
             log_head,
             products,
+            trust: TrustList::default(),
         }
+    }
+
+    /// The same, deciding trust changes against `trust` (the list as the log leaves it). A
+    /// resolver that is given events of kind `device_trust` must be given the list.
+    pub fn with_trust(mut self, trust: TrustList) -> ConflictResolver {
+        self.trust = trust;
+        self
     }
 
     /// The position of the last entry made.
@@ -64,10 +74,20 @@ impl ConflictResolver {
             EventPayload::SaleRecorded { .. } | EventPayload::StockAdjusted { .. }
         );
         let rejected_before = event.reason.filter(|_| !event.accepted_before);
+        let trust_change = event
+            .payload
+            .trust_change(event.event_id.device_id, event.created_at_ms);
         let decision = match rejected_before {
             Some(reason) => Err(reason),
-            None => rules::apply(&event.payload, products, &at),
+            None => match &trust_change {
+                Some(change) => self.trust.check(change),
+                None => Ok(()),
+            }
+            .and_then(|()| rules::apply(&event.payload, products, &at)),
         };
+        if let (Ok(_), Some(change)) = (&decision, trust_change) {
+            self.trust.apply(change);
+        }
         let (decision, critical) = match decision {
             Ok(applied) => (Decision::Accepted, applied.critical),
             Err(reason) if event.accepted_before && keeps_sale => {

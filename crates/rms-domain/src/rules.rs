@@ -15,7 +15,8 @@ pub type Products = BTreeMap<String, Product>;
 pub struct Applied {
     /// The SKUs whose rows changed (each present in the map after the call).
     pub changed: Vec<String>,
-    /// The event moved stock and left a product at 0 or below: it must reach the master at once.
+    /// The event must reach the master at once: it moved stock and left a product at 0 or
+    /// below, or it changes the trust list (a revocation must take effect everywhere now).
     pub critical: bool,
 }
 
@@ -108,6 +109,11 @@ pub fn apply(
                 critical,
             })
         }
+        // No product changes; the trust rules are the resolver's (`crate::trust`).
+        EventPayload::DeviceTrust { .. } => Ok(Applied {
+            changed: Vec::new(),
+            critical: true,
+        }),
     }
 }
 
@@ -150,6 +156,7 @@ pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -
         }
         // `apply` refused it, so the product exists already: the first create stands.
         EventPayload::ProductCreated { .. } => {}
+        EventPayload::DeviceTrust { .. } => {}
     }
     changed.sort_unstable();
     changed.dedup();

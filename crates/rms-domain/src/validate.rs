@@ -55,7 +55,7 @@ pub(crate) fn sku(field: &str, value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-pub(crate) fn text(field: &str, value: &str, chars_max: usize) -> Result<(), ValidationError> {
+pub fn text(field: &str, value: &str, chars_max: usize) -> Result<(), ValidationError> {
     let len = value.chars().count();
     if len == 0 || len > chars_max || value.trim().is_empty() {
         return Err(ValidationError::new(

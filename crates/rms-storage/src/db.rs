@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0002_sales_from_events.sql"),
     include_str!("../../../migrations/0003_events_keyed_by_device_and_seq.sql"),
     include_str!("../../../migrations/0004_accepted_seq.sql"),
+    include_str!("../../../migrations/0005_device_trust.sql"),
 ];
 
 /// The schema version this build writes.

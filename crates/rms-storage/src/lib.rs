@@ -22,6 +22,7 @@ pub mod node_state;
 pub mod products;
 pub mod replica;
 pub mod sales;
+pub mod trust;
 
 pub use db::{SCHEMA_VERSION, Store};
 pub use error::StorageError;

@@ -8,7 +8,7 @@
 use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
-    AuditEntry, EventId, EventPayload, EventStatus, LogEntry, NewProduct, NewSale, Operation,
+    AuditEntry, DeviceId, EventId, Fingerprint, TrustState, EventPayload, EventStatus, LogEntry, NewProduct, NewSale, Operation,
     Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent,
     rfc3339_from_ms,
 };
@@ -16,7 +16,7 @@ use rusqlite::Transaction;
 use serde_json::json;
 
 use crate::products::Table;
-use crate::{StorageError, audit, events, node_state, products};
+use crate::{StorageError, audit, events, node_state, products, trust};
 
 /// The user recorded when a write names none (catalogue edits from a back-office script).
 pub const DEFAULT_USER: &str = "system";
@@ -34,6 +34,15 @@ pub enum Command {
         adjustment: StockAdjustment,
     },
     Sell(NewSale),
+    /// Trust or revoke a device certificate (the store's trust list, `crate::trust`).
+    Trust {
+        fingerprint: Fingerprint,
+        device_id: DeviceId,
+        name: String,
+        state: TrustState,
+        /// `store_key`, `approved`, `self`, or `revoked`.
+        how: String,
+    },
 }
 
 /// What a committed local write produced.
@@ -98,12 +107,16 @@ pub fn record(
         .map(|s| (*s).to_owned())
         .collect();
     let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let is_trust = matches!(event.payload, EventPayload::DeviceTrust { .. });
     let (entry, changed) = match epoch {
         // The master decides on its copy of the master state, through the same resolver as the
         // events that devices push: a refusal writes nothing.
         Some(epoch) => {
             let base = products::load_many(tx, Table::Base, &skus)?;
             let mut resolver = ConflictResolver::new(epoch, state.log_head, base);
+            if is_trust {
+                resolver = resolver.with_trust(trust::load(tx)?);
+            }
             let (entry, decision) = resolver.resolve(event);
             if let Decision::Rejected(reason) = decision {
                 return Err(refusal(reason, &entry.event.payload));
@@ -118,6 +131,11 @@ pub fn record(
         }
         // A client decides on what its tills see; the master's verdict comes later.
         None => {
+            if let Some(change) = event.payload.trust_change(event_id.device_id, now_ms) {
+                trust::load(tx)?
+                    .check(&change)
+                    .map_err(|reason| refusal(reason, &event.payload))?;
+            }
             let mut visible = products::load_many(tx, Table::Visible, &skus)?;
             let applied = rules::apply(&event.payload, &mut visible, &at)
                 .map_err(|reason| refusal(reason, &event.payload))?;
@@ -165,6 +183,10 @@ fn validate(command: &Command) -> Result<(), StorageError> {
             adjustment.validate()?;
         }
         Command::Sell(sale) => sale.validate()?,
+        Command::Trust { name, how, .. } => {
+            rms_domain::validate_text("name", name, rms_domain::NAME_CHARS_MAX)?;
+            rms_domain::validate_text("how", how, 32)?;
+        }
     }
     Ok(())
 }
@@ -224,6 +246,22 @@ fn payload_for(
                 new.user_id,
             )
         }
+        Command::Trust {
+            fingerprint,
+            device_id,
+            name,
+            state,
+            how,
+        } => (
+            EventPayload::DeviceTrust {
+                fingerprint,
+                device_id,
+                name,
+                trust: state,
+                how,
+            },
+            user(None),
+        ),
     })
 }
 
@@ -233,6 +271,7 @@ fn audit_entry(event: &SyncEvent, at: &str) -> AuditEntry {
         EventPayload::ProductUpdated { .. } => Operation::ProductUpdate,
         EventPayload::StockAdjusted { .. } => Operation::StockAdjust,
         EventPayload::SaleRecorded { .. } => Operation::Sale,
+        EventPayload::DeviceTrust { .. } => Operation::Trust,
     };
     AuditEntry {
         id: 0,
@@ -260,7 +299,12 @@ fn unknown_product(sku: &str) -> StorageError {
 }
 
 fn refusal(reason: RejectReason, payload: &EventPayload) -> StorageError {
-    let message = format!("{} (sku {})", reason.describe(), payload.skus().join(", "));
+    let message = match payload {
+        EventPayload::DeviceTrust { fingerprint, .. } => {
+            format!("{} (device {fingerprint})", reason.describe())
+        }
+        _ => format!("{} (sku {})", reason.describe(), payload.skus().join(", ")),
+    };
     StorageError::refused(reason, message)
 }
 

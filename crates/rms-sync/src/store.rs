@@ -65,6 +65,9 @@ pub trait SyncStore {
     fn epoch_end(&self, epoch: &Epoch) -> Result<u64, Self::Error>;
     /// The master's state (this device's copy) of the products among `skus` that exist.
     fn base_products(&self, skus: &[&str]) -> Result<Products, Self::Error>;
+    /// The store's trust list as this device's log leaves it (read only when a trust change is
+    /// to be decided).
+    fn trust_list(&self) -> Result<rms_domain::TrustList, Self::Error>;
     /// Persists `batch` in one transaction; returns the entries a truncation undid.
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error>;
 }

@@ -105,7 +105,9 @@ impl From<StorageError> for ApiError {
                     RejectReason::OutOfStock
                     | RejectReason::StaleVersion
                     | RejectReason::AlreadyExists
-                    | RejectReason::EventIdReused => StatusCode::CONFLICT,
+                    | RejectReason::EventIdReused
+                    | RejectReason::Revoked
+                    | RejectReason::DeviceIdTaken => StatusCode::CONFLICT,
                     RejectReason::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 ApiError {

@@ -90,6 +90,10 @@ impl SyncStore for StoreAdapter {
             .read(|c| products::load_many(c, Table::Base, skus))
     }
 
+    fn trust_list(&self) -> Result<rms_domain::TrustList, StorageError> {
+        self.store.read(rms_storage::trust::load)
+    }
+
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, StorageError> {
         self.store.write(|tx| {
             let undone = match batch.truncate_after {

@@ -56,6 +56,9 @@ impl SyncStore for Counting {
     fn base_products(&self, skus: &[&str]) -> Result<Products, Self::Error> {
         self.inner.base_products(skus)
     }
+    fn trust_list(&self) -> Result<rms_domain::TrustList, Self::Error> {
+        self.inner.trust_list()
+    }
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error> {
         self.commits.set(self.commits.get() + 1);
         if let Some(poison) = self.poison

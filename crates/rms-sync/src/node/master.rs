@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, RejectReason};
-use rms_domain::{Role, SyncEvent};
+use rms_domain::{EventPayload, Role, SyncEvent};
 
 use super::audit::{Audited, MasterFact, SyncAuditLog};
 use super::election::Phase;
@@ -346,6 +346,9 @@ impl<S: SyncStore> SyncNode<S> {
         let ids: Vec<EventId> = all().map(|e| e.event_id).collect();
         let logged = self.store.entries(&ids).map_err(store_err)?;
         let mut resolver = ConflictResolver::new(epoch, self.log_head, products);
+        if all().any(|e| matches!(e.payload, EventPayload::DeviceTrust { .. })) {
+            resolver = resolver.with_trust(self.store.trust_list().map_err(store_err)?);
+        }
         let mut group = GroupDecision {
             logged: logged
                 .into_iter()

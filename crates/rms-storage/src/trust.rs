@@ -1,0 +1,245 @@
+//! The store's trust list as this device knows it, and the devices waiting for approval.
+//!
+//! The list is not a table: it is the fold ([`rms_domain::TrustList::fold`]) of the
+//! `device_trust` events of this device's copy of the master log, in log order, so a truncation
+//! (split brain) that undoes an entry undoes its trust change too. This device's own revocations
+//! count at once, before the master logs them: a revocation only ever narrows what is trusted.
+//!
+//! Pending devices (a certificate nobody trusts, seen by this device) are kept in
+//! `pending_devices`, at most [`PENDING_MAX`] of them; the oldest is forgotten for a new one.
+//!
+//! **On crash:** every write here is one statement in the caller's transaction.
+
+use rms_domain::{DeviceId, EventStatus, Fingerprint, TrustChange, TrustList, TrustState};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::error::{from_sql_u64, sql_u64};
+use crate::{StorageError, events};
+
+/// Most devices kept waiting for approval.
+pub const PENDING_MAX: usize = 64;
+
+/// Changes to the trust list so far: a different stamp means the list may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    logged: u64,
+    last_seq: u64,
+    own_pending: u64,
+}
+
+/// Cheap (the partial index `sync_events_trust`): read after every change to the log.
+pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
+    let (logged, last_seq, own_pending): (i64, i64, i64) = conn.query_row(
+        "SELECT count(master_seq), coalesce(max(master_seq), 0), \
+                coalesce(sum(master_seq IS NULL), 0) \
+         FROM sync_events WHERE kind = 'device_trust'",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    Ok(Stamp {
+        logged: from_sql_u64(logged, "sync_events")?,
+        last_seq: from_sql_u64(last_seq, "sync_events")?,
+        own_pending: from_sql_u64(own_pending, "sync_events")?,
+    })
+}
+
+/// The trust list: the logged, accepted trust changes in log order, then this device's own
+/// revocations that the master has not logged yet.
+pub fn load(conn: &Connection) -> Result<TrustList, StorageError> {
+    let me = crate::node_state::load(conn)?.device_id;
+    let mut logged = conn.prepare_cached(
+        "SELECT device_id, seq FROM sync_events \
+         WHERE kind = 'device_trust' AND master_seq IS NOT NULL ORDER BY master_seq",
+    )?;
+    let ids: Vec<(i64, i64)> = logged
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut pending = conn.prepare_cached(
+        "SELECT device_id, seq FROM sync_events \
+         WHERE kind = 'device_trust' AND master_seq IS NULL AND device_id = ?1 \
+           AND status = 'pending' ORDER BY seq",
+    )?;
+    let own: Vec<(i64, i64)> = pending
+        .query_map([me.get()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut changes = Vec::with_capacity(ids.len() + own.len());
+    for (index, (device, seq)) in ids.iter().chain(&own).enumerate() {
+        let event_id = rms_domain::EventId {
+            device_id: u16::try_from(*device)
+                .ok()
+                .and_then(DeviceId::new)
+                .ok_or_else(|| StorageError::corrupt("sync_events", "bad device id"))?,
+            seq: from_sql_u64(*seq, "sync_events")?,
+        };
+        let Some(event) = events::get(conn, &event_id)? else {
+            continue;
+        };
+        let is_own_pending = index >= ids.len();
+        if event.status != EventStatus::Synced && !is_own_pending {
+            continue;
+        }
+        let Some(change) = event
+            .payload
+            .trust_change(event.event_id.device_id, event.created_at_ms)
+        else {
+            continue;
+        };
+        if is_own_pending && change.state != TrustState::Revoked {
+            continue;
+        }
+        changes.push(change);
+    }
+    Ok(TrustList::fold(changes))
+}
+
+/// A device that connected with a certificate nobody trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    pub fingerprint: Fingerprint,
+    /// The device id it claimed.
+    pub device_id: DeviceId,
+    pub name: String,
+    /// Where it connected from.
+    pub address: String,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub attempts: u64,
+}
+
+/// Notes a connection from an unknown certificate (once per fingerprint, counting attempts).
+/// Returns whether it is new.
+pub fn note_pending(tx: &Transaction<'_>, pending: &Pending) -> Result<bool, StorageError> {
+    let fingerprint = pending.fingerprint.to_string();
+    let updated = tx.execute(
+        "UPDATE pending_devices SET last_seen_ms = ?2, attempts = attempts + 1, device_id = ?3, \
+                address = ?4 WHERE fingerprint = ?1",
+        params![
+            fingerprint,
+            sql_u64(pending.last_seen_ms, "pending_devices")?,
+            pending.device_id.get(),
+            pending.address,
+        ],
+    )?;
+    if updated > 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "DELETE FROM pending_devices WHERE fingerprint IN (SELECT fingerprint FROM \
+         pending_devices ORDER BY last_seen_ms DESC LIMIT -1 OFFSET ?1)",
+        [i64::try_from(PENDING_MAX - 1).unwrap_or(i64::MAX)],
+    )?;
+    tx.execute(
+        "INSERT INTO pending_devices (fingerprint, device_id, name, address, first_seen_ms, \
+         last_seen_ms, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)",
+        params![
+            fingerprint,
+            pending.device_id.get(),
+            pending.name,
+            pending.address,
+            sql_u64(pending.first_seen_ms, "pending_devices")?,
+        ],
+    )?;
+    Ok(true)
+}
+
+/// The devices waiting, most recent first.
+pub fn pending(conn: &Connection) -> Result<Vec<Pending>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, device_id, name, address, first_seen_ms, last_seen_ms, attempts \
+         FROM pending_devices ORDER BY last_seen_ms DESC",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, i64>(5)?,
+            row.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (fingerprint, device, name, address, first, last, attempts) = row?;
+        out.push(Pending {
+            fingerprint: fingerprint
+                .parse()
+                .map_err(|e| StorageError::corrupt("pending_devices", e))?,
+            device_id: u16::try_from(device)
+                .ok()
+                .and_then(DeviceId::new)
+                .ok_or_else(|| StorageError::corrupt("pending_devices", "bad device id"))?,
+            name,
+            address,
+            first_seen_ms: from_sql_u64(first, "pending_devices")?,
+            last_seen_ms: from_sql_u64(last, "pending_devices")?,
+            attempts: from_sql_u64(attempts, "pending_devices")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The pending device with this fingerprint, if it is waiting.
+pub fn pending_one(
+    conn: &Connection,
+    fingerprint: &Fingerprint,
+) -> Result<Option<Pending>, StorageError> {
+    Ok(pending(conn)?
+        .into_iter()
+        .find(|p| p.fingerprint == *fingerprint))
+}
+
+/// Forgets a pending device (approved, or trusted through the log).
+pub fn forget_pending(tx: &Transaction<'_>, fingerprint: &Fingerprint) -> Result<(), StorageError> {
+    tx.execute(
+        "DELETE FROM pending_devices WHERE fingerprint = ?1",
+        [fingerprint.to_string()],
+    )?;
+    Ok(())
+}
+
+/// When the store-key upgrade window closes: set to `now_ms + open_for_ms` the first time this
+/// is asked, and kept from then on.
+pub fn window_closes_at(
+    tx: &Transaction<'_>,
+    now_ms: u64,
+    open_for_ms: u64,
+) -> Result<u64, StorageError> {
+    let stored: Option<i64> = tx
+        .query_row("SELECT closes_at_ms FROM trust_window WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    if let Some(at) = stored {
+        return from_sql_u64(at, "trust_window");
+    }
+    let at = now_ms.saturating_add(open_for_ms);
+    tx.execute(
+        "INSERT INTO trust_window (id, closes_at_ms) VALUES (1, ?1)",
+        [sql_u64(at, "trust_window")?],
+    )?;
+    Ok(at)
+}
+
+/// Closes the store-key window now (the owner is done upgrading).
+pub fn close_window(tx: &Transaction<'_>, now_ms: u64) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO trust_window (id, closes_at_ms) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET closes_at_ms = min(closes_at_ms, excluded.closes_at_ms)",
+        [sql_u64(now_ms, "trust_window")?],
+    )?;
+    Ok(())
+}
+
+/// A trust change this device makes, as the payload of its local write.
+pub fn payload(change: &TrustChange) -> rms_domain::EventPayload {
+    rms_domain::EventPayload::DeviceTrust {
+        fingerprint: change.fingerprint,
+        device_id: change.device_id,
+        name: change.name.clone(),
+        trust: change.state,
+        how: change.how.clone(),
+    }
+}
