@@ -42,8 +42,10 @@ pub fn node_binary() -> &'static Path {
 /// A running `rms-node`. Killed (SIGKILL) when dropped, so a failing test leaves no process.
 pub struct NodeProcess {
     child: Option<Child>,
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>`: the API.
     pub url: String,
+    /// `https://127.0.0.1:<port>`: the store port, where other devices link (`--peer`).
+    pub sync_url: String,
     pub data_dir: PathBuf,
     /// The node's `--store-key`, sent with every request of [`NodeProcess::get`] and friends.
     pub store_key: Option<String>,
@@ -51,20 +53,23 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts a node with `args` (plus `--listen 127.0.0.1:0` and `--data-dir`) and waits until it
-    /// prints the address it listens on.
+    /// Starts a node with `args` (plus `--listen 127.0.0.1:0`, `--sync-listen 127.0.0.1:0` and
+    /// `--data-dir`) and waits until it prints the addresses it listens on.
     pub fn start(data_dir: &Path, args: &[&str]) -> NodeProcess {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         NodeProcess::start_with_listen(data_dir, &all)
     }
 
-    /// Like [`NodeProcess::start`], but `args` carry their own `--listen`.
+    /// Like [`NodeProcess::start`], but `args` carry their own `--listen` (and `--sync-listen`
+    /// if they want another than `127.0.0.1:0`).
     pub fn start_with_listen(data_dir: &Path, args: &[&str]) -> NodeProcess {
-        let mut child = Command::new(node_binary())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args)
+        let mut command = Command::new(node_binary());
+        command.arg("--data-dir").arg(data_dir).args(args);
+        if !args.contains(&"--sync-listen") {
+            command.args(["--sync-listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .env("RMS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -74,15 +79,19 @@ impl NodeProcess {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut store_port = String::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("rms-node store port on ") {
+                    url.trim().clone_into(&mut store_port);
+                }
                 if let Some(url) = line.strip_prefix("rms-node listening on ") {
-                    let _ = tx.send(url.trim().to_owned());
+                    let _ = tx.send((url.trim().to_owned(), store_port.clone()));
                 }
             }
         });
-        let url = match rx.recv_timeout(START_DEADLINE) {
-            Ok(url) => url,
+        let (url, sync_url) = match rx.recv_timeout(START_DEADLINE) {
+            Ok(urls) => urls,
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -94,6 +103,7 @@ impl NodeProcess {
         NodeProcess {
             child: Some(child),
             url,
+            sync_url,
             data_dir: data_dir.to_owned(),
             store_key: args
                 .iter()
@@ -131,13 +141,14 @@ impl NodeProcess {
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    /// The port the node listens on (from its reported address).
+    /// The port of the node's API (from its reported address).
     pub fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {}", self.url))
+        port_of(&self.url)
+    }
+
+    /// The node's store port, where other devices link.
+    pub fn sync_port(&self) -> u16 {
+        port_of(&self.sync_url)
     }
 
     pub fn pid(&self) -> u32 {
@@ -228,6 +239,14 @@ fn agent() -> ureq::Agent {
     agent_with_timeout(Duration::from_secs(15))
 }
 
+/// The port of `http://host:port`.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
 /// Short intervals so that multi-node tests run in seconds.
 pub const FAST: &[&str] = &[
     "--heartbeat-interval-ms",
@@ -255,7 +274,7 @@ pub fn store_of_three(timing: &[&'static str]) -> (Vec<tempfile::TempDir>, Vec<N
         .map(|_| tempfile::tempdir().expect("a temporary directory"))
         .collect();
     let master = NodeProcess::start(dirs[0].path(), &node_args("1", timing, &[]));
-    let peers = vec![master.url.clone()];
+    let peers = vec![master.sync_url.clone()];
     let two = NodeProcess::start(dirs[1].path(), &node_args("2", timing, &peers));
     let three = NodeProcess::start(dirs[2].path(), &node_args("3", timing, &peers));
     let nodes = vec![master, two, three];
@@ -370,7 +389,7 @@ impl Proxy {
     pub fn in_front_of_nothing() -> Proxy {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a proxy");
-        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let url = format!("https://{}", listener.local_addr().expect("proxy address"));
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let target_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

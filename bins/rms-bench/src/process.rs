@@ -13,6 +13,8 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// An rms-node's store port (`https://...`), where other devices link; empty otherwise.
+    pub sync_url: String,
     /// The data directory, kept until the server is dropped (none for reference servers).
     pub data_dir: Option<tempfile::TempDir>,
 }
@@ -61,8 +63,9 @@ impl Server {
     }
 }
 
-/// Starts `binary args...` and waits for its line `<prefix><url>` on stdout.
-fn spawn(binary: &Path, args: &[String], prefix: &str) -> anyhow::Result<(Child, String)> {
+/// Starts `binary args...` and waits for its line `<prefix><url>` on stdout; also returns the
+/// store port an rms-node printed before it (empty if none).
+fn spawn(binary: &Path, args: &[String], prefix: &str) -> anyhow::Result<(Child, String, String)> {
     let mut child = Command::new(binary)
         .args(args)
         .env("RMS_LOG", "warn")
@@ -71,13 +74,21 @@ fn spawn(binary: &Path, args: &[String], prefix: &str) -> anyhow::Result<(Child,
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let stdout = child.stdout.take().context("stdout is piped")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix(prefix) else {
-        let _ = child.kill();
-        bail!("{} printed {line:?}, not its address", binary.display());
-    };
-    Ok((child, url.to_owned()))
+    let mut reader = BufReader::new(stdout);
+    let mut store_port = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if let Some(url) = line.trim().strip_prefix("rms-node store port on ") {
+            url.clone_into(&mut store_port);
+            continue;
+        }
+        let Some(url) = line.trim().strip_prefix(prefix) else {
+            let _ = child.kill();
+            bail!("{} printed {line:?}, not its address", binary.display());
+        };
+        return Ok((child, url.to_owned(), store_port));
+    }
 }
 
 /// An rms-node on 127.0.0.1:0 with a fresh data directory (or `data_dir`), and `args`.
@@ -93,14 +104,17 @@ pub fn start_node(
     let mut all: Vec<String> = vec![
         "--listen".into(),
         "127.0.0.1:0".into(),
+        "--sync-listen".into(),
+        "127.0.0.1:0".into(),
         "--data-dir".into(),
         dir.path().display().to_string(),
     ];
     all.extend(args.iter().map(|a| (*a).to_owned()));
-    let (child, url) = spawn(binary, &all, "rms-node listening on ")?;
+    let (child, url, sync_url) = spawn(binary, &all, "rms-node listening on ")?;
     Ok(Server {
         child,
         url,
+        sync_url,
         data_dir: Some(dir),
     })
 }
@@ -109,10 +123,11 @@ pub fn start_node(
 pub fn start_reference(mode: &str) -> anyhow::Result<Server> {
     let me: PathBuf = std::env::current_exe().context("cannot find rms-bench itself")?;
     let args = vec!["reference-server".to_owned(), mode.to_owned()];
-    let (child, url) = spawn(&me, &args, "reference listening on ")?;
+    let (child, url, sync_url) = spawn(&me, &args, "reference listening on ")?;
     Ok(Server {
         child,
         url,
+        sync_url,
         data_dir: None,
     })
 }

@@ -360,7 +360,7 @@ fn pull_and_apply(bench: &Bench, master: &Server, log_head: u64) -> anyhow::Resu
     let client = start_node(
         &bench.node,
         None,
-        &["--device-id", "2", "--peer", &master.url],
+        &["--device-id", "2", "--peer", &master.sync_url],
     )?;
     let agent = agent();
     let (health, status) = (
@@ -451,7 +451,7 @@ fn failover_once(
         None,
         &[&["--device-id", "1"], &timing[..]].concat(),
     )?;
-    let peer = one.url.clone();
+    let peer = one.sync_url.clone();
     let mut others: Vec<Server> = (2..=devices)
         .map(|id| {
             let id = id.to_string();

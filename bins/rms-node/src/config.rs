@@ -35,10 +35,17 @@ pub struct Cli {
     /// A name for people [default: device-<id>].
     #[arg(long, env = "RMS_NAME")]
     pub name: Option<String>,
-    /// Address to listen on [default: 127.0.0.1:7878]. Port 0 picks a free port.
+    /// Address of the API for the apps of this machine [default: 127.0.0.1:7878]. Plain HTTP on
+    /// loopback; HTTPS (and a store key) on any other address. Port 0 picks a free port.
     #[arg(long, env = "RMS_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// URL peers use to reach this node [default: http://<listen address>].
+    /// Address of the store port, where devices link to each other over TLS with their
+    /// certificates [default: the --listen address with port 7879, or port 0 when --listen has
+    /// port 0].
+    #[arg(long, env = "RMS_SYNC_LISTEN", value_name = "ADDR")]
+    pub sync_listen: Option<SocketAddr>,
+    /// URL other devices use to reach this device's store port [default: https://<store port
+    /// address>].
     #[arg(long, env = "RMS_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
     /// Where the database lives [default: ./rms-data].
@@ -55,9 +62,14 @@ pub struct Cli {
     /// Election priority: higher wins, then the lower device id [default: 0].
     #[arg(long, env = "RMS_PRIORITY", allow_negative_numbers = true)]
     pub priority: Option<i32>,
-    /// Shared secret of the store; every request must carry `Authorization: Bearer <key>`.
+    /// Shared secret of the store: every API request must carry `Authorization: Bearer <key>`,
+    /// and during the upgrade window a device that proves it is trusted on first use.
     #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
     pub store_key: Option<String>,
+    /// How long the store-key window stays open after this device first starts this release,
+    /// in hours (0: closed) [default: 24].
+    #[arg(long, env = "RMS_STORE_KEY_WINDOW_HOURS", value_name = "HOURS")]
+    pub store_key_window_hours: Option<u64>,
     /// Periodic sync interval [default: 30000].
     #[arg(long, env = "RMS_SYNC_INTERVAL_MS", value_name = "MS")]
     pub sync_interval_ms: Option<u64>,
@@ -90,11 +102,13 @@ pub struct FileConfig {
     pub device_id: Option<u16>,
     pub name: Option<String>,
     pub listen: Option<SocketAddr>,
+    pub sync_listen: Option<SocketAddr>,
     pub advertise: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub peers: Option<Vec<String>>,
     pub priority: Option<i32>,
     pub store_key: Option<String>,
+    pub store_key_window_hours: Option<u64>,
     pub sync_interval_ms: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
     pub master_timeout_ms: Option<u64>,
@@ -103,6 +117,9 @@ pub struct FileConfig {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// The store port's default port (with the API's address).
+pub const DEFAULT_SYNC_PORT: u16 = 7879;
+pub const DEFAULT_STORE_KEY_WINDOW_HOURS: u64 = 24;
 pub const DEFAULT_DATA_DIR: &str = "rms-data";
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
@@ -114,11 +131,13 @@ pub struct Config {
     pub device_id: DeviceId,
     pub name: String,
     pub listen: SocketAddr,
+    pub sync_listen: SocketAddr,
     pub advertise: Option<String>,
     pub data_dir: PathBuf,
     pub peers: Vec<String>,
     pub priority: i32,
     pub store_key: Option<String>,
+    pub store_key_window_hours: u64,
     pub sync_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
@@ -145,13 +164,19 @@ impl Config {
         } else {
             cli.peers
         };
+        let listen = cli.listen.or(file.listen).unwrap_or(default_listen);
+        let default_sync = SocketAddr::new(
+            listen.ip(),
+            if listen.port() == 0 { 0 } else { DEFAULT_SYNC_PORT },
+        );
         let config = Config {
             device_id,
             name: cli
                 .name
                 .or(file.name)
                 .unwrap_or_else(|| format!("device-{device_id}")),
-            listen: cli.listen.or(file.listen).unwrap_or(default_listen),
+            listen,
+            sync_listen: cli.sync_listen.or(file.sync_listen).unwrap_or(default_sync),
             advertise: cli.advertise.or(file.advertise),
             data_dir: cli
                 .data_dir
@@ -160,6 +185,10 @@ impl Config {
             peers: peers.into_iter().filter(|p| !p.trim().is_empty()).collect(),
             priority: cli.priority.or(file.priority).unwrap_or(0),
             store_key: cli.store_key.or(file.store_key).filter(|k| !k.is_empty()),
+            store_key_window_hours: cli
+                .store_key_window_hours
+                .or(file.store_key_window_hours)
+                .unwrap_or(DEFAULT_STORE_KEY_WINDOW_HOURS),
             sync_interval_ms: cli
                 .sync_interval_ms
                 .or(file.sync_interval_ms)
@@ -211,6 +240,21 @@ impl Config {
                 "refusing to listen on {} without a store key: anyone on the network could read and \
                  write this store. Set the same key on every device with --store-key or RMS_STORE_KEY \
                  (or store_key in the config file), or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        if self.store_key.is_none() && !self.sync_listen.ip().is_loopback() {
+            bail!(
+                "refusing to open the store port on {} without a store key: a store without a key \
+                 trusts every device of this machine, so its devices stay on loopback. Set the same \
+                 key on every device with --store-key, or use --sync-listen 127.0.0.1:PORT",
+                self.sync_listen
+            );
+        }
+        if self.sync_listen.port() != 0 && self.sync_listen.port() == self.listen.port() {
+            bail!(
+                "the store port ({}) and the API (--listen {}) need two ports",
+                self.sync_listen,
                 self.listen
             );
         }

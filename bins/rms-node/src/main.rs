@@ -64,10 +64,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let local_addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let store_listener = rms_transport::bind(config.sync_listen)
+        .with_context(|| format!("cannot open the store port on {}", config.sync_listen))?;
+    let store_addr = store_listener
+        .local_addr()
+        .context("cannot read the store port's address")?;
     let advertise = config
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("http://{local_addr}"));
+        .unwrap_or_else(|| format!("https://{store_addr}"));
     let node = Node::start(NodeConfig {
         device_id: config.device_id,
         name: config.name.clone(),
@@ -76,6 +81,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir: Some(config.data_dir.clone()),
         peers: config.peers.clone(),
         store_key: config.store_key.clone(),
+        store_key_window_ms: config.store_key_window_hours.saturating_mul(3_600_000),
         sync_interval_ms: config.sync_interval_ms,
         heartbeat_interval_ms: config.heartbeat_interval_ms,
         master_timeout_ms: config.master_timeout_ms,
@@ -88,22 +94,38 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
 
-    // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("rms-node listening on http://{local_addr}");
+    // Tests and scripts read these lines to learn the ports when listening on port 0; the
+    // store port's first, so that "listening on" means both are open.
+    let scheme = if local_addr.ip().is_loopback() {
+        "http"
+    } else {
+        "https"
+    };
+    println!("rms-node store port on https://{store_addr}");
+    println!("rms-node listening on {scheme}://{local_addr}");
     log::info!(
-        "device {} listening on http://{local_addr}, data in {}",
+        "device {} ({}) listening on {scheme}://{local_addr}, store port https://{store_addr}, \
+         data in {}",
         config.device_id,
+        node.identity().fingerprint(),
         config.data_dir.display()
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(rms_transport::serve(listener, node.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api = rms_transport::serve(listener, node.clone(), stopped(stop_rx.clone()))
+        .context("cannot serve the API over HTTPS")?;
+    let store_port = rms_transport::serve_store(store_listener, node.clone(), stopped(stop_rx))
+        .context("cannot serve the store port")?;
+    let servers = tokio::spawn(async move {
+        tokio::join!(api, store_port);
+    });
     let signal = stop.next().await;
     log::info!("{signal} received: no new connections; finishing in-flight requests");
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
         log::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     node.shutdown()

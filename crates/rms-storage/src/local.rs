@@ -107,24 +107,9 @@ pub fn record(
         .map(|s| (*s).to_owned())
         .collect();
     let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
-    let is_trust = matches!(event.payload, EventPayload::DeviceTrust { .. });
     let (entry, changed) = match epoch {
-        // The master decides on its copy of the master state, through the same resolver as the
-        // events that devices push: a refusal writes nothing.
         Some(epoch) => {
-            let base = products::load_many(tx, Table::Base, &skus)?;
-            let mut resolver = ConflictResolver::new(epoch, state.log_head, base);
-            if is_trust {
-                resolver = resolver.with_trust(trust::load(tx)?);
-            }
-            let (entry, decision) = resolver.resolve(event);
-            if let Decision::Rejected(reason) = decision {
-                return Err(refusal(reason, &entry.event.payload));
-            }
-            for product in &entry.products {
-                products::put(tx, Table::Visible, product)?;
-                products::put(tx, Table::Base, product)?;
-            }
+            let entry = decide(tx, epoch, state.log_head, event, &skus)?;
             event = entry.event.clone();
             let changed = entry.products.clone();
             (Some(entry), changed)
@@ -169,6 +154,31 @@ pub fn record(
         products: changed,
         sale,
     })
+}
+
+/// The master decides its own write on its copy of the master state, through the same resolver
+/// as the events that devices push: a refusal writes nothing.
+fn decide(
+    tx: &Transaction<'_>,
+    epoch: rms_domain::Epoch,
+    log_head: u64,
+    event: SyncEvent,
+    skus: &[&str],
+) -> Result<LogEntry, StorageError> {
+    let base = products::load_many(tx, Table::Base, skus)?;
+    let mut resolver = ConflictResolver::new(epoch, log_head, base);
+    if matches!(event.payload, EventPayload::DeviceTrust { .. }) {
+        resolver = resolver.with_trust(trust::load(tx)?);
+    }
+    let (entry, decision) = resolver.resolve(event);
+    if let Decision::Rejected(reason) = decision {
+        return Err(refusal(reason, &entry.event.payload));
+    }
+    for product in &entry.products {
+        products::put(tx, Table::Visible, product)?;
+        products::put(tx, Table::Base, product)?;
+    }
+    Ok(entry)
 }
 
 fn validate(command: &Command) -> Result<(), StorageError> {

@@ -50,6 +50,10 @@ mod resolver;
 mod rng;
 mod store;
 
+/// Why a link was refused when its certificate is bound to another device id than the one it
+/// claims: audited as an alarm.
+pub const DEVICE_ID_MISMATCH: &str = "device_id_mismatch";
+
 pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict};
 pub use node::{
     HandoverError, Notification, Now, REASON_ALONE, REASON_ELECTED, REASON_HANDOVER,

@@ -26,6 +26,7 @@ use crate::input::{INPUT_QUEUE_MAX, Input, LocalDone};
 use crate::link::Links;
 use crate::step;
 use crate::sync_store::StoreAdapter;
+use crate::trust::{TrustBook, TrustWatch};
 
 /// After a gap (the node did not run), at most this many waiting inputs are read before the
 /// overdue timers run: the whole queue.
@@ -92,6 +93,7 @@ pub struct Parts {
     pub links: Links,
     pub connector: Connector,
     pub status: Arc<RwLock<Status>>,
+    pub trust: TrustBook,
 }
 
 /// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
@@ -104,6 +106,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
         links,
         connector,
         status,
+        trust,
     } = parts;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -138,6 +141,9 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 origin,
                 clock,
                 persisted_roster: Vec::new(),
+                trust,
+                trust_watch: TrustWatch::default(),
+                trust_dirty: true,
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -183,6 +189,11 @@ struct Loop {
     clock: Clock,
     /// The roster as last persisted, so that only changes are written.
     persisted_roster: Vec<PeerInfo>,
+    /// The trust list the links check, kept in step with the log.
+    trust: TrustBook,
+    trust_watch: TrustWatch,
+    /// An input may have changed the trust list (the log moved, or a local trust change).
+    trust_dirty: bool,
 }
 
 impl Loop {
@@ -340,7 +351,14 @@ impl Loop {
             Input::LinkRefused { from, why, details } => {
                 self.node.handle_link_refusal(from, why, details, now)
             }
+            Input::DeviceRefused(refusal) => {
+                if let Err(err) = crate::trust::record_refusal(&self.store, &refusal, now.wall_ms) {
+                    log::error!("cannot audit a refused device: {err}");
+                }
+                Ok(())
+            }
             Input::Local { command, reply } => {
+                self.trust_dirty |= matches!(command, Command::Trust { .. });
                 let outcome = self.local_write(command, now);
                 if let Err(err) = &outcome
                     && !matches!(err, StorageError::Refused { .. } | StorageError::Invalid(_))
@@ -488,12 +506,21 @@ impl Loop {
                 }
                 Notification::LogAdvanced { log_head } => {
                     synced = true;
+                    self.trust_dirty = true;
                     let master_head = self.node.master_log_head();
                     if log_head < master_head {
                         log::info!("catching up with the master log: {log_head} of {master_head}");
                     }
                 }
             }
+        }
+        if std::mem::take(&mut self.trust_dirty)
+            && let Err(err) = self
+                .trust_watch
+                .refresh(&self.store, &self.trust, &self.links)
+        {
+            log::error!("cannot read the trust list: {err}");
+            self.trust_dirty = true;
         }
         self.waiters.retain(|_, waiter| !waiter.is_closed());
         let me = self.node.config().device_id();
@@ -516,9 +543,7 @@ impl Loop {
             })
             .collect();
         for (info, _, _) in &roster {
-            if info.advertise.starts_with("http://") || info.advertise.starts_with("ws://") {
-                self.connector.ensure(&info.advertise);
-            }
+            self.connector.ensure_device(&info.advertise, info.device_id);
         }
         self.persist_roster(&roster);
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());

@@ -3,7 +3,7 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
-use rms_domain::{DeviceId, Role};
+use rms_domain::{DeviceId, Fingerprint, Role};
 use rms_storage::StorageError;
 use rms_storage::local::{Command, Recorded};
 use rms_sync::{HandoverError, Message, Verdict};
@@ -46,7 +46,32 @@ pub enum Input {
         target: DeviceId,
         reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
     },
+    /// The store port refused a certificate: audited, and an unknown one listed as pending.
+    DeviceRefused(DeviceRefusal),
     Stop,
+}
+
+/// A certificate the store port refused (see `store_port`).
+#[derive(Debug, Clone)]
+pub struct DeviceRefusal {
+    pub fingerprint: Fingerprint,
+    /// The device id it claimed.
+    pub claimed: Option<DeviceId>,
+    /// Where it connected from.
+    pub address: String,
+    /// `unknown_device`, `revoked`, `device_id_mismatch`, `device_id_taken`, or the master's
+    /// reason for refusing its trust.
+    pub why: &'static str,
+    /// For an unknown certificate: the name it gave, to list it as pending.
+    pub pending_name: Option<String>,
+}
+
+impl DeviceRefusal {
+    /// A refusal that means someone claims what is not theirs (an alarm), rather than a
+    /// device nobody added yet.
+    pub fn is_alarm(&self) -> bool {
+        self.why != "unknown_device"
+    }
 }
 
 /// A committed local write, and for a critical event on a client, where its verdict will come.
@@ -94,6 +119,7 @@ impl std::fmt::Debug for Input {
             Input::Local { .. } => f.write_str("Local"),
             Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
             Input::Handover { target, .. } => write!(f, "Handover({target})"),
+            Input::DeviceRefused(refusal) => write!(f, "DeviceRefused({})", refusal.why),
             Input::Stop => f.write_str("Stop"),
         }
     }

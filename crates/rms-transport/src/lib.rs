@@ -21,6 +21,7 @@ mod body;
 mod clock;
 mod connector;
 mod db;
+pub mod dial;
 mod driver;
 mod error;
 pub mod identity;
@@ -28,18 +29,22 @@ mod input;
 mod link;
 mod metrics;
 mod node;
+pub mod proof;
 mod server;
+mod store_port;
 pub mod step;
 mod sync_store;
 pub mod tls;
+pub mod trust;
 
 pub use clock::Clock;
 pub use db::{Db, DbError};
 pub use driver::Status;
 pub use error::ApiError;
 pub use input::LocalDone;
-pub use node::{Node, NodeConfig, NodeError, StartError, VERDICT_WAIT};
+pub use node::{Node, NodeConfig, NodeError, STORE_KEY_WINDOW_MS, StartError, VERDICT_WAIT};
 pub use server::{bind, serve};
+pub use store_port::serve_store;
 pub use sync_store::StoreAdapter;
 
 /// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.

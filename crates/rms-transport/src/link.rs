@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rms_domain::DeviceId;
+use rms_domain::{DeviceId, Fingerprint};
 use rms_sync::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -42,6 +42,19 @@ struct Link {
     /// Messages may go out on it. A link this node dialed is ready once our introduction (a
     /// heartbeat) is its first message, so the peer never sees anything before it.
     ready: bool,
+    /// The certificate on the other side (None: a local tool on the loopback API).
+    fingerprint: Option<Fingerprint>,
+    /// Ends the link's tasks at once (its certificate was revoked).
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// Who is on the other side of a link, as its TLS handshake and the trust list say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    /// None on the loopback API (a tool of this machine).
+    pub fingerprint: Option<Fingerprint>,
+    /// The device id the trust list binds the certificate to: the link may claim no other.
+    pub device: Option<DeviceId>,
 }
 
 /// Every open link, shared by the sessions (which add and remove themselves) and the driver
@@ -59,7 +72,13 @@ impl Links {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, sender: mpsc::Sender<String>, ready: bool) -> LinkId {
+    fn add(
+        &self,
+        sender: mpsc::Sender<String>,
+        ready: bool,
+        fingerprint: Option<Fingerprint>,
+        close: Arc<tokio::sync::Notify>,
+    ) -> LinkId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
             id,
@@ -67,9 +86,28 @@ impl Links {
                 device: None,
                 sender,
                 ready,
+                fingerprint,
+                close,
             },
         );
         id
+    }
+
+    /// Closes every link whose certificate is one of `fingerprints` (no longer trusted);
+    /// returns how many it closed.
+    pub fn close_certificates(&self, fingerprints: &[Fingerprint]) -> usize {
+        let mut links = self.lock();
+        let doomed: Vec<LinkId> = links
+            .iter()
+            .filter(|(_, l)| l.fingerprint.is_some_and(|f| fingerprints.contains(&f)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &doomed {
+            if let Some(link) = links.remove(id) {
+                link.close.notify_one();
+            }
+        }
+        doomed.len()
     }
 
     /// Sends our introduction as the first message of a link we dialed, and opens it to
@@ -153,6 +191,8 @@ struct Session {
     /// This node opened the link (to a configured or roster address): the dialer introduces
     /// itself first, so only a link that was dialed to us must open with `register`/`heartbeat`.
     dialed: bool,
+    peer: Peer,
+    close: Arc<tokio::sync::Notify>,
     links: Links,
     driver: Driver,
 }
@@ -165,12 +205,16 @@ impl Session {
         driver: Driver,
         dialed: bool,
         ready: bool,
+        peer: Peer,
     ) -> (Session, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel::<String>(SEND_QUEUE_MAX);
+        let close = Arc::new(tokio::sync::Notify::new());
         let session = Session {
-            link: links.add(tx, ready),
+            link: links.add(tx, ready, peer.fingerprint, Arc::clone(&close)),
             remote: None,
             dialed,
+            peer,
+            close,
             links,
             driver,
         };
@@ -189,6 +233,14 @@ impl Session {
             }
             _ => None,
         };
+        if let (Some(bound), Some(device)) = (self.peer.device, claimed)
+            && bound != device
+        {
+            // Whatever it knows, this certificate is another device's: an alarm.
+            let fingerprint = self.peer.fingerprint.map(|f| f.to_string());
+            let details = json!({ "claimed": device, "bound": bound, "fingerprint": fingerprint });
+            return self.refuse(rms_sync::DEVICE_ID_MISMATCH, details);
+        }
         match (self.remote, claimed) {
             (None, Some(device)) => {
                 self.remote = Some(device);
@@ -289,12 +341,14 @@ pub async fn serve_socket<S>(
     links: Links,
     driver: Driver,
     dialed: bool,
+    peer: Peer,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio_tungstenite::tungstenite::Message as Frame;
     let (mut sink, mut stream) = socket.split();
-    let (mut session, mut rx) = Session::open(links, driver, dialed, !dialed);
+    let (mut session, mut rx) = Session::open(links, driver, dialed, !dialed, peer);
+    let close = Arc::clone(&session.close);
     if dialed {
         session.driver.send(Input::LinkUp { link: session.link });
     }
@@ -318,8 +372,14 @@ pub async fn serve_socket<S>(
         let _ = sink.close().await;
     });
     loop {
-        let frame = match tokio::time::timeout(session.silence_allowed(opened), stream.next()).await
-        {
+        let next = tokio::select! {
+            next = tokio::time::timeout(session.silence_allowed(opened), stream.next()) => next,
+            () = close.notified() => {
+                log::info!("closing the link of {:?}: its certificate is no longer trusted", session.remote);
+                break;
+            }
+        };
+        let frame = match next {
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(err))) => {
                 // An oversized message ends here: the link is closed (SPEC §8).
@@ -344,106 +404,122 @@ pub async fn serve_socket<S>(
 
 /// Most messages sent in one REST exchange.
 pub const EXCHANGE_MESSAGES_MAX: usize = 64;
+/// Largest answer to an exchange (64 messages of at most [`MESSAGE_BYTES_MAX`] would be more; a
+/// peer answers with far less, and a larger answer ends the link).
+const EXCHANGE_ANSWER_BYTES_MAX: usize = 8 * MESSAGE_BYTES_MAX;
+
+/// A WebSocket link this device dialed, over TLS.
+pub type ClientSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// A link over HTTP for a device that cannot hold a WebSocket (`--sync-transport rest`): what the
-/// core sends to the peer is POSTed in batches to `<url>/api/v1/sync/exchange`, and the peer's
-/// answers (with its heartbeat) come back in the response. The core sends a heartbeat every
-/// interval, so the link polls at least that often. Runs on a thread of its own (blocking HTTP).
-pub fn spawn_rest(
-    base_url: String,
-    me: DeviceId,
-    links: Links,
-    driver: Driver,
-    store_key: Option<String>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let url = format!("{}/api/v1/sync/exchange", base_url.trim_end_matches('/'));
-    let spawned = std::thread::Builder::new()
-        .name("rms-rest-link".into())
-        .spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(std::time::Duration::from_secs(5)))
-                .build()
-                .into();
-            let exchange = RestExchange {
-                url,
-                me,
-                store_key,
-                agent,
-            };
-            // A link dropped for being slow is opened again: the peer catches up from its cursor.
-            while !*shutdown.borrow() {
-                let (mut session, mut rx) =
-                    Session::open(links.clone(), driver.clone(), true, true);
-                while let Some(first) = rx.blocking_recv() {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                    let mut batch = vec![first];
-                    while batch.len() < EXCHANGE_MESSAGES_MAX {
-                        let Ok(more) = rx.try_recv() else { break };
-                        batch.push(more);
-                    }
-                    for answer in exchange.post(&batch) {
-                        if !session.on_text(&answer.to_string()) {
-                            break;
-                        }
-                    }
+/// core sends to the peer is POSTed in batches to its `/api/v1/sync/exchange` (one TLS
+/// connection, kept alive), and the peer's answers (with its heartbeat) come back in the
+/// response. The core sends a heartbeat every interval, so the link polls at least that often.
+pub struct RestLink<'a> {
+    pub dialer: &'a crate::dial::Dialer,
+    pub authority: &'a str,
+    pub expected: Option<DeviceId>,
+    pub links: &'a Links,
+    pub driver: &'a Driver,
+}
+
+impl RestLink<'_> {
+    /// Runs the link until the connection fails or the link is dropped (slow, or refused).
+    pub async fn run(self) -> Result<(), crate::dial::DialError> {
+        use crate::dial::{DIAL_TIMEOUT, DialError};
+        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dialer.connect(self.authority, self.expected))
+            .await
+            .map_err(|_| DialError::TimedOut)??;
+        let tls = dialed.session;
+        let headers = self.dialer.headers(&tls);
+        let io = hyper_util::rt::TokioIo::new(dialed.stream);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        let connection = tokio::spawn(connection);
+        let mut exchange = |batch: Vec<String>| {
+            let request = exchange_request(self.authority, &headers, &batch);
+            let response = sender.send_request(request);
+            async move {
+                let response = tokio::time::timeout(DIAL_TIMEOUT, response)
+                    .await
+                    .map_err(|_| DialError::TimedOut)??;
+                let status = response.status();
+                let answer_headers = response.headers().clone();
+                let body = http_body_util::Limited::new(response.into_body(), EXCHANGE_ANSWER_BYTES_MAX);
+                let body = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map_err(|_| DialError::Refused(status.as_u16()))?
+                    .to_bytes();
+                if status != 200 {
+                    return Err(DialError::Refused(status.as_u16()));
                 }
-                log::info!(
-                    "the REST link to {} was dropped; opening it again",
-                    exchange.url
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-    if let Err(err) = spawned {
-        log::error!("cannot start a REST link thread: {err}");
-    }
-}
-
-struct RestExchange {
-    url: String,
-    me: DeviceId,
-    store_key: Option<String>,
-    agent: ureq::Agent,
-}
-
-impl RestExchange {
-    /// POSTs `batch` (JSON texts of messages) and returns the peer's answers; none on failure
-    /// (the core's timers retry).
-    fn post(&self, batch: &[String]) -> Vec<serde_json::Value> {
-        let body = format!(
-            "{{\"device_id\":{},\"messages\":[{}]}}",
-            self.me,
-            batch.join(",")
-        );
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .header("content-type", "application/json");
-        if let Some(key) = &self.store_key {
-            request = request.header("authorization", &format!("Bearer {key}"));
-        }
-        match request.send(body.as_str()) {
-            Ok(mut response) if response.status() == 200 => {
-                let text = response.body_mut().read_to_string().unwrap_or_default();
-                serde_json::from_str::<serde_json::Value>(&text)
+                let messages = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| v.get("messages").and_then(|m| m.as_array()).cloned())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                Ok((answer_headers, messages))
             }
-            Ok(response) => {
-                log::debug!("exchange with {} answered {}", self.url, response.status());
-                Vec::new()
+        };
+        // An empty exchange first: the answer says who the peer is before anything is sent.
+        let (answer_headers, _) = exchange(Vec::new()).await?;
+        let peer = self.dialer.check_answer(&tls, &answer_headers)?;
+        let (mut session, mut rx) =
+            Session::open(self.links.clone(), self.driver.clone(), true, true, peer);
+        let close = Arc::clone(&session.close);
+        let ended = loop {
+            let first = tokio::select! {
+                first = rx.recv() => first,
+                () = close.notified() => break Ok(()),
+            };
+            let Some(first) = first else { break Ok(()) };
+            let mut batch = vec![first];
+            while batch.len() < EXCHANGE_MESSAGES_MAX {
+                let Ok(more) = rx.try_recv() else { break };
+                batch.push(more);
             }
-            Err(err) => {
-                log::debug!("cannot reach {}: {err}", self.url);
-                Vec::new()
+            let messages = match exchange(batch).await {
+                Ok((_, messages)) => messages,
+                Err(err) => break Err(err),
+            };
+            if !messages.iter().all(|m| session.on_text(&m.to_string())) {
+                break Ok(());
             }
-        }
+        };
+        connection.abort();
+        ended
     }
+}
+
+/// `POST /api/v1/sync/exchange` with `batch` (JSON texts of messages).
+fn exchange_request(
+    authority: &str,
+    headers: &tokio_tungstenite::tungstenite::http::HeaderMap,
+    batch: &[String],
+) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
+    let body = format!("{{\"device_id\":{},\"messages\":[{}]}}", device_of(headers), batch.join(","));
+    let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
+    *request.method_mut() = hyper::Method::POST;
+    *request.uri_mut() = hyper::Uri::from_static("/api/v1/sync/exchange");
+    let request_headers = request.headers_mut();
+    for (name, value) in headers {
+        request_headers.insert(name.clone(), value.clone());
+    }
+    if let Ok(host) = hyper::header::HeaderValue::from_str(authority) {
+        request_headers.insert(hyper::header::HOST, host);
+    }
+    request_headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    request
+}
+
+/// This device's id, from the headers the dialer made.
+fn device_of(headers: &tokio_tungstenite::tungstenite::http::HeaderMap) -> &str {
+    headers
+        .get(crate::proof::DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
 }
 
 #[cfg(test)]

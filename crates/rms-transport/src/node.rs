@@ -11,6 +11,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::connector::Connector;
+use crate::dial::Dialer;
+use crate::trust::TrustBook;
 use crate::db::{Db, DbError};
 use crate::driver::{self, Status};
 use crate::identity::{Identity, IdentityError};
@@ -22,15 +24,19 @@ use crate::link::Links;
 pub struct NodeConfig {
     pub device_id: DeviceId,
     pub name: String,
-    /// How peers reach this node, e.g. `http://127.0.0.1:7878`.
+    /// How peers reach this node's store port, e.g. `https://10.0.0.11:7879`.
     pub advertise: String,
     pub priority: i32,
     /// `None` keeps the database in memory (tests).
     pub data_dir: Option<PathBuf>,
     /// Base URLs of other nodes of the store. None: this device is a store of its own.
     pub peers: Vec<String>,
-    /// When set, every request must carry `Authorization: Bearer <key>`.
+    /// When set, every API request must carry `Authorization: Bearer <key>`, and a device
+    /// that proves the key while the upgrade window is open is trusted on first use.
     pub store_key: Option<String>,
+    /// How long the store-key window stays open after this device first starts a release with
+    /// device certificates (0: closed from the start).
+    pub store_key_window_ms: u64,
     pub sync_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
@@ -51,6 +57,7 @@ impl NodeConfig {
             data_dir: None,
             peers: Vec::new(),
             store_key: None,
+            store_key_window_ms: STORE_KEY_WINDOW_MS,
             sync_interval_ms: 30_000,
             heartbeat_interval_ms: 1_000,
             master_timeout_ms: 3_000,
@@ -88,6 +95,9 @@ pub enum NodeError {
     StopTimedOut(std::time::Duration),
 }
 
+/// How long the store-key window stays open by default: a day to upgrade every device.
+pub const STORE_KEY_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// How long a critical sale on a client waits for the master's verdict before answering 202.
 pub const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -109,7 +119,8 @@ struct Inner {
     links: Links,
     shutdown: watch::Sender<bool>,
     notifications: broadcast::Sender<Notification>,
-    identity: Identity,
+    identity: Arc<Identity>,
+    trust: TrustBook,
     thread: Mutex<Option<driver::DriverThread>>,
 }
 
@@ -118,8 +129,21 @@ impl Node {
     /// and the links to the configured peers. A node with no peers is the master of its store.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
-        let (identity, store) = open(&config).await?;
+        let Opened {
+            identity,
+            store,
+            trust: list,
+            window_closes_at_ms,
+        } = open(&config).await?;
         log::info!("device {device_id} is {}", identity.fingerprint());
+        let identity = Arc::new(identity);
+        let trust = TrustBook::new(
+            list,
+            identity.fingerprint(),
+            device_id,
+            config.store_key.clone(),
+            window_closes_at_ms,
+        );
         let store = Arc::new(store);
         let db = Db::new(Arc::clone(&store));
 
@@ -135,22 +159,25 @@ impl Node {
         let (driver, inputs) = input::channel();
         let (notifications, _) = broadcast::channel(driver::NOTIFICATIONS_MAX);
         let notifications2 = notifications.clone();
-        let mut connector = Connector::new(
-            links.clone(),
-            driver.clone(),
-            config.store_key.clone(),
-            shutdown_rx,
+        let dialer = Dialer::new(
+            Arc::clone(&identity),
+            trust.clone(),
+            device_id,
+            config.name.clone(),
+            config.clock,
         );
+        let mut connector = Connector::new(links.clone(), driver.clone(), dialer, shutdown_rx);
         if config.sync_over_rest {
-            connector = connector.over_rest(device_id);
+            connector = connector.over_rest();
         }
         let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
-        let (store2, clock, links2, connector2, status2) = (
+        let (store2, clock, links2, connector2, status2, trust2) = (
             Arc::clone(&store),
             config.clock,
             links.clone(),
             connector.clone(),
             Arc::clone(&status),
+            trust.clone(),
         );
         let thread = tokio::task::spawn_blocking(move || {
             let parts = driver::Parts {
@@ -161,6 +188,7 @@ impl Node {
                 links: links2,
                 connector: connector2,
                 status: status2,
+                trust: trust2,
             };
             driver::spawn(inputs, parts)
         })
@@ -171,9 +199,7 @@ impl Node {
         }
         // The devices this node knew before it stopped, reached again without waiting for gossip.
         for device in &known {
-            if device.advertise.starts_with("http://") || device.advertise.starts_with("ws://") {
-                connector.ensure(&device.advertise);
-            }
+            connector.ensure_device(&device.advertise, device.device_id);
         }
         let role = status.read().map(|s| s.role).unwrap_or(None);
         log::info!(
@@ -190,11 +216,41 @@ impl Node {
             shutdown,
             notifications,
             identity,
+            trust,
             thread: Mutex::new(Some(thread)),
         };
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(inner),
-        })
+        };
+        node.trust_itself().await;
+        Ok(node)
+    }
+
+    /// Puts this device's own certificate in the store's trust list, bound to its id, if the
+    /// list does not have it: so that the devices it links to know it after the upgrade window.
+    /// A refusal (another certificate holds this device id) is logged: the store will refuse
+    /// this device's links too, and the owner must revoke the other certificate or renumber.
+    async fn trust_itself(&self) {
+        let me = self.inner.identity.fingerprint();
+        if self.inner.trust.is_trusted(&me) {
+            return;
+        }
+        let config = &self.inner.config;
+        let command = Command::Trust {
+            fingerprint: me,
+            device_id: config.device_id,
+            name: config.name.clone(),
+            state: rms_domain::TrustState::Trusted,
+            how: "self".into(),
+        };
+        if let Err(err) = self.local_write(command).await {
+            log::error!("cannot put this device's certificate in the trust list: {err}");
+        }
+    }
+
+    /// The store's trust list as the links check it.
+    pub fn trust(&self) -> &TrustBook {
+        &self.inner.trust
     }
 
     pub fn db(&self) -> &Db {
@@ -344,10 +400,18 @@ fn sync_config(config: &NodeConfig, knew_peers: bool, now_ms: u64) -> SyncConfig
     }
 }
 
+/// What [`open`] found.
+struct Opened {
+    identity: Identity,
+    store: Store,
+    trust: rms_domain::TrustList,
+    window_closes_at_ms: u64,
+}
+
 /// Loads (or makes) the device's identity and opens its database, recording the start. The
 /// identity first: a key others may read stops the start before anything is opened. The start is
 /// recorded before the driver exists: the one write not made by it.
-async fn open(config: &NodeConfig) -> Result<(Identity, Store), StartError> {
+async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
     let device_id = config.device_id;
     let data_dir = config.data_dir.clone();
     let me = Device {
@@ -360,6 +424,7 @@ async fn open(config: &NodeConfig) -> Result<(Identity, Store), StartError> {
         last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
     };
     let now_ms = config.clock.now_ms();
+    let window_ms = config.store_key_window_ms;
     tokio::task::spawn_blocking(move || {
         let identity = match &data_dir {
             Some(dir) => Identity::load_or_create(dir),
@@ -369,8 +434,17 @@ async fn open(config: &NodeConfig) -> Result<(Identity, Store), StartError> {
             Some(dir) => Store::open(dir, device_id),
             None => Store::open_in_memory(device_id),
         }?;
-        store.write(|tx| local::record_startup(tx, &me, now_ms))?;
-        Ok::<(Identity, Store), StartError>((identity, store))
+        let window_closes_at_ms = store.write(|tx| {
+            local::record_startup(tx, &me, now_ms)?;
+            rms_storage::trust::window_closes_at(tx, now_ms, window_ms)
+        })?;
+        let trust = store.read(rms_storage::trust::load)?;
+        Ok::<Opened, StartError>(Opened {
+            identity,
+            store,
+            trust,
+            window_closes_at_ms,
+        })
     })
     .await
     .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))?

@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -23,8 +23,9 @@ use warp::reply::{Reply, Response};
 use crate::api;
 use crate::auth;
 use crate::error::ApiError;
-use crate::link;
+use crate::link::{self, Peer};
 use crate::node::Node;
+use crate::tls;
 
 /// Most HTTP connections served at once (WebSocket links count until they are upgraded; links
 /// have their own cap, [`link::LINKS_MAX`]). Beyond it the node stops accepting until one closes.
@@ -36,7 +37,7 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// next request), or it is closed: idle or slow connections cannot hold the cap.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `serve` waits for in-flight requests after the shutdown signal.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Status pages open at once (each feed reads the products and the audit log on changes).
 pub const STATUS_FEEDS_MAX: usize = 32;
 
@@ -54,11 +55,58 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Waits for a connection slot and accepts a connection on it, with `TCP_NODELAY`. `None`
+/// when accepting failed (out of file descriptors, say): the caller tries again.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let permit = Arc::clone(permits).acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((stream, address)) => {
+            if let Err(err) = stream.set_nodelay(true) {
+                log::debug!("cannot set TCP_NODELAY: {err}");
+            }
+            Some((stream, address, permit))
+        }
+        Err(err) => {
+            // Wait a little rather than spin.
+            log::warn!("cannot accept a connection: {err}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Serves the node's API on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (their writes are committed before they answer), and returns.
-pub async fn serve(
+///
+/// On a loopback address the API is plain HTTP, for the apps of this machine. On any other it
+/// is HTTPS with this device's certificate (the node refuses to start there without a store
+/// key, the bearer token every request must then carry), and device links are refused: they go
+/// to the store port ([`crate::serve_store`]).
+///
+/// Returns the future that serves; fails at once if HTTPS is due and this device's certificate
+/// cannot be used.
+pub fn serve(
     listener: TcpListener,
     node: Node,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send + 'static, tls::TlsError> {
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let acceptor = if loopback {
+        None
+    } else {
+        let config = tls::api_server_config(node.identity())?;
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    };
+    Ok(serve_api(listener, node, acceptor, shutdown))
+}
+
+async fn serve_api(
+    listener: TcpListener,
+    node: Node,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let routes = warp::service(api::routes(node.clone()));
@@ -77,29 +125,15 @@ pub async fn serve(
     let feeds = Arc::new(Semaphore::new(STATUS_FEEDS_MAX));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
+        let (stream, address, permit) = tokio::select! {
             () = &mut shutdown => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+            accepted = accept(&listener, &permits) => match accepted {
+                Some(accepted) => accepted,
+                None => continue,
             },
         };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
-                    log::warn!("cannot accept a connection: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            log::debug!("cannot set TCP_NODELAY: {err}");
-        }
         let (routes, node, feeds) = (routes.clone(), node.clone(), Arc::clone(&feeds));
+        let local = address.ip().is_loopback();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let mut routes = routes.clone();
             let (node, feeds) = (node.clone(), Arc::clone(&feeds));
@@ -107,18 +141,43 @@ pub async fn serve(
                 if let Some(refusal) = cross_site(request.headers()) {
                     return Ok::<Response, Infallible>(refusal);
                 }
-                match request.uri().path() {
-                    "/api/v1/ws" => return Ok(upgrade_link(request, &node)),
+                let path = request.uri().path();
+                if !local && (path == "/api/v1/ws" || path.starts_with("/api/v1/sync/")) {
+                    return Ok(device_route_refused());
+                }
+                match path {
+                    "/api/v1/ws" => return Ok(upgrade_local_link(request, &node)),
                     STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node, feeds)),
                     _ => {}
                 }
                 tower_service::Service::call(&mut routes, request).await
             }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, watcher, acceptor) = (builder.clone(), graceful.watcher(), acceptor.clone());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let served = match acceptor {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let io = TokioIo::new(stream);
+                            let connection = builder.serve_connection_with_upgrades(io, service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Ok(Err(err)) => {
+                            log::info!("a TLS handshake from {address} failed: {err}");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(err) = served {
                 log::debug!("a connection ended: {err}");
             }
             drop(permit);
@@ -131,6 +190,16 @@ pub async fn serve(
     {
         log::warn!("connections still open {SHUTDOWN_WAIT:?} after the stop; leaving them");
     }
+}
+
+/// A device link or REST sync request that reached the API from another machine.
+fn device_route_refused() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "store_port",
+        "devices sync over the store port (TLS with device certificates), not the API",
+    )
+    .into_response()
 }
 
 /// A request a web page on another site made (its `Origin` is not this node): refused, so that a
@@ -157,17 +226,24 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-/// `GET /api/v1/ws`: checks the store key, the link cap and the handshake headers, answers 101,
-/// and runs the link on the upgraded connection.
-fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
-    let headers = request.headers();
-    let authorization = headers
+/// `GET /api/v1/ws` on the loopback API (a tool of this machine): checks the store key, then as
+/// [`upgrade_link`].
+fn upgrade_local_link(mut request: Request<Incoming>, node: &Node) -> Response {
+    let authorization = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let how = "Authorization: Bearer <store key>";
     if let Err(refused) = auth::require_key(node, authorization, how) {
         return refused.into_response();
     }
+    upgrade_link(&mut request, node, Peer::default())
+}
+
+/// `GET /api/v1/ws`: checks the link cap and the handshake headers, answers 101, and runs the
+/// link (to `peer`) on the upgraded connection.
+pub(crate) fn upgrade_link(request: &mut Request<Incoming>, node: &Node, peer: Peer) -> Response {
+    let headers = request.headers();
     let Some(key) = websocket_key(request.method(), headers) else {
         return ApiError::bad_request(
             "bad_upgrade",
@@ -184,8 +260,8 @@ fn upgrade_link(mut request: Request<Incoming>, node: &Node) -> Response {
         )
         .into_response();
     }
-    switch_to_websocket(&mut request, &key, None, move |socket| {
-        link::serve_socket(socket, links, driver, false)
+    switch_to_websocket(request, &key, None, move |socket| {
+        link::serve_socket(socket, links, driver, false, peer)
     })
 }
 

@@ -50,27 +50,48 @@ pub enum TlsError {
 /// The fingerprints this device accepts on the other side of a handshake. Cheap to clone; every
 /// clone sees changes (a revocation takes effect for the next handshake).
 #[derive(Debug, Clone, Default)]
-pub struct Trusted(Arc<RwLock<BTreeSet<Fingerprint>>>);
+pub struct Trusted {
+    set: Arc<RwLock<BTreeSet<Fingerprint>>>,
+    /// Any certificate but this device's own passes the handshake: the caller decides after it
+    /// who the peer is (the store port admits devices by the store's trust list and answers an
+    /// unknown one with a refusal it can audit; a device new to the store checks the server's
+    /// proof of the store key).
+    anyone: bool,
+}
 
 impl Trusted {
     pub fn new(fingerprints: impl IntoIterator<Item = Fingerprint>) -> Trusted {
-        Trusted(Arc::new(RwLock::new(fingerprints.into_iter().collect())))
+        Trusted {
+            set: Arc::new(RwLock::new(fingerprints.into_iter().collect())),
+            anyone: false,
+        }
+    }
+
+    /// See the `anyone` field: the handshake still verifies that the peer holds its key.
+    pub fn anyone() -> Trusted {
+        Trusted {
+            anyone: true,
+            ..Trusted::default()
+        }
     }
 
     // A writer that panicked left the set as it was before or after its one insert or remove:
     // still a set of fingerprints, so a poisoned lock is read through.
     pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        let set = self.0.read().unwrap_or_else(|p| p.into_inner());
+        if self.anyone {
+            return true;
+        }
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         set.contains(fingerprint)
     }
 
     pub fn insert(&self, fingerprint: Fingerprint) {
-        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         set.insert(fingerprint);
     }
 
     pub fn remove(&self, fingerprint: &Fingerprint) {
-        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         set.remove(fingerprint);
     }
 }
@@ -219,6 +240,17 @@ pub fn server_config(identity: &Identity, trusted: Trusted) -> Result<ServerConf
     Ok(config)
 }
 
+/// The API's configuration on an address other than loopback: HTTPS with this device's
+/// certificate, no client certificate (the apps authenticate with the bearer token).
+pub fn api_server_config(identity: &Identity) -> Result<ServerConfig, TlsError> {
+    let (chain, key) = own(identity)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(config)
+}
+
 /// A dialing device's configuration: TLS 1.3, its own certificate, the server's pinned.
 pub fn client_config(identity: &Identity, trusted: Trusted) -> Result<ClientConfig, TlsError> {
     let (chain, key) = own(identity)?;
@@ -350,6 +382,18 @@ mod tests {
             .expect("trusted");
         trusted.remove(&b.fingerprint());
         assert!(exchange(server, client).await.is_err(), "revoked");
+    }
+
+    #[tokio::test]
+    async fn anyone_admits_any_key_holder_but_this_device_itself() {
+        let (a, b) = two_devices();
+        let server = server_config(&a, Trusted::anyone()).expect("server");
+        let client = client_config(&b, Trusted::new([a.fingerprint()])).expect("client");
+        let (_, seen_by_server, _) = exchange(server, client).await.expect("admitted");
+        assert_eq!(seen_by_server, Some(b.fingerprint()));
+        let server = server_config(&a, Trusted::anyone()).expect("server");
+        let reflected = client_config(&a, Trusted::anyone()).expect("client");
+        assert!(exchange(server, reflected).await.is_err(), "itself refused");
     }
 
     #[tokio::test]

@@ -37,8 +37,8 @@ async fn main() -> anyhow::Result<()> {
         let other = addrs[1 - index];
         let device_id = u16::try_from(index + 1)?;
         let config = NodeConfig {
-            advertise: format!("http://{me}"),
-            peers: vec![format!("http://{other}")],
+            advertise: format!("https://{me}"),
+            peers: vec![format!("https://{other}")],
             // The first device is the better-ranked: it becomes master.
             priority: if index == 0 { 10 } else { 0 },
             heartbeat_interval_ms: 100,
@@ -48,11 +48,11 @@ async fn main() -> anyhow::Result<()> {
         };
         let node = Node::start(config).await.context("start a node")?;
         feeds.push(node.subscribe());
-        tokio::spawn(rms_transport::serve(
-            listener,
-            node.clone(),
-            std::future::pending(),
-        ));
+        // Devices link over their store ports (TLS with device certificates); an app of the
+        // same machine would use `rms_transport::serve` on loopback for the REST API.
+        let store_port =
+            rms_transport::serve_store(listener, node.clone(), std::future::pending())?;
+        tokio::spawn(store_port);
         nodes.push(node);
     }
     let (master, till) = (&nodes[0], &nodes[1]);

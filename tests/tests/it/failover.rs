@@ -82,7 +82,7 @@ fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
         health(&nodes[2])["master_id"] == 2
     });
 
-    let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
+    let peers = vec![nodes[1].sync_url.clone(), nodes[2].sync_url.clone()];
     nodes[0] = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &peers));
     wait_for(
         "the old master is back as a client of device 2",
@@ -174,7 +174,7 @@ fn a_returning_device_with_reclaim_takes_the_role_back() {
         health(&nodes[1])["role"] == "master"
     });
     let term_of_two = health(&nodes[1])["term"].as_u64().unwrap();
-    let peers = vec![nodes[1].url.clone(), nodes[2].url.clone()];
+    let peers = vec![nodes[1].sync_url.clone(), nodes[2].sync_url.clone()];
     let mut reclaim = node_args("1", FAST, &peers);
     reclaim.push("--reclaim");
     nodes[0] = NodeProcess::start(dirs[0].path(), &reclaim);
@@ -224,7 +224,7 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
     for (to, node) in nodes.iter().enumerate() {
         for row in &proxies {
             if let Some(proxy) = &row[to] {
-                proxy.point_at(node.port());
+                proxy.point_at(node.sync_port());
             }
         }
     }

@@ -170,9 +170,9 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
     assert!(status == 201 || status == 202, "{status} {sale}");
     let sale_id = sale["sale_id"].as_str().unwrap().to_owned();
 
-    let lone_peer = vec![lone.url.clone()];
+    let lone_peer = vec![lone.sync_url.clone()];
     let one = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &lone_peer));
-    to_one.point_at(one.port());
+    to_one.point_at(one.sync_port());
     let nodes = [one, lone];
     wait_for("one master for both", DEADLINE, || {
         let ids: Vec<Value> = nodes
@@ -229,7 +229,7 @@ fn a_restarted_client_resumes_from_its_cursor() {
     wait_for("the master at 40", DEADLINE, || {
         stock(&nodes[0], "rice") == Some(40)
     });
-    let peers = vec![nodes[0].url.clone()];
+    let peers = vec![nodes[0].sync_url.clone()];
     nodes[2] = NodeProcess::start(dirs[2].path(), &node_args("3", FAST, &peers));
     wait_for("the restarted client caught up", DEADLINE, || {
         stock(&nodes[2], "rice") == Some(40)
@@ -252,7 +252,7 @@ fn a_rest_only_client_syncs_as_well() {
     // Proves the REST fallback end to end: a client that holds no WebSocket.
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let master = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &[]));
-    let peers = vec![master.url.clone()];
+    let peers = vec![master.sync_url.clone()];
     let mut rest_args = node_args("2", FAST, &peers);
     rest_args.extend(["--sync-transport", "rest"]);
     let client = NodeProcess::start(dirs[1].path(), &rest_args);

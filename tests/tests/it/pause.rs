@@ -157,7 +157,7 @@ fn a_store_of_two_fails_over_when_one_device_dies() {
     // sells.
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut one = NodeProcess::start(dirs[0].path(), &node_args("1", TIMING, &[]));
-    let peers = vec![one.url.clone()];
+    let peers = vec![one.sync_url.clone()];
     let two = NodeProcess::start(dirs[1].path(), &node_args("2", TIMING, &peers));
     wait_for("device 2 follows master 1", DEADLINE, || {
         health(&two)["master_id"] == 1

@@ -373,7 +373,7 @@ fn devices_with_the_key_form_a_store_and_one_with_another_key_stays_out() {
         NodeProcess::start(dirs[i].path(), &args)
     };
     let master = start(0, with_key("1", KEY, &[]));
-    let peers = vec![master.url.clone()];
+    let peers = vec![master.sync_url.clone()];
     let member = start(1, with_key("2", KEY, &peers));
     let intruder = start(2, with_key("3", "some-other-key", &peers));
     let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});

@@ -55,7 +55,7 @@ fn a_sale_on_one_device_reaches_the_other_devices_status_feed_live() {
     // sells the last unit: no reconnect, no reload.
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let master = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &[]));
-    let peers = vec![master.url.clone()];
+    let peers = vec![master.sync_url.clone()];
     let client = NodeProcess::start(dirs[1].path(), &node_args("2", FAST, &peers));
     let page = client.get_text("/");
     assert!(page.contains("/api/v1/status/ws"), "the page uses the feed");
@@ -248,7 +248,7 @@ fn in_a_browser_a_sale_on_one_node_shows_on_the_others_page_without_a_reload() {
     // Screenshots: target/browser-test/*.png.
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let master = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &[]));
-    let peers = vec![master.url.clone()];
+    let peers = vec![master.sync_url.clone()];
     let client = NodeProcess::start(dirs[1].path(), &node_args("2", FAST, &peers));
     let cake = json!({"sku":"cake","name":"Cake","price_cents":500,"stock":1});
     assert_eq!(master.post("/api/v1/products", &cake).0, 201);

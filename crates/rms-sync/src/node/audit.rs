@@ -615,7 +615,11 @@ impl Refusal {
                 (Op::Error, Out::Rejected, None, details)
             }
             Refusal::LinkRefused { from, why, details } => (
-                Op::Error,
+                if why == crate::DEVICE_ID_MISMATCH {
+                    Op::Alarm
+                } else {
+                    Op::Error
+                },
                 Out::Rejected,
                 None,
                 json!({ "from": from, "why": why, "details": details }),

@@ -170,7 +170,23 @@ fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection>
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(sync::sync_exchange(node, body)))
+        .and_then(|node, body| answer(sync::sync_exchange(node, body, None)))
+}
+
+/// The routes of the store port besides the link upgrade: the REST sync fallback, for a device
+/// the store port admitted (`store_port::Admitted`, set on the request before it gets here).
+pub(crate) fn store_routes(node: Node) -> warp::filters::BoxedFilter<(Response,)> {
+    warp::path!("api" / "v1" / "sync" / "exchange")
+        .and(warp::post())
+        .and(with_node(&node))
+        .and(warp::ext::get::<crate::store_port::Admitted>())
+        .and(body::limited())
+        .and_then(|node, admitted: crate::store_port::Admitted, body| {
+            answer(sync::sync_exchange(node, body, Some(admitted.0)))
+        })
+        .recover(recover)
+        .unify()
+        .boxed()
 }
 
 fn sync_status(

@@ -122,9 +122,30 @@ pub struct Exchange {
     messages: Vec<rms_sync::Message>,
 }
 
-pub async fn sync_exchange(node: Node, body: Bytes) -> Result<Response, ApiError> {
+/// `bound`: on the store port, the device id the trust list binds the caller's certificate
+/// to; the exchange may speak for no other (an alarm).
+pub async fn sync_exchange(
+    node: Node,
+    body: Bytes,
+    bound: Option<DeviceId>,
+) -> Result<Response, ApiError> {
     let exchange: Exchange = body::decode(&body)?;
     let from = peer_id(&node, exchange.device_id)?;
+    if let Some(bound) = bound
+        && bound != from
+    {
+        let details = json!({ "claimed": from, "bound": bound });
+        node.driver().send(crate::input::Input::LinkRefused {
+            from: Some(bound),
+            why: rms_sync::DEVICE_ID_MISMATCH,
+            details,
+        });
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            rms_sync::DEVICE_ID_MISMATCH,
+            "this certificate belongs to another device id",
+        ));
+    }
     if exchange.messages.len() > crate::link::EXCHANGE_MESSAGES_MAX {
         let message = format!(
             "at most {} messages per exchange",

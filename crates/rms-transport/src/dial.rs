@@ -1,0 +1,252 @@
+//! Dialing another device (issue #14): TCP, then TLS 1.3 with this device's certificate, the
+//! other side pinned by the trust list (`crate::trust::TrustBook::dial`), then HTTP on top.
+//!
+//! **Invariants:**
+//! - Nothing but the TLS handshake goes out before the other side's certificate passed: a
+//!   server the trust list does not name gets no HTTP byte, unless this device knows no other
+//!   device of its store yet and the upgrade window is open (then it gets a proof of the store
+//!   key bound to this session, never the key).
+//! - A link is used only if the other side is trusted, or proved the store key in its answer;
+//!   either way it is bound to one device id, and a link that claims another is closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rms_domain::{DeviceId, Fingerprint};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
+
+use crate::identity::Identity;
+use crate::link::Peer;
+use crate::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
+use crate::tls;
+use crate::trust::TrustBook;
+
+/// A dial (TCP, TLS and the HTTP answer together) gives up after this long.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("{0:?} is not an address of a device (host:port, with http:// or https://)")]
+    BadAddress(String),
+    #[error("cannot connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the device answered {0}")]
+    Refused(u16),
+    #[error("the device is not trusted and did not prove the store key")]
+    Unproven,
+    #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
+    TimedOut,
+}
+
+/// A TLS connection to another device, before HTTP.
+pub struct Dialed {
+    pub stream: TlsStream<TcpStream>,
+    pub session: Session,
+    /// The address, `host:port`.
+    pub authority: String,
+}
+
+/// What the handshake established.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    pub fingerprint: Fingerprint,
+    exporter: [u8; 32],
+}
+
+/// Dials other devices as this one.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    identity: Arc<Identity>,
+    book: TrustBook,
+    me: DeviceId,
+    name: String,
+    clock: crate::Clock,
+}
+
+impl Dialer {
+    pub fn new(
+        identity: Arc<Identity>,
+        book: TrustBook,
+        me: DeviceId,
+        name: String,
+        clock: crate::Clock,
+    ) -> Dialer {
+        Dialer {
+            identity,
+            book,
+            me,
+            name,
+            clock,
+        }
+    }
+
+    /// TCP and TLS to `url`, accepting what the trust list accepts for `expected` (the device
+    /// the address is known to be, when it is).
+    pub async fn connect(
+        &self,
+        url: &str,
+        expected: Option<DeviceId>,
+    ) -> Result<Dialed, DialError> {
+        let authority = authority(url).ok_or_else(|| DialError::BadAddress(url.to_owned()))?;
+        let trust = self.book.dial(expected, self.clock.now_ms());
+        let config = tls::client_config(&self.identity, trust.trusted)?;
+        let connector = TlsConnector::from(Arc::new(config));
+        let name = ServerName::try_from(tls::SERVER_NAME)
+            .map_err(|_| DialError::BadAddress(tls::SERVER_NAME.to_owned()))?;
+        let tcp = TcpStream::connect(&authority).await?;
+        tcp.set_nodelay(true)?;
+        let stream = connector.connect(name, tcp).await?;
+        let (_, session) = stream.get_ref();
+        let fingerprint = tls::peer_fingerprint(session.peer_certificates());
+        let exporter = proof::exporter(session);
+        let (Some(fingerprint), Some(exporter)) = (fingerprint, exporter) else {
+            return Err(DialError::Unproven);
+        };
+        Ok(Dialed {
+            stream,
+            session: Session {
+                fingerprint,
+                exporter,
+            },
+            authority,
+        })
+    }
+
+    /// The headers a request to `dialed` carries: who this device is, and while the window is
+    /// open, its proof of the store key (for a device that does not know it yet).
+    pub fn headers(&self, session: &Session) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(DEVICE_HEADER, HeaderValue::from(self.me.get()));
+        if let Ok(name) = HeaderValue::from_str(&self.name) {
+            headers.insert(NAME_HEADER, name);
+        }
+        if let Some(key) = self.book.window_key(self.clock.now_ms()) {
+            let me = self.identity.fingerprint();
+            let proof = proof::prove(&key, Side::Dialer, &session.exporter, &me, self.me);
+            if let Ok(value) = HeaderValue::from_str(&proof) {
+                headers.insert(PROOF_HEADER, value);
+            }
+        }
+        headers
+    }
+
+    /// Who answered, from its certificate and its answer's headers: a trusted device (bound
+    /// to its id in the list), or one that proved the store key.
+    pub fn check_answer(&self, session: &Session, answer: &HeaderMap) -> Result<Peer, DialError> {
+        let claimed = answer
+            .get(DEVICE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(DeviceId::new);
+        if let Some(entry) = self.book.entry(&session.fingerprint)
+            && self.book.is_trusted(&session.fingerprint)
+        {
+            if claimed.is_some_and(|c| c != entry.device_id) {
+                return Err(DialError::Unproven);
+            }
+            return Ok(Peer {
+                fingerprint: Some(session.fingerprint),
+                device: Some(entry.device_id),
+            });
+        }
+        let key = self.book.window_key(self.clock.now_ms());
+        let given = answer.get(PROOF_HEADER).and_then(|v| v.to_str().ok());
+        match (key, claimed, given) {
+            (Some(key), Some(device), Some(given))
+                if device != self.me
+                    && self.book.trusted_for(device).is_none()
+                    && proof::verify(
+                        &key,
+                        Side::Acceptor,
+                        &session.exporter,
+                        &session.fingerprint,
+                        device,
+                        given,
+                    ) =>
+            {
+                Ok(Peer {
+                    fingerprint: Some(session.fingerprint),
+                    device: Some(device),
+                })
+            }
+            _ => Err(DialError::Unproven),
+        }
+    }
+
+    /// A WebSocket link to `url` (its `/api/v1/ws`), and who is on the other side.
+    pub async fn websocket(
+        &self,
+        url: &str,
+        expected: Option<DeviceId>,
+    ) -> Result<(crate::link::ClientSocket, Peer), DialError> {
+        let dial = async {
+            let dialed = self.connect(url, expected).await?;
+            let target = format!("ws://{}/api/v1/ws", dialed.authority);
+            let mut request = target.into_client_request().map_err(Box::new)?;
+            let session = dialed.session;
+            request.headers_mut().extend(self.headers(&session));
+            let (socket, response) = tokio_tungstenite::client_async_with_config(
+                request,
+                dialed.stream,
+                Some(crate::link::config()),
+            )
+            .await
+            .map_err(|err| match err {
+                tokio_tungstenite::tungstenite::Error::Http(response) => {
+                    DialError::Refused(response.status().as_u16())
+                }
+                other => DialError::WebSocket(Box::new(other)),
+            })?;
+            let peer = self.check_answer(&session, response.headers())?;
+            Ok((socket, peer))
+        };
+        tokio::time::timeout(DIAL_TIMEOUT, dial)
+            .await
+            .map_err(|_| DialError::TimedOut)?
+    }
+}
+
+/// `host:port` of a device URL: `http://`, `https://`, `ws://`, `wss://` or none; any path is
+/// dropped (device links always go to `/api/v1/ws`, over TLS whatever the scheme says).
+pub fn authority(url: &str) -> Option<String> {
+    let rest = ["https://", "http://", "wss://", "ws://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| authority.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    #[test]
+    fn device_addresses_are_host_and_port_whatever_the_scheme() {
+        for url in [
+            "https://127.0.0.1:7879",
+            "http://127.0.0.1:7879/",
+            "127.0.0.1:7879",
+            "wss://127.0.0.1:7879/api/v1/ws",
+        ] {
+            assert_eq!(authority(url).as_deref(), Some("127.0.0.1:7879"), "{url}");
+        }
+        assert_eq!(authority("http://[::1]:7879").as_deref(), Some("[::1]:7879"));
+        for bad in ["", "https://", "host", "host:port", ":80"] {
+            assert_eq!(authority(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The store port (issue #14): where devices reach each other. TLS 1.3 only, a client
+//! certificate required, nothing in plaintext; it carries device links (`/api/v1/ws`) and the
+//! REST sync fallback (`/api/v1/sync/exchange`), and nothing else. The API for the apps of this
+//! machine is [`crate::serve`]'s, on another listener.
+//!
+//! **Invariants:**
+//! - Every request is admitted by the trust list before it reaches a route ([`admit`]): a
+//!   trusted certificate speaks for the device id the list binds it to and no other; a revoked
+//!   one is refused; an unknown one is admitted only with a proof of the store key bound to this
+//!   TLS session (`crate::proof`) while the upgrade window is open, and the trust it gets is an
+//!   event of the master log like any other; else it is listed as pending and refused.
+//! - Every refusal is audited (an alarm when a certificate claims a device id that is not its
+//!   own, or a revoked one comes back), at most once a minute per certificate and reason.
+//! - An unknown certificate never reads anything: the refusal comes before any route.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rms_domain::{DeviceId, Fingerprint, TrustState};
+use rms_storage::StorageError;
+use rms_storage::local::Command;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use warp::http::{Request, StatusCode};
+use warp::reply::{Reply, Response};
+
+use crate::error::ApiError;
+use crate::input::{DeviceRefusal, Input};
+use crate::link::Peer;
+use crate::node::{Node, NodeError};
+use crate::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
+use crate::server::{self, CONNECTIONS_MAX};
+use crate::tls::{self, Trusted};
+
+/// A connection must complete its TLS handshake this soon.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same refusal of the same certificate is audited at most this often.
+const REFUSAL_AUDIT_EVERY_MS: u64 = 60_000;
+/// Refusals remembered for [`REFUSAL_AUDIT_EVERY_MS`]; beyond it the memory starts over.
+const REFUSALS_REMEMBERED_MAX: usize = 1024;
+
+/// Who connected: what the TLS handshake established.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Connection {
+    pub fingerprint: Fingerprint,
+    pub exporter: [u8; 32],
+    pub address: SocketAddr,
+}
+
+/// The device a request was admitted for (a request extension, for the routes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted(pub DeviceId);
+
+/// The store port on `listener`, served by the future this returns until `shutdown` completes.
+/// Fails at once if this device's certificate cannot be used.
+pub fn serve_store(
+    listener: TcpListener,
+    node: Node,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send + 'static, tls::TlsError> {
+    let config = tls::server_config(node.identity(), Trusted::anyone())?;
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    Ok(serve_tls(listener, node, acceptor, shutdown))
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    node: Node,
+    acceptor: TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let port = Arc::new(StorePort {
+        node,
+        refusals: Mutex::default(),
+    });
+    let routes = warp::service(crate::api::store_routes(port.node.clone()));
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT);
+    let builder = builder.http1_only();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, address, permit) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = server::accept(&listener, &permits) => match accepted {
+                Some(accepted) => accepted,
+                None => continue,
+            },
+        };
+        let (acceptor, port, routes) = (acceptor.clone(), Arc::clone(&port), routes.clone());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        // The handshake runs in the connection's task: a slow one cannot hold the accept loop.
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    log::info!("a TLS handshake from {address} failed: {err}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let (_, session) = stream.get_ref();
+            let fingerprint = tls::peer_fingerprint(session.peer_certificates());
+            let exporter = proof::exporter(session);
+            let (Some(fingerprint), Some(exporter)) = (fingerprint, exporter) else {
+                return;
+            };
+            let connection = Connection {
+                fingerprint,
+                exporter,
+                address,
+            };
+            let service = StorePort::service(port, connection, routes);
+            let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(serving.into_owned()).await {
+                log::debug!("a store-port connection ended: {err}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(server::SHUTDOWN_WAIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!("store-port connections still open after the stop; leaving them");
+    }
+}
+
+struct StorePort {
+    node: Node,
+    /// When each (certificate, reason) was last audited.
+    refusals: Mutex<HashMap<(Fingerprint, &'static str), u64>>,
+}
+
+impl StorePort {
+    fn service<R>(
+        port: Arc<Self>,
+        connection: Connection,
+        routes: R,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response, Infallible>> + Send,
+    > + Clone
+    where
+        R: tower_service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        R::Future: Send,
+    {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let (port, mut routes) = (Arc::clone(&port), routes.clone());
+            async move {
+                let (device, answer_headers) = match port.admit(&connection, request.headers()).await
+                {
+                    Ok(admitted) => admitted,
+                    Err(refused) => return Ok(refused),
+                };
+                let mut response = if request.uri().path() == "/api/v1/ws" {
+                    port.upgrade_link(&mut request, connection, device)
+                } else {
+                    request.extensions_mut().insert(Admitted(device));
+                    tower_service::Service::call(&mut routes, request)
+                        .await
+                        .unwrap_or_else(|never| match never {})
+                };
+                response.headers_mut().extend(answer_headers);
+                Ok(response)
+            }
+        })
+    }
+
+    /// Admits a request by its certificate (see the module's invariants): the device it speaks
+    /// for, and the headers to answer with (this device's id, and its own proof of the store
+    /// key while the window is open, for a device that is new to the store).
+    async fn admit(
+        &self,
+        connection: &Connection,
+        headers: &HeaderMap,
+    ) -> Result<(DeviceId, HeaderMap), Response> {
+        let node = &self.node;
+        let book = node.trust();
+        let now_ms = node.now_ms();
+        let claimed = header(headers, DEVICE_HEADER)
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(DeviceId::new);
+        let fingerprint = connection.fingerprint;
+        let device = match book.entry(&fingerprint) {
+            Some(entry) if entry.state == TrustState::Revoked => {
+                return Err(self.refuse(connection, claimed, "revoked", None));
+            }
+            Some(entry) => {
+                if claimed.is_some_and(|c| c != entry.device_id) {
+                    return Err(self.refuse(connection, claimed, "device_id_mismatch", None));
+                }
+                entry.device_id
+            }
+            None => self.enroll(connection, claimed, headers, now_ms).await?,
+        };
+        let mut answer = HeaderMap::new();
+        let me = node.config().device_id;
+        answer.insert(DEVICE_HEADER, HeaderValue::from(me.get()));
+        if let Some(key) = book.window_key(now_ms) {
+            let proof = proof::prove(&key, Side::Acceptor, &connection.exporter, &book.me(), me);
+            if let Ok(value) = HeaderValue::from_str(&proof) {
+                answer.insert(PROOF_HEADER, value);
+            }
+        }
+        Ok((device, answer))
+    }
+
+    /// An unknown certificate: trusted on first use if it proves the store key for a device id
+    /// that is free, else pending.
+    async fn enroll(
+        &self,
+        connection: &Connection,
+        claimed: Option<DeviceId>,
+        headers: &HeaderMap,
+        now_ms: u64,
+    ) -> Result<DeviceId, Response> {
+        let node = &self.node;
+        let book = node.trust();
+        let Some(device) = claimed else {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                format!("a device new to the store says who it is: the {DEVICE_HEADER} header"),
+            )
+            .into_response());
+        };
+        if device == node.config().device_id || book.trusted_for(device).is_some() {
+            return Err(self.refuse(connection, claimed, "device_id_taken", None));
+        }
+        let name = header(headers, NAME_HEADER)
+            .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
+            .map_or_else(|| format!("device-{device}"), str::to_owned);
+        let proven = book.window_key(now_ms).is_some_and(|key| {
+            header(headers, PROOF_HEADER).is_some_and(|given| {
+                let (exporter, fingerprint) = (&connection.exporter, &connection.fingerprint);
+                proof::verify(&key, Side::Dialer, exporter, fingerprint, device, given)
+            })
+        });
+        if !proven {
+            return Err(self.refuse(connection, claimed, "unknown_device", Some(name)));
+        }
+        let command = Command::Trust {
+            fingerprint: connection.fingerprint,
+            device_id: device,
+            name,
+            state: TrustState::Trusted,
+            how: "store_key".into(),
+        };
+        match node.local_write(command).await {
+            Ok(_) => {
+                log::info!(
+                    "trusted device {device} ({}) on its proof of the store key",
+                    connection.fingerprint.short()
+                );
+                Ok(device)
+            }
+            Err(NodeError::Storage(StorageError::Refused { reason, .. })) => {
+                Err(self.refuse(connection, claimed, reason.as_str(), None))
+            }
+            Err(err) => Err(ApiError::from(err).into_response()),
+        }
+    }
+
+    /// Refuses a certificate: audited (once a minute per certificate and reason), and for an
+    /// unknown one, listed as pending.
+    fn refuse(
+        &self,
+        connection: &Connection,
+        claimed: Option<DeviceId>,
+        why: &'static str,
+        pending_name: Option<String>,
+    ) -> Response {
+        let now_ms = self.node.now_ms();
+        let due = {
+            let mut seen = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= REFUSALS_REMEMBERED_MAX {
+                seen.clear();
+            }
+            let last = seen.insert((connection.fingerprint, why), now_ms);
+            last.is_none_or(|at| now_ms.saturating_sub(at) >= REFUSAL_AUDIT_EVERY_MS)
+        };
+        if due {
+            self.node.driver().send(Input::DeviceRefused(DeviceRefusal {
+                fingerprint: connection.fingerprint,
+                claimed,
+                address: connection.address.to_string(),
+                why,
+                pending_name,
+            }));
+        }
+        log::warn!(
+            "refused device {} ({claimed:?}) from {}: {why}",
+            connection.fingerprint.short(),
+            connection.address
+        );
+        let message = match why {
+            "unknown_device" => format!(
+                "this device ({}) is not trusted by the store; approve it on a trusted device \
+                 with `rms-node devices approve {}`",
+                connection.fingerprint.short(),
+                connection.fingerprint
+            ),
+            "revoked" => "this device certificate was revoked".to_owned(),
+            "device_id_mismatch" | "device_id_taken" => {
+                "this device id belongs to another certificate".to_owned()
+            }
+            other => format!("refused: {other}"),
+        };
+        ApiError::new(StatusCode::FORBIDDEN, why, message).into_response()
+    }
+
+    /// `GET /api/v1/ws` from an admitted device: a link bound to its certificate and device id.
+    fn upgrade_link(
+        &self,
+        request: &mut Request<Incoming>,
+        connection: Connection,
+        device: DeviceId,
+    ) -> Response {
+        let peer = Peer {
+            fingerprint: Some(connection.fingerprint),
+            device: Some(device),
+        };
+        server::upgrade_link(request, &self.node, peer)
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,235 @@
+//! The trust list as the links use it: who may connect, and what a dial may accept.
+//!
+//! The list itself is the fold of the master log's `device_trust` events
+//! (`rms_storage::trust::load`); the driver replaces it here after every input that changed it,
+//! and closes the links of every certificate it no longer trusts. Handshakes read it: a
+//! revocation counts for the next handshake at once, and for the links already open as soon as
+//! the driver closed them (within the input that brought it).
+//!
+//! **Invariants:**
+//! - A device link (store port) is admitted only for a trusted certificate, bound to the device
+//!   id the list gives it, or for one that proved the store key while the upgrade window is open
+//!   and whose device id no other trusted certificate holds.
+//! - A dial accepts only trusted certificates; a device that knows no other device of its store
+//!   yet also accepts an unknown one while the window is open, and then uses the link only if
+//!   that device proves the store key.
+
+use std::sync::{Arc, RwLock};
+
+use rms_domain::{DeviceId, Fingerprint, TrustEntry, TrustList};
+
+use crate::tls::Trusted;
+
+/// Shared by the store port, the connector and the driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TrustBook {
+    inner: Arc<RwLock<Book>>,
+}
+
+#[derive(Debug)]
+struct Book {
+    list: TrustList,
+    me: Fingerprint,
+    device: DeviceId,
+    store_key: Option<String>,
+    /// When the store-key window closes (ms since the epoch).
+    window_closes_at_ms: u64,
+}
+
+/// What a dial accepts on the other side.
+#[derive(Debug, Clone)]
+pub struct DialTrust {
+    pub trusted: Trusted,
+    /// An unknown server is accepted by the handshake, and must then prove the store key.
+    pub enrolling: bool,
+}
+
+impl TrustBook {
+    pub fn new(
+        list: TrustList,
+        me: Fingerprint,
+        device: DeviceId,
+        store_key: Option<String>,
+        window_closes_at_ms: u64,
+    ) -> TrustBook {
+        let book = Book {
+            list,
+            me,
+            device,
+            store_key,
+            window_closes_at_ms,
+        };
+        TrustBook {
+            inner: Arc::new(RwLock::new(book)),
+        }
+    }
+
+    // A writer that panicked replaced the list whole or not at all: read through the poison.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Book> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the list; returns the fingerprints trusted before and not now.
+    pub fn replace(&self, list: TrustList) -> Vec<Fingerprint> {
+        let mut book = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let dropped = book
+            .list
+            .trusted()
+            .filter(|f| !list.is_trusted(f))
+            .copied()
+            .collect();
+        book.list = list;
+        dropped
+    }
+
+    pub fn list(&self) -> TrustList {
+        self.read().list.clone()
+    }
+
+    pub fn me(&self) -> Fingerprint {
+        self.read().me
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.read().device
+    }
+
+    pub fn entry(&self, fingerprint: &Fingerprint) -> Option<TrustEntry> {
+        self.read().list.get(fingerprint).cloned()
+    }
+
+    pub fn is_trusted(&self, fingerprint: &Fingerprint) -> bool {
+        self.read().list.is_trusted(fingerprint)
+    }
+
+    /// The trusted certificate of `device`, if the list has one.
+    pub fn trusted_for(&self, device: DeviceId) -> Option<Fingerprint> {
+        self.read().list.trusted_for(device).map(|e| e.fingerprint)
+    }
+
+    pub fn store_key(&self) -> Option<String> {
+        self.read().store_key.clone()
+    }
+
+    pub fn window_closes_at_ms(&self) -> u64 {
+        self.read().window_closes_at_ms
+    }
+
+    /// The secret a device proves to be trusted on first use: the store key while the upgrade
+    /// window is open; for a store without a key (its devices listen on loopback only, so all
+    /// are on this machine) the empty key, always.
+    pub fn window_key(&self, now_ms: u64) -> Option<String> {
+        let book = self.read();
+        match &book.store_key {
+            None => Some(String::new()),
+            Some(key) => Some(key.clone()).filter(|_| now_ms < book.window_closes_at_ms),
+        }
+    }
+
+    pub fn close_window(&self, now_ms: u64) {
+        let mut book = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        book.window_closes_at_ms = book.window_closes_at_ms.min(now_ms);
+    }
+
+    /// What a dial to `device` (when the address is that device's) accepts: that device's
+    /// certificate alone when the list has it, else every trusted one; and an unknown one
+    /// (to be proven) only for a device that knows no other device of the store yet.
+    pub fn dial(&self, device: Option<DeviceId>, now_ms: u64) -> DialTrust {
+        let book = self.read();
+        if let Some(fingerprint) = device.and_then(|d| book.list.trusted_for(d)) {
+            return DialTrust {
+                trusted: Trusted::new([fingerprint.fingerprint]),
+                enrolling: false,
+            };
+        }
+        let knows_store = book.list.trusted().any(|f| *f != book.me);
+        let window_open = book.store_key.is_none() || now_ms < book.window_closes_at_ms;
+        if !knows_store && window_open {
+            return DialTrust {
+                trusted: Trusted::anyone(),
+                enrolling: true,
+            };
+        }
+        DialTrust {
+            trusted: Trusted::new(book.list.trusted().copied()),
+            enrolling: false,
+        }
+    }
+}
+
+/// Keeps a [`TrustBook`] in step with the database: the driver asks after every input that may
+/// have changed the list (the log moved, or a local trust change).
+#[derive(Debug, Default)]
+pub(crate) struct TrustWatch {
+    stamp: rms_storage::trust::Stamp,
+}
+
+impl TrustWatch {
+    /// Reloads the list if it changed; closes the links of every certificate no longer trusted.
+    pub(crate) fn refresh(
+        &mut self,
+        store: &rms_storage::Store,
+        book: &TrustBook,
+        links: &crate::link::Links,
+    ) -> Result<(), rms_storage::StorageError> {
+        let stamp = store.read(rms_storage::trust::stamp)?;
+        if stamp == self.stamp {
+            return Ok(());
+        }
+        let list = store.read(rms_storage::trust::load)?;
+        self.stamp = stamp;
+        let dropped = book.replace(list);
+        if !dropped.is_empty() {
+            let closed = links.close_certificates(&dropped);
+            log::warn!(
+                "{} device certificate(s) no longer trusted; closed {closed} link(s)",
+                dropped.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Audits a certificate the store port refused, and lists an unknown one as pending, in one
+/// transaction.
+pub(crate) fn record_refusal(
+    store: &rms_storage::Store,
+    refusal: &crate::input::DeviceRefusal,
+    now_ms: u64,
+) -> Result<(), rms_storage::StorageError> {
+    use rms_domain::{AuditEntry, Operation, Outcome, rfc3339_from_ms};
+    let entry = AuditEntry {
+        id: 0,
+        at: rfc3339_from_ms(now_ms),
+        operation: if refusal.is_alarm() {
+            Operation::Alarm
+        } else {
+            Operation::Rejection
+        },
+        device_id: refusal.claimed,
+        user_id: None,
+        event_id: None,
+        outcome: Outcome::Rejected,
+        details: serde_json::json!({
+            "why": refusal.why,
+            "fingerprint": refusal.fingerprint.to_string(),
+            "claimed": refusal.claimed,
+            "address": refusal.address,
+        }),
+    };
+    store.write(|tx| {
+        if let (Some(name), Some(device)) = (&refusal.pending_name, refusal.claimed) {
+            let pending = rms_storage::trust::Pending {
+                fingerprint: refusal.fingerprint,
+                device_id: device,
+                name: name.clone(),
+                address: refusal.address.clone(),
+                first_seen_ms: now_ms,
+                last_seen_ms: now_ms,
+                attempts: 1,
+            };
+            rms_storage::trust::note_pending(tx, &pending)?;
+        }
+        rms_storage::local::record_audit(tx, &entry).map(drop)
+    })
+}
