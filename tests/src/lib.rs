@@ -363,6 +363,9 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// Bytes a [`Proxy`] keeps of what went through it.
+pub const RECORDED_MAX: usize = 64 * 1024 * 1024;
+
 /// A TCP proxy on 127.0.0.1 in front of one address, that can cut the link: a fault injector for
 /// partition tests. Cutting closes every open connection and refuses new ones until healed.
 ///
@@ -375,6 +378,8 @@ pub struct Proxy {
     /// The port connections are forwarded to; 0 while the proxy stands in front of nothing.
     target_port: std::sync::Arc<std::sync::atomic::AtomicU16>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    /// Every byte that went through, both directions (see [`Proxy::recording`]).
+    pub recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Proxy {
@@ -393,10 +398,12 @@ impl Proxy {
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let target_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cut2, target2, open2) = (
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut2, target2, open2, recorded2) = (
             std::sync::Arc::clone(&cut),
             std::sync::Arc::clone(&target_port),
             std::sync::Arc::clone(&open),
+            std::sync::Arc::clone(&recorded),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -423,8 +430,23 @@ impl Proxy {
                 .into_iter()
                 .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
                 {
+                    let recorded = std::sync::Arc::clone(&recorded2);
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buffer = [0_u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buffer) {
+                            let Some(bytes) = buffer.get(..n).filter(|b| !b.is_empty()) else {
+                                break;
+                            };
+                            let mut log = recorded.lock().unwrap_or_else(|p| p.into_inner());
+                            if log.len() < RECORDED_MAX {
+                                log.extend_from_slice(bytes);
+                            }
+                            drop(log);
+                            if to.write_all(bytes).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
@@ -435,7 +457,16 @@ impl Proxy {
             cut,
             target_port,
             open,
+            recorded,
         }
+    }
+
+    /// What went through so far, both directions interleaved (at most [`RECORDED_MAX`] bytes).
+    pub fn recorded(&self) -> Vec<u8> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Forwards new connections to `127.0.0.1:<target_port>` from now on.

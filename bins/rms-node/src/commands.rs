@@ -1,6 +1,7 @@
 //! The commands beside running a node: `init` writes a config file with a fresh store key,
 //! `status` prints the store as a running node sees it, `backup` copies the database online,
-//! `id` prints this device's identity (made on first use).
+//! `id` prints this device's identity (made on first use), `devices` lists, approves and revokes
+//! the store's device certificates through the running node on this machine.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,23 @@ pub enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// List the store's device certificates (trusted, revoked, waiting), or approve or revoke
+    /// one, through the node running on this machine.
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+        /// The node's API on this machine.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7878",
+            value_name = "URL",
+            global = true
+        )]
+        url: String,
+        /// The store key, if the node has one.
+        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true, global = true)]
+        store_key: Option<String>,
+    },
     /// Print the store as a running node sees it: this device, the master, the roster, sync.
     Status {
         /// The node to ask.
@@ -58,6 +76,27 @@ pub enum Command {
         /// The store key, if the node has one.
         #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
         store_key: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DevicesAction {
+    /// Trusted, revoked and waiting devices (the default).
+    List,
+    /// Trust a device, after comparing its ID (`rms-node id` on it) with the one listed here.
+    Approve {
+        /// Its ID (the long form, as `rms-node id` prints it).
+        fingerprint: String,
+        /// Its device id, when it is not waiting for approval.
+        #[arg(long)]
+        device_id: Option<u16>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Revoke a device for good: every device closes its links, and its key never comes back.
+    Revoke {
+        /// Its device id.
+        device_id: u16,
     },
 }
 
@@ -108,7 +147,138 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", status(&url, store_key.as_deref())?);
             Ok(())
         }
+        Command::Devices {
+            action,
+            url,
+            store_key,
+        } => devices(
+            &url,
+            store_key.as_deref(),
+            action.unwrap_or(DevicesAction::List),
+        ),
     }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+/// `rms-node devices ...`.
+fn devices(base: &str, store_key: Option<&str>, action: DevicesAction) -> anyhow::Result<()> {
+    let agent = agent();
+    let base = base.trim_end_matches('/');
+    let (path, body) = match action {
+        DevicesAction::List => {
+            let trust = get(&agent, &format!("{base}/api/v1/devices/trust"), store_key)?;
+            print!("{}", devices_text(&trust));
+            return Ok(());
+        }
+        DevicesAction::Approve {
+            fingerprint,
+            device_id,
+            name,
+        } => (
+            "/api/v1/devices/approve".to_owned(),
+            serde_json::json!({ "fingerprint": fingerprint, "device_id": device_id, "name": name }),
+        ),
+        DevicesAction::Revoke { device_id } => (
+            format!("/api/v1/devices/{device_id}/revoke"),
+            serde_json::json!({}),
+        ),
+    };
+    let url = format!("{base}{path}");
+    let mut request = agent.post(&url).header("content-type", "application/json");
+    if let Some(key) = store_key {
+        request = request.header("authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request
+        .send(body.to_string().as_str())
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let answer: Value = serde_json::from_str(&response.body_mut().read_to_string()?)
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
+    if status != 200 {
+        bail!("{url}: {status} {}", field("message"));
+    }
+    println!(
+        "device {} ({}) is now {} (event {}, {})",
+        answer["device_id"],
+        field("fingerprint"),
+        field("state"),
+        field("event_id"),
+        field("status"),
+    );
+    Ok(())
+}
+
+/// The trust list as text.
+fn devices_text(trust: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "this device: {} ({})\n",
+        text(&trust["me"]["device_id"]),
+        text(&trust["me"]["fingerprint"])
+    );
+    let window = &trust["store_key_window"];
+    let closes = window["closes_at"]
+        .as_str()
+        .map(|at| format!(" (closes {at})"))
+        .unwrap_or_default();
+    let open = if window["open"] == true {
+        "open"
+    } else {
+        "closed"
+    };
+    out += &format!("store-key window: {open}{closes}\n");
+    let row = |id: &Value, state: &str, name: &Value, how: &str, id_text: &Value| {
+        format!(
+            "{:>6}  {:<8} {:<20} {:<10} {}",
+            text(id),
+            state,
+            text(name),
+            how,
+            text(id_text)
+        )
+    };
+    out += &format!(
+        "{:>6}  {:<8} {:<20} {:<10} {}\n",
+        "device", "state", "name", "how", "ID"
+    );
+    for device in trust["devices"].as_array().into_iter().flatten() {
+        let (state, how) = (text(&device["state"]), text(&device["how"]));
+        out += &row(
+            &device["device_id"],
+            &state,
+            &device["name"],
+            &how,
+            &device["fingerprint"],
+        );
+        out += "\n";
+    }
+    for device in trust["pending"].as_array().into_iter().flatten() {
+        out += &row(
+            &device["device_id"],
+            "pending",
+            &device["name"],
+            "-",
+            &device["fingerprint"],
+        );
+        out += &format!(
+            "  (from {}, {} attempts)\n",
+            text(&device["address"]),
+            text(&device["attempts"])
+        );
+    }
+    out
 }
 
 /// Bytes of randomness in a generated store key (printed as hex: 64 characters).
@@ -137,21 +307,27 @@ device_id = {device_id}
 # A name for people.
 # name = "till {device_id}"
 
-# The shared secret of the store: the same on every device. Every request must carry
-# "Authorization: Bearer <key>". Keep this file readable by the service user only.
+# The shared secret of the store: the same on every device. Every API request must carry
+# "Authorization: Bearer <key>", and for the first 24 hours (store_key_window_hours) a device
+# that proves it is trusted by the others on first use. Keep this file readable by the service
+# user only.
 store_key = {store_key}
+# store_key_window_hours = 24
 
-# Where to listen. With a store key the node may listen on the store's network.
-listen = "0.0.0.0:7878"
+# The API for the apps of this machine (plain HTTP on loopback).
+listen = "127.0.0.1:7878"
 
-# How the other devices reach this one (set it to this device's address on the store network).
-# advertise = "http://192.0.2.10:7878"
+# The store port: where the devices link to each other (TLS with device certificates).
+sync_listen = "0.0.0.0:7879"
+
+# How the other devices reach this one (this device's address on the store network).
+# advertise = "https://192.0.2.10:7879"
 
 # Where the database lives.
 # data_dir = "/var/lib/rms"
 
 # At least one other device of the store; the others are learned from it.
-# peers = ["http://192.0.2.11:7878"]
+# peers = ["https://192.0.2.11:7879"]
 
 # Election rank: the highest priority wins, then the lowest device id.
 # priority = 0
@@ -202,11 +378,7 @@ fn get(agent: &ureq::Agent, url: &str, store_key: Option<&str>) -> anyhow::Resul
 
 /// The cluster as the node at `base` sees it, as text.
 fn status(base: &str, store_key: Option<&str>) -> anyhow::Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let agent = agent();
     let base = base.trim_end_matches('/');
     let health = get(&agent, &format!("{base}/api/v1/health"), store_key)?;
     let cluster = get(&agent, &format!("{base}/api/v1/cluster"), store_key)?;

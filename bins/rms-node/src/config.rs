@@ -167,7 +167,11 @@ impl Config {
         let listen = cli.listen.or(file.listen).unwrap_or(default_listen);
         let default_sync = SocketAddr::new(
             listen.ip(),
-            if listen.port() == 0 { 0 } else { DEFAULT_SYNC_PORT },
+            if listen.port() == 0 {
+                0
+            } else {
+                DEFAULT_SYNC_PORT
+            },
         );
         let config = Config {
             device_id,

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term, UnknownName};
-use crate::trust::{TrustChange, TrustState};
 use crate::sale::SaleLine;
+use crate::trust::{TrustChange, TrustState};
 use crate::validate::{self, ValidationError};
 use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
 

@@ -39,8 +39,8 @@ pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
 pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
-pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
+pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
 /// Checks a free-text field: 1 to `chars_max` characters, not only white space, no control
 /// characters.
 pub use validate::text as validate_text;

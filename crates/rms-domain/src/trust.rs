@@ -212,7 +212,9 @@ mod tests {
         ]);
         assert!(replaced.is_trusted(&fp(9)));
         assert_eq!(
-            replaced.trusted_for(DeviceId::new(2).expect("2")).map(|e| e.fingerprint),
+            replaced
+                .trusted_for(DeviceId::new(2).expect("2"))
+                .map(|e| e.fingerprint),
             Some(fp(9))
         );
     }

@@ -8,9 +8,9 @@
 use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
-    AuditEntry, DeviceId, EventId, Fingerprint, TrustState, EventPayload, EventStatus, LogEntry, NewProduct, NewSale, Operation,
-    Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine, StockAdjustment, SyncEvent,
-    rfc3339_from_ms,
+    AuditEntry, DeviceId, EventId, EventPayload, EventStatus, Fingerprint, LogEntry, NewProduct,
+    NewSale, Operation, Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine,
+    StockAdjustment, SyncEvent, TrustState, rfc3339_from_ms,
 };
 use rusqlite::Transaction;
 use serde_json::json;

@@ -2,15 +2,17 @@
 //!
 //! The list is not a table: it is the fold ([`rms_domain::TrustList::fold`]) of the
 //! `device_trust` events of this device's copy of the master log, in log order, so a truncation
-//! (split brain) that undoes an entry undoes its trust change too. This device's own revocations
-//! count at once, before the master logs them: a revocation only ever narrows what is trusted.
+//! (split brain) that undoes an entry undoes its trust change too. This device's own trust
+//! changes count at once, before the master logs them (the owner's approval or revocation on
+//! this device, which may be cut off from the master): the same rules apply to them, and one
+//! the master rejects drops out of the list with its verdict.
 //!
 //! Pending devices (a certificate nobody trusts, seen by this device) are kept in
 //! `pending_devices`, at most [`PENDING_MAX`] of them; the oldest is forgotten for a new one.
 //!
 //! **On crash:** every write here is one statement in the caller's transaction.
 
-use rms_domain::{DeviceId, EventStatus, Fingerprint, TrustChange, TrustList, TrustState};
+use rms_domain::{DeviceId, EventStatus, Fingerprint, TrustChange, TrustList};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
@@ -45,7 +47,7 @@ pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
 }
 
 /// The trust list: the logged, accepted trust changes in log order, then this device's own
-/// revocations that the master has not logged yet.
+/// changes that the master has not logged yet.
 pub fn load(conn: &Connection) -> Result<TrustList, StorageError> {
     let me = crate::node_state::load(conn)?.device_id;
     let mut logged = conn.prepare_cached(
@@ -85,9 +87,6 @@ pub fn load(conn: &Connection) -> Result<TrustList, StorageError> {
         else {
             continue;
         };
-        if is_own_pending && change.state != TrustState::Revoked {
-            continue;
-        }
         changes.push(change);
     }
     Ok(TrustList::fold(changes))
@@ -208,9 +207,11 @@ pub fn window_closes_at(
     open_for_ms: u64,
 ) -> Result<u64, StorageError> {
     let stored: Option<i64> = tx
-        .query_row("SELECT closes_at_ms FROM trust_window WHERE id = 1", [], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT closes_at_ms FROM trust_window WHERE id = 1",
+            [],
+            |row| row.get(0),
+        )
         .optional()?;
     if let Some(at) = stored {
         return from_sql_u64(at, "trust_window");

@@ -4,8 +4,8 @@
 //! **Invariants:**
 //! - Nothing but the TLS handshake goes out before the other side's certificate passed: a
 //!   server the trust list does not name gets no HTTP byte, unless this device knows no other
-//!   device of its store yet and the upgrade window is open (then it gets a proof of the store
-//!   key bound to this session, never the key).
+//!   device of its store yet (then it gets this device's ID, and while the upgrade window is
+//!   open a proof of the store key bound to this session, never the key).
 //! - A link is used only if the other side is trusted, or proved the store key in its answer;
 //!   either way it is bound to one device id, and a link that claims another is closed.
 
@@ -100,7 +100,7 @@ impl Dialer {
         expected: Option<DeviceId>,
     ) -> Result<Dialed, DialError> {
         let authority = authority(url).ok_or_else(|| DialError::BadAddress(url.to_owned()))?;
-        let trust = self.book.dial(expected, self.clock.now_ms());
+        let trust = self.book.dial(expected);
         let config = tls::client_config(&self.identity, trust.trusted)?;
         let connector = TlsConnector::from(Arc::new(config));
         let name = ServerName::try_from(tls::SERVER_NAME)
@@ -244,7 +244,10 @@ mod tests {
         ] {
             assert_eq!(authority(url).as_deref(), Some("127.0.0.1:7879"), "{url}");
         }
-        assert_eq!(authority("http://[::1]:7879").as_deref(), Some("[::1]:7879"));
+        assert_eq!(
+            authority("http://[::1]:7879").as_deref(),
+            Some("[::1]:7879")
+        );
         for bad in ["", "https://", "host", "host:port", ":80"] {
             assert_eq!(authority(bad), None, "{bad}");
         }

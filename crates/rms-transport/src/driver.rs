@@ -543,7 +543,8 @@ impl Loop {
             })
             .collect();
         for (info, _, _) in &roster {
-            self.connector.ensure_device(&info.advertise, info.device_id);
+            self.connector
+                .ensure_device(&info.advertise, info.device_id);
         }
         self.persist_roster(&roster);
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());

@@ -428,9 +428,12 @@ impl RestLink<'_> {
     /// Runs the link until the connection fails or the link is dropped (slow, or refused).
     pub async fn run(self) -> Result<(), crate::dial::DialError> {
         use crate::dial::{DIAL_TIMEOUT, DialError};
-        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dialer.connect(self.authority, self.expected))
-            .await
-            .map_err(|_| DialError::TimedOut)??;
+        let dialed = tokio::time::timeout(
+            DIAL_TIMEOUT,
+            self.dialer.connect(self.authority, self.expected),
+        )
+        .await
+        .map_err(|_| DialError::TimedOut)??;
         let tls = dialed.session;
         let headers = self.dialer.headers(&tls);
         let io = hyper_util::rt::TokioIo::new(dialed.stream);
@@ -445,7 +448,8 @@ impl RestLink<'_> {
                     .map_err(|_| DialError::TimedOut)??;
                 let status = response.status();
                 let answer_headers = response.headers().clone();
-                let body = http_body_util::Limited::new(response.into_body(), EXCHANGE_ANSWER_BYTES_MAX);
+                let body =
+                    http_body_util::Limited::new(response.into_body(), EXCHANGE_ANSWER_BYTES_MAX);
                 let body = http_body_util::BodyExt::collect(body)
                     .await
                     .map_err(|_| DialError::Refused(status.as_u16()))?
@@ -496,8 +500,13 @@ fn exchange_request(
     headers: &tokio_tungstenite::tungstenite::http::HeaderMap,
     batch: &[String],
 ) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
-    let body = format!("{{\"device_id\":{},\"messages\":[{}]}}", device_of(headers), batch.join(","));
-    let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
+    let body = format!(
+        "{{\"device_id\":{},\"messages\":[{}]}}",
+        device_of(headers),
+        batch.join(",")
+    );
+    let mut request =
+        hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
     *request.method_mut() = hyper::Method::POST;
     *request.uri_mut() = hyper::Uri::from_static("/api/v1/sync/exchange");
     let request_headers = request.headers_mut();

@@ -11,13 +11,13 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::connector::Connector;
-use crate::dial::Dialer;
-use crate::trust::TrustBook;
 use crate::db::{Db, DbError};
+use crate::dial::Dialer;
 use crate::driver::{self, Status};
 use crate::identity::{Identity, IdentityError};
 use crate::input::{self, Driver, Input, LocalDone};
 use crate::link::Links;
+use crate::trust::TrustBook;
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
 #[derive(Debug, Clone)]

@@ -134,7 +134,8 @@ async fn serve_api(
         };
         let (routes, node, feeds) = (routes.clone(), node.clone(), Arc::clone(&feeds));
         let local = address.ip().is_loopback();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(api::RemoteAddr(address));
             let mut routes = routes.clone();
             let (node, feeds) = (node.clone(), Arc::clone(&feeds));
             async move {

@@ -168,11 +168,11 @@ impl StorePort {
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let (port, mut routes) = (Arc::clone(&port), routes.clone());
             async move {
-                let (device, answer_headers) = match port.admit(&connection, request.headers()).await
-                {
-                    Ok(admitted) => admitted,
-                    Err(refused) => return Ok(refused),
-                };
+                let (device, answer_headers) =
+                    match port.admit(&connection, request.headers()).await {
+                        Ok(admitted) => admitted,
+                        Err(refused) => return Ok(refused),
+                    };
                 let mut response = if request.uri().path() == "/api/v1/ws" {
                     port.upgrade_link(&mut request, connection, device)
                 } else {

@@ -11,8 +11,8 @@
 //!   id the list gives it, or for one that proved the store key while the upgrade window is open
 //!   and whose device id no other trusted certificate holds.
 //! - A dial accepts only trusted certificates; a device that knows no other device of its store
-//!   yet also accepts an unknown one while the window is open, and then uses the link only if
-//!   that device proves the store key.
+//!   yet also accepts an unknown one, and then uses the link only if that device is trusted by
+//!   then (approved on this device) or proves the store key.
 
 use std::sync::{Arc, RwLock};
 
@@ -40,7 +40,8 @@ struct Book {
 #[derive(Debug, Clone)]
 pub struct DialTrust {
     pub trusted: Trusted,
-    /// An unknown server is accepted by the handshake, and must then prove the store key.
+    /// An unknown server is accepted by the handshake (this device knows no other device of
+    /// its store yet); the link is used only if it is trusted by then or proves the store key.
     pub enrolling: bool,
 }
 
@@ -132,9 +133,11 @@ impl TrustBook {
     }
 
     /// What a dial to `device` (when the address is that device's) accepts: that device's
-    /// certificate alone when the list has it, else every trusted one; and an unknown one
-    /// (to be proven) only for a device that knows no other device of the store yet.
-    pub fn dial(&self, device: Option<DeviceId>, now_ms: u64) -> DialTrust {
+    /// certificate alone when the list has it, else every trusted one; and any one (to be
+    /// proven after) for a device that knows no other device of the store yet: it must reach
+    /// its store to be listed as waiting there, and sends nothing but its ID (and, while the
+    /// window is open, a proof of the key bound to this session).
+    pub fn dial(&self, device: Option<DeviceId>) -> DialTrust {
         let book = self.read();
         if let Some(fingerprint) = device.and_then(|d| book.list.trusted_for(d)) {
             return DialTrust {
@@ -143,8 +146,7 @@ impl TrustBook {
             };
         }
         let knows_store = book.list.trusted().any(|f| *f != book.me);
-        let window_open = book.store_key.is_none() || now_ms < book.window_closes_at_ms;
-        if !knows_store && window_open {
+        if !knows_store {
             return DialTrust {
                 trusted: Trusted::anyone(),
                 enrolling: true,

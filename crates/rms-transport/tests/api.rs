@@ -75,7 +75,8 @@ async fn a_product_is_created_sold_and_audited() {
     assert_eq!(health["master_id"], 1);
     let (_, status) = call(&node, "GET", "/api/v1/sync/status", None).await;
     assert_eq!(status["pending"], 0);
-    assert_eq!(status["cursor"], 2);
+    // The log: this device's certificate (trusted at its first start), the product, the sale.
+    assert_eq!(status["cursor"], 3);
 }
 
 #[tokio::test]
@@ -423,7 +424,8 @@ async fn metrics_are_prometheus_text_behind_the_store_key() {
         "rms_role{role=\"master\"} 1",
         "rms_role{role=\"client\"} 0",
         "rms_term 1",
-        "rms_log_events{verdict=\"accepted\"} 1",
+        // This device's certificate (trusted at its first start) and the product.
+        "rms_log_events{verdict=\"accepted\"} 2",
         "rms_pending_events 0",
         "rms_connected_devices 0",
         "# TYPE rms_push_latency_seconds histogram",

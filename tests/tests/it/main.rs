@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod core;
+mod devices;
 mod disk_full;
 mod election;
 mod failover;

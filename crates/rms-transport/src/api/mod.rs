@@ -3,10 +3,12 @@
 //! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
 
 mod catalogue;
+mod devices;
 mod sales;
 mod status;
 mod sync;
 
+pub(crate) use devices::RemoteAddr;
 pub(crate) use status::status_snapshot;
 
 use std::convert::Infallible;
@@ -35,6 +37,12 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .or(sync_pull(&node))
         .unify()
         .or(sync_exchange(&node))
+        .unify()
+        .or(trust_list(&node))
+        .unify()
+        .or(approve_device(&node))
+        .unify()
+        .or(revoke_device(&node))
         .unify();
     let products = list_products(&node)
         .or(create_product(&node))
@@ -187,6 +195,30 @@ pub(crate) fn store_routes(node: Node) -> warp::filters::BoxedFilter<(Response,)
         .recover(recover)
         .unify()
         .boxed()
+}
+
+fn trust_list(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("devices" / "trust")
+        .and(warp::get())
+        .and(with_node(node))
+        .and_then(|node| answer(devices::list(node)))
+}
+
+fn approve_device(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("devices" / "approve")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(warp::ext::optional::<RemoteAddr>())
+        .and(body::limited())
+        .and_then(|node, remote, body| answer(devices::approve(node, remote, body)))
+}
+
+fn revoke_device(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("devices" / u16 / "revoke")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(warp::ext::optional::<RemoteAddr>())
+        .and_then(|id, node, remote| answer(devices::revoke(node, remote, id)))
 }
 
 fn sync_status(

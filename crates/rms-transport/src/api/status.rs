@@ -109,6 +109,7 @@ fn sync_status_value(node: &Node, (pending, oldest_ms): (u64, Option<u64>)) -> s
         "cursor": status.log_head,
         "last_sync_at": status.last_sync_at_ms.map(rfc3339_from_ms),
         "connected_devices": status.connected.len(),
+        "connected": status.connected,
     })
 }
 

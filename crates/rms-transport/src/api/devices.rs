@@ -1,0 +1,193 @@
+//! The store's devices by certificate (issue #14): the trust list, the devices waiting for
+//! approval, and the owner's two acts on them, approve and revoke. Both are local writes of a
+//! `device_trust` event, so they replicate through the master log like a sale; both are
+//! answered only to a request from this machine (the loopback API), as Syncthing keeps device
+//! management to its GUI.
+
+use rms_domain::{DeviceId, Fingerprint, TrustState, ValidationError, rfc3339_from_ms};
+use rms_storage::local::Command;
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::node::Node;
+
+use super::json;
+
+/// The peer address of a request (set by the API's accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
+/// `GET /devices/trust`: trusted and revoked certificates, and those waiting.
+pub async fn list(node: Node) -> Result<Response, ApiError> {
+    let book = node.trust();
+    let list = book.list();
+    let pending = node
+        .db()
+        .read(rms_storage::trust::pending)
+        .await?
+        .into_iter()
+        .filter(|p| list.get(&p.fingerprint).is_none())
+        .map(|p| {
+            json!({
+                "fingerprint": p.fingerprint,
+                "short": p.fingerprint.short(),
+                "device_id": p.device_id,
+                "name": p.name,
+                "address": p.address,
+                "first_seen": rfc3339_from_ms(p.first_seen_ms),
+                "last_seen": rfc3339_from_ms(p.last_seen_ms),
+                "attempts": p.attempts,
+            })
+        })
+        .collect::<Vec<_>>();
+    let devices = list
+        .entries()
+        .map(|e| {
+            json!({
+                "fingerprint": e.fingerprint,
+                "short": e.fingerprint.short(),
+                "device_id": e.device_id,
+                "name": e.name,
+                "state": e.state.as_str(),
+                "added_by": e.added_by,
+                "how": e.how,
+                "at": rfc3339_from_ms(e.at_ms),
+            })
+        })
+        .collect::<Vec<_>>();
+    let keyless = book.store_key().is_none();
+    let closes_at = book.window_closes_at_ms();
+    let me = book.me();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "me": { "fingerprint": me, "short": me.short(), "device_id": book.device() },
+            "store_key_window": {
+                "open": book.window_key(node.now_ms()).is_some(),
+                "closes_at": (!keyless).then(|| rfc3339_from_ms(closes_at)),
+            },
+            "devices": devices,
+            "pending": pending,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    fingerprint: String,
+    /// Needed when the device is not waiting (the owner read its ID off its screen).
+    #[serde(default)]
+    device_id: Option<u16>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /devices/approve`: trusts a certificate for a device id.
+pub async fn approve(
+    node: Node,
+    remote: Option<RemoteAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    local_only(remote)?;
+    let approve: Approve = body::decode(&body)?;
+    let fingerprint: Fingerprint = approve
+        .fingerprint
+        .parse()
+        .map_err(|e| ApiError::invalid(ValidationError::new("fingerprint", format!("{e}"))))?;
+    let waiting = node
+        .db()
+        .read(move |c| rms_storage::trust::pending_one(c, &fingerprint))
+        .await?;
+    let device = match (approve.device_id, &waiting) {
+        (Some(id), _) => DeviceId::new(id),
+        (None, Some(waiting)) => Some(waiting.device_id),
+        (None, None) => None,
+    }
+    .ok_or_else(|| {
+        ApiError::invalid(ValidationError::new(
+            "device_id",
+            "is required (1..=65535) for a device that is not waiting for approval",
+        ))
+    })?;
+    let name = approve
+        .name
+        .or_else(|| waiting.map(|w| w.name))
+        .unwrap_or_else(|| format!("device-{device}"));
+    let done = node
+        .local_write(Command::Trust {
+            fingerprint,
+            device_id: device,
+            name,
+            state: TrustState::Trusted,
+            how: "approved".into(),
+        })
+        .await?;
+    Ok(json(StatusCode::OK, &answer(&done.recorded.event)))
+}
+
+/// `POST /devices/{id}/revoke`: revokes the certificate device `id` is trusted with, for good.
+pub async fn revoke(node: Node, remote: Option<RemoteAddr>, id: u16) -> Result<Response, ApiError> {
+    local_only(remote)?;
+    let device = DeviceId::new(id)
+        .ok_or_else(|| ApiError::invalid(ValidationError::new("id", "must be in 1..=65535")))?;
+    if device == node.config().device_id {
+        return Err(ApiError::invalid(ValidationError::new(
+            "id",
+            "is this device: revoke it from another device",
+        )));
+    }
+    let entry = node
+        .trust()
+        .trusted_for(device)
+        .and_then(|f| node.trust().entry(&f))
+        .ok_or_else(|| ApiError::not_found(format!("no trusted certificate for device {id}")))?;
+    let done = node
+        .local_write(Command::Trust {
+            fingerprint: entry.fingerprint,
+            device_id: device,
+            name: entry.name,
+            state: TrustState::Revoked,
+            how: "revoked".into(),
+        })
+        .await?;
+    Ok(json(StatusCode::OK, &answer(&done.recorded.event)))
+}
+
+fn answer(event: &rms_domain::SyncEvent) -> serde_json::Value {
+    let rms_domain::EventPayload::DeviceTrust {
+        fingerprint,
+        device_id,
+        name,
+        trust,
+        ..
+    } = &event.payload
+    else {
+        return json!({ "event_id": event.event_id.to_string() });
+    };
+    json!({
+        "fingerprint": fingerprint,
+        "device_id": device_id,
+        "name": name,
+        "state": trust.as_str(),
+        "event_id": event.event_id.to_string(),
+        "status": event.status.as_str(),
+    })
+}
+
+/// Device management answers only the apps of this machine.
+fn local_only(remote: Option<RemoteAddr>) -> Result<(), ApiError> {
+    match remote {
+        Some(RemoteAddr(address)) if address.ip().is_loopback() => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "loopback_only",
+            "devices are approved and revoked from the device itself (127.0.0.1)",
+        )),
+    }
+}

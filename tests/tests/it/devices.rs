@@ -1,0 +1,413 @@
+//! Devices prove who they are (issue #14), with real processes: the store port speaks TLS only,
+//! an unknown certificate is refused and listed as pending, a rogue server gets no HTTP byte, a
+//! device cannot claim another's id, the wire carries no plaintext, a revoked device is cut off
+//! at once, and a store made by the store-key release upgrades without losing a sale.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rms_tests::{FAST, NodeProcess, Proxy, node_args, wait_for};
+use serde_json::{Value, json};
+
+const KEY: &str = "store-key-for-device-tests";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// `node_args` plus the store key and any `extra` flags, as owned strings.
+fn args(device: &str, peers: &[String], extra: &[&str]) -> Vec<String> {
+    let mut all = node_args(device, FAST, peers);
+    all.extend(["--store-key", KEY]);
+    all.extend_from_slice(extra);
+    all.into_iter().map(str::to_owned).collect()
+}
+
+fn start(dir: &Path, args: &[String]) -> NodeProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    NodeProcess::start(dir, &args)
+}
+
+fn fingerprint(node: &NodeProcess) -> String {
+    let (_, health) = node.get("/api/v1/health");
+    health["fingerprint"].as_str().unwrap().to_owned()
+}
+
+fn trust(node: &NodeProcess) -> Value {
+    let (status, trust) = node.get("/api/v1/devices/trust");
+    assert_eq!(status, 200, "{trust}");
+    trust
+}
+
+/// The state of `fingerprint` in `node`'s trust list: trusted, revoked, pending, or none.
+fn state_of(node: &NodeProcess, fingerprint: &str) -> String {
+    let trust = trust(node);
+    let listed = |key: &str| {
+        trust[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["fingerprint"] == fingerprint)
+            .cloned()
+    };
+    match (listed("devices"), listed("pending")) {
+        (Some(entry), _) => entry["state"].as_str().unwrap().to_owned(),
+        (None, Some(_)) => "pending".into(),
+        (None, None) => "none".into(),
+    }
+}
+
+fn audit(node: &NodeProcess, operation: &str) -> Vec<Value> {
+    let (_, entries) = node.get(&format!("/api/v1/audit?operation={operation}&limit=1000"));
+    entries.as_array().cloned().unwrap_or_default()
+}
+
+fn connected(node: &NodeProcess) -> Vec<Value> {
+    let (_, status) = node.get("/api/v1/sync/status");
+    status["connected"].as_array().cloned().unwrap_or_default()
+}
+
+fn rms_node(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(rms_tests::node_binary())
+        .args(args)
+        .output()
+        .expect("run rms-node");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn an_unknown_certificate_with_the_key_after_the_window_waits_until_both_sides_approve() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let closed = ["--store-key-window-hours", "0"];
+    let one = start(dirs[0].path(), &args("1", &[], &closed));
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    assert_eq!(one.post("/api/v1/products", &soap).0, 201);
+    let two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&one.sync_url), &closed),
+    );
+    let (one_id, two_id) = (fingerprint(&one), fingerprint(&two));
+
+    wait_for("device 2 pending on device 1", DEADLINE, || {
+        state_of(&one, &two_id) == "pending"
+    });
+    let refusals = audit(&one, "rejection");
+    assert!(
+        refusals
+            .iter()
+            .any(|e| e["details"]["why"] == "unknown_device"
+                && e["details"]["fingerprint"] == two_id),
+        "{refusals:?}"
+    );
+    // It received nothing: no product, no master.
+    assert_eq!(two.get("/api/v1/products/soap").0, 404);
+    assert_ne!(two.get("/api/v1/health").1["master_id"], 1);
+
+    // The owner compares the IDs and approves on both sides, with the CLI.
+    let (ok, out) = rms_node(&[
+        "devices",
+        "approve",
+        &two_id,
+        "--url",
+        &one.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = rms_node(&[
+        "devices",
+        "approve",
+        &one_id,
+        "--device-id",
+        "1",
+        "--url",
+        &two.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+    wait_for("device 2 syncs the catalogue", DEADLINE, || {
+        two.get("/api/v1/products/soap").0 == 200
+    });
+    assert_eq!(state_of(&one, &two_id), "trusted");
+    let (ok, listing) = rms_node(&["devices", "--url", &one.url, "--store-key", KEY]);
+    assert!(
+        ok && listing.contains(&two_id) && listing.contains("approved"),
+        "{listing}"
+    );
+    assert!(listing.contains("store-key window: closed"), "{listing}");
+}
+
+#[test]
+fn a_rogue_server_with_the_store_key_gets_no_http_byte() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = start(dirs[0].path(), &args("1", &[], &[]));
+    let mut two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&one.sync_url), &[]),
+    );
+    let two_id = fingerprint(&two);
+    wait_for("device 1 trusts device 2", DEADLINE, || {
+        state_of(&one, &two_id) == "trusted"
+    });
+    wait_for("device 2 knows device 1", DEADLINE, || {
+        state_of(&two, &fingerprint(&one)) == "trusted"
+    });
+    // A rogue device with the store key (and its window open), behind a recording relay.
+    let rogue = start(dirs[2].path(), &args("9", &[], &[]));
+    let relay = Proxy::start(rogue.sync_port());
+    two.terminate();
+    let two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&relay.url), &[]),
+    );
+    // Device 2 dials the rogue again and again (with backoff): three handshakes at least.
+    wait_for("device 2 tried the rogue", DEADLINE, || {
+        relay
+            .recorded()
+            .windows(3)
+            .filter(|w| w == &[0x16, 0x03, 0x01])
+            .count()
+            >= 3
+    });
+    assert_eq!(
+        state_of(&rogue, &two_id),
+        "none",
+        "the rogue never heard a request"
+    );
+    assert!(audit(&rogue, "rejection").is_empty());
+    assert!(audit(&rogue, "trust").iter().all(|e| e["device_id"] == 9));
+    let bytes = relay.recorded();
+    for secret in [KEY.as_bytes(), b"GET ", b"HTTP/1.1", b"rms-device"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{:?} crossed the wire",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    // Device 2 still works with its real store.
+    assert_eq!(two.get("/api/v1/health").0, 200);
+}
+
+#[test]
+fn the_store_port_refuses_plain_http_and_the_api_of_another_machine_refuses_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = start(dir.path(), &args("1", &[], &[]));
+    let mut stream = TcpStream::connect(("127.0.0.1", one.sync_port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP got an HTTP answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[test]
+fn a_device_claiming_another_devices_id_is_refused_with_an_alarm_and_cannot_lead() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = start(dirs[0].path(), &args("1", &[], &[]));
+    let two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&one.sync_url), &[]),
+    );
+    wait_for("device 2 follows device 1", DEADLINE, || {
+        two.get("/api/v1/health").1["master_id"] == 1
+    });
+    let term = one.get("/api/v1/health").1["term"].clone();
+    // Another certificate that claims device 2 and would win every election.
+    let imposter = start(
+        dirs[2].path(),
+        &args(
+            "2",
+            std::slice::from_ref(&one.sync_url),
+            &["--priority", "100"],
+        ),
+    );
+    let imposter_id = fingerprint(&imposter);
+    wait_for("an alarm on device 1", DEADLINE, || {
+        audit(&one, "alarm").iter().any(|e| {
+            e["details"]["why"] == "device_id_taken" && e["details"]["fingerprint"] == imposter_id
+        })
+    });
+    for node in [&one, &two] {
+        let (_, health) = node.get("/api/v1/health");
+        assert_eq!(
+            (health["master_id"].clone(), health["term"].clone()),
+            (json!(1), term.clone())
+        );
+    }
+    assert_ne!(state_of(&one, &imposter_id), "trusted");
+    assert_eq!(imposter.get("/api/v1/products").1, json!([]));
+}
+
+#[test]
+fn the_wire_between_two_devices_carries_tls_records_only() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = start(dirs[0].path(), &args("1", &[], &[]));
+    let relay = Proxy::start(one.sync_port());
+    // Device 1 cannot dial device 2 (its advertised address is dead): every byte between them
+    // crosses the relay.
+    let dead = ["--advertise", "https://127.0.0.1:1"];
+    let two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&relay.url), &dead),
+    );
+    let canary = json!({"sku":"canary-sku-7f3a","name":"Canary","price_cents":120,"stock":10});
+    assert_eq!(one.post("/api/v1/products", &canary).0, 201);
+    wait_for("device 2 has the canary", DEADLINE, || {
+        two.get("/api/v1/products/canary-sku-7f3a").0 == 200
+    });
+    let sale = json!({"user_id":"cashier-canary-42","lines":[{"sku":"canary-sku-7f3a","qty":2}]});
+    let (status, sold) = two.post("/api/v1/sales", &sale);
+    assert!(status == 201 || status == 202, "{status} {sold}");
+    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
+    wait_for("device 1 has the sale", DEADLINE, || {
+        one.get(&format!("/api/v1/sales/{sale_id}")).0 == 200
+    });
+    let bytes = relay.recorded();
+    assert_eq!(bytes.first(), Some(&0x16), "a TLS handshake record first");
+    for secret in [
+        KEY.as_bytes(),
+        b"canary-sku-7f3a",
+        b"cashier-canary-42",
+        b"Canary",
+    ] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{:?} crossed the wire in plaintext",
+            String::from_utf8_lossy(secret)
+        );
+    }
+}
+
+#[test]
+fn a_revoked_device_is_cut_off_from_every_device_within_two_seconds_and_stays_out() {
+    let (dirs, mut nodes) = rms_tests::store_of_three(FAST);
+    wait_for("device 3 linked to 1 and 2", DEADLINE, || {
+        nodes[..2].iter().all(|n| connected(n).contains(&json!(3)))
+    });
+    let three_id = fingerprint(&nodes[2]);
+    // Revoked from a client, with the CLI: the client cuts it at once, the master's log
+    // carries it to every device.
+    let (ok, out) = rms_node(&["devices", "revoke", "3", "--url", &nodes[1].url]);
+    assert!(ok, "{out}");
+    let revoked_at = Instant::now();
+    wait_for(
+        "device 3 cut off everywhere",
+        Duration::from_secs(2),
+        || {
+            nodes[..2].iter().all(|n| !connected(n).contains(&json!(3)))
+                && connected(&nodes[2]).is_empty()
+        },
+    );
+    assert!(revoked_at.elapsed() < Duration::from_secs(2));
+    wait_for("the revocation in the master's list", DEADLINE, || {
+        state_of(&nodes[0], &three_id) == "revoked"
+    });
+    // It stays out, across its restart, while the others keep selling.
+    nodes[2].terminate();
+    let three = NodeProcess::start(
+        dirs[2].path(),
+        &node_args("3", FAST, std::slice::from_ref(&nodes[0].sync_url)),
+    );
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    assert_eq!(nodes[0].post("/api/v1/products", &soap).0, 201);
+    wait_for("device 2 has the product", DEADLINE, || {
+        nodes[1].get("/api/v1/products/soap").0 == 200
+    });
+    let sale = json!({"user_id":"ann","lines":[{"sku":"soap","qty":1}]});
+    let (status, sold) = nodes[1].post("/api/v1/sales", &sale);
+    assert!(status == 201 || status == 202, "{status} {sold}");
+    wait_for(
+        "device 1 refused the revoked device again",
+        DEADLINE,
+        || {
+            audit(&nodes[0], "alarm").iter().any(|e| {
+                e["details"]["why"] == "revoked" && e["details"]["fingerprint"] == three_id
+            })
+        },
+    );
+    assert_eq!(three.get("/api/v1/products/soap").0, 404);
+    assert!(!connected(&nodes[0]).contains(&json!(3)));
+}
+
+/// Copies a data directory made by the release before device certificates (`tests/fixtures`).
+fn fixture(device: u16) -> tempfile::TempDir {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/store-key-release")
+        .join(format!("device-{device}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(from.join("rms.db"), dir.path().join("rms.db")).unwrap();
+    dir
+}
+
+#[test]
+fn a_store_made_by_the_store_key_release_upgrades_without_losing_a_sale() {
+    // Made by the release before device certificates: device 1 master, then stopped; device 2
+    // took over and sold once more. Key `upgrade-store-key-0123456789`; see the fixture's README.
+    const OLD_KEY: &str = "upgrade-store-key-0123456789";
+    let dirs = [fixture(1), fixture(2)];
+    let with_key = |device: &str, peers: &[String]| {
+        let mut all = node_args(device, FAST, peers);
+        all.extend(["--store-key", OLD_KEY]);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let one = start(dirs[0].path(), &with_key("1", &[]));
+    let two = start(
+        dirs[1].path(),
+        &with_key("2", std::slice::from_ref(&one.sync_url)),
+    );
+    let nodes = [&one, &two];
+    wait_for("one master for both", DEADLINE, || {
+        let masters: Vec<Value> = nodes
+            .iter()
+            .map(|n| n.get("/api/v1/health").1["master_id"].clone())
+            .collect();
+        !masters[0].is_null() && masters[0] == masters[1]
+    });
+    for sale in ["1-2", "2-1", "2-2"] {
+        for node in nodes {
+            wait_for(
+                &format!("sale {sale} accepted on {}", node.url),
+                DEADLINE,
+                || {
+                    let (status, body) = node.get(&format!("/api/v1/sales/{sale}"));
+                    status == 200 && body["status"] == "accepted"
+                },
+            );
+        }
+    }
+    for node in nodes {
+        wait_for("stock 20 - 2 - 3 - 1", DEADLINE, || {
+            node.get("/api/v1/products/tea").1["stock"] == 14
+        });
+    }
+    let sale = json!({"user_id":"cy","lines":[{"sku":"tea","qty":1}]});
+    let (status, sold) = two.post("/api/v1/sales", &sale);
+    assert!(status == 201 || status == 202, "{status} {sold}");
+    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
+    wait_for("the new sale accepted on both", DEADLINE, || {
+        nodes
+            .iter()
+            .all(|n| n.get(&format!("/api/v1/sales/{sale_id}")).1["status"] == "accepted")
+    });
+    // Each device made its certificate, and the store trusts both by the key.
+    let ids = [fingerprint(&one), fingerprint(&two)];
+    for node in nodes {
+        for id in &ids {
+            wait_for("both certificates trusted", DEADLINE, || {
+                state_of(node, id) == "trusted"
+            });
+        }
+        assert_eq!(trust(node)["store_key_window"]["open"], true);
+    }
+    assert!(dirs[0].path().join("device-key.pem").exists());
+}
