@@ -68,6 +68,34 @@ pub enum Command {
         #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true, global = true)]
         store_key: Option<String>,
     },
+    /// Open a pairing window on this (trusted) device and print its one-time code, for a new
+    /// device to join with `rms-node join CODE --peer URL`.
+    Pair {
+        /// How long the code is valid: 90s, 10m, 1h [default: 10m, at most 24h].
+        #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
+        ttl: Option<u64>,
+        /// The node's API on this machine.
+        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
+        url: String,
+        /// The store key, if the node has one.
+        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+        store_key: Option<String>,
+    },
+    /// Join a store: the node running on this machine proves the code to the sponsor at --peer,
+    /// and each trusts the other.
+    Join {
+        /// The code the sponsor printed (dashes optional).
+        code: String,
+        /// The sponsor's store port, e.g. https://10.0.0.11:7879.
+        #[arg(long, value_name = "URL")]
+        peer: String,
+        /// The node's API on this machine.
+        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
+        url: String,
+        /// The store key, if the node has one.
+        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
+        store_key: Option<String>,
+    },
     /// Print the store as a running node sees it: this device, the master, the roster, sync.
     Status {
         /// The node to ask.
@@ -156,6 +184,41 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             store_key.as_deref(),
             action.unwrap_or(DevicesAction::List),
         ),
+        Command::Pair {
+            ttl,
+            url,
+            store_key,
+        } => {
+            let body = serde_json::json!({ "ttl_seconds": ttl });
+            let answer = post(&url, "/api/v1/pairing", store_key.as_deref(), &body)?;
+            println!("{}", answer["code"].as_str().unwrap_or_default());
+            eprintln!(
+                "one device may join with this code until {} (sponsor: device {}, {})",
+                answer["expires_at"].as_str().unwrap_or_default(),
+                answer["sponsor"]["device_id"],
+                answer["sponsor"]["fingerprint"]
+                    .as_str()
+                    .unwrap_or_default(),
+            );
+            Ok(())
+        }
+        Command::Join {
+            code,
+            peer,
+            url,
+            store_key,
+        } => {
+            let body = serde_json::json!({ "code": code, "peer": peer });
+            let answer = post(&url, "/api/v1/pairing/join", store_key.as_deref(), &body)?;
+            let sponsor = &answer["sponsor"];
+            println!(
+                "joined the store of device {} ({}, {}); syncing now",
+                sponsor["device_id"],
+                sponsor["name"].as_str().unwrap_or_default(),
+                sponsor["fingerprint"].as_str().unwrap_or_default(),
+            );
+            Ok(())
+        }
     }
 }
 
@@ -190,21 +253,8 @@ fn devices(base: &str, store_key: Option<&str>, action: DevicesAction) -> anyhow
             serde_json::json!({}),
         ),
     };
-    let url = format!("{base}{path}");
-    let mut request = agent.post(&url).header("content-type", "application/json");
-    if let Some(key) = store_key {
-        request = request.header("authorization", &format!("Bearer {key}"));
-    }
-    let mut response = request
-        .send(body.to_string().as_str())
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status().as_u16();
-    let answer: Value = serde_json::from_str(&response.body_mut().read_to_string()?)
-        .with_context(|| format!("{url} did not answer JSON"))?;
+    let answer = post(base, &path, store_key, &body)?;
     let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
-    if status != 200 {
-        bail!("{url}: {status} {}", field("message"));
-    }
     println!(
         "device {} ({}) is now {} (event {}, {})",
         answer["device_id"],
@@ -214,6 +264,52 @@ fn devices(base: &str, store_key: Option<&str>, action: DevicesAction) -> anyhow
         field("status"),
     );
     Ok(())
+}
+
+/// POSTs `body` to `base` + `path`; the answer, or an error naming the refusal.
+fn post(base: &str, path: &str, store_key: Option<&str>, body: &Value) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut request = agent()
+        .post(&url)
+        .header("content-type", "application/json");
+    if let Some(key) = store_key {
+        request = request.header("authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request
+        .send(body.to_string().as_str())
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let answer: Value = serde_json::from_str(&response.body_mut().read_to_string()?)
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    if status != 200 {
+        bail!(
+            "{url}: {status} {}",
+            answer["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(answer)
+}
+
+/// `90s`, `10m`, `1h` or a number of seconds, as seconds.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+    };
+    if seconds == 0 || seconds > 24 * 3600 {
+        return Err(format!("{text:?}: a pairing window lasts 1 s to 24 h"));
+    }
+    Ok(seconds)
 }
 
 /// The trust list as text.

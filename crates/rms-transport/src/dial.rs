@@ -62,7 +62,35 @@ pub struct Dialed {
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
     pub fingerprint: Fingerprint,
-    exporter: [u8; 32],
+    pub exporter: [u8; 32],
+}
+
+/// One HTTP request on a dialed connection (which it then closes): the answer's status,
+/// headers and body (at most `body_max` bytes).
+pub async fn request_once(
+    dialed: Dialed,
+    request: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
+    body_max: usize,
+) -> Result<(u16, HeaderMap, hyper::body::Bytes), DialError> {
+    let io = hyper_util::rt::TokioIo::new(dialed.stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let connection = tokio::spawn(connection);
+    let answer = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = http_body_util::Limited::new(response.into_body(), body_max);
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map_err(|_| DialError::Refused(status))?
+            .to_bytes();
+        Ok((status, headers, body))
+    };
+    let answer = tokio::time::timeout(DIAL_TIMEOUT, answer)
+        .await
+        .map_err(|_| DialError::TimedOut)?;
+    connection.abort();
+    answer
 }
 
 /// Dials other devices as this one.
@@ -99,9 +127,23 @@ impl Dialer {
         url: &str,
         expected: Option<DeviceId>,
     ) -> Result<Dialed, DialError> {
+        self.connect_trusting(url, self.book.dial(expected).trusted)
+            .await
+    }
+
+    /// TCP and TLS to `url`, accepting any certificate but this device's own: for pairing,
+    /// where the other side proves the code after the handshake.
+    pub async fn connect_any(&self, url: &str) -> Result<Dialed, DialError> {
+        self.connect_trusting(url, tls::Trusted::anyone()).await
+    }
+
+    async fn connect_trusting(
+        &self,
+        url: &str,
+        trusted: tls::Trusted,
+    ) -> Result<Dialed, DialError> {
         let authority = authority(url).ok_or_else(|| DialError::BadAddress(url.to_owned()))?;
-        let trust = self.book.dial(expected);
-        let config = tls::client_config(&self.identity, trust.trusted)?;
+        let config = tls::client_config(&self.identity, trusted)?;
         let connector = TlsConnector::from(Arc::new(config));
         let name = ServerName::try_from(tls::SERVER_NAME)
             .map_err(|_| DialError::BadAddress(tls::SERVER_NAME.to_owned()))?;
@@ -124,20 +166,36 @@ impl Dialer {
         })
     }
 
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.me
+    }
+
+    /// This device's certificate's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.identity.fingerprint()
+    }
+
     /// The headers a request to `dialed` carries: who this device is, and while the window is
     /// open, its proof of the store key (for a device that does not know it yet).
     pub fn headers(&self, session: &Session) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(DEVICE_HEADER, HeaderValue::from(self.me.get()));
-        if let Ok(name) = HeaderValue::from_str(&self.name) {
-            headers.insert(NAME_HEADER, name);
-        }
+        let mut headers = self.identity_headers();
         if let Some(key) = self.book.window_key(self.clock.now_ms()) {
             let me = self.identity.fingerprint();
             let proof = proof::prove(&key, Side::Dialer, &session.exporter, &me, self.me);
             if let Ok(value) = HeaderValue::from_str(&proof) {
                 headers.insert(PROOF_HEADER, value);
             }
+        }
+        headers
+    }
+
+    /// Who this device is: its id and name.
+    pub fn identity_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(DEVICE_HEADER, HeaderValue::from(self.me.get()));
+        if let Ok(name) = HeaderValue::from_str(&self.name) {
+            headers.insert(NAME_HEADER, name);
         }
         headers
     }

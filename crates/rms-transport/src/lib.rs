@@ -29,6 +29,7 @@ mod input;
 mod link;
 mod metrics;
 mod node;
+pub mod pairing;
 pub mod proof;
 mod server;
 pub mod step;

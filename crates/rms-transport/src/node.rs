@@ -17,6 +17,7 @@ use crate::driver::{self, Status};
 use crate::identity::{Identity, IdentityError};
 use crate::input::{self, Driver, Input, LocalDone};
 use crate::link::Links;
+use crate::pairing::{self, JoinError, Joined, Pairing};
 use crate::trust::TrustBook;
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
@@ -121,6 +122,9 @@ struct Inner {
     notifications: broadcast::Sender<Notification>,
     identity: Arc<Identity>,
     trust: TrustBook,
+    pairing: Pairing,
+    dialer: Dialer,
+    connector: Connector,
     thread: Mutex<Option<driver::DriverThread>>,
 }
 
@@ -166,7 +170,8 @@ impl Node {
             config.name.clone(),
             config.clock,
         );
-        let mut connector = Connector::new(links.clone(), driver.clone(), dialer, shutdown_rx);
+        let mut connector =
+            Connector::new(links.clone(), driver.clone(), dialer.clone(), shutdown_rx);
         if config.sync_over_rest {
             connector = connector.over_rest();
         }
@@ -217,6 +222,9 @@ impl Node {
             notifications,
             identity,
             trust,
+            pairing: Pairing::default(),
+            dialer,
+            connector,
             thread: Mutex::new(Some(thread)),
         };
         let node = Node {
@@ -251,6 +259,22 @@ impl Node {
     /// The store's trust list as the links check it.
     pub fn trust(&self) -> &TrustBook {
         &self.inner.trust
+    }
+
+    /// This device's pairing window (it sponsors new devices).
+    pub fn pairing(&self) -> &Pairing {
+        &self.inner.pairing
+    }
+
+    pub(crate) fn dialer(&self) -> &Dialer {
+        &self.inner.dialer
+    }
+
+    /// Joins the store of the sponsor at `peer` with the code it showed, then links to it.
+    pub async fn join(&self, code: &str, peer: &str) -> Result<Joined, JoinError> {
+        let joined = pairing::join(self, code, peer).await?;
+        self.inner.connector.ensure(peer);
+        Ok(joined)
     }
 
     pub fn db(&self) -> &Db {

@@ -168,6 +168,9 @@ impl StorePort {
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let (port, mut routes) = (Arc::clone(&port), routes.clone());
             async move {
+                if request.uri().path() == crate::pairing::JOIN_PATH {
+                    return Ok(port.pair(&connection, request.headers()).await);
+                }
                 let (device, answer_headers) =
                     match port.admit(&connection, request.headers()).await {
                         Ok(admitted) => admitted,
@@ -281,6 +284,75 @@ impl StorePort {
         }
     }
 
+    /// `POST /api/v1/pairing/join` from a device new to the store: it proves the code of this
+    /// device's pairing window (`crate::pairing`); its certificate is trusted, and the answer
+    /// carries this device's proof of the code.
+    async fn pair(&self, connection: &Connection, headers: &HeaderMap) -> Response {
+        let node = &self.node;
+        let book = node.trust();
+        let claimed = header(headers, DEVICE_HEADER)
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(DeviceId::new);
+        let (Some(device), Some(given)) = (claimed, header(headers, PROOF_HEADER)) else {
+            let message = format!("a join says who it is ({DEVICE_HEADER}) and proves the code");
+            return ApiError::bad_request("bad_request", message).into_response();
+        };
+        let fingerprint = connection.fingerprint;
+        if book
+            .entry(&fingerprint)
+            .is_some_and(|e| e.state == TrustState::Revoked)
+        {
+            return self.refuse(connection, claimed, "revoked", None);
+        }
+        let me = node.config().device_id;
+        if device == me || book.trusted_for(device).is_some_and(|f| f != fingerprint) {
+            return self.refuse(connection, claimed, "device_id_taken", None);
+        }
+        let exporter = connection.exporter;
+        let attempt = node.pairing().attempt(node.now_ms(), |code| {
+            proof::verify(code, Side::Dialer, &exporter, &fingerprint, device, given)
+        });
+        let code = match attempt {
+            Ok(code) => code,
+            Err(refused) => {
+                let message = refused.to_string();
+                return self.refuse_with(connection, claimed, refused.code(), None, message);
+            }
+        };
+        let name = header(headers, NAME_HEADER)
+            .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
+            .map_or_else(|| format!("device-{device}"), str::to_owned);
+        let command = Command::Trust {
+            fingerprint,
+            device_id: device,
+            name,
+            state: TrustState::Trusted,
+            how: "paired".into(),
+        };
+        if let Err(err) = node.local_write(command).await {
+            return match err {
+                NodeError::Storage(StorageError::Refused { reason, .. }) => {
+                    self.refuse(connection, claimed, reason.as_str(), None)
+                }
+                other => ApiError::from(other).into_response(),
+            };
+        }
+        log::info!("paired device {device} ({})", fingerprint.short());
+        let mine = proof::prove(&code, Side::Acceptor, &exporter, &book.me(), me);
+        let body = serde_json::json!({
+            "device_id": me,
+            "fingerprint": book.me(),
+            "name": node.config().name,
+        });
+        let mut response = warp::reply::json(&body).into_response();
+        let answer = response.headers_mut();
+        answer.insert(DEVICE_HEADER, HeaderValue::from(me.get()));
+        if let Ok(value) = HeaderValue::from_str(&mine) {
+            answer.insert(PROOF_HEADER, value);
+        }
+        response
+    }
+
     /// Refuses a certificate: audited (once a minute per certificate and reason), and for an
     /// unknown one, listed as pending.
     fn refuse(
@@ -289,6 +361,30 @@ impl StorePort {
         claimed: Option<DeviceId>,
         why: &'static str,
         pending_name: Option<String>,
+    ) -> Response {
+        let message = match why {
+            "unknown_device" => format!(
+                "this device ({}) is not trusted by the store; approve it on a trusted device \
+                 with `rms-node devices approve {}`, or pair it with a code",
+                connection.fingerprint.short(),
+                connection.fingerprint
+            ),
+            "revoked" => "this device certificate was revoked".to_owned(),
+            "device_id_mismatch" | "device_id_taken" => {
+                "this device id belongs to another certificate".to_owned()
+            }
+            other => format!("refused: {other}"),
+        };
+        self.refuse_with(connection, claimed, why, pending_name, message)
+    }
+
+    fn refuse_with(
+        &self,
+        connection: &Connection,
+        claimed: Option<DeviceId>,
+        why: &'static str,
+        pending_name: Option<String>,
+        message: String,
     ) -> Response {
         let now_ms = self.node.now_ms();
         let due = {
@@ -308,24 +404,17 @@ impl StorePort {
                 pending_name,
             }));
         }
-        log::warn!(
+        let level = if due {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
             "refused device {} ({claimed:?}) from {}: {why}",
             connection.fingerprint.short(),
             connection.address
         );
-        let message = match why {
-            "unknown_device" => format!(
-                "this device ({}) is not trusted by the store; approve it on a trusted device \
-                 with `rms-node devices approve {}`",
-                connection.fingerprint.short(),
-                connection.fingerprint
-            ),
-            "revoked" => "this device certificate was revoked".to_owned(),
-            "device_id_mismatch" | "device_id_taken" => {
-                "this device id belongs to another certificate".to_owned()
-            }
-            other => format!("refused: {other}"),
-        };
         ApiError::new(StatusCode::FORBIDDEN, why, message).into_response()
     }
 

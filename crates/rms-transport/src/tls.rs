@@ -421,6 +421,49 @@ mod tests {
         assert!(exchange(server, anonymous).await.is_err(), "refused");
     }
 
+    /// Presents one device's certificate with another's key.
+    #[derive(Debug)]
+    struct Borrowed(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::client::ResolvesClientCert for Borrowed {
+        fn resolve(
+            &self,
+            _root_hint_subjects: &[&[u8]],
+            _sigschemes: &[SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(Arc::clone(&self.0))
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_presented_without_its_private_key_is_refused() {
+        // A thief who copied b's certificate (it is public) but not its key.
+        let (a, b) = two_devices();
+        let thief = Identity::ephemeral().expect("a thief");
+        let server = server_config(&a, Trusted::new([b.fingerprint()])).expect("server");
+        let (b_chain, _) = own(&b).expect("b's certificate");
+        let (_, thief_key) = own(&thief).expect("the thief's key");
+        let key = provider()
+            .key_provider
+            .load_private_key(thief_key)
+            .expect("a signing key");
+        let stolen = Borrowed(Arc::new(rustls::sign::CertifiedKey::new(b_chain, key)));
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned::new(
+                Trusted::new([a.fingerprint()]),
+                b.fingerprint(),
+            )))
+            .with_client_cert_resolver(Arc::new(stolen));
+        assert!(exchange(server, client).await.is_err(), "refused");
+    }
+
     #[tokio::test]
     async fn a_tls_1_2_client_is_refused() {
         let (a, b) = two_devices();

@@ -411,3 +411,84 @@ fn a_store_made_by_the_store_key_release_upgrades_without_losing_a_sale() {
     }
     assert!(dirs[0].path().join("device-key.pem").exists());
 }
+
+/// Asks `joiner` (through its API) to join the store of the device at `peer` with `code`; the
+/// sponsor's refusal code, or `joined`.
+fn join(joiner: &NodeProcess, code: &str, peer: &str) -> String {
+    let (status, answer) =
+        joiner.post("/api/v1/pairing/join", &json!({"code": code, "peer": peer}));
+    match status {
+        200 => "joined".into(),
+        403 => {
+            let message = answer["message"].as_str().unwrap_or_default();
+            let code = message.rsplit('(').next().unwrap_or_default();
+            code.trim_end_matches(')').to_owned()
+        }
+        other => panic!("join answered {other}: {answer}"),
+    }
+}
+
+fn open_pairing(sponsor: &NodeProcess, ttl_seconds: u64) -> String {
+    let (status, answer) = sponsor.post("/api/v1/pairing", &json!({"ttl_seconds": ttl_seconds}));
+    assert_eq!(status, 200, "{answer}");
+    answer["code"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syncs() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = start(dirs[0].path(), &args("1", &[], &[]));
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    assert_eq!(one.post("/api/v1/products", &soap).0, 201);
+    // Device 2 is in the store (by the key); device 3 has no key: it must pair.
+    let two = start(
+        dirs[1].path(),
+        &args("2", std::slice::from_ref(&one.sync_url), &[]),
+    );
+    wait_for("device 2 in the store", DEADLINE, || {
+        two.get("/api/v1/products/soap").0 == 200
+    });
+    let new = NodeProcess::start(
+        dirs[2].path(),
+        &node_args("3", FAST, std::slice::from_ref(&one.sync_url)),
+    );
+    let peer = one.sync_url.clone();
+
+    // Expired: a window of one second, tried with a wrong code until it says so.
+    let expiring = open_pairing(&one, 1);
+    wait_for("the window expired", DEADLINE, || {
+        join(&new, "AAAA-AAAA-AAAA", &peer) == "pairing_expired"
+    });
+    assert_eq!(join(&new, &expiring, &peer), "pairing_expired");
+
+    // Another sponsor's code, then wrong codes: the window locks at ten.
+    let code = open_pairing(&one, 600);
+    let foreign = open_pairing(&two, 600);
+    assert_eq!(join(&new, &foreign, &peer), "pairing_wrong_code");
+    for _ in 1..10 {
+        assert_eq!(join(&new, "BBBB-CCCC-DDDD", &peer), "pairing_wrong_code");
+    }
+    assert_eq!(
+        join(&new, &code, &peer),
+        "pairing_locked",
+        "the 11th attempt"
+    );
+    assert_eq!(new.get("/api/v1/products/soap").0, 404);
+
+    // A fresh window: the right code, with the CLI, and the new device syncs.
+    let code = open_pairing(&one, 600);
+    let output = std::process::Command::new(rms_tests::node_binary())
+        .args(["join", &code, "--peer", &peer, "--url", &new.url])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    wait_for("the new device syncs the catalogue", DEADLINE, || {
+        new.get("/api/v1/products/soap").0 == 200
+    });
+    assert_eq!(state_of(&one, &fingerprint(&new)), "trusted");
+    assert_eq!(state_of(&new, &fingerprint(&one)), "trusted");
+
+    // The code is used up: another device cannot join with it.
+    let late = NodeProcess::start(dirs[3].path(), &node_args("4", FAST, &[]));
+    assert_eq!(join(&late, &code, &peer), "pairing_used");
+}

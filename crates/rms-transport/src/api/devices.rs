@@ -191,3 +191,94 @@ fn local_only(remote: Option<RemoteAddr>) -> Result<(), ApiError> {
         )),
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenPairing {
+    /// How long the window stays open [default: 600].
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// `POST /pairing`: opens this device's pairing window; answers the one-time code.
+pub async fn open_pairing(
+    node: Node,
+    remote: Option<RemoteAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    local_only(remote)?;
+    let open: OpenPairing = if body.is_empty() {
+        OpenPairing { ttl_seconds: None }
+    } else {
+        body::decode(&body)?
+    };
+    let max_s = crate::pairing::TTL_MAX_MS / 1000;
+    let ttl_ms = match open.ttl_seconds {
+        None => crate::pairing::TTL_DEFAULT_MS,
+        Some(s) if (1..=max_s).contains(&s) => s * 1000,
+        Some(_) => {
+            let message = format!("must be 1 to {max_s}");
+            return Err(ApiError::invalid(ValidationError::new(
+                "ttl_seconds",
+                message,
+            )));
+        }
+    };
+    let now_ms = node.now_ms();
+    let code = node
+        .pairing()
+        .open(now_ms, ttl_ms)
+        .ok_or_else(|| ApiError::internal("the system's random source failed"))?;
+    log::info!("pairing window open for {} s", ttl_ms / 1000);
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "code": code,
+            "expires_at": rfc3339_from_ms(now_ms + ttl_ms),
+            "sponsor": { "device_id": node.config().device_id, "fingerprint": node.trust().me() },
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    code: String,
+    /// The sponsor's store port, e.g. `https://10.0.0.11:7879`.
+    peer: String,
+}
+
+/// `POST /pairing/join`: this (new) device joins the sponsor's store with its code.
+pub async fn join(
+    node: Node,
+    remote: Option<RemoteAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::pairing::JoinError;
+    local_only(remote)?;
+    let join: Join = body::decode(&body)?;
+    match node.join(&join.code, &join.peer).await {
+        Ok(joined) => Ok(json(StatusCode::OK, &json!({ "sponsor": joined }))),
+        Err(JoinError::BadCode(_)) => Err(ApiError::invalid(ValidationError::new(
+            "code",
+            format!(
+                "is {} letters and digits (dashes optional)",
+                crate::pairing::CODE_CHARS
+            ),
+        ))),
+        Err(err @ JoinError::Dial(crate::dial::DialError::BadAddress(_))) => Err(
+            ApiError::invalid(ValidationError::new("peer", err.to_string())),
+        ),
+        Err(JoinError::Node(err)) => Err(err.into()),
+        Err(err @ (JoinError::Refused { .. } | JoinError::NotTheSponsor)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "pairing_refused",
+            err.to_string(),
+        )),
+        Err(err @ JoinError::Dial(_)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "sponsor_unreachable",
+            err.to_string(),
+        )),
+    }
+}

@@ -43,6 +43,10 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .or(approve_device(&node))
         .unify()
         .or(revoke_device(&node))
+        .unify()
+        .or(open_pairing(&node))
+        .unify()
+        .or(join_store(&node))
         .unify();
     let products = list_products(&node)
         .or(create_product(&node))
@@ -219,6 +223,24 @@ fn revoke_device(node: &Node) -> impl Filter<Extract = Route, Error = Rejection>
         .and(with_node(node))
         .and(warp::ext::optional::<RemoteAddr>())
         .and_then(|id, node, remote| answer(devices::revoke(node, remote, id)))
+}
+
+fn open_pairing(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("pairing")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(warp::ext::optional::<RemoteAddr>())
+        .and(body::limited())
+        .and_then(|node, remote, body| answer(devices::open_pairing(node, remote, body)))
+}
+
+fn join_store(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    warp::path!("pairing" / "join")
+        .and(warp::post())
+        .and(with_node(node))
+        .and(warp::ext::optional::<RemoteAddr>())
+        .and(body::limited())
+        .and_then(|node, remote, body| answer(devices::join(node, remote, body)))
 }
 
 fn sync_status(
