@@ -19,6 +19,31 @@ pub fn now_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
+/// A device of its own (a fresh certificate) linked to the store port at `sync_url` as `id`.
+async fn tls_socket(sync_url: &str, id: u16) -> anyhow::Result<rms_transport::ClientSocket> {
+    use rms_transport::dial::Dialer;
+    use rms_transport::identity::Identity;
+    use rms_transport::trust::TrustBook;
+    let device = rms_domain::DeviceId::new(id).context("a device id")?;
+    let identity = std::sync::Arc::new(Identity::ephemeral()?);
+    let book = TrustBook::new(
+        rms_domain::TrustList::default(),
+        identity.fingerprint(),
+        device,
+        None,
+        0,
+    );
+    let dialer = Dialer::new(
+        identity,
+        book,
+        device,
+        format!("bench-{id}"),
+        rms_transport::Clock::default(),
+    );
+    let (socket, _peer) = dialer.websocket(sync_url, None).await?;
+    Ok(socket)
+}
+
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -47,6 +72,7 @@ pub enum Kind {
 pub struct Fleet {
     senders: Vec<mpsc::UnboundedSender<String>>,
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    delivered: mpsc::UnboundedSender<Delivery>,
     /// Device ids, by index.
     pub ids: Vec<u16>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -65,11 +91,18 @@ impl Fleet {
     /// (`http://...`) in its current epoch; each heartbeats every second like a real device.
     pub async fn rms(base_url: &str, count: usize, first_id: u16) -> anyhow::Result<Fleet> {
         let ws = format!("{}/api/v1/ws", base_url.replacen("http", "ws", 1));
+        let ids: Vec<u16> = (0..count).map(|i| first_id + i as u16).collect();
+        let fleet = Fleet::connect(&ws, &ids, false).await?;
+        fleet.register(base_url, count).await
+    }
+
+    /// Registers every device with the master in its current epoch, and starts heartbeats.
+    async fn register(mut self, base_url: &str, count: usize) -> anyhow::Result<Fleet> {
         let health: Value = reqwest_health(base_url).await?;
         let epoch =
             json!({"term": health["term"], "master_id": health["master_id"], "master_priority": 0});
-        let ids: Vec<u16> = (0..count).map(|i| first_id + i as u16).collect();
-        let mut fleet = Fleet::connect(&ws, &ids, false).await?;
+        let ids = self.ids.clone();
+        let fleet = &mut self;
         for (i, id) in ids.iter().enumerate() {
             let register =
                 json!({"type": "register", "peer": peer(*id), "epoch": epoch, "log_head": 0});
@@ -82,10 +115,30 @@ impl Fleet {
                 registered == count
             })
             .await
-            .context("registering the simulated devices")?;
+            .with_context(|| format!("registering the simulated devices: {registered} of {count}"))?;
         let heartbeat = fleet.heartbeats(epoch);
         fleet.tasks.push(heartbeat);
-        Ok(fleet)
+        Ok(self)
+    }
+
+    /// The same devices, linked as real devices link: each with its own certificate, over TLS
+    /// to the master's store port (`sync_url`), trusted on first use (the bench's master has no
+    /// store key, so its devices are the machine's).
+    pub async fn rms_tls(
+        base_url: &str,
+        sync_url: &str,
+        count: usize,
+        first_id: u16,
+    ) -> anyhow::Result<Fleet> {
+        let ids: Vec<u16> = (0..count).map(|i| first_id + i as u16).collect();
+        let mut fleet = Fleet::empty(&ids);
+        for (device, id) in ids.iter().enumerate() {
+            let socket = tls_socket(sync_url, *id)
+                .await
+                .with_context(|| format!("linking device {id} to {sync_url}"))?;
+            fleet.attach(device, socket, false);
+        }
+        fleet.register(base_url, count).await
     }
 
     /// `count` plain WebSocket clients of a reference server at `ws_url`.
@@ -94,14 +147,19 @@ impl Fleet {
         Fleet::connect(ws_url, &ids, true).await
     }
 
-    async fn connect(url: &str, ids: &[u16], plain: bool) -> anyhow::Result<Fleet> {
+    fn empty(ids: &[u16]) -> Fleet {
         let (tx, deliveries) = mpsc::unbounded_channel();
-        let mut fleet = Fleet {
+        Fleet {
             senders: Vec::with_capacity(ids.len()),
             deliveries,
+            delivered: tx,
             ids: ids.to_vec(),
             tasks: Vec::new(),
-        };
+        }
+    }
+
+    async fn connect(url: &str, ids: &[u16], plain: bool) -> anyhow::Result<Fleet> {
+        let mut fleet = Fleet::empty(ids);
         for device in 0..ids.len() {
             // Nagle off, as rms-node's own links have it; and a 4 KiB read buffer instead of
             // tungstenite's 128 KiB, which it zero-fills on every read: the devices share the
@@ -111,6 +169,23 @@ impl Fleet {
             let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
                 .await
                 .with_context(|| format!("connecting device {device} to {url}"))?;
+            fleet.attach(device, socket, plain);
+        }
+        Ok(fleet)
+    }
+
+    /// Runs device `device` on `socket`: a task that sends what [`Fleet::send`] queues, and one
+    /// that reports what arrives.
+    fn attach<S>(
+        &mut self,
+        device: usize,
+        socket: tokio_tungstenite::WebSocketStream<S>,
+        plain: bool,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let fleet = self;
+        {
             let (mut sink, mut stream) = socket.split();
             let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
             fleet.tasks.push(tokio::spawn(async move {
@@ -120,7 +195,7 @@ impl Fleet {
                     }
                 }
             }));
-            let tx = tx.clone();
+            let tx = fleet.delivered.clone();
             fleet.tasks.push(tokio::spawn(async move {
                 while let Some(Ok(frame)) = stream.next().await {
                     let Frame::Text(text) = frame else { continue };
@@ -131,7 +206,6 @@ impl Fleet {
             }));
             fleet.senders.push(out_tx);
         }
-        Ok(fleet)
     }
 
     pub fn send(&self, device: usize, text: String) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::report::Row;
-use crate::scenarios::Bench;
+use crate::scenarios::{Bench, Link};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,13 +105,15 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("S1") {
         for clients in [10, 50] {
-            rows.push(scenarios::s1_ingest(bench, clients).await?);
+            rows.push(scenarios::s1_ingest(bench, clients, Link::Plain).await?);
         }
+        rows.push(scenarios::s1_ingest(bench, 50, Link::Tls).await?);
     }
     if wanted("S2") {
         for clients in [10, 50, 200] {
             rows.push(scenarios::s2_fanout_latency(bench, clients).await?);
         }
+        rows.push(scenarios::s2_fanout_latency_tls(bench, 50).await?);
     }
     if wanted("S3") {
         rows.push(scenarios::s3_fanout_throughput(bench).await?);
@@ -138,6 +140,7 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("S6") {
         rows.extend(scenarios::s6_memory(bench).await?);
+        rows.push(scenarios::s6_memory_tls(bench).await?);
     }
     if wanted("S7") {
         rows.push(scenarios::s7_cold_start(bench).await?);

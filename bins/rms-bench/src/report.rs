@@ -9,6 +9,9 @@ pub enum Target {
     RatioAtLeast(f64),
     /// rms's value must be at most this, in the row's unit (lower is better: time, memory).
     AtMost(f64),
+    /// rms's value must be at most this multiple of the reference (lower is better: a cost
+    /// against the same thing without it, e.g. latency with TLS against plaintext).
+    RatioAtMost(f64),
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ impl Row {
         Some(match self.target? {
             Target::RatioAtLeast(min) => median(&self.ratios()) >= min,
             Target::AtMost(max) => self.value() <= max,
+            Target::RatioAtMost(max) => median(&self.ratios()) <= max,
         })
     }
 
@@ -82,6 +86,7 @@ impl Row {
         let target = match self.target {
             Some(Target::RatioAtLeast(min)) => json!(format!(">= {min} x reference")),
             Some(Target::AtMost(max)) => json!(format!("<= {max} {}", self.unit)),
+            Some(Target::RatioAtMost(max)) => json!(format!("<= {max} x reference")),
             None => Value::Null,
         };
         json!({

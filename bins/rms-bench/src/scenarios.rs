@@ -27,6 +27,37 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// How the simulated devices link to the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// WebSocket on the master's loopback API (a tool of the machine): the floor without TLS.
+    Plain,
+    /// As devices link: TLS 1.3 with a certificate each, on the master's store port.
+    Tls,
+}
+
+impl Link {
+    fn suffix(self) -> &'static str {
+        match self {
+            Link::Plain => "",
+            Link::Tls => ", TLS",
+        }
+    }
+}
+
+/// `count` simulated devices (ids from `first_id`) registered with `server`, linked by `link`.
+async fn fleet_of(
+    server: &Server,
+    count: usize,
+    first_id: u16,
+    link: Link,
+) -> anyhow::Result<Fleet> {
+    match link {
+        Link::Plain => Fleet::rms(&server.url, count, first_id).await,
+        Link::Tls => Fleet::rms_tls(&server.url, &server.sync_url, count, first_id).await,
+    }
+}
+
 /// A fresh master (device 1) with `products`, each `(sku, stock)`.
 fn master(bench: &Bench, products: &[(String, i64)], args: &[&str]) -> anyhow::Result<Server> {
     blocking(|| {
@@ -103,17 +134,23 @@ async fn push_all(
 }
 
 /// S1: master ingest, batched pushes from `clients` devices, vs the rusqlite loop.
-pub async fn s1_ingest(bench: &Bench, clients: usize) -> anyhow::Result<Row> {
+pub async fn s1_ingest(bench: &Bench, clients: usize, link: Link) -> anyhow::Result<Row> {
     const BATCH: usize = 100;
     let events = if bench.large { 200_000 } else { 60_000 };
     let batches = events / BATCH / clients;
     let total = (batches * BATCH * clients) as f64;
     let mut row = Row::new(
         "S1",
-        format!("master ingest, {clients} clients, batches of {BATCH}"),
+        format!(
+            "master ingest, {clients} clients, batches of {BATCH}{}",
+            link.suffix()
+        ),
         "events/s",
     )
-    .target(Target::RatioAtLeast(0.5));
+    .target(Target::RatioAtLeast(match link {
+        Link::Plain => 0.5,
+        Link::Tls => 0.6,
+    }));
     let (mut cpu, mut ref_cpu) = (Vec::new(), Vec::new());
     for _ in 0..bench.rounds {
         let before = process::self_cpu_seconds()?;
@@ -121,7 +158,7 @@ pub async fn s1_ingest(bench: &Bench, clients: usize) -> anyhow::Result<Row> {
             blocking(|| reference::sqlite_loop(bench.scratch.path(), total as usize, BATCH))?;
         ref_cpu.push((process::self_cpu_seconds()? - before) / total * 1000.0);
         let server = master(bench, &bench_product(), &[])?;
-        let mut fleet = Fleet::rms(&server.url, clients, 100).await?;
+        let mut fleet = fleet_of(&server, clients, 100, link).await?;
         let epoch = fleet::epoch_of(&server.url).await?;
         let cpu_before = server.cpu_seconds()?;
         let wall = push_all(&mut fleet, &epoch, BATCH, batches).await?;
@@ -166,33 +203,9 @@ pub async fn s2_fanout_latency(bench: &Bench, clients: usize) -> anyhow::Result<
     for _ in 0..bench.rounds {
         let mut rtts = echo_rtts(samples).await?;
         let reference_p99 = percentile(&mut rtts, 99.0) / 1000.0;
-        let products: Vec<(String, i64)> = (0..samples).map(|i| (format!("p{i}"), 1)).collect();
-        let server = master(bench, &products, &[])?;
-        let mut fleet = Fleet::rms(&server.url, clients, 100).await?;
-        let epoch = fleet::epoch_of(&server.url).await?;
-        let seller = fleet.ids[0];
-        let cpu_before = server.cpu_seconds()?;
-        let mut latencies = Vec::with_capacity(samples);
-        for i in 0..samples {
-            let sent = now_us();
-            let sale = fleet::sale_event(seller, i as u64 + 1, &format!("p{i}"), 1, sent);
-            fleet.send(0, fleet::push(&epoch, vec![sale]))?;
-            let (mut reached, mut last) = (vec![false; clients], 0);
-            let mut count = 0;
-            fleet
-                .collect_until(Duration::from_secs(10), |d| {
-                    if d.kind == Kind::Critical && d.sent_us == sent && !reached[d.device] {
-                        reached[d.device] = true;
-                        count += 1;
-                        last = d.received_us;
-                    }
-                    count == clients
-                })
-                .await
-                .with_context(|| format!("sample {i}: {count} of {clients} clients reached"))?;
-            latencies.push((last - sent) as f64 / 1000.0);
-        }
-        cpu.push((server.cpu_seconds()? - cpu_before) / samples as f64 * 1000.0);
+        let (mut latencies, cpu_per_1000) =
+            s2_samples(bench, clients, samples, Link::Plain).await?;
+        cpu.push(cpu_per_1000);
         p50s.push(percentile(&mut latencies.clone(), 50.0));
         row.round(percentile(&mut latencies, 99.0), reference_p99);
     }
@@ -200,6 +213,68 @@ pub async fn s2_fanout_latency(bench: &Bench, clients: usize) -> anyhow::Result<
     row.extra = json!({"p50_ms": median(&p50s), "samples_per_round": samples,
                        "reference": "WebSocket echo round trip on loopback, p99"});
     Ok(row)
+}
+
+/// S2 over TLS: the same fan-out with every device linked as devices link (TLS, a certificate
+/// each, on the store port), against the plaintext figure measured in the same round.
+pub async fn s2_fanout_latency_tls(bench: &Bench, clients: usize) -> anyhow::Result<Row> {
+    let samples = if bench.large { 500 } else { 100 };
+    let mut row = Row::new(
+        "S2",
+        format!("critical sale -> received by all {clients} clients, p99, TLS"),
+        "ms",
+    )
+    .target(Target::RatioAtMost(1.25));
+    let (mut p50s, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..bench.rounds {
+        let (mut plain, _) = s2_samples(bench, clients, samples, Link::Plain).await?;
+        let (mut tls, cpu_per_1000) = s2_samples(bench, clients, samples, Link::Tls).await?;
+        cpu.push(cpu_per_1000);
+        p50s.push(percentile(&mut tls.clone(), 50.0));
+        row.round(percentile(&mut tls, 99.0), percentile(&mut plain, 99.0));
+    }
+    row.cpu_s_per_1000 = Some(median(&cpu));
+    row.extra = json!({"p50_ms": median(&p50s), "samples_per_round": samples,
+                       "reference": "the same fan-out in plaintext (loopback API), p99"});
+    Ok(row)
+}
+
+/// `samples` critical sales through a fresh master to `clients` devices linked by `link`: the
+/// latency (ms) of each until the last device received it, and the master's CPU seconds per 1000.
+async fn s2_samples(
+    bench: &Bench,
+    clients: usize,
+    samples: usize,
+    link: Link,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let products: Vec<(String, i64)> = (0..samples).map(|i| (format!("p{i}"), 1)).collect();
+    let server = master(bench, &products, &[])?;
+    let mut fleet = fleet_of(&server, clients, 100, link).await?;
+    let epoch = fleet::epoch_of(&server.url).await?;
+    let seller = fleet.ids[0];
+    let cpu_before = server.cpu_seconds()?;
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let sent = now_us();
+        let sale = fleet::sale_event(seller, i as u64 + 1, &format!("p{i}"), 1, sent);
+        fleet.send(0, fleet::push(&epoch, vec![sale]))?;
+        let (mut reached, mut last) = (vec![false; clients], 0);
+        let mut count = 0;
+        fleet
+            .collect_until(Duration::from_secs(10), |d| {
+                if d.kind == Kind::Critical && d.sent_us == sent && !reached[d.device] {
+                    reached[d.device] = true;
+                    count += 1;
+                    last = d.received_us;
+                }
+                count == clients
+            })
+            .await
+            .with_context(|| format!("sample {i}: {count} of {clients} clients reached"))?;
+        latencies.push((last - sent) as f64 / 1000.0);
+    }
+    let cpu = (server.cpu_seconds()? - cpu_before) / samples as f64 * 1000.0;
+    Ok((latencies, cpu))
 }
 
 /// One step of the S3 ramp: `rate` messages per second for `step`, each to be delivered to every
@@ -557,6 +632,35 @@ pub async fn s6_memory(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![idle];
     rows.extend(per.into_values());
     Ok(rows)
+}
+
+/// S6 over TLS: memory per idle client linked as devices link (TLS, a certificate each, on
+/// the store port), against the same count linked in plaintext, in the same round.
+pub async fn s6_memory_tls(bench: &Bench) -> anyhow::Result<Row> {
+    const CLIENTS: usize = 1000;
+    let mut row = Row::new(
+        "S6",
+        format!("memory per idle connected client, {CLIENTS} clients, TLS"),
+        "KB",
+    )
+    .target(Target::AtMost(40.0));
+    let settle = Duration::from_millis(1500);
+    for _ in 0..bench.rounds {
+        let mut per = BTreeMap::new();
+        for link in [Link::Plain, Link::Tls] {
+            let server = master(bench, &bench_product(), &[])?;
+            tokio::time::sleep(settle).await;
+            let idle = server.rss_bytes()? as f64;
+            let fleet = fleet_of(&server, CLIENTS, 100, link).await?;
+            tokio::time::sleep(settle).await;
+            let value = (server.rss_bytes()? as f64 - idle) / CLIENTS as f64 / 1024.0;
+            per.insert(link == Link::Tls, value);
+            drop(fleet);
+        }
+        row.round(per[&true], per[&false]);
+    }
+    row.extra = json!({"reference": "the same clients in plaintext (loopback API)"});
+    Ok(row)
 }
 
 /// S7: cold start of a node whose database holds 100 000 events, until it answers a request, vs

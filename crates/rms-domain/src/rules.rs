@@ -16,7 +16,7 @@ pub struct Applied {
     /// The SKUs whose rows changed (each present in the map after the call).
     pub changed: Vec<String>,
     /// The event must reach the master at once: it moved stock and left a product at 0 or
-    /// below, or it changes the trust list (a revocation must take effect everywhere now).
+    /// below, or it revokes a device certificate (which must take effect everywhere now).
     pub critical: bool,
 }
 
@@ -109,10 +109,12 @@ pub fn apply(
                 critical,
             })
         }
-        // No product changes; the trust rules are the resolver's (`crate::trust`).
-        EventPayload::DeviceTrust { .. } => Ok(Applied {
+        // No product changes; the trust rules are the resolver's (`crate::trust`). A revocation
+        // must take effect everywhere now; a new device can wait for the next sync (and many
+        // devices added at once go out in one broadcast, not one each).
+        EventPayload::DeviceTrust { trust, .. } => Ok(Applied {
             changed: Vec::new(),
-            critical: true,
+            critical: *trust == crate::TrustState::Revoked,
         }),
     }
 }

@@ -43,6 +43,7 @@ pub use db::{Db, DbError};
 pub use driver::Status;
 pub use error::ApiError;
 pub use input::LocalDone;
+pub use link::ClientSocket;
 pub use node::{Node, NodeConfig, NodeError, STORE_KEY_WINDOW_MS, StartError, VERDICT_WAIT};
 pub use server::{bind, serve};
 pub use store_port::serve_store;
