@@ -3,6 +3,9 @@
 # docs/openapi.yaml. Fails on any 5xx, any status the schema does not list, and any response that
 # breaks the schema. schemathesis comes from PyPI into a virtual environment under target/.
 #
+# /pairing/join is left out: it dials the address it is given (a made-up host would be looked up
+# in DNS, traffic off this machine); tests/it/devices.rs drives it instead.
+#
 # Usage: scripts/conformance.sh [path/to/rms-node]   (RMS_CONFORMANCE_EXAMPLES, default 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +44,7 @@ echo "conformance: rms-node at $url"
     --url "$url/api/v1" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" \
+    --exclude-path /pairing/join \
     --seed 1 \
     --workers 1 \
     --no-color

@@ -115,7 +115,9 @@ impl Fleet {
                 registered == count
             })
             .await
-            .with_context(|| format!("registering the simulated devices: {registered} of {count}"))?;
+            .with_context(|| {
+                format!("registering the simulated devices: {registered} of {count}")
+            })?;
         let heartbeat = fleet.heartbeats(epoch);
         fleet.tasks.push(heartbeat);
         Ok(self)

@@ -133,22 +133,8 @@ impl Node {
     /// and the links to the configured peers. A node with no peers is the master of its store.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
-        let Opened {
-            identity,
-            store,
-            trust: list,
-            window_closes_at_ms,
-        } = open(&config).await?;
+        let (identity, store, trust) = open(&config).await?.parts(&config);
         log::info!("device {device_id} is {}", identity.fingerprint());
-        let identity = Arc::new(identity);
-        let trust = TrustBook::new(
-            list,
-            identity.fingerprint(),
-            device_id,
-            config.store_key.clone(),
-            window_closes_at_ms,
-        );
-        let store = Arc::new(store);
         let db = Db::new(Arc::clone(&store));
 
         let known: Vec<Device> = db
@@ -430,6 +416,20 @@ struct Opened {
     store: Store,
     trust: rms_domain::TrustList,
     window_closes_at_ms: u64,
+}
+
+impl Opened {
+    /// The identity and the store, shared, and the trust list as the links will check it.
+    fn parts(self, config: &NodeConfig) -> (Arc<Identity>, Arc<Store>, TrustBook) {
+        let trust = TrustBook::new(
+            self.trust,
+            self.identity.fingerprint(),
+            config.device_id,
+            config.store_key.clone(),
+            self.window_closes_at_ms,
+        );
+        (Arc::new(self.identity), Arc::new(self.store), trust)
+    }
 }
 
 /// Loads (or makes) the device's identity and opens its database, recording the start. The

@@ -251,7 +251,9 @@ pub async fn join(node: &crate::Node, typed: &str, peer: &str) -> Result<Joined,
     use crate::proof::{self, DEVICE_HEADER, PROOF_HEADER, Side};
     let code = normalize(typed).ok_or_else(|| JoinError::BadCode(typed.to_owned()))?;
     let dialer = node.dialer();
-    let dialed = dialer.connect_any(peer).await?;
+    let dialed = tokio::time::timeout(crate::dial::DIAL_TIMEOUT, dialer.connect_any(peer))
+        .await
+        .map_err(|_| crate::dial::DialError::TimedOut)??;
     let session = dialed.session;
     let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::new()));
     *request.method_mut() = hyper::Method::POST;

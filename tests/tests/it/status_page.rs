@@ -292,4 +292,25 @@ fn in_a_browser_a_sale_on_one_node_shows_on_the_others_page_without_a_reload() {
     );
     browser.screenshot(&client_page, &out.join("client-after.png"));
     browser.screenshot(&master_page, &out.join("master-after.png"));
+
+    // The page's pairing button opens a window and shows its code.
+    browser.eval(&master_page, "document.getElementById('pair').click()");
+    let code = "document.getElementById('paircode').textContent";
+    wait_for("the pairing code on the page", DEADLINE, || {
+        browser
+            .eval(&master_page, code)
+            .as_str()
+            .is_some_and(|t| t.starts_with("code ") && t.len() > 20)
+    });
+    let shown = browser.eval(&master_page, code);
+    let shown = shown.as_str().unwrap();
+    let typed = shown
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(',');
+    assert!(
+        rms_transport::pairing::normalize(typed).is_some(),
+        "{shown}"
+    );
 }
