@@ -363,7 +363,10 @@ async fn every_documented_operation_is_served() {
         "the spec lists too few operations: {operations:?}"
     );
     for (method, path) in operations {
-        let concrete = path.replace("{sku}", "milk").replace("{sale_id}", "1-1");
+        let concrete = path
+            .replace("{sku}", "milk")
+            .replace("{sale_id}", "1-1")
+            .replace("{id}", "7");
         let body = (method != "GET").then_some("{}");
         let (status, answer) = call(&node, &method, &format!("/api/v1{concrete}"), body).await;
         let unrouted = answer["message"] == "no such route" || status == 405;
