@@ -31,11 +31,16 @@
 //!     node keeps asking for a timeout in the past.
 //! 16. Every node starts and handles every message, timeout and local write without error, every
 //!     message it sends decodes, and storage turns a local write down only by the data rules.
+//! 17. Every trust change the master's log accepted keeps the trust rules against the ones
+//!     before it (a revoked certificate never comes back; one trusted certificate per device
+//!     id), across failovers and truncations; at quiescence every device's trust list is the
+//!     master's.
 //!
 //! Where each is checked: 8 to 10 after every step (`check_step`); 5 and 11 every second of the
 //! chaos and every half second while the store converges (`check_master_stock`, `check_forced`);
 //! 12 whenever an election makes a master (`check_deposition`); 13 by `run_phases` with `quiet`;
-//! 1 to 4, 6 and 14 at quiescence (`check_final`, `check_replay`, `check_audit`); 7 by the test
+//! 1 to 4, 6, 14 and 17 at quiescence (`check_final`, `check_replay`, `check_audit`,
+//! `check_trust`); 7 by the test
 //! `a_lone_device_keeps_selling_as_master_of_its_island`; 15 and 16 as the harness, the network
 //! and the workload run (`step`, `deliver`, `after_input`, `local_write`). A broken invariant is an
 //! `Err` saying what broke, and the run fails with its seed and its last steps.
@@ -343,6 +348,7 @@ impl Sim {
             }
         }
         check_replay(&master.store, &log)?;
+        self.check_trust(&master.store, &log)?;
         let master_products = read(&master.store, products::list)?;
         for device in &self.devices {
             let theirs = read(&device.store, |c| events::log_after(c, 0, usize::MAX))?;
@@ -388,6 +394,42 @@ impl Sim {
             }
         }
         self.check_audit(&log)
+    }
+
+    /// Invariant 17: the trust changes of the log keep the trust rules, and every device's
+    /// trust list is the master's.
+    fn check_trust(&self, master: &Store, log: &[LogEntry]) -> Result<(), String> {
+        let mut list = rms_domain::TrustList::default();
+        for entry in log.iter().filter(|e| e.event.status == EventStatus::Synced) {
+            let event = &entry.event;
+            let Some(change) = event.payload.trust_change(event.origin(), event.created_at_ms)
+            else {
+                continue;
+            };
+            if let Err(reason) = list.check(&change) {
+                return Err(format!(
+                    "log entry {} accepts a trust change the rules refuse ({reason}): {change:?}",
+                    entry.seq()
+                ));
+            }
+            list.apply(change);
+        }
+        let masters = read(master, rms_storage::trust::load)?;
+        if masters != list {
+            return Err(format!(
+                "the master's trust list is not its log's:\n{masters:?}\nvs\n{list:?}"
+            ));
+        }
+        for device in &self.devices {
+            let theirs = read(&device.store, rms_storage::trust::load)?;
+            if theirs != list {
+                return Err(format!(
+                    "d{}'s trust list differs from the master's:\n{theirs:?}\nvs\n{list:?}",
+                    device.id
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Invariants 6 and 14: every rejection and kept conflict is audited by the master that

@@ -108,6 +108,25 @@ impl Sim {
                     },
                 }
             }
+            // The owner trusts or revokes a device certificate, from any device: a few made-up
+            // certificates, each claiming one of a few made-up device ids.
+            33..=35 => {
+                let certificate = 1 + self.rng.below(6) as u8;
+                let device = rms_domain::DeviceId::new(40 + self.rng.below(3) as u16)
+                    .unwrap_or_else(|| device_id(index));
+                let revoke = self.rng.below(4) == 0;
+                Command::Trust {
+                    fingerprint: rms_domain::Fingerprint::from_sha256([certificate; 32]),
+                    device_id: device,
+                    name: format!("tablet {certificate}"),
+                    state: if revoke {
+                        rms_domain::TrustState::Revoked
+                    } else {
+                        rms_domain::TrustState::Trusted
+                    },
+                    how: if revoke { "revoked" } else { "approved" }.into(),
+                }
+            }
             _ => {
                 let mut lines = vec![NewSaleLine {
                     sku,
