@@ -404,11 +404,12 @@ device_id = {device_id}
 # name = "till {device_id}"
 
 # The shared secret of the store: the same on every device. Every API request must carry
-# "Authorization: Bearer <key>", and for the first 24 hours (store_key_window_hours) a device
-# that proves it is trusted by the others on first use. Keep this file readable by the service
-# user only.
+# "Authorization: Bearer <key>". Keep this file readable by the service user only. Devices are
+# added by pairing (rms-node pair / rms-node join); while a store-key window is open (opened by
+# hand for some hours, or for 24 hours after an upgrade from the store-key release), a device
+# that proves it has the key is trusted on first use.
 store_key = {store_key}
-# store_key_window_hours = 24
+# store_key_window_hours = 2
 
 # The API for the apps of this machine (plain HTTP on loopback).
 listen = "127.0.0.1:7878"

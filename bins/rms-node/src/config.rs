@@ -66,8 +66,9 @@ pub struct Cli {
     /// and during the upgrade window a device that proves it is trusted on first use.
     #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
     pub store_key: Option<String>,
-    /// How long the store-key window stays open after this device first starts this release,
-    /// in hours (0: closed) [default: 24].
+    /// Open the store-key window for this many hours from this start (0 closes it). Without it,
+    /// a database made by the store-key release opens the window for 24 hours (the upgrade)
+    /// and a new device keeps it closed.
     #[arg(long, env = "RMS_STORE_KEY_WINDOW_HOURS", value_name = "HOURS")]
     pub store_key_window_hours: Option<u64>,
     /// Periodic sync interval [default: 30000].
@@ -119,7 +120,7 @@ pub struct FileConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// The store port's default port (with the API's address).
 pub const DEFAULT_SYNC_PORT: u16 = 7879;
-pub const DEFAULT_STORE_KEY_WINDOW_HOURS: u64 = 24;
+
 pub const DEFAULT_DATA_DIR: &str = "rms-data";
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
@@ -137,7 +138,7 @@ pub struct Config {
     pub peers: Vec<String>,
     pub priority: i32,
     pub store_key: Option<String>,
-    pub store_key_window_hours: u64,
+    pub store_key_window_hours: Option<u64>,
     pub sync_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
@@ -189,10 +190,7 @@ impl Config {
             peers: peers.into_iter().filter(|p| !p.trim().is_empty()).collect(),
             priority: cli.priority.or(file.priority).unwrap_or(0),
             store_key: cli.store_key.or(file.store_key).filter(|k| !k.is_empty()),
-            store_key_window_hours: cli
-                .store_key_window_hours
-                .or(file.store_key_window_hours)
-                .unwrap_or(DEFAULT_STORE_KEY_WINDOW_HOURS),
+            store_key_window_hours: cli.store_key_window_hours.or(file.store_key_window_hours),
             sync_interval_ms: cli
                 .sync_interval_ms
                 .or(file.sync_interval_ms)

@@ -81,7 +81,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data_dir: Some(config.data_dir.clone()),
         peers: config.peers.clone(),
         store_key: config.store_key.clone(),
-        store_key_window_ms: config.store_key_window_hours.saturating_mul(3_600_000),
+        store_key_window_ms: config
+            .store_key_window_hours
+            .map(|hours| hours.saturating_mul(3_600_000)),
         sync_interval_ms: config.sync_interval_ms,
         heartbeat_interval_ms: config.heartbeat_interval_ms,
         master_timeout_ms: config.master_timeout_ms,

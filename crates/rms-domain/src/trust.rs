@@ -8,7 +8,8 @@
 //!   ([`RejectReason::Revoked`]); the device must make a new key and be added again.
 //! - A device id is bound to at most one trusted fingerprint: trusting a second certificate for
 //!   it is rejected ([`RejectReason::DeviceIdTaken`]) until the first is revoked. A peer that
-//!   claims a device id with another certificate is therefore refused, whatever it knows.
+//!   claims a device id with another certificate is therefore refused, whatever it knows. And a
+//!   trusted certificate keeps its device id: trusting it for another is rejected the same way.
 //! - Trusting a fingerprint that is trusted already for the same device changes nothing (two
 //!   devices may admit a new one at once).
 
@@ -88,6 +89,12 @@ impl TrustList {
         }
         if self.is_revoked(&change.fingerprint) {
             return Err(RejectReason::Revoked);
+        }
+        if self
+            .get(&change.fingerprint)
+            .is_some_and(|e| e.device_id != change.device_id)
+        {
+            return Err(RejectReason::DeviceIdTaken);
         }
         match self.trusted_for(change.device_id) {
             Some(bound) if bound.fingerprint != change.fingerprint => {
@@ -211,6 +218,11 @@ mod tests {
             change(9, 2, TrustState::Trusted),
         ]);
         assert!(replaced.is_trusted(&fp(9)));
+        // A trusted certificate is not moved to another device id.
+        assert_eq!(
+            list.check(&change(1, 3, TrustState::Trusted)),
+            Err(RejectReason::DeviceIdTaken)
+        );
         assert_eq!(
             replaced
                 .trusted_for(DeviceId::new(2).expect("2"))

@@ -25,25 +25,33 @@ pub const PENDING_MAX: usize = 64;
 /// Changes to the trust list so far: a different stamp means the list may have changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stamp {
-    logged: u64,
-    last_seq: u64,
-    own_pending: u64,
+    logged: i64,
+    positions: i64,
+    synced: i64,
+    rejected: i64,
 }
 
-/// Cheap (the partial index `sync_events_trust`): read after every change to the log.
+/// Cheap (the partial index `sync_events_trust`, over the few trust events): read after every
+/// input that moved the log or decided one of this device's events. Sums of which events sit
+/// where and in which status, so that a truncation that puts another trust change at the same
+/// position, or a verdict on this device's own, changes it.
 pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
-    let (logged, last_seq, own_pending): (i64, i64, i64) = conn.query_row(
-        "SELECT count(master_seq), coalesce(max(master_seq), 0), \
-                coalesce(sum(master_seq IS NULL), 0) \
+    let stamp = conn.query_row(
+        "SELECT count(master_seq), total(master_seq * 1000003 + seq * 65537 + device_id), \
+                total((status = 'synced') * (seq * 65537 + device_id)), \
+                total((status = 'rejected') * (seq * 65537 + device_id)) \
          FROM sync_events WHERE kind = 'device_trust'",
         [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        |row| {
+            Ok(Stamp {
+                logged: row.get(0)?,
+                positions: row.get::<_, f64>(1)? as i64,
+                synced: row.get::<_, f64>(2)? as i64,
+                rejected: row.get::<_, f64>(3)? as i64,
+            })
+        },
     )?;
-    Ok(Stamp {
-        logged: from_sql_u64(logged, "sync_events")?,
-        last_seq: from_sql_u64(last_seq, "sync_events")?,
-        own_pending: from_sql_u64(own_pending, "sync_events")?,
-    })
+    Ok(stamp)
 }
 
 /// The trust list: the logged, accepted trust changes in log order, then this device's own
@@ -199,12 +207,28 @@ pub fn forget_pending(tx: &Transaction<'_>, fingerprint: &Fingerprint) -> Result
     Ok(())
 }
 
-/// When the store-key upgrade window closes: set to `now_ms + open_for_ms` the first time this
-/// is asked, and kept from then on.
-pub fn window_closes_at(
+/// What the owner asked of the store-key window at this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowAsked {
+    /// Nothing: a database made by the store-key release (the upgrade) opens it for
+    /// `upgrade_ms`; any other stays as it is (a new device's stays closed).
+    Default { upgrade_ms: u64 },
+    /// Open it for this long from now (0: close it).
+    OpenFor(u64),
+}
+
+/// When the store-key window closes (ms since the epoch; 0 when closed), decided at a node's
+/// start and kept in `trust_window`:
+/// - a database made by the store-key release (it has events but no window yet) opens it for
+///   the upgrade; a new database keeps it closed: later devices join by pairing, so a stolen key
+///   cannot enrol a certificate on the next device set up;
+/// - the owner opens (or closes) it explicitly with [`WindowAsked::OpenFor`];
+/// - a window found past its time is recorded closed (0), so a clock set back later (a till
+///   booting in 1970) cannot reopen it.
+pub fn window_at_start(
     tx: &Transaction<'_>,
     now_ms: u64,
-    open_for_ms: u64,
+    asked: WindowAsked,
 ) -> Result<u64, StorageError> {
     let stored: Option<i64> = tx
         .query_row(
@@ -213,25 +237,28 @@ pub fn window_closes_at(
             |row| row.get(0),
         )
         .optional()?;
-    if let Some(at) = stored {
-        return from_sql_u64(at, "trust_window");
-    }
-    let at = now_ms.saturating_add(open_for_ms);
+    let stored = stored
+        .map(|at| from_sql_u64(at, "trust_window"))
+        .transpose()?;
+    let upgraded = || -> Result<bool, StorageError> {
+        let events: i64 = tx.query_row("SELECT count(*) FROM sync_events", [], |r| r.get(0))?;
+        Ok(events > 0)
+    };
+    let at = match (asked, stored) {
+        (WindowAsked::OpenFor(ms), _) => now_ms.saturating_add(ms),
+        (WindowAsked::Default { .. }, Some(at)) => at,
+        (WindowAsked::Default { upgrade_ms }, None) if upgraded()? => {
+            now_ms.saturating_add(upgrade_ms)
+        }
+        (WindowAsked::Default { .. }, None) => 0,
+    };
+    let at = if at <= now_ms { 0 } else { at };
     tx.execute(
-        "INSERT INTO trust_window (id, closes_at_ms) VALUES (1, ?1)",
+        "INSERT INTO trust_window (id, closes_at_ms) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET closes_at_ms = excluded.closes_at_ms",
         [sql_u64(at, "trust_window")?],
     )?;
     Ok(at)
-}
-
-/// Closes the store-key window now (the owner is done upgrading).
-pub fn close_window(tx: &Transaction<'_>, now_ms: u64) -> Result<(), StorageError> {
-    tx.execute(
-        "INSERT INTO trust_window (id, closes_at_ms) VALUES (1, ?1) \
-         ON CONFLICT (id) DO UPDATE SET closes_at_ms = min(closes_at_ms, excluded.closes_at_ms)",
-        [sql_u64(now_ms, "trust_window")?],
-    )?;
-    Ok(())
 }
 
 /// A trust change this device makes, as the payload of its local write.

@@ -48,6 +48,10 @@ pub enum DialError {
     Unproven,
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
+    #[error(
+        "{0} is not on this machine: a store without a store key keeps its devices on loopback"
+    )]
+    NotLoopback(String),
 }
 
 /// A TLS connection to another device, before HTTP.
@@ -143,6 +147,11 @@ impl Dialer {
         trusted: tls::Trusted,
     ) -> Result<Dialed, DialError> {
         let authority = authority(url).ok_or_else(|| DialError::BadAddress(url.to_owned()))?;
+        // Without a key the store trusts every device of this machine on first use: never
+        // another machine's.
+        if self.book.store_key().is_none() && !is_loopback(&authority) {
+            return Err(DialError::NotLoopback(authority));
+        }
         let config = tls::client_config(&self.identity, trusted)?;
         let connector = TlsConnector::from(Arc::new(config));
         let name = ServerName::try_from(tls::SERVER_NAME)
@@ -288,9 +297,32 @@ pub fn authority(url: &str) -> Option<String> {
     (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| authority.to_owned())
 }
 
+/// Whether `host:port` names this machine (a loopback address, or `localhost`).
+pub(crate) fn is_loopback(authority: &str) -> bool {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::authority;
+    use super::{authority, is_loopback};
+
+    #[test]
+    fn loopback_addresses_are_this_machine() {
+        for local in ["127.0.0.1:7879", "[::1]:7879", "localhost:1", "127.9.9.9:2"] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in ["10.0.0.11:7879", "example.com:7879", "[2001:db8::1]:1"] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
+    }
 
     #[test]
     fn device_addresses_are_host_and_port_whatever_the_scheme() {

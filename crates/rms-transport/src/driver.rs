@@ -491,6 +491,8 @@ impl Loop {
             let _ = self.notifications.send(notification.clone());
             match notification {
                 Notification::Decided(verdict) => {
+                    // A verdict on one of this device's trust changes changes its list.
+                    self.trust_dirty = true;
                     if let Some(waiter) = self.waiters.remove(&verdict.event_id) {
                         let _ = waiter.send(verdict);
                     }

@@ -63,6 +63,9 @@ pub struct Peer {
 pub struct Links {
     inner: Arc<Mutex<BTreeMap<LinkId, Link>>>,
     next_id: Arc<AtomicU64>,
+    /// Revoked certificates: a link of one is closed the moment it is added (it was admitted
+    /// just before the revocation reached this device).
+    revoked: Arc<Mutex<std::collections::BTreeSet<Fingerprint>>>,
 }
 
 impl Links {
@@ -80,6 +83,11 @@ impl Links {
         close: Arc<tokio::sync::Notify>,
     ) -> LinkId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        if fingerprint.is_some_and(|f| revoked.contains(&f)) {
+            close.notify_one();
+        }
+        drop(revoked);
         self.lock().insert(
             id,
             Link {
@@ -91,6 +99,14 @@ impl Links {
             },
         );
         id
+    }
+
+    /// Remembers the revoked certificates (see `revoked`) and closes their links; returns how
+    /// many it closed.
+    pub fn revoke(&self, revoked: std::collections::BTreeSet<Fingerprint>) -> usize {
+        let doomed: Vec<Fingerprint> = revoked.iter().copied().collect();
+        *self.revoked.lock().unwrap_or_else(|p| p.into_inner()) = revoked;
+        self.close_certificates(&doomed)
     }
 
     /// Closes every link whose certificate is one of `fingerprints` (no longer trusted);

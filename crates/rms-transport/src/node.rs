@@ -35,9 +35,10 @@ pub struct NodeConfig {
     /// When set, every API request must carry `Authorization: Bearer <key>`, and a device
     /// that proves the key while the upgrade window is open is trusted on first use.
     pub store_key: Option<String>,
-    /// How long the store-key window stays open after this device first starts a release with
-    /// device certificates (0: closed from the start).
-    pub store_key_window_ms: u64,
+    /// The store-key window: `None` opens it for [`STORE_KEY_WINDOW_MS`] on a database made by
+    /// the store-key release (the upgrade) and leaves it as it is otherwise (closed on a new
+    /// device); `Some(ms)` opens it for `ms` from this start (`Some(0)` closes it).
+    pub store_key_window_ms: Option<u64>,
     pub sync_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
@@ -58,7 +59,7 @@ impl NodeConfig {
             data_dir: None,
             peers: Vec::new(),
             store_key: None,
-            store_key_window_ms: STORE_KEY_WINDOW_MS,
+            store_key_window_ms: None,
             sync_interval_ms: 30_000,
             heartbeat_interval_ms: 1_000,
             master_timeout_ms: 3_000,
@@ -448,7 +449,12 @@ async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
         last_seen: Some(rfc3339_from_ms(config.clock.now_ms())),
     };
     let now_ms = config.clock.now_ms();
-    let window_ms = config.store_key_window_ms;
+    let asked = match config.store_key_window_ms {
+        None => rms_storage::trust::WindowAsked::Default {
+            upgrade_ms: STORE_KEY_WINDOW_MS,
+        },
+        Some(ms) => rms_storage::trust::WindowAsked::OpenFor(ms),
+    };
     tokio::task::spawn_blocking(move || {
         let identity = match &data_dir {
             Some(dir) => Identity::load_or_create(dir),
@@ -460,7 +466,7 @@ async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
         }?;
         let window_closes_at_ms = store.write(|tx| {
             local::record_startup(tx, &me, now_ms)?;
-            rms_storage::trust::window_closes_at(tx, now_ms, window_ms)
+            rms_storage::trust::window_at_start(tx, now_ms, asked)
         })?;
         let trust = store.read(rms_storage::trust::load)?;
         Ok::<Opened, StartError>(Opened {

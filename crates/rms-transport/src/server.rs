@@ -134,6 +134,7 @@ async fn serve_api(
         };
         let (routes, node, feeds) = (routes.clone(), node.clone(), Arc::clone(&feeds));
         let local = address.ip().is_loopback();
+        let loopback_listener = acceptor.is_none();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(api::RemoteAddr(address));
             let mut routes = routes.clone();
@@ -141,6 +142,9 @@ async fn serve_api(
             async move {
                 if let Some(refusal) = cross_site(request.headers()) {
                     return Ok::<Response, Infallible>(refusal);
+                }
+                if loopback_listener && let Some(refusal) = foreign_host(request.headers()) {
+                    return Ok(refusal);
                 }
                 let path = request.uri().path();
                 if !local && (path == "/api/v1/ws" || path.starts_with("/api/v1/sync/")) {
@@ -191,6 +195,26 @@ async fn serve_api(
     {
         log::warn!("connections still open {SHUTDOWN_WAIT:?} after the stop; leaving them");
     }
+}
+
+/// A request to the loopback API that names this machine by another name than a loopback
+/// address or `localhost`: a web page whose name an attacker pointed at 127.0.0.1 (DNS
+/// rebinding) would pass the same-origin check, so it is refused here.
+fn foreign_host(headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get(header::HOST)?.to_str().unwrap_or("");
+    let with_port = if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:0")
+    };
+    (!crate::dial::is_loopback(&with_port)).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "this API answers requests for 127.0.0.1, [::1] or localhost only",
+        )
+        .into_response()
+    })
 }
 
 /// A device link or REST sync request that reached the API from another machine.
@@ -436,4 +460,39 @@ where
         tokio::time::sleep(STATUS_COALESCE).await;
     }
     let _ = sink.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(value).expect("a header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_loopback_api_answers_loopback_names_only() {
+        for local in [
+            "127.0.0.1:7878",
+            "localhost:7878",
+            "[::1]:7878",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(foreign_host(&host(local)).is_none(), "{local}");
+        }
+        for rebound in ["evil.example:7878", "evil.example", "10.0.0.11:7878"] {
+            let refused = foreign_host(&host(rebound)).expect("refused");
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{rebound}");
+        }
+        assert!(
+            foreign_host(&HeaderMap::new()).is_none(),
+            "HTTP/1.0 without Host"
+        );
+    }
 }

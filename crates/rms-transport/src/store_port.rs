@@ -47,6 +47,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_AUDIT_EVERY_MS: u64 = 60_000;
 /// Refusals remembered for [`REFUSAL_AUDIT_EVERY_MS`]; beyond it the memory starts over.
 const REFUSALS_REMEMBERED_MAX: usize = 1024;
+/// Refusals audited per minute in all (each is a write on the driver, beside the sales): a flood
+/// of new certificates is logged at debug, not written.
+const REFUSALS_AUDITED_PER_MINUTE_MAX: u32 = 60;
 
 /// Who connected: what the TLS handshake established.
 #[derive(Debug, Clone, Copy)]
@@ -143,8 +146,33 @@ async fn serve_tls(
 
 struct StorePort {
     node: Node,
-    /// When each (certificate, reason) was last audited.
-    refusals: Mutex<HashMap<(Fingerprint, &'static str), u64>>,
+    /// When each (certificate, reason) was last audited, and the minute's count of all.
+    refusals: Mutex<Refusals>,
+}
+
+#[derive(Debug, Default)]
+struct Refusals {
+    last: HashMap<(Fingerprint, &'static str), u64>,
+    minute_started_ms: u64,
+    this_minute: u32,
+}
+
+impl Refusals {
+    /// Whether a refusal of `key` at `now_ms` is to be audited.
+    fn due(&mut self, key: (Fingerprint, &'static str), now_ms: u64) -> bool {
+        if self.last.len() >= REFUSALS_REMEMBERED_MAX {
+            self.last.clear();
+        }
+        let last = self.last.insert(key, now_ms);
+        if last.is_some_and(|at| now_ms.saturating_sub(at) < REFUSAL_AUDIT_EVERY_MS) {
+            return false;
+        }
+        if now_ms.saturating_sub(self.minute_started_ms) >= 60_000 {
+            (self.minute_started_ms, self.this_minute) = (now_ms, 0);
+        }
+        self.this_minute += 1;
+        self.this_minute <= REFUSALS_AUDITED_PER_MINUTE_MAX
+    }
 }
 
 impl StorePort {
@@ -247,9 +275,6 @@ impl StorePort {
             )
             .into_response());
         };
-        if device == node.config().device_id || book.trusted_for(device).is_some() {
-            return Err(self.refuse(connection, claimed, "device_id_taken", None));
-        }
         let name = header(headers, NAME_HEADER)
             .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
             .map_or_else(|| format!("device-{device}"), str::to_owned);
@@ -261,6 +286,10 @@ impl StorePort {
         });
         if !proven {
             return Err(self.refuse(connection, claimed, "unknown_device", Some(name)));
+        }
+        // Only after the proof: an unknown device learns nothing of which ids are in use.
+        if device == node.config().device_id || book.trusted_for(device).is_some() {
+            return Err(self.refuse(connection, claimed, "device_id_taken", None));
         }
         let command = Command::Trust {
             fingerprint: connection.fingerprint,
@@ -304,10 +333,6 @@ impl StorePort {
         {
             return self.refuse(connection, claimed, "revoked", None);
         }
-        let me = node.config().device_id;
-        if device == me || book.trusted_for(device).is_some_and(|f| f != fingerprint) {
-            return self.refuse(connection, claimed, "device_id_taken", None);
-        }
         let exporter = connection.exporter;
         let attempt = node.pairing().attempt(node.now_ms(), |code| {
             proof::verify(code, Side::Dialer, &exporter, &fingerprint, device, given)
@@ -319,6 +344,11 @@ impl StorePort {
                 return self.refuse_with(connection, claimed, refused.code(), None, message);
             }
         };
+        // Only after the code: a device without it learns nothing of which ids are in use.
+        let me = node.config().device_id;
+        if device == me || book.trusted_for(device).is_some_and(|f| f != fingerprint) {
+            return self.refuse(connection, claimed, "device_id_taken", None);
+        }
         let name = header(headers, NAME_HEADER)
             .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
             .map_or_else(|| format!("device-{device}"), str::to_owned);
@@ -388,12 +418,8 @@ impl StorePort {
     ) -> Response {
         let now_ms = self.node.now_ms();
         let due = {
-            let mut seen = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() >= REFUSALS_REMEMBERED_MAX {
-                seen.clear();
-            }
-            let last = seen.insert((connection.fingerprint, why), now_ms);
-            last.is_none_or(|at| now_ms.saturating_sub(at) >= REFUSAL_AUDIT_EVERY_MS)
+            let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            refusals.due((connection.fingerprint, why), now_ms)
         };
         if due {
             self.node.driver().send(Input::DeviceRefused(DeviceRefusal {
@@ -415,7 +441,12 @@ impl StorePort {
             connection.fingerprint.short(),
             connection.address
         );
-        ApiError::new(StatusCode::FORBIDDEN, why, message).into_response()
+        let mut response = ApiError::new(StatusCode::FORBIDDEN, why, message).into_response();
+        // A refused device does not keep its connection (and a connection slot).
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        response
     }
 
     /// `GET /api/v1/ws` from an admitted device: a link bound to its certificate and device id.

@@ -180,13 +180,18 @@ impl TrustWatch {
         }
         let list = store.read(rms_storage::trust::load)?;
         self.stamp = stamp;
+        let revoked = list
+            .entries()
+            .filter(|e| e.state == rms_domain::TrustState::Revoked)
+            .map(|e| e.fingerprint)
+            .collect();
         let dropped = book.replace(list);
-        if !dropped.is_empty() {
-            let closed = links.close_certificates(&dropped);
-            log::warn!(
-                "{} device certificate(s) no longer trusted; closed {closed} link(s)",
-                dropped.len()
-            );
+        // Revoked certificates' links (also those admitted by a proof, never in the list as
+        // trusted), then those of certificates no longer trusted for another reason (a
+        // truncation undid their trust).
+        let closed = links.revoke(revoked) + links.close_certificates(&dropped);
+        if closed > 0 {
+            log::warn!("closed {closed} link(s) of certificates no longer trusted");
         }
         Ok(())
     }
@@ -208,7 +213,8 @@ pub(crate) fn record_refusal(
         } else {
             Operation::Rejection
         },
-        device_id: refusal.claimed,
+        // Who it claimed to be is in the details: an unauthenticated claim is not a device.
+        device_id: None,
         user_id: None,
         event_id: None,
         outcome: Outcome::Rejected,

@@ -14,10 +14,14 @@ use serde_json::{Value, json};
 const KEY: &str = "store-key-for-device-tests";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// `node_args` plus the store key and any `extra` flags, as owned strings.
+/// `node_args` plus the store key and any `extra` flags, as owned strings. The store-key window
+/// is open (an hour) unless `extra` says otherwise: a new device's is closed by default.
 fn args(device: &str, peers: &[String], extra: &[&str]) -> Vec<String> {
     let mut all = node_args(device, FAST, peers);
     all.extend(["--store-key", KEY]);
+    if !extra.contains(&"--store-key-window-hours") {
+        all.extend(["--store-key-window-hours", "1"]);
+    }
     all.extend_from_slice(extra);
     all.into_iter().map(str::to_owned).collect()
 }

@@ -186,7 +186,7 @@ fn oversized_malformed_and_wrongly_typed_bodies_are_refused() {
     // writing would see its pipe closed, so the request is written by hand and only announced).
     let mut stream = TcpStream::connect(node.url.trim_start_matches("http://")).unwrap();
     let head = format!(
-        "POST /api/v1/products HTTP/1.1\r\nHost: rms\r\nAuthorization: Bearer {KEY}\r\n\
+        "POST /api/v1/products HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         1024 * 1024 + 1
     );
@@ -365,7 +365,8 @@ fn devices_with_the_key_form_a_store_and_one_with_another_key_stays_out() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let with_key = |device: &'static str, key: &'static str, peers: &[String]| {
         let mut args = rms_tests::node_args(device, rms_tests::FAST, peers);
-        args.extend(["--store-key", key]);
+        // The store-key window open: devices with the key are trusted on first use.
+        args.extend(["--store-key", key, "--store-key-window-hours", "1"]);
         args.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
     let start = |i: usize, args: Vec<String>| {

@@ -402,7 +402,9 @@ impl Sim {
         let mut list = rms_domain::TrustList::default();
         for entry in log.iter().filter(|e| e.event.status == EventStatus::Synced) {
             let event = &entry.event;
-            let Some(change) = event.payload.trust_change(event.origin(), event.created_at_ms)
+            let Some(change) = event
+                .payload
+                .trust_change(event.origin(), event.created_at_ms)
             else {
                 continue;
             };
