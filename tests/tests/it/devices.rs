@@ -6,6 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rms_tests::{FAST, NodeProcess, Proxy, node_args, wait_for};
@@ -495,4 +496,145 @@ fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syn
     // The code is used up: another device cannot join with it.
     let late = NodeProcess::start(dirs[3].path(), &node_args("4", FAST, &[]));
     assert_eq!(join(&late, &code, &peer), "pairing_used");
+}
+
+/// Accepts whatever certificate the server shows (the test checks the server, not the client),
+/// but verifies its handshake signatures as a real client would.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Connects to `port` with `config`, asks for `/api/v1/health` and returns what came back
+/// before the connection ended or failed (empty: refused before any HTTP).
+fn http_over_tls(port: u16, config: rustls::ClientConfig) -> Vec<u8> {
+    use rustls::pki_types::ServerName;
+    let name = ServerName::try_from("rms-device").unwrap();
+    let Ok(connection) = rustls::ClientConnection::new(Arc::new(config), name) else {
+        return Vec::new();
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let request = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[test]
+fn the_store_port_refuses_tls_1_2_clients_without_a_certificate_and_borrowed_certificates() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(dir.path(), &node_args("1", FAST, &[]));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let me = rms_transport::identity::Identity::ephemeral().unwrap();
+    let other = rms_transport::identity::Identity::ephemeral().unwrap();
+    let chain = || vec![CertificateDer::from(me.cert_der().to_vec())];
+    let key = |identity: &rms_transport::identity::Identity| {
+        PrivateKeyDer::from_pem_slice(identity.key_pem().as_bytes()).unwrap()
+    };
+    let builder = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(Arc::clone(&provider))))
+    };
+    // The control: TLS 1.3 with a certificate and its key is answered (403: nobody trusts it).
+    let control = builder(&[&rustls::version::TLS13])
+        .with_client_auth_cert(chain(), key(&me))
+        .unwrap();
+    let answer = http_over_tls(node.sync_port(), control);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 40"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let tls12 = builder(&[&rustls::version::TLS12])
+        .with_client_auth_cert(chain(), key(&me))
+        .unwrap();
+    let anonymous = builder(&[&rustls::version::TLS13]).with_no_client_auth();
+    // Another device's certificate with this key: rustls refuses to build it, so the config is
+    // made with the key the certificate does not belong to through a resolver.
+    let borrowed = builder(&[&rustls::version::TLS13]).with_client_cert_resolver(Arc::new(
+        Borrowed(Arc::new(rustls::sign::CertifiedKey::new(
+            chain(),
+            provider.key_provider.load_private_key(key(&other)).unwrap(),
+        ))),
+    ));
+    for (what, config) in [
+        ("TLS 1.2", tls12),
+        ("no client certificate", anonymous),
+        ("a certificate without its key", borrowed),
+    ] {
+        let answer = http_over_tls(node.sync_port(), config);
+        assert!(
+            !answer.windows(5).any(|w| w == b"HTTP/"),
+            "{what} got an HTTP answer: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(node.get("/api/v1/health").0, 200, "the node still serves");
+}
+
+/// Presents one certificate with another key.
+#[derive(Debug)]
+struct Borrowed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Borrowed {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
