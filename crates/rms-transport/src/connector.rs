@@ -89,11 +89,7 @@ impl Connector {
             started.insert(key.clone(), device);
         }
         let this = self.clone();
-        if self.over_rest {
-            self.runtime.spawn(async move { this.run_rest(key).await });
-        } else {
-            self.runtime.spawn(async move { this.run(key).await });
-        }
+        self.runtime.spawn(async move { this.run(key).await });
     }
 
     /// The device `authority` is known to be, if the roster said.
@@ -102,6 +98,8 @@ impl Connector {
         started.get(authority).copied().flatten()
     }
 
+    /// Keeps a link to `authority` until the node stops: dial, serve the link until it closes,
+    /// wait (backoff), again.
     async fn run(self, authority: String) {
         let mut backoff = Backoff::new(&authority);
         let mut shutdown = self.shutdown.clone();
@@ -109,45 +107,10 @@ impl Connector {
             if *shutdown.borrow() {
                 return;
             }
-            let expected = self.expected(&authority);
-            match self.dialer.websocket(&authority, expected).await {
-                Ok((socket, peer)) => {
-                    log::info!("linked to {authority}");
-                    backoff.reset();
-                    tokio::select! {
-                        () = link::serve_socket(socket, self.links.clone(), self.driver.clone(), true, peer) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    log::info!("link to {authority} closed");
-                }
-                Err(err) => log::debug!("cannot link to {authority}: {err}"),
-            }
             tokio::select! {
-                () = tokio::time::sleep(backoff.next()) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
-    async fn run_rest(self, authority: String) {
-        let mut backoff = Backoff::new(&authority);
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let expected = self.expected(&authority);
-            let rest = link::RestLink {
-                dialer: &self.dialer,
-                authority: &authority,
-                expected,
-                links: &self.links,
-                driver: &self.driver,
-            };
-            tokio::select! {
-                ended = rest.run() => match ended {
+                linked = self.link_once(&authority) => match linked {
                     Ok(()) => backoff.reset(),
-                    Err(err) => log::debug!("the REST link to {authority} failed: {err}"),
+                    Err(err) => log::debug!("cannot link to {authority}: {err}"),
                 },
                 _ = shutdown.changed() => return,
             }
@@ -156,6 +119,26 @@ impl Connector {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// One link to `authority`, served until it closes (`Ok`), or why it could not be made.
+    async fn link_once(&self, authority: &str) -> Result<(), crate::dial::DialError> {
+        let expected = self.expected(authority);
+        if self.over_rest {
+            let rest = link::RestLink {
+                dialer: &self.dialer,
+                authority,
+                expected,
+                links: &self.links,
+                driver: &self.driver,
+            };
+            return rest.run().await;
+        }
+        let (socket, peer) = self.dialer.websocket(authority, expected).await?;
+        log::info!("linked to {authority}");
+        link::serve_socket(socket, self.links.clone(), self.driver.clone(), true, peer).await;
+        log::info!("link to {authority} closed");
+        Ok(())
     }
 }
 

@@ -409,16 +409,25 @@ mod tests {
     async fn a_client_without_a_certificate_is_refused() {
         let (a, b) = two_devices();
         let server = server_config(&a, Trusted::new([b.fingerprint()])).expect("server");
-        let anonymous = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
+        let anonymous = dialing(&rustls::version::TLS13, &a, &b).with_no_client_auth();
+        assert!(exchange(server, anonymous).await.is_err(), "refused");
+    }
+
+    /// A configuration of device `b` dialing device `a` in `version`, before its own
+    /// certificate is chosen (the tests choose it wrong).
+    fn dialing(
+        version: &'static rustls::SupportedProtocolVersion,
+        a: &Identity,
+        b: &Identity,
+    ) -> rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert> {
+        ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .expect("a protocol version")
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned::new(
                 Trusted::new([a.fingerprint()]),
                 b.fingerprint(),
             )))
-            .with_no_client_auth();
-        assert!(exchange(server, anonymous).await.is_err(), "refused");
     }
 
     /// Presents one device's certificate with another's key.
@@ -452,15 +461,8 @@ mod tests {
             .load_private_key(thief_key)
             .expect("a signing key");
         let stolen = Borrowed(Arc::new(rustls::sign::CertifiedKey::new(b_chain, key)));
-        let client = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned::new(
-                Trusted::new([a.fingerprint()]),
-                b.fingerprint(),
-            )))
-            .with_client_cert_resolver(Arc::new(stolen));
+        let client =
+            dialing(&rustls::version::TLS13, &a, &b).with_client_cert_resolver(Arc::new(stolen));
         assert!(exchange(server, client).await.is_err(), "refused");
     }
 
@@ -469,14 +471,7 @@ mod tests {
         let (a, b) = two_devices();
         let server = server_config(&a, Trusted::new([b.fingerprint()])).expect("server");
         let (chain, key) = own(&b).expect("b's key");
-        let old = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .expect("TLS 1.2")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned::new(
-                Trusted::new([a.fingerprint()]),
-                b.fingerprint(),
-            )))
+        let old = dialing(&rustls::version::TLS12, &a, &b)
             .with_client_auth_cert(chain, key)
             .expect("b's certificate");
         assert!(exchange(server, old).await.is_err(), "refused");
