@@ -59,18 +59,43 @@ pub struct DeviceRefusal {
     pub claimed: Option<DeviceId>,
     /// Where it connected from.
     pub address: String,
-    /// `unknown_device`, `revoked`, `device_id_mismatch`, `device_id_taken`, or the master's
-    /// reason for refusing its trust.
-    pub why: &'static str,
+    pub why: Refused,
     /// For an unknown certificate: the name it gave, to list it as pending.
     pub pending_name: Option<String>,
 }
 
-impl DeviceRefusal {
-    /// A refusal that means someone claims what is not theirs (an alarm), rather than a
-    /// device nobody added yet.
-    pub fn is_alarm(&self) -> bool {
-        self.why != "unknown_device"
+/// Why the store port refused a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// Nobody trusts it yet (and it proved nothing): it is listed as pending.
+    UnknownDevice,
+    Revoked,
+    /// A trusted certificate claimed another device id than its own.
+    DeviceIdMismatch,
+    /// It claimed a device id that another trusted certificate holds.
+    DeviceIdTaken,
+    /// Its pairing code was wrong, or the window expired, used or locked.
+    Pairing(crate::pairing::PairingRefused),
+    /// The master (or this device) refused the trust change it asked for.
+    Trust(rms_domain::RejectReason),
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::UnknownDevice => "unknown_device",
+            Refused::Revoked => "revoked",
+            Refused::DeviceIdMismatch => rms_sync::DEVICE_ID_MISMATCH,
+            Refused::DeviceIdTaken => "device_id_taken",
+            Refused::Pairing(refused) => refused.code(),
+            Refused::Trust(reason) => reason.as_str(),
+        }
+    }
+
+    /// Whether it means someone claims what is not theirs (an alarm), rather than a device
+    /// nobody added yet.
+    pub fn is_alarm(self) -> bool {
+        self != Refused::UnknownDevice
     }
 }
 
@@ -119,7 +144,9 @@ impl std::fmt::Debug for Input {
             Input::Local { .. } => f.write_str("Local"),
             Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
             Input::Handover { target, .. } => write!(f, "Handover({target})"),
-            Input::DeviceRefused(refusal) => write!(f, "DeviceRefused({})", refusal.why),
+            Input::DeviceRefused(refusal) => {
+                write!(f, "DeviceRefused({})", refusal.why.as_str())
+            }
             Input::Stop => f.write_str("Stop"),
         }
     }

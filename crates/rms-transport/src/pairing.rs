@@ -32,7 +32,7 @@ pub const TTL_DEFAULT_MS: u64 = 10 * 60 * 1000;
 pub const TTL_MAX_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Why a pairing attempt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum PairingRefused {
     #[error("no pairing window is open on this device")]
     NoWindow,

@@ -34,7 +34,7 @@ use warp::http::{Request, StatusCode};
 use warp::reply::{Reply, Response};
 
 use crate::error::ApiError;
-use crate::input::{DeviceRefusal, Input};
+use crate::input::{DeviceRefusal, Input, Refused};
 use crate::link::Peer;
 use crate::node::{Node, NodeError};
 use crate::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
@@ -152,14 +152,14 @@ struct StorePort {
 
 #[derive(Debug, Default)]
 struct Refusals {
-    last: HashMap<(Fingerprint, &'static str), u64>,
+    last: HashMap<(Fingerprint, Refused), u64>,
     minute_started_ms: u64,
     this_minute: u32,
 }
 
 impl Refusals {
     /// Whether a refusal of `key` at `now_ms` is to be audited.
-    fn due(&mut self, key: (Fingerprint, &'static str), now_ms: u64) -> bool {
+    fn due(&mut self, key: (Fingerprint, Refused), now_ms: u64) -> bool {
         if self.last.len() >= REFUSALS_REMEMBERED_MAX {
             self.last.clear();
         }
@@ -235,11 +235,11 @@ impl StorePort {
         let fingerprint = connection.fingerprint;
         let device = match book.entry(&fingerprint) {
             Some(entry) if entry.state == TrustState::Revoked => {
-                return Err(self.refuse(connection, claimed, "revoked", None));
+                return Err(self.refuse(connection, claimed, Refused::Revoked, None));
             }
             Some(entry) => {
                 if claimed.is_some_and(|c| c != entry.device_id) {
-                    return Err(self.refuse(connection, claimed, "device_id_mismatch", None));
+                    return Err(self.refuse(connection, claimed, Refused::DeviceIdMismatch, None));
                 }
                 entry.device_id
             }
@@ -285,11 +285,11 @@ impl StorePort {
             })
         });
         if !proven {
-            return Err(self.refuse(connection, claimed, "unknown_device", Some(name)));
+            return Err(self.refuse(connection, claimed, Refused::UnknownDevice, Some(name)));
         }
         // Only after the proof: an unknown device learns nothing of which ids are in use.
         if device == node.config().device_id || book.trusted_for(device).is_some() {
-            return Err(self.refuse(connection, claimed, "device_id_taken", None));
+            return Err(self.refuse(connection, claimed, Refused::DeviceIdTaken, None));
         }
         let command = Command::Trust {
             fingerprint: connection.fingerprint,
@@ -307,7 +307,7 @@ impl StorePort {
                 Ok(device)
             }
             Err(NodeError::Storage(StorageError::Refused { reason, .. })) => {
-                Err(self.refuse(connection, claimed, reason.as_str(), None))
+                Err(self.refuse(connection, claimed, Refused::Trust(reason), None))
             }
             Err(err) => Err(ApiError::from(err).into_response()),
         }
@@ -331,7 +331,7 @@ impl StorePort {
             .entry(&fingerprint)
             .is_some_and(|e| e.state == TrustState::Revoked)
         {
-            return self.refuse(connection, claimed, "revoked", None);
+            return self.refuse(connection, claimed, Refused::Revoked, None);
         }
         let exporter = connection.exporter;
         let attempt = node.pairing().attempt(node.now_ms(), |code| {
@@ -340,14 +340,13 @@ impl StorePort {
         let code = match attempt {
             Ok(code) => code,
             Err(refused) => {
-                let message = refused.to_string();
-                return self.refuse_with(connection, claimed, refused.code(), None, message);
+                return self.refuse(connection, claimed, Refused::Pairing(refused), None);
             }
         };
         // Only after the code: a device without it learns nothing of which ids are in use.
         let me = node.config().device_id;
         if device == me || book.trusted_for(device).is_some_and(|f| f != fingerprint) {
-            return self.refuse(connection, claimed, "device_id_taken", None);
+            return self.refuse(connection, claimed, Refused::DeviceIdTaken, None);
         }
         let name = header(headers, NAME_HEADER)
             .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
@@ -362,7 +361,7 @@ impl StorePort {
         if let Err(err) = node.local_write(command).await {
             return match err {
                 NodeError::Storage(StorageError::Refused { reason, .. }) => {
-                    self.refuse(connection, claimed, reason.as_str(), None)
+                    self.refuse(connection, claimed, Refused::Trust(reason), None)
                 }
                 other => ApiError::from(other).into_response(),
             };
@@ -389,21 +388,22 @@ impl StorePort {
         &self,
         connection: &Connection,
         claimed: Option<DeviceId>,
-        why: &'static str,
+        why: Refused,
         pending_name: Option<String>,
     ) -> Response {
         let message = match why {
-            "unknown_device" => format!(
+            Refused::UnknownDevice => format!(
                 "this device ({}) is not trusted by the store; approve it on a trusted device \
                  with `rms-node devices approve {}`, or pair it with a code",
                 connection.fingerprint.short(),
                 connection.fingerprint
             ),
-            "revoked" => "this device certificate was revoked".to_owned(),
-            "device_id_mismatch" | "device_id_taken" => {
+            Refused::Revoked => "this device certificate was revoked".to_owned(),
+            Refused::DeviceIdMismatch | Refused::DeviceIdTaken => {
                 "this device id belongs to another certificate".to_owned()
             }
-            other => format!("refused: {other}"),
+            Refused::Pairing(refused) => refused.to_string(),
+            Refused::Trust(reason) => format!("{} ({})", reason.describe(), reason.as_str()),
         };
         self.refuse_with(connection, claimed, why, pending_name, message)
     }
@@ -412,7 +412,7 @@ impl StorePort {
         &self,
         connection: &Connection,
         claimed: Option<DeviceId>,
-        why: &'static str,
+        why: Refused,
         pending_name: Option<String>,
         message: String,
     ) -> Response {
@@ -437,11 +437,13 @@ impl StorePort {
         };
         log::log!(
             level,
-            "refused device {} ({claimed:?}) from {}: {why}",
+            "refused device {} ({claimed:?}) from {}: {}",
             connection.fingerprint.short(),
-            connection.address
+            connection.address,
+            why.as_str()
         );
-        let mut response = ApiError::new(StatusCode::FORBIDDEN, why, message).into_response();
+        let mut response =
+            ApiError::new(StatusCode::FORBIDDEN, why.as_str(), message).into_response();
         // A refused device does not keep its connection (and a connection slot).
         response
             .headers_mut()

@@ -208,7 +208,7 @@ pub(crate) fn record_refusal(
     let entry = AuditEntry {
         id: 0,
         at: rfc3339_from_ms(now_ms),
-        operation: if refusal.is_alarm() {
+        operation: if refusal.why.is_alarm() {
             Operation::Alarm
         } else {
             Operation::Rejection
@@ -219,7 +219,7 @@ pub(crate) fn record_refusal(
         event_id: None,
         outcome: Outcome::Rejected,
         details: serde_json::json!({
-            "why": refusal.why,
+            "why": refusal.why.as_str(),
             "fingerprint": refusal.fingerprint.to_string(),
             "claimed": refusal.claimed,
             "address": refusal.address,
