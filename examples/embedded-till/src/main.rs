@@ -78,12 +78,18 @@ async fn main() -> anyhow::Result<()> {
         stock: 1,
         user_id: Some("manager".into()),
     };
-    master.local_write(Command::CreateProduct(tea)).await?;
-    println!("device 1: created tea, 1 in stock");
+    let created = master.local_write(Command::CreateProduct(tea)).await?;
+    // Its place in the master log (the devices' certificates came first).
+    let at = created
+        .recorded
+        .event
+        .master_seq
+        .context("the master logs its own write at once")?;
+    println!("device 1: created tea, 1 in stock (log entry {at})");
     wait_for(
         till_feed,
         "the product reaches device 2",
-        |n| matches!(n, Notification::LogAdvanced { log_head } if *log_head >= 1),
+        |n| matches!(n, Notification::LogAdvanced { log_head } if *log_head >= at),
     )
     .await?;
 
