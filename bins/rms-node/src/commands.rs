@@ -56,17 +56,8 @@ pub enum Command {
     Devices {
         #[command(subcommand)]
         action: Option<DevicesAction>,
-        /// The node's API on this machine.
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:7878",
-            value_name = "URL",
-            global = true
-        )]
-        url: String,
-        /// The store key, if the node has one.
-        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true, global = true)]
-        store_key: Option<String>,
+        #[command(flatten)]
+        node: LocalNode,
     },
     /// Open a pairing window on this (trusted) device and print its one-time code, for a new
     /// device to join with `rms-node join CODE --peer URL`.
@@ -74,12 +65,8 @@ pub enum Command {
         /// How long the code is valid: 90s, 10m, 1h [default: 10m, at most 24h].
         #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
         ttl: Option<u64>,
-        /// The node's API on this machine.
-        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
-        url: String,
-        /// The store key, if the node has one.
-        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
-        store_key: Option<String>,
+        #[command(flatten)]
+        node: LocalNode,
     },
     /// Join a store: the node running on this machine proves the code to the sponsor at --peer,
     /// and each trusts the other.
@@ -89,22 +76,30 @@ pub enum Command {
         /// The sponsor's store port, e.g. https://10.0.0.11:7879.
         #[arg(long, value_name = "URL")]
         peer: String,
-        /// The node's API on this machine.
-        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
-        url: String,
-        /// The store key, if the node has one.
-        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
-        store_key: Option<String>,
+        #[command(flatten)]
+        node: LocalNode,
     },
     /// Print the store as a running node sees it: this device, the master, the roster, sync.
     Status {
-        /// The node to ask.
-        #[arg(long, default_value = "http://127.0.0.1:7878", value_name = "URL")]
-        url: String,
-        /// The store key, if the node has one.
-        #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true)]
-        store_key: Option<String>,
+        #[command(flatten)]
+        node: LocalNode,
     },
+}
+
+/// The node running on this machine, as the commands that talk to it reach it.
+#[derive(Debug, clap::Args)]
+pub struct LocalNode {
+    /// The node's API on this machine.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7878",
+        value_name = "URL",
+        global = true
+    )]
+    url: String,
+    /// The store key, if the node has one.
+    #[arg(long, env = "RMS_STORE_KEY", hide_env_values = true, global = true)]
+    store_key: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -171,26 +166,23 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Status { url, store_key } => {
-            print!("{}", status(&url, store_key.as_deref())?);
+        Command::Status { node } => {
+            print!("{}", status(&node.url, node.store_key.as_deref())?);
             Ok(())
         }
-        Command::Devices {
-            action,
-            url,
-            store_key,
-        } => devices(
-            &url,
-            store_key.as_deref(),
+        Command::Devices { action, node } => devices(
+            &node.url,
+            node.store_key.as_deref(),
             action.unwrap_or(DevicesAction::List),
         ),
-        Command::Pair {
-            ttl,
-            url,
-            store_key,
-        } => {
+        Command::Pair { ttl, node } => {
             let body = serde_json::json!({ "ttl_seconds": ttl });
-            let answer = post(&url, "/api/v1/pairing", store_key.as_deref(), &body)?;
+            let answer = post(
+                &node.url,
+                "/api/v1/pairing",
+                node.store_key.as_deref(),
+                &body,
+            )?;
             println!("{}", answer["code"].as_str().unwrap_or_default());
             eprintln!(
                 "one device may join with this code until {} (sponsor: device {}, {})",
@@ -202,14 +194,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Join {
-            code,
-            peer,
-            url,
-            store_key,
-        } => {
+        Command::Join { code, peer, node } => {
             let body = serde_json::json!({ "code": code, "peer": peer });
-            let answer = post(&url, "/api/v1/pairing/join", store_key.as_deref(), &body)?;
+            let path = "/api/v1/pairing/join";
+            let answer = post(&node.url, path, node.store_key.as_deref(), &body)?;
             let sponsor = &answer["sponsor"];
             println!(
                 "joined the store of device {} ({}, {}); syncing now",

@@ -55,6 +55,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The connection settings both listeners share: HTTP/1 headers must arrive within
+/// `header_read_timeout` (also an idle keep-alive connection's next request).
+pub(crate) fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+}
+
 /// Waits for a connection slot and accepts a connection on it, with `TCP_NODELAY`. `None`
 /// when accepting failed (out of file descriptors, say): the caller tries again.
 pub(crate) async fn accept(
@@ -112,11 +123,7 @@ async fn serve_api(
     let routes = warp::service(api::routes(node.clone()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut builder = http_builder(HEADER_READ_TIMEOUT);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use rms_domain::{DeviceId, Fingerprint, TrustState};
 use rms_storage::StorageError;
 use rms_storage::local::Command;
@@ -88,12 +87,7 @@ async fn serve_tls(
     let routes = warp::service(crate::api::store_routes(port.node.clone()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    let builder = builder.http1_only();
+    let builder = server::http_builder(HANDSHAKE_TIMEOUT).http1_only();
     tokio::pin!(shutdown);
     loop {
         let (stream, address, permit) = tokio::select! {
