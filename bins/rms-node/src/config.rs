@@ -29,8 +29,8 @@ pub struct Cli {
     /// TOML file with any of the settings below (keys in snake_case, e.g. device_id = 2).
     #[arg(long, env = "RMS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// This device's id, 1..=65535, unique in the store [default: 1].
-    #[arg(long, env = "RMS_DEVICE_ID", value_parser = clap::value_parser!(u16).range(1..))]
+    /// This device's id, 1..=65534, unique in the store [default: 1] (65535 is head office's).
+    #[arg(long, env = "RMS_DEVICE_ID", value_parser = clap::value_parser!(u16).range(1..65535))]
     pub device_id: Option<u16>,
     /// A name for people [default: device-<id>].
     #[arg(long, env = "RMS_NAME")]
@@ -87,6 +87,20 @@ pub struct Cli {
     /// a WebSocket [default: websocket].
     #[arg(long, env = "RMS_SYNC_TRANSPORT", value_name = "websocket|rest")]
     pub sync_transport: Option<SyncTransport>,
+    /// Head office (`rms-hq`): while this device is master, it sends the store's log there and
+    /// logs the catalogue changes it gets (`https://`; `http://` only on this machine).
+    #[arg(long, env = "RMS_HQ_URL", value_name = "URL")]
+    pub hq_url: Option<String>,
+    /// The store's token, from `rms-hq stores add`.
+    #[arg(long, env = "RMS_HQ_TOKEN", hide_env_values = true)]
+    pub hq_token: Option<String>,
+    /// Head office's certificate, pinned by its SHA-256 fingerprint (a private CA or a
+    /// self-signed certificate) instead of the system's roots.
+    #[arg(long, env = "RMS_HQ_FINGERPRINT", value_name = "SHA256")]
+    pub hq_fingerprint: Option<String>,
+    /// Root certificates (PEM) to check head office's certificate with, instead of the system's.
+    #[arg(long, env = "RMS_HQ_CA", value_name = "FILE")]
+    pub hq_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -115,6 +129,10 @@ pub struct FileConfig {
     pub master_timeout_ms: Option<u64>,
     pub reclaim: Option<bool>,
     pub sync_transport: Option<SyncTransport>,
+    pub hq_url: Option<String>,
+    pub hq_token: Option<String>,
+    pub hq_fingerprint: Option<String>,
+    pub hq_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -144,6 +162,47 @@ pub struct Config {
     pub master_timeout_ms: u64,
     pub reclaim: bool,
     pub sync_transport: SyncTransport,
+    pub head_office: Option<HeadOfficeConfig>,
+}
+
+/// Where head office is, and how this store proves itself and checks head office.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadOfficeConfig {
+    pub url: String,
+    pub token: String,
+    pub fingerprint: Option<rms_domain::Fingerprint>,
+    pub ca: Option<PathBuf>,
+}
+
+fn head_office(
+    url: Option<String>,
+    token: Option<String>,
+    fingerprint: Option<String>,
+    ca: Option<PathBuf>,
+) -> anyhow::Result<Option<HeadOfficeConfig>> {
+    let url = url.filter(|u| !u.is_empty());
+    let token = token.filter(|t| !t.is_empty());
+    match (url, token) {
+        (None, None) => {
+            if fingerprint.is_some() || ca.is_some() {
+                bail!("hq_fingerprint and hq_ca need hq_url");
+            }
+            Ok(None)
+        }
+        (Some(url), Some(token)) => Ok(Some(HeadOfficeConfig {
+            url,
+            token,
+            fingerprint: fingerprint
+                .map(|f| {
+                    f.parse()
+                        .context("hq_fingerprint is not a SHA-256 fingerprint")
+                })
+                .transpose()?,
+            ca,
+        })),
+        (Some(_), None) => bail!("hq_url needs hq_token (from `rms-hq stores add`)"),
+        (None, Some(_)) => bail!("hq_token needs hq_url"),
+    }
 }
 
 impl Config {
@@ -157,7 +216,9 @@ impl Config {
 
     fn merge(cli: Cli, file: FileConfig) -> anyhow::Result<Config> {
         let device_id = cli.device_id.or(file.device_id).unwrap_or(1);
-        let device_id = DeviceId::new(device_id).context("device_id must be in 1..=65535")?;
+        let device_id = DeviceId::new(device_id)
+            .filter(|id| !id.is_head_office())
+            .context("device_id must be in 1..=65534 (65535 is head office's)")?;
         let default_listen: SocketAddr =
             DEFAULT_LISTEN.parse().context("default listen address")?;
         let peers = if cli.peers.is_empty() {
@@ -208,6 +269,12 @@ impl Config {
                 .sync_transport
                 .or(file.sync_transport)
                 .unwrap_or(SyncTransport::Websocket),
+            head_office: head_office(
+                cli.hq_url.or(file.hq_url),
+                cli.hq_token.or(file.hq_token),
+                cli.hq_fingerprint.or(file.hq_fingerprint),
+                cli.hq_ca.or(file.hq_ca),
+            )?,
         };
         config.check()?;
         Ok(config)

@@ -122,6 +122,15 @@ pub enum EventPayload {
         sale_id: String,
         lines: Vec<SaleLine>,
     },
+    /// Head office set a product's name and price (issue #15): origin
+    /// [`DeviceId::HEAD_OFFICE`], `seq` = `catalog_version`. It wins over the store's edits (no
+    /// base version), creates the product with stock 0 if the store has none, and never touches
+    /// stock, which the store owns.
+    CatalogSet {
+        sku: String,
+        name: String,
+        price_cents: i64,
+    },
     /// A device certificate trusted or revoked (the trust list, `crate::trust`).
     DeviceTrust {
         fingerprint: Fingerprint,
@@ -201,6 +210,21 @@ impl EventPayload {
                 }
                 Ok(())
             }
+            EventPayload::CatalogSet {
+                sku,
+                name,
+                price_cents,
+            } => {
+                if !event_id.device_id.is_head_office() {
+                    return Err(ValidationError::new(
+                        "payload.kind",
+                        "a catalogue change comes from head office only",
+                    ));
+                }
+                validate::sku("payload.sku", sku)?;
+                validate::text("payload.name", name, NAME_CHARS_MAX)?;
+                validate::price("payload.price_cents", *price_cents)
+            }
             EventPayload::DeviceTrust { name, how, .. } => {
                 validate::text("payload.name", name, NAME_CHARS_MAX)?;
                 validate::text("payload.how", how, HOW_CHARS_MAX)
@@ -214,6 +238,7 @@ impl EventPayload {
             EventPayload::ProductUpdated { .. } => "product_updated",
             EventPayload::StockAdjusted { .. } => "stock_adjusted",
             EventPayload::SaleRecorded { .. } => "sale_recorded",
+            EventPayload::CatalogSet { .. } => "catalog_set",
             EventPayload::DeviceTrust { .. } => "device_trust",
         }
     }
@@ -224,7 +249,8 @@ impl EventPayload {
         match self {
             EventPayload::ProductCreated { sku, .. }
             | EventPayload::ProductUpdated { sku, .. }
-            | EventPayload::StockAdjusted { sku, .. } => sku.into(),
+            | EventPayload::StockAdjusted { sku, .. }
+            | EventPayload::CatalogSet { sku, .. } => sku.into(),
             EventPayload::SaleRecorded { sale_id, .. } => sale_id.into(),
             EventPayload::DeviceTrust { fingerprint, .. } => fingerprint.to_string().into(),
         }
@@ -261,7 +287,8 @@ impl EventPayload {
             }
             EventPayload::ProductCreated { sku, .. }
             | EventPayload::ProductUpdated { sku, .. }
-            | EventPayload::StockAdjusted { sku, .. } => vec![sku.as_str()],
+            | EventPayload::StockAdjusted { sku, .. }
+            | EventPayload::CatalogSet { sku, .. } => vec![sku.as_str()],
             EventPayload::DeviceTrust { .. } => Vec::new(),
         };
         skus.sort_unstable();

@@ -20,6 +20,15 @@ impl DeviceId {
     pub const fn get(self) -> u16 {
         self.0
     }
+
+    /// The reserved origin of head office's catalogue changes (issue #15): never a device of a
+    /// store (`rms-node` refuses it as `--device-id`). Its event `seq` is the catalogue version.
+    pub const HEAD_OFFICE: DeviceId = DeviceId(u16::MAX);
+
+    /// True for [`DeviceId::HEAD_OFFICE`].
+    pub const fn is_head_office(self) -> bool {
+        self.0 == u16::MAX
+    }
 }
 
 impl TryFrom<u16> for DeviceId {

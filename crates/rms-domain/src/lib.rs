@@ -13,6 +13,7 @@
 //! - the [`rules`] that decide whether an event may apply to the current products, and the
 //!   [`resolver`] (the ConflictResolver) through which a master decides every event;
 //! - the audit record [`AuditEntry`];
+//! - the [`hq`] wire types between a store's master and head office (issue #15);
 //! - validation errors ([`ValidationError`]) that always name the offending field.
 
 mod audit;
@@ -21,6 +22,7 @@ mod epoch;
 mod event;
 mod fingerprint;
 mod hlc;
+pub mod hq;
 mod ids;
 mod product;
 pub mod resolver;

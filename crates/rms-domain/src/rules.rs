@@ -109,6 +109,11 @@ pub fn apply(
                 critical,
             })
         }
+        EventPayload::CatalogSet {
+            sku,
+            name,
+            price_cents,
+        } => Ok(set_by_head_office(products, sku, name, *price_cents, at)),
         // No product changes; the trust rules are the resolver's (`crate::trust`). A revocation
         // must take effect everywhere now; a new device can wait for the next sync (and many
         // devices added at once go out in one broadcast, not one each).
@@ -157,12 +162,43 @@ pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -
             }
         }
         // `apply` refused it, so the product exists already: the first create stands.
-        EventPayload::ProductCreated { .. } => {}
-        EventPayload::DeviceTrust { .. } => {}
+        // `apply` never refuses head office's change.
+        EventPayload::ProductCreated { .. }
+        | EventPayload::CatalogSet { .. }
+        | EventPayload::DeviceTrust { .. } => {}
     }
     changed.sort_unstable();
     changed.dedup();
     Applied { changed, critical }
+}
+
+/// Head office wins: no base version to match. A product the store does not have is created
+/// with no stock; the store's stock is never touched.
+fn set_by_head_office(
+    products: &mut Products,
+    sku: &str,
+    name: &str,
+    price_cents: i64,
+    at: &str,
+) -> Applied {
+    match products.get_mut(sku) {
+        Some(product) => edit(product, Some(name), Some(price_cents), at),
+        None => {
+            let product = Product {
+                sku: sku.to_owned(),
+                name: name.to_owned(),
+                price_cents,
+                stock: 0,
+                version: 1,
+                updated_at: at.to_owned(),
+            };
+            products.insert(sku.to_owned(), product);
+        }
+    }
+    Applied {
+        changed: vec![sku.to_owned()],
+        critical: false,
+    }
 }
 
 /// A catalogue edit: the given fields, and the next version.
@@ -234,6 +270,44 @@ mod tests {
             Err(RejectReason::UnknownProduct)
         );
         assert_eq!(products["milk"].stock, 3);
+    }
+
+    #[test]
+    fn head_office_wins_over_the_version_and_keeps_the_stock() {
+        let mut products = catalogue(3);
+        let local = EventPayload::ProductUpdated {
+            sku: "milk".into(),
+            name: Some("Local milk".into()),
+            price_cents: None,
+            base_version: 1,
+        };
+        apply(&local, &mut products, "t1").unwrap();
+        let hq = |sku: &str| EventPayload::CatalogSet {
+            sku: sku.into(),
+            name: "Milk 1L".into(),
+            price_cents: 129,
+        };
+        apply(&hq("milk"), &mut products, "t2").unwrap();
+        let milk = &products["milk"];
+        assert_eq!((milk.name.as_str(), milk.price_cents), ("Milk 1L", 129));
+        assert_eq!(
+            (milk.stock, milk.version),
+            (3, 3),
+            "stock kept, version moved"
+        );
+        let stale = EventPayload::ProductUpdated {
+            sku: "milk".into(),
+            name: Some("Late local edit".into()),
+            price_cents: None,
+            base_version: 2,
+        };
+        assert_eq!(
+            apply(&stale, &mut products, "t3"),
+            Err(RejectReason::StaleVersion),
+            "an edit made before head office's change loses"
+        );
+        apply(&hq("bread"), &mut products, "t4").unwrap();
+        assert_eq!(products["bread"].stock, 0, "a new product has no stock yet");
     }
 
     #[test]

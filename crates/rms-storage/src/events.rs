@@ -424,6 +424,16 @@ pub fn log_counts(conn: &Connection) -> Result<Vec<(String, Option<String>, u64)
     .collect()
 }
 
+/// The greatest `seq` of `origin`'s events in this device's copy of the master log (0: none).
+pub fn last_seq_logged(conn: &Connection, origin: DeviceId) -> Result<u64, StorageError> {
+    let seq: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MAX(seq) FROM sync_events WHERE device_id = ?1 AND master_seq IS NOT NULL",
+        )?
+        .query_row(params![origin.get()], |row| row.get(0))?;
+    seq.map_or(Ok(0), |seq| from_sql_u64(seq, TABLE))
+}
+
 /// Master-log entries after `since`, in `master_seq` order, at most `limit`.
 pub fn log_after(
     conn: &Connection,

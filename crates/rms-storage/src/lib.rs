@@ -23,6 +23,7 @@ pub mod products;
 pub mod replica;
 pub mod sales;
 pub mod trust;
+pub mod uplink;
 
 pub use db::{SCHEMA_VERSION, Store};
 pub use error::StorageError;

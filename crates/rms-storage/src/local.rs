@@ -5,6 +5,7 @@
 //! nothing of the write exists, after it all of it does. The sequence and clock in `node_state`
 //! move in the same transaction, so an event id is never issued twice.
 
+use rms_domain::hq::CatalogChange;
 use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
@@ -34,6 +35,9 @@ pub enum Command {
         adjustment: StockAdjustment,
     },
     Sell(NewSale),
+    /// Head office's change of a product's name and price (issue #15), on the master only:
+    /// logged as event `(head office, version)`, so it is logged once whatever retries.
+    HeadOffice(CatalogChange),
     /// Trust or revoke a device certificate (the store's trust list, `crate::trust`).
     Trust {
         fingerprint: Fingerprint,
@@ -70,6 +74,9 @@ pub fn record(
     command: Command,
 ) -> Result<Recorded, StorageError> {
     validate(&command)?;
+    if let Command::HeadOffice(change) = command {
+        return record_head_office(tx, now_ms, change);
+    }
     let mut state = node_state::load(tx)?;
     let epoch = match role {
         Role::Master => Some(
@@ -156,6 +163,85 @@ pub fn record(
     })
 }
 
+/// The user recorded for head office's catalogue changes.
+pub const HEAD_OFFICE_USER: &str = "head-office";
+
+/// Logs head office's catalogue change as the master's decision, like the master's own write but
+/// from the reserved origin: `seq` is the catalogue version, so a change logged once is refused
+/// (`already_exists`) if it comes again. The product's name and price before it are audited
+/// (`overwritten`) when they differ: head office won over the store's value.
+fn record_head_office(
+    tx: &Transaction<'_>,
+    now_ms: u64,
+    change: CatalogChange,
+) -> Result<Recorded, StorageError> {
+    let mut state = node_state::load(tx)?;
+    let epoch = state
+        .epoch
+        .filter(|e| e.master_id == state.device_id)
+        .ok_or(StorageError::NotMaster)?;
+    let event_id = EventId {
+        device_id: DeviceId::HEAD_OFFICE,
+        seq: change.version,
+    };
+    if events::get(tx, &event_id)?.is_some() {
+        let message = format!("catalogue version {} is already logged", change.version);
+        return Err(StorageError::refused(RejectReason::AlreadyExists, message));
+    }
+    let before = products::get_in(tx, Table::Base, &change.sku)?;
+    let event = SyncEvent {
+        event_id,
+        hlc: state.hlc.tick(now_ms),
+        user_id: HEAD_OFFICE_USER.to_owned(),
+        term: state.term(),
+        critical: false,
+        payload: EventPayload::CatalogSet {
+            sku: change.sku.clone(),
+            name: change.name.clone(),
+            price_cents: change.price_cents,
+        },
+        status: EventStatus::Pending,
+        reason: None,
+        master_seq: None,
+        created_at_ms: now_ms,
+        accepted_before: false,
+    };
+    let entry = decide(tx, epoch, state.log_head, event, &[change.sku.as_str()])?;
+    let event = entry.event.clone();
+    events::insert(
+        tx,
+        &event,
+        Some((&entry.epoch, &entry.products, entry.forced)),
+    )?;
+    let at = rfc3339_from_ms(now_ms);
+    let mut audit = audit_entry(&event, &at);
+    audit.details["catalog_version"] = json!(change.version);
+    if let Some(before) =
+        before.filter(|b| b.name != change.name || b.price_cents != change.price_cents)
+    {
+        audit.details["overwritten"] = json!({
+            "name": before.name,
+            "price_cents": before.price_cents,
+            "version": before.version,
+        });
+    }
+    audit::append(tx, &audit)?;
+    state.hlc = event.hlc;
+    state.log_head = event.master_seq.unwrap_or(state.log_head);
+    node_state::save(tx, &state)?;
+    Ok(Recorded {
+        event,
+        products: entry.products.clone(),
+        entry: Some(entry),
+        sale: None,
+    })
+}
+
+/// The last head-office catalogue version in this device's copy of the master log (0: none).
+pub fn catalog_version(conn: &rusqlite::Connection) -> Result<u64, StorageError> {
+    events::last_seq_logged(conn, DeviceId::HEAD_OFFICE)
+}
+
 /// The master decides its own write on its copy of the master state, through the same resolver
 /// as the events that devices push: a refusal writes nothing.
 fn decide(
@@ -193,6 +279,16 @@ fn validate(command: &Command) -> Result<(), StorageError> {
             adjustment.validate()?;
         }
         Command::Sell(sale) => sale.validate()?,
+        Command::HeadOffice(change) => {
+            let entry = rms_domain::hq::CatalogEntry {
+                name: change.name.clone(),
+                price_cents: change.price_cents,
+            };
+            entry.validate(&change.sku)?;
+            if change.version == 0 || i64::try_from(change.version).is_err() {
+                return Err(rms_domain::ValidationError::new("version", "is out of range").into());
+            }
+        }
         Command::Trust { name, how, .. } => {
             rms_domain::validate_text("name", name, rms_domain::NAME_CHARS_MAX)?;
             rms_domain::validate_text("how", how, 32)?;
@@ -256,6 +352,7 @@ fn payload_for(
                 new.user_id,
             )
         }
+        Command::HeadOffice(_) => unreachable_head_office()?,
         Command::Trust {
             fingerprint,
             device_id,
@@ -275,10 +372,20 @@ fn payload_for(
     })
 }
 
+/// [`record`] takes head office's changes to [`record_head_office`] before it makes a payload.
+fn unreachable_head_office() -> Result<(EventPayload, String), StorageError> {
+    Err(StorageError::Corrupt {
+        table: "sync_events",
+        message: "a head-office change takes its own path".to_owned(),
+    })
+}
+
 fn audit_entry(event: &SyncEvent, at: &str) -> AuditEntry {
     let operation = match event.payload {
         EventPayload::ProductCreated { .. } => Operation::ProductCreate,
-        EventPayload::ProductUpdated { .. } => Operation::ProductUpdate,
+        EventPayload::ProductUpdated { .. } | EventPayload::CatalogSet { .. } => {
+            Operation::ProductUpdate
+        }
         EventPayload::StockAdjusted { .. } => Operation::StockAdjust,
         EventPayload::SaleRecorded { .. } => Operation::Sale,
         EventPayload::DeviceTrust { .. } => Operation::Trust,

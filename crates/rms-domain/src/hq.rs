@@ -1,0 +1,105 @@
+//! What a store's master and head office (`rms-hq`) say to each other (issue #15): the uplink's
+//! batches of master-log entries and head office's answers, and the catalogue changes that flow
+//! down. Both sides serialize these types, so they cannot drift apart.
+//!
+//! Head office keys every entry by `(store_id, device_id, seq)` (the event's origin and its own
+//! sequence, which a split brain never reuses) and keeps each store's cursor — the last
+//! `master_seq` it holds and that entry's epoch — in the same transaction as the rows it covers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::epoch::Epoch;
+
+/// Most entries in one uplink batch.
+pub const UPLINK_ENTRIES_MAX: usize = 1000;
+/// Most bytes of JSON in one uplink batch (head office refuses a larger body).
+pub const UPLINK_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most catalogue changes in one answer.
+pub const CATALOG_CHANGES_MAX: usize = 500;
+/// Longest wait of a catalogue long poll.
+pub const CATALOG_WAIT_MS_MAX: u64 = 30_000;
+
+/// Where head office stands in a store's master log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The last `master_seq` head office holds (0: none).
+    pub since: u64,
+    /// The epoch of that entry (`None` when `since` is 0).
+    pub since_epoch: Option<Epoch>,
+    /// The greatest master epoch head office has taken a batch from: a master of a smaller
+    /// epoch (the losing island of a split brain) is refused, as devices refuse it.
+    pub max_epoch: Option<Epoch>,
+}
+
+/// One uplink batch: the master log after `since`, as the master holds it. `E` is a
+/// [`crate::LogEntry`] on the store and raw JSON at head office (a field head office does not
+/// know never blocks ingest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch<E> {
+    /// The master's epoch now.
+    pub epoch: Epoch,
+    /// Where the entries start: head office's cursor as the master last read it.
+    pub since: u64,
+    pub since_epoch: Option<Epoch>,
+    /// The master's log does not agree with head office after `since` (a split brain's undone
+    /// entries, or a store restored from a backup): head office marks what it holds after
+    /// `since` as undone (kept, never deleted) before it takes `entries`.
+    #[serde(default)]
+    pub truncate: bool,
+    /// The master's log head, for the lag head office reports.
+    pub head: u64,
+    /// The last head-office catalogue version this store has logged.
+    pub catalog_version: u64,
+    pub entries: Vec<E>,
+}
+
+/// Head office's answer to a batch it committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestAnswer {
+    /// The cursor after the batch.
+    pub cursor: Cursor,
+    /// Entries stored (new or re-logged by a later master).
+    pub stored: u64,
+    /// Entries kept raw only: they could not be projected, or their key was already taken by
+    /// another event (recorded as ingest errors; they never block the entries after them).
+    pub errors: u64,
+}
+
+/// One change of head office's catalogue: a product's name and price at `version` (gapless,
+/// one change per version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogChange {
+    pub version: u64,
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// The catalogue changes after a version, the latest per SKU only, in version order: from
+/// version 0 this is the snapshot of the whole catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogChanges {
+    /// Head office's catalogue version now.
+    pub version: u64,
+    pub changes: Vec<CatalogChange>,
+}
+
+/// A product's name and price as head office sets them (`PUT /hq/v1/catalog/{sku}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub price_cents: i64,
+}
+
+impl CatalogEntry {
+    /// The rules a store applies to a product's name and price (SPEC §3), checked at head office
+    /// before a change gets a version.
+    pub fn validate(&self, sku: &str) -> Result<(), crate::ValidationError> {
+        crate::validate::sku("sku", sku)?;
+        crate::validate::text("name", &self.name, crate::NAME_CHARS_MAX)?;
+        crate::validate::price("price_cents", self.price_cents)
+    }
+}
