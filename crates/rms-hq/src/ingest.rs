@@ -1,0 +1,495 @@
+//! Ingest: a store master's batch of master-log entries, committed in one transaction with the
+//! store's cursor.
+//!
+//! Each entry is keyed by `(store_id, device_id, seq)` (UNIQUE): a re-sent batch, or a later
+//! master logging the same event again after a split brain, updates the one row (its verdict and
+//! position) and never makes a second one. A key already taken by an event with other content (a
+//! device restored from a backup reuses its sequence) is kept raw as an ingest error. Entries are
+//! then projected into sales, sale lines and stock; an entry that cannot be projected is kept raw
+//! in the log, recorded as an ingest error, and never blocks the entries after it.
+//!
+//! **On crash:** nothing of a batch exists before its commit, all of it after; the store's
+//! master learns which by reading the cursor again.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch, UPLINK_ENTRIES_MAX};
+use rms_domain::{Epoch, EventId};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_postgres::Transaction;
+
+use crate::{Db, HqError};
+
+/// What keys an entry: its event's id, its position, and the epoch that decided it.
+#[derive(Deserialize)]
+struct Keyed {
+    event: KeyedEvent,
+    epoch: Epoch,
+}
+
+#[derive(Deserialize)]
+struct KeyedEvent {
+    event_id: EventId,
+    master_seq: u64,
+    status: String,
+    payload: KindOnly,
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+/// What a sale's projection reads; unknown fields are ignored.
+#[derive(Deserialize)]
+struct SaleEntry {
+    event: SaleEvent,
+}
+
+#[derive(Deserialize)]
+struct SaleEvent {
+    user_id: String,
+    status: String,
+    created_at_ms: i64,
+    payload: SalePayload,
+}
+
+#[derive(Deserialize)]
+struct SalePayload {
+    sale_id: String,
+    lines: Vec<SaleLineView>,
+}
+
+#[derive(Deserialize)]
+struct SaleLineView {
+    sku: String,
+    qty: i64,
+    price_cents: i64,
+}
+
+#[derive(Deserialize)]
+struct Snapshots {
+    #[serde(default)]
+    products: Vec<ProductView>,
+}
+
+#[derive(Deserialize)]
+struct ProductView {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    stock: i64,
+    version: i64,
+}
+
+/// An entry of the batch, read far enough to key it.
+struct Row<'a> {
+    key: (i32, i64),
+    master_seq: i64,
+    epoch: Epoch,
+    kind: String,
+    status: String,
+    raw: &'a Value,
+}
+
+fn malformed(message: impl Into<String>) -> HqError {
+    HqError::Malformed(message.into())
+}
+
+fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
+    i64::try_from(value).map_err(|_| malformed(format!("{field} is too large")))
+}
+
+/// Keys every entry and checks the batch is a piece of a master log: at most
+/// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
+fn key_rows(batch: &IngestBatch<Value>) -> Result<Vec<Row<'_>>, HqError> {
+    if batch.entries.len() > UPLINK_ENTRIES_MAX {
+        return Err(malformed(format!(
+            "a batch has at most {UPLINK_ENTRIES_MAX} entries"
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut rows = Vec::with_capacity(batch.entries.len());
+    for (i, raw) in batch.entries.iter().enumerate() {
+        let keyed =
+            Keyed::deserialize(raw).map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
+        let expected = batch.since + 1 + i as u64;
+        if keyed.event.master_seq != expected {
+            return Err(malformed(format!(
+                "entries[{i}]: master_seq {} where {expected} was due",
+                keyed.event.master_seq
+            )));
+        }
+        let id = keyed.event.event_id;
+        let key = (i32::from(id.device_id.get()), to_i64(id.seq, "event_id")?);
+        if id.seq == 0 || !seen.insert(key) {
+            return Err(malformed(format!("entries[{i}]: event {id} is not once")));
+        }
+        rows.push(Row {
+            key,
+            master_seq: to_i64(keyed.event.master_seq, "master_seq")?,
+            epoch: keyed.epoch,
+            kind: keyed.event.payload.kind,
+            status: keyed.event.status,
+            raw,
+        });
+    }
+    Ok(rows)
+}
+
+fn epoch_of(value: Option<Value>) -> Result<Option<Epoch>, HqError> {
+    Ok(value.map(serde_json::from_value).transpose()?)
+}
+
+/// Head office's cursor for a store.
+pub async fn cursor(db: &Db, store_id: i64) -> Result<Cursor, HqError> {
+    let client = db.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT cursor_seq, cursor_epoch, max_epoch FROM hq_stores WHERE store_id = $1",
+            &[&store_id],
+        )
+        .await?
+        .ok_or(HqError::NotFound("store"))?;
+    read_cursor(&row)
+}
+
+fn read_cursor(row: &tokio_postgres::Row) -> Result<Cursor, HqError> {
+    let since: i64 = row.get(0);
+    Ok(Cursor {
+        since: u64::try_from(since).unwrap_or(0),
+        since_epoch: epoch_of(row.get(1))?,
+        max_epoch: epoch_of(row.get(2))?,
+    })
+}
+
+/// Commits `batch` from `store_id`'s master, or writes nothing and says why.
+pub async fn ingest(
+    db: &Db,
+    store_id: i64,
+    batch: &IngestBatch<Value>,
+) -> Result<IngestAnswer, HqError> {
+    let rows = key_rows(batch)?;
+    let head = to_i64(batch.head, "head")?;
+    let catalog_version = to_i64(batch.catalog_version, "catalog_version")?;
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT cursor_seq, cursor_epoch, max_epoch FROM hq_stores
+             WHERE store_id = $1 AND revoked_at IS NULL FOR UPDATE",
+            &[&store_id],
+        )
+        .await?
+        .ok_or(HqError::NotFound("store"))?;
+    let cursor = read_cursor(&row)?;
+    if cursor.max_epoch.is_some_and(|max| batch.epoch < max) {
+        return Err(HqError::StaleEpoch(cursor));
+    }
+    let since = to_i64(batch.since, "since")?;
+    if batch.truncate && batch.since <= cursor.since {
+        undo_after(&tx, store_id, since, batch.since_epoch).await?;
+    } else if batch.since != cursor.since || batch.since_epoch != cursor.since_epoch {
+        return Err(HqError::CursorMoved(cursor));
+    }
+    let stored = store_rows(&tx, store_id, &rows).await?;
+    let mut errors = (rows.len() - stored.len()) as u64;
+    for row in rows.iter().filter(|r| !stored.contains(&r.key)) {
+        let message = "the key is taken by another event with other content";
+        record_error(&tx, store_id, "key_taken", Some(row), message).await?;
+    }
+    errors += project(&tx, store_id, &rows, &stored).await?;
+
+    let (new_since, new_epoch) = match rows.last() {
+        Some(last) => (last.master_seq, Some(last.epoch)),
+        None => (since, batch.since_epoch),
+    };
+    let max_epoch = cursor.max_epoch.map_or(batch.epoch, |m| m.max(batch.epoch));
+    tx.execute(
+        "UPDATE hq_stores SET cursor_seq = $2::int8, cursor_epoch = $3, max_epoch = $4,
+                store_head = $5::int8, catalog_version = $6, last_contact = now(),
+                behind_since = CASE WHEN $2::int8 < $5::int8
+                                    THEN COALESCE(behind_since, now()) END,
+                batches = batches + 1
+         WHERE store_id = $1",
+        &[
+            &store_id,
+            &new_since,
+            &new_epoch.map(serde_json::to_value).transpose()?,
+            &serde_json::to_value(max_epoch)?,
+            &head,
+            &catalog_version,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(IngestAnswer {
+        cursor: Cursor {
+            since: u64::try_from(new_since).unwrap_or(0),
+            since_epoch: new_epoch,
+            max_epoch: Some(max_epoch),
+        },
+        stored: stored.len() as u64,
+        errors,
+    })
+}
+
+/// The store's master log no longer agrees with head office after `since`: flags what head
+/// office holds after it as undone (kept; a master that logs the same event again clears it),
+/// and records the truncation.
+async fn undo_after(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    since: i64,
+    since_epoch: Option<Epoch>,
+) -> Result<(), HqError> {
+    let undone = tx
+        .execute(
+            "UPDATE hq_log SET undone = true
+             WHERE store_id = $1 AND master_seq > $2 AND NOT undone",
+            &[&store_id, &since],
+        )
+        .await?;
+    let message = format!(
+        "the store's log does not agree after master_seq {since} (epoch {}): {undone} entries \
+         flagged undone (a split brain's losing island, or a store restored from a backup)",
+        since_epoch.map_or_else(|| "none".to_owned(), |e| e.to_string())
+    );
+    log::warn!("store {store_id}: {message}");
+    record_error(tx, store_id, "truncated", None, &message).await
+}
+
+async fn record_error(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    kind: &str,
+    row: Option<&Row<'_>>,
+    message: &str,
+) -> Result<(), HqError> {
+    tx.execute(
+        "INSERT INTO hq_ingest_errors (store_id, kind, master_seq, device_id, seq, message, entry)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &store_id,
+            &kind,
+            &row.map(|r| r.master_seq),
+            &row.map(|r| r.key.0),
+            &row.map(|r| r.key.1),
+            &message,
+            &row.map(|r| r.raw),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts the entries, or updates the row of an event logged before with the same content (a
+/// later master's verdict and position); returns the keys stored. One statement for the batch.
+async fn store_rows(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    rows: &[Row<'_>],
+) -> Result<HashSet<(i32, i64)>, HqError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let devices: Vec<i32> = rows.iter().map(|r| r.key.0).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.key.1).collect();
+    let master_seqs: Vec<i64> = rows.iter().map(|r| r.master_seq).collect();
+    let epochs = rows
+        .iter()
+        .map(|r| serde_json::to_value(r.epoch))
+        .collect::<Result<Vec<Value>, _>>()?;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let entries: Vec<&Value> = rows.iter().map(|r| r.raw).collect();
+    let stored = tx
+        .query(
+            "INSERT INTO hq_log (store_id, device_id, seq, master_seq, epoch, kind, status, entry)
+             SELECT $1, * FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::jsonb[],
+                                      $6::text[], $7::text[], $8::jsonb[])
+             ON CONFLICT (store_id, device_id, seq) DO UPDATE
+                SET master_seq = excluded.master_seq, epoch = excluded.epoch,
+                    status = excluded.status, entry = excluded.entry, undone = false,
+                    ingested_at = now()
+                WHERE hq_log.entry->'event'->'payload' = excluded.entry->'event'->'payload'
+                  AND hq_log.entry->'event'->'hlc' = excluded.entry->'event'->'hlc'
+                  AND hq_log.entry->'event'->'user_id' = excluded.entry->'event'->'user_id'
+             RETURNING device_id, seq",
+            &[
+                &store_id,
+                &devices,
+                &seqs,
+                &master_seqs,
+                &epochs,
+                &kinds,
+                &statuses,
+                &entries,
+            ],
+        )
+        .await?;
+    Ok(stored.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A sale's row and lines, projected from its entry.
+struct ProjectedSale {
+    key: (i32, i64),
+    sale_id: String,
+    user_id: String,
+    status: &'static str,
+    total_cents: i64,
+    created_at_ms: i64,
+    lines: Vec<SaleLineView>,
+}
+
+fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
+    let entry = SaleEntry::deserialize(row.raw).map_err(|err| err.to_string())?;
+    let status = match entry.event.status.as_str() {
+        "synced" => "accepted",
+        "rejected" => "rejected",
+        other => return Err(format!("a logged sale with status {other:?}")),
+    };
+    let mut total: i64 = 0;
+    for line in &entry.event.payload.lines {
+        total = line
+            .qty
+            .checked_mul(line.price_cents)
+            .and_then(|line_total| total.checked_add(line_total))
+            .ok_or("the sale's total does not fit in 64 bits")?;
+    }
+    Ok(ProjectedSale {
+        key: row.key,
+        sale_id: entry.event.payload.sale_id,
+        user_id: entry.event.user_id,
+        status,
+        total_cents: total,
+        created_at_ms: entry.event.created_at_ms,
+        lines: entry.event.payload.lines,
+    })
+}
+
+/// Projects the stored entries into sales and their lines, and every entry's product snapshots
+/// into stock. Returns how many entries could not be projected (each recorded).
+async fn project(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    rows: &[Row<'_>],
+    stored: &HashSet<(i32, i64)>,
+) -> Result<u64, HqError> {
+    let mut sales = Vec::new();
+    let mut stock: BTreeMap<String, (ProductView, i64)> = BTreeMap::new();
+    let mut errors = 0;
+    for row in rows {
+        if let Ok(snapshots) = Snapshots::deserialize(row.raw) {
+            for product in snapshots.products {
+                stock.insert(product.sku.clone(), (product, row.master_seq));
+            }
+        }
+        if row.kind != "sale_recorded" || !stored.contains(&row.key) {
+            continue;
+        }
+        match project_sale(row) {
+            Ok(sale) => sales.push(sale),
+            Err(why) => {
+                errors += 1;
+                let message = format!("a sale that cannot be projected: {why}");
+                record_error(tx, store_id, "unprojectable", Some(row), &message).await?;
+            }
+        }
+    }
+    write_sales(tx, store_id, &sales).await?;
+    write_stock(tx, store_id, stock.into_values().collect()).await?;
+    Ok(errors)
+}
+
+async fn write_sales(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    sales: &[ProjectedSale],
+) -> Result<(), HqError> {
+    if sales.is_empty() {
+        return Ok(());
+    }
+    let devices: Vec<i32> = sales.iter().map(|s| s.key.0).collect();
+    let seqs: Vec<i64> = sales.iter().map(|s| s.key.1).collect();
+    let ids: Vec<&str> = sales.iter().map(|s| s.sale_id.as_str()).collect();
+    let users: Vec<&str> = sales.iter().map(|s| s.user_id.as_str()).collect();
+    let statuses: Vec<&str> = sales.iter().map(|s| s.status).collect();
+    let totals: Vec<i64> = sales.iter().map(|s| s.total_cents).collect();
+    let created: Vec<i64> = sales.iter().map(|s| s.created_at_ms).collect();
+    tx.execute(
+        "INSERT INTO hq_sale_rows
+            (store_id, device_id, seq, sale_id, user_id, status, total_cents, created_at)
+         SELECT $1, d, s, i, u, st, t, to_timestamp(ms / 1000.0)
+         FROM unnest($2::int4[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[],
+                     $8::int8[]) AS x(d, s, i, u, st, t, ms)
+         ON CONFLICT (store_id, device_id, seq) DO UPDATE SET status = excluded.status",
+        &[
+            &store_id, &devices, &seqs, &ids, &users, &statuses, &totals, &created,
+        ],
+    )
+    .await?;
+    let mut line_devices = Vec::new();
+    let mut line_seqs = Vec::new();
+    let mut line_nos = Vec::new();
+    let mut skus = Vec::new();
+    let mut qtys = Vec::new();
+    let mut prices = Vec::new();
+    for sale in sales {
+        for (no, line) in (1..).zip(&sale.lines) {
+            line_devices.push(sale.key.0);
+            line_seqs.push(sale.key.1);
+            line_nos.push(no);
+            skus.push(line.sku.as_str());
+            qtys.push(line.qty);
+            prices.push(line.price_cents);
+        }
+    }
+    let line_nos: Vec<i32> = line_nos;
+    tx.execute(
+        "INSERT INTO hq_sale_line_rows (store_id, device_id, seq, line_no, sku, qty, price_cents)
+         SELECT $1, * FROM unnest($2::int4[], $3::int8[], $4::int4[], $5::text[], $6::int8[],
+                                  $7::int8[])
+         ON CONFLICT DO NOTHING",
+        &[
+            &store_id,
+            &line_devices,
+            &line_seqs,
+            &line_nos,
+            &skus,
+            &qtys,
+            &prices,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_stock(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    products: Vec<(ProductView, i64)>,
+) -> Result<(), HqError> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let skus: Vec<&str> = products.iter().map(|(p, _)| p.sku.as_str()).collect();
+    let names: Vec<&str> = products.iter().map(|(p, _)| p.name.as_str()).collect();
+    let prices: Vec<i64> = products.iter().map(|(p, _)| p.price_cents).collect();
+    let stocks: Vec<i64> = products.iter().map(|(p, _)| p.stock).collect();
+    let versions: Vec<i64> = products.iter().map(|(p, _)| p.version).collect();
+    let seqs: Vec<i64> = products.iter().map(|(_, seq)| *seq).collect();
+    tx.execute(
+        "INSERT INTO hq_stock (store_id, sku, name, price_cents, stock, version, master_seq)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
+                                  $7::int8[])
+         ON CONFLICT (store_id, sku) DO UPDATE
+            SET name = excluded.name, price_cents = excluded.price_cents,
+                stock = excluded.stock, version = excluded.version,
+                master_seq = excluded.master_seq, updated_at = now()",
+        &[&store_id, &skus, &names, &prices, &stocks, &versions, &seqs],
+    )
+    .await?;
+    Ok(())
+}

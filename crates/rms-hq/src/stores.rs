@@ -1,0 +1,129 @@
+//! Stores: registered with a secret token (only its SHA-256 is stored), revoked by people, and
+//! the state of each store's uplink as head office sees it.
+
+use ring::rand::SecureRandom;
+use serde::Serialize;
+
+use crate::{Db, HqError};
+
+/// Longest store name.
+pub const STORE_NAME_CHARS_MAX: usize = 100;
+
+/// A store registered: its id, and the token its master presents (shown once).
+#[derive(Debug, Clone)]
+pub struct NewStore {
+    pub store_id: i64,
+    pub token: String,
+}
+
+/// One store as `GET /hq/v1/stores` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub store_id: i64,
+    pub name: String,
+    pub revoked: bool,
+    /// The last `master_seq` head office holds.
+    pub log_head: i64,
+    /// The store master's log head, as its last batch said.
+    pub store_head: i64,
+    pub lag_entries: i64,
+    /// How long head office has been behind the store's head (0 when caught up).
+    pub lag_seconds: f64,
+    /// Last batch (or heartbeat) from the store, RFC 3339; `None`: never.
+    pub last_contact: Option<String>,
+    pub seconds_since_contact: Option<f64>,
+    pub catalog_version: i64,
+    pub ingest_errors: i64,
+}
+
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Registers a store named `name`; its token is 32 random bytes from the system's generator.
+pub async fn add(db: &Db, name: &str) -> Result<NewStore, HqError> {
+    rms_domain::validate_text("name", name, STORE_NAME_CHARS_MAX)?;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| HqError::Malformed("the system's random generator failed".to_owned()))?;
+    let token: String = std::iter::once("rmshq_".to_owned())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let client = db.client().await?;
+    let row = client
+        .query_one(
+            "INSERT INTO hq_stores (name, token_sha256) VALUES ($1, $2) RETURNING store_id",
+            &[&name, &token_hash(&token)],
+        )
+        .await?;
+    Ok(NewStore {
+        store_id: row.get(0),
+        token,
+    })
+}
+
+/// Cuts a store off: its token is refused from now on. Its rows stay.
+pub async fn revoke(db: &Db, store_id: i64) -> Result<(), HqError> {
+    let client = db.client().await?;
+    let changed = client
+        .execute(
+            "UPDATE hq_stores SET revoked_at = COALESCE(revoked_at, now()) WHERE store_id = $1",
+            &[&store_id],
+        )
+        .await?;
+    if changed == 0 {
+        return Err(HqError::NotFound("store"));
+    }
+    Ok(())
+}
+
+/// The store whose token this is, if it is not revoked.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<i64>, HqError> {
+    let client = db.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT store_id FROM hq_stores WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            &[&token_hash(token)],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Every store, with its uplink's state.
+pub async fn list(db: &Db) -> Result<Vec<StoreStatus>, HqError> {
+    let client = db.client().await?;
+    let rows = client
+        .query(
+            "SELECT s.store_id, s.name, s.revoked_at IS NOT NULL, s.cursor_seq, s.store_head,
+                    COALESCE(EXTRACT(EPOCH FROM now() - s.behind_since)::float8, 0),
+                    to_char(s.last_contact AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    EXTRACT(EPOCH FROM now() - s.last_contact)::float8,
+                    s.catalog_version,
+                    (SELECT count(*) FROM hq_ingest_errors e WHERE e.store_id = s.store_id)
+             FROM hq_stores s ORDER BY s.store_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (log_head, store_head): (i64, i64) = (r.get(3), r.get(4));
+            StoreStatus {
+                store_id: r.get(0),
+                name: r.get(1),
+                revoked: r.get(2),
+                log_head,
+                store_head,
+                lag_entries: (store_head - log_head).max(0),
+                lag_seconds: r.get(5),
+                last_contact: r.get(6),
+                seconds_since_contact: r.get(7),
+                catalog_version: r.get(8),
+                ingest_errors: r.get(9),
+            }
+        })
+        .collect())
+}
