@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rms_transport::hq::{HeadOffice, UplinkLimits};
 use rms_transport::{Clock, Node, NodeConfig};
 
 use crate::config::{Cli, Config};
@@ -92,6 +93,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         clock: Clock {
             offset_ms: clock_offset_ms()?,
         },
+        head_office: match &config.head_office {
+            Some(hq) => Some(
+                HeadOffice::new(&hq.url, hq.token.clone(), hq.fingerprint, hq.ca.as_deref())
+                    .context("head office")?,
+            ),
+            None => None,
+        },
+        uplink_limits: UplinkLimits::default(),
     })
     .await
     .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;

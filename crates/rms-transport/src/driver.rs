@@ -351,6 +351,22 @@ impl Loop {
             Input::LinkRefused { from, why, details } => {
                 self.node.handle_link_refusal(from, why, details, now)
             }
+            Input::Alarm { why, details } => {
+                let entry = AuditEntry {
+                    id: 0,
+                    at: rfc3339_from_ms(now.wall_ms),
+                    operation: Operation::Alarm,
+                    device_id: Some(self.node.config().device_id()),
+                    user_id: None,
+                    event_id: None,
+                    outcome: Outcome::Error,
+                    details: serde_json::json!({ "why": why, "details": details }),
+                };
+                if let Err(err) = self.store.write(|tx| local::record_audit(tx, &entry)) {
+                    log::error!("cannot audit an alarm ({why}): {err}");
+                }
+                Ok(())
+            }
             Input::DeviceRefused(refusal) => {
                 if let Err(err) = crate::trust::record_refusal(&self.store, &refusal, now.wall_ms) {
                     log::error!("cannot audit a refused device: {err}");

@@ -46,6 +46,11 @@ pub enum Input {
         target: DeviceId,
         reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
     },
+    /// An alarm raised outside the sync core (the head-office uplink): audited.
+    Alarm {
+        why: &'static str,
+        details: serde_json::Value,
+    },
     /// The store port refused a certificate: audited, and an unknown one listed as pending.
     DeviceRefused(DeviceRefusal),
     Stop,
@@ -142,6 +147,7 @@ impl std::fmt::Debug for Input {
             Input::LinkUp { link } => write!(f, "LinkUp({link})"),
             Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
             Input::Local { .. } => f.write_str("Local"),
+            Input::Alarm { why, .. } => write!(f, "Alarm({why})"),
             Input::Rest { from, message, .. } => write!(f, "Rest({from}, {})", message.kind()),
             Input::Handover { target, .. } => write!(f, "Handover({target})"),
             Input::DeviceRefused(refusal) => {

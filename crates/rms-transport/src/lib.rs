@@ -24,6 +24,7 @@ mod db;
 pub mod dial;
 mod driver;
 mod error;
+pub mod hq;
 pub mod identity;
 mod input;
 mod link;

@@ -72,6 +72,9 @@ pub struct Scrape {
     pub log_events: Vec<LogCount>,
     pub elections_won: u64,
     pub role_changes: u64,
+    /// The head-office uplink, when configured.
+    pub uplink: Option<crate::hq::UplinkStatus>,
+    pub now_ms: u64,
 }
 
 type Labels = Vec<(String, String)>;
@@ -172,9 +175,53 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
         "Deciding or applying one incoming batch, commit included",
         metrics.apply.0.clone(),
     );
+    if let Some(uplink) = &scrape.uplink {
+        register_uplink(&mut registry, uplink, scrape.now_ms);
+    }
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// The head-office uplink's gauges and counters (issue #15).
+fn register_uplink(registry: &mut Registry, uplink: &crate::hq::UplinkStatus, now_ms: u64) {
+    let seconds_since =
+        |at: Option<u64>| at.map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0);
+    registry.register(
+        "rms_hq_uplink_active",
+        "1 while this device (the master) sends its log to head office",
+        ConstGauge::new(i64::from(uplink.active)),
+    );
+    registry.register(
+        "rms_hq_uplink_lag_entries",
+        "Master-log entries head office does not hold yet",
+        ConstGauge::new(to_i64(uplink.lag_entries)),
+    );
+    registry.register(
+        "rms_hq_uplink_lag_seconds",
+        "How long head office has been behind this log (0 when caught up)",
+        ConstGauge::new(seconds_since(uplink.behind_since_ms)),
+    );
+    registry.register(
+        "rms_hq_uplink_last_contact_age_seconds",
+        "Time since head office last answered (0 before the first answer)",
+        ConstGauge::new(seconds_since(uplink.last_contact_ms)),
+    );
+    registry.register(
+        "rms_hq_catalog_version",
+        "The last head-office catalogue version logged in this store",
+        ConstGauge::new(to_i64(uplink.catalog_version)),
+    );
+    registry.register(
+        "rms_hq_uplink_batches",
+        "Batches head office committed since this node started",
+        ConstCounter::new(uplink.batches),
+    );
+    registry.register(
+        "rms_hq_uplink_errors",
+        "Failed requests to head office since this node started",
+        ConstCounter::new(uplink.errors),
+    );
 }
 
 #[cfg(test)]
@@ -197,6 +244,12 @@ mod tests {
             }],
             elections_won: 1,
             role_changes: 3,
+            uplink: Some(crate::hq::UplinkStatus {
+                active: true,
+                lag_entries: 7,
+                ..Default::default()
+            }),
+            now_ms: 0,
         }
     }
 
@@ -218,6 +271,8 @@ mod tests {
             "rms_apply_seconds_bucket{le=\"0.025\"} 2",
             "rms_apply_seconds_bucket{le=\"+Inf\"} 3",
             "rms_apply_seconds_count 3",
+            "rms_hq_uplink_active 1",
+            "rms_hq_uplink_lag_entries 7",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");

@@ -46,6 +46,10 @@ pub struct NodeConfig {
     /// Sync with peers over REST (`POST /sync/exchange`) instead of WebSocket.
     pub sync_over_rest: bool,
     pub clock: Clock,
+    /// Head office (issue #15): while this device is master, its log goes up and the
+    /// catalogue comes down (`crate::hq`).
+    pub head_office: Option<crate::hq::HeadOffice>,
+    pub uplink_limits: crate::hq::UplinkLimits,
 }
 
 impl NodeConfig {
@@ -66,6 +70,8 @@ impl NodeConfig {
             reclaim: false,
             sync_over_rest: false,
             clock: Clock::default(),
+            head_office: None,
+            uplink_limits: crate::hq::UplinkLimits::default(),
         }
     }
 }
@@ -127,6 +133,7 @@ struct Inner {
     dialer: Dialer,
     connector: Connector,
     thread: Mutex<Option<driver::DriverThread>>,
+    uplink: std::sync::OnceLock<crate::hq::UplinkState>,
 }
 
 impl Node {
@@ -213,11 +220,19 @@ impl Node {
             dialer,
             connector,
             thread: Mutex::new(Some(thread)),
+            uplink: std::sync::OnceLock::new(),
         };
         let node = Node {
             inner: Arc::new(inner),
         };
         node.trust_itself().await;
+        if let Some(office) = node.inner.config.head_office.clone() {
+            let limits = node.inner.config.uplink_limits.clone();
+            let _ = node
+                .inner
+                .uplink
+                .set(crate::hq::spawn(&node, office, limits));
+        }
         Ok(node)
     }
 
@@ -240,6 +255,24 @@ impl Node {
         };
         if let Err(err) = self.local_write(command).await {
             log::error!("cannot put this device's certificate in the trust list: {err}");
+        }
+    }
+
+    /// The head-office uplink's status, when head office is configured.
+    pub fn uplink(&self) -> Option<crate::hq::UplinkStatus> {
+        self.inner.uplink.get().map(crate::hq::UplinkState::get)
+    }
+
+    /// The node is stopping: background tasks end.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// Audits an alarm raised outside the sync core (through the driver, like every write).
+    pub async fn alarm(&self, why: &'static str, details: serde_json::Value) {
+        let input = Input::Alarm { why, details };
+        if !self.inner.driver.send(input) {
+            log::error!("cannot audit an alarm (the node is busy or stopping): {why}");
         }
     }
 

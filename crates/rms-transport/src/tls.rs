@@ -264,6 +264,39 @@ pub fn client_config(identity: &Identity, trusted: Trusted) -> Result<ClientConf
     Ok(config)
 }
 
+/// How a store checks head office's certificate (issue #15).
+#[derive(Debug, Clone)]
+pub enum HeadOfficeTrust {
+    /// Only this certificate (its SHA-256 fingerprint): a private CA or a self-signed one.
+    Pinned(Fingerprint),
+    /// A certificate for head office's host name, issued by one of these roots (the system's,
+    /// or a CA file's).
+    Roots(Arc<rustls::RootCertStore>),
+}
+
+/// A store's configuration for dialing head office: TLS 1.3, no client certificate (the store
+/// authenticates with its token), head office's certificate checked as `trust` says.
+pub fn head_office_config(trust: &HeadOfficeTrust) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    Ok(match trust {
+        HeadOfficeTrust::Pinned(fingerprint) => {
+            // `me` is no certificate anyone holds: only `fingerprint` passes.
+            let pinned = Pinned::new(
+                Trusted::new([*fingerprint]),
+                Fingerprint::from_sha256([0; 32]),
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(pinned))
+                .with_no_client_auth()
+        }
+        HeadOfficeTrust::Roots(roots) => builder
+            .with_root_certificates(Arc::clone(roots))
+            .with_no_client_auth(),
+    })
+}
+
 /// Who is on the other side of a completed handshake.
 pub fn peer_fingerprint(certificates: Option<&[CertificateDer<'_>]>) -> Option<Fingerprint> {
     certificates

@@ -110,6 +110,17 @@ fn sync_status_value(node: &Node, (pending, oldest_ms): (u64, Option<u64>)) -> s
         "last_sync_at": status.last_sync_at_ms.map(rfc3339_from_ms),
         "connected_devices": status.connected.len(),
         "connected": status.connected,
+        "head_office": node.uplink().map(|u| json!({
+            "active": u.active,
+            "cursor": u.cursor,
+            "lag_entries": u.lag_entries,
+            "lag_seconds": u.behind_since_ms.map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0),
+            "last_contact": u.last_contact_ms.map(rfc3339_from_ms),
+            "last_error": u.last_error,
+            "catalog_version": u.catalog_version,
+            "batches": u.batches,
+            "errors": u.errors,
+        })),
     })
 }
 
@@ -251,6 +262,8 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
         log_events,
         elections_won,
         role_changes,
+        uplink: node.uplink(),
+        now_ms,
     };
     let text = crate::metrics::render(&scrape, &status.metrics)
         .map_err(|e| ApiError::internal(format!("cannot render the metrics: {e}")))?;

@@ -1,0 +1,79 @@
+//! The catalogue follower: long-polls head office's changes after the last version this store
+//! logged, and logs each through the driver as head office's event `(head office, version)`.
+//!
+//! **On crash:** the version applied is read back from the log (the greatest `seq` of the
+//! head-office origin), and a version logged twice is refused by its event id: each change is
+//! applied exactly once, whichever master fetched it.
+
+use std::time::Duration;
+
+use hyper::Method;
+use rms_domain::RejectReason;
+use rms_domain::hq::{CATALOG_WAIT_MS_MAX, CatalogChanges};
+use rms_storage::StorageError;
+use rms_storage::local::{self, Command};
+
+use super::{Backoff, HeadOffice, UplinkState, changed_or, master_epoch, text_of};
+use crate::node::{Node, NodeError};
+
+/// How long one long poll asks head office to wait.
+const WAIT: Duration = Duration::from_millis(CATALOG_WAIT_MS_MAX - 5_000);
+const IDLE: Duration = Duration::from_millis(500);
+
+pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
+    let mut backoff = Backoff::new();
+    loop {
+        if node.is_stopping() {
+            return;
+        }
+        if master_epoch(&node).is_none() {
+            changed_or(&node, IDLE).await;
+            continue;
+        }
+        let since = match node.db().read(local::catalog_version).await {
+            Ok(since) => since,
+            Err(err) => {
+                state.failed(format!("cannot read the catalogue version: {err}"));
+                tokio::time::sleep(backoff.take()).await;
+                continue;
+            }
+        };
+        let path = format!(
+            "/hq/v1/catalog/changes?since={since}&wait_ms={}",
+            WAIT.as_millis()
+        );
+        let answer = office
+            .request(Method::GET, &path, None, WAIT + Duration::from_secs(10))
+            .await;
+        let changes = match answer {
+            Ok((200, body)) => serde_json::from_slice::<CatalogChanges>(&body)
+                .map_err(|err| format!("head office's catalogue does not decode: {err}")),
+            Ok((status, body)) => Err(text_of(status, &body)),
+            Err(err) => Err(err.to_string()),
+        };
+        let changes = match changes {
+            Ok(changes) => changes,
+            Err(why) => {
+                state.failed(why);
+                tokio::time::sleep(backoff.take()).await;
+                continue;
+            }
+        };
+        backoff.reset();
+        for change in changes.changes.into_iter().filter(|c| c.version > since) {
+            let version = change.version;
+            match node.local_write(Command::HeadOffice(change)).await {
+                Ok(_) => state.update(|s| s.catalog_version = version),
+                Err(NodeError::Storage(StorageError::Refused {
+                    reason: RejectReason::AlreadyExists,
+                    ..
+                })) => {}
+                Err(err) => {
+                    state.failed(format!("cannot log catalogue version {version}: {err}"));
+                    tokio::time::sleep(backoff.take()).await;
+                    break;
+                }
+            }
+        }
+    }
+}
