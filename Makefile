@@ -1,7 +1,7 @@
 # rms: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test browser lint fmt bench sim fuzz conformance
+.PHONY: run test browser postgres hq lint fmt bench sim fuzz conformance
 
 ## run: a complete single-device store on 127.0.0.1:7878, data in ./rms-data
 run:
@@ -9,13 +9,24 @@ run:
 
 ## test: every crate's tests, including the multi-process ones and the status page in a browser,
 ## then the embedding example (examples/embedded-till) run to its end
-test: browser
+test: browser postgres
 	$(CARGO) test --workspace
 	$(CARGO) run -q -p embedded-till
 
 ## browser: Debian's chromium for the status page's browser test, installed when missing (as root)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+## postgres: Debian's PostgreSQL server for the head-office tests and `make hq`, installed when
+## missing (as root); the tests start a throwaway cluster of their own on a Unix socket
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+## hq: a local head office (rms-hq) on 127.0.0.1:7880, its PostgreSQL cluster and admin token in
+## ./hq-data (see docs/HQ.md)
+hq: postgres
+	$(CARGO) build --release -p rms-hq-bin
+	./scripts/hq-local.sh target/release/rms-hq
 
 ## lint: formatting and clippy, as CI runs them
 lint:

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod hq;
+pub mod pg;
+
 /// How long a node gets to start and print its address.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -235,7 +238,7 @@ pub fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     agent_with_timeout(Duration::from_secs(15))
 }
 
@@ -321,9 +324,10 @@ pub fn raw_request(
             }
             request.call()?
         }
-        ("POST" | "PATCH", Some(body)) => {
+        ("POST" | "PATCH" | "PUT", Some(body)) => {
             let mut request = match method {
                 "POST" => agent.post(url),
+                "PUT" => agent.put(url),
                 _ => agent.patch(url),
             };
             request = request.header("content-type", "application/json");

@@ -8,6 +8,7 @@ mod disk_full;
 mod election;
 mod failover;
 mod fuzz;
+mod hq;
 mod identity;
 mod multi_node;
 mod pause;
