@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::epoch::Epoch;
+use crate::ids::EventId;
 
 /// Most entries in one uplink batch.
 pub const UPLINK_ENTRIES_MAX: usize = 1000;
@@ -26,6 +27,11 @@ pub struct Cursor {
     pub since: u64,
     /// The epoch of that entry (`None` when `since` is 0).
     pub since_epoch: Option<Epoch>,
+    /// The event of that entry: with the epoch, what a store compares to know its log agrees
+    /// (a store restored from a backup can log other events at the same positions in the same
+    /// epoch).
+    #[serde(default)]
+    pub since_event: Option<EventId>,
     /// The greatest master epoch head office has taken a batch from: a master of a smaller
     /// epoch (the losing island of a split brain) is refused, as devices refuse it.
     pub max_epoch: Option<Epoch>,
@@ -33,15 +39,17 @@ pub struct Cursor {
 
 /// One uplink batch: the master log after `since`, as the master holds it. `E` is a
 /// [`crate::LogEntry`] on the store and raw JSON at head office (a field head office does not
-/// know never blocks ingest).
+/// know never blocks ingest; a batch field it does not know is ignored, so a newer store can talk
+/// to an older head office).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct IngestBatch<E> {
     /// The master's epoch now.
     pub epoch: Epoch,
     /// Where the entries start: head office's cursor as the master last read it.
     pub since: u64,
     pub since_epoch: Option<Epoch>,
+    #[serde(default)]
+    pub since_event: Option<EventId>,
     /// The master's log does not agree with head office after `since` (a split brain's undone
     /// entries, or a store restored from a backup): head office marks what it holds after
     /// `since` as undone (kept, never deleted) before it takes `entries`.

@@ -195,9 +195,10 @@ fn set_by_head_office(
             products.insert(sku.to_owned(), product);
         }
     }
+    // Critical: a till must not go on selling at the old price for a sync interval.
     Applied {
         changed: vec![sku.to_owned()],
-        critical: false,
+        critical: true,
     }
 }
 

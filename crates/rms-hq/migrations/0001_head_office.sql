@@ -13,6 +13,7 @@ CREATE TABLE hq_stores (
     -- same transaction as the rows it covers.
     cursor_seq      bigint NOT NULL DEFAULT 0 CHECK (cursor_seq >= 0),
     cursor_epoch    jsonb,
+    cursor_event    text,
     -- The greatest master epoch a batch came from: smaller ones are refused (fencing).
     max_epoch       jsonb,
     store_head      bigint NOT NULL DEFAULT 0,

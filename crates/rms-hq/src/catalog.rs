@@ -15,6 +15,25 @@ pub async fn put(db: &Db, sku: &str, entry: &CatalogEntry) -> Result<CatalogChan
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
     // The row lock on the head is held until commit: versions commit in order, without gaps.
+    tx.execute("SELECT 1 FROM hq_catalog_head WHERE id = 1 FOR UPDATE", &[])
+        .await?;
+    // A retried PUT (its answer lost) is not a new change: stores would otherwise overwrite
+    // their own edits made since with the same value again.
+    let current = tx
+        .query_opt(
+            "SELECT version FROM hq_catalog WHERE sku = $1 AND name = $2 AND price_cents = $3",
+            &[&sku, &entry.name, &entry.price_cents],
+        )
+        .await?;
+    if let Some(current) = current {
+        let version: i64 = current.get(0);
+        return Ok(CatalogChange {
+            version: u64::try_from(version).unwrap_or(0),
+            sku: sku.to_owned(),
+            name: entry.name.clone(),
+            price_cents: entry.price_cents,
+        });
+    }
     let version: i64 = tx
         .query_one(
             "UPDATE hq_catalog_head SET version = version + 1 WHERE id = 1 RETURNING version",

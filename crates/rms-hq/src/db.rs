@@ -14,6 +14,10 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_head_office.sql")
 /// Connections in the pool (each replica's).
 pub const POOL_SIZE_MAX: usize = 16;
 
+/// How long a request waits for a connection (or for one to be made) before it is answered
+/// `503`: a flood cannot queue without bound.
+pub const POOL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An advisory lock key for the migrations ("rms-hq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x726d_732d_6871;
 
@@ -42,7 +46,12 @@ impl Db {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager).max_size(POOL_SIZE_MAX).build()?;
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE_MAX)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_MAX))
+            .create_timeout(Some(POOL_WAIT_MAX))
+            .build()?;
         Ok(Db { pool })
     }
 

@@ -114,7 +114,10 @@ fn key_rows(batch: &IngestBatch<Value>) -> Result<Vec<Row<'_>>, HqError> {
     for (i, raw) in batch.entries.iter().enumerate() {
         let keyed =
             Keyed::deserialize(raw).map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
-        let expected = batch.since + 1 + i as u64;
+        let expected = batch
+            .since
+            .checked_add(1 + i as u64)
+            .ok_or_else(|| malformed("since is out of range"))?;
         if keyed.event.master_seq != expected {
             return Err(malformed(format!(
                 "entries[{i}]: master_seq {} where {expected} was due",
@@ -147,7 +150,8 @@ pub async fn cursor(db: &Db, store_id: i64) -> Result<Cursor, HqError> {
     let client = db.client().await?;
     let row = client
         .query_opt(
-            "SELECT cursor_seq, cursor_epoch, max_epoch FROM hq_stores WHERE store_id = $1",
+            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event FROM hq_stores
+             WHERE store_id = $1",
             &[&store_id],
         )
         .await?
@@ -157,9 +161,11 @@ pub async fn cursor(db: &Db, store_id: i64) -> Result<Cursor, HqError> {
 
 fn read_cursor(row: &tokio_postgres::Row) -> Result<Cursor, HqError> {
     let since: i64 = row.get(0);
+    let event: Option<String> = row.get(3);
     Ok(Cursor {
         since: u64::try_from(since).unwrap_or(0),
         since_epoch: epoch_of(row.get(1))?,
+        since_event: event.and_then(|e| e.parse().ok()),
         max_epoch: epoch_of(row.get(2))?,
     })
 }
@@ -177,7 +183,7 @@ pub async fn ingest(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT cursor_seq, cursor_epoch, max_epoch FROM hq_stores
+            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event FROM hq_stores
              WHERE store_id = $1 AND revoked_at IS NULL FOR UPDATE",
             &[&store_id],
         )
@@ -188,9 +194,17 @@ pub async fn ingest(
         return Err(HqError::StaleEpoch(cursor));
     }
     let since = to_i64(batch.since, "since")?;
-    if batch.truncate && batch.since <= cursor.since {
+    let at_cursor = batch.since == cursor.since
+        && batch.since_epoch == cursor.since_epoch
+        && (batch.since_event.is_none() || batch.since_event == cursor.since_event);
+    if batch.truncate && batch.since <= cursor.since && !at_cursor {
+        // Only back to a position head office holds as the store says (a late copy of an old
+        // truncating batch finds the cursor moved, and changes nothing).
+        if !holds(&tx, store_id, since, batch.since_epoch).await? {
+            return Err(HqError::CursorMoved(cursor));
+        }
         undo_after(&tx, store_id, since, batch.since_epoch).await?;
-    } else if batch.since != cursor.since || batch.since_epoch != cursor.since_epoch {
+    } else if !at_cursor {
         return Err(HqError::CursorMoved(cursor));
     }
     let stored = store_rows(&tx, store_id, &rows).await?;
@@ -201,9 +215,17 @@ pub async fn ingest(
     }
     errors += project(&tx, store_id, &rows, &stored).await?;
 
-    let (new_since, new_epoch) = match rows.last() {
-        Some(last) => (last.master_seq, Some(last.epoch)),
-        None => (since, batch.since_epoch),
+    let (new_since, new_epoch, new_event) = match rows.last() {
+        Some(last) => (
+            last.master_seq,
+            Some(last.epoch),
+            Some(format!("{}-{}", last.key.0, last.key.1)),
+        ),
+        None => (
+            since,
+            batch.since_epoch,
+            batch.since_event.map(|e| e.to_string()),
+        ),
     };
     let max_epoch = cursor.max_epoch.map_or(batch.epoch, |m| m.max(batch.epoch));
     tx.execute(
@@ -211,7 +233,7 @@ pub async fn ingest(
                 store_head = $5::int8, catalog_version = $6, last_contact = now(),
                 behind_since = CASE WHEN $2::int8 < $5::int8
                                     THEN COALESCE(behind_since, now()) END,
-                batches = batches + 1
+                batches = batches + 1, cursor_event = $7
          WHERE store_id = $1",
         &[
             &store_id,
@@ -220,6 +242,7 @@ pub async fn ingest(
             &serde_json::to_value(max_epoch)?,
             &head,
             &catalog_version,
+            &new_event,
         ],
     )
     .await?;
@@ -228,11 +251,32 @@ pub async fn ingest(
         cursor: Cursor {
             since: u64::try_from(new_since).unwrap_or(0),
             since_epoch: new_epoch,
+            since_event: new_event.and_then(|e| e.parse().ok()),
             max_epoch: Some(max_epoch),
         },
         stored: stored.len() as u64,
         errors,
     })
+}
+
+/// Whether head office holds the store's entry at `since` in `epoch` (position 0 always).
+async fn holds(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    since: i64,
+    epoch: Option<Epoch>,
+) -> Result<bool, HqError> {
+    let Some(epoch) = epoch.filter(|_| since > 0) else {
+        return Ok(since == 0);
+    };
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM hq_log
+             WHERE store_id = $1 AND master_seq = $2 AND epoch = $3 AND NOT undone",
+            &[&store_id, &since, &serde_json::to_value(epoch)?],
+        )
+        .await?;
+    Ok(row.is_some())
 }
 
 /// The store's master log no longer agrees with head office after `since`: flags what head
@@ -314,8 +358,11 @@ async fn store_rows(
                     status = excluded.status, entry = excluded.entry, undone = false,
                     ingested_at = now()
                 WHERE hq_log.entry->'event'->'payload' = excluded.entry->'event'->'payload'
-                  AND hq_log.entry->'event'->'hlc' = excluded.entry->'event'->'hlc'
                   AND hq_log.entry->'event'->'user_id' = excluded.entry->'event'->'user_id'
+                  -- Head office's catalogue change is logged by whichever master fetched it,
+                  -- each with its own clock: its content is its payload.
+                  AND (hq_log.device_id = 65535
+                       OR hq_log.entry->'event'->'hlc' = excluded.entry->'event'->'hlc')
              RETURNING device_id, seq",
             &[
                 &store_id,
@@ -350,6 +397,10 @@ fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
         "rejected" => "rejected",
         other => return Err(format!("a logged sale with status {other:?}")),
     };
+    // What PostgreSQL's timestamptz holds (the year 9999 at most), as the stores validate it.
+    if !(0..=253_402_300_799_999).contains(&entry.event.created_at_ms) {
+        return Err("created_at_ms is out of range".to_owned());
+    }
     let mut total: i64 = 0;
     for line in &entry.event.payload.lines {
         total = line
@@ -381,12 +432,22 @@ async fn project(
     let mut stock: BTreeMap<String, (ProductView, i64)> = BTreeMap::new();
     let mut errors = 0;
     for row in rows {
-        if let Ok(snapshots) = Snapshots::deserialize(row.raw) {
-            for product in snapshots.products {
-                stock.insert(product.sku.clone(), (product, row.master_seq));
+        if !stored.contains(&row.key) {
+            continue;
+        }
+        match Snapshots::deserialize(row.raw) {
+            Ok(snapshots) => {
+                for product in snapshots.products {
+                    stock.insert(product.sku.clone(), (product, row.master_seq));
+                }
+            }
+            Err(err) => {
+                errors += 1;
+                let message = format!("product snapshots that cannot be read: {err}");
+                record_error(tx, store_id, "unprojectable", Some(row), &message).await?;
             }
         }
-        if row.kind != "sale_recorded" || !stored.contains(&row.key) {
+        if row.kind != "sale_recorded" {
             continue;
         }
         match project_sale(row) {

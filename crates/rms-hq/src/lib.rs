@@ -19,6 +19,8 @@
 //! - Catalogue versions are gapless and commit in version order.
 
 pub mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod db;
 mod error;
 pub mod ingest;

@@ -31,6 +31,10 @@ pub fn batch_after(
 ) -> Result<Planned, StorageError> {
     let head = node_state::load(conn)?.log_head;
     let (since, since_epoch, truncate) = agreement(conn, cursor, head)?;
+    let since_event = match since {
+        0 => None,
+        seq => events::entry_at(conn, seq)?.map(|e| e.event.event_id),
+    };
     let mut entries = Vec::new();
     let mut bytes = 0;
     for entry in events::log_after(conn, since, entries_max)? {
@@ -48,6 +52,7 @@ pub fn batch_after(
             epoch,
             since,
             since_epoch,
+            since_event,
             truncate,
             head,
             catalog_version: local::catalog_version(conn)?,
@@ -68,10 +73,20 @@ fn agreement(
     let Some(cursor_epoch) = cursor.since_epoch.filter(|_| cursor.since > 0) else {
         return Ok((0, None, false));
     };
-    if let Some(entry) = events::entry_at(conn, cursor.since)?
+    let at_cursor = events::entry_at(conn, cursor.since)?;
+    if let Some(entry) = &at_cursor
         && entry.epoch == cursor_epoch
     {
-        return Ok((cursor.since, Some(cursor_epoch), false));
+        if cursor
+            .since_event
+            .is_none_or(|id| id == entry.event.event_id)
+        {
+            return Ok((cursor.since, Some(cursor_epoch), false));
+        }
+        // The same position and epoch with another event: this log was restored from a backup
+        // and went on differently. Where the two part is unknown: send everything again (head
+        // office revives the rows that are the same and keeps the others, undone).
+        return Ok((0, None, true));
     }
     // The entry at the cursor itself differs: agreement is before it at the latest.
     let keep = events::epoch_end(conn, &cursor_epoch, head)?

@@ -22,6 +22,7 @@ const IDLE: Duration = Duration::from_millis(500);
 
 pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
     let mut backoff = Backoff::new();
+    let mut alarmed = false;
     loop {
         if node.is_stopping() {
             return;
@@ -60,6 +61,26 @@ pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
             }
         };
         backoff.reset();
+        if changes.version < since {
+            // Head office's catalogue went back in time (its database restored): versions it
+            // issues again would be skipped here. Say so; take nothing.
+            if !alarmed {
+                alarmed = true;
+                let details = serde_json::json!({"head_office": changes.version, "store": since});
+                node.alarm(
+                    "head office's catalogue version is behind this store's",
+                    details,
+                )
+                .await;
+            }
+            state.failed(format!(
+                "head office's catalogue is at version {}, behind this store's {since}",
+                changes.version
+            ));
+            tokio::time::sleep(backoff.take()).await;
+            continue;
+        }
+        alarmed = false;
         for change in changes.changes.into_iter().filter(|c| c.version > since) {
             let version = change.version;
             match node.local_write(Command::HeadOffice(change)).await {

@@ -157,6 +157,16 @@ impl Uplink {
             Ok((200, body)) => match serde_json::from_slice::<IngestAnswer>(&body) {
                 Ok(answer) => {
                     self.committed(epoch, batch.head, &answer, planned.behind);
+                    if answer.errors > 0 {
+                        let details = serde_json::json!({
+                            "errors": answer.errors,
+                            "after": batch.since,
+                            "up_to": answer.cursor.since,
+                        });
+                        let why =
+                            "head office kept entries of this log raw only (hq_ingest_errors)";
+                        self.node.alarm(why, details).await;
+                    }
                     if !full {
                         changed_or(&self.node, GATHER).await;
                     }
@@ -175,7 +185,13 @@ impl Uplink {
                     // from head office's cursor.
                     let now = self.node.now_ms();
                     self.state.update(|s| s.last_contact_ms = Some(now));
+                    let stuck = self.cursor.is_some_and(|(_, ours)| ours == theirs);
                     self.cursor = Some((epoch, theirs));
+                    if stuck {
+                        // The same refusal again: do not spin on it.
+                        let why = "head office refuses to move its cursor (cursor_moved)";
+                        self.failed(why.to_owned()).await;
+                    }
                 }
                 _ => {
                     let why = "head office follows a newer master of this store (stale epoch)";

@@ -1,8 +1,10 @@
-//! A throwaway PostgreSQL cluster for head-office tests: `initdb` into a temporary directory,
-//! the server on a Unix socket in that directory only (no TCP at all), stopped (`-m immediate`)
-//! and removed when dropped. Debian's `postgresql` package provides the binaries (`make test`
-//! installs it when missing); as root, the cluster runs as the `postgres` user, as PostgreSQL
-//! requires.
+//! A throwaway PostgreSQL cluster for head-office tests and benchmarks (feature `cluster`):
+//! `initdb` into a temporary directory, the server on a Unix socket in that directory only (no
+//! TCP at all), stopped (`-m immediate`) and removed when dropped. Debian's `postgresql` package
+//! provides the binaries (`make test` installs it when missing); as root, the cluster runs as the
+//! `postgres` user, as PostgreSQL requires.
+//!
+//! A test fixture: it panics, naming what failed, when PostgreSQL cannot be set up.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
