@@ -37,9 +37,9 @@ fmt:
 	$(CARGO) fmt --all
 
 ## bench: the quick benchmark set against a release build; summary in target/bench/summary.json
-bench:
-	$(CARGO) build --release -p rms-node -p rms-bench
-	./target/release/rms-bench --node target/release/rms-node
+bench: postgres
+	$(CARGO) build --release -p rms-node -p rms-bench -p rms-hq-bin
+	./target/release/rms-bench --node target/release/rms-node --hq target/release/rms-hq
 
 ## sim: the deterministic simulator; RMS_SIM_SEEDS=N seeds (default 150), RMS_SIM_SEED=S replays one
 sim:

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod hq;
-pub mod pg;
+/// A throwaway PostgreSQL cluster per test.
+pub use rms_hq::cluster as pg;
 
 /// How long a node gets to start and print its address.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -295,6 +296,90 @@ pub fn store_of_three(timing: &[&'static str]) -> (Vec<tempfile::TempDir>, Vec<N
         },
     );
     (dirs, nodes)
+}
+
+/// Three devices that reach each other only through a proxy per direction, so that a test can
+/// partition the store ([`Partitioned::isolate`]) and heal it.
+pub struct Partitioned {
+    /// `proxies[from][to]`, none from a device to itself.
+    pub proxies: Vec<Vec<Option<Proxy>>>,
+    pub dirs: Vec<tempfile::TempDir>,
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl Partitioned {
+    /// Starts devices 1, 2 and 3 with `timing` and `extra` arguments, and waits until they agree
+    /// on one master.
+    pub fn start(timing: &[&str], extra: &[&str]) -> Partitioned {
+        // The proxies start in front of nothing and are pointed at the nodes once those listen.
+        let proxies: Vec<Vec<Option<Proxy>>> = (0..3)
+            .map(|from| {
+                (0..3)
+                    .map(|to| (from != to).then(Proxy::in_front_of_nothing))
+                    .collect()
+            })
+            .collect();
+        let dirs: Vec<_> = (0..3)
+            .map(|_| tempfile::tempdir().expect("a temporary directory"))
+            .collect();
+        let peers: Vec<Vec<String>> = (0..3)
+            .map(|from| {
+                proxies[from]
+                    .iter()
+                    .flatten()
+                    .map(|p| p.url.clone())
+                    .collect()
+            })
+            .collect();
+        let ids = ["1", "2", "3"];
+        let nodes: Vec<NodeProcess> = (0..3)
+            .map(|i| {
+                let mut a = node_args(ids[i], timing, &peers[i]);
+                // Advertise an address nobody listens on: links only run through the proxies.
+                a.extend(["--advertise", "http://127.0.0.1:1"]);
+                a.extend_from_slice(extra);
+                NodeProcess::start(dirs[i].path(), &a)
+            })
+            .collect();
+        for (to, node) in nodes.iter().enumerate() {
+            for row in &proxies {
+                if let Some(proxy) = &row[to] {
+                    proxy.point_at(node.sync_port());
+                }
+            }
+        }
+        let store = Partitioned {
+            proxies,
+            dirs,
+            nodes,
+        };
+        wait_for("one master for all three", Duration::from_secs(30), || {
+            let masters: Vec<Value> = store
+                .nodes
+                .iter()
+                .map(|n| n.get("/api/v1/health").1["master_id"].clone())
+                .collect();
+            !masters[0].is_null() && masters.iter().all(|m| *m == masters[0])
+        });
+        store
+    }
+
+    /// Cuts every proxy to and from device `index` (0-based).
+    pub fn isolate(&self, index: usize) {
+        for (from, row) in self.proxies.iter().enumerate() {
+            for (to, proxy) in row.iter().enumerate() {
+                if let Some(proxy) = proxy.as_ref().filter(|_| from == index || to == index) {
+                    proxy.cut();
+                }
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        for proxy in self.proxies.iter().flatten().flatten() {
+            proxy.heal();
+        }
+    }
 }
 
 /// One HTTP request; the answer's status and JSON body (`Null` when the body is not JSON).

@@ -7,6 +7,7 @@
 //! and memory scenarios compare with; the harness starts it as a process of its own.
 
 mod fleet;
+mod hq;
 mod process;
 mod reference;
 mod report;
@@ -31,14 +32,17 @@ struct Args {
     /// The rms-node binary to measure.
     #[arg(long, default_value = "target/release/rms-node")]
     node: PathBuf,
+    /// The rms-hq binary to measure (H1-H4; PostgreSQL's server must be installed).
+    #[arg(long, default_value = "target/release/rms-hq")]
+    hq: PathBuf,
     /// Rounds of (reference, rms) per scenario.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id starts with one of these (S1, S2, ..., S8, R1, T1); all by
-    /// default.
+    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4); all
+    /// by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the summary goes.
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     }
     let bench = Bench {
         node: args.node.clone(),
+        hq: args.hq.clone(),
         rounds: args.rounds.max(1),
         large: args.large,
         scratch: tempfile::tempdir()?,
@@ -144,6 +149,18 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("S7") {
         rows.push(scenarios::s7_cold_start(bench).await?);
+    }
+    if wanted("H1") {
+        rows.push(hq::h1_ingest(bench).await?);
+    }
+    if wanted("H2") {
+        rows.push(hq::h2_backlog(bench).await?);
+    }
+    if wanted("H3") {
+        rows.push(hq::h3_visible(bench).await?);
+    }
+    if wanted("H4") {
+        rows.push(hq::h4_price(bench).await?);
     }
     if wanted("R1") {
         rows.push(tokio::task::block_in_place(|| {

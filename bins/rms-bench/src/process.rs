@@ -119,6 +119,17 @@ pub fn start_node(
     })
 }
 
+/// Any server that prints `<prefix><url>` when it listens (rms-hq).
+pub fn start_named(binary: &Path, args: &[String], prefix: &str) -> anyhow::Result<Server> {
+    let (child, url, sync_url) = spawn(binary, args, prefix)?;
+    Ok(Server {
+        child,
+        url,
+        sync_url,
+        data_dir: None,
+    })
+}
+
 /// A reference server: this very binary in `reference-server` mode.
 pub fn start_reference(mode: &str) -> anyhow::Result<Server> {
     let me: PathBuf = std::env::current_exe().context("cannot find rms-bench itself")?;

@@ -16,6 +16,8 @@ use crate::report::{Row, Target, median, percentile};
 /// What every scenario needs to know.
 pub struct Bench {
     pub node: std::path::PathBuf,
+    /// The rms-hq binary (H1-H4).
+    pub hq: std::path::PathBuf,
     pub rounds: usize,
     pub large: bool,
     pub scratch: tempfile::TempDir,
@@ -23,7 +25,7 @@ pub struct Bench {
 
 /// Runs blocking work (process control, HTTP setup calls) without stalling the runtime's other
 /// tasks (the simulated devices).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
@@ -46,7 +48,7 @@ impl Link {
 }
 
 /// `count` simulated devices (ids from `first_id`) registered with `server`, linked by `link`.
-async fn fleet_of(
+pub(crate) async fn fleet_of(
     server: &Server,
     count: usize,
     first_id: u16,
@@ -59,7 +61,11 @@ async fn fleet_of(
 }
 
 /// A fresh master (device 1) with `products`, each `(sku, stock)`.
-fn master(bench: &Bench, products: &[(String, i64)], args: &[&str]) -> anyhow::Result<Server> {
+pub(crate) fn master(
+    bench: &Bench,
+    products: &[(String, i64)],
+    args: &[&str],
+) -> anyhow::Result<Server> {
     blocking(|| {
         let server = start_node(&bench.node, None, &[&["--device-id", "1"], args].concat())?;
         let agent = agent();
@@ -75,7 +81,7 @@ fn master(bench: &Bench, products: &[(String, i64)], args: &[&str]) -> anyhow::R
     })
 }
 
-fn bench_product() -> Vec<(String, i64)> {
+pub(crate) fn bench_product() -> Vec<(String, i64)> {
     vec![("bench".to_owned(), 1_000_000_000)]
 }
 
@@ -83,7 +89,7 @@ fn bench_product() -> Vec<(String, i64)> {
 /// flight per device (as real clients do); returns when every batch is acknowledged. The pushes
 /// are encoded before the clock starts: the simulated devices share the machine with the node,
 /// and the time they would spend building JSON is not the node's.
-async fn push_all(
+pub(crate) async fn push_all(
     fleet: &mut Fleet,
     epoch: &Value,
     batch: usize,

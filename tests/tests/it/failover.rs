@@ -193,48 +193,9 @@ fn a_returning_device_with_reclaim_takes_the_role_back() {
 #[test]
 fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
     // A real partition: every device reaches every other only through its own proxy per
-    // direction; cutting the proxies to and from device 1 splits {1} from {2, 3}.
-    // The proxies start in front of nothing and are pointed at the nodes once those listen.
-    let proxies: Vec<Vec<Option<rms_tests::Proxy>>> = (0..3)
-        .map(|from| {
-            (0..3)
-                .map(|to| (from != to).then(rms_tests::Proxy::in_front_of_nothing))
-                .collect()
-        })
-        .collect();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let peers: Vec<Vec<String>> = (0..3)
-        .map(|from| {
-            proxies[from]
-                .iter()
-                .flatten()
-                .map(|p| p.url.clone())
-                .collect()
-        })
-        .collect();
-    let ids = ["1", "2", "3"];
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            let mut a = node_args(ids[i], FAST, &peers[i]);
-            // Advertise an address nobody listens on, so that links only run through the proxies.
-            a.extend(["--advertise", "http://127.0.0.1:1"]);
-            NodeProcess::start(dirs[i].path(), &a)
-        })
-        .collect();
-    for (to, node) in nodes.iter().enumerate() {
-        for row in &proxies {
-            if let Some(proxy) = &row[to] {
-                proxy.point_at(node.sync_port());
-            }
-        }
-    }
-    wait_for("one master for all three", DEADLINE, || {
-        let masters: Vec<Value> = nodes
-            .iter()
-            .map(|n| health(n)["master_id"].clone())
-            .collect();
-        !masters[0].is_null() && masters.iter().all(|m| *m == masters[0])
-    });
+    // direction; isolating device 1 splits {1} from {2, 3}.
+    let store = rms_tests::Partitioned::start(FAST, &[]);
+    let nodes = &store.nodes;
     let master = health(&nodes[0])["master_id"].as_u64().unwrap() as usize - 1;
     let product = json!({"sku":"bread","name":"Bread","price_cents":250,"stock":100});
     assert_eq!(nodes[master].post("/api/v1/products", &product).0, 201);
@@ -244,14 +205,7 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
             .all(|n| n.get("/api/v1/products/bread").0 == 200)
     });
 
-    let cut_off = 0;
-    for (from, row) in proxies.iter().enumerate() {
-        for (to, proxy) in row.iter().enumerate() {
-            if let Some(proxy) = proxy.as_ref().filter(|_| from == cut_off || to == cut_off) {
-                proxy.cut();
-            }
-        }
-    }
+    store.isolate(0);
     wait_for("a master on each side", DEADLINE, || {
         health(&nodes[0])["role"] == "master"
             && nodes[1..].iter().any(|n| health(n)["role"] == "master")
@@ -269,9 +223,7 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
         }
     }
 
-    for proxy in proxies.iter().flatten().flatten() {
-        proxy.heal();
-    }
+    store.heal();
     wait_for("one master again, everything settled", DEADLINE, || {
         let healths: Vec<Value> = nodes.iter().map(health).collect();
         let one_master = healths.iter().filter(|h| h["role"] == "master").count() == 1;
@@ -287,7 +239,7 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
             && nodes.iter().all(|n| pending(n) == 0)
             && stocks.iter().all(|s| *s == json!(100 - 2 * 9))
     });
-    for node in &nodes {
+    for node in nodes {
         let (_, sales) = node.get("/api/v1/sales");
         assert_eq!(
             sales.as_array().map(Vec::len),

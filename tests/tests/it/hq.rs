@@ -459,3 +459,84 @@ fn a_failover_in_the_middle_of_an_upload_leaves_no_gap_and_no_duplicate() {
     );
     drop(master);
 }
+
+#[test]
+fn a_split_brain_with_both_masters_uplinking_ends_with_the_merged_stores_sales_once() {
+    const TIMING: &[&str] = &[
+        "--sync-interval-ms",
+        "200",
+        "--heartbeat-interval-ms",
+        "100",
+        "--master-timeout-ms",
+        "600",
+    ];
+    let pg = Postgres::start();
+    let url = pg.create_database("hq");
+    let (store_id, token) = add_store(&url, "Store A");
+    let hq = HqProcess::start(&url, 0);
+    let store = rms_tests::Partitioned::start(TIMING, &hq_args(&hq, &token));
+    let nodes = &store.nodes;
+    let master = nodes
+        .iter()
+        .find(|n| uplink(n)["active"] == true || n.get("/api/v1/health").1["role"] == "master")
+        .expect("a master");
+    create_product(master, "bread", 250, 100);
+    wait_for("bread everywhere", DEADLINE, || {
+        nodes.iter().all(|n| product(n, "bread")["stock"] == 100)
+    });
+
+    store.isolate(0);
+    wait_for("a master on each side, each uplinking", DEADLINE, || {
+        let masters: Vec<&NodeProcess> = nodes
+            .iter()
+            .filter(|n| n.get("/api/v1/health").1["role"] == "master")
+            .collect();
+        masters.len() == 2 && masters.iter().all(|m| uplink(m)["active"] == true)
+    });
+    let mut sold = Vec::new();
+    for node in nodes {
+        for _ in 0..3 {
+            sold.push(
+                sell(node, "bread", 2)["sale_id"]
+                    .as_str()
+                    .expect("an id")
+                    .to_owned(),
+            );
+        }
+    }
+    // Head office hears both islands' masters while they are apart.
+    wait_for("both islands' sales reach head office", DEADLINE, || {
+        pg.number("hq", "SELECT count(DISTINCT device_id) FROM hq_sale_rows") >= 2
+    });
+
+    store.heal();
+    wait_for(
+        "one master, everything settled, head office caught up",
+        DEADLINE,
+        || {
+            let masters: Vec<&NodeProcess> = nodes
+                .iter()
+                .filter(|n| n.get("/api/v1/health").1["role"] == "master")
+                .collect();
+            masters.len() == 1
+                && nodes
+                    .iter()
+                    .all(|n| product(n, "bread")["stock"] == 100 - 2 * 9)
+                && caught_up(masters[0])
+        },
+    );
+    let accepted = pg.psql(
+        "hq",
+        &format!(
+            "SELECT sale_id FROM hq_sales WHERE store_id = {store_id} AND status = 'accepted'
+             ORDER BY sale_id"
+        ),
+    );
+    let mut want = sold.clone();
+    want.sort();
+    assert_eq!(
+        accepted.lines().collect::<Vec<_>>(),
+        want,
+        "head office has exactly the merged store's sales, each once"
+    );
+}
