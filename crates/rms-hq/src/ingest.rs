@@ -17,7 +17,9 @@ use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch, UPLINK_ENTRIES_MAX};
 use rms_domain::{Epoch, EventId};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio_postgres::Transaction;
+use tokio_postgres::types::Json;
 
 use crate::{Db, HqError};
 
@@ -90,7 +92,8 @@ struct Row<'a> {
     epoch: Epoch,
     kind: String,
     status: String,
-    raw: &'a Value,
+    /// The entry as the store sent it, never re-encoded.
+    raw: &'a RawValue,
 }
 
 fn malformed(message: impl Into<String>) -> HqError {
@@ -103,7 +106,7 @@ fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
 
 /// Keys every entry and checks the batch is a piece of a master log: at most
 /// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
-fn key_rows(batch: &IngestBatch<Value>) -> Result<Vec<Row<'_>>, HqError> {
+fn key_rows(batch: &IngestBatch<Box<RawValue>>) -> Result<Vec<Row<'_>>, HqError> {
     if batch.entries.len() > UPLINK_ENTRIES_MAX {
         return Err(malformed(format!(
             "a batch has at most {UPLINK_ENTRIES_MAX} entries"
@@ -112,8 +115,8 @@ fn key_rows(batch: &IngestBatch<Value>) -> Result<Vec<Row<'_>>, HqError> {
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(batch.entries.len());
     for (i, raw) in batch.entries.iter().enumerate() {
-        let keyed =
-            Keyed::deserialize(raw).map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
+        let keyed = serde_json::from_str::<Keyed>(raw.get())
+            .map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
         let expected = batch
             .since
             .checked_add(1 + i as u64)
@@ -135,7 +138,7 @@ fn key_rows(batch: &IngestBatch<Value>) -> Result<Vec<Row<'_>>, HqError> {
             epoch: keyed.epoch,
             kind: keyed.event.payload.kind,
             status: keyed.event.status,
-            raw,
+            raw: raw.as_ref(),
         });
     }
     Ok(rows)
@@ -174,7 +177,7 @@ fn read_cursor(row: &tokio_postgres::Row) -> Result<Cursor, HqError> {
 pub async fn ingest(
     db: &Db,
     store_id: i64,
-    batch: &IngestBatch<Value>,
+    batch: &IngestBatch<Box<RawValue>>,
 ) -> Result<IngestAnswer, HqError> {
     let rows = key_rows(batch)?;
     let head = to_i64(batch.head, "head")?;
@@ -321,7 +324,7 @@ async fn record_error(
             &row.map(|r| r.key.0),
             &row.map(|r| r.key.1),
             &message,
-            &row.map(|r| r.raw),
+            &row.map(|r| Json(r.raw)),
         ],
     )
     .await?;
@@ -347,7 +350,7 @@ async fn store_rows(
         .collect::<Result<Vec<Value>, _>>()?;
     let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    let entries: Vec<&Value> = rows.iter().map(|r| r.raw).collect();
+    let entries: Vec<Json<&RawValue>> = rows.iter().map(|r| Json(r.raw)).collect();
     let stored = tx
         .query(
             "INSERT INTO hq_log (store_id, device_id, seq, master_seq, epoch, kind, status, entry)
@@ -391,7 +394,7 @@ struct ProjectedSale {
 }
 
 fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
-    let entry = SaleEntry::deserialize(row.raw).map_err(|err| err.to_string())?;
+    let entry: SaleEntry = serde_json::from_str(row.raw.get()).map_err(|err| err.to_string())?;
     let status = match entry.event.status.as_str() {
         "synced" => "accepted",
         "rejected" => "rejected",
@@ -435,7 +438,7 @@ async fn project(
         if !stored.contains(&row.key) {
             continue;
         }
-        match Snapshots::deserialize(row.raw) {
+        match serde_json::from_str::<Snapshots>(row.raw.get()) {
             Ok(snapshots) => {
                 for product in snapshots.products {
                     stock.insert(product.sku.clone(), (product, row.master_seq));

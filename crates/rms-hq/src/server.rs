@@ -310,7 +310,7 @@ async fn store_route(
         }
         (Method::POST, "/hq/v1/uplink/batch") => {
             let body = read_body(request).await?;
-            let batch: IngestBatch<serde_json::Value> =
+            let batch: IngestBatch<Box<serde_json::value::RawValue>> =
                 serde_json::from_slice(&body).map_err(|e| {
                     refuse(address, StatusCode::BAD_REQUEST, "bad_json", &e.to_string())
                 })?;

@@ -102,7 +102,7 @@ pub fn spawn(node: &Node, office: HeadOffice, limits: UplinkLimits) -> UplinkSta
     state
 }
 
-/// Backoff after a failure: doubles from 200 ms to 2 s, with ±50 % jitter from the system's
+/// Backoff after a failure: doubles from 200 ms to 1 s, with ±50 % jitter from the system's
 /// generator, so that a head office coming back is not met by every store at once. The cap is
 /// low because a store whose link returns must reach head office within seconds (bench H2); a
 /// retry is one refused TCP connection.
@@ -113,7 +113,7 @@ struct Backoff {
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(1);
 
     fn new() -> Backoff {
         Backoff { next: Self::FIRST }
