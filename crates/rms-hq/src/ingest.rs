@@ -557,3 +557,51 @@ async fn write_stock(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(since: u64, seqs: &[u64]) -> IngestBatch<Box<RawValue>> {
+        let entries: Vec<Value> = seqs
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "event": {"event_id": format!("2-{s}"), "master_seq": s, "status": "synced",
+                              "payload": {"kind": "sale_recorded"}},
+                    "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
+                })
+            })
+            .collect();
+        let text = serde_json::json!({
+            "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
+            "since": since, "since_epoch": null, "head": 9, "catalog_version": 0,
+            "entries": entries, "a_field_of_a_newer_store": true,
+        })
+        .to_string();
+        serde_json::from_str(&text).expect("a batch")
+    }
+
+    #[test]
+    fn a_batch_is_a_piece_of_a_master_log_or_malformed() {
+        assert_eq!(
+            key_rows(&batch(4, &[5, 6, 7])).map(|r| r.len()).ok(),
+            Some(3)
+        );
+        for (since, seqs) in [(4, &[5, 7][..]), (4, &[6][..]), (u64::MAX, &[1][..])] {
+            let bad = batch(since, seqs);
+            let refused = key_rows(&bad);
+            assert!(
+                matches!(refused, Err(HqError::Malformed(_))),
+                "{since} {seqs:?}"
+            );
+        }
+        let mut twice = batch(0, &[1, 2]);
+        let first = twice.entries[0].clone();
+        twice.entries[1] = first;
+        assert!(matches!(key_rows(&twice), Err(HqError::Malformed(_))));
+        let long: Vec<u64> = (1..=UPLINK_ENTRIES_MAX as u64 + 1).collect();
+        let long = batch(0, &long);
+        assert!(matches!(key_rows(&long), Err(HqError::Malformed(_))));
+    }
+}
