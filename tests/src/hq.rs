@@ -17,24 +17,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// The `rms-hq` binary, built once per test run (`RMS_HQ_BIN` overrides it).
 pub fn hq_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("RMS_HQ_BIN") {
-            return PathBuf::from(path);
-        }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "rms-hq-bin"])
-            .current_dir(workspace)
-            .status()
-            .expect("cannot run cargo to build rms-hq");
-        assert!(status.success(), "building rms-hq failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace.join("target"), PathBuf::from);
-        target.join("debug").join("rms-hq")
-    })
+    BINARY.get_or_init(|| crate::built("RMS_HQ_BIN", "rms-hq-bin", "rms-hq"))
 }
 
 /// Runs an `rms-hq` command to its end (`stores add`, ...); its standard output.

@@ -23,24 +23,27 @@ pub const START_DEADLINE: Duration = Duration::from_secs(30);
 /// `RMS_NODE_BIN` overrides it (to test a release build, say).
 pub fn node_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("RMS_NODE_BIN") {
-            return PathBuf::from(path);
-        }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "rms-node"])
-            .current_dir(workspace)
-            .status()
-            .expect("cannot run cargo to build rms-node");
-        assert!(status.success(), "building rms-node failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace.join("target"), PathBuf::from);
-        target.join("debug").join("rms-node")
-    })
+    BINARY.get_or_init(|| built("RMS_NODE_BIN", "rms-node", "rms-node"))
+}
+
+/// The debug build of `package`'s binary `name`, built now (or the path in `$override_var`).
+pub(crate) fn built(override_var: &str, package: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package])
+        .current_dir(workspace)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    assert!(status.success(), "building {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    target.join("debug").join(name)
 }
 
 /// A running `rms-node`. Killed (SIGKILL) when dropped, so a failing test leaves no process.

@@ -14,6 +14,17 @@ use rms_tests::{NodeProcess, node_args, wait_for};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Short intervals for the stores of several devices.
+const TIMING: &[&str] = rms_tests::FAST;
+
+/// A PostgreSQL cluster with head office's database, one store registered in it, and rms-hq.
+fn head_office() -> (Postgres, String, (i64, String), HqProcess) {
+    let pg = Postgres::start();
+    let url = pg.create_database("hq");
+    let store = add_store(&url, "Store A");
+    let hq = HqProcess::start(&url, 0);
+    (pg, url, store, hq)
+}
 
 /// The store's view of its uplink (`/sync/status`).
 fn uplink(node: &NodeProcess) -> Value {
@@ -47,10 +58,7 @@ fn sell(node: &NodeProcess, sku: &str, qty: i64) -> Value {
 #[test]
 fn every_sale_reaches_head_office_once_through_kill_9_and_a_database_crash() {
     const SALES: i64 = 50_000;
-    let mut pg = Postgres::start();
-    let url = pg.create_database("hq");
-    let (store_id, token) = add_store(&url, "Store A");
-    let mut hq = HqProcess::start(&url, 0);
+    let (mut pg, _url, (store_id, token), mut hq) = head_office();
 
     // The store sells while head office is not configured: 50 000 sales wait in its log.
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -191,10 +199,7 @@ fn resend_batch(pg: &Postgres, store_id: i64, since: i64) -> Vec<u8> {
 
 #[test]
 fn a_resent_batch_and_bad_tokens_and_batches_change_nothing() {
-    let pg = Postgres::start();
-    let url = pg.create_database("hq");
-    let (store_id, token) = add_store(&url, "Store A");
-    let hq = HqProcess::start(&url, 0);
+    let (pg, url, (store_id, token), hq) = head_office();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let args = [&["--device-id", "1"][..], &hq_args(&hq, &token)].concat();
     let node = NodeProcess::start(dir.path(), &args);
@@ -281,14 +286,6 @@ fn product(node: &NodeProcess, sku: &str) -> Value {
 
 #[test]
 fn a_price_set_at_head_office_reaches_every_till_of_every_store_once() {
-    const TIMING: &[&str] = &[
-        "--sync-interval-ms",
-        "300",
-        "--heartbeat-interval-ms",
-        "100",
-        "--master-timeout-ms",
-        "800",
-    ];
     let pg = Postgres::start();
     let url = pg.create_database("hq");
     let (_, token_a) = add_store(&url, "Store A");
@@ -373,18 +370,7 @@ fn a_price_set_at_head_office_reaches_every_till_of_every_store_once() {
 
 #[test]
 fn a_failover_in_the_middle_of_an_upload_leaves_no_gap_and_no_duplicate() {
-    const TIMING: &[&str] = &[
-        "--sync-interval-ms",
-        "200",
-        "--heartbeat-interval-ms",
-        "100",
-        "--master-timeout-ms",
-        "800",
-    ];
-    let pg = Postgres::start();
-    let url = pg.create_database("hq");
-    let (store_id, token) = add_store(&url, "Store A");
-    let mut hq = HqProcess::start(&url, 0);
+    let (pg, _url, (store_id, token), mut hq) = head_office();
     let hq_url = hq.url.clone();
     let timing: Vec<&str> = [TIMING, &["--hq-url", &hq_url, "--hq-token", &token][..]].concat();
     let dirs: Vec<_> = (0..3)
@@ -462,18 +448,7 @@ fn a_failover_in_the_middle_of_an_upload_leaves_no_gap_and_no_duplicate() {
 
 #[test]
 fn a_split_brain_with_both_masters_uplinking_ends_with_the_merged_stores_sales_once() {
-    const TIMING: &[&str] = &[
-        "--sync-interval-ms",
-        "200",
-        "--heartbeat-interval-ms",
-        "100",
-        "--master-timeout-ms",
-        "600",
-    ];
-    let pg = Postgres::start();
-    let url = pg.create_database("hq");
-    let (store_id, token) = add_store(&url, "Store A");
-    let hq = HqProcess::start(&url, 0);
+    let (pg, _url, (store_id, token), hq) = head_office();
     let store = rms_tests::Partitioned::start(TIMING, &hq_args(&hq, &token));
     let nodes = &store.nodes;
     let master = nodes
