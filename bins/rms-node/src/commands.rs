@@ -427,6 +427,14 @@ sync_listen = "0.0.0.0:7879"
 
 # "rest" for a device that cannot hold a WebSocket.
 # sync_transport = "websocket"
+
+# Head office (docs/HQ.md): while this device is master, it sends the store's log there and
+# logs the catalogue changes it gets. The token comes from `rms-hq stores add` (this file is
+# mode 0600); pin head office's certificate, or name a CA file, instead of the system's roots.
+# hq_url = "https://hq.example.com:7880"
+# hq_token = "rmshq_..."
+# hq_fingerprint = "..."
+# hq_ca = "/etc/rms/hq-ca.pem"
 "#,
         file = out.display(),
         // Quoted and escaped as TOML wants it, whatever the key holds.
