@@ -515,3 +515,34 @@ fn a_split_brain_with_both_masters_uplinking_ends_with_the_merged_stores_sales_o
         "head office has exactly the merged store's sales, each once"
     );
 }
+
+#[test]
+fn in_a_browser_head_offices_status_page_lists_the_silent_stores() {
+    let (_pg, url, (_, token), hq) = head_office();
+    add_store(&url, "Store B");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let args = [&["--device-id", "1"][..], &hq_args(&hq, &token)].concat();
+    let node = NodeProcess::start(dir.path(), &args);
+    wait_for("store A reports to head office", DEADLINE, || {
+        caught_up(&node)
+    });
+
+    let mut browser = crate::status_page::Browser::start();
+    let page = browser.open(&format!("{}/hq/", hq.url));
+    wait_for("the page's form", DEADLINE, || {
+        browser.eval(&page, "document.getElementById('login') !== null") == true
+    });
+    let login = format!(
+        "document.getElementById('token').value = '{ADMIN_TOKEN}';
+         document.getElementById('login').requestSubmit(); true"
+    );
+    assert_eq!(browser.eval(&page, &login), true);
+    wait_for("both stores listed, store B as silent", DEADLINE, || {
+        let rows = browser.eval(&page, "document.querySelectorAll('#stores tr').length");
+        let silent = browser.eval(&page, "document.getElementById('silent').textContent");
+        rows == 2
+            && silent
+                .as_str()
+                .is_some_and(|s| s.contains("Store B") && !s.contains("Store A"))
+    });
+}

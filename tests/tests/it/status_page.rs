@@ -99,7 +99,7 @@ fn the_status_feed_needs_the_store_key() {
 
 /// A headless Chromium driven over the DevTools protocol (Debian's `chromium`, which `make test`
 /// installs when it is missing). Killed when dropped.
-struct Browser {
+pub(crate) struct Browser {
     child: std::process::Child,
     socket: Socket,
     next_id: u64,
@@ -114,7 +114,7 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         use std::io::BufRead;
         let profile = tempfile::tempdir().unwrap();
         let binary = std::env::var("RMS_CHROMIUM").unwrap_or_else(|_| "chromium".into());
@@ -187,7 +187,7 @@ impl Browser {
     }
 
     /// Opens `url` in a new tab; returns the tab's session.
-    fn open(&mut self, url: &str) -> String {
+    pub(crate) fn open(&mut self, url: &str) -> String {
         let target = self.call(None, "Target.createTarget", json!({"url": url}));
         let attached = self.call(
             None,
@@ -197,7 +197,7 @@ impl Browser {
         attached["sessionId"].as_str().unwrap().to_owned()
     }
 
-    fn eval(&mut self, session: &str, expression: &str) -> Value {
+    pub(crate) fn eval(&mut self, session: &str, expression: &str) -> Value {
         let result = self.call(
             Some(session),
             "Runtime.evaluate",
