@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0003_events_keyed_by_device_and_seq.sql"),
     include_str!("../../../migrations/0004_accepted_seq.sql"),
     include_str!("../../../migrations/0005_device_trust.sql"),
+    include_str!("../../../migrations/0006_change_feed.sql"),
 ];
 
 /// The schema version this build writes.

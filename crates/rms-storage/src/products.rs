@@ -90,6 +90,36 @@ pub fn load_many(conn: &Connection, table: Table, skus: &[&str]) -> Result<Produ
 }
 
 /// Inserts or replaces `product` in `table`.
+/// The products (as this device shows them) changed after `feed_seq`, in change order, with the
+/// last `feed_seq` read (the change feed's look, migration 6), at most `limit`.
+pub fn changed_since(
+    conn: &Connection,
+    feed_seq: i64,
+    limit: usize,
+) -> Result<(Vec<Product>, i64), StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, feed_seq FROM products WHERE feed_seq > ?1 ORDER BY feed_seq LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut last = feed_seq;
+    let mut changed = Vec::new();
+    let mut rows = stmt.query(params![feed_seq, limit])?;
+    while let Some(row) = rows.next()? {
+        changed.push(to_product(from_row(row)?)?);
+        last = last.max(row.get(6)?);
+    }
+    Ok((changed, last))
+}
+
+/// Where the change feed starts: the newest `feed_seq`.
+pub fn feed_head(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(
+        conn.query_row("SELECT value FROM feed_counter WHERE id = 1", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 pub fn put(conn: &Connection, table: Table, product: &Product) -> Result<(), StorageError> {
     conn.prepare_cached(&format!(
         "INSERT INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -18,6 +18,7 @@
 pub mod api;
 mod auth;
 mod body;
+pub mod changes;
 mod clock;
 mod connector;
 mod db;

@@ -134,6 +134,7 @@ struct Inner {
     connector: Connector,
     thread: Mutex<Option<driver::DriverThread>>,
     uplink: std::sync::OnceLock<crate::hq::UplinkState>,
+    changes: crate::changes::ChangeFeed,
 }
 
 impl Node {
@@ -141,6 +142,7 @@ impl Node {
     /// and the links to the configured peers. A node with no peers is the master of its store.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
+        let boot_ms = config.clock.now_ms();
         let (identity, store, trust) = open(&config).await?.parts(&config);
         log::info!("device {device_id} is {}", identity.fingerprint());
         let db = Db::new(Arc::clone(&store));
@@ -221,10 +223,15 @@ impl Node {
             connector,
             thread: Mutex::new(Some(thread)),
             uplink: std::sync::OnceLock::new(),
+            changes: crate::changes::ChangeFeed::new(boot_ms),
         };
         let node = Node {
             inner: Arc::new(inner),
         };
+        tokio::spawn(crate::changes::produce(
+            node.clone(),
+            node.inner.changes.clone(),
+        ));
         node.trust_itself().await;
         if let Some(office) = node.inner.config.head_office.clone() {
             let limits = node.inner.config.uplink_limits.clone();
@@ -256,6 +263,15 @@ impl Node {
         if let Err(err) = self.local_write(command).await {
             log::error!("cannot put this device's certificate in the trust list: {err}");
         }
+    }
+
+    /// The change feed (issue #16): the events after `since` (none: from now on), then the live
+    /// ones — what `GET /api/v1/changes` serves, as typed events.
+    pub fn changes(
+        &self,
+        since: Option<crate::changes::ChangeId>,
+    ) -> Result<crate::changes::ChangeStream, crate::changes::FutureChangeId> {
+        self.inner.changes.subscribe(since)
     }
 
     /// The head-office uplink's status, when head office is configured.

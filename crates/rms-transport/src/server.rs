@@ -62,9 +62,15 @@ pub(crate) fn http_builder(header_read_timeout: Duration) -> auto::Builder<Tokio
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        // What a connection may buffer (a reader that does not read: a change feed, a large
+        // answer): it stalls there, and the change feed tells it to reset.
+        .max_buf_size(CONNECTION_BUFFER_MAX);
     builder
 }
+
+/// The most a connection buffers in either direction (hyper's default is about 400 KiB).
+pub const CONNECTION_BUFFER_MAX: usize = 64 * 1024;
 
 /// Waits for a connection slot and accepts a connection on it, with `TCP_NODELAY`. `None`
 /// when accepting failed (out of file descriptors, say): the caller tries again.

@@ -3,6 +3,7 @@
 //! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
 
 mod catalogue;
+pub mod changes;
 mod devices;
 mod sales;
 mod status;
@@ -47,6 +48,8 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
         .or(open_pairing(&node))
         .unify()
         .or(join_store(&node))
+        .unify()
+        .or(changes::feed(&node))
         .unify();
     let products = list_products(&node)
         .or(create_product(&node))
@@ -74,6 +77,8 @@ pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallib
     api.or(metrics(&node))
         .unify()
         .or(status_page())
+        .unify()
+        .or(changes::till_page())
         .unify()
         .boxed()
         .recover(recover)
