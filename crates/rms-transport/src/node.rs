@@ -228,19 +228,25 @@ impl Node {
         let node = Node {
             inner: Arc::new(inner),
         };
+        node.start_background().await;
+        Ok(node)
+    }
+
+    /// What runs beside the driver: the change feed's producer, this device's own trust entry,
+    /// and head office's uplink when one is configured.
+    async fn start_background(&self) {
         tokio::spawn(crate::changes::produce(
-            node.clone(),
-            node.inner.changes.clone(),
+            self.clone(),
+            self.inner.changes.clone(),
         ));
-        node.trust_itself().await;
-        if let Some(office) = node.inner.config.head_office.clone() {
-            let limits = node.inner.config.uplink_limits.clone();
-            let _ = node
+        self.trust_itself().await;
+        if let Some(office) = self.inner.config.head_office.clone() {
+            let limits = self.inner.config.uplink_limits.clone();
+            let _ = self
                 .inner
                 .uplink
-                .set(crate::hq::spawn(&node, office, limits));
+                .set(crate::hq::spawn(self, office, limits));
         }
-        Ok(node)
     }
 
     /// Puts this device's own certificate in the store's trust list, bound to its id, if the
