@@ -363,6 +363,12 @@ async fn every_documented_operation_is_served() {
         "the spec lists too few operations: {operations:?}"
     );
     for (method, path) in operations {
+        // The change feed never ends by itself: a position it refuses shows the route is served.
+        let path = if path == "/changes" {
+            "/changes?since=x".to_owned()
+        } else {
+            path
+        };
         let concrete = path
             .replace("{sku}", "milk")
             .replace("{sale_id}", "1-1")
