@@ -284,6 +284,14 @@ struct Critical<'a> {
     entry: CriticalEntry<'a>,
 }
 
+/// Of a `sync_update` (eager sync broadcasts what a decision logged this way, critical entries
+/// too), only the user ids of its entries.
+#[derive(serde::Deserialize)]
+struct Update<'a> {
+    #[serde(borrow)]
+    entries: Vec<CriticalEntry<'a>>,
+}
+
 #[derive(serde::Deserialize)]
 struct CriticalEntry<'a> {
     #[serde(borrow)]
@@ -315,6 +323,14 @@ fn parse(device: usize, text: &str, plain: bool) -> Option<Delivery> {
             let message: Critical<'_> = serde_json::from_str(text).ok()?;
             let user = message.entry.event.user_id;
             let sent_us = user.strip_prefix('t')?.parse().ok()?;
+            Some(delivery(Kind::Critical, sent_us))
+        }
+        "sync_update" => {
+            let message: Update<'_> = serde_json::from_str(text).ok()?;
+            let sent_us = message
+                .entries
+                .iter()
+                .find_map(|e| e.event.user_id.strip_prefix('t')?.parse().ok())?;
             Some(delivery(Kind::Critical, sent_us))
         }
         _ => None,

@@ -6,6 +6,7 @@
 //! `rms-bench reference-server broadcast|echo` is the bare tokio-tungstenite server the fan-out
 //! and memory scenarios compare with; the harness starts it as a process of its own.
 
+mod feed;
 mod fleet;
 mod hq;
 mod process;
@@ -41,7 +42,7 @@ struct Args {
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4); all
+    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4, F1, F2); all
     /// by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -110,9 +111,10 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("S1") {
         for clients in [10, 50] {
-            rows.push(scenarios::s1_ingest(bench, clients, Link::Plain).await?);
+            rows.push(scenarios::s1_ingest(bench, clients, Link::Plain, false).await?);
         }
-        rows.push(scenarios::s1_ingest(bench, 50, Link::Tls).await?);
+        rows.push(scenarios::s1_ingest(bench, 50, Link::Tls, false).await?);
+        rows.push(scenarios::s1_ingest(bench, 50, Link::Plain, true).await?);
     }
     if wanted("S2") {
         for clients in [10, 50, 200] {
@@ -161,6 +163,14 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("H4") {
         rows.push(hq::h4_price(bench).await?);
+    }
+    if wanted("F1") {
+        for devices in [3, 10] {
+            rows.push(feed::f1_feed_latency(bench, devices).await?);
+        }
+    }
+    if wanted("F2") {
+        rows.push(feed::f2_feed_memory(bench).await?);
     }
     if wanted("R1") {
         rows.push(tokio::task::block_in_place(|| {

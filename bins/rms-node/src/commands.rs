@@ -420,6 +420,10 @@ sync_listen = "0.0.0.0:7879"
 # Take the master role back after a restart, when this device outranks the master.
 # reclaim = false
 
+# Push each sale to the master as it is made and broadcast each decided entry at once;
+# false syncs every sync_interval_ms (critical events still go at once).
+# eager_sync = true
+
 # Timing (milliseconds).
 # sync_interval_ms = 30000
 # heartbeat_interval_ms = 1000

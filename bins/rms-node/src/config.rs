@@ -83,6 +83,10 @@ pub struct Cli {
     /// Take the master role back after catching up, when this device outranks the master.
     #[arg(long, env = "RMS_RECLAIM", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reclaim: Option<bool>,
+    /// Push each sale to the master as it is made, and broadcast each decided entry at once;
+    /// `false` syncs every sync interval, and only critical events at once [default: true].
+    #[arg(long, env = "RMS_EAGER_SYNC", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub eager_sync: Option<bool>,
     /// How this device syncs with its peers: `websocket`, or `rest` for a device that cannot hold
     /// a WebSocket [default: websocket].
     #[arg(long, env = "RMS_SYNC_TRANSPORT", value_name = "websocket|rest")]
@@ -128,6 +132,7 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub master_timeout_ms: Option<u64>,
     pub reclaim: Option<bool>,
+    pub eager_sync: Option<bool>,
     pub sync_transport: Option<SyncTransport>,
     pub hq_url: Option<String>,
     pub hq_token: Option<String>,
@@ -161,6 +166,7 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    pub eager_sync: bool,
     pub sync_transport: SyncTransport,
     pub head_office: Option<HeadOfficeConfig>,
 }
@@ -265,6 +271,7 @@ impl Config {
                 .or(file.master_timeout_ms)
                 .unwrap_or(DEFAULT_MASTER_TIMEOUT_MS),
             reclaim: cli.reclaim.or(file.reclaim).unwrap_or(false),
+            eager_sync: cli.eager_sync.or(file.eager_sync).unwrap_or(true),
             sync_transport: cli
                 .sync_transport
                 .or(file.sync_transport)

@@ -69,6 +69,24 @@ pub fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, Stora
     rows.map(|raw| decode(raw?)).collect()
 }
 
+/// The entries of one operation after `after_id`, oldest first, at most `limit`: a range of the
+/// index on `(operation, id)`, so a reader that follows one operation (the change feed follows
+/// alarms after every input) reads only what is new, however long the log.
+pub fn after(
+    conn: &Connection,
+    operation: Operation,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, operation, device_id, user_id, event_id, outcome, details
+         FROM audit_log WHERE operation = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit.min(QUERY_LIMIT_MAX)).unwrap_or(0);
+    let rows = stmt.query_map(params![operation.as_str(), after_id, limit], from_row)?;
+    rows.map(|raw| decode(raw?)).collect()
+}
+
 type Raw = (
     i64,
     String,

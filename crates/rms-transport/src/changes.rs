@@ -167,6 +167,11 @@ impl ChangeFeed {
         let _ = self.live.send(event);
     }
 
+    /// Streams open on the feed (SSE feeds and embedding apps' streams).
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The events after `since` (none: only those from now on), then the live ones.
     pub fn subscribe(&self, since: Option<ChangeId>) -> Result<ChangeStream, FutureChangeId> {
         let ring = self.ring.lock().map_err(|_| FutureChangeId)?;
@@ -280,7 +285,9 @@ struct Seen {
 
 /// Produces the feed for `node` until it stops: after every input the driver handled (its
 /// status bump), the products that differ and the new alarms; on the core's notifications, the
-/// verdicts on this device's sales and role changes.
+/// verdicts on this device's sales. It looks whether or not a stream is open: a reader that
+/// resumes with `Last-Event-ID` must find every event it missed in the ring, not only the
+/// latest state.
 pub(crate) async fn produce(node: Node, feed: ChangeFeed) {
     let mut notifications = node.subscribe();
     let mut changes = node.status().changes.subscribe();
@@ -357,17 +364,12 @@ async fn look(node: &Node, feed: &ChangeFeed, seen: &mut Seen) -> Result<bool, c
         .db()
         .read(move |c| {
             let list = products::changed_since(c, feed_seq, PRODUCTS_PER_READ)?;
-            let query = AuditQuery {
-                operation: Some(Operation::Alarm),
-                after_id: Some(after),
-                limit: ALARMS_PER_READ,
-                ..Default::default()
-            };
-            Ok((list, audit::query(c, &query)?))
+            let alarms = audit::after(c, Operation::Alarm, after, ALARMS_PER_READ)?;
+            Ok((list, alarms))
         })
         .await?;
     seen.feed_seq = last;
-    let more = list.len() == PRODUCTS_PER_READ;
+    let more = list.len() == PRODUCTS_PER_READ || alarms.len() == ALARMS_PER_READ;
     for product in list {
         if seen.products.get(&product.sku) != Some(&product) {
             seen.products.insert(product.sku.clone(), product.clone());

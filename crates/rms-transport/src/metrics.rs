@@ -72,6 +72,8 @@ pub struct Scrape {
     pub log_events: Vec<LogCount>,
     pub elections_won: u64,
     pub role_changes: u64,
+    /// Change-feed streams open (`GET /changes` and embedding apps).
+    pub feed_subscribers: usize,
     /// The head-office uplink, when configured.
     pub uplink: Option<crate::hq::UplinkStatus>,
     pub now_ms: u64,
@@ -119,6 +121,11 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
             "rms_connected_devices",
             "Devices with an open link to this one",
             scrape.connected_devices as u64,
+        ),
+        (
+            "rms_feed_subscribers",
+            "Change-feed streams open (GET /api/v1/changes and embedding apps)",
+            scrape.feed_subscribers as u64,
         ),
         (
             "rms_pending_events",
@@ -234,6 +241,7 @@ mod tests {
             role: Role::Client,
             term: 4,
             connected_devices: 2,
+            feed_subscribers: 0,
             pending_events: 1,
             oldest_pending: Duration::from_millis(1500),
             log_head: 9,

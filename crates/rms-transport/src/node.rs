@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    /// Push each sale as it is made and broadcast each decided entry at once, instead of every
+    /// sync interval (`rms_sync::SyncConfig::eager_sync`).
+    pub eager_sync: bool,
     /// Sync with peers over REST (`POST /sync/exchange`) instead of WebSocket.
     pub sync_over_rest: bool,
     pub clock: Clock,
@@ -68,6 +71,7 @@ impl NodeConfig {
             heartbeat_interval_ms: 1_000,
             master_timeout_ms: 3_000,
             reclaim: false,
+            eager_sync: true,
             sync_over_rest: false,
             clock: Clock::default(),
             head_office: None,
@@ -280,6 +284,11 @@ impl Node {
         self.inner.changes.subscribe(since)
     }
 
+    /// Change-feed streams open now.
+    pub fn feed_subscribers(&self) -> usize {
+        self.inner.changes.subscribers()
+    }
+
     /// The head-office uplink's status, when head office is configured.
     pub fn uplink(&self) -> Option<crate::hq::UplinkStatus> {
         self.inner.uplink.get().map(crate::hq::UplinkState::get)
@@ -463,6 +472,7 @@ fn sync_config(config: &NodeConfig, knew_peers: bool, now_ms: u64) -> SyncConfig
         reclaim: config.reclaim,
         rng_seed: now_ms ^ u64::from(device_id.get()).rotate_left(32),
         clock_drift_max_ms: 60_000,
+        eager_sync: config.eager_sync,
     }
 }
 

@@ -69,8 +69,11 @@ pub(crate) fn http_builder(header_read_timeout: Duration) -> auto::Builder<Tokio
     builder
 }
 
-/// The most a connection buffers in either direction (hyper's default is about 400 KiB).
-pub const CONNECTION_BUFFER_MAX: usize = 64 * 1024;
+/// The most a connection buffers in either direction (hyper's default is about 400 KiB; 8 KiB
+/// is hyper's least). Request headers must fit in it (`431` beyond); bodies stream through it.
+/// An idle connection, a change feed above all, holds its read buffer for its whole life: at
+/// 64 KiB hyper grew it to 16 KiB on the first read, at 8 KiB it stays at 8 KiB (issue #16, F2).
+pub const CONNECTION_BUFFER_MAX: usize = 8 * 1024;
 
 /// Waits for a connection slot and accepts a connection on it, with `TCP_NODELAY`. `None`
 /// when accepting failed (out of file descriptors, say): the caller tries again.
@@ -126,7 +129,9 @@ async fn serve_api(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let routes = warp::service(api::routes(node.clone()));
+    // Shared: every connection holds a pointer to the filter tree, not a copy of it (an idle
+    // connection, a change feed above all, costs its buffers and little else).
+    let routes = Arc::new(warp::service(api::routes(node.clone())));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = http_builder(HEADER_READ_TIMEOUT);
@@ -145,12 +150,12 @@ async fn serve_api(
                 None => continue,
             },
         };
-        let (routes, node, feeds) = (routes.clone(), node.clone(), Arc::clone(&feeds));
+        let (routes, node, feeds) = (Arc::clone(&routes), node.clone(), Arc::clone(&feeds));
         let local = address.ip().is_loopback();
         let loopback_listener = acceptor.is_none();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(api::RemoteAddr(address));
-            let mut routes = routes.clone();
+            let mut routes = (*routes).clone();
             let (node, feeds) = (node.clone(), Arc::clone(&feeds));
             async move {
                 if let Some(refusal) = cross_site(request.headers()) {

@@ -273,3 +273,116 @@ fn a_group_that_cannot_be_committed_is_decided_again_push_by_push() {
     assert_eq!(order, ["2-1", "4-1"]);
     assert_eq!(node.log_head(), head + 2);
 }
+
+/// Everything the node sent, in order.
+fn sent(node: &mut SyncNode<Counting>) -> Vec<(To, Message)> {
+    std::iter::from_fn(|| node.poll_transmit())
+        .map(|t| (t.to, t.message))
+        .collect()
+}
+
+/// The seqs of the broadcasts among `sent`: (`sync_update` or `critical_event`, seqs).
+fn broadcasts(sent: &[(To, Message)]) -> Vec<(&'static str, Vec<u64>)> {
+    sent.iter()
+        .filter_map(|(to, message)| match (to, message) {
+            (To::AllPeers, Message::SyncUpdate { entries, .. }) => {
+                Some(("sync_update", entries.iter().map(LogEntry::seq).collect()))
+            }
+            (To::AllPeers, Message::CriticalEvent { entry, .. }) => {
+                Some(("critical_event", vec![entry.seq()]))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_eager_master_broadcasts_a_decision_with_its_commit_and_its_own_writes_at_the_broadcast_timer()
+{
+    let (mut node, commits) = master();
+    let head = node.log_head();
+    sent(&mut node);
+    // Alone, the master broadcast nothing. Device 2's first push makes it known: what was not
+    // broadcast goes at the broadcast timer, due at once.
+    let pushed = push(&node, vec![sale(2, 1, "soap")]);
+    node.handle_messages([(device(2), pushed)], now(5))
+        .expect("decided");
+    assert!(broadcasts(&sent(&mut node)).is_empty());
+    node.handle_timeout(now(5)).expect("the timer");
+    let out = sent(&mut node);
+    let all: Vec<u64> = (1..=head + 1).collect();
+    assert_eq!(broadcasts(&out), [("sync_update", all)], "{out:?}");
+
+    // Device 2's next push sells soap and the last tea (critical: the stock runs out).
+    commits.set(0);
+    let mut last_tea = sale(2, 3, "tea");
+    last_tea.critical = true;
+    let pushed = push(&node, vec![sale(2, 2, "soap"), last_tea]);
+    node.handle_messages([(device(2), pushed)], now(6))
+        .expect("decided");
+    assert_eq!(
+        commits.get(),
+        1,
+        "the broadcast's audit row goes with the decision"
+    );
+    let out = sent(&mut node);
+    assert_eq!(
+        broadcasts(&out),
+        [("sync_update", vec![head + 2, head + 3])],
+        "one sync_update in log order, the critical entry not sent twice: {out:?}"
+    );
+    let audited = node
+        .store()
+        .inner
+        .store()
+        .read(|conn| {
+            let query = rms_storage::audit::AuditQuery {
+                limit: 20,
+                ..Default::default()
+            };
+            rms_storage::audit::query(conn, &query)
+        })
+        .expect("the audit log");
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.operation == rms_domain::Operation::Broadcast
+                && a.details["kind"] == "sync_update"
+                && a.details["to_seq"] == head + 3),
+        "{audited:?}"
+    );
+    assert_ne!(
+        node.poll_timer().0,
+        rms_sync::Timer::Broadcast,
+        "nothing is left to broadcast"
+    );
+
+    // A write of the master's own: broadcast when the broadcast timer fires, not before.
+    let store = std::sync::Arc::clone(node.store().inner.store());
+    let command = rms_storage::local::Command::Sell(rms_domain::NewSale {
+        lines: vec![rms_domain::NewSaleLine {
+            sku: "soap".into(),
+            qty: 1,
+        }],
+        user_id: "cashier".into(),
+    });
+    let recorded = store
+        .write(|tx| {
+            rms_storage::local::record(tx, rms_domain::Role::Master, now(6).wall_ms, command)
+        })
+        .expect("a sale");
+    node.handle_local_write(&recorded.event, recorded.entry.as_ref(), now(7))
+        .expect("the core takes the write");
+    assert!(broadcasts(&sent(&mut node)).is_empty());
+    let (timer, at) = node.poll_timer();
+    assert_eq!(timer, rms_sync::Timer::Broadcast);
+    assert!(
+        at <= now(6).mono_ms + rms_sync::EAGER_BROADCAST_GAP_MS,
+        "{at}"
+    );
+    node.handle_timeout(now(at)).expect("the timer");
+    assert_eq!(
+        broadcasts(&sent(&mut node)),
+        [("sync_update", vec![head + 4])]
+    );
+}

@@ -1,12 +1,15 @@
 //! The SyncManager of a master and its SyncTasks (SPEC §4, §5): registration, pull answers, the
 //! group commit of pushes through the ConflictResolver (`crate::resolver`), and the broadcasts
-//! (`sync_update` every sync interval, `critical_event` at once).
+//! (`sync_update` every sync interval, `critical_event` at once; with eager sync, `sync_update`
+//! of every decided entry at once).
 //!
 //! **Invariants:**
 //! - Only a master decides, and not while it hands its role over.
 //! - A push is decided in arrival order, its events in [`decision_order`]; the entries of every
 //!   push found waiting together are committed in one transaction, and every `push_ack`,
-//!   `conflict` and `critical_event` goes out after that commit.
+//!   `conflict`, `critical_event` and `sync_update` goes out after that commit.
+//! - Broadcasts go in log order: a `sync_update` starts right after the last one
+//!   (`broadcast_head`), so a client that follows them never needs to pull.
 //! - Idempotency: an event already decided is answered with its verdict again and changes
 //!   nothing; an event id reused with other content is refused and never logged.
 //! - A device pushes only its own events; others are refused with an alarm.
@@ -19,7 +22,7 @@ use rms_domain::{EventPayload, Role, SyncEvent};
 use super::audit::{Audited, MasterFact, SyncAuditLog};
 use super::election::Phase;
 use super::handover::HandingOver;
-use super::{Notification, Now, Result, SyncNode, To, store_err};
+use super::{EAGER_BROADCAST_GAP_MS, Notification, Now, Result, SyncNode, To, store_err};
 use crate::message::{BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict, within_bytes};
 use crate::resolver::{ConflictResolver, Decision, decision_order};
 use crate::store::{Batch, SyncStore};
@@ -29,8 +32,13 @@ use crate::store::{Batch, SyncStore};
 pub struct Leading {
     /// A handover in progress.
     pub handing_over: Option<HandingOver>,
-    /// Entries up to here were broadcast as `sync_update`.
+    /// Entries up to here were broadcast (as `sync_update`, or as a `critical_event` that
+    /// continued the broadcasts).
     broadcast_head: u64,
+    /// Eager sync: when the entries after `broadcast_head` are to be broadcast.
+    pub broadcast_due_ms: Option<u64>,
+    /// When the last `sync_update` went.
+    broadcast_last_ms: u64,
 }
 
 impl Leading {
@@ -39,6 +47,8 @@ impl Leading {
         Leading {
             handing_over: None,
             broadcast_head: log_head,
+            broadcast_due_ms: None,
+            broadcast_last_ms: 0,
         }
     }
 }
@@ -99,17 +109,31 @@ fn broadcast_at_once(entry: &LogEntry) -> bool {
 }
 
 impl<S: SyncStore> SyncNode<S> {
-    /// Master tick: the handover deadline, then the periodic `sync_update` of what was not yet
-    /// broadcast.
+    /// Master tick: the handover deadline, then the `sync_update` of what was not yet broadcast,
+    /// every sync interval or when eager sync made it due.
     pub(super) fn master_tick(&mut self, now: Now) -> Result<(), S> {
         self.handover_tick(now)?;
-        if now.mono_ms < self.next_sync_ms {
-            return Ok(());
+        let periodic = now.mono_ms >= self.next_sync_ms;
+        if periodic {
+            self.next_sync_ms = now.mono_ms + self.sync_delay();
         }
-        self.next_sync_ms = now.mono_ms + self.sync_delay();
         let Phase::Master(leading) = &self.phase else {
             return Ok(());
         };
+        let due = leading.broadcast_due_ms.is_some_and(|at| now.mono_ms >= at);
+        if periodic || due {
+            self.broadcast_log(now)?;
+        }
+        Ok(())
+    }
+
+    /// A `sync_update` of the entries not yet broadcast (a batch of them; with eager sync the
+    /// rest is due next).
+    fn broadcast_log(&mut self, now: Now) -> Result<(), S> {
+        let Phase::Master(leading) = &mut self.phase else {
+            return Ok(());
+        };
+        leading.broadcast_due_ms = None;
         let broadcast_head = leading.broadcast_head;
         if broadcast_head >= self.log_head {
             return Ok(());
@@ -130,9 +154,29 @@ impl<S: SyncStore> SyncNode<S> {
         self.commit(Batch::default())?;
         if let Phase::Master(leading) = &mut self.phase {
             leading.broadcast_head = last;
+            leading.broadcast_last_ms = now.mono_ms;
         }
         self.send(To::AllPeers, Message::SyncUpdate { epoch, entries });
+        self.broadcast_soon(now);
         Ok(())
+    }
+
+    /// Eager sync: the entries not yet broadcast go at the next [`Timer::Broadcast`], at once
+    /// unless a broadcast went less than [`EAGER_BROADCAST_GAP_MS`] ago. Nothing for a device
+    /// with nobody to tell.
+    ///
+    /// [`Timer::Broadcast`]: super::Timer::Broadcast
+    pub(super) fn broadcast_soon(&mut self, now: Now) {
+        let alone = !self.config.has_peers && self.peers.is_empty();
+        let Phase::Master(leading) = &mut self.phase else {
+            return;
+        };
+        let waiting = leading.broadcast_head < self.log_head;
+        if !self.config.eager_sync || alone || !waiting || leading.broadcast_due_ms.is_some() {
+            return;
+        }
+        let earliest = leading.broadcast_last_ms + EAGER_BROADCAST_GAP_MS;
+        leading.broadcast_due_ms = Some(now.mono_ms.max(earliest));
     }
 
     pub(super) fn on_register(&mut self, from: DeviceId, peer: PeerInfo, now: Now) {
@@ -366,10 +410,16 @@ impl<S: SyncStore> SyncNode<S> {
             .map(|(from, events)| self.decide_push(&mut resolver, &mut group, *from, events))
             .collect();
         // What is broadcast at once is audited in the same transaction; it is sent only after it.
+        let update = self.eager_update(&group.entries, now);
+        let updated_to = update.last().map_or(0, LogEntry::seq);
+        if let Some(first) = update.first() {
+            let (from_seq, to_seq) = (first.seq(), updated_to);
+            group.audit(MasterFact::Broadcast { from_seq, to_seq });
+        }
         let critical: Vec<(EventId, u64)> = group
             .entries
             .iter()
-            .filter(|e| broadcast_at_once(e))
+            .filter(|e| broadcast_at_once(e) && e.seq() > updated_to)
             .map(|e| (e.event.event_id, e.seq()))
             .collect();
         for (event_id, seq) in critical {
@@ -389,10 +439,39 @@ impl<S: SyncStore> SyncNode<S> {
                 log_head: self.log_head,
             });
         }
-        for entry in logged {
-            self.announce_decided(epoch, entry);
+        if !update.is_empty() {
+            if let Phase::Master(leading) = &mut self.phase {
+                leading.broadcast_head = updated_to;
+                leading.broadcast_last_ms = now.mono_ms;
+            }
+            let entries = update;
+            self.send(To::AllPeers, Message::SyncUpdate { epoch, entries });
         }
+        for entry in logged {
+            let sent = entry.seq() <= updated_to;
+            self.announce_decided(epoch, entry, sent);
+        }
+        self.broadcast_soon(now);
         Ok(answers)
+    }
+
+    /// Eager sync: the entries of a group decision to broadcast with its commit, as one
+    /// `sync_update` (as many as fit in one), when they continue the broadcasts and the last
+    /// broadcast went at least [`EAGER_BROADCAST_GAP_MS`] ago or one of them is to go at once.
+    /// Empty otherwise: they wait for the `Broadcast` timer (critical ones go as
+    /// `critical_event` meanwhile), so under load a broadcast carries what many decisions
+    /// logged.
+    fn eager_update(&self, entries: &[LogEntry], now: Now) -> Vec<LogEntry> {
+        let alone = !self.config.has_peers && self.peers.is_empty();
+        // What must go at once (stock ran out, a rejection) does not wait for the gap.
+        let urgent = entries.iter().any(broadcast_at_once);
+        let ready = matches!(&self.phase, Phase::Master(l)
+            if l.broadcast_head == self.log_head
+                && (urgent || now.mono_ms >= l.broadcast_last_ms + EAGER_BROADCAST_GAP_MS));
+        if !self.config.eager_sync || alone || !ready || entries.is_empty() {
+            return Vec::new();
+        }
+        within_bytes(entries.to_vec())
     }
 
     /// The events of one push, through the resolver; returns their verdicts.
@@ -475,8 +554,8 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// After the commit: the origin of a rejected event is told, and what is critical goes to
-    /// every peer at once.
-    fn announce_decided(&mut self, epoch: Epoch, entry: LogEntry) {
+    /// every peer at once (unless a `sync_update` already carried it: `sent`).
+    fn announce_decided(&mut self, epoch: Epoch, entry: LogEntry, sent: bool) {
         let (origin, event_id) = (entry.event.origin(), entry.event.event_id);
         if entry.event.status == EventStatus::Rejected
             && let Some(reason) = entry.event.reason
@@ -489,7 +568,7 @@ impl<S: SyncStore> SyncNode<S> {
             };
             self.send(To::Device(origin), conflict);
         }
-        if broadcast_at_once(&entry) {
+        if broadcast_at_once(&entry) && !sent {
             self.send(To::AllPeers, Message::CriticalEvent { epoch, entry });
         }
     }
@@ -551,6 +630,14 @@ impl<S: SyncStore> SyncNode<S> {
         self.audit(now, MasterFact::BroadcastCritical { event_id, seq });
         let entry = entry.clone();
         self.send(To::AllPeers, Message::CriticalEvent { epoch, entry });
+        // With eager sync, it continues the broadcasts when it comes right after them.
+        if self.config.eager_sync
+            && let Phase::Master(leading) = &mut self.phase
+            && leading.broadcast_head + 1 == seq
+        {
+            leading.broadcast_head = seq;
+        }
+        self.broadcast_soon(now);
     }
 
     /// This master's own events that wait as pending (made while it was a client, or while it

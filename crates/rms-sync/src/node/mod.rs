@@ -76,7 +76,19 @@ pub struct SyncConfig {
     /// Events stamped further than this in the future are not trusted: their clock is not merged
     /// into this device's, and the audit log flags them.
     pub clock_drift_max_ms: u64,
+    /// Sync at once rather than every sync interval: a client pushes each local write as it is
+    /// made (one push in flight, so a rush goes as a few batches), and a master broadcasts each
+    /// decided entry as it is committed (at most every [`EAGER_BROADCAST_GAP_MS`]; what comes
+    /// sooner goes at the `Broadcast` timer). The sync interval remains the retry. Off, only
+    /// critical events go at once (SPEC §5).
+    pub eager_sync: bool,
 }
+
+/// An eager master broadcasts at most this often: a sale that comes when the store is quiet is
+/// broadcast at once, and in a rush each broadcast carries what the gap gathered (every entry
+/// must reach every device; fewer, larger messages keep a master with many devices taking
+/// pushes nearly as fast as without eager sync).
+pub const EAGER_BROADCAST_GAP_MS: u64 = 5;
 
 impl SyncConfig {
     pub fn device_id(&self) -> DeviceId {
@@ -340,11 +352,13 @@ impl<S: SyncStore> SyncNode<S> {
             });
         }
         self.forgive_pause(now)?;
+        let eager = self.config.eager_sync;
         match (self.role(), entry) {
             (Role::Master, Some(entry)) if entry.event.critical => {
                 self.broadcast_critical(entry, now);
             }
-            (Role::Client, None) if event.critical => self.push_pending(now)?,
+            (Role::Master, Some(_)) if eager => self.broadcast_soon(now),
+            (Role::Client, None) if event.critical || eager => self.push_pending(now)?,
             _ => {}
         }
         Ok(())

@@ -60,6 +60,11 @@ impl Peers {
         }
     }
 
+    /// No other device is known.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
     /// `from` was heard now, saying `message`.
     pub fn note(&mut self, from: DeviceId, message: &Message, now_ms: u64) {
         let peer = self.known.entry(from).or_insert(Peer::known(None));

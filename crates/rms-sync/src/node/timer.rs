@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
 //! | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
+//! | `Broadcast` | master | eager sync: a write of its own was committed; broadcast it (at most every `EAGER_BROADCAST_GAP_MS`) |
 //! | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
 //! | `MasterTimeout` | following | the master was not heard within the master timeout |
 //! | `PreVote` | masterless | ask silent peers again, or close the round and elect |
@@ -27,6 +28,7 @@ use crate::store::{Batch, SyncStore};
 pub enum Timer {
     Heartbeat,
     Sync,
+    Broadcast,
     MasterTimeout,
     PreVote,
     ElectionWait,
@@ -43,9 +45,16 @@ impl<S: SyncStore> SyncNode<S> {
     pub fn poll_timer(&self) -> (Timer, u64) {
         let timeout = self.config.master_timeout_ms;
         let phase_timer = match &self.phase {
-            Phase::Master(leading) => leading
-                .handing_over
-                .map(|h| (Timer::Handover, h.deadline_ms)),
+            Phase::Master(leading) => {
+                let handover = leading
+                    .handing_over
+                    .map(|h| (Timer::Handover, h.deadline_ms));
+                let broadcast = leading.broadcast_due_ms.map(|at| (Timer::Broadcast, at));
+                [handover, broadcast]
+                    .into_iter()
+                    .flatten()
+                    .min_by_key(|(_, at)| *at)
+            }
             Phase::Following(following) => {
                 Some((Timer::MasterTimeout, following.heard_ms + timeout + 1))
             }

@@ -262,6 +262,7 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
         log_events,
         elections_won,
         role_changes,
+        feed_subscribers: node.feed_subscribers(),
         uplink: node.uplink(),
         now_ms,
     };

@@ -125,6 +125,7 @@ pub(crate) fn core_with<S: SyncStore>(
         reclaim: false,
         rng_seed: 7,
         clock_drift_max_ms: 60_000,
+        eager_sync: true,
     };
     let mut node = SyncNode::new(config, wrap(StoreAdapter::new(Arc::clone(&store))), now(0))
         .expect("the core starts");

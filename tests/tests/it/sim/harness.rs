@@ -52,6 +52,8 @@ pub(super) struct Sim {
     pub(super) steps_at_this_time: u64,
     /// Every device runs with `--reclaim` in this run.
     pub(super) reclaim: bool,
+    /// Every device syncs eagerly in this run (`SyncConfig::eager_sync`).
+    pub(super) eager_sync: bool,
     /// This run may cut links (partitions); the others only crash, pause, skew clocks, hand
     /// over and lose messages, and must then keep the stricter invariants (issue #12).
     pub(super) partitions: bool,
@@ -112,6 +114,7 @@ impl Sim {
             trace: VecDeque::new(),
             steps_at_this_time: 0,
             reclaim: false,
+            eager_sync: false,
             partitions: false,
             partitioned: false,
             last_drop: BTreeMap::new(),
@@ -121,6 +124,7 @@ impl Sim {
             pauses: 0,
         };
         sim.reclaim = sim.rng.below(5) == 0;
+        sim.eager_sync = sim.rng.below(2) == 0;
         sim.partitions = sim.rng.below(2) == 0;
         for index in 0..count {
             sim.start(index)?;
@@ -159,6 +163,7 @@ impl Sim {
             reclaim: self.reclaim,
             rng_seed: self.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9),
             clock_drift_max_ms: 60_000,
+            eager_sync: self.eager_sync,
         }
     }
 
