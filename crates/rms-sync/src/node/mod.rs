@@ -88,7 +88,7 @@ pub struct SyncConfig {
 /// broadcast at once, and in a rush each broadcast carries what the gap gathered (every entry
 /// must reach every device; fewer, larger messages keep a master with many devices taking
 /// pushes nearly as fast as without eager sync).
-pub const EAGER_BROADCAST_GAP_MS: u64 = 5;
+pub const EAGER_BROADCAST_GAP_MS: u64 = 1;
 
 impl SyncConfig {
     pub fn device_id(&self) -> DeviceId {
