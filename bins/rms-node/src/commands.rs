@@ -84,6 +84,11 @@ pub enum Command {
         #[command(flatten)]
         node: LocalNode,
     },
+    /// The tamper-evident journal (docs/JOURNAL.md): verify a database, export for an auditor.
+    Journal {
+        #[command(subcommand)]
+        action: crate::journal::JournalAction,
+    },
 }
 
 /// The node running on this machine, as the commands that talk to it reach it.
@@ -164,6 +169,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 fingerprint.short(),
                 data_dir.join(rms_transport::identity::KEY_FILE).display()
             );
+            Ok(())
+        }
+        Command::Journal { action } => {
+            if !crate::journal::run(action)? {
+                bail!("the journal does not verify");
+            }
             Ok(())
         }
         Command::Status { node } => {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod journal;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ const TABLE: &str = "audit_log";
 /// Most entries one query returns.
 pub const QUERY_LIMIT_MAX: usize = 1000;
 
-/// Appends `entry` (its `id` is ignored) and returns the id it was given.
+/// Appends `entry` (its `id` is ignored) and its journal entry, and returns the id it was given.
 pub fn append(conn: &Connection, entry: &AuditEntry) -> Result<i64, StorageError> {
     let details =
         serde_json::to_string(&entry.details).map_err(|e| StorageError::corrupt(TABLE, e))?;
@@ -28,7 +28,13 @@ pub fn append(conn: &Connection, entry: &AuditEntry) -> Result<i64, StorageError
         entry.outcome.as_str(),
         details,
     ])?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    let stored = AuditEntry {
+        id,
+        ..entry.clone()
+    };
+    crate::journal::append_audit(conn, &stored)?;
+    Ok(id)
 }
 
 /// Which entries to read. Newest first.
@@ -84,6 +90,22 @@ pub fn after(
     )?;
     let limit = i64::try_from(limit.min(QUERY_LIMIT_MAX)).unwrap_or(0);
     let rows = stmt.query_map(params![operation.as_str(), after_id, limit], from_row)?;
+    rows.map(|raw| decode(raw?)).collect()
+}
+
+/// The entries after `after_id`, oldest first, at most `limit` (a range of the rowid: the
+/// journal's check reads the whole log this way).
+pub fn page(
+    conn: &Connection,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, operation, device_id, user_id, event_id, outcome, details
+         FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![after_id, limit], from_row)?;
     rows.map(|raw| decode(raw?)).collect()
 }
 

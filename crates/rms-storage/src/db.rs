@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0004_accepted_seq.sql"),
     include_str!("../../../migrations/0005_device_trust.sql"),
     include_str!("../../../migrations/0006_change_feed.sql"),
+    include_str!("../../../migrations/0007_journal.sql"),
 ];
 
 /// The schema version this build writes.

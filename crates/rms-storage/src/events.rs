@@ -243,6 +243,22 @@ fn row(conn: &Connection, event_id: &EventId) -> Result<Option<Raw>, StorageErro
     Ok(stmt.query_row(key, from_row).optional()?)
 }
 
+/// `device`'s events after its `seq`, in seq order, at most `limit` (the journal's check).
+pub fn own_after(
+    conn: &Connection,
+    device: DeviceId,
+    seq: u64,
+    limit: usize,
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![device.get(), seq, limit], from_row)?;
+    rows.map(|raw| decode_event(&raw?)).collect()
+}
+
 /// The newest events of `kind` (in the order this device stored them), at most `limit`.
 pub fn newest_of_kind(
     conn: &Connection,

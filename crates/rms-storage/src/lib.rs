@@ -17,6 +17,7 @@ pub mod db;
 pub mod devices;
 mod error;
 pub mod events;
+pub mod journal;
 pub mod local;
 pub mod node_state;
 pub mod products;

@@ -147,6 +147,7 @@ pub fn record(
         .as_ref()
         .map(|e| (&e.epoch, e.products.as_slice(), e.forced));
     events::insert(tx, &event, verdict)?;
+    crate::journal::append_event(tx, &event)?;
     let sale = Sale::of_event(&event);
     audit::append(tx, &audit_entry(&event, &at))?;
 

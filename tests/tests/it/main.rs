@@ -11,6 +11,7 @@ mod failover;
 mod fuzz;
 mod hq;
 mod identity;
+mod journal;
 mod multi_node;
 mod pause;
 mod security;

@@ -1,0 +1,567 @@
+//! The journal (issue #17, `docs/JOURNAL.md`): what this device originates (chain `events`) and
+//! every row of its audit log (chain `audit`), hash-chained. Entry `n` of a chain holds a
+//! `record` (JSON naming its chain and position, and what it records) and
+//! `hash = SHA-256(hash of n-1 ‖ record)`, the first entry's predecessor being 32 zero bytes. An
+//! entry is appended in the transaction that writes what it records, so a crash keeps both or
+//! neither.
+//!
+//! [`verify`] checks a database: each chain links, and the rows agree with their records (the
+//! events, of which sales are read, and the audit rows), so a sale changed, deleted or swapped with
+//! the `sqlite3` shell is named, whether or not the append-only triggers were dropped first.
+//! [`export`] writes a range as JSON lines that `scripts/journal_verify.py` checks without rms.
+
+use std::fmt;
+
+use rms_domain::{AuditEntry, EventId, SyncEvent};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::{StorageError, audit, events};
+
+const TABLE: &str = "journal";
+
+/// The export format's name (the first line's `format`).
+pub const EXPORT_FORMAT: &str = "rms-journal-1";
+
+/// A journal's chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chain {
+    /// The events this device originated.
+    Events,
+    /// This device's audit log.
+    Audit,
+}
+
+impl Chain {
+    pub const ALL: [Chain; 2] = [Chain::Events, Chain::Audit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chain::Events => "events",
+            Chain::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SHA-256 hash, written as 64 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hash([u8; 32]);
+
+impl Hash {
+    /// The predecessor of a chain's first entry.
+    pub const GENESIS: Hash = Hash([0; 32]);
+
+    /// The hash of the entry whose predecessor hashed to `prev` and whose record is `record`.
+    pub fn link(prev: &Hash, record: &str) -> Hash {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(&prev.0);
+        context.update(record.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        Hash(out)
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(text: &str) -> Option<Hash> {
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Hash(out))
+    }
+}
+
+/// The record of an event this device originated: what it was when made (its verdict comes
+/// later and is the master log's to record).
+#[derive(Serialize)]
+struct EventRecord<'a> {
+    chain: Chain,
+    seq: u64,
+    event_id: String,
+    user_id: &'a str,
+    created_at_ms: u64,
+    hlc: rms_domain::Hlc,
+    payload: &'a rms_domain::EventPayload,
+}
+
+#[derive(Serialize)]
+struct AuditRecord<'a> {
+    chain: Chain,
+    seq: u64,
+    entry: &'a AuditEntry,
+}
+
+fn event_record(seq: u64, event: &SyncEvent) -> Result<String, StorageError> {
+    let record = EventRecord {
+        chain: Chain::Events,
+        seq,
+        event_id: event.event_id.to_string(),
+        user_id: &event.user_id,
+        created_at_ms: event.created_at_ms,
+        hlc: event.hlc,
+        payload: &event.payload,
+    };
+    serde_json::to_string(&record).map_err(|e| StorageError::corrupt(TABLE, e))
+}
+
+fn audit_record(seq: u64, entry: &AuditEntry) -> Result<String, StorageError> {
+    let record = AuditRecord {
+        chain: Chain::Audit,
+        seq,
+        entry,
+    };
+    serde_json::to_string(&record).map_err(|e| StorageError::corrupt(TABLE, e))
+}
+
+/// The last entry of `chain`: its position and hash (0 and the genesis when empty).
+pub fn head(conn: &Connection, chain: Chain) -> Result<(u64, Hash), StorageError> {
+    let last: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM journal WHERE chain = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([chain.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match last {
+        None => Ok((0, Hash::GENESIS)),
+        Some((seq, hash)) => {
+            let hash = Hash::from_hex(&hash)
+                .ok_or_else(|| StorageError::corrupt(TABLE, format!("{chain} #{seq}: bad hash")))?;
+            Ok((u64::try_from(seq).unwrap_or(0), hash))
+        }
+    }
+}
+
+fn append(
+    conn: &Connection,
+    chain: Chain,
+    reference: &str,
+    record: impl FnOnce(u64) -> Result<String, StorageError>,
+) -> Result<(), StorageError> {
+    let (last, prev) = head(conn, chain)?;
+    let seq = last + 1;
+    let record = record(seq)?;
+    let hash = Hash::link(&prev, &record);
+    conn.prepare_cached(
+        "INSERT INTO journal (chain, seq, ref, record, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        chain.as_str(),
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        reference,
+        record,
+        hash.to_hex()
+    ])?;
+    Ok(())
+}
+
+/// Journals an event this device originated (in the transaction that stores it).
+pub fn append_event(conn: &Connection, event: &SyncEvent) -> Result<(), StorageError> {
+    append(conn, Chain::Events, &event.event_id.to_string(), |seq| {
+        event_record(seq, event)
+    })
+}
+
+/// Journals an audit row, `entry.id` set (in the transaction that stores it).
+pub fn append_audit(conn: &Connection, entry: &AuditEntry) -> Result<(), StorageError> {
+    append(conn, Chain::Audit, &entry.id.to_string(), |seq| {
+        audit_record(seq, entry)
+    })
+}
+
+/// Entries and rows read at once while verifying or exporting.
+const PAGE: usize = 5000;
+
+/// The first entry or row that does not verify, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    pub chain: Chain,
+    /// The journal position concerned.
+    pub seq: u64,
+    /// The event id or audit row id concerned.
+    pub reference: String,
+    pub why: String,
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} #{} ({}): {}",
+            self.chain, self.seq, self.reference, self.why
+        )
+    }
+}
+
+/// What [`verify`] found: each chain's length and head, or the first break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub heads: Vec<(Chain, u64, Hash)>,
+    pub broken: Option<Break>,
+}
+
+/// One stored journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub chain: Chain,
+    pub seq: u64,
+    pub reference: String,
+    pub record: String,
+    pub hash: String,
+}
+
+/// The entries of `chain` after `seq`, in order, at most `limit`.
+pub fn entries_after(
+    conn: &Connection,
+    chain: Chain,
+    seq: u64,
+    limit: usize,
+) -> Result<Vec<Entry>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, ref, record, hash FROM journal WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![chain.as_str(), seq, limit], |r| {
+        Ok(Entry {
+            chain,
+            seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            reference: r.get(1)?,
+            record: r.get(2)?,
+            hash: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where the journal starts: this device's events after this seq, audit rows after this id.
+fn start(conn: &Connection) -> Result<(u64, i64), StorageError> {
+    Ok(conn.query_row(
+        "SELECT events_after, audit_after FROM journal_start WHERE id = 1",
+        [],
+        |r| Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)),
+    )?)
+}
+
+/// Checks the journal of the database `conn` reads: every chain links from its first entry, each
+/// record names its place, and the rows agree with the records in order: this device's events
+/// (none missing, changed or added; sales are read from them) and the audit log. Returns at the
+/// first entry that fails.
+pub fn verify(conn: &Connection) -> Result<Verified, StorageError> {
+    let me = crate::node_state::load(conn)?.device_id;
+    let (events_after, audit_after) = start(conn)?;
+    let mut heads = Vec::new();
+    for chain in Chain::ALL {
+        let mut rows = Rows::new(conn, chain, me, events_after, audit_after);
+        let (mut seq, mut prev) = (0, Hash::GENESIS);
+        loop {
+            let page = entries_after(conn, chain, seq, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                let broken = |why: String| Break {
+                    chain,
+                    seq: entry.seq,
+                    reference: entry.reference.clone(),
+                    why,
+                };
+                if let Some(why) = check_link(&entry, seq, &prev) {
+                    return Ok(Verified {
+                        heads,
+                        broken: Some(broken(why)),
+                    });
+                }
+                if let Some(why) = rows.check(&entry)? {
+                    return Ok(Verified {
+                        heads,
+                        broken: Some(broken(why)),
+                    });
+                }
+                seq = entry.seq;
+                prev = Hash::from_hex(&entry.hash).unwrap_or(Hash::GENESIS);
+            }
+        }
+        if let Some((reference, why)) = rows.unjournaled()? {
+            let broken = Break {
+                chain,
+                seq: seq + 1,
+                reference,
+                why,
+            };
+            return Ok(Verified {
+                heads,
+                broken: Some(broken),
+            });
+        }
+        heads.push((chain, seq, prev));
+    }
+    Ok(Verified {
+        heads,
+        broken: None,
+    })
+}
+
+/// Why `entry` does not follow the entry `seq` whose hash is `prev`, if it does not.
+fn check_link(entry: &Entry, seq: u64, prev: &Hash) -> Option<String> {
+    if entry.seq != seq + 1 {
+        return Some(format!(
+            "entry #{} is missing: the chain jumps from #{seq}",
+            seq + 1
+        ));
+    }
+    let Some(hash) = Hash::from_hex(&entry.hash) else {
+        return Some("its hash is not 64 hex digits".into());
+    };
+    if Hash::link(prev, &entry.record) != hash {
+        return Some(
+            "its hash does not match its record and the entry before it: the record was \
+             changed, or an entry before it was removed or replaced"
+                .into(),
+        );
+    }
+    let named: Option<(String, u64)> = serde_json::from_str::<serde_json::Value>(&entry.record)
+        .ok()
+        .and_then(|v| Some((v["chain"].as_str()?.to_owned(), v["seq"].as_u64()?)));
+    if named != Some((entry.chain.as_str().to_owned(), entry.seq)) {
+        return Some("its record names another chain or position: entries were moved".into());
+    }
+    None
+}
+
+/// The rows a chain records, read in the chain's order alongside it.
+struct Rows<'c> {
+    conn: &'c Connection,
+    chain: Chain,
+    me: rms_domain::DeviceId,
+    events: std::collections::VecDeque<SyncEvent>,
+    audit: std::collections::VecDeque<AuditEntry>,
+    /// The position read up to: an event seq or an audit id.
+    read_to: i64,
+}
+
+impl<'c> Rows<'c> {
+    fn new(
+        conn: &'c Connection,
+        chain: Chain,
+        me: rms_domain::DeviceId,
+        events_after: u64,
+        audit_after: i64,
+    ) -> Rows<'c> {
+        let read_to = match chain {
+            Chain::Events => i64::try_from(events_after).unwrap_or(i64::MAX),
+            Chain::Audit => audit_after,
+        };
+        Rows {
+            conn,
+            chain,
+            me,
+            events: Default::default(),
+            audit: Default::default(),
+            read_to,
+        }
+    }
+
+    /// Reads the next page of rows when none is left; false when there are no more.
+    fn fill(&mut self) -> Result<bool, StorageError> {
+        match self.chain {
+            Chain::Events if self.events.is_empty() => {
+                let after = u64::try_from(self.read_to).unwrap_or(0);
+                self.events = events::own_after(self.conn, self.me, after, PAGE)?.into();
+                if let Some(last) = self.events.back() {
+                    self.read_to = i64::try_from(last.event_id.seq).unwrap_or(i64::MAX);
+                }
+                Ok(!self.events.is_empty())
+            }
+            Chain::Audit if self.audit.is_empty() => {
+                self.audit = audit::page(self.conn, self.read_to, PAGE)?.into();
+                if let Some(last) = self.audit.back() {
+                    self.read_to = last.id;
+                }
+                Ok(!self.audit.is_empty())
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Why the next row does not agree with `entry`, if it does not.
+    fn check(&mut self, entry: &Entry) -> Result<Option<String>, StorageError> {
+        if !self.fill()? {
+            return Ok(Some(format!(
+                "{} is missing from the database",
+                self.what(entry)
+            )));
+        }
+        match self.chain {
+            Chain::Events => {
+                let Some(event) = self.events.front() else {
+                    return Ok(None);
+                };
+                let id = event.event_id.to_string();
+                if id != entry.reference {
+                    let why = match entry.reference.parse::<EventId>() {
+                        Ok(rec) if rec.seq < event.event_id.seq => {
+                            format!("event {} is missing from the database", entry.reference)
+                        }
+                        _ => format!("event {id} is in the database but not in the journal"),
+                    };
+                    return Ok(Some(why));
+                }
+                let event = self.events.pop_front().expect("checked above");
+                // A sale is read from its event (`crate::sales`): this covers its lines too.
+                if event_record(entry.seq, &event)? != entry.record {
+                    return Ok(Some(format!("event {id} was changed in the database")));
+                }
+                Ok(None)
+            }
+            Chain::Audit => {
+                let Some(row) = self.audit.front() else {
+                    return Ok(None);
+                };
+                if row.id.to_string() != entry.reference {
+                    let why = match entry.reference.parse::<i64>() {
+                        Ok(rec) if rec < row.id => {
+                            format!("audit row {} is missing from the database", entry.reference)
+                        }
+                        _ => format!("audit row {} is not in the journal", row.id),
+                    };
+                    return Ok(Some(why));
+                }
+                let row = self.audit.pop_front().expect("checked above");
+                if audit_record(entry.seq, &row)? != entry.record {
+                    return Ok(Some(format!(
+                        "audit row {} was changed in the database",
+                        row.id
+                    )));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn what(&self, entry: &Entry) -> String {
+        match self.chain {
+            Chain::Events => format!("event {}", entry.reference),
+            Chain::Audit => format!("audit row {}", entry.reference),
+        }
+    }
+
+    /// A row after the chain's last entry: it was added without the journal.
+    fn unjournaled(&mut self) -> Result<Option<(String, String)>, StorageError> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let found = match self.chain {
+            Chain::Events => self.events.front().map(|e| format!("event {}", e.event_id)),
+            Chain::Audit => self.audit.front().map(|a| format!("audit row {}", a.id)),
+        };
+        Ok(found.map(|what| {
+            (
+                what.clone(),
+                format!("{what} is in the database but not in the journal"),
+            )
+        }))
+    }
+}
+
+/// Writes the entries of every chain whose record time falls in `[from_ms, to_ms)` as export
+/// lines (`docs/JOURNAL.md`): a header naming, per chain, the entry before the first exported
+/// (its seq and hash), then one line per entry. Returns the entries written.
+pub fn export(
+    conn: &Connection,
+    from_ms: u64,
+    to_ms: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, ExportError> {
+    let me = crate::node_state::load(conn)?.device_id;
+    let mut chosen = Vec::new();
+    let mut prev = serde_json::Map::new();
+    for chain in Chain::ALL {
+        let mut entries = Vec::new();
+        let mut seq = 0;
+        loop {
+            let page = entries_after(conn, chain, seq, PAGE)?;
+            let Some(last) = page.last() else { break };
+            seq = last.seq;
+            entries.extend(page);
+        }
+        let inside = |e: &Entry| record_ms(e).is_some_and(|ms| ms >= from_ms && ms < to_ms);
+        let (Some(first), Some(last)) = (
+            entries.iter().position(inside),
+            entries.iter().rposition(inside),
+        ) else {
+            continue;
+        };
+        let before = first.checked_sub(1).and_then(|i| entries.get(i));
+        let (seq, hash) = before.map_or((0, Hash::GENESIS.to_hex()), |e| (e.seq, e.hash.clone()));
+        prev.insert(
+            chain.as_str().into(),
+            serde_json::json!({"seq": seq, "hash": hash}),
+        );
+        chosen.push(entries.drain(first..=last).collect::<Vec<_>>());
+    }
+    let header = serde_json::json!({
+        "format": EXPORT_FORMAT, "device_id": me, "from_ms": from_ms, "to_ms": to_ms, "prev": prev,
+    });
+    writeln!(out, "{header}")?;
+    let mut written = 0;
+    for entries in chosen {
+        let mut last_hash = None::<String>;
+        for entry in entries {
+            let prev = last_hash.take().unwrap_or_else(|| {
+                header["prev"][entry.chain.as_str()]["hash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+            let line = serde_json::json!({
+                "chain": entry.chain, "seq": entry.seq, "prev": prev,
+                "record": entry.record, "hash": entry.hash,
+            });
+            writeln!(out, "{line}")?;
+            last_hash = Some(entry.hash);
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// When an entry's record says it was made (ms since the epoch).
+fn record_ms(entry: &Entry) -> Option<u64> {
+    let record: serde_json::Value = serde_json::from_str(&entry.record).ok()?;
+    match entry.chain {
+        Chain::Events => record["created_at_ms"].as_u64(),
+        Chain::Audit => {
+            let at = record["entry"]["at"].as_str()?;
+            let at =
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .ok()?;
+            u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+        }
+    }
+}
+
+/// An export that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for ExportError {
+    fn from(err: rusqlite::Error) -> ExportError {
+        ExportError::Storage(err.into())
+    }
+}

@@ -1,0 +1,172 @@
+//! The tamper-evident journal (issue #17): a database changed behind the node's back, the way
+//! anyone with the file can (Python's `sqlite3`, as the `sqlite3` shell would), is named by
+//! `rms-node journal verify` at the exact entry; an untouched one verifies; an export verifies
+//! with the independent Python verifier, and fails it with one byte changed.
+
+use std::path::Path;
+use std::process::Command;
+
+use rms_tests::{NodeProcess, node_binary};
+use serde_json::json;
+
+/// A stopped node's database with a product and three sales by two cashiers.
+fn store_with_sales() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a dir");
+    let mut node = NodeProcess::start(dir.path(), &["--device-id", "1"]);
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(node.post("/api/v1/products", &tea).0, 201);
+    for user in ["ann", "ann", "bob"] {
+        let sale = json!({"user_id": user, "lines": [{"sku": "tea", "qty": 1}]});
+        assert_eq!(node.post("/api/v1/sales", &sale).0, 201);
+    }
+    assert!(node.terminate().success());
+    dir
+}
+
+/// `rms-node journal verify`: (success, its last line).
+fn verify(dir: &Path) -> (bool, String) {
+    let out = Command::new(node_binary())
+        .args(["journal", "verify", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("rms-node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or_default().to_owned();
+    (out.status.success(), last)
+}
+
+/// A copy of `dir` changed by `sql`, run by Python's sqlite3 module.
+fn tampered(dir: &Path, sql: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("a dir");
+    let db = rms_storage::db::DB_FILE_NAME;
+    std::fs::copy(dir.join(db), copy.path().join(db)).expect("copy the database");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(copy.path().join(db))
+        .arg(sql)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "{sql}");
+    copy
+}
+
+/// The seq of the sale `n` (1-based, in the order made) of device 1: its event seq.
+fn sale_seq(dir: &Path, n: usize) -> i64 {
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nrows = c.execute(\"SELECT seq FROM sync_events WHERE device_id = 1 AND kind = 'sale_recorded' ORDER BY seq\").fetchall()\nprint(rows[int(sys.argv[2]) - 1][0])\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join(rms_storage::db::DB_FILE_NAME))
+        .arg(n.to_string())
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a seq")
+}
+
+#[test]
+fn journal_verify_names_the_entry_every_change_made_behind_the_nodes_back() {
+    let dir = store_with_sales();
+    let (ok, last) = verify(dir.path());
+    assert!(ok, "an untouched database verifies: {last}");
+
+    let second = sale_seq(dir.path(), 2);
+    let third = sale_seq(dir.path(), 3);
+    let id = |seq: i64| format!("1-{seq}");
+    let cases: Vec<(String, String)> = vec![
+        (
+            format!("UPDATE sync_events SET payload = replace(payload, '\"qty\":1', '\"qty\":3') WHERE device_id = 1 AND seq = {second}"),
+            format!("event {} was changed", id(second)),
+        ),
+        (
+            format!("UPDATE sync_events SET payload = replace(payload, '\"price_cents\":250', '\"price_cents\":25') WHERE device_id = 1 AND seq = {second}"),
+            format!("event {} was changed", id(second)),
+        ),
+        (
+            format!("UPDATE sync_events SET user_id = 'eve' WHERE device_id = 1 AND seq = {third}"),
+            format!("event {} was changed", id(third)),
+        ),
+        (
+            format!("DELETE FROM sync_events WHERE device_id = 1 AND seq = {second}"),
+            format!("event {} is missing", id(second)),
+        ),
+        (
+            // Two sales' contents swapped: the first of them no longer matches its record.
+            format!(
+                "UPDATE sync_events SET user_id = CASE seq WHEN {second} THEN 'bob' ELSE 'ann' END \
+                 WHERE device_id = 1 AND seq IN ({second}, {third})"
+            ),
+            format!("event {} was changed", id(second)),
+        ),
+        (
+            "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE id = 3".into(),
+            "audit row 3 is missing".into(),
+        ),
+        (
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET details = '{}' WHERE id = (SELECT max(id) FROM audit_log)".into(),
+            "was changed in the database".into(),
+        ),
+        (
+            "DROP TRIGGER journal_no_delete; DELETE FROM journal WHERE chain = 'events' AND seq = 2".into(),
+            "entry #2 is missing".into(),
+        ),
+        (
+            "DROP TRIGGER journal_no_update; UPDATE journal SET record = replace(record, 'ann', 'eve') WHERE chain = 'events'".into(),
+            "its hash does not match its record".into(),
+        ),
+    ];
+    for (sql, named) in cases {
+        let copy = tampered(dir.path(), &sql);
+        let (ok, last) = verify(copy.path());
+        assert!(!ok, "{sql}: verified");
+        assert!(last.contains(&named), "{sql}: {last}");
+    }
+}
+
+#[test]
+fn an_export_verifies_with_the_python_verifier_and_one_byte_changed_does_not() {
+    let dir = store_with_sales();
+    let export = dir.path().join("export.jsonl");
+    let status = Command::new(node_binary())
+        .args(["journal", "export", "--from", "2000-01-01", "--data-dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&export)
+        .status()
+        .expect("rms-node runs");
+    assert!(status.success());
+    let verifier = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/journal_verify.py");
+    let run = |path: &Path| {
+        let out = Command::new("python3")
+            .arg(&verifier)
+            .arg(path)
+            .output()
+            .expect("python3 runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = run(&export);
+    assert!(ok, "{said}");
+    assert!(said.contains("events: ") && said.ends_with("OK\n"), "{said}");
+
+    // One byte of one sale's record: 1 unit becomes 2.
+    let text = std::fs::read_to_string(&export).expect("the export");
+    let at = text
+        .find(r#"\"qty\":1"#)
+        .expect("a sale line in the export");
+    let mut bytes = text.into_bytes();
+    let digit = at + r#"\"qty\":"#.len();
+    bytes[digit] = b'2';
+    let changed = dir.path().join("changed.jsonl");
+    std::fs::write(&changed, bytes).expect("write");
+    let (ok, said) = run(&changed);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("BROKEN") && said.contains("the record was changed"),
+        "{said}"
+    );
+}
