@@ -243,6 +243,7 @@ impl Node {
             self.clone(),
             self.inner.changes.clone(),
         ));
+        tokio::spawn(check_journal(self.clone()));
         self.trust_itself().await;
         if let Some(office) = self.inner.config.head_office.clone() {
             let limits = self.inner.config.uplink_limits.clone();
@@ -450,6 +451,27 @@ impl Node {
             Ok(Err(_)) => Err(NodeError::Panicked),
             Err(_) => Err(NodeError::StopTimedOut(DRIVER_STOP_WAIT)),
         }
+    }
+}
+
+/// The journal (issue #17) is checked at every start, in the background (it reads every entry
+/// and row: seconds for a million): a break is audited as an alarm naming the entry.
+async fn check_journal(node: Node) {
+    match node.db().read(rms_storage::journal::verify).await {
+        Ok(verified) => match verified.broken {
+            None => log::info!("the journal verifies"),
+            Some(broken) => {
+                log::error!("the journal does not verify: {broken}");
+                let details = serde_json::json!({
+                    "chain": broken.chain.as_str(),
+                    "seq": broken.seq,
+                    "ref": broken.reference,
+                    "problem": broken.why,
+                });
+                node.alarm("journal_broken", details).await;
+            }
+        },
+        Err(err) => log::error!("cannot check the journal: {err}"),
     }
 }
 

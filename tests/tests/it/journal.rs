@@ -151,7 +151,10 @@ fn an_export_verifies_with_the_python_verifier_and_one_byte_changed_does_not() {
     };
     let (ok, said) = run(&export);
     assert!(ok, "{said}");
-    assert!(said.contains("events: ") && said.ends_with("OK\n"), "{said}");
+    assert!(
+        said.contains("events: ") && said.ends_with("OK\n"),
+        "{said}"
+    );
 
     // One byte of one sale's record: 1 unit becomes 2.
     let text = std::fs::read_to_string(&export).expect("the export");
@@ -169,4 +172,37 @@ fn an_export_verifies_with_the_python_verifier_and_one_byte_changed_does_not() {
         said.contains("BROKEN") && said.contains("the record was changed"),
         "{said}"
     );
+}
+
+#[test]
+fn a_node_started_on_a_changed_database_raises_an_alarm_naming_the_entry() {
+    let dir = store_with_sales();
+    let second = sale_seq(dir.path(), 2);
+    let sql = format!(
+        "UPDATE sync_events SET payload = replace(payload, '\"qty\":1', '\"qty\":3') \
+         WHERE device_id = 1 AND seq = {second}"
+    );
+    let copy = tampered(dir.path(), &sql);
+    let node = NodeProcess::start(copy.path(), &["--device-id", "1"]);
+    let mut alarm = serde_json::Value::Null;
+    rms_tests::wait_for(
+        "the journal alarm",
+        std::time::Duration::from_secs(20),
+        || {
+            let (_, audit) = node.get("/api/v1/audit?operation=alarm");
+            let found = audit.as_array().and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|e| e["details"]["why"] == "journal_broken")
+                    .cloned()
+            });
+            found.map(|a| alarm = a).is_some()
+        },
+    );
+    assert_eq!(
+        alarm["details"]["details"]["ref"],
+        format!("1-{second}"),
+        "{alarm}"
+    );
+    assert_eq!(alarm["details"]["details"]["chain"], "events");
 }
