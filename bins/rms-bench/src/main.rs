@@ -9,6 +9,7 @@
 mod feed;
 mod fleet;
 mod hq;
+mod journal;
 mod process;
 mod reference;
 mod report;
@@ -42,7 +43,7 @@ struct Args {
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4, F1, F2); all
+    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4, F1, F2, J1); all
     /// by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -171,6 +172,9 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("F2") {
         rows.push(feed::f2_feed_memory(bench).await?);
+    }
+    if wanted("J1") {
+        rows.push(journal::j1_verify(bench)?);
     }
     if wanted("R1") {
         rows.push(tokio::task::block_in_place(|| {

@@ -71,6 +71,10 @@ pub fn run(action: JournalAction) -> anyhow::Result<bool> {
             }
             match verified.broken {
                 None => {
+                    println!(
+                        "{} signed heads verify (signed by this device's key)",
+                        verified.signed_heads
+                    );
                     println!("OK: {} verifies", data_dir.display());
                     Ok(true)
                 }

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0005_device_trust.sql"),
     include_str!("../../../migrations/0006_change_feed.sql"),
     include_str!("../../../migrations/0007_journal.sql"),
+    include_str!("../../../migrations/0008_journal_heads.sql"),
 ];
 
 /// The schema version this build writes.

@@ -207,6 +207,8 @@ impl fmt::Display for Break {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub heads: Vec<(Chain, u64, Hash)>,
+    /// The signed heads that verified (`crate::journal_heads`).
+    pub signed_heads: usize,
     pub broken: Option<Break>,
 }
 
@@ -277,16 +279,10 @@ pub fn verify(conn: &Connection) -> Result<Verified, StorageError> {
                     why,
                 };
                 if let Some(why) = check_link(&entry, seq, &prev) {
-                    return Ok(Verified {
-                        heads,
-                        broken: Some(broken(why)),
-                    });
+                    return Ok(Verified::broken(heads, broken(why)));
                 }
                 if let Some(why) = rows.check(&entry)? {
-                    return Ok(Verified {
-                        heads,
-                        broken: Some(broken(why)),
-                    });
+                    return Ok(Verified::broken(heads, broken(why)));
                 }
                 seq = entry.seq;
                 prev = Hash::from_hex(&entry.hash).unwrap_or(Hash::GENESIS);
@@ -299,17 +295,47 @@ pub fn verify(conn: &Connection) -> Result<Verified, StorageError> {
                 reference,
                 why,
             };
-            return Ok(Verified {
-                heads,
-                broken: Some(broken),
-            });
+            return Ok(Verified::broken(heads, broken));
         }
         heads.push((chain, seq, prev));
     }
-    Ok(Verified {
-        heads,
-        broken: None,
-    })
+    let mut hash_at = |chain: Chain, seq: u64| -> Result<Option<Hash>, StorageError> {
+        let hash: Option<String> = conn
+            .prepare_cached("SELECT hash FROM journal WHERE chain = ?1 AND seq = ?2")?
+            .query_row(
+                params![chain.as_str(), i64::try_from(seq).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(hash.as_deref().and_then(Hash::from_hex))
+    };
+    match crate::journal_heads::verify(conn, me, &mut hash_at)? {
+        Ok(signed_heads) => Ok(Verified {
+            heads,
+            signed_heads,
+            broken: None,
+        }),
+        Err((chain, seq, why)) => {
+            let reference = "signed head".to_owned();
+            let broken = Break {
+                chain,
+                seq,
+                reference,
+                why,
+            };
+            Ok(Verified::broken(heads, broken))
+        }
+    }
+}
+
+impl Verified {
+    fn broken(heads: Vec<(Chain, u64, Hash)>, broken: Break) -> Verified {
+        Verified {
+            heads,
+            signed_heads: 0,
+            broken: Some(broken),
+        }
+    }
 }
 
 /// Why `entry` does not follow the entry `seq` whose hash is `prev`, if it does not.
@@ -330,10 +356,9 @@ fn check_link(entry: &Entry, seq: u64, prev: &Hash) -> Option<String> {
                 .into(),
         );
     }
-    let named: Option<(String, u64)> = serde_json::from_str::<serde_json::Value>(&entry.record)
-        .ok()
-        .and_then(|v| Some((v["chain"].as_str()?.to_owned(), v["seq"].as_u64()?)));
-    if named != Some((entry.chain.as_str().to_owned(), entry.seq)) {
+    // Records begin with their chain and position, in this order (`EventRecord`, `AuditRecord`).
+    let named = format!("{{\"chain\":\"{}\",\"seq\":{},", entry.chain, entry.seq);
+    if !entry.record.starts_with(&named) {
         return Some("its record names another chain or position: entries were moved".into());
     }
     None

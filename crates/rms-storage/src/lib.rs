@@ -18,6 +18,7 @@ pub mod devices;
 mod error;
 pub mod events;
 pub mod journal;
+pub mod journal_heads;
 pub mod local;
 pub mod node_state;
 pub mod products;

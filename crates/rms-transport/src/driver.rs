@@ -367,6 +367,16 @@ impl Loop {
                 }
                 Ok(())
             }
+            Input::SignJournal(signer) => {
+                let device_id = self.node.config().device_id();
+                let signed = self.store.write(|tx| {
+                    rms_storage::journal_heads::sign(tx, device_id, &*signer, now.wall_ms)
+                });
+                if let Err(err) = signed {
+                    log::error!("cannot sign the journal's heads: {err}");
+                }
+                Ok(())
+            }
             Input::DeviceRefused(refusal) => {
                 if let Err(err) = crate::trust::record_refusal(&self.store, &refusal, now.wall_ms) {
                     log::error!("cannot audit a refused device: {err}");

@@ -53,6 +53,8 @@ pub enum Input {
     },
     /// The store port refused a certificate: audited, and an unknown one listed as pending.
     DeviceRefused(DeviceRefusal),
+    /// Sign the journal's heads that moved (`journal_sign.rs`).
+    SignJournal(std::sync::Arc<crate::journal_sign::Signer>),
     Stop,
 }
 
@@ -153,6 +155,7 @@ impl std::fmt::Debug for Input {
             Input::DeviceRefused(refusal) => {
                 write!(f, "DeviceRefused({})", refusal.why.as_str())
             }
+            Input::SignJournal(_) => f.write_str("SignJournal"),
             Input::Stop => f.write_str("Stop"),
         }
     }

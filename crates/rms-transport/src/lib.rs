@@ -28,6 +28,7 @@ mod error;
 pub mod hq;
 pub mod identity;
 mod input;
+pub mod journal_sign;
 mod link;
 mod metrics;
 mod node;

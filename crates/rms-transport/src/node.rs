@@ -139,6 +139,8 @@ struct Inner {
     thread: Mutex<Option<driver::DriverThread>>,
     uplink: std::sync::OnceLock<crate::hq::UplinkState>,
     changes: crate::changes::ChangeFeed,
+    /// This device's key as the journal signs with it (none if the key cannot sign: alarmed).
+    journal_signer: std::sync::OnceLock<Arc<crate::journal_sign::Signer>>,
 }
 
 impl Node {
@@ -228,6 +230,7 @@ impl Node {
             thread: Mutex::new(Some(thread)),
             uplink: std::sync::OnceLock::new(),
             changes: crate::changes::ChangeFeed::new(boot_ms),
+            journal_signer: std::sync::OnceLock::new(),
         };
         let node = Node {
             inner: Arc::new(inner),
@@ -244,6 +247,7 @@ impl Node {
             self.inner.changes.clone(),
         ));
         tokio::spawn(check_journal(self.clone()));
+        tokio::spawn(crate::journal_sign::run(self.clone()));
         self.trust_itself().await;
         if let Some(office) = self.inner.config.head_office.clone() {
             let limits = self.inner.config.uplink_limits.clone();
@@ -298,6 +302,19 @@ impl Node {
     /// The node is stopping: background tasks end.
     pub fn is_stopping(&self) -> bool {
         *self.inner.shutdown.borrow()
+    }
+
+    /// Keeps the journal's signer (`journal_sign::run`), for the signing at shutdown.
+    pub(crate) fn set_journal_signer(&self, signer: Arc<crate::journal_sign::Signer>) {
+        let _ = self.inner.journal_signer.set(signer);
+    }
+
+    /// Queues an input for the driver (a write made outside the sync core); logged when the
+    /// driver is busy or stopping.
+    pub(crate) fn send_input(&self, input: Input) {
+        if !self.inner.driver.send(input) {
+            log::warn!("an input for the driver was dropped (the node is busy or stopping)");
+        }
     }
 
     /// Audits an alarm raised outside the sync core (through the driver, like every write).
@@ -437,6 +454,10 @@ impl Node {
             .lock()
             .map(|mut t| t.take())
             .unwrap_or(None);
+        // What was journaled since the last signing is signed before the driver stops.
+        if let Some(signer) = self.inner.journal_signer.get() {
+            self.send_input(Input::SignJournal(Arc::clone(signer)));
+        }
         let driver = self.inner.driver.clone();
         let stopping = tokio::task::spawn_blocking(move || {
             driver.stop();

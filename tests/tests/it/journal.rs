@@ -123,6 +123,37 @@ fn journal_verify_names_the_entry_every_change_made_behind_the_nodes_back() {
         assert!(!ok, "{sql}: verified");
         assert!(last.contains(&named), "{sql}: {last}");
     }
+
+    // The whole chain rebuilt from a changed sale on (the hash is public): every link holds, but
+    // the head the device signed at shutdown is no longer in it.
+    let rewrite =
+        format!("UPDATE sync_events SET user_id = 'eve' WHERE device_id = 1 AND seq = {third}");
+    let copy = tampered(dir.path(), &rewrite);
+    let script = "import hashlib, sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        c.execute('DROP TRIGGER journal_no_update')\n\
+        prev = bytes(32)\n\
+        for seq, record in c.execute(\"SELECT seq, record FROM journal WHERE chain = 'events' ORDER BY seq\").fetchall():\n\
+        \x20   if record.find('\"event_id\":\"' + sys.argv[2] + '\"') >= 0:\n\
+        \x20       record = record.replace('\"user_id\":\"bob\"', '\"user_id\":\"eve\"')\n\
+        \x20   h = hashlib.sha256(prev + record.encode()).hexdigest()\n\
+        \x20   c.execute(\"UPDATE journal SET record = ?, hash = ? WHERE chain = 'events' AND seq = ?\", (record, h, seq))\n\
+        \x20   prev = bytes.fromhex(h)\n\
+        c.commit()\n";
+    let db = copy.path().join(rms_storage::db::DB_FILE_NAME);
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&db)
+        .arg(id(third))
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    let (ok, last) = verify(copy.path());
+    assert!(!ok, "a rebuilt chain verified: {last}");
+    assert!(
+        last.contains("signed head") && last.contains("rewritten"),
+        "{last}"
+    );
 }
 
 #[test]

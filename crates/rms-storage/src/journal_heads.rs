@@ -1,0 +1,176 @@
+//! Signed journal heads (issue #17, `docs/JOURNAL.md`): the head of each chain that moved,
+//! signed by this device's key, so that a chain rebuilt from a changed row on (the hash is
+//! public) no longer matches what the device signed. The signing is the caller's (the key lives
+//! with the device's identity, `rms_transport::identity`); this module stores and checks.
+
+use rms_domain::{DeviceId, Fingerprint};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::StorageError;
+use crate::journal::{Chain, Hash, head};
+
+/// What signs: the device's certificate key (ECDSA P-256, SHA-256, fixed-length `r ‖ s`).
+pub trait HeadSigner {
+    /// The raw public key: the uncompressed point, 65 bytes.
+    fn public_key(&self) -> &[u8];
+    /// The device certificate (DER) that holds the key.
+    fn certificate(&self) -> &[u8];
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StorageError>;
+}
+
+/// The signed statement of a head (what is signed, byte for byte).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Statement {
+    journal_head: HeadStatement,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HeadStatement {
+    device_id: DeviceId,
+    chain: String,
+    seq: u64,
+    hash: String,
+    at_ms: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Signs the head of every chain that moved since its last signed head (in the transaction
+/// `conn` is in). Returns how many heads it signed.
+pub fn sign(
+    conn: &Connection,
+    device_id: DeviceId,
+    signer: &dyn HeadSigner,
+    at_ms: u64,
+) -> Result<usize, StorageError> {
+    let mut signed = 0;
+    for chain in Chain::ALL {
+        let (seq, hash) = head(conn, chain)?;
+        let last: Option<i64> = conn
+            .prepare_cached("SELECT max(seq) FROM journal_heads WHERE chain = ?1")?
+            .query_row([chain.as_str()], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if seq == 0 || last.and_then(|l| u64::try_from(l).ok()) >= Some(seq) {
+            continue;
+        }
+        let statement = Statement {
+            journal_head: HeadStatement {
+                device_id,
+                chain: chain.as_str().into(),
+                seq,
+                hash: hash.to_hex(),
+                at_ms,
+            },
+        };
+        let text = serde_json::to_string(&statement)
+            .map_err(|e| StorageError::corrupt("journal_heads", e))?;
+        let signature = signer.sign(text.as_bytes())?;
+        conn.prepare_cached(
+            "INSERT INTO journal_heads (chain, seq, statement, key, certificate, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            chain.as_str(),
+            i64::try_from(seq).unwrap_or(i64::MAX),
+            text,
+            hex(signer.public_key()),
+            hex(signer.certificate()),
+            hex(&signature),
+        ])?;
+        signed += 1;
+    }
+    Ok(signed)
+}
+
+/// Why a signed head does not verify: `(chain, seq, why)`.
+pub type HeadBreak = (Chain, u64, String);
+
+/// Checks every signed head: its statement names this device, a chain and position whose hash
+/// it repeats (`hash_at`), its signature verifies with its key, and its certificate is one the
+/// store's trust list binds to this device. Returns the heads checked, or the first that fails.
+pub fn verify(
+    conn: &Connection,
+    device_id: DeviceId,
+    hash_at: &mut dyn FnMut(Chain, u64) -> Result<Option<Hash>, StorageError>,
+) -> Result<Result<usize, HeadBreak>, StorageError> {
+    let trust = crate::trust::load(conn)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT chain, seq, statement, key, certificate, signature FROM journal_heads
+         ORDER BY chain, seq",
+    )?;
+    let rows: Vec<(String, i64, String, String, String, String)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut checked = 0;
+    for (chain, seq, statement, key, certificate, signature) in rows {
+        let chain = if chain == "audit" {
+            Chain::Audit
+        } else {
+            Chain::Events
+        };
+        let seq = u64::try_from(seq).unwrap_or(0);
+        let fail = |why: &str| Ok(Err((chain, seq, why.to_owned())));
+        let Ok(said) = serde_json::from_str::<Statement>(&statement) else {
+            return fail("its signed statement is not a journal head");
+        };
+        let said = said.journal_head;
+        if said.device_id != device_id || said.chain != chain.as_str() || said.seq != seq {
+            return fail("its signed statement names another device, chain or position");
+        }
+        if hash_at(chain, seq)?.map(|h| h.to_hex()) != Some(said.hash) {
+            return fail(
+                "the chain no longer has the hash the device signed there: it was rewritten",
+            );
+        }
+        let (Some(key), Some(signature), Some(certificate)) =
+            (unhex(&key), unhex(&signature), unhex(&certificate))
+        else {
+            return fail("its key, signature or certificate is not hex");
+        };
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            &key,
+        );
+        if public.verify(statement.as_bytes(), &signature).is_err() {
+            return fail("its signature does not verify");
+        }
+        // The key is the certificate's (its public key is in the certificate's bytes), and the
+        // certificate is one the trust list binds to this device.
+        if key.len() != 65 || !certificate.windows(key.len()).any(|w| w == key.as_slice()) {
+            return fail("its key is not the key of the certificate it names");
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &certificate);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.as_ref());
+        let bound = trust
+            .get(&Fingerprint::from_sha256(sha256))
+            .is_some_and(|entry| entry.device_id == device_id);
+        if !bound {
+            return fail("it is signed by a key that is not this device's in the trust list");
+        }
+        checked += 1;
+    }
+    Ok(Ok(checked))
+}

@@ -1,0 +1,97 @@
+//! Signing the journal's heads (issue #17, `docs/JOURNAL.md`) with this device's key: the key of
+//! its certificate (ECDSA P-256). Every [`SIGN_INTERVAL`] the heads that moved are signed, by the
+//! driver thread like every write (`Input::SignJournal`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use rms_storage::StorageError;
+use rms_storage::journal_heads::HeadSigner;
+
+use crate::identity::Identity;
+use crate::input::Input;
+use crate::node::Node;
+
+/// How often the heads that moved are signed: what a crash can leave unsigned (still
+/// hash-chained, and signed at the next start).
+pub const SIGN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// This device's key, as the journal signs with it.
+pub struct Signer {
+    key: EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+    certificate: Vec<u8>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").finish_non_exhaustive()
+    }
+}
+
+/// The device key cannot sign (it is not an ECDSA P-256 key in PKCS#8).
+#[derive(Debug, thiserror::Error)]
+#[error("this device's key cannot sign the journal: {0}")]
+pub struct SignerError(String);
+
+impl Signer {
+    pub fn new(identity: &Identity) -> Result<Signer, SignerError> {
+        let pair =
+            rcgen::KeyPair::from_pem(identity.key_pem()).map_err(|e| SignerError(e.to_string()))?;
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &pair.serialize_der(),
+            &rng,
+        )
+        .map_err(|e| SignerError(e.to_string()))?;
+        Ok(Signer {
+            key,
+            rng,
+            certificate: identity.cert_der().to_vec(),
+        })
+    }
+}
+
+impl HeadSigner for Signer {
+    fn public_key(&self) -> &[u8] {
+        self.key.public_key().as_ref()
+    }
+
+    fn certificate(&self) -> &[u8] {
+        &self.certificate
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let signature = self
+            .key
+            .sign(&self.rng, message)
+            .map_err(|_| StorageError::NotFound {
+                what: "a signature from this device's key (the signing failed)".into(),
+            })?;
+        Ok(signature.as_ref().to_vec())
+    }
+}
+
+/// Asks the driver to sign the journal's heads every [`SIGN_INTERVAL`] until the node stops.
+pub(crate) async fn run(node: Node) {
+    let signer = match Signer::new(node.identity()) {
+        Ok(signer) => Arc::new(signer),
+        Err(err) => {
+            log::error!("{err}: the journal's heads stay unsigned");
+            node.alarm(
+                "journal_unsigned",
+                serde_json::json!({ "error": err.to_string() }),
+            )
+            .await;
+            return;
+        }
+    };
+    node.set_journal_signer(Arc::clone(&signer));
+    let mut tick = tokio::time::interval(SIGN_INTERVAL);
+    while !node.is_stopping() {
+        tick.tick().await;
+        node.send_input(Input::SignJournal(Arc::clone(&signer)));
+    }
+}
