@@ -540,7 +540,11 @@ pub fn export(
     });
     writeln!(out, "{header}")?;
     let mut written = 0;
+    let mut ranges = Vec::new();
     for entries in chosen {
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            ranges.push((first.chain, first.seq, last.seq));
+        }
         let mut last_hash = None::<String>;
         for entry in entries {
             let prev = last_hash.take().unwrap_or_else(|| {
@@ -556,6 +560,12 @@ pub fn export(
             writeln!(out, "{line}")?;
             last_hash = Some(entry.hash);
             written += 1;
+        }
+    }
+    // The heads the device signed inside the exported ranges, after the entries they sign.
+    for (chain, from, to) in ranges {
+        for head in crate::journal_heads::between(conn, chain, from, to)? {
+            writeln!(out, "{}", serde_json::json!({ "signed_head": head }))?;
         }
     }
     Ok(written)

@@ -174,3 +174,39 @@ pub fn verify(
     }
     Ok(Ok(checked))
 }
+
+/// A signed head as stored (and exported).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignedHead {
+    pub chain: Chain,
+    pub seq: u64,
+    pub statement: String,
+    pub key: String,
+    pub certificate: String,
+    pub signature: String,
+}
+
+/// The signed heads of `chain` at positions `from..=to`, in order.
+pub fn between(
+    conn: &Connection,
+    chain: Chain,
+    from: u64,
+    to: u64,
+) -> Result<Vec<SignedHead>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, statement, key, certificate, signature FROM journal_heads
+         WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+    )?;
+    let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![chain.as_str(), bound(from), bound(to)], |r| {
+        Ok(SignedHead {
+            chain,
+            seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            statement: r.get(1)?,
+            key: r.get(2)?,
+            certificate: r.get(3)?,
+            signature: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

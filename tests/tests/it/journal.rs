@@ -186,6 +186,34 @@ fn an_export_verifies_with_the_python_verifier_and_one_byte_changed_does_not() {
         said.contains("events: ") && said.ends_with("OK\n"),
         "{said}"
     );
+    assert!(
+        said.contains("signed head events") && said.contains("signature verifies"),
+        "the device's signed heads are in the export and verify: {said}"
+    );
+
+    // A signed head's signature with one hex digit changed.
+    let text = std::fs::read_to_string(&export).expect("the export");
+    let forged: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(line) else {
+                return line.to_owned();
+            };
+            if let Some(signature) = value["signed_head"]["signature"].as_str() {
+                let flipped = if signature.starts_with('0') { "1" } else { "0" };
+                let changed = format!("{flipped}{}", signature.get(1..).unwrap_or_default());
+                value["signed_head"]["signature"] = changed.into();
+            }
+            value.to_string()
+        })
+        .collect();
+    let forged_path = dir.path().join("forged.jsonl");
+    std::fs::write(&forged_path, forged.join("\n")).expect("write");
+    let (ok, said) = run(&forged_path);
+    assert!(
+        !ok && said.contains("its signature does not verify"),
+        "{said}"
+    );
 
     // One byte of one sale's record: 1 unit becomes 2.
     let text = std::fs::read_to_string(&export).expect("the export");
