@@ -85,7 +85,7 @@ def verify(lines):
         header = json.loads(lines[0])
     except ValueError as err:
         fail("line 1", f"the header is not JSON ({err})")
-    if header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         fail("line 1", f"the format is not {FORMAT}")
     # Where each chain stands: (seq, hash) of its last verified entry.
     heads = {chain: (start["seq"], start["hash"]) for chain, start in header.get("prev", {}).items()}
@@ -99,6 +99,8 @@ def verify(lines):
             entry = json.loads(line)
         except ValueError as err:
             fail(where, f"not JSON ({err})")
+        if not isinstance(entry, dict):
+            fail(where, "not an entry")
         if "signed_head" in entry:
             check_signed_head(where, entry["signed_head"], hashes, header.get("device_id"))
             signed += 1
@@ -116,8 +118,10 @@ def verify(lines):
             fail(where, "its prev is not the hash of the entry before it")
         try:
             content = json.loads(record)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             fail(where, f"its record is not JSON ({err})")
+        if not isinstance(content, dict):
+            fail(where, "its record is not an object")
         if content.get("chain") != chain or content.get("seq") != seq:
             fail(where, "its record names another chain or position")
         computed = hashlib.sha256(bytes.fromhex(prev) + record.encode("utf-8")).hexdigest()
@@ -140,6 +144,8 @@ def check_signed_head(where, head, hashes, device_id):
     try:
         statement = head["statement"]
         said = json.loads(statement)["journal_head"]
+        if not isinstance(said, dict):
+            raise TypeError("the statement is not a journal head")
         key, signature = bytes.fromhex(head["key"]), bytes.fromhex(head["signature"])
         certificate = bytes.fromhex(head["certificate"])
         chain, seq = said["chain"], said["seq"]
@@ -163,7 +169,8 @@ def main():
         print(__doc__.strip().splitlines()[2])
         sys.exit(2)
     with open(sys.argv[1], encoding="utf-8") as export:
-        lines = [line for line in export.read().splitlines() if line.strip()]
+        # Split on newlines only: a record may hold U+2028 and the like, which JSON leaves as is.
+        lines = [line.rstrip("\r") for line in export.read().split("\n") if line.strip()]
     verify(lines)
 
 

@@ -259,7 +259,17 @@ fn start(conn: &Connection) -> Result<(u64, i64), StorageError> {
 /// record names its place, and the rows agree with the records in order: this device's events
 /// (none missing, changed or added; sales are read from them) and the audit log. Returns at the
 /// first entry that fails.
+///
+/// It reads one snapshot (a read transaction): a node writing meanwhile (the check at start, the
+/// CLI on a running node) adds rows and entries together, never one without the other.
 pub fn verify(conn: &Connection) -> Result<Verified, StorageError> {
+    let snapshot = conn.unchecked_transaction()?;
+    let verified = verify_snapshot(&snapshot)?;
+    snapshot.rollback()?;
+    Ok(verified)
+}
+
+fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
     let me = crate::node_state::load(conn)?.device_id;
     let (events_after, audit_after) = start(conn)?;
     let mut heads = Vec::new();

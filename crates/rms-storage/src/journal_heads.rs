@@ -166,9 +166,11 @@ pub fn verify(
         sha256.copy_from_slice(digest.as_ref());
         let bound = trust
             .get(&Fingerprint::from_sha256(sha256))
-            .is_some_and(|entry| entry.device_id == device_id);
+            .is_some_and(|entry| {
+                entry.device_id == device_id && entry.state == rms_domain::TrustState::Trusted
+            });
         if !bound {
-            return fail("it is signed by a key that is not this device's in the trust list");
+            return fail("it is signed by a key the trust list does not trust for this device");
         }
         checked += 1;
     }

@@ -246,8 +246,16 @@ impl Node {
             self.clone(),
             self.inner.changes.clone(),
         ));
-        tokio::spawn(check_journal(self.clone()));
-        tokio::spawn(crate::journal_sign::run(self.clone()));
+        let node = self.clone();
+        tokio::spawn(async move {
+            // Never sign a chain that does not verify: that would vouch for a change made while
+            // the node was down.
+            if check_journal(&node).await {
+                crate::journal_sign::run(node).await;
+            } else {
+                log::error!("the journal's heads are not signed while it does not verify");
+            }
+        });
         self.trust_itself().await;
         if let Some(office) = self.inner.config.head_office.clone() {
             let limits = self.inner.config.uplink_limits.clone();
@@ -476,11 +484,15 @@ impl Node {
 }
 
 /// The journal (issue #17) is checked at every start, in the background (it reads every entry
-/// and row: seconds for a million): a break is audited as an alarm naming the entry.
-async fn check_journal(node: Node) {
+/// and row: seconds for a million): a break is audited as an alarm naming the entry. True when
+/// it verifies.
+async fn check_journal(node: &Node) -> bool {
     match node.db().read(rms_storage::journal::verify).await {
         Ok(verified) => match verified.broken {
-            None => log::info!("the journal verifies"),
+            None => {
+                log::info!("the journal verifies");
+                true
+            }
             Some(broken) => {
                 log::error!("the journal does not verify: {broken}");
                 let details = serde_json::json!({
@@ -490,9 +502,13 @@ async fn check_journal(node: Node) {
                     "problem": broken.why,
                 });
                 node.alarm("journal_broken", details).await;
+                false
             }
         },
-        Err(err) => log::error!("cannot check the journal: {err}"),
+        Err(err) => {
+            log::error!("cannot check the journal: {err}");
+            false
+        }
     }
 }
 
