@@ -28,13 +28,8 @@ pub enum Command {
     /// Copy this device's database into a new file, online (the node may keep running).
     Backup {
         /// The node's data directory.
-        #[arg(
-            long,
-            env = "RMS_DATA_DIR",
-            default_value = "rms-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// The backup file to create (never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -43,13 +38,8 @@ pub enum Command {
     /// certificate in the data directory on first use.
     Id {
         /// The node's data directory.
-        #[arg(
-            long,
-            env = "RMS_DATA_DIR",
-            default_value = "rms-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// List the store's device certificates (trusted, revoked, waiting), or approve or revoke
     /// one, through the node running on this machine.
@@ -92,6 +82,18 @@ pub enum Command {
 }
 
 /// The node running on this machine, as the commands that talk to it reach it.
+/// The data directory of a node on this machine, read offline.
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    #[arg(
+        long,
+        env = "RMS_DATA_DIR",
+        default_value = "rms-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct LocalNode {
     /// The node's API on this machine.
@@ -144,7 +146,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             println!("start the node with: rms-node --config {}", out.display());
             Ok(())
         }
-        Command::Backup { data_dir, out } => {
+        Command::Backup {
+            data: DataDir { data_dir },
+            out,
+        } => {
             rms_storage::db::backup_into(&data_dir, &out).with_context(|| {
                 format!(
                     "cannot back {} up into {}",
@@ -159,7 +164,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Id { data_dir } => {
+        Command::Id {
+            data: DataDir { data_dir },
+        } => {
             let identity = rms_transport::identity::Identity::load_or_create(&data_dir)
                 .with_context(|| format!("no identity in {}", data_dir.display()))?;
             let fingerprint = identity.fingerprint();

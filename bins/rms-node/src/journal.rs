@@ -7,29 +7,21 @@ use anyhow::{Context, bail};
 use rms_storage::journal;
 use rusqlite::{Connection, OpenFlags};
 
+use crate::commands::DataDir;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum JournalAction {
     /// Checks the journal: every chain links, and the events, sales and audit rows agree with
     /// it. Names the first entry that does not verify (exit status 1).
     Verify {
-        #[arg(
-            long,
-            env = "RMS_DATA_DIR",
-            default_value = "rms-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Writes the journal entries made in [--from, --to) (UTC dates, YYYY-MM-DD; --to exclusive)
     /// as JSON lines, for an auditor (`scripts/journal_verify.py` checks them without rms).
     Export {
-        #[arg(
-            long,
-            env = "RMS_DATA_DIR",
-            default_value = "rms-data",
-            value_name = "DIR"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         #[arg(long, value_name = "DATE")]
         from: Option<String>,
         #[arg(long, value_name = "DATE")]
@@ -63,7 +55,9 @@ fn date_ms(date: &str) -> anyhow::Result<u64> {
 /// Runs `action`; `Ok(false)` when the journal does not verify.
 pub fn run(action: JournalAction) -> anyhow::Result<bool> {
     match action {
-        JournalAction::Verify { data_dir } => {
+        JournalAction::Verify {
+            data: DataDir { data_dir },
+        } => {
             let conn = open(&data_dir)?;
             let verified = journal::verify(&conn).context("cannot read the journal")?;
             for (chain, seq, hash) in &verified.heads {
@@ -85,7 +79,7 @@ pub fn run(action: JournalAction) -> anyhow::Result<bool> {
             }
         }
         JournalAction::Export {
-            data_dir,
+            data: DataDir { data_dir },
             from,
             to,
             out,
