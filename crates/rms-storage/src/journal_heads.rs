@@ -7,7 +7,7 @@ use rms_domain::{DeviceId, Fingerprint};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StorageError;
-use crate::journal::{Chain, Hash, head};
+use crate::journal::{Chain, Hash, head, hex, unhex};
 
 /// What signs: the device's certificate key (ECDSA P-256, SHA-256, fixed-length `r ‖ s`).
 pub trait HeadSigner {
@@ -31,20 +31,6 @@ struct HeadStatement {
     seq: u64,
     hash: String,
     at_ms: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Signs the head of every chain that moved since its last signed head (in the transaction
