@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ChainLink;
 use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term, UnknownName};
@@ -46,6 +47,10 @@ pub struct SyncEvent {
     /// when stock is short, and flags it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accepted_before: bool,
+    /// The event's place in its origin's journal (issue #17): set when the origin journals it,
+    /// checked by the master against the origin's chain and signature before it decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
 }
 
 impl SyncEvent {
@@ -85,6 +90,9 @@ impl SyncEvent {
             ));
         }
         validate::user_id("user_id", &self.user_id)?;
+        if let Some(link) = &self.chain {
+            link.validate()?;
+        }
         self.payload.validate(self.event_id)
     }
 

@@ -13,10 +13,13 @@
 //! - the [`rules`] that decide whether an event may apply to the current products, and the
 //!   [`resolver`] (the ConflictResolver) through which a master decides every event;
 //! - the audit record [`AuditEntry`];
+//! - an event's place in its origin's journal, [`ChainLink`], and a push's signature, [`PushHead`]
+//!   (issue #17);
 //! - the [`hq`] wire types between a store's master and head office (issue #15);
 //! - validation errors ([`ValidationError`]) that always name the offending field.
 
 mod audit;
+pub mod chain;
 mod device;
 mod epoch;
 mod event;
@@ -33,6 +36,7 @@ pub mod trust;
 mod validate;
 
 pub use audit::{AuditEntry, Operation, Outcome};
+pub use chain::{ChainBreak, ChainLink, PushHead};
 pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
 pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};

@@ -187,6 +187,7 @@ mod tests {
             master_seq: None,
             created_at_ms: 1_000,
             accepted_before: false,
+            chain: None,
         }
     }
 

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0006_change_feed.sql"),
     include_str!("../../../migrations/0007_journal.sql"),
     include_str!("../../../migrations/0008_journal_heads.sql"),
+    include_str!("../../../migrations/0009_event_chain.sql"),
 ];
 
 /// The schema version this build writes.

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rms_domain::{DeviceId, Epoch, EventId, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term};
+use rms_domain::{
+    ChainLink, DeviceId, Epoch, EventId, Hlc, LogEntry, Product, RejectReason, SyncEvent, Term,
+};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
 use crate::StorageError;
@@ -13,7 +15,7 @@ use crate::error::{from_sql_u64, sql_u64};
 const TABLE: &str = "sync_events";
 const COLUMNS: &str = "event_id, hlc_wall_ms, hlc_counter, user_id, term, payload, critical, status, \
                        reason, master_seq, created_at_ms, accepted_before, epoch_term, epoch_master, \
-                       epoch_priority, products_after, forced";
+                       epoch_priority, products_after, forced, chain_seq, chain_prev";
 
 struct Raw {
     event_id: String,
@@ -33,6 +35,8 @@ struct Raw {
     epoch_priority: Option<i32>,
     products_after: Option<String>,
     forced: bool,
+    chain_seq: Option<i64>,
+    chain_prev: Option<String>,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -54,6 +58,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Raw> {
         epoch_priority: row.get(14)?,
         products_after: row.get(15)?,
         forced: row.get(16)?,
+        chain_seq: row.get(17)?,
+        chain_prev: row.get(18)?,
     })
 }
 
@@ -79,6 +85,13 @@ fn decode_event(raw: &Raw) -> Result<SyncEvent, StorageError> {
         master_seq: raw.master_seq.map(|s| from_sql_u64(s, TABLE)).transpose()?,
         created_at_ms: from_sql_u64(raw.created_at_ms, TABLE)?,
         accepted_before: raw.accepted_before,
+        chain: match (raw.chain_seq, &raw.chain_prev) {
+            (Some(seq), Some(prev)) => Some(ChainLink {
+                seq: from_sql_u64(seq, TABLE)?,
+                prev: prev.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -130,8 +143,10 @@ impl<'c> Inserter<'c> {
         let stmt = conn.prepare_cached(
             "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
              kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
-             epoch_term, epoch_master, epoch_priority, products_after, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+             epoch_term, epoch_master, epoch_priority, products_after, forced, chain_seq, chain_prev,
+             chain_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+             ?21, ?22, ?23, ?24)
              ON CONFLICT (device_id, seq) DO NOTHING",
         )?;
         Ok(Inserter { stmt })
@@ -158,6 +173,7 @@ impl<'c> Inserter<'c> {
             .map(|(_, products, _)| serde_json::to_string(products))
             .transpose()
             .map_err(bad)?;
+        let chain_hash = crate::journal::event_hash(event)?.map(|h| h.to_hex());
         let inserted = self.stmt.execute(params![
             event.event_id.to_string(),
             event.event_id.device_id.get(),
@@ -182,6 +198,13 @@ impl<'c> Inserter<'c> {
             entry.map(|(e, _, _)| e.master_priority),
             products_after,
             entry.is_some_and(|(_, _, forced)| forced),
+            event
+                .chain
+                .as_ref()
+                .map(|l| sql_u64(l.seq, TABLE))
+                .transpose()?,
+            event.chain.as_ref().map(|l| l.prev.as_str()),
+            chain_hash,
         ])?;
         Ok(inserted == 1)
     }
@@ -378,7 +401,7 @@ pub fn accepted_unlogged(
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![device.get(), limit], |row| {
-        Ok((from_row(row)?, row.get::<_, Option<i64>>(17)?))
+        Ok((from_row(row)?, row.get::<_, Option<i64>>(19)?))
     })?;
     rows.map(|row| {
         let (raw, accepted_seq) = row?;

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use rms_domain::{AuditEntry, EventId, SyncEvent};
+use rms_domain::{AuditEntry, ChainLink, EventId, SyncEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -175,11 +175,43 @@ fn append(
     Ok(())
 }
 
-/// Journals an event this device originated (in the transaction that stores it).
+/// The link the next event this device originates gets: the position after the `events`
+/// chain's head, and that head's hash.
+pub fn next_event_link(conn: &Connection) -> Result<ChainLink, StorageError> {
+    let (seq, prev) = head(conn, Chain::Events)?;
+    Ok(ChainLink {
+        seq: seq + 1,
+        prev: prev.to_hex(),
+    })
+}
+
+/// Journals an event this device originated (in the transaction that stores it), at the
+/// position its link names ([`next_event_link`]).
 pub fn append_event(conn: &Connection, event: &SyncEvent) -> Result<(), StorageError> {
+    let expected = next_event_link(conn)?;
+    if event.chain.as_ref() != Some(&expected) {
+        let message = format!(
+            "event {} is not linked to the head of the events chain",
+            event.event_id
+        );
+        return Err(StorageError::corrupt(TABLE, message));
+    }
     append(conn, Chain::Events, &event.event_id.to_string(), |seq| {
         event_record(seq, event)
     })
+}
+
+/// The hash an event has in its origin's `events` chain, from its link and its content (the
+/// record is rebuilt as the origin wrote it); `None` for an event without a link or whose link's
+/// `prev` is not a hash.
+pub fn event_hash(event: &SyncEvent) -> Result<Option<Hash>, StorageError> {
+    let Some(link) = &event.chain else {
+        return Ok(None);
+    };
+    let Some(prev) = Hash::from_hex(&link.prev) else {
+        return Ok(None);
+    };
+    Ok(Some(Hash::link(&prev, &event_record(link.seq, event)?)))
 }
 
 /// Journals an audit row, `entry.id` set (in the transaction that stores it).

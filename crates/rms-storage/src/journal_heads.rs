@@ -52,17 +52,7 @@ pub fn sign(
         if seq == 0 || last.and_then(|l| u64::try_from(l).ok()) >= Some(seq) {
             continue;
         }
-        let statement = Statement {
-            journal_head: HeadStatement {
-                device_id,
-                chain: chain.as_str().into(),
-                seq,
-                hash: hash.to_hex(),
-                at_ms,
-            },
-        };
-        let text = serde_json::to_string(&statement)
-            .map_err(|e| StorageError::corrupt("journal_heads", e))?;
+        let text = statement(device_id, chain, seq, &hash, at_ms)?;
         let signature = signer.sign(text.as_bytes())?;
         conn.prepare_cached(
             "INSERT INTO journal_heads (chain, seq, statement, key, certificate, signature)
@@ -118,49 +108,127 @@ pub fn verify(
         };
         let seq = u64::try_from(seq).unwrap_or(0);
         let fail = |why: &str| Ok(Err((chain, seq, why.to_owned())));
-        let Ok(said) = serde_json::from_str::<Statement>(&statement) else {
+        let Some((said_device, said_chain, said_seq, said_hash)) = parse_statement(&statement)
+        else {
             return fail("its signed statement is not a journal head");
         };
-        let said = said.journal_head;
-        if said.device_id != device_id || said.chain != chain.as_str() || said.seq != seq {
+        if said_device != device_id || said_chain != chain.as_str() || said_seq != seq {
             return fail("its signed statement names another device, chain or position");
         }
-        if hash_at(chain, seq)?.map(|h| h.to_hex()) != Some(said.hash) {
+        if hash_at(chain, seq)?.map(|h| h.to_hex()) != Some(said_hash) {
             return fail(
                 "the chain no longer has the hash the device signed there: it was rewritten",
             );
         }
-        let (Some(key), Some(signature), Some(certificate)) =
-            (unhex(&key), unhex(&signature), unhex(&certificate))
-        else {
-            return fail("its key, signature or certificate is not hex");
-        };
-        let public = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
+        if let Err(why) = check_signature(
+            &statement,
             &key,
-        );
-        if public.verify(statement.as_bytes(), &signature).is_err() {
-            return fail("its signature does not verify");
-        }
-        // The key is the certificate's (its public key is in the certificate's bytes), and the
-        // certificate is one the trust list binds to this device.
-        if key.len() != 65 || !certificate.windows(key.len()).any(|w| w == key.as_slice()) {
-            return fail("its key is not the key of the certificate it names");
-        }
-        let digest = ring::digest::digest(&ring::digest::SHA256, &certificate);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(digest.as_ref());
-        let bound = trust
-            .get(&Fingerprint::from_sha256(sha256))
-            .is_some_and(|entry| {
-                entry.device_id == device_id && entry.state == rms_domain::TrustState::Trusted
-            });
-        if !bound {
-            return fail("it is signed by a key the trust list does not trust for this device");
+            &certificate,
+            &signature,
+            device_id,
+            &trust,
+        ) {
+            return fail(why);
         }
         checked += 1;
     }
     Ok(Ok(checked))
+}
+
+/// Checks a signed statement: `signature` (hex) verifies over `statement` with `key` (hex, the
+/// raw P-256 point), the key is in `certificate`'s bytes (hex, DER), and the certificate is one
+/// `trust` binds to `device_id`. The first failure, in words.
+pub(crate) fn check_signature(
+    statement: &str,
+    key: &str,
+    certificate: &str,
+    signature: &str,
+    device_id: DeviceId,
+    trust: &rms_domain::TrustList,
+) -> Result<(), &'static str> {
+    let (Some(key), Some(signature), Some(certificate)) =
+        (unhex(key), unhex(signature), unhex(certificate))
+    else {
+        return Err("its key, signature or certificate is not hex");
+    };
+    let public =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &key);
+    if public.verify(statement.as_bytes(), &signature).is_err() {
+        return Err("its signature does not verify");
+    }
+    // The key is the certificate's (its public key is in the certificate's bytes), and the
+    // certificate is one the trust list binds to this device.
+    if key.len() != 65 || !certificate.windows(key.len()).any(|w| w == key.as_slice()) {
+        return Err("its key is not the key of the certificate it names");
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &certificate);
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    let bound = trust
+        .get(&Fingerprint::from_sha256(sha256))
+        .is_some_and(|entry| {
+            entry.device_id == device_id && entry.state == rms_domain::TrustState::Trusted
+        });
+    if !bound {
+        return Err("it is signed by a key the trust list does not trust for this device");
+    }
+    Ok(())
+}
+
+/// The text a device signs for the head of `chain` at `seq` (what [`sign`] stores, and what a
+/// push carries for its last event, `rms_domain::PushHead`).
+pub fn statement(
+    device_id: DeviceId,
+    chain: Chain,
+    seq: u64,
+    hash: &Hash,
+    at_ms: u64,
+) -> Result<String, StorageError> {
+    let statement = Statement {
+        journal_head: HeadStatement {
+            device_id,
+            chain: chain.as_str().into(),
+            seq,
+            hash: hash.to_hex(),
+            at_ms,
+        },
+    };
+    serde_json::to_string(&statement).map_err(|e| StorageError::corrupt("journal_heads", e))
+}
+
+/// What a signed statement says: `(device_id, chain, seq, hash)`; `None` if it is not a journal
+/// head.
+pub(crate) fn parse_statement(text: &str) -> Option<(DeviceId, String, u64, String)> {
+    let said = serde_json::from_str::<Statement>(text).ok()?.journal_head;
+    Some((said.device_id, said.chain, said.seq, said.hash))
+}
+
+/// The head a push carries (`rms_domain::PushHead`): this device's signature over the hash its
+/// journal holds at `seq` of the `events` chain — the journal's, not one recomputed from the
+/// event row, so a row changed behind the node's back no longer matches what is signed. `None`
+/// when the journal has no such entry.
+pub fn push_head(
+    conn: &Connection,
+    device_id: DeviceId,
+    signer: &dyn HeadSigner,
+    seq: u64,
+    at_ms: u64,
+) -> Result<Option<rms_domain::PushHead>, StorageError> {
+    let hash: Option<String> = conn
+        .prepare_cached("SELECT hash FROM journal WHERE chain = 'events' AND seq = ?1")?
+        .query_row([i64::try_from(seq).unwrap_or(i64::MAX)], |r| r.get(0))
+        .optional()?;
+    let Some(hash) = hash.as_deref().and_then(Hash::from_hex) else {
+        return Ok(None);
+    };
+    let text = statement(device_id, Chain::Events, seq, &hash, at_ms)?;
+    let signature = signer.sign(text.as_bytes())?;
+    Ok(Some(rms_domain::PushHead {
+        statement: text,
+        key: hex(signer.public_key()),
+        certificate: hex(signer.certificate()),
+        signature: hex(&signature),
+    }))
 }
 
 /// A signed head as stored (and exported).

@@ -13,6 +13,7 @@
 //! holds exactly the committed writes. [`db::Store::open`] checks and migrates on start.
 
 pub mod audit;
+pub mod chain_check;
 pub mod db;
 pub mod devices;
 mod error;

@@ -106,6 +106,8 @@ pub fn record(
         master_seq: None,
         created_at_ms: now_ms,
         accepted_before: false,
+        // Its place in this device's journal, which it carries through sync (and into the log).
+        chain: Some(crate::journal::next_event_link(tx)?),
     };
     let skus: Vec<String> = event
         .payload
@@ -206,6 +208,7 @@ fn record_head_office(
         master_seq: None,
         created_at_ms: now_ms,
         accepted_before: false,
+        chain: None,
     };
     let entry = decide(tx, epoch, state.log_head, event, &[change.sku.as_str()])?;
     let event = entry.event.clone();

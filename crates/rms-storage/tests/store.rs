@@ -379,8 +379,19 @@ fn a_database_of_schema_1_keeps_its_events_and_sales_when_migrated() {
         master_seq: None,
         created_at_ms: NOW_MS,
         accepted_before: false,
+        chain: None,
     };
-    events::insert(&conn, &event, None).unwrap();
+    // Written as schema 1's columns were (today's insert writes columns it did not have).
+    conn.execute(
+        "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
+         kind, entity_key, payload, critical, status, created_at_ms)
+         VALUES ('2-1', 2, 1, ?1, 0, 'ann', 1, 'sale_recorded', '2-1', ?2, 0, 'pending', ?1)",
+        rusqlite::params![
+            i64::try_from(NOW_MS).unwrap(),
+            serde_json::to_string(&event.payload).unwrap()
+        ],
+    )
+    .unwrap();
     conn.execute(
         "INSERT INTO sales VALUES ('2-1', '2-1', 2, 'ann', 750, '2025-11-25T17:30:00.000Z')",
         [],

@@ -2,7 +2,9 @@
 //! (`"register"`, `"push"`, ...). Every message carries the sender's epoch, so a receiver can fence
 //! off a deposed master (`stale_term`) and adopt a newer one.
 
-use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role, SyncEvent};
+use rms_domain::{
+    DeviceId, Epoch, EventId, EventStatus, LogEntry, PushHead, RejectReason, Role, SyncEvent,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::pre_vote::LogPosition;
@@ -78,6 +80,11 @@ pub enum Message {
     Push {
         epoch: Option<Epoch>,
         events: Vec<SyncEvent>,
+        /// The pusher's signature over the hash of its last linked event (issue #17), which the
+        /// master checks with the events' links before deciding any of them. Added by the
+        /// transport, which holds the device's key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<PushHead>,
     },
     /// The master's verdicts, sent only after the commit that holds them.
     PushAck {

@@ -2,7 +2,9 @@
 //! only through this). The node implements it over rms-storage; tests may implement it in memory.
 
 use rms_domain::rules::Products;
-use rms_domain::{AuditEntry, Epoch, EventId, Hlc, LogEntry, SyncEvent};
+use rms_domain::{
+    AuditEntry, ChainBreak, DeviceId, Epoch, EventId, Hlc, LogEntry, PushHead, SyncEvent,
+};
 
 use crate::message::{PeerInfo, Verdict};
 
@@ -68,6 +70,14 @@ pub trait SyncStore {
     /// The store's trust list as this device's log leaves it (read only when a trust change is
     /// to be decided).
     fn trust_list(&self) -> Result<rms_domain::TrustList, Self::Error>;
+    /// Whether pushed `events` continue `from`'s chain and `head` signs the last linked one
+    /// with a key the trust list binds to `from` (issue #17); `Ok(Err(_))` names the first break.
+    fn check_push(
+        &self,
+        from: DeviceId,
+        events: &[SyncEvent],
+        head: Option<&PushHead>,
+    ) -> Result<Result<(), ChainBreak>, Self::Error>;
     /// Persists `batch` in one transaction; returns the entries a truncation undid.
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error>;
 }

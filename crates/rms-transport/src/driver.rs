@@ -94,6 +94,9 @@ pub struct Parts {
     pub connector: Connector,
     pub status: Arc<RwLock<Status>>,
     pub trust: TrustBook,
+    /// Signs each push's head (issue #17); `None` when the device key cannot sign (alarmed by
+    /// `journal_sign::run`): pushes of linked events then go unsigned and the master refuses them.
+    pub signer: Option<Arc<crate::journal_sign::Signer>>,
 }
 
 /// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
@@ -107,6 +110,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
         connector,
         status,
         trust,
+        signer,
     } = parts;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -144,6 +148,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 trust,
                 trust_watch: TrustWatch::default(),
                 trust_dirty: true,
+                signer,
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -194,6 +199,7 @@ struct Loop {
     trust_watch: TrustWatch,
     /// An input may have changed the trust list (the log moved, or a local trust change).
     trust_dirty: bool,
+    signer: Option<Arc<crate::journal_sign::Signer>>,
 }
 
 impl Loop {
@@ -368,13 +374,11 @@ impl Loop {
                 Ok(())
             }
             Input::SignJournal(signer) => {
-                let device_id = self.node.config().device_id();
-                let signed = self.store.write(|tx| {
-                    rms_storage::journal_heads::sign(tx, device_id, &*signer, now.wall_ms)
-                });
-                if let Err(err) = signed {
-                    log::error!("cannot sign the journal's heads: {err}");
-                }
+                self.sign_journal(&signer, now);
+                Ok(())
+            }
+            Input::JournalBroken => {
+                self.signer = None;
                 Ok(())
             }
             Input::DeviceRefused(refusal) => {
@@ -477,10 +481,11 @@ impl Loop {
 
     /// Sends what the core wants sent; messages to `capture.0` go into `capture.1` instead.
     fn drain_transmits(&mut self, mut capture: Option<(DeviceId, &mut Vec<Message>)>) {
-        while let Some(transmit) = self.node.poll_transmit() {
+        while let Some(mut transmit) = self.node.poll_transmit() {
             // One push is in flight at a time; a new one replaces one whose ack was lost.
-            if matches!(transmit.message, Message::Push { .. }) {
+            if let Message::Push { events, head, .. } = &mut transmit.message {
                 self.push_sent = Some(Instant::now());
+                *head = self.push_head(events);
             }
             if let (Some((device, answers)), To::Device(to)) = (capture.as_mut(), transmit.to)
                 && *device == to
@@ -507,6 +512,31 @@ impl Loop {
                 To::AllPeers => self.links.broadcast(&text),
             }
         }
+    }
+
+    fn sign_journal(&self, signer: &crate::journal_sign::Signer, now: Now) {
+        let device_id = self.node.config().device_id();
+        let signed = self
+            .store
+            .write(|tx| rms_storage::journal_heads::sign(tx, device_id, signer, now.wall_ms));
+        if let Err(err) = signed {
+            log::error!("cannot sign the journal's heads: {err}");
+        }
+    }
+
+    /// This device's signature over the journal's hash of the last linked event of a push.
+    fn push_head(&self, events: &[rms_domain::SyncEvent]) -> Option<rms_domain::PushHead> {
+        let signer = self.signer.as_deref()?;
+        let seq = events.iter().rev().find_map(|e| e.chain.as_ref())?.seq;
+        let device_id = self.node.config().device_id();
+        let at_ms = self.clock.now_ms();
+        let signed = self
+            .store
+            .read(|c| rms_storage::journal_heads::push_head(c, device_id, signer, seq, at_ms));
+        signed.unwrap_or_else(|err| {
+            log::error!("cannot sign a push: {err}");
+            None
+        })
     }
 
     fn after_input(&mut self, now: Now) {

@@ -55,6 +55,9 @@ pub enum Input {
     DeviceRefused(DeviceRefusal),
     /// Sign the journal's heads that moved (`journal_sign.rs`).
     SignJournal(std::sync::Arc<crate::journal_sign::Signer>),
+    /// The journal did not verify at start: sign no more pushes (the master then refuses them
+    /// and raises its alarm too; `docs/JOURNAL.md`).
+    JournalBroken,
     Stop,
 }
 
@@ -156,6 +159,7 @@ impl std::fmt::Debug for Input {
                 write!(f, "DeviceRefused({})", refusal.why.as_str())
             }
             Input::SignJournal(_) => f.write_str("SignJournal"),
+            Input::JournalBroken => f.write_str("JournalBroken"),
             Input::Stop => f.write_str("Stop"),
         }
     }

@@ -178,6 +178,10 @@ impl Node {
             connector = connector.over_rest();
         }
         let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
+        // The key that signs each push's head; its failure is alarmed by `journal_sign::run`.
+        let signer = crate::journal_sign::Signer::new(&identity)
+            .ok()
+            .map(Arc::new);
         let (store2, clock, links2, connector2, status2, trust2) = (
             Arc::clone(&store),
             config.clock,
@@ -196,6 +200,7 @@ impl Node {
                 connector: connector2,
                 status: status2,
                 trust: trust2,
+                signer,
             };
             driver::spawn(inputs, parts)
         })
@@ -502,6 +507,7 @@ async fn check_journal(node: &Node) -> bool {
                     "problem": broken.why,
                 });
                 node.alarm("journal_broken", details).await;
+                node.send_input(Input::JournalBroken);
                 false
             }
         },

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use rms_domain::rules::Products;
-use rms_domain::{Epoch, EventId, LogEntry, SyncEvent};
+use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent};
+use rms_storage::chain_check::{self, Heads};
 use rms_storage::products::Table;
 use rms_storage::{StorageError, Store, audit, devices, events, node_state, products, replica};
 use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
@@ -13,11 +14,24 @@ use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
 #[derive(Debug, Clone)]
 pub struct StoreAdapter {
     store: Arc<Store>,
+    heads: Heads,
 }
 
 impl StoreAdapter {
     pub fn new(store: Arc<Store>) -> StoreAdapter {
-        StoreAdapter { store }
+        StoreAdapter {
+            store,
+            heads: Heads::Required,
+        }
+    }
+
+    /// For the simulator, whose devices have no keys: a push's chain links are checked, its
+    /// signature is not (a node always requires it).
+    pub fn without_keys(store: Arc<Store>) -> StoreAdapter {
+        StoreAdapter {
+            store,
+            heads: Heads::NotModelled,
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -70,6 +84,16 @@ impl SyncStore for StoreAdapter {
 
     fn entries(&self, event_ids: &[EventId]) -> Result<Vec<LogEntry>, StorageError> {
         self.store.read(|c| events::entries_of(c, event_ids))
+    }
+
+    fn check_push(
+        &self,
+        from: DeviceId,
+        events: &[SyncEvent],
+        head: Option<&PushHead>,
+    ) -> Result<Result<(), ChainBreak>, StorageError> {
+        self.store
+            .read(|c| chain_check::check_push(c, from, events, head, self.heads))
     }
 
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {

@@ -59,6 +59,14 @@ impl SyncStore for Counting {
     fn trust_list(&self) -> Result<rms_domain::TrustList, Self::Error> {
         self.inner.trust_list()
     }
+    fn check_push(
+        &self,
+        from: rms_domain::DeviceId,
+        events: &[SyncEvent],
+        head: Option<&rms_domain::PushHead>,
+    ) -> Result<Result<(), rms_domain::ChainBreak>, Self::Error> {
+        self.inner.check_push(from, events, head)
+    }
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, Self::Error> {
         self.commits.set(self.commits.get() + 1);
         if let Some(poison) = self.poison
@@ -116,6 +124,7 @@ fn sale(origin: u16, seq: u64, sku: &str) -> SyncEvent {
         master_seq: None,
         created_at_ms: now(1).wall_ms,
         accepted_before: false,
+        chain: None,
     }
 }
 
@@ -123,6 +132,7 @@ fn push(node: &SyncNode<Counting>, events: Vec<SyncEvent>) -> Message {
     Message::Push {
         epoch: node.epoch(),
         events,
+        head: None,
     }
 }
 
@@ -200,6 +210,7 @@ fn a_message_between_pushes_splits_the_group() {
     let stale = Message::Push {
         epoch: None,
         events: vec![sale(4, 1, "tea")],
+        head: None,
     };
     let first = push(&node, vec![sale(2, 1, "tea")]);
     let last = push(&node, vec![sale(3, 1, "tea")]);

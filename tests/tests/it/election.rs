@@ -223,6 +223,7 @@ fn a_master_handing_over_decides_nothing_until_the_target_took_over_or_time_ran_
     let push = Message::Push {
         epoch: Some(epoch),
         events: Vec::new(),
+        head: None,
     };
     node.handle_message(device(2), push, now(1_010))
         .expect("push");

@@ -265,3 +265,90 @@ fn a_node_started_on_a_changed_database_raises_an_alarm_naming_the_entry() {
     );
     assert_eq!(alarm["details"]["details"]["chain"], "events");
 }
+
+/// The master's alarms of `why`.
+fn alarms(node: &NodeProcess, why: &str) -> Vec<serde_json::Value> {
+    let (_, audit) = node.get("/api/v1/audit?operation=alarm&limit=1000");
+    audit
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["details"]["why"] == why)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_pushed_event_changed_behind_its_devices_back_is_refused_by_the_master_and_audited() {
+    use rms_tests::{FAST, node_args, wait_for};
+    use std::time::Duration;
+    const REFUSED: &str = "pushed events whose chain does not verify";
+    let deadline = Duration::from_secs(30);
+    let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
+    let peers = vec![master.sync_url.clone()];
+    let mut client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+    wait_for("the tea on the client", deadline, || {
+        client.get("/api/v1/products/tea").0 == 200
+    });
+
+    // An honest sale: its chain link and the push's signature verify, and the master logs it.
+    let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
+    let (status, first) = client.post("/api/v1/sales", &sale);
+    assert!(status == 201 || status == 202, "{status} {first}");
+    let first_id = first["sale_id"].as_str().unwrap().to_owned();
+    wait_for("the honest sale at the master", deadline, || {
+        master.get(&format!("/api/v1/sales/{first_id}")).0 == 200
+    });
+
+    // With the master away, a sale stays pending; then its quantity is changed in the file.
+    assert!(master.terminate().success());
+    let (status, second) = client.post("/api/v1/sales", &sale);
+    assert_eq!(status, 202, "pending while the master is away: {second}");
+    let second_id = second["sale_id"].as_str().unwrap().to_owned();
+    assert!(client.terminate().success());
+    let seq = second_id.split('-').nth(1).unwrap();
+    let sql = format!(
+        "UPDATE sync_events SET payload = replace(payload, '\"qty\":1', '\"qty\":9') \
+         WHERE device_id = 2 AND seq = {seq}"
+    );
+    let changed = tampered(client_dir.path(), &sql);
+    let db = rms_storage::db::DB_FILE_NAME;
+    std::fs::copy(changed.path().join(db), client_dir.path().join(db)).unwrap();
+    for stale in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(client_dir.path().join(format!("{db}{stale}")));
+    }
+
+    let master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
+    let peers = vec![master.sync_url.clone()];
+    let client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+    wait_for("the master's alarm", deadline, || {
+        !alarms(&master, REFUSED).is_empty()
+    });
+    let alarm = &alarms(&master, REFUSED)[0];
+    assert_eq!(alarm["details"]["from"], 2, "{alarm}");
+    let problem = alarm["details"]["details"]["problem"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        problem.contains("head"),
+        "the push's signed head no longer matches the changed event: {alarm}"
+    );
+    // The changed sale is never decided: not at the master, still pending on its device.
+    assert_eq!(master.get(&format!("/api/v1/sales/{second_id}")).0, 404);
+    assert_eq!(
+        client.get(&format!("/api/v1/sales/{second_id}")).1["status"],
+        "pending"
+    );
+    // The device's own check at start names the change too.
+    wait_for("the device's own alarm", deadline, || {
+        !alarms(&client, "journal_broken").is_empty()
+    });
+    // The honest sale stays in the master's log.
+    assert_eq!(master.get(&format!("/api/v1/sales/{first_id}")).0, 200);
+}

@@ -229,9 +229,11 @@ impl<S: SyncStore> SyncNode<S> {
             following.push_sent_ms = Some(now.mono_ms);
             following.push_again = false;
         }
+        // The transport signs the head of the events (it holds the key).
         let push = Message::Push {
             epoch: Some(epoch),
             events,
+            head: None,
         };
         self.send(To::Device(to), push);
         Ok(())

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, RejectReason};
-use rms_domain::{EventPayload, Role, SyncEvent};
+use rms_domain::{EventPayload, PushHead, Role, SyncEvent};
 
 use super::audit::{Audited, MasterFact, SyncAuditLog};
 use super::election::Phase;
@@ -226,6 +226,7 @@ impl<S: SyncStore> SyncNode<S> {
         &mut self,
         from: DeviceId,
         events: Vec<SyncEvent>,
+        head: Option<PushHead>,
         now: Now,
     ) -> Result<(), S> {
         match &self.phase {
@@ -233,7 +234,7 @@ impl<S: SyncStore> SyncNode<S> {
                 self.refuse_handing_over(from, "push", now);
                 Ok(())
             }
-            Phase::Master(_) => match self.own_pushed(from, events, now) {
+            Phase::Master(_) => match self.own_pushed(from, events, head, now)? {
                 Some(own) => self.decide_pushes(vec![(from, own)], now),
                 None => Ok(()),
             },
@@ -245,13 +246,16 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// The events of a push that are the pusher's own (at most [`BATCH_EVENTS_MAX`]); others are
-    /// forged, raise an alarm and are not decided. `None` when nothing is left to decide.
+    /// forged, raise an alarm and are not decided. `None` when nothing is left to decide, or when
+    /// the own events' chain or the push's signature does not verify (issue #17): then the whole
+    /// push is refused with an alarm and nothing of it is decided (its device keeps it pending).
     pub(super) fn own_pushed(
         &mut self,
         from: DeviceId,
         events: Vec<SyncEvent>,
+        head: Option<PushHead>,
         now: Now,
-    ) -> Option<Vec<SyncEvent>> {
+    ) -> Result<Option<Vec<SyncEvent>>, S> {
         let (own, forged): (Vec<SyncEvent>, Vec<SyncEvent>) = events
             .into_iter()
             .take(BATCH_EVENTS_MAX)
@@ -261,7 +265,25 @@ impl<S: SyncStore> SyncNode<S> {
             let details = serde_json::json!({ "event_ids": ids });
             self.alarm(now, from, "pushed events of another device", details);
         }
-        Some(own).filter(|own| !own.is_empty() || forged.is_empty())
+        let checked = self
+            .store
+            .check_push(from, &own, head.as_ref())
+            .map_err(store_err)?;
+        if let Err(broken) = checked {
+            let details = serde_json::json!({
+                "event_id": broken.event_id().map(|id| id.to_string()),
+                "events": own.len(),
+                "problem": broken.to_string(),
+            });
+            self.alarm(
+                now,
+                from,
+                "pushed events whose chain does not verify",
+                details,
+            );
+            return Ok(None);
+        }
+        Ok(Some(own).filter(|own| !own.is_empty() || forged.is_empty()))
     }
 
     /// Decides a group of pushes and acknowledges each.

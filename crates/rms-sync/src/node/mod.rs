@@ -387,12 +387,14 @@ impl<S: SyncStore> SyncNode<S> {
         for (from, message) in messages {
             let result = if self.joins_push_group(from, &message) {
                 self.peers.note(from, &message, now.mono_ms);
-                if let Message::Push { events, .. } = message {
-                    let own = self.own_pushed(from, events, now);
-                    group.extend(own.map(|own| (from, own)));
+                let mut checked = Ok(());
+                if let Message::Push { events, head, .. } = message {
+                    checked = self
+                        .own_pushed(from, events, head, now)
+                        .map(|own| group.extend(own.map(|own| (from, own))));
                 }
-                // A forged push's alarm is committed now: the group's commit may fail.
-                self.finish(Ok(()))
+                // A forged or broken push's alarm is committed now: the group's commit may fail.
+                self.finish(checked)
             } else {
                 let decided = self.decide_pushes(std::mem::take(&mut group), now);
                 let decided = self.finish(decided);
@@ -468,7 +470,7 @@ impl<S: SyncStore> SyncNode<S> {
                 }
                 Ok(())
             }
-            Message::Push { events, .. } => self.on_push(from, events, now),
+            Message::Push { events, head, .. } => self.on_push(from, events, head, now),
             Message::Relay { entries, .. } => self.on_relay(from, entries, now),
             Message::PushAck { verdicts, .. } => self.on_push_ack(from, verdicts, now),
             Message::Pull {

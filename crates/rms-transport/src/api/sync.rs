@@ -26,6 +26,9 @@ pub struct RestPush {
     #[serde(default)]
     epoch: Option<rms_domain::Epoch>,
     events: Vec<rms_domain::SyncEvent>,
+    /// The pusher's signature over its last linked event (issue #17, `docs/JOURNAL.md`).
+    #[serde(default)]
+    head: Option<rms_domain::PushHead>,
 }
 
 pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
@@ -42,6 +45,7 @@ pub async fn sync_push(node: Node, body: Bytes) -> Result<Response, ApiError> {
             rms_sync::Message::Push {
                 epoch,
                 events: push.events,
+                head: push.head,
             },
         )
         .await?;

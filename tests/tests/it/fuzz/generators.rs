@@ -257,6 +257,7 @@ pub(super) fn sync_event() -> impl Strategy<Value = SyncEvent> {
                         master_seq,
                         created_at_ms,
                         accepted_before,
+                        chain: None,
                     }
                 },
             )
@@ -344,8 +345,13 @@ pub(super) fn message() -> impl Strategy<Value = Message> {
                 handing_over_to: None,
             }
         }),
-        (e(), proptest::collection::vec(sync_event(), 0..4))
-            .prop_map(|(epoch, events)| Message::Push { epoch, events }),
+        (e(), proptest::collection::vec(sync_event(), 0..4)).prop_map(|(epoch, events)| {
+            Message::Push {
+                epoch,
+                events,
+                head: None,
+            }
+        }),
         (epoch(), proptest::collection::vec(verdict(), 0..3))
             .prop_map(|(epoch, verdicts)| Message::PushAck { epoch, verdicts }),
         (e(), 0_u64..6, e()).prop_map(|(epoch, since, since_epoch)| Message::Pull {

@@ -127,8 +127,12 @@ pub(crate) fn core_with<S: SyncStore>(
         clock_drift_max_ms: 60_000,
         eager_sync: true,
     };
-    let mut node = SyncNode::new(config, wrap(StoreAdapter::new(Arc::clone(&store))), now(0))
-        .expect("the core starts");
+    let mut node = SyncNode::new(
+        config,
+        wrap(StoreAdapter::without_keys(Arc::clone(&store))),
+        now(0),
+    )
+    .expect("the core starts");
     if as_master {
         for (sku, stock) in [("soap", 5), ("tea", 1)] {
             let create = rms_storage::local::Command::CreateProduct(rms_domain::NewProduct {
@@ -423,6 +427,7 @@ fn regression_a_log_entry_the_database_cannot_hold_stops_the_client_before_it() 
                 master_seq: Some(master_seq),
                 created_at_ms: now(1).wall_ms,
                 accepted_before: false,
+                chain: None,
             },
             epoch,
             products: Vec::new(),

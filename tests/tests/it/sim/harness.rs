@@ -169,7 +169,7 @@ impl Sim {
 
     pub(super) fn start(&mut self, index: usize) -> Result<(), String> {
         let now = self.now_of(index);
-        let adapter = StoreAdapter::new(Arc::clone(&self.devices[index].store));
+        let adapter = StoreAdapter::without_keys(Arc::clone(&self.devices[index].store));
         let node = SyncNode::new(self.config(index), adapter, now).map_err(|e| e.to_string())?;
         self.devices[index].node = Some(node);
         self.log(format!("start d{}", self.devices[index].id));

@@ -1,0 +1,188 @@
+//! An event's place in its origin's journal (issue #17, `docs/JOURNAL.md`), as it travels
+//! through sync: the [`ChainLink`] an event carries, the [`PushHead`] a push carries (the origin's
+//! signature over the hash of the last event pushed, which by the chain covers every event before
+//! it), and the [`ChainBreak`] a master names when they do not verify.
+//!
+//! The hashing and the signature check are rms-storage's (`journal`, `chain_check`): this crate
+//! only holds the wire types and their shape rules.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::EventId;
+use crate::validate::ValidationError;
+
+/// Hex digits of a SHA-256 hash.
+pub const HASH_HEX_CHARS: usize = 64;
+/// Longest statement a push head may carry (the statement is a few hundred bytes).
+pub const HEAD_STATEMENT_CHARS_MAX: usize = 1024;
+/// Longest certificate a push head may carry, in hex digits (a device certificate is under 1 KiB).
+pub const HEAD_CERTIFICATE_HEX_MAX: usize = 8192;
+
+/// Where an event sits in its origin's `events` chain: its position and the hash of the entry
+/// before it. The event's own hash is `SHA-256(prev ‖ record)`, the record being rebuilt from the
+/// event (`rms_storage::journal::event_hash`), so it cannot disagree with the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainLink {
+    /// Position in the origin's `events` chain, from 1.
+    pub seq: u64,
+    /// The hash of entry `seq - 1` (64 zero digits for entry 1), lowercase hex.
+    pub prev: String,
+}
+
+impl ChainLink {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.seq == 0 || i64::try_from(self.seq).is_err() {
+            return Err(ValidationError::new("chain.seq", "is out of range"));
+        }
+        if !is_hash_hex(&self.prev) {
+            return Err(ValidationError::new(
+                "chain.prev",
+                "must be 64 lowercase hex digits",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// True for 64 lowercase hex digits.
+pub fn is_hash_hex(text: &str) -> bool {
+    text.len() == HASH_HEX_CHARS && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A push's signature: the origin's key signed `statement` (the journal-head statement of the
+/// last event pushed, `{"journal_head":{"device_id","chain":"events","seq","hash","at_ms"}}`).
+/// `key` is the raw public key and `certificate` the device certificate (DER) that holds it, both
+/// hex; `signature` is ECDSA P-256 with SHA-256, `r ‖ s`, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushHead {
+    pub statement: String,
+    pub key: String,
+    pub certificate: String,
+    pub signature: String,
+}
+
+impl PushHead {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let hex = |field: &str, text: &str, max: usize| {
+            if text.is_empty() || text.len() > max || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be 1 to {max} hex digits"),
+                ));
+            }
+            Ok(())
+        };
+        if self.statement.is_empty() || self.statement.len() > HEAD_STATEMENT_CHARS_MAX {
+            return Err(ValidationError::new(
+                "head.statement",
+                format!("must be 1 to {HEAD_STATEMENT_CHARS_MAX} characters"),
+            ));
+        }
+        hex("head.key", &self.key, 130)?;
+        hex("head.signature", &self.signature, 128)?;
+        hex(
+            "head.certificate",
+            &self.certificate,
+            HEAD_CERTIFICATE_HEX_MAX,
+        )
+    }
+}
+
+/// Why a push's chain does not verify: the master refuses the whole push and raises an alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// The event's link does not continue the entry before it (another hash, or a position that
+    /// does not follow), or contradicts what the master holds for that event already.
+    Link {
+        event_id: EventId,
+        why: &'static str,
+    },
+    /// An event without a link after events with one: a chain cannot be dropped.
+    Unlinked { event_id: EventId },
+    /// Linked events came without a head, or with one that does not sign the last of them.
+    Unsigned,
+    /// The head's signature, key or certificate does not verify, or the certificate is not one
+    /// the trust list binds to the pushing device.
+    Signature { why: &'static str },
+}
+
+impl ChainBreak {
+    /// The event concerned, when it is one event.
+    pub fn event_id(&self) -> Option<EventId> {
+        match self {
+            ChainBreak::Link { event_id, .. } | ChainBreak::Unlinked { event_id } => {
+                Some(*event_id)
+            }
+            ChainBreak::Unsigned | ChainBreak::Signature { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainBreak::Link { event_id, why } => write!(f, "event {event_id}: {why}"),
+            ChainBreak::Unlinked { event_id } => {
+                write!(f, "event {event_id} has no chain link after linked events")
+            }
+            ChainBreak::Unsigned => {
+                f.write_str("the push does not carry a head signing its last linked event")
+            }
+            ChainBreak::Signature { why } => write!(f, "the push's head: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_needs_a_position_and_a_hash() {
+        let good = ChainLink {
+            seq: 1,
+            prev: "0".repeat(64),
+        };
+        assert!(good.validate().is_ok());
+        let zero = ChainLink {
+            seq: 0,
+            ..good.clone()
+        };
+        assert_eq!(zero.validate().unwrap_err().field, "chain.seq");
+        let upper = ChainLink {
+            prev: "A".repeat(64),
+            ..good.clone()
+        };
+        assert_eq!(upper.validate().unwrap_err().field, "chain.prev");
+        let short = ChainLink {
+            prev: "0".repeat(63),
+            ..good
+        };
+        assert_eq!(short.validate().unwrap_err().field, "chain.prev");
+    }
+
+    #[test]
+    fn a_head_is_bounded_hex() {
+        let good = PushHead {
+            statement: "{}".into(),
+            key: "04".repeat(65),
+            certificate: "30".repeat(400),
+            signature: "ab".repeat(64),
+        };
+        assert!(good.validate().is_ok());
+        let long = PushHead {
+            certificate: "3".repeat(HEAD_CERTIFICATE_HEX_MAX + 1),
+            ..good.clone()
+        };
+        assert_eq!(long.validate().unwrap_err().field, "head.certificate");
+        let not_hex = PushHead {
+            signature: "zz".into(),
+            ..good
+        };
+        assert_eq!(not_hex.validate().unwrap_err().field, "head.signature");
+    }
+}

@@ -1,0 +1,266 @@
+//! The master's check of a pushed chain (issue #17, `rms_storage::chain_check`): a device's
+//! linked events and the head it signs verify at the master, and each way of breaking them — an
+//! event changed, a link that does not continue, a dropped link, no head, a flipped signature, a
+//! key the trust list does not bind to the pusher — is named.
+
+#![allow(clippy::unwrap_used)]
+
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use rms_domain::{
+    ChainBreak, DeviceId, Epoch, Fingerprint, NewSale, NewSaleLine, PushHead, Role, SyncEvent,
+    Term, TrustState,
+};
+use rms_storage::chain_check::{Heads, check_push};
+use rms_storage::journal_heads::{HeadSigner, push_head};
+use rms_storage::local::{self, Command};
+use rms_storage::{StorageError, Store, events, node_state};
+
+const NOW_MS: u64 = 1_764_091_800_000;
+
+fn device(id: u16) -> DeviceId {
+    DeviceId::new(id).unwrap()
+}
+
+/// A device key, with a stand-in certificate: bytes that hold the public key, as a DER
+/// certificate does (the check looks for the key in it and trusts its SHA-256).
+struct Key {
+    pair: EcdsaKeyPair,
+    certificate: Vec<u8>,
+}
+
+impl Key {
+    fn new() -> Key {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let mut certificate = b"certificate of ".to_vec();
+        certificate.extend_from_slice(pair.public_key().as_ref());
+        Key { pair, certificate }
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.certificate);
+        Fingerprint::from_sha256(digest.as_ref().try_into().unwrap())
+    }
+}
+
+impl HeadSigner for Key {
+    fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+    fn certificate(&self) -> &[u8] {
+        &self.certificate
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(self.pair.sign(&rng, message).unwrap().as_ref().to_vec())
+    }
+}
+
+/// Device 1 as master, trusting `key` for device 2.
+fn master_trusting(key: &Key) -> Store {
+    let store = Store::open_in_memory(device(1)).unwrap();
+    store
+        .write(|tx| {
+            let mut state = node_state::load(tx)?;
+            state.epoch = Some(Epoch {
+                term: Term(1),
+                master_id: device(1),
+                master_priority: 0,
+            });
+            node_state::save(tx, &state)
+        })
+        .unwrap();
+    let trust = Command::Trust {
+        fingerprint: key.fingerprint(),
+        device_id: device(2),
+        name: "till 2".into(),
+        state: TrustState::Trusted,
+        how: "approved".into(),
+    };
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, trust))
+        .unwrap();
+    store
+}
+
+/// Device 2, a client with `n` pending sales (each linked in its journal).
+fn client_with_sales(n: usize) -> Store {
+    let store = Store::open_in_memory(device(2)).unwrap();
+    let create = Command::CreateProduct(rms_domain::NewProduct {
+        sku: "tea".into(),
+        name: "Tea".into(),
+        price_cents: 250,
+        stock: 100,
+        user_id: None,
+    });
+    store
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, create))
+        .unwrap();
+    for _ in 0..n {
+        let sale = Command::Sell(NewSale {
+            user_id: "ann".into(),
+            lines: vec![NewSaleLine {
+                sku: "tea".into(),
+                qty: 1,
+            }],
+        });
+        store
+            .write(|tx| local::record(tx, Role::Client, NOW_MS, sale))
+            .unwrap();
+    }
+    store
+}
+
+/// The client's pending events and the head it signs for them, as its transport pushes them.
+fn push(client: &Store, key: &Key) -> (Vec<SyncEvent>, Option<PushHead>) {
+    let events = client.read(|c| events::pending(c, 1000)).unwrap();
+    let seq = events.last().unwrap().chain.as_ref().unwrap().seq;
+    let head = client
+        .read(|c| push_head(c, device(2), key, seq, NOW_MS))
+        .unwrap();
+    (events, head)
+}
+
+fn check(master: &Store, events: &[SyncEvent], head: Option<&PushHead>) -> Result<(), ChainBreak> {
+    master
+        .read(|c| check_push(c, device(2), events, head, Heads::Required))
+        .unwrap()
+}
+
+#[test]
+fn an_honest_push_verifies_and_each_break_is_named() {
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let client = client_with_sales(3);
+    let (events, head) = push(&client, &key);
+    assert_eq!(events.len(), 4, "the product and three sales");
+    assert_eq!(events[0].chain.as_ref().unwrap().seq, 1);
+    assert_eq!(check(&master, &events, head.as_ref()), Ok(()));
+
+    // A sale changed after it was journaled: the head signs the journal's hash, not this one.
+    let mut changed = events.clone();
+    if let rms_domain::EventPayload::SaleRecorded { lines, .. } = &mut changed[3].payload {
+        lines[0].qty = 9;
+    }
+    assert!(matches!(
+        check(&master, &changed, head.as_ref()),
+        Err(ChainBreak::Signature { .. })
+    ));
+    // A sale in the middle changed: the next event's link no longer continues it.
+    let mut changed = events.clone();
+    if let rms_domain::EventPayload::SaleRecorded { lines, .. } = &mut changed[1].payload {
+        lines[0].price_cents = 1;
+    }
+    assert_eq!(
+        check(&master, &changed, head.as_ref()),
+        Err(ChainBreak::Link {
+            event_id: events[2].event_id,
+            why: "its link does not continue the hash of the entry before it",
+        })
+    );
+    // Two events swapped.
+    let mut swapped = events.clone();
+    swapped.swap(1, 2);
+    assert!(matches!(
+        check(&master, &swapped, head.as_ref()),
+        Err(ChainBreak::Link { .. })
+    ));
+    // A link dropped after linked events.
+    let mut dropped = events.clone();
+    dropped[2].chain = None;
+    assert_eq!(
+        check(&master, &dropped, head.as_ref()),
+        Err(ChainBreak::Unlinked {
+            event_id: events[2].event_id
+        })
+    );
+    // No head, or a head of another position.
+    assert_eq!(check(&master, &events, None), Err(ChainBreak::Unsigned));
+    assert_eq!(
+        check(&master, &events[..3], head.as_ref()),
+        Err(ChainBreak::Unsigned)
+    );
+    // One digit of the signature changed.
+    let mut flipped = head.clone().unwrap();
+    let digit = if flipped.signature.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    flipped.signature.replace_range(0..1, digit);
+    assert_eq!(
+        check(&master, &events, Some(&flipped)),
+        Err(ChainBreak::Signature {
+            why: "its signature does not verify"
+        })
+    );
+    // Signed by a key the master does not trust for device 2.
+    let stranger = Key::new();
+    let (_, foreign) = push(&client, &stranger);
+    assert_eq!(
+        check(&master, &events, foreign.as_ref()),
+        Err(ChainBreak::Signature {
+            why: "it is signed by a key the trust list does not trust for this device"
+        })
+    );
+}
+
+#[test]
+fn a_push_continues_what_the_master_holds() {
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let client = client_with_sales(2);
+    let (events, head) = push(&client, &key);
+    assert_eq!(check(&master, &events, head.as_ref()), Ok(()));
+    // The master logs them (as deciding the push would), and the client marks them synced.
+    master
+        .write(|tx| {
+            for event in &events {
+                events::insert(tx, event, None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    client
+        .write(|tx| {
+            tx.execute("UPDATE sync_events SET status = 'synced'", [])?;
+            Ok(())
+        })
+        .unwrap();
+    let sale = Command::Sell(NewSale {
+        user_id: "bob".into(),
+        lines: vec![NewSaleLine {
+            sku: "tea".into(),
+            qty: 1,
+        }],
+    });
+    client
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, sale))
+        .unwrap();
+    let (next, head) = push(&client, &key);
+    assert_eq!(next.len(), 1);
+    assert_eq!(check(&master, &next, head.as_ref()), Ok(()));
+
+    // A link that skips a position, or names another predecessor, is refused against the
+    // master's copy of the event before it.
+    let mut skipped = next.clone();
+    skipped[0].chain.as_mut().unwrap().seq += 1;
+    assert!(matches!(
+        check(&master, &skipped, head.as_ref()),
+        Err(ChainBreak::Link {
+            why: "its chain position does not follow the event before it",
+            ..
+        })
+    ));
+    let mut other = next.clone();
+    other[0].chain.as_mut().unwrap().prev = "ab".repeat(32);
+    assert!(matches!(
+        check(&master, &other, head.as_ref()),
+        Err(ChainBreak::Link {
+            why: "its link does not continue the hash of the entry before it",
+            ..
+        })
+    ));
+}
