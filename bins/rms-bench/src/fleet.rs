@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use rms_transport::journal_sign::Signer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -19,13 +20,18 @@ pub fn now_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
-/// A device of its own (a fresh certificate) linked to the store port at `sync_url` as `id`.
-async fn tls_socket(sync_url: &str, id: u16) -> anyhow::Result<rms_transport::ClientSocket> {
+/// A device of its own (a fresh certificate) linked to the store port at `sync_url` as `id`,
+/// with the key that signs its pushes.
+async fn tls_socket(
+    sync_url: &str,
+    id: u16,
+) -> anyhow::Result<(rms_transport::ClientSocket, Signer)> {
     use rms_transport::dial::Dialer;
     use rms_transport::identity::Identity;
     use rms_transport::trust::TrustBook;
     let device = rms_domain::DeviceId::new(id).context("a device id")?;
     let identity = std::sync::Arc::new(Identity::ephemeral()?);
+    let signer = Signer::new(&identity)?;
     let book = TrustBook::new(
         rms_domain::TrustList::default(),
         identity.fingerprint(),
@@ -41,7 +47,7 @@ async fn tls_socket(sync_url: &str, id: u16) -> anyhow::Result<rms_transport::Cl
         rms_transport::Clock::default(),
     );
     let (socket, _peer) = dialer.websocket(sync_url, None).await?;
-    Ok(socket)
+    Ok((socket, signer))
 }
 
 fn wall_ms() -> u64 {
@@ -75,6 +81,8 @@ pub struct Fleet {
     delivered: mpsc::UnboundedSender<Delivery>,
     /// Device ids, by index.
     pub ids: Vec<u16>,
+    /// Each device's key, by index, for a fleet linked over TLS (`rms_tls`).
+    pub signers: Vec<Signer>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -135,10 +143,11 @@ impl Fleet {
         let ids: Vec<u16> = (0..count).map(|i| first_id + i as u16).collect();
         let mut fleet = Fleet::empty(&ids);
         for (device, id) in ids.iter().enumerate() {
-            let socket = tls_socket(sync_url, *id)
+            let (socket, signer) = tls_socket(sync_url, *id)
                 .await
                 .with_context(|| format!("linking device {id} to {sync_url}"))?;
             fleet.attach(device, socket, false);
+            fleet.signers.push(signer);
         }
         fleet.register(base_url, count).await
     }
@@ -156,6 +165,7 @@ impl Fleet {
             deliveries,
             delivered: tx,
             ids: ids.to_vec(),
+            signers: Vec::new(),
             tasks: Vec::new(),
         }
     }

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use rms_domain::{DeviceId, NewProduct, NewSale, NewSaleLine, Role};
 use rms_storage::local::Command;
 
+use crate::fleet::{self, Fleet};
 use crate::report::{Row, Target};
-use crate::scenarios::{Bench, blocking};
+use crate::scenarios::{self, Bench, Link, blocking};
 
 /// Sales written per transaction while making the database.
 const PER_TRANSACTION: usize = 1000;
@@ -105,5 +106,89 @@ pub fn j1_verify(bench: &Bench) -> anyhow::Result<Row> {
     }
     row.extra = serde_json::json!({"events": sales + 1,
         "reference": "reading every journal entry, event and audit row back with rusqlite"});
+    Ok(row)
+}
+
+/// Each device's pushes of chained, signed sale events (issue #17), as a real device pushes
+/// them: every event carries its link in the device's `events` chain, and every push the
+/// device's signature over the hash of its last event. Built before the clock starts, like the
+/// unsigned pushes (the signing is the devices' cost, not the master's).
+fn chained_pushes(
+    fleet: &Fleet,
+    epoch: &serde_json::Value,
+    batch: usize,
+    batches: usize,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    use rms_storage::journal::{Hash, event_hash};
+    let mut all = Vec::with_capacity(fleet.ids.len());
+    for (id, signer) in fleet.ids.iter().zip(&fleet.signers) {
+        let device = DeviceId::new(*id).context("a device id")?;
+        let mut prev = Hash::GENESIS;
+        let mut pushes = Vec::with_capacity(batches);
+        for b in 0..batches as u64 {
+            let mut events = Vec::with_capacity(batch);
+            let mut last = 0;
+            for i in 1..=batch as u64 {
+                let seq = b * batch as u64 + i;
+                let sale = fleet::sale_event(*id, seq, "bench", 1, 0);
+                let mut event: rms_domain::SyncEvent = serde_json::from_value(sale)?;
+                event.chain = Some(rms_domain::ChainLink {
+                    seq,
+                    prev: prev.to_hex(),
+                });
+                prev = event_hash(&event)?.context("a linked event has a hash")?;
+                events.push(event);
+                last = seq;
+            }
+            let head = rms_storage::journal_heads::signed_head(device, signer, last, &prev, 0)?;
+            let push = serde_json::json!({"type": "push", "epoch": epoch, "events": events,
+                                          "head": head});
+            pushes.push(push.to_string());
+        }
+        all.push(pushes);
+    }
+    Ok(all)
+}
+
+/// S1 with chained, signed events (issue #17): master ingest from 50 devices over TLS, each
+/// event linked and each push signed and checked by the master, against the same ingest of
+/// unlinked events measured in the same round.
+pub async fn s1_signed(bench: &Bench) -> anyhow::Result<Row> {
+    const BATCH: usize = 100;
+    const CLIENTS: usize = 50;
+    let events = if bench.large { 200_000 } else { 60_000 };
+    let batches = events / BATCH / CLIENTS;
+    let total = (batches * BATCH * CLIENTS) as f64;
+    let mut row = Row::new(
+        "S1",
+        format!("master ingest, {CLIENTS} clients, batches of {BATCH}, TLS, chained and signed"),
+        "events/s",
+    )
+    .target(Target::RatioAtLeast(0.9));
+    let mut cpu = Vec::new();
+    for _ in 0..bench.rounds {
+        let mut measured = [0.0; 2];
+        for (signed, rate) in [false, true].into_iter().zip(measured.iter_mut()) {
+            let args = ["--eager-sync", "false"];
+            let server = scenarios::master(bench, &scenarios::bench_product(), &args)?;
+            let mut fleet = scenarios::fleet_of(&server, CLIENTS, 100, Link::Tls).await?;
+            let epoch = fleet::epoch_of(&server.url).await?;
+            let pushes = if signed {
+                chained_pushes(&fleet, &epoch, BATCH, batches)?
+            } else {
+                scenarios::sale_pushes(&fleet.ids, &epoch, BATCH, batches)
+            };
+            let cpu_before = server.cpu_seconds()?;
+            let wall = scenarios::push_texts(&mut fleet, pushes).await?;
+            if signed {
+                cpu.push((server.cpu_seconds()? - cpu_before) / total * 1000.0);
+            }
+            *rate = total / wall.as_secs_f64();
+        }
+        row.round(measured[1], measured[0]);
+    }
+    row.cpu_s_per_1000 = Some(crate::report::median(&cpu));
+    row.extra = serde_json::json!({"events": total, "batch": BATCH,
+        "reference": "the same ingest of unlinked, unsigned events, TLS, same round"});
     Ok(row)
 }

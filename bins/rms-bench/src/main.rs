@@ -117,6 +117,10 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
         rows.push(scenarios::s1_ingest(bench, 50, Link::Tls, false).await?);
         rows.push(scenarios::s1_ingest(bench, 50, Link::Plain, true).await?);
     }
+    // Also alone, as `--only S1-signed`.
+    if wanted("S1") || wanted("S1-signed") {
+        rows.push(journal::s1_signed(bench).await?);
+    }
     if wanted("S2") {
         for clients in [10, 50, 200] {
             rows.push(scenarios::s2_fanout_latency(bench, clients).await?);

@@ -95,21 +95,40 @@ pub(crate) async fn push_all(
     batch: usize,
     batches: usize,
 ) -> anyhow::Result<Duration> {
-    let mut pushes: Vec<std::vec::IntoIter<String>> = fleet
-        .ids
-        .iter()
+    let pushes = sale_pushes(&fleet.ids, epoch, batch, batches);
+    push_texts(fleet, pushes).await
+}
+
+/// Each device's `batches` pushes of `batch` sale events (unlinked, unsigned).
+pub(crate) fn sale_pushes(
+    ids: &[u16],
+    epoch: &Value,
+    batch: usize,
+    batches: usize,
+) -> Vec<Vec<String>> {
+    ids.iter()
         .map(|&id| {
-            let texts: Vec<String> = (0..batches as u64)
+            (0..batches as u64)
                 .map(|b| {
                     let events = (1..=batch as u64)
                         .map(|i| fleet::sale_event(id, b * batch as u64 + i, "bench", 1, 0))
                         .collect();
                     fleet::push(epoch, events)
                 })
-                .collect();
-            texts.into_iter()
+                .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Sends each device's `pushes` in order, one in flight per device; returns when every one is
+/// acknowledged.
+pub(crate) async fn push_texts(
+    fleet: &mut Fleet,
+    pushes: Vec<Vec<String>>,
+) -> anyhow::Result<Duration> {
+    let batches = pushes.first().map_or(0, Vec::len);
+    let mut pushes: Vec<std::vec::IntoIter<String>> =
+        pushes.into_iter().map(Vec::into_iter).collect();
     let mut send = |fleet: &Fleet, device: usize| match pushes[device].next() {
         Some(text) => fleet.send(device, text),
         None => Ok(()),

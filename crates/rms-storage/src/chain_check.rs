@@ -4,16 +4,19 @@
 //! the last linked event with a key the trust list binds to the pushing device. A push that fails
 //! is refused whole (nothing decided) and alarmed by the core.
 //!
-//! Cost: one SHA-256 of each event's record, one read of the predecessor of the first event, one
-//! signature check and one read of the trust list per push (not per event): a signature over the
-//! head covers every event before it by the chain.
+//! Cost: one SHA-256 of each event's record, one read of the predecessor of the first event (and
+//! its record rebuilt), one signature check and one read of the trust list per push (not per
+//! event): a signature over the head covers every event before it by the chain.
 
-use rms_domain::{ChainBreak, DeviceId, EventId, PushHead, SyncEvent};
-use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::StorageError;
+use rms_domain::{ChainBreak, DeviceId, EventId, PushHead, SyncEvent, TrustList};
+use rusqlite::Connection;
+
 use crate::journal::{Chain, Hash, event_hash};
 use crate::journal_heads::{check_signature, parse_statement};
+use crate::trust::{self, Stamp};
+use crate::{StorageError, events};
 
 /// What the master knows of the event before a pushed one.
 enum Before {
@@ -33,13 +36,60 @@ pub enum Heads {
     NotModelled,
 }
 
-/// Checks `events`, pushed by `from`, and the push's `head`. `Ok(Err(_))` names the first break.
-pub fn check_push(
+/// A master's checker of pushes: whether heads are checked, and the trust list they are checked
+/// against, read again only when it changed (`trust::stamp`): loading it reads every trust event,
+/// too much for every push.
+#[derive(Debug)]
+pub struct Checker {
+    heads: Heads,
+    trust: Mutex<Option<(Stamp, Arc<TrustList>)>>,
+}
+
+impl Checker {
+    pub fn new(heads: Heads) -> Checker {
+        Checker {
+            heads,
+            trust: Mutex::new(None),
+        }
+    }
+
+    /// Checks `events`, pushed by `from`, and the push's `head`. `Ok(Err(_))` names the first
+    /// break.
+    pub fn check(
+        &self,
+        conn: &Connection,
+        from: DeviceId,
+        events: &[SyncEvent],
+        head: Option<&PushHead>,
+    ) -> Result<Result<(), ChainBreak>, StorageError> {
+        check_push(conn, from, events, head, self.heads, &|| {
+            self.trust_list(conn)
+        })
+    }
+
+    fn trust_list(&self, conn: &Connection) -> Result<Arc<TrustList>, StorageError> {
+        let stamp = trust::stamp(conn)?;
+        let mut cached = self.trust.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, list)) = cached.as_ref()
+            && *at == stamp
+        {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(trust::load(conn)?);
+        *cached = Some((stamp, Arc::clone(&list)));
+        Ok(list)
+    }
+}
+
+/// Checks `events`, pushed by `from`, and the push's `head` against the trust list `trust`
+/// gives. `Ok(Err(_))` names the first break.
+fn check_push(
     conn: &Connection,
     from: DeviceId,
     events: &[SyncEvent],
     head: Option<&PushHead>,
     heads: Heads,
+    trust: &dyn Fn() -> Result<Arc<TrustList>, StorageError>,
 ) -> Result<Result<(), ChainBreak>, StorageError> {
     // The event before the next one, when it is in this push.
     let mut previous: Option<(u64, Before)> = None;
@@ -69,13 +119,13 @@ pub fn check_push(
                 if seq + 1 != link.seq {
                     return broken("its chain position does not follow the event before it");
                 }
-                prev.to_hex() == link.prev
+                Hash::from_hex(&link.prev) == Some(*prev)
             }
             Before::Unlinked if link.seq != 1 => {
                 return broken("the first linked event of a device must be at position 1");
             }
             Before::Unlinked | Before::Unknown => {
-                link.seq != 1 || link.prev == Hash::GENESIS.to_hex()
+                link.seq != 1 || Hash::from_hex(&link.prev) == Some(Hash::GENESIS)
             }
         };
         if !follows {
@@ -100,12 +150,12 @@ pub fn check_push(
     if device != from || chain != Chain::Events.as_str() || at != seq {
         return Ok(Err(ChainBreak::Unsigned));
     }
-    if said != hash.to_hex() {
+    if Hash::from_hex(&said) != Some(hash) {
         let why = "it signs another hash than the last event's: an event differs from its \
                    origin's journal";
         return Ok(Err(ChainBreak::Signature { why }));
     }
-    let trust = crate::trust::load(conn)?;
+    let trust = trust()?;
     let signed = check_signature(
         &head.statement,
         &head.key,
@@ -117,29 +167,22 @@ pub fn check_push(
     Ok(signed.map_err(|why| ChainBreak::Signature { why }))
 }
 
-/// The event before `id` of the same origin, as stored here.
+/// The event before `id` of the same origin, as stored here (its hash follows from its link
+/// and content: one record rebuilt per push, not per event).
 fn stored_before(conn: &Connection, id: EventId) -> Result<Before, StorageError> {
     if id.seq <= 1 {
         return Ok(Before::Unlinked);
     }
-    // A position SQLite cannot hold is not stored (the event is refused as invalid later).
-    let Ok(before) = i64::try_from(id.seq - 1) else {
+    let before = EventId {
+        device_id: id.device_id,
+        seq: id.seq - 1,
+    };
+    let Some(event) = events::get(conn, &before)? else {
         return Ok(Before::Unknown);
     };
-    let row: Option<(Option<i64>, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT chain_seq, chain_hash FROM sync_events WHERE device_id = ?1 AND seq = ?2",
-        )?
-        .query_row(params![id.device_id.get(), before], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(match row {
-        None => Before::Unknown,
-        Some((Some(seq), Some(hash))) => match (u64::try_from(seq), Hash::from_hex(&hash)) {
-            (Ok(seq), Some(hash)) => Before::Linked(seq, hash),
-            _ => return Err(StorageError::corrupt("sync_events", "a bad chain_hash")),
-        },
-        Some(_) => Before::Unlinked,
-    })
+    match (&event.chain, event_hash(&event)?) {
+        (Some(link), Some(hash)) => Ok(Before::Linked(link.seq, hash)),
+        (Some(_), None) => Err(StorageError::corrupt("sync_events", "a bad chain_prev")),
+        (None, _) => Ok(Before::Unlinked),
+    }
 }

@@ -143,10 +143,9 @@ impl<'c> Inserter<'c> {
         let stmt = conn.prepare_cached(
             "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
              kind, entity_key, payload, critical, status, reason, master_seq, created_at_ms, accepted_before,
-             epoch_term, epoch_master, epoch_priority, products_after, forced, chain_seq, chain_prev,
-             chain_hash)
+             epoch_term, epoch_master, epoch_priority, products_after, forced, chain_seq, chain_prev)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-             ?21, ?22, ?23, ?24)
+             ?21, ?22, ?23)
              ON CONFLICT (device_id, seq) DO NOTHING",
         )?;
         Ok(Inserter { stmt })
@@ -173,7 +172,6 @@ impl<'c> Inserter<'c> {
             .map(|(_, products, _)| serde_json::to_string(products))
             .transpose()
             .map_err(bad)?;
-        let chain_hash = crate::journal::event_hash(event)?.map(|h| h.to_hex());
         let inserted = self.stmt.execute(params![
             event.event_id.to_string(),
             event.event_id.device_id.get(),
@@ -204,7 +202,6 @@ impl<'c> Inserter<'c> {
                 .map(|l| sql_u64(l.seq, TABLE))
                 .transpose()?,
             event.chain.as_ref().map(|l| l.prev.as_str()),
-            chain_hash,
         ])?;
         Ok(inserted == 1)
     }

@@ -221,14 +221,25 @@ pub fn push_head(
     let Some(hash) = hash.as_deref().and_then(Hash::from_hex) else {
         return Ok(None);
     };
-    let text = statement(device_id, Chain::Events, seq, &hash, at_ms)?;
+    signed_head(device_id, signer, seq, &hash, at_ms).map(Some)
+}
+
+/// The head a push carries for the event at `seq` of the `events` chain whose hash is `hash`.
+pub fn signed_head(
+    device_id: DeviceId,
+    signer: &dyn HeadSigner,
+    seq: u64,
+    hash: &Hash,
+    at_ms: u64,
+) -> Result<rms_domain::PushHead, StorageError> {
+    let text = statement(device_id, Chain::Events, seq, hash, at_ms)?;
     let signature = signer.sign(text.as_bytes())?;
-    Ok(Some(rms_domain::PushHead {
+    Ok(rms_domain::PushHead {
         statement: text,
         key: hex(signer.public_key()),
         certificate: hex(signer.certificate()),
         signature: hex(&signature),
-    }))
+    })
 }
 
 /// A signed head as stored (and exported).

@@ -10,7 +10,7 @@ use rms_domain::{
     ChainBreak, DeviceId, Epoch, Fingerprint, NewSale, NewSaleLine, PushHead, Role, SyncEvent,
     Term, TrustState,
 };
-use rms_storage::chain_check::{Heads, check_push};
+use rms_storage::chain_check::{Checker, Heads};
 use rms_storage::journal_heads::{HeadSigner, push_head};
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store, events, node_state};
@@ -124,8 +124,9 @@ fn push(client: &Store, key: &Key) -> (Vec<SyncEvent>, Option<PushHead>) {
 }
 
 fn check(master: &Store, events: &[SyncEvent], head: Option<&PushHead>) -> Result<(), ChainBreak> {
+    let checker = Checker::new(Heads::Required);
     master
-        .read(|c| check_push(c, device(2), events, head, Heads::Required))
+        .read(|c| checker.check(c, device(2), events, head))
         .unwrap()
 }
 

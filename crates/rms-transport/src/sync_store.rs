@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rms_domain::rules::Products;
 use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent};
-use rms_storage::chain_check::{self, Heads};
+use rms_storage::chain_check::{Checker, Heads};
 use rms_storage::products::Table;
 use rms_storage::{StorageError, Store, audit, devices, events, node_state, products, replica};
 use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
@@ -14,14 +14,14 @@ use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
 #[derive(Debug, Clone)]
 pub struct StoreAdapter {
     store: Arc<Store>,
-    heads: Heads,
+    pushes: Arc<Checker>,
 }
 
 impl StoreAdapter {
     pub fn new(store: Arc<Store>) -> StoreAdapter {
         StoreAdapter {
             store,
-            heads: Heads::Required,
+            pushes: Arc::new(Checker::new(Heads::Required)),
         }
     }
 
@@ -30,7 +30,7 @@ impl StoreAdapter {
     pub fn without_keys(store: Arc<Store>) -> StoreAdapter {
         StoreAdapter {
             store,
-            heads: Heads::NotModelled,
+            pushes: Arc::new(Checker::new(Heads::NotModelled)),
         }
     }
 
@@ -93,7 +93,7 @@ impl SyncStore for StoreAdapter {
         head: Option<&PushHead>,
     ) -> Result<Result<(), ChainBreak>, StorageError> {
         self.store
-            .read(|c| chain_check::check_push(c, from, events, head, self.heads))
+            .read(|c| self.pushes.check(c, from, events, head))
     }
 
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
