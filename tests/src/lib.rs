@@ -625,3 +625,37 @@ pub fn stored_sales(data_dir: &Path) -> i64 {
     )
     .expect("the sales are counted")
 }
+
+/// Issue #17: `rms-node journal verify` passes on `data_dir` (a running node's database is read
+/// in one snapshot), and `node` raised no alarm about a pushed chain or its own journal. Panics
+/// naming what failed.
+pub fn assert_journal_verifies(data_dir: &Path, node: &NodeProcess) {
+    let out = Command::new(node_binary())
+        .args(["journal", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("rms-node journal verify runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the journal of {} verifies: {stdout}",
+        data_dir.display()
+    );
+    let (_, alarms) = node.get("/api/v1/audit?operation=alarm&limit=1000");
+    let chain_alarms: Vec<&Value> = alarms
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| {
+                    let why = e["details"]["why"].as_str().unwrap_or_default();
+                    why.contains("chain") || why.starts_with("journal")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        chain_alarms.is_empty(),
+        "no chain alarm on {}: {chain_alarms:?}",
+        node.url
+    );
+}

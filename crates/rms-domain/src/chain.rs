@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::SyncEvent;
 use crate::ids::EventId;
 use crate::validate::ValidationError;
 
@@ -90,6 +91,32 @@ impl PushHead {
             HEAD_CERTIFICATE_HEX_MAX,
         )
     }
+}
+
+/// The record an event has in its origin's `events` chain at position `seq`: what it was when
+/// made (its verdict comes later and is the master log's). The text hashed: `SHA-256(prev ‖
+/// record)`; `docs/JOURNAL.md` gives its byte form. Every checker (the device's journal, a
+/// master, head office) rebuilds it with this one function.
+pub fn event_record(seq: u64, event: &SyncEvent) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct EventRecord<'a> {
+        chain: &'static str,
+        seq: u64,
+        event_id: String,
+        user_id: &'a str,
+        created_at_ms: u64,
+        hlc: crate::Hlc,
+        payload: &'a crate::EventPayload,
+    }
+    serde_json::to_string(&EventRecord {
+        chain: "events",
+        seq,
+        event_id: event.event_id.to_string(),
+        user_id: &event.user_id,
+        created_at_ms: event.created_at_ms,
+        hlc: event.hlc,
+        payload: &event.payload,
+    })
 }
 
 /// Why a push's chain does not verify: the master refuses the whole push and raises an alarm.

@@ -9,7 +9,10 @@ use tokio_postgres::NoTls;
 use crate::HqError;
 
 /// The append-only list of migrations; `hq_migrations` records which are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_head_office.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_head_office.sql"),
+    include_str!("../migrations/0002_chains.sql"),
+];
 
 /// Connections in the pool (each replica's).
 pub const POOL_SIZE_MAX: usize = 16;

@@ -86,14 +86,14 @@ struct ProductView {
 }
 
 /// An entry of the batch, read far enough to key it.
-struct Row<'a> {
-    key: (i32, i64),
-    master_seq: i64,
+pub(crate) struct Row<'a> {
+    pub(crate) key: (i32, i64),
+    pub(crate) master_seq: i64,
     epoch: Epoch,
     kind: String,
     status: String,
     /// The entry as the store sent it, never re-encoded.
-    raw: &'a RawValue,
+    pub(crate) raw: &'a RawValue,
 }
 
 fn malformed(message: impl Into<String>) -> HqError {
@@ -217,6 +217,7 @@ pub async fn ingest(
         record_error(&tx, store_id, "key_taken", Some(row), message).await?;
     }
     errors += project(&tx, store_id, &rows, &stored).await?;
+    errors += crate::chains::check(&tx, store_id, &rows, &stored).await?;
 
     let (new_since, new_epoch, new_event) = match rows.last() {
         Some(last) => (
@@ -307,7 +308,7 @@ async fn undo_after(
     record_error(tx, store_id, "truncated", None, &message).await
 }
 
-async fn record_error(
+pub(crate) async fn record_error(
     tx: &Transaction<'_>,
     store_id: i64,
     kind: &str,

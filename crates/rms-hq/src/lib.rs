@@ -19,6 +19,7 @@
 //! - Catalogue versions are gapless and commit in version order.
 
 pub mod catalog;
+mod chains;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod db;

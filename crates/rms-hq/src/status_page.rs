@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin-top:1rem}td,th{padding:.3rem .7rem;border-
 <h2>Silent stores <small>(not heard for SILENT_S s)</small></h2><ul id="silent"></ul>
 <h2>Stores</h2>
 <table><thead><tr><th>id</th><th>name</th><th>log head</th><th>store head</th><th>lag (entries)</th>
-<th>lag (s)</th><th>last contact</th><th>catalogue</th><th>ingest errors</th></tr></thead>
+<th>lag (s)</th><th>last contact</th><th>catalogue</th><th>ingest errors</th><th>chains</th></tr></thead>
 <tbody id="stores"></tbody></table>
 <script>
 const silentAfter = SILENT_S;
@@ -41,7 +41,8 @@ async function refresh(){
       const quiet = !s.revoked && (s.seconds_since_contact===null || s.seconds_since_contact>silentAfter);
       const tr=document.createElement('tr'); tr.className=s.revoked?'revoked':(quiet?'silent':'');
       [s.store_id,s.name+(s.revoked?' (revoked)':''),s.log_head,s.store_head,s.lag_entries,
-       s.lag_seconds.toFixed(1),s.last_contact||'never',s.catalog_version,s.ingest_errors].forEach(v=>cell(tr,v));
+       s.lag_seconds.toFixed(1),s.last_contact||'never',s.catalog_version,s.ingest_errors,
+       s.chain_breaks?s.chain_breaks+' BROKEN':'ok'].forEach(v=>cell(tr,v));
       body.appendChild(tr);
       if(quiet){const li=document.createElement('li');li.textContent=s.name+' (#'+s.store_id+'), last contact '+(s.last_contact||'never');silent.appendChild(li);}
     }

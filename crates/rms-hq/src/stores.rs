@@ -34,6 +34,9 @@ pub struct StoreStatus {
     pub seconds_since_contact: Option<f64>,
     pub catalog_version: i64,
     pub ingest_errors: i64,
+    /// Ingest errors of kind `chain_broken` (issue #17): the store's log was changed after its
+    /// master decided it.
+    pub chain_breaks: i64,
 }
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
@@ -102,7 +105,9 @@ pub async fn list(db: &Db) -> Result<Vec<StoreStatus>, HqError> {
                     to_char(s.last_contact AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
                     EXTRACT(EPOCH FROM now() - s.last_contact)::float8,
                     s.catalog_version,
-                    (SELECT count(*) FROM hq_ingest_errors e WHERE e.store_id = s.store_id)
+                    (SELECT count(*) FROM hq_ingest_errors e WHERE e.store_id = s.store_id),
+                    (SELECT count(*) FROM hq_ingest_errors e
+                     WHERE e.store_id = s.store_id AND e.kind = 'chain_broken')
              FROM hq_stores s ORDER BY s.store_id",
             &[],
         )
@@ -123,6 +128,7 @@ pub async fn list(db: &Db) -> Result<Vec<StoreStatus>, HqError> {
                 seconds_since_contact: r.get(7),
                 catalog_version: r.get(8),
                 ingest_errors: r.get(9),
+                chain_breaks: r.get(10),
             }
         })
         .collect())

@@ -4,9 +4,11 @@
 //! the last linked event with a key the trust list binds to the pushing device. A push that fails
 //! is refused whole (nothing decided) and alarmed by the core.
 //!
-//! Cost: one SHA-256 of each event's record, one read of the predecessor of the first event (and
-//! its record rebuilt), one signature check and one read of the trust list per push (not per
-//! event): a signature over the head covers every event before it by the chain.
+//! Cost: one SHA-256 of each event's record; per push, one range read of the events the master
+//! holds already (usually none), one read of the newest event before the first one (and its
+//! record rebuilt), one signature check, and the trust list's stamp (`Checker` reads the list
+//! again only when it changed): a signature over the head covers every event before it by the
+//! chain.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -18,14 +20,18 @@ use crate::journal_heads::{check_signature, parse_statement};
 use crate::trust::{self, Stamp};
 use crate::{StorageError, events};
 
-/// What the master knows of the event before a pushed one.
+/// What the master knows of the newest event of a device before a pushed one.
+#[derive(Clone, Copy)]
 enum Before {
-    /// Not stored here (a master that never saw it: the link cannot be checked against it).
+    /// Nothing of that device before it (a first event, or a master that never saw the ones
+    /// before: the link cannot be checked against them).
     Unknown,
-    /// Made before its origin kept a journal.
+    /// Made before its origin kept a journal (or stored before links were kept).
     Unlinked,
-    /// Linked: its position and hash.
-    Linked(u64, Hash),
+    /// Linked: its event number, chain position and hash. A device's event numbers and chain
+    /// positions move together (one journal entry per event it makes), so a later event's
+    /// position is fixed by its number, and the next position must continue this hash.
+    Linked(u64, u64, Hash),
 }
 
 /// Whether a push's head is checked: always in a node; the simulator, which models no device
@@ -91,52 +97,76 @@ fn check_push(
     heads: Heads,
     trust: &dyn Fn() -> Result<Arc<TrustList>, StorageError>,
 ) -> Result<Result<(), ChainBreak>, StorageError> {
-    // The event before the next one, when it is in this push.
+    let held = held_copies(conn, from, events)?;
+    // The event before the next one, when it is in this push: `(event seq, what it was)`.
     let mut previous: Option<(u64, Before)> = None;
     let mut last: Option<(u64, Hash)> = None;
     for event in events {
         let id = event.event_id;
         let before = match previous.take() {
-            Some((seq, before)) if seq + 1 == id.seq => before,
+            Some((seq, before)) if seq.checked_add(1) == Some(id.seq) => before,
             _ => stored_before(conn, id)?,
         };
+        let broken = |why| Ok(Err(ChainBreak::Link { event_id: id, why }));
+        // An event the master holds already must come as it holds it (a device that rebuilt
+        // its chain from a changed event it had pushed cannot re-push it to move the anchor).
+        if let Some(copy) = held.iter().find(|e| e.event_id == id)
+            && copy.chain.is_some()
+            && (copy.chain != event.chain || !copy.same_content(event))
+        {
+            return broken("it differs from the master's copy of it");
+        }
         let Some(link) = &event.chain else {
-            if matches!(before, Before::Linked(..)) {
+            if matches!(before, Before::Linked(..)) || last.is_some() {
                 return Ok(Err(ChainBreak::Unlinked { event_id: id }));
             }
             previous = Some((id.seq, Before::Unlinked));
             continue;
         };
-        let broken = |why| Ok(Err(ChainBreak::Link { event_id: id, why }));
         if last.is_some_and(|(seq, _)| link.seq <= seq) {
             return broken("it comes after an event that follows it in the chain");
         }
-        let Some(hash) = event_hash(event)? else {
+        let (Some(prev), Some(hash)) = (Hash::from_hex(&link.prev), event_hash(event)?) else {
             return broken("its link's previous hash is not a hash");
         };
-        let follows = match &before {
-            Before::Linked(seq, prev) => {
-                if seq + 1 != link.seq {
-                    return broken("its chain position does not follow the event before it");
-                }
-                Hash::from_hex(&link.prev) == Some(*prev)
+        match before {
+            Before::Linked(number, seq, _)
+                if i128::from(link.seq) - i128::from(seq)
+                    != i128::from(id.seq) - i128::from(number) =>
+            {
+                return broken("its chain position does not follow the event before it");
             }
-            Before::Unlinked if link.seq != 1 => {
-                return broken("the first linked event of a device must be at position 1");
+            Before::Linked(_, seq, hash)
+                if seq.checked_add(1) == Some(link.seq) && prev != hash =>
+            {
+                return broken("its link does not continue the hash of the entry before it");
             }
-            Before::Unlinked | Before::Unknown => {
-                link.seq != 1 || Hash::from_hex(&link.prev) == Some(Hash::GENESIS)
+            _ if link.seq == 1 && prev != Hash::GENESIS => {
+                return broken("the first entry of a chain follows zero");
             }
-        };
-        if !follows {
-            return broken("its link does not continue the hash of the entry before it");
+            // A gap of positions (the master never held the events between), an unlinked
+            // predecessor (made before the journal), or nothing before: the head still signs it.
+            _ => {}
         }
         last = Some((link.seq, hash));
-        previous = Some((id.seq, Before::Linked(link.seq, hash)));
+        previous = Some((id.seq, Before::Linked(id.seq, link.seq, hash)));
     }
-    let Some((seq, hash)) = last.filter(|_| heads == Heads::Required) else {
-        return Ok(Ok(()));
-    };
+    match last.filter(|_| heads == Heads::Required) {
+        Some((seq, hash)) => check_head(from, events, head, seq, hash, trust),
+        None => Ok(Ok(())),
+    }
+}
+
+/// Whether `head` signs `hash`, the hash of the last linked event of the push, at `seq`, with a
+/// key the trust list binds to `from`.
+fn check_head(
+    from: DeviceId,
+    events: &[SyncEvent],
+    head: Option<&PushHead>,
+    seq: u64,
+    hash: Hash,
+    trust: &dyn Fn() -> Result<Arc<TrustList>, StorageError>,
+) -> Result<Result<(), ChainBreak>, StorageError> {
     let Some(head) = head else {
         return Ok(Err(ChainBreak::Unsigned));
     };
@@ -155,7 +185,20 @@ fn check_push(
                    origin's journal";
         return Ok(Err(ChainBreak::Signature { why }));
     }
-    let trust = trust()?;
+    let mut trust = trust()?;
+    // A device's first binding may travel in this very push (its own `self` trust event, when
+    // it was admitted on a link the master dialed): counted as the master's rules would count it.
+    for event in events {
+        if let Some(change) = event
+            .payload
+            .trust_change(event.event_id.device_id, event.created_at_ms)
+            && change.device_id == from
+            && change.state == rms_domain::TrustState::Trusted
+            && trust.check(&change).is_ok()
+        {
+            Arc::make_mut(&mut trust).apply(change);
+        }
+    }
     let signed = check_signature(
         &head.statement,
         &head.key,
@@ -167,22 +210,37 @@ fn check_push(
     Ok(signed.map_err(|why| ChainBreak::Signature { why }))
 }
 
-/// The event before `id` of the same origin, as stored here (its hash follows from its link
-/// and content: one record rebuilt per push, not per event).
+/// The newest event of `id`'s origin before it that the master holds (its hash follows from its
+/// link and content).
 fn stored_before(conn: &Connection, id: EventId) -> Result<Before, StorageError> {
-    if id.seq <= 1 {
-        return Ok(Before::Unlinked);
-    }
-    let before = EventId {
-        device_id: id.device_id,
-        seq: id.seq - 1,
-    };
-    let Some(event) = events::get(conn, &before)? else {
+    let Some(event) = events::latest_before(conn, &id)? else {
         return Ok(Before::Unknown);
     };
     match (&event.chain, event_hash(&event)?) {
-        (Some(link), Some(hash)) => Ok(Before::Linked(link.seq, hash)),
+        (Some(link), Some(hash)) => Ok(Before::Linked(event.event_id.seq, link.seq, hash)),
         (Some(_), None) => Err(StorageError::corrupt("sync_events", "a bad chain_prev")),
         (None, _) => Ok(Before::Unlinked),
     }
+}
+
+/// The events of the push that the master holds already (one range read: usually none).
+fn held_copies(
+    conn: &Connection,
+    from: DeviceId,
+    events: &[SyncEvent],
+) -> Result<Vec<SyncEvent>, StorageError> {
+    let seqs = events.iter().map(|e| e.event_id.seq);
+    let (Some(low), Some(high)) = (seqs.clone().min(), seqs.max()) else {
+        return Ok(Vec::new());
+    };
+    let span = usize::try_from(high - low).unwrap_or(usize::MAX);
+    if span >= events.len().saturating_mul(4).max(64) {
+        // Far-apart numbers (not what a device pushes): read them one by one.
+        let mut held = Vec::new();
+        for event in events {
+            held.extend(events::get(conn, &event.event_id)?);
+        }
+        return Ok(held);
+    }
+    events::own_after(conn, from, low.saturating_sub(1), span.saturating_add(1))
 }

@@ -250,6 +250,21 @@ pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, S
         .transpose()
 }
 
+/// The newest event of `event_id`'s origin stored before it (by sequence number).
+pub fn latest_before(
+    conn: &Connection,
+    event_id: &EventId,
+) -> Result<Option<SyncEvent>, StorageError> {
+    let seq = i64::try_from(event_id.seq).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sync_events WHERE device_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1"
+    ))?;
+    stmt.query_row(params![event_id.device_id.get(), seq], from_row)
+        .optional()?
+        .map(|raw| decode_event(&raw))
+        .transpose()
+}
+
 /// The row of an event, found by its key `(device_id, seq)`. An id whose sequence number SQLite
 /// cannot hold (any `u64` parses as an id) is not stored: not found, not an error.
 fn row(conn: &Connection, event_id: &EventId) -> Result<Option<Raw>, StorageError> {

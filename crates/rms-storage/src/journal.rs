@@ -120,19 +120,6 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The record of an event this device originated: what it was when made (its verdict comes
-/// later and is the master log's to record).
-#[derive(Serialize)]
-struct EventRecord<'a> {
-    chain: Chain,
-    seq: u64,
-    event_id: String,
-    user_id: &'a str,
-    created_at_ms: u64,
-    hlc: rms_domain::Hlc,
-    payload: &'a rms_domain::EventPayload,
-}
-
 #[derive(Serialize)]
 struct AuditRecord<'a> {
     chain: Chain,
@@ -140,17 +127,9 @@ struct AuditRecord<'a> {
     entry: &'a AuditEntry,
 }
 
+/// The record of an event this device originated (`rms_domain::chain::event_record`).
 fn event_record(seq: u64, event: &SyncEvent) -> Result<String, StorageError> {
-    let record = EventRecord {
-        chain: Chain::Events,
-        seq,
-        event_id: event.event_id.to_string(),
-        user_id: &event.user_id,
-        created_at_ms: event.created_at_ms,
-        hlc: event.hlc,
-        payload: &event.payload,
-    };
-    serde_json::to_string(&record).map_err(|e| StorageError::corrupt(TABLE, e))
+    rms_domain::chain::event_record(seq, event).map_err(|e| StorageError::corrupt(TABLE, e))
 }
 
 fn audit_record(seq: u64, entry: &AuditEntry) -> Result<String, StorageError> {

@@ -265,3 +265,107 @@ fn a_push_continues_what_the_master_holds() {
         })
     ));
 }
+
+/// The master holds the client's pushed events, as deciding them would leave it.
+fn master_holds(master: &Store, events: &[SyncEvent]) {
+    master
+        .write(|tx| {
+            for event in events {
+                events::insert(tx, event, None)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_gap_in_event_numbers_or_a_changed_copy_does_not_move_the_anchor() {
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let client = client_with_sales(2);
+    let (events, head) = push(&client, &key);
+    assert_eq!(check(&master, &events, head.as_ref()), Ok(()));
+    master_holds(&master, &events);
+
+    // Event numbers that skip (a bumped sequence) while the chain does not: a device's numbers
+    // and positions move together, so the position no longer follows.
+    let mut later = events.last().unwrap().clone();
+    later.event_id.seq += 5;
+    if let rms_domain::EventPayload::SaleRecorded { sale_id, .. } = &mut later.payload {
+        *sale_id = later.event_id.to_string();
+    }
+    let link = later.chain.as_mut().unwrap();
+    link.seq += 1;
+    link.prev = "cd".repeat(32);
+    assert!(matches!(
+        check(&master, std::slice::from_ref(&later), head.as_ref()),
+        Err(ChainBreak::Link {
+            why: "its chain position does not follow the event before it",
+            ..
+        })
+    ));
+    // Nor can a link be dropped after a gap.
+    later.chain = None;
+    assert_eq!(
+        check(&master, std::slice::from_ref(&later), None),
+        Err(ChainBreak::Unlinked {
+            event_id: later.event_id
+        })
+    );
+    // An event the master holds comes as it holds it: changed, it is refused.
+    let mut changed = events[2].clone();
+    if let rms_domain::EventPayload::SaleRecorded { lines, .. } = &mut changed.payload {
+        lines[0].qty = 7;
+    }
+    assert_eq!(
+        check(&master, std::slice::from_ref(&changed), head.as_ref()),
+        Err(ChainBreak::Link {
+            event_id: changed.event_id,
+            why: "it differs from the master's copy of it"
+        })
+    );
+}
+
+#[test]
+fn a_devices_first_binding_may_come_in_the_push_it_signs() {
+    // The master has no trust entry for device 2 (it admitted it on a link it dialed); the
+    // device's own `self` trust event, in the push, binds its certificate as the rules allow.
+    let key = Key::new();
+    let master = Store::open_in_memory(device(1)).unwrap();
+    let client = Store::open_in_memory(device(2)).unwrap();
+    let trust = Command::Trust {
+        fingerprint: key.fingerprint(),
+        device_id: device(2),
+        name: "till 2".into(),
+        state: TrustState::Trusted,
+        how: "self".into(),
+    };
+    client
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, trust))
+        .unwrap();
+    let (events, head) = push(&client, &key);
+    assert_eq!(check(&master, &events, head.as_ref()), Ok(()));
+    // Another key is not bound by it.
+    let (_, other) = push(&client, &Key::new());
+    assert!(matches!(
+        check(&master, &events, other.as_ref()),
+        Err(ChainBreak::Signature { .. })
+    ));
+}
+
+#[test]
+fn migration_9_links_the_events_journaled_before_it() {
+    let client = client_with_sales(3);
+    let linked = client.read(|c| events::pending(c, 100)).unwrap();
+    client
+        .write(|tx| {
+            tx.execute_batch("UPDATE sync_events SET chain_seq = NULL, chain_prev = NULL")?;
+            let migration = include_str!("../../../migrations/0009_event_chain.sql");
+            let fill = &migration[migration.find("UPDATE sync_events").unwrap()..];
+            tx.execute_batch(fill)?;
+            Ok(())
+        })
+        .unwrap();
+    let filled = client.read(|c| events::pending(c, 100)).unwrap();
+    assert_eq!(filled, linked, "the links are the journal's");
+}

@@ -94,9 +94,16 @@ pub struct Parts {
     pub connector: Connector,
     pub status: Arc<RwLock<Status>>,
     pub trust: TrustBook,
-    /// Signs each push's head (issue #17); `None` when the device key cannot sign (alarmed by
-    /// `journal_sign::run`): pushes of linked events then go unsigned and the master refuses them.
-    pub signer: Option<Arc<crate::journal_sign::Signer>>,
+}
+
+/// Whether this device signs its pushes (issue #17): not before its journal verified at start
+/// (a push waits, and goes again after the master timeout), then with the device key; never
+/// again once the journal did not verify (pushes go unsigned, and the master refuses them with
+/// an alarm of its own).
+enum PushSigner {
+    Checking,
+    Ready(Arc<crate::journal_sign::Signer>),
+    Broken,
 }
 
 /// Starts the driver thread on `rx`. Returns once the core has started (or failed to).
@@ -110,7 +117,6 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
         connector,
         status,
         trust,
-        signer,
     } = parts;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -148,7 +154,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 trust,
                 trust_watch: TrustWatch::default(),
                 trust_dirty: true,
-                signer,
+                push_signer: PushSigner::Checking,
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -199,7 +205,7 @@ struct Loop {
     trust_watch: TrustWatch,
     /// An input may have changed the trust list (the log moved, or a local trust change).
     trust_dirty: bool,
-    signer: Option<Arc<crate::journal_sign::Signer>>,
+    push_signer: PushSigner,
 }
 
 impl Loop {
@@ -375,10 +381,13 @@ impl Loop {
             }
             Input::SignJournal(signer) => {
                 self.sign_journal(&signer, now);
+                if matches!(self.push_signer, PushSigner::Checking) {
+                    self.push_signer = PushSigner::Ready(signer);
+                }
                 Ok(())
             }
             Input::JournalBroken => {
-                self.signer = None;
+                self.push_signer = PushSigner::Broken;
                 Ok(())
             }
             Input::DeviceRefused(refusal) => {
@@ -485,7 +494,14 @@ impl Loop {
             // One push is in flight at a time; a new one replaces one whose ack was lost.
             if let Message::Push { events, head, .. } = &mut transmit.message {
                 self.push_sent = Some(Instant::now());
-                *head = self.push_head(events);
+                match &self.push_signer {
+                    PushSigner::Ready(signer) => *head = self.push_head(signer, events),
+                    PushSigner::Broken => {}
+                    PushSigner::Checking => {
+                        log::debug!("a push waits for the journal's check at start");
+                        continue;
+                    }
+                }
             }
             if let (Some((device, answers)), To::Device(to)) = (capture.as_mut(), transmit.to)
                 && *device == to
@@ -525,8 +541,11 @@ impl Loop {
     }
 
     /// This device's signature over the journal's hash of the last linked event of a push.
-    fn push_head(&self, events: &[rms_domain::SyncEvent]) -> Option<rms_domain::PushHead> {
-        let signer = self.signer.as_deref()?;
+    fn push_head(
+        &self,
+        signer: &crate::journal_sign::Signer,
+        events: &[rms_domain::SyncEvent],
+    ) -> Option<rms_domain::PushHead> {
         let seq = events.iter().rev().find_map(|e| e.chain.as_ref())?.seq;
         let device_id = self.node.config().device_id();
         let at_ms = self.clock.now_ms();

@@ -79,7 +79,8 @@ pub(crate) async fn run(node: Node) {
     let signer = match Signer::new(node.identity()) {
         Ok(signer) => Arc::new(signer),
         Err(err) => {
-            log::error!("{err}: the journal's heads stay unsigned");
+            log::error!("{err}: the journal's heads and pushes stay unsigned");
+            node.send_input(Input::JournalBroken);
             node.alarm(
                 "journal_unsigned",
                 serde_json::json!({ "error": err.to_string() }),

@@ -178,10 +178,6 @@ impl Node {
             connector = connector.over_rest();
         }
         let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
-        // The key that signs each push's head; its failure is alarmed by `journal_sign::run`.
-        let signer = crate::journal_sign::Signer::new(&identity)
-            .ok()
-            .map(Arc::new);
         let (store2, clock, links2, connector2, status2, trust2) = (
             Arc::clone(&store),
             config.clock,
@@ -200,7 +196,6 @@ impl Node {
                 connector: connector2,
                 status: status2,
                 trust: trust2,
-                signer,
             };
             driver::spawn(inputs, parts)
         })
@@ -258,7 +253,8 @@ impl Node {
             if check_journal(&node).await {
                 crate::journal_sign::run(node).await;
             } else {
-                log::error!("the journal's heads are not signed while it does not verify");
+                log::error!("the journal's heads and pushes are not signed: it does not verify");
+                node.send_input(Input::JournalBroken);
             }
         });
         self.trust_itself().await;
@@ -507,7 +503,6 @@ async fn check_journal(node: &Node) -> bool {
                     "problem": broken.why,
                 });
                 node.alarm("journal_broken", details).await;
-                node.send_input(Input::JournalBroken);
                 false
             }
         },

@@ -115,6 +115,11 @@ fn killing_the_master_elects_a_new_one_and_loses_no_answered_sale() {
             );
         }
     }
+    // Issue #17: every push through the failover verified at its master, and every device's
+    // journal still verifies.
+    for (dir, node) in dirs.iter().zip(&nodes) {
+        rms_tests::assert_journal_verifies(dir.path(), node);
+    }
 }
 
 #[test]
@@ -258,5 +263,10 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
                 "accepted"
             );
         }
+    }
+    // Issue #17: the pushes of both sides and of the merge verified at their masters, and every
+    // device's journal still verifies after the truncation.
+    for (dir, node) in store.dirs.iter().zip(nodes) {
+        rms_tests::assert_journal_verifies(dir.path(), node);
     }
 }

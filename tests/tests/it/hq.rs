@@ -546,3 +546,53 @@ fn in_a_browser_head_offices_status_page_lists_the_silent_stores() {
                 .is_some_and(|s| s.contains("Store B") && !s.contains("Store A"))
     });
 }
+
+/// Issue #17: a sale changed in the master's database file after the master decided it (with
+/// the `sqlite3` shell, as anyone with the file can) reaches head office as changed, but no
+/// longer continues its device's chain: head office flags the store (`chain_breaks`) and keeps
+/// the entry as sent. An unchanged store is not flagged.
+#[test]
+fn head_office_flags_a_store_whose_log_was_changed_after_its_master_decided_it() {
+    let (_pg, _url, (store_id, token), hq) = head_office();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut node = NodeProcess::start(dir.path(), &["--device-id", "1"]);
+    create_product(&node, "tea", 250, 100);
+    for _ in 0..3 {
+        sell(&node, "tea", 1);
+    }
+    node.terminate();
+    let sql = "UPDATE sync_events SET payload = replace(payload, '\"qty\":1', '\"qty\":5') \
+               WHERE device_id = 1 AND seq = (SELECT seq FROM sync_events WHERE device_id = 1 \
+               AND kind = 'sale_recorded' ORDER BY seq LIMIT 1 OFFSET 1)";
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()\n";
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join(rms_storage::db::DB_FILE_NAME))
+        .arg(sql)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+
+    let args = [&["--device-id", "1"][..], &hq_args(&hq, &token)].concat();
+    let node = NodeProcess::start(dir.path(), &args);
+    wait_for("head office caught up", DEADLINE, || caught_up(&node));
+    let (status, stores) = hq.call("GET", "/hq/v1/stores", ADMIN_TOKEN, None);
+    assert_eq!(status, 200, "{stores}");
+    let store = stores
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["store_id"] == store_id))
+        .cloned()
+        .expect("the store is listed");
+    assert_eq!(store["chain_breaks"], 1, "{store}");
+    // The store heard of it too: the batch had an ingest error.
+    wait_for("the store's alarm", DEADLINE, || {
+        let (_, alarms) = node.get("/api/v1/audit?operation=alarm&limit=1000");
+        alarms.as_array().is_some_and(|a| {
+            a.iter().any(|e| {
+                e["details"]["why"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("ingest"))
+            })
+        })
+    });
+}

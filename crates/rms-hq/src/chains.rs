@@ -1,0 +1,146 @@
+//! Head office's check of each store device's chain (issue #17, `docs/JOURNAL.md`): every event
+//! a device originates carries its place in the device's journal (`chain`), which the store's
+//! master checked before deciding it. Head office checks again, on ingest, that each linked event
+//! continues the last one it holds of that device (`hq_chains`), so a store whose log was
+//! changed after its master decided it — in the master's database file, before the uplink read
+//! it — is flagged: an ingest error of kind `chain_broken` per break, counted in
+//! `/hq/v1/stores` as `chain_breaks`. The entry is kept as sent, like every entry.
+//!
+//! Not checked: an event whose predecessor head office never received (a gap: rejected events
+//! are not in the log, and a log may start after the journal did); its link then becomes what
+//! the next one must continue.
+//!
+//! **On crash:** the chain heads move in the batch's transaction.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rms_domain::SyncEvent;
+use serde::Deserialize;
+use tokio_postgres::Transaction;
+
+use crate::HqError;
+use crate::ingest::{Row, record_error};
+
+/// What the check reads of an entry.
+#[derive(Deserialize)]
+struct Linked {
+    event: SyncEvent,
+}
+
+/// A chain's head: position and hash.
+type Head = (i64, [u8; 32]);
+
+/// `SHA-256(prev ‖ record)`: the hash of the event at its link's position.
+fn event_hash(prev: &[u8; 32], seq: u64, event: &SyncEvent) -> Result<[u8; 32], HqError> {
+    let record = rms_domain::chain::event_record(seq, event)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(prev);
+    context.update(record.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    Ok(out)
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let nibble = |d: u8| (d as char).to_digit(16).and_then(|v| u8::try_from(v).ok());
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Checks the linked events among `rows` (those `stored`, in log order) against the chain heads
+/// head office holds, records a `chain_broken` error per break, and moves the heads. Returns the
+/// breaks.
+pub(crate) async fn check(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    rows: &[Row<'_>],
+    stored: &HashSet<(i32, i64)>,
+) -> Result<u64, HqError> {
+    // Entries without a link (head office's own, or made before the journal) are skipped
+    // without being decoded.
+    let linked: Vec<(&Row<'_>, SyncEvent)> = rows
+        .iter()
+        .filter(|r| stored.contains(&r.key) && r.raw.get().contains("\"chain\":"))
+        .map(|r| Ok((r, serde_json::from_str::<Linked>(r.raw.get())?.event)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    if linked.is_empty() {
+        return Ok(0);
+    }
+    let devices: Vec<i32> = linked.iter().map(|(r, _)| r.key.0).collect();
+    let mut heads: BTreeMap<i32, Head> = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT device_id, chain_seq, chain_hash FROM hq_chains
+             WHERE store_id = $1 AND device_id = ANY($2)",
+            &[&store_id, &devices],
+        )
+        .await?
+    {
+        let hash: Vec<u8> = row.get(2);
+        let hash: [u8; 32] = hash.try_into().map_err(|_| {
+            HqError::Malformed("hq_chains holds a hash that is not 32 bytes".into())
+        })?;
+        heads.insert(row.get(0), (row.get(1), hash));
+    }
+    let mut breaks = 0;
+    let mut moved = BTreeMap::new();
+    for (row, event) in &linked {
+        let Some(link) = &event.chain else { continue };
+        let Some(prev) = unhex32(&link.prev) else {
+            continue;
+        };
+        let seq = i64::try_from(link.seq).unwrap_or(i64::MAX);
+        let head = heads.get(&row.key.0).copied();
+        if head.is_some_and(|(at, _)| seq <= at) {
+            // Logged again (a re-sent batch, or a later master after a split brain).
+            continue;
+        }
+        let why = match head {
+            Some((at, hash)) if at + 1 == seq && hash != prev => {
+                Some("its link does not continue the hash of the device's event before it")
+            }
+            None if seq == 1 && prev != [0; 32] => Some("the first entry of a chain follows zero"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            let message = format!("device {} chain #{seq}: {why}", row.key.0);
+            log::warn!("store {store_id}: {message}");
+            record_error(tx, store_id, "chain_broken", Some(row), &message).await?;
+            breaks += 1;
+        }
+        let hash = event_hash(&prev, link.seq, event)?;
+        heads.insert(row.key.0, (seq, hash));
+        moved.insert(row.key.0, (seq, hash));
+    }
+    for (device, (seq, hash)) in moved {
+        tx.execute(
+            "INSERT INTO hq_chains (store_id, device_id, chain_seq, chain_hash)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (store_id, device_id) DO UPDATE
+                SET chain_seq = excluded.chain_seq, chain_hash = excluded.chain_hash",
+            &[&store_id, &device, &seq, &hash.as_slice()],
+        )
+        .await?;
+    }
+    Ok(breaks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_of_a_hash() {
+        assert_eq!(unhex32(&"0".repeat(64)), Some([0; 32]));
+        assert_eq!(unhex32(&"ff".repeat(32)), Some([0xff; 32]));
+        assert_eq!(unhex32(&"f".repeat(63)), None);
+        assert_eq!(unhex32(&"g".repeat(64)), None);
+    }
+}
