@@ -84,7 +84,32 @@ fn free_port() -> anyhow::Result<u16> {
 
 const EPOCH: &str = r#"{"term": 1, "master_id": 1, "master_priority": 0}"#;
 
-/// A master-log entry of a one-line sale, as a store's master holds it.
+/// The master-log entries `1..=count` of device 2's one-line sales, as a store's master holds
+/// them: each event linked in the device's chain (issue #17), which head office checks.
+fn entries(count: u64) -> Vec<Value> {
+    let mut prev = rms_storage::journal::Hash::GENESIS;
+    (1..=count)
+        .map(|seq| {
+            let mut entry = entry(seq);
+            let link = rms_domain::ChainLink {
+                seq,
+                prev: prev.to_hex(),
+            };
+            if let Ok(mut event) =
+                serde_json::from_value::<rms_domain::SyncEvent>(entry["event"].clone())
+            {
+                event.chain = Some(link.clone());
+                if let Ok(Some(hash)) = rms_storage::journal::event_hash(&event) {
+                    prev = hash;
+                }
+            }
+            entry["event"]["chain"] = json!(link);
+            entry
+        })
+        .collect()
+}
+
+/// A master-log entry of a one-line sale, as a store's master holds it (without its link).
 fn entry(seq: u64) -> Value {
     let epoch: Value = serde_json::from_str(EPOCH).unwrap_or(Value::Null);
     let id = format!("2-{seq}");
@@ -106,10 +131,11 @@ fn entry(seq: u64) -> Value {
 /// The uplink batches of one store: `batches` × `size` entries from the start of its log.
 fn batches(batches: u64, size: u64) -> Vec<Vec<u8>> {
     let epoch: Value = serde_json::from_str(EPOCH).unwrap_or(Value::Null);
+    let all = entries(batches * size);
     (0..batches)
         .map(|b| {
             let since = b * size;
-            let entries: Vec<Value> = (since + 1..=since + size).map(entry).collect();
+            let entries = &all[since as usize..(since + size) as usize];
             let body = json!({
                 "epoch": epoch, "since": since,
                 "since_epoch": if since == 0 { Value::Null } else { epoch.clone() },
@@ -129,11 +155,12 @@ async fn insert_straight(
     size: u64,
 ) -> anyhow::Result<()> {
     let mut client = db.client().await?;
+    let all = entries(rows);
     for batch in 0..rows / size {
         let seqs: Vec<i64> = ((batch * size + 1)..=(batch + 1) * size)
             .map(|s| s as i64)
             .collect();
-        let entries: Vec<Value> = seqs.iter().map(|s| entry(*s as u64)).collect();
+        let entries = &all[(batch * size) as usize..((batch + 1) * size) as usize];
         let epochs: Vec<Value> = entries.iter().map(|e| e["epoch"].clone()).collect();
         let devices = vec![2_i32; seqs.len()];
         let kinds = vec!["sale_recorded"; seqs.len()];

@@ -250,6 +250,14 @@ pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, S
         .transpose()
 }
 
+/// The greatest sequence number of `device`'s events stored here.
+pub fn newest_seq(conn: &Connection, device: DeviceId) -> Result<Option<u64>, StorageError> {
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT max(seq) FROM sync_events WHERE device_id = ?1")?
+        .query_row([device.get()], |r| r.get(0))?;
+    newest.map(|n| from_sql_u64(n, TABLE)).transpose()
+}
+
 /// The newest event of `event_id`'s origin stored before it (by sequence number).
 pub fn latest_before(
     conn: &Connection,
