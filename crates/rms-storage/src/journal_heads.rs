@@ -232,7 +232,17 @@ pub fn signed_head(
     hash: &Hash,
     at_ms: u64,
 ) -> Result<rms_domain::PushHead, StorageError> {
-    let text = statement(device_id, Chain::Events, seq, hash, at_ms)?;
+    sign_text(
+        signer,
+        statement(device_id, Chain::Events, seq, hash, at_ms)?,
+    )
+}
+
+/// `text` signed by `signer`, with its key and certificate (the shape of a push head).
+pub fn sign_text(
+    signer: &dyn HeadSigner,
+    text: String,
+) -> Result<rms_domain::PushHead, StorageError> {
     let signature = signer.sign(text.as_bytes())?;
     Ok(rms_domain::PushHead {
         statement: text,
@@ -240,6 +250,35 @@ pub fn signed_head(
         certificate: hex(signer.certificate()),
         signature: hex(&signature),
     })
+}
+
+/// The text a master signs for the head of its log chain (`crate::log_chain`):
+/// `{"log_head":{"device_id","seq","hash","at_ms"}}`.
+pub fn log_statement(
+    device_id: DeviceId,
+    seq: u64,
+    hash: &Hash,
+    at_ms: u64,
+) -> Result<String, StorageError> {
+    #[derive(serde::Serialize)]
+    struct LogHead {
+        device_id: DeviceId,
+        seq: u64,
+        hash: String,
+        at_ms: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Statement {
+        log_head: LogHead,
+    }
+    let head = LogHead {
+        device_id,
+        seq,
+        hash: hash.to_hex(),
+        at_ms,
+    };
+    serde_json::to_string(&Statement { log_head: head })
+        .map_err(|e| StorageError::corrupt("journal_heads", e))
 }
 
 /// A signed head as stored (and exported).

@@ -21,6 +21,7 @@ pub mod events;
 pub mod journal;
 pub mod journal_heads;
 pub mod local;
+pub mod log_chain;
 pub mod node_state;
 pub mod products;
 pub mod replica;

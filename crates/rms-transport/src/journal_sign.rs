@@ -94,5 +94,36 @@ pub(crate) async fn run(node: Node) {
     while !node.is_stopping() {
         tick.tick().await;
         node.send_input(Input::SignJournal(Arc::clone(&signer)));
+        if let Err(err) = follow_log(&node, &signer).await {
+            log::error!("cannot hash the master log's chain: {err}");
+        }
     }
+}
+
+/// The head of this device's log chain (`rms_storage::log_chain`), signed when it is the master:
+/// what `/health` shows.
+#[derive(Debug, Clone, Default)]
+pub struct LogHead {
+    pub chain: rms_storage::log_chain::LogChain,
+    /// The master's signature over `{"log_head":{"device_id","seq","hash","at_ms"}}`.
+    pub signed: Option<rms_domain::PushHead>,
+}
+
+/// Extends the log chain over what the log gained (from the start again after a truncation), and
+/// signs its head on the master.
+async fn follow_log(node: &Node, signer: &Arc<Signer>) -> Result<(), crate::db::DbError> {
+    let chain = node.log_head().chain;
+    let chain = node.db().read(move |c| chain.extend(c)).await?;
+    let master = node.status().role == Some(rms_domain::Role::Master);
+    let signed = if master && chain.seq > 0 {
+        let device_id = node.config().device_id;
+        let at_ms = node.config().clock.now_ms();
+        let text =
+            rms_storage::journal_heads::log_statement(device_id, chain.seq, &chain.hash, at_ms)?;
+        Some(rms_storage::journal_heads::sign_text(&**signer, text)?)
+    } else {
+        None
+    };
+    node.set_log_head(LogHead { chain, signed });
+    Ok(())
 }

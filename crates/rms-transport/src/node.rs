@@ -141,6 +141,8 @@ struct Inner {
     changes: crate::changes::ChangeFeed,
     /// This device's key as the journal signs with it (none if the key cannot sign: alarmed).
     journal_signer: std::sync::OnceLock<Arc<crate::journal_sign::Signer>>,
+    /// The head of the log chain, as `journal_sign::run` last followed it.
+    log_head: Mutex<crate::journal_sign::LogHead>,
 }
 
 impl Node {
@@ -231,6 +233,7 @@ impl Node {
             uplink: std::sync::OnceLock::new(),
             changes: crate::changes::ChangeFeed::new(boot_ms),
             journal_signer: std::sync::OnceLock::new(),
+            log_head: Mutex::new(crate::journal_sign::LogHead::default()),
         };
         let node = Node {
             inner: Arc::new(inner),
@@ -311,6 +314,21 @@ impl Node {
     /// The node is stopping: background tasks end.
     pub fn is_stopping(&self) -> bool {
         *self.inner.shutdown.borrow()
+    }
+
+    /// The head of this device's log chain, signed on the master (issue #17; `/health`).
+    pub fn log_head(&self) -> crate::journal_sign::LogHead {
+        self.inner
+            .log_head
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_log_head(&self, head: crate::journal_sign::LogHead) {
+        if let Ok(mut held) = self.inner.log_head.lock() {
+            *held = head;
+        }
     }
 
     /// Keeps the journal's signer (`journal_sign::run`), for the signing at shutdown.

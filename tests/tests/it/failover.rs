@@ -269,4 +269,33 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
     for (dir, node) in store.dirs.iter().zip(nodes) {
         rms_tests::assert_journal_verifies(dir.path(), node);
     }
+    // The master log's chain followed the merged log: every device reaches the same head, and
+    // the master signs it; the truncation's audit names the entries it undid.
+    wait_for("one log chain head everywhere", DEADLINE, || {
+        let heads: Vec<Value> = nodes
+            .iter()
+            .map(|n| health(n)["log_chain"].clone())
+            .collect();
+        heads[0]["seq"].as_u64().unwrap_or(0) > 0
+            && heads
+                .iter()
+                .all(|h| h["seq"] == heads[0]["seq"] && h["hash"] == heads[0]["hash"])
+            && heads.iter().any(|h| {
+                h["signed"]["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(h["hash"].as_str().unwrap_or("-")))
+            })
+    });
+    let undone: Vec<Value> = nodes
+        .iter()
+        .flat_map(|n| {
+            let (_, rows) = n.get("/api/v1/audit?operation=pull&limit=1000");
+            rows.as_array().cloned().unwrap_or_default()
+        })
+        .filter(|e| e["details"]["undone_count"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(
+        !undone.is_empty(),
+        "the truncation of the losing side names what it undid"
+    );
 }

@@ -171,6 +171,9 @@ impl From<HandoverFact> for Audited {
     }
 }
 
+/// Most undone entries an audit row of a truncation names (the count is always there).
+pub(super) const UNDONE_LISTED_MAX: usize = 1000;
+
 /// The SyncManager of a client.
 #[derive(Debug, Clone)]
 pub enum ClientFact {
@@ -187,6 +190,13 @@ pub enum ClientFact {
     Truncated {
         keep: u64,
         head_was: u64,
+    },
+    /// The entries a truncation undid (issue #17: the audit says which), the first
+    /// [`UNDONE_LISTED_MAX`] of them by position.
+    Undone {
+        keep: u64,
+        entries: Vec<(u64, String)>,
+        count: usize,
     },
     Applied {
         via: &'static str,
@@ -485,6 +495,22 @@ impl ClientFact {
                 None,
                 json!({ "keep": keep, "undo_after": keep, "head_was": head_was }),
             ),
+            ClientFact::Undone {
+                keep,
+                entries,
+                count,
+            } => {
+                let undone: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|(seq, id)| json!({ "master_seq": seq, "event_id": id }))
+                    .collect();
+                (
+                    Op::Pull,
+                    Out::Conflict,
+                    None,
+                    json!({ "undone_after": keep, "undone": undone, "undone_count": count }),
+                )
+            }
             ClientFact::Applied {
                 via,
                 from_seq,

@@ -366,6 +366,24 @@ impl<S: SyncStore> SyncNode<S> {
             ..Batch::default()
         })?;
         let me = self.me();
+        let mut listed: Vec<(u64, String)> = undone
+            .iter()
+            .map(|e| (e.seq(), e.event.event_id.to_string()))
+            .collect();
+        listed.sort_unstable();
+        let count = listed.len();
+        listed.truncate(super::audit::UNDONE_LISTED_MAX);
+        if count > 0 {
+            // Committed with what this input does next (the pull's audit), like every audit row.
+            self.audit(
+                now,
+                ClientFact::Undone {
+                    keep,
+                    entries: listed,
+                    count,
+                },
+            );
+        }
         self.relay.extend(
             undone
                 .into_iter()

@@ -26,6 +26,11 @@ pub async fn health(node: Node) -> Result<Response, ApiError> {
 fn health_value(node: &Node) -> serde_json::Value {
     let status = node.status();
     let disk_full = node.db().disk_full();
+    let log = node.log_head();
+    let mut log_chain = json!({ "seq": log.chain.seq, "hash": log.chain.hash.to_hex() });
+    if let Some(signed) = log.signed {
+        log_chain["signed"] = json!(signed);
+    }
     json!({
         "status": if disk_full { "degraded" } else { "ok" },
         "storage": if disk_full { "full" } else { "ok" },
@@ -35,6 +40,7 @@ fn health_value(node: &Node) -> serde_json::Value {
         "term": status.epoch.map_or(0, |e| e.term.0),
         "master_id": status.master_id,
         "version": env!("CARGO_PKG_VERSION"),
+        "log_chain": log_chain,
     })
 }
 
