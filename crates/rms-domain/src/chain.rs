@@ -48,6 +48,29 @@ impl ChainLink {
     }
 }
 
+/// The 32 bytes of a hash written as 64 hex digits; `None` for anything else.
+pub fn hash_from_hex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != HASH_HEX_CHARS {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The value of one hex digit.
+pub fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// True for 64 lowercase hex digits.
 pub fn is_hash_hex(text: &str) -> bool {
     text.len() == HASH_HEX_CHARS && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -190,6 +213,14 @@ mod tests {
             ..good
         };
         assert_eq!(short.validate().unwrap_err().field, "chain.prev");
+    }
+
+    #[test]
+    fn hex_of_a_hash() {
+        assert_eq!(hash_from_hex(&"0".repeat(64)), Some([0; 32]));
+        assert_eq!(hash_from_hex(&"ff".repeat(32)), Some([0xff; 32]));
+        assert_eq!(hash_from_hex(&"f".repeat(63)), None);
+        assert_eq!(hash_from_hex(&"g".repeat(64)), None);
     }
 
     #[test]

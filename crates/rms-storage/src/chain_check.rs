@@ -108,13 +108,26 @@ fn check_push(
             _ => stored_before(conn, id)?,
         };
         let broken = |why| Ok(Err(ChainBreak::Link { event_id: id, why }));
-        // An event the master holds already must come as it holds it (a device that rebuilt
-        // its chain from a changed event it had pushed cannot re-push it to move the anchor).
+        // An event the master holds already: the chain goes on from the master's copy (a device
+        // that rebuilt its chain from a changed event it had pushed cannot re-push it to move
+        // the anchor). Other content under its id is `event_id_reused`, the core's verdict for
+        // that one event; the same content with another link is a rebuilt chain.
         if let Some(copy) = held.iter().find(|e| e.event_id == id)
-            && copy.chain.is_some()
-            && (copy.chain != event.chain || !copy.same_content(event))
+            && let Some(copy_link) = &copy.chain
         {
-            return broken("it differs from the master's copy of it");
+            if !copy.same_content(event) {
+                let hash = event_hash(copy)?
+                    .ok_or_else(|| StorageError::corrupt("sync_events", "a bad chain_prev"))?;
+                previous = Some((id.seq, Before::Linked(id.seq, copy_link.seq, hash)));
+                // The head signs what the device holds at that position.
+                if let (Some(link), Some(own)) = (&event.chain, event_hash(event)?) {
+                    last = Some((link.seq, own));
+                }
+                continue;
+            }
+            if copy.chain != event.chain {
+                return broken("it differs from the master's copy of it");
+            }
         }
         let Some(link) = &event.chain else {
             if matches!(before, Before::Linked(..)) || last.is_some() {

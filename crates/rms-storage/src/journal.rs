@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use rms_domain::chain::hex_digit;
 use rms_domain::{AuditEntry, ChainLink, EventId, SyncEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -73,15 +74,7 @@ impl Hash {
     }
 
     pub fn from_hex(text: &str) -> Option<Hash> {
-        let digits = text.as_bytes();
-        if digits.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
-        Some(Hash(out))
+        rms_domain::chain::hash_from_hex(text).map(Hash)
     }
 }
 
@@ -98,16 +91,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The value of one hex digit.
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// The bytes of an even number of hex digits; `None` for anything else.
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
@@ -116,7 +99,7 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     }
     digits
         .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .map(|pair| Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?))
         .collect()
 }
 

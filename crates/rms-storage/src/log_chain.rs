@@ -53,12 +53,14 @@ pub fn record(entry: &LogEntry) -> Result<String, StorageError> {
     .map_err(|e| StorageError::corrupt("sync_events", e))
 }
 
-/// A head of the log chain: its position, hash, and the event there (to notice a truncation).
+/// A head of the log chain: its position, hash, and the entry there — its event and the epoch
+/// that decided it — to notice a truncation (a later master may log the same event at the same
+/// position in its own epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogChain {
     pub seq: u64,
     pub hash: Hash,
-    event_id: Option<rms_domain::EventId>,
+    at: Option<(rms_domain::EventId, Epoch)>,
 }
 
 impl Default for LogChain {
@@ -66,18 +68,21 @@ impl Default for LogChain {
         LogChain {
             seq: 0,
             hash: Hash::GENESIS,
-            event_id: None,
+            at: None,
         }
     }
 }
 
 impl LogChain {
     /// The head after the entries this device's log holds now: from this one when the log still
-    /// holds the entry it ended on, else from the beginning.
+    /// holds the entry it ended on, else from the beginning. Reads one snapshot, so a truncation
+    /// committed meanwhile is seen whole or not at all.
     pub fn extend(&self, conn: &Connection) -> Result<LogChain, StorageError> {
-        let still = match self.event_id {
+        let snapshot = conn.unchecked_transaction()?;
+        let still = match &self.at {
             None => true,
-            Some(id) => events::entry_at(conn, self.seq)?.is_some_and(|e| e.event.event_id == id),
+            Some((id, epoch)) => events::entry_at(&snapshot, self.seq)?
+                .is_some_and(|e| e.event.event_id == *id && e.epoch == *epoch),
         };
         let mut head = if still {
             self.clone()
@@ -85,11 +90,10 @@ impl LogChain {
             LogChain::default()
         };
         loop {
-            let entries = events::log_after(conn, head.seq, PAGE)?;
-            let Some(last) = entries.last() else {
+            let entries = events::log_after(&snapshot, head.seq, PAGE)?;
+            if entries.is_empty() {
                 return Ok(head);
-            };
-            let last_id = last.event.event_id;
+            }
             for entry in &entries {
                 if entry.seq() != head.seq + 1 {
                     // A hole in this device's copy (not pulled yet): the chain stops before it.
@@ -97,10 +101,7 @@ impl LogChain {
                 }
                 head.hash = Hash::link(&head.hash, &record(entry)?);
                 head.seq = entry.seq();
-                head.event_id = Some(entry.event.event_id);
-            }
-            if head.event_id != Some(last_id) {
-                return Ok(head);
+                head.at = Some((entry.event.event_id, entry.epoch));
             }
         }
     }

@@ -43,7 +43,11 @@ pub fn apply_entries(
         }
         // Mostly new events (on the master, always): one insert, and a read only when the
         // event is stored already (this device's own, or one a truncation left pending).
-        if !inserter.entry_if_new(entry)? {
+        if inserter.entry_if_new(entry)? {
+            if entry.event.origin() == state.device_id {
+                own_from_log(tx, &mut state, &entry.event)?;
+            }
+        } else {
             match events::get(tx, &entry.event.event_id)? {
                 Some(stored) if stored.same_content(&entry.event) => {
                     events::set_decision(tx, &entry.event, Some(entry))?;
@@ -74,6 +78,22 @@ pub fn apply_entries(
     node_state::save(tx, &state)?;
     recompute_visible(tx, state.device_id, &touched)?;
     Ok(touched)
+}
+
+/// One of this device's own events that it did not hold, brought back by the log (a device
+/// restored from a backup, or a replacement with the same id): its numbers are taken, so the
+/// sequence moves past it; and when its link continues this device's journal, it is journaled
+/// again (the journal lost it with the disk), so the chain goes on from it as the master holds it.
+fn own_from_log(
+    tx: &Transaction<'_>,
+    state: &mut node_state::NodeState,
+    event: &rms_domain::SyncEvent,
+) -> Result<(), StorageError> {
+    state.last_seq = state.last_seq.max(event.event_id.seq);
+    if event.chain.is_some() && event.chain == Some(crate::journal::next_event_link(tx)?) {
+        crate::journal::append_event(tx, event)?;
+    }
+    Ok(())
 }
 
 /// Records the master's verdict on one of this device's own events (from a push answer). The

@@ -312,18 +312,26 @@ fn a_gap_in_event_numbers_or_a_changed_copy_does_not_move_the_anchor() {
             event_id: later.event_id
         })
     );
-    // An event the master holds comes as it holds it: changed, it is refused.
+    // An event the master holds comes with the link the master holds: a rebuilt link is refused.
+    let mut relinked = events[2].clone();
+    relinked.chain.as_mut().unwrap().prev = "ef".repeat(32);
+    assert_eq!(
+        check(&master, std::slice::from_ref(&relinked), head.as_ref()),
+        Err(ChainBreak::Link {
+            event_id: relinked.event_id,
+            why: "it differs from the master's copy of it"
+        })
+    );
+    // Changed content under a held id is the core's `event_id_reused` for that event; the chain
+    // goes on from the master's copy, and the head no longer signs the changed event.
     let mut changed = events[2].clone();
     if let rms_domain::EventPayload::SaleRecorded { lines, .. } = &mut changed.payload {
         lines[0].qty = 7;
     }
-    assert_eq!(
+    assert!(matches!(
         check(&master, std::slice::from_ref(&changed), head.as_ref()),
-        Err(ChainBreak::Link {
-            event_id: changed.event_id,
-            why: "it differs from the master's copy of it"
-        })
-    );
+        Err(ChainBreak::Signature { .. })
+    ));
 }
 
 #[test]
@@ -368,4 +376,66 @@ fn migration_9_links_the_events_journaled_before_it() {
         .unwrap();
     let filled = client.read(|c| events::pending(c, 100)).unwrap();
     assert_eq!(filled, linked, "the links are the journal's");
+}
+
+#[test]
+fn a_replaced_device_takes_its_chain_back_from_the_log() {
+    // Device 2's disk is lost after its events reached the master's log; its replacement (same
+    // id, empty database) pulls them back: its sequence moves past them, its journal takes them
+    // back, it verifies, and its next event continues the chain the master holds.
+    let old = client_with_sales(3);
+    let epoch = Epoch {
+        term: Term(1),
+        master_id: device(1),
+        master_priority: 0,
+    };
+    let entries: Vec<rms_domain::LogEntry> = old
+        .read(|c| events::pending(c, 100))
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
+            event.status = rms_domain::EventStatus::Synced;
+            event.master_seq = Some(i as u64 + 1);
+            rms_domain::LogEntry {
+                event,
+                epoch,
+                products: Vec::new(),
+                forced: false,
+            }
+        })
+        .collect();
+    let new = Store::open_in_memory(device(2)).unwrap();
+    new.write(|tx| rms_storage::replica::apply_entries(tx, &entries).map(|_| ()))
+        .unwrap();
+    let verified = new.read(rms_storage::journal::verify).unwrap();
+    assert_eq!(verified.broken, None);
+    let milk = Command::CreateProduct(rms_domain::NewProduct {
+        sku: "milk".into(),
+        name: "Milk".into(),
+        price_cents: 99,
+        stock: 5,
+        user_id: None,
+    });
+    let made = new
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, milk))
+        .unwrap();
+    assert_eq!(
+        made.event.event_id.seq, 5,
+        "past the events the log brought back"
+    );
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let held: Vec<SyncEvent> = entries
+        .iter()
+        .map(|e| SyncEvent {
+            master_seq: None,
+            status: rms_domain::EventStatus::Pending,
+            ..e.event.clone()
+        })
+        .collect();
+    master_holds(&master, &held);
+    let (pending, head) = push(&new, &key);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(check(&master, &pending, head.as_ref()), Ok(()));
 }

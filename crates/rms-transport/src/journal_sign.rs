@@ -86,7 +86,7 @@ pub(crate) async fn run(node: Node) {
                 serde_json::json!({ "error": err.to_string() }),
             )
             .await;
-            return;
+            return follow_unsigned(node).await;
         }
     };
     node.set_journal_signer(Arc::clone(&signer));
@@ -94,7 +94,19 @@ pub(crate) async fn run(node: Node) {
     while !node.is_stopping() {
         tick.tick().await;
         node.send_input(Input::SignJournal(Arc::clone(&signer)));
-        if let Err(err) = follow_log(&node, &signer).await {
+        if let Err(err) = follow_log(&node, Some(&signer)).await {
+            log::error!("cannot hash the master log's chain: {err}");
+        }
+    }
+}
+
+/// Follows the log chain every [`SIGN_INTERVAL`] without signing: a device whose journal did
+/// not verify, or whose key cannot sign, still shows its log's head.
+pub(crate) async fn follow_unsigned(node: Node) {
+    let mut tick = tokio::time::interval(SIGN_INTERVAL);
+    while !node.is_stopping() {
+        tick.tick().await;
+        if let Err(err) = follow_log(&node, None).await {
             log::error!("cannot hash the master log's chain: {err}");
         }
     }
@@ -111,11 +123,11 @@ pub struct LogHead {
 
 /// Extends the log chain over what the log gained (from the start again after a truncation), and
 /// signs its head on the master.
-async fn follow_log(node: &Node, signer: &Arc<Signer>) -> Result<(), crate::db::DbError> {
+async fn follow_log(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), crate::db::DbError> {
     let chain = node.log_head().chain;
     let chain = node.db().read(move |c| chain.extend(c)).await?;
     let master = node.status().role == Some(rms_domain::Role::Master);
-    let signed = if master && chain.seq > 0 {
+    let signed = if let Some(signer) = signer.filter(|_| master && chain.seq > 0) {
         let device_id = node.config().device_id;
         let at_ms = node.config().clock.now_ms();
         let text =

@@ -253,11 +253,19 @@ impl Node {
         tokio::spawn(async move {
             // Never sign a chain that does not verify: that would vouch for a change made while
             // the node was down.
-            if check_journal(&node).await {
-                crate::journal_sign::run(node).await;
-            } else {
-                log::error!("the journal's heads and pushes are not signed: it does not verify");
-                node.send_input(Input::JournalBroken);
+            // A database that cannot be read now (busy, pool timeout) is checked again; only a
+            // verified break stops the signing.
+            loop {
+                match check_journal(&node).await {
+                    Some(true) => break crate::journal_sign::run(node).await,
+                    Some(false) => {
+                        log::error!("the journal's heads and pushes are not signed: it is broken");
+                        node.send_input(Input::JournalBroken);
+                        break crate::journal_sign::follow_unsigned(node).await;
+                    }
+                    None if node.is_stopping() => break,
+                    None => tokio::time::sleep(crate::journal_sign::SIGN_INTERVAL).await,
+                }
             }
         });
         self.trust_itself().await;
@@ -503,14 +511,14 @@ impl Node {
 }
 
 /// The journal (issue #17) is checked at every start, in the background (it reads every entry
-/// and row: seconds for a million): a break is audited as an alarm naming the entry. True when
-/// it verifies.
-async fn check_journal(node: &Node) -> bool {
+/// and row: seconds for a million): a break is audited as an alarm naming the entry. Whether it
+/// verifies; `None` when it could not be read.
+async fn check_journal(node: &Node) -> Option<bool> {
     match node.db().read(rms_storage::journal::verify).await {
         Ok(verified) => match verified.broken {
             None => {
                 log::info!("the journal verifies");
-                true
+                Some(true)
             }
             Some(broken) => {
                 log::error!("the journal does not verify: {broken}");
@@ -521,12 +529,12 @@ async fn check_journal(node: &Node) -> bool {
                     "problem": broken.why,
                 });
                 node.alarm("journal_broken", details).await;
-                false
+                Some(false)
             }
         },
         Err(err) => {
-            log::error!("cannot check the journal: {err}");
-            false
+            log::error!("cannot check the journal (checked again shortly): {err}");
+            None
         }
     }
 }
