@@ -71,6 +71,8 @@ string_enum! {
         Sale = "sale",
         /// A local write: a device certificate trusted or revoked.
         Trust = "trust",
+        /// A device's daily closing (issue #17).
+        Closing = "closing",
         PushSent = "push_sent",
         PushReceived = "push_received",
         Ack = "ack",

@@ -18,6 +18,48 @@ use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX,
 /// Longest `how` of a trust change.
 const HOW_CHARS_MAX: usize = 32;
 
+/// Milliseconds in a day: closings are per UTC day.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// The first millisecond (UTC) of `day`, `YYYY-MM-DD`; `None` if it is not such a date.
+pub fn day_start_ms(day: &str) -> Option<u64> {
+    let well_formed = day.len() == 10
+        && day.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !well_formed {
+        return None;
+    }
+    crate::timefmt::ms_from_rfc3339(&format!("{day}T00:00:00.000Z"))
+}
+
+/// A closing's fields: a date, and numbers the database can hold.
+fn validate_closing(day: &str, sales: u64, total_cents: i64) -> Result<(), ValidationError> {
+    if day_start_ms(day).is_none() {
+        let why = "must be a date, YYYY-MM-DD";
+        return Err(ValidationError::new("payload.day", why));
+    }
+    if i64::try_from(sales).is_err() {
+        return Err(ValidationError::new("payload.sales", "is too large"));
+    }
+    if total_cents < 0 {
+        let why = "must not be negative";
+        return Err(ValidationError::new("payload.total_cents", why));
+    }
+    Ok(())
+}
+
+/// The UTC day (`YYYY-MM-DD`) of a wall time in milliseconds.
+pub fn day_of_ms(ms: u64) -> String {
+    let mut day = crate::timefmt::rfc3339_from_ms(ms);
+    day.truncate(10);
+    day
+}
+
 /// The unit of replication: one local write, as its origin recorded it.
 ///
 /// The origin device is `event_id.device_id`. `status`, `reason` and `master_seq` are what the
@@ -139,6 +181,15 @@ pub enum EventPayload {
         name: String,
         price_cents: i64,
     },
+    /// A device's daily closing (issue #17, as France's NF525 asks): the count and total of the
+    /// sales it made on `day` (UTC, `YYYY-MM-DD`), from its own events. Its chain link is the
+    /// journal's head before it, and the push that carries it is signed: a closing is chained and
+    /// signed like every event. Changes no product.
+    DayClosed {
+        day: String,
+        sales: u64,
+        total_cents: i64,
+    },
     /// A device certificate trusted or revoked (the trust list, `crate::trust`).
     DeviceTrust {
         fingerprint: Fingerprint,
@@ -237,6 +288,11 @@ impl EventPayload {
                 validate::text("payload.name", name, NAME_CHARS_MAX)?;
                 validate::text("payload.how", how, HOW_CHARS_MAX)
             }
+            EventPayload::DayClosed {
+                day,
+                sales,
+                total_cents,
+            } => validate_closing(day, *sales, *total_cents),
         }
     }
 
@@ -248,6 +304,7 @@ impl EventPayload {
             EventPayload::SaleRecorded { .. } => "sale_recorded",
             EventPayload::CatalogSet { .. } => "catalog_set",
             EventPayload::DeviceTrust { .. } => "device_trust",
+            EventPayload::DayClosed { .. } => "day_closed",
         }
     }
 
@@ -261,7 +318,19 @@ impl EventPayload {
             | EventPayload::CatalogSet { sku, .. } => sku.into(),
             EventPayload::SaleRecorded { sale_id, .. } => sale_id.into(),
             EventPayload::DeviceTrust { fingerprint, .. } => fingerprint.to_string().into(),
+            EventPayload::DayClosed { day, .. } => format!("closing:{day}").into(),
         }
+    }
+
+    /// Whether this is a revocation (which must take effect everywhere at once).
+    pub fn revokes_trust(&self) -> bool {
+        matches!(
+            self,
+            EventPayload::DeviceTrust {
+                trust: TrustState::Revoked,
+                ..
+            }
+        )
     }
 
     /// The trust change this event makes, if it is a `device_trust` event from `origin`.
@@ -297,7 +366,7 @@ impl EventPayload {
             | EventPayload::ProductUpdated { sku, .. }
             | EventPayload::StockAdjusted { sku, .. }
             | EventPayload::CatalogSet { sku, .. } => vec![sku.as_str()],
-            EventPayload::DeviceTrust { .. } => Vec::new(),
+            EventPayload::DeviceTrust { .. } | EventPayload::DayClosed { .. } => Vec::new(),
         };
         skus.sort_unstable();
         skus.dedup();

@@ -39,7 +39,9 @@ pub use audit::{AuditEntry, Operation, Outcome};
 pub use chain::{ChainBreak, ChainLink, PushHead};
 pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
-pub use event::{EventPayload, EventStatus, RejectReason, SyncEvent};
+pub use event::{
+    DAY_MS, EventPayload, EventStatus, RejectReason, SyncEvent, day_of_ms, day_start_ms,
+};
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};

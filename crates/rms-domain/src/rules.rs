@@ -116,10 +116,11 @@ pub fn apply(
         } => Ok(set_by_head_office(products, sku, name, *price_cents, at)),
         // No product changes; the trust rules are the resolver's (`crate::trust`). A revocation
         // must take effect everywhere now; a new device can wait for the next sync (and many
-        // devices added at once go out in one broadcast, not one each).
-        EventPayload::DeviceTrust { trust, .. } => Ok(Applied {
+        // devices added at once go out in one broadcast, not one each). A closing records; it
+        // changes no product either.
+        EventPayload::DeviceTrust { .. } | EventPayload::DayClosed { .. } => Ok(Applied {
             changed: Vec::new(),
-            critical: *trust == crate::TrustState::Revoked,
+            critical: payload.revokes_trust(),
         }),
     }
 }
@@ -165,7 +166,8 @@ pub fn apply_forced(payload: &EventPayload, products: &mut Products, at: &str) -
         // `apply` never refuses head office's change.
         EventPayload::ProductCreated { .. }
         | EventPayload::CatalogSet { .. }
-        | EventPayload::DeviceTrust { .. } => {}
+        | EventPayload::DeviceTrust { .. }
+        | EventPayload::DayClosed { .. } => {}
     }
     changed.sort_unstable();
     changed.dedup();

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod chain_check;
+pub mod closing;
 pub mod db;
 pub mod devices;
 mod error;

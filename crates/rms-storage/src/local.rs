@@ -47,7 +47,14 @@ pub enum Command {
         /// `store_key`, `approved`, `self`, or `revoked`.
         how: String,
     },
+    /// Close a UTC day (`YYYY-MM-DD`) of this device's sales (issue #17, `crate::closing`).
+    CloseDay {
+        day: String,
+    },
 }
+
+/// The user recorded for a daily closing (the node makes it, not a cashier).
+pub const CLOSING_USER: &str = "closing";
 
 /// What a committed local write produced.
 #[derive(Debug, Clone)]
@@ -297,6 +304,12 @@ fn validate(command: &Command) -> Result<(), StorageError> {
             rms_domain::validate_text("name", name, rms_domain::NAME_CHARS_MAX)?;
             rms_domain::validate_text("how", how, 32)?;
         }
+        Command::CloseDay { day } => {
+            if rms_domain::day_start_ms(day).is_none() {
+                let why = "must be a date, YYYY-MM-DD";
+                return Err(rms_domain::ValidationError::new("day", why).into());
+            }
+        }
     }
     Ok(())
 }
@@ -310,6 +323,20 @@ fn payload_for(
 ) -> Result<(EventPayload, String), StorageError> {
     let user = |u: Option<String>| u.unwrap_or_else(|| DEFAULT_USER.to_owned());
     Ok(match command {
+        Command::CloseDay { day } => {
+            let device = event_id.device_id;
+            if crate::closing::closed(tx, device, &day)? {
+                let message = format!("day {day} is closed already");
+                return Err(StorageError::refused(RejectReason::AlreadyExists, message));
+            }
+            let (sales, total_cents) = crate::closing::totals(tx, device, &day)?;
+            let payload = EventPayload::DayClosed {
+                day,
+                sales,
+                total_cents,
+            };
+            (payload, CLOSING_USER.to_owned())
+        }
         Command::CreateProduct(new) => (
             EventPayload::ProductCreated {
                 sku: new.sku,
@@ -393,6 +420,7 @@ fn audit_entry(event: &SyncEvent, at: &str) -> AuditEntry {
         EventPayload::StockAdjusted { .. } => Operation::StockAdjust,
         EventPayload::SaleRecorded { .. } => Operation::Sale,
         EventPayload::DeviceTrust { .. } => Operation::Trust,
+        EventPayload::DayClosed { .. } => Operation::Closing,
     };
     AuditEntry {
         id: 0,

@@ -91,13 +91,49 @@ pub(crate) async fn run(node: Node) {
     };
     node.set_journal_signer(Arc::clone(&signer));
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
+    // The day whose past days were last closed: checked at start and when the day changes.
+    let mut closed_before = None;
     while !node.is_stopping() {
         tick.tick().await;
         node.send_input(Input::SignJournal(Arc::clone(&signer)));
         if let Err(err) = follow_log(&node, Some(&signer)).await {
             log::error!("cannot hash the master log's chain: {err}");
         }
+        let today = node.config().clock.now_ms() / rms_domain::DAY_MS;
+        if closed_before != Some(today) && close_days(&node).await {
+            closed_before = Some(today);
+        }
     }
+}
+
+/// Closes the past days this device sold on and has not closed (issue #17,
+/// `rms_storage::closing`), each one local write. False when it is to be tried again.
+async fn close_days(node: &Node) -> bool {
+    let device = node.config().device_id;
+    let now_ms = node.config().clock.now_ms();
+    let due = node
+        .db()
+        .read(move |c| rms_storage::closing::due(c, device, now_ms))
+        .await;
+    let due = match due {
+        Ok(due) => due,
+        Err(err) => {
+            log::error!("cannot find the days to close: {err}");
+            return false;
+        }
+    };
+    let more = due.len() == rms_storage::closing::DAYS_PER_CHECK_MAX;
+    for day in due {
+        let command = rms_storage::local::Command::CloseDay { day: day.clone() };
+        match node.local_write(command).await {
+            Ok(_) => log::info!("closed day {day}"),
+            Err(err) => {
+                log::error!("cannot close day {day}: {err}");
+                return false;
+            }
+        }
+    }
+    !more
 }
 
 /// Follows the log chain every [`SIGN_INTERVAL`] without signing: a device whose journal did

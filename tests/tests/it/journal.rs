@@ -352,3 +352,60 @@ fn a_pushed_event_changed_behind_its_devices_back_is_refused_by_the_master_and_a
     // The honest sale stays in the master's log.
     assert_eq!(master.get(&format!("/api/v1/sales/{first_id}")).0, 200);
 }
+
+#[test]
+fn a_node_closes_the_days_it_sold_on_once_they_are_over() {
+    use rms_domain::{NewSale, NewSaleLine, Role};
+    use rms_storage::local::{self, Command};
+    let dir = tempfile::tempdir().expect("a dir");
+    let mut node = NodeProcess::start(dir.path(), &["--device-id", "1"]);
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(node.post("/api/v1/products", &tea).0, 201);
+    assert!(node.terminate().success());
+    // Two sales yesterday, made through the storage layer with yesterday's time.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let yesterday = now_ms - rms_domain::DAY_MS;
+    let store = rms_storage::Store::open(dir.path(), rms_domain::DeviceId::new(1).expect("1"))
+        .expect("the store opens");
+    for qty in [1, 3] {
+        let sale = Command::Sell(NewSale {
+            user_id: "ann".into(),
+            lines: vec![NewSaleLine {
+                sku: "tea".into(),
+                qty,
+            }],
+        });
+        store
+            .write(|tx| local::record(tx, Role::Master, yesterday, sale))
+            .expect("a sale yesterday");
+    }
+    drop(store);
+
+    let node = NodeProcess::start(dir.path(), &["--device-id", "1"]);
+    let day = rms_domain::day_of_ms(yesterday);
+    rms_tests::wait_for("the closing", std::time::Duration::from_secs(30), || {
+        let (_, rows) = node.get("/api/v1/audit?operation=closing");
+        rows.as_array().is_some_and(|r| !r.is_empty())
+    });
+    let (_, pulled) = node.get("/api/v1/sync/pull?since=0&limit=1000");
+    let closings: Vec<&serde_json::Value> = pulled["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["event"]["payload"]["kind"] == "day_closed")
+        .collect();
+    assert_eq!(closings.len(), 1, "one closing: {closings:?}");
+    let payload = &closings[0]["event"]["payload"];
+    assert_eq!(payload["day"], day);
+    assert_eq!(payload["sales"], 2);
+    assert_eq!(payload["total_cents"], 4 * 250);
+    assert!(
+        closings[0]["event"]["chain"]["seq"].as_u64().is_some(),
+        "chained: {payload}"
+    );
+    let (ok, last) = verify(dir.path());
+    assert!(ok, "the journal verifies with its closing: {last}");
+}
