@@ -7,19 +7,19 @@
 
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use rms_domain::{
-    ChainBreak, DeviceId, Epoch, Fingerprint, NewSale, NewSaleLine, PushHead, Role, SyncEvent,
-    Term, TrustState,
+    ChainBreak, Epoch, Fingerprint, NewSale, NewSaleLine, PushHead, Role, SyncEvent, Term,
+    TrustState,
 };
 use rms_storage::chain_check::{Checker, Heads};
 use rms_storage::journal_heads::{HeadSigner, push_head};
 use rms_storage::local::{self, Command};
-use rms_storage::{StorageError, Store, events, node_state};
+use rms_storage::{StorageError, Store, events};
+
+mod common;
+
+use common::{device, master};
 
 const NOW_MS: u64 = 1_764_091_800_000;
-
-fn device(id: u16) -> DeviceId {
-    DeviceId::new(id).unwrap()
-}
 
 /// A device key, with a stand-in certificate: bytes that hold the public key, as a DER
 /// certificate does (the check looks for the key in it and trusts its SHA-256).
@@ -60,18 +60,7 @@ impl HeadSigner for Key {
 
 /// Device 1 as master, trusting `key` for device 2.
 fn master_trusting(key: &Key) -> Store {
-    let store = Store::open_in_memory(device(1)).unwrap();
-    store
-        .write(|tx| {
-            let mut state = node_state::load(tx)?;
-            state.epoch = Some(Epoch {
-                term: Term(1),
-                master_id: device(1),
-                master_priority: 0,
-            });
-            node_state::save(tx, &state)
-        })
-        .unwrap();
+    let store = master(Store::open_in_memory(device(1)).unwrap());
     let trust = Command::Trust {
         fingerprint: key.fingerprint(),
         device_id: device(2),
@@ -88,24 +77,12 @@ fn master_trusting(key: &Key) -> Store {
 /// Device 2, a client with `n` pending sales (each linked in its journal).
 fn client_with_sales(n: usize) -> Store {
     let store = Store::open_in_memory(device(2)).unwrap();
-    let create = Command::CreateProduct(rms_domain::NewProduct {
-        sku: "tea".into(),
-        name: "Tea".into(),
-        price_cents: 250,
-        stock: 100,
-        user_id: None,
-    });
+    let create = common::create("tea", 100);
     store
         .write(|tx| local::record(tx, Role::Client, NOW_MS, create))
         .unwrap();
     for _ in 0..n {
-        let sale = Command::Sell(NewSale {
-            user_id: "ann".into(),
-            lines: vec![NewSaleLine {
-                sku: "tea".into(),
-                qty: 1,
-            }],
-        });
+        let sale = common::sell("tea", 1);
         store
             .write(|tx| local::record(tx, Role::Client, NOW_MS, sale))
             .unwrap();

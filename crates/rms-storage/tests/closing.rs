@@ -3,25 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use rms_domain::{
-    DAY_MS, DeviceId, EventPayload, NewProduct, NewSale, NewSaleLine, RejectReason, Role,
-};
+use rms_domain::{DAY_MS, DeviceId, EventPayload, RejectReason, Role};
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store, closing};
+
+mod common;
 
 /// 2025-11-25T00:00:00Z.
 const DAY_ONE: u64 = 1_764_028_800_000;
 
 fn sell(store: &Store, at_ms: u64, qty: i64) {
-    let sale = Command::Sell(NewSale {
-        user_id: "ann".into(),
-        lines: vec![NewSaleLine {
-            sku: "tea".into(),
-            qty,
-        }],
-    });
     store
-        .write(|tx| local::record(tx, Role::Client, at_ms, sale))
+        .write(|tx| local::record(tx, Role::Client, at_ms, common::sell("tea", qty)))
         .unwrap();
 }
 
@@ -29,15 +22,8 @@ fn sell(store: &Store, at_ms: u64, qty: i64) {
 fn a_day_is_closed_once_with_its_sales() {
     let device = DeviceId::new(2).unwrap();
     let store = Store::open_in_memory(device).unwrap();
-    let tea = Command::CreateProduct(NewProduct {
-        sku: "tea".into(),
-        name: "Tea".into(),
-        price_cents: 250,
-        stock: 100,
-        user_id: None,
-    });
     store
-        .write(|tx| local::record(tx, Role::Client, DAY_ONE, tea))
+        .write(|tx| local::record(tx, Role::Client, DAY_ONE, common::create("tea", 100)))
         .unwrap();
     sell(&store, DAY_ONE + 3_600_000, 2);
     sell(&store, DAY_ONE + DAY_MS - 1, 1);

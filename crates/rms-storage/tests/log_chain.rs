@@ -3,50 +3,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use rms_domain::{DeviceId, Epoch, NewProduct, NewSale, NewSaleLine, Role, Term};
+use rms_domain::Role;
 use rms_storage::journal::Hash;
-use rms_storage::local::{self, Command};
+use rms_storage::local;
 use rms_storage::log_chain::{LogChain, record};
-use rms_storage::{Store, events, node_state};
+use rms_storage::{Store, events};
+
+mod common;
 
 const NOW_MS: u64 = 1_764_091_800_000;
 
 fn sell(store: &Store) {
-    let sale = Command::Sell(NewSale {
-        user_id: "ann".into(),
-        lines: vec![NewSaleLine {
-            sku: "tea".into(),
-            qty: 1,
-        }],
-    });
     store
-        .write(|tx| local::record(tx, Role::Master, NOW_MS, sale))
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, common::sell("tea", 1)))
         .unwrap();
 }
 
 #[test]
 fn the_log_chain_followed_in_pieces_is_the_chain_of_the_records() {
-    let store = Store::open_in_memory(DeviceId::new(1).unwrap()).unwrap();
+    let store = common::master(Store::open_in_memory(common::device(1)).unwrap());
     store
-        .write(|tx| {
-            let mut state = node_state::load(tx)?;
-            state.epoch = Some(Epoch {
-                term: Term(1),
-                master_id: state.device_id,
-                master_priority: 0,
-            });
-            node_state::save(tx, &state)
-        })
-        .unwrap();
-    let tea = Command::CreateProduct(NewProduct {
-        sku: "tea".into(),
-        name: "Tea".into(),
-        price_cents: 250,
-        stock: 10,
-        user_id: None,
-    });
-    store
-        .write(|tx| local::record(tx, Role::Master, NOW_MS, tea))
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, common::create("tea", 10)))
         .unwrap();
     sell(&store);
     let first = store.read(|c| LogChain::default().extend(c)).unwrap();

@@ -3,56 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use rms_domain::{
-    DeviceId, Epoch, EventStatus, NewProduct, NewSale, NewSaleLine, Operation, RejectReason, Role,
-    StockAdjustment, Term,
-};
+use rms_domain::{EventStatus, Operation, RejectReason, Role, StockAdjustment, Term};
 use rms_storage::audit::AuditQuery;
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store, audit, db, events, node_state, products, sales};
 
+mod common;
+
+use common::{create, device, master, sell};
+
 const NOW_MS: u64 = 1_764_091_800_000;
-
-fn device(id: u16) -> DeviceId {
-    DeviceId::new(id).unwrap()
-}
-
-fn create(sku: &str, stock: i64) -> Command {
-    Command::CreateProduct(NewProduct {
-        sku: sku.into(),
-        name: format!("Product {sku}"),
-        price_cents: 250,
-        stock,
-        user_id: None,
-    })
-}
-
-fn sell(sku: &str, qty: i64) -> Command {
-    Command::Sell(NewSale {
-        user_id: "ann".into(),
-        lines: vec![NewSaleLine {
-            sku: sku.into(),
-            qty,
-        }],
-    })
-}
-
-/// A store whose device has formed a store of its own (term 1, itself master), as the sync core
-/// would have persisted it.
-fn master(store: Store) -> Store {
-    store
-        .write(|tx| {
-            let mut state = node_state::load(tx)?;
-            state.epoch = Some(Epoch {
-                term: Term(1),
-                master_id: state.device_id,
-                master_priority: 0,
-            });
-            node_state::save(tx, &state)
-        })
-        .unwrap();
-    store
-}
 
 fn counts(store: &Store) -> (i64, i64, i64, i64) {
     store
