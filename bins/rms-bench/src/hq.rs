@@ -17,8 +17,9 @@ use rms_hq::cluster::Postgres;
 use serde_json::{Value, json};
 
 use crate::process::{self, Server, agent, get, post, start_node};
+use crate::pushes::push_all;
 use crate::report::{Row, Target, percentile};
-use crate::scenarios::{Bench, Link, bench_product, blocking, fleet_of, master, push_all};
+use crate::scenarios::{Bench, Link, bench_product, blocking, fleet_of, master};
 
 /// A cluster, its `hq` database migrated, and an `rms-hq` process in front of it.
 /// Fields drop in order: head office stops before its database.

@@ -180,10 +180,10 @@ pub async fn s1_signed(bench: &Bench) -> anyhow::Result<Row> {
             let pushes = if signed {
                 chained_pushes(&fleet, &epoch, BATCH, batches)?
             } else {
-                scenarios::sale_pushes(&fleet.ids, &epoch, BATCH, batches)
+                crate::pushes::sale_pushes(&fleet.ids, &epoch, BATCH, batches)
             };
             let cpu_before = server.cpu_seconds()?;
-            let wall = scenarios::push_texts(&mut fleet, pushes).await?;
+            let wall = crate::pushes::push_texts(&mut fleet, pushes).await?;
             cpu[which].push((server.cpu_seconds()? - cpu_before) / total * 1000.0);
             measured[which] = total / wall.as_secs_f64();
         }

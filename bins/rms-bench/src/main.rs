@@ -11,6 +11,7 @@ mod fleet;
 mod hq;
 mod journal;
 mod process;
+mod pushes;
 mod reference;
 mod report;
 mod scenarios;
