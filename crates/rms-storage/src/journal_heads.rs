@@ -41,7 +41,7 @@ pub fn sign(
     signer: &dyn HeadSigner,
     at_ms: u64,
 ) -> Result<usize, StorageError> {
-    let mut signed = 0;
+    let mut heads = 0;
     for chain in Chain::ALL {
         let (seq, hash) = head(conn, chain)?;
         let last: Option<i64> = conn
@@ -52,8 +52,7 @@ pub fn sign(
         if seq == 0 || last.and_then(|l| u64::try_from(l).ok()) >= Some(seq) {
             continue;
         }
-        let text = statement(device_id, chain, seq, &hash, at_ms)?;
-        let signature = signer.sign(text.as_bytes())?;
+        let signed = sign_text(signer, statement(device_id, chain, seq, &hash, at_ms)?)?;
         conn.prepare_cached(
             "INSERT INTO journal_heads (chain, seq, statement, key, certificate, signature)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -61,14 +60,14 @@ pub fn sign(
         .execute(params![
             chain.as_str(),
             i64::try_from(seq).unwrap_or(i64::MAX),
-            text,
-            hex(signer.public_key()),
-            hex(signer.certificate()),
-            hex(&signature),
+            signed.statement,
+            signed.key,
+            signed.certificate,
+            signed.signature,
         ])?;
-        signed += 1;
+        heads += 1;
     }
-    Ok(signed)
+    Ok(heads)
 }
 
 /// Why a signed head does not verify: `(chain, seq, why)`.
@@ -281,15 +280,14 @@ pub fn log_statement(
         .map_err(|e| StorageError::corrupt("journal_heads", e))
 }
 
-/// A signed head as stored (and exported).
+/// A signed head as stored (and exported): the chain and position, and the signed statement
+/// with its key and certificate (the shape a push head has).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SignedHead {
     pub chain: Chain,
     pub seq: u64,
-    pub statement: String,
-    pub key: String,
-    pub certificate: String,
-    pub signature: String,
+    #[serde(flatten)]
+    pub signed: rms_domain::PushHead,
 }
 
 /// The signed heads of `chain` at positions `from..=to`, in order.
@@ -308,10 +306,12 @@ pub fn between(
         Ok(SignedHead {
             chain,
             seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-            statement: r.get(1)?,
-            key: r.get(2)?,
-            certificate: r.get(3)?,
-            signature: r.get(4)?,
+            signed: rms_domain::PushHead {
+                statement: r.get(1)?,
+                key: r.get(2)?,
+                certificate: r.get(3)?,
+                signature: r.get(4)?,
+            },
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
