@@ -97,7 +97,7 @@ pub struct Parts {
 }
 
 /// Whether this device signs its pushes (issue #17): not before its journal verified at start
-/// (a push waits, and goes again after the master timeout), then with the device key; never
+/// (a push waits, and goes the moment the check passes), then with the device key; never
 /// again once the journal did not verify (pushes go unsigned, and the master refuses them with
 /// an alarm of its own).
 enum PushSigner {
