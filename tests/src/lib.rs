@@ -77,7 +77,11 @@ impl NodeProcess {
             command.args(["--sync-listen", "127.0.0.1:0"]);
         }
         let mut child = command
-            .env("RMS_LOG", "warn")
+            // RMS_TEST_LOG=info (or debug) shows the nodes' logs when a test needs a look.
+            .env(
+                "RMS_LOG",
+                std::env::var("RMS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
