@@ -97,7 +97,7 @@ pub struct Parts {
 }
 
 /// Whether this device signs its pushes (issue #17): not before its journal verified at start
-/// (a push waits, and goes again after the master timeout), then with the device key; never
+/// (a push waits, and goes the moment the check passes), then with the device key; never
 /// again once the journal did not verify (pushes go unsigned, and the master refuses them with
 /// an alarm of its own).
 enum PushSigner {
@@ -155,6 +155,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 trust_watch: TrustWatch::default(),
                 trust_dirty: true,
                 push_signer: PushSigner::Checking,
+                held_push: None,
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -206,6 +207,8 @@ struct Loop {
     /// An input may have changed the trust list (the log moved, or a local trust change).
     trust_dirty: bool,
     push_signer: PushSigner,
+    /// The push made while the journal's check at start ran (a newer one replaces it).
+    held_push: Option<rms_sync::Transmit>,
 }
 
 impl Loop {
@@ -380,14 +383,14 @@ impl Loop {
                 Ok(())
             }
             Input::SignJournal(signer) => {
-                self.sign_journal(&signer, now);
-                if matches!(self.push_signer, PushSigner::Checking) {
-                    self.push_signer = PushSigner::Ready(signer);
-                }
+                self.signer_ready(signer, now);
                 Ok(())
             }
             Input::JournalBroken => {
                 self.push_signer = PushSigner::Broken;
+                if let Some(held) = self.held_push.take() {
+                    self.send(&held);
+                }
                 Ok(())
             }
             Input::DeviceRefused(refusal) => {
@@ -498,7 +501,9 @@ impl Loop {
                     PushSigner::Ready(signer) => *head = self.push_head(signer, events),
                     PushSigner::Broken => {}
                     PushSigner::Checking => {
+                        // Sent, signed, as soon as the check passes (`Input::SignJournal`).
                         log::debug!("a push waits for the journal's check at start");
+                        self.held_push = Some(transmit);
                         continue;
                     }
                 }
@@ -509,24 +514,44 @@ impl Loop {
                 answers.push(transmit.message);
                 continue;
             }
-            let text = match serde_json::to_string(&transmit.message) {
-                Ok(text) => text,
-                Err(err) => {
-                    log::error!("cannot encode a {} message: {err}", transmit.message.kind());
-                    continue;
-                }
-            };
-            match transmit.to {
-                To::Device(device) => {
-                    if !self.links.send_to(device, &text) {
-                        log::debug!(
-                            "no link to device {device} for a {} message",
-                            transmit.message.kind()
-                        );
-                    }
-                }
-                To::AllPeers => self.links.broadcast(&text),
+            self.send(&transmit);
+        }
+    }
+
+    /// Sends `transmit` on the links.
+    fn send(&self, transmit: &rms_sync::Transmit) {
+        let text = match serde_json::to_string(&transmit.message) {
+            Ok(text) => text,
+            Err(err) => {
+                log::error!("cannot encode a {} message: {err}", transmit.message.kind());
+                return;
             }
+        };
+        match transmit.to {
+            To::Device(device) => {
+                if !self.links.send_to(device, &text) {
+                    log::debug!(
+                        "no link to device {device} for a {} message",
+                        transmit.message.kind()
+                    );
+                }
+            }
+            To::AllPeers => self.links.broadcast(&text),
+        }
+    }
+
+    /// The journal verified at start (or its heads are due again): sign the heads that moved,
+    /// and from now on every push, beginning with the one that waited.
+    fn signer_ready(&mut self, signer: Arc<crate::journal_sign::Signer>, now: Now) {
+        self.sign_journal(&signer, now);
+        if matches!(self.push_signer, PushSigner::Checking) {
+            if let Some(mut held) = self.held_push.take()
+                && let Message::Push { events, head, .. } = &mut held.message
+            {
+                *head = self.push_head(&signer, events);
+                self.send(&held);
+            }
+            self.push_signer = PushSigner::Ready(signer);
         }
     }
 
