@@ -251,33 +251,37 @@ pub fn sign_text(
     })
 }
 
-/// The text a master signs for the head of its log chain (`crate::log_chain`):
-/// `{"log_head":{"device_id","seq","hash","at_ms"}}`.
-pub fn log_statement(
-    device_id: DeviceId,
-    seq: u64,
-    hash: &Hash,
-    at_ms: u64,
-) -> Result<String, StorageError> {
-    #[derive(serde::Serialize)]
-    struct LogHead {
-        device_id: DeviceId,
-        seq: u64,
-        hash: String,
-        at_ms: u64,
-    }
-    #[derive(serde::Serialize)]
-    struct Statement {
-        log_head: LogHead,
-    }
-    let head = LogHead {
-        device_id,
-        seq,
-        hash: hash.to_hex(),
-        at_ms,
-    };
-    serde_json::to_string(&Statement { log_head: head })
+/// What a master signs for the head of its log chain (`crate::log_chain`):
+/// `{"log_head":{"device_id","seq","epoch","hash","at_ms"}}`, `epoch` being the one that decided
+/// the entry at `seq` (so that a device whose copy went another way there, before a truncation,
+/// tells that from a changed copy).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogHeadStatement {
+    pub device_id: DeviceId,
+    pub seq: u64,
+    pub epoch: rms_domain::Epoch,
+    pub hash: String,
+    pub at_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogStatement {
+    log_head: LogHeadStatement,
+}
+
+/// The text of `head`, as the master signs it.
+pub fn log_statement(head: LogHeadStatement) -> Result<String, StorageError> {
+    serde_json::to_string(&LogStatement { log_head: head })
         .map_err(|e| StorageError::corrupt("journal_heads", e))
+}
+
+/// What a signed log head says; `None` if `text` is not one.
+pub fn parse_log_statement(text: &str) -> Option<LogHeadStatement> {
+    serde_json::from_str::<LogStatement>(text)
+        .ok()
+        .map(|s| s.log_head)
 }
 
 /// A signed head as stored (and exported): the chain and position, and the signed statement

@@ -7,13 +7,17 @@
 //!
 //! Computed, not stored: [`LogChain::extend`] reads the entries after the head it had, and starts
 //! again from the beginning when the entry at its head is no longer the one it hashed (the log
-//! was truncated and went on differently).
+//! was truncated and went on differently). [`LogChain::follow`] also compares the copy with the
+//! master's signed head ([`MasterHead`]) as it passes the head's position.
 
-use rms_domain::{Epoch, EventPayload, EventStatus, Hlc, LogEntry, RejectReason};
+use rms_domain::{
+    DeviceId, Epoch, EventPayload, EventStatus, Hlc, LogEntry, PushHead, RejectReason, TrustList,
+};
 use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::journal::Hash;
+use crate::journal_heads::{self, LogHeadStatement};
 use crate::{StorageError, events};
 
 /// Entries read at once.
@@ -78,6 +82,17 @@ impl LogChain {
     /// holds the entry it ended on, else from the beginning. Reads one snapshot, so a truncation
     /// committed meanwhile is seen whole or not at all.
     pub fn extend(&self, conn: &Connection) -> Result<LogChain, StorageError> {
+        Ok(self.follow(conn, None)?.chain)
+    }
+
+    /// Like [`LogChain::extend`], and on the way compares this copy with `master`'s signed head
+    /// when the chain reaches its position (`None` when it had passed it already, or the copy
+    /// does not reach it yet).
+    pub fn follow(
+        &self,
+        conn: &Connection,
+        master: Option<&MasterHead>,
+    ) -> Result<Followed, StorageError> {
         let snapshot = conn.unchecked_transaction()?;
         let still = match &self.at {
             None => true,
@@ -89,20 +104,131 @@ impl LogChain {
         } else {
             LogChain::default()
         };
-        loop {
-            let entries = events::log_after(&snapshot, head.seq, PAGE)?;
-            if entries.is_empty() {
-                return Ok(head);
-            }
-            for entry in &entries {
-                if entry.seq() != head.seq + 1 {
-                    // A hole in this device's copy (not pulled yet): the chain stops before it.
-                    return Ok(head);
-                }
-                head.hash = Hash::link(&head.hash, &record(entry)?);
-                head.seq = entry.seq();
-                head.at = Some((entry.event.event_id, entry.epoch));
+        let mut compared = None;
+        if let Some(master) = master.filter(|m| m.statement.seq >= head.seq) {
+            head.extend_within(&snapshot, master.statement.seq)?;
+            if head.seq == master.statement.seq {
+                compared = Some(head.compare(master));
             }
         }
+        head.extend_within(&snapshot, u64::MAX)?;
+        Ok(Followed {
+            chain: head,
+            compared,
+            restarted: !still,
+        })
     }
+
+    /// The epoch that decided the entry at the head (`None`: the chain is empty).
+    pub fn epoch(&self) -> Option<&Epoch> {
+        self.at.as_ref().map(|(_, epoch)| epoch)
+    }
+
+    /// Extends over the entries `snapshot` holds, up to position `until`.
+    fn extend_within(&mut self, snapshot: &Connection, until: u64) -> Result<(), StorageError> {
+        while self.seq < until {
+            let page = PAGE.min(usize::try_from(until - self.seq).unwrap_or(PAGE));
+            let entries = events::log_after(snapshot, self.seq, page)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for entry in &entries {
+                if entry.seq() != self.seq + 1 {
+                    // A hole in this device's copy (not pulled yet): the chain stops before it.
+                    return Ok(());
+                }
+                self.hash = Hash::link(&self.hash, &record(entry)?);
+                self.seq = entry.seq();
+                self.at = Some((entry.event.event_id, entry.epoch));
+            }
+        }
+        Ok(())
+    }
+
+    /// This head against `master`'s at the same position.
+    fn compare(&self, master: &MasterHead) -> Compared {
+        if self.epoch() != Some(&master.statement.epoch) {
+            Compared::Diverged
+        } else if self.hash == master.hash {
+            Compared::Same
+        } else {
+            Compared::Differs { own: self.hash }
+        }
+    }
+}
+
+/// What [`LogChain::follow`] came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    pub chain: LogChain,
+    /// This copy against the master's head, when the chain passed its position.
+    pub compared: Option<Compared>,
+    /// The entry at the old head was gone (a truncation): the chain started again.
+    pub restarted: bool,
+}
+
+/// A master's signed log head (`journal_heads::LogHeadStatement`), verified: what a device
+/// checks its own copy of the log against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterHead {
+    pub statement: LogHeadStatement,
+    pub hash: Hash,
+    pub signed: PushHead,
+}
+
+/// Why a master's signed log head was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogHeadRefused {
+    #[error("it is not a signed log head of bounded hex fields")]
+    Malformed,
+    #[error("it is device {said}'s head, not the master's (device {master})")]
+    NotTheMaster { said: DeviceId, master: DeviceId },
+    #[error("{0}")]
+    Signature(&'static str),
+}
+
+impl MasterHead {
+    /// `signed` as `master`'s log head: its statement names `master`, and its signature verifies
+    /// with the key of a certificate `trust` binds to `master`.
+    pub fn verify(
+        signed: PushHead,
+        master: DeviceId,
+        trust: &TrustList,
+    ) -> Result<MasterHead, LogHeadRefused> {
+        signed.validate().map_err(|_| LogHeadRefused::Malformed)?;
+        let statement = journal_heads::parse_log_statement(&signed.statement)
+            .ok_or(LogHeadRefused::Malformed)?;
+        let hash = Hash::from_hex(&statement.hash).ok_or(LogHeadRefused::Malformed)?;
+        if statement.device_id != master {
+            let said = statement.device_id;
+            return Err(LogHeadRefused::NotTheMaster { said, master });
+        }
+        journal_heads::check_signature(
+            &signed.statement,
+            &signed.key,
+            &signed.certificate,
+            &signed.signature,
+            master,
+            trust,
+        )
+        .map_err(LogHeadRefused::Signature)?;
+        Ok(MasterHead {
+            statement,
+            hash,
+            signed,
+        })
+    }
+}
+
+/// How this device's copy of the log compares with the master's signed head at its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compared {
+    /// The same hash: this copy, up to that position, is the master's.
+    Same,
+    /// Another epoch decided that position here: this copy went another way (the split brain's
+    /// truncation is yet to come). No verdict.
+    Diverged,
+    /// The same epoch, another hash: this copy or the master's was changed at or before that
+    /// position.
+    Differs { own: Hash },
 }

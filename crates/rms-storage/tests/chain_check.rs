@@ -5,58 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use rms_domain::{
-    ChainBreak, Epoch, Fingerprint, NewSale, NewSaleLine, PushHead, Role, SyncEvent, Term,
-    TrustState,
+    ChainBreak, Epoch, NewSale, NewSaleLine, PushHead, Role, SyncEvent, Term, TrustState,
 };
 use rms_storage::chain_check::{Checker, Heads};
-use rms_storage::journal_heads::{HeadSigner, push_head};
+use rms_storage::journal_heads::push_head;
 use rms_storage::local::{self, Command};
-use rms_storage::{StorageError, Store, events};
+use rms_storage::{Store, events};
 
 mod common;
 
-use common::{device, master};
+use common::{Key, device, master};
 
 const NOW_MS: u64 = 1_764_091_800_000;
-
-/// A device key, with a stand-in certificate: bytes that hold the public key, as a DER
-/// certificate does (the check looks for the key in it and trusts its SHA-256).
-struct Key {
-    pair: EcdsaKeyPair,
-    certificate: Vec<u8>,
-}
-
-impl Key {
-    fn new() -> Key {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        let mut certificate = b"certificate of ".to_vec();
-        certificate.extend_from_slice(pair.public_key().as_ref());
-        Key { pair, certificate }
-    }
-
-    fn fingerprint(&self) -> Fingerprint {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &self.certificate);
-        Fingerprint::from_sha256(digest.as_ref().try_into().unwrap())
-    }
-}
-
-impl HeadSigner for Key {
-    fn public_key(&self) -> &[u8] {
-        self.pair.public_key().as_ref()
-    }
-    fn certificate(&self) -> &[u8] {
-        &self.certificate
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StorageError> {
-        let rng = ring::rand::SystemRandom::new();
-        Ok(self.pair.sign(&rng, message).unwrap().as_ref().to_vec())
-    }
-}
 
 /// Device 1 as master, trusting `key` for device 2.
 fn master_trusting(key: &Key) -> Store {

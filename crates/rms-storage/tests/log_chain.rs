@@ -1,12 +1,14 @@
 //! The master log's hash chain (issue #17, `rms_storage::log_chain`): followed piece by piece it
-//! reaches the hash computed in one go, which is the chain of the entries' records.
+//! reaches the hash computed in one go, which is the chain of the entries' records; a copy is
+//! checked against the master's signed head, and a head the master did not sign is refused.
 
 #![allow(clippy::unwrap_used)]
 
-use rms_domain::Role;
+use rms_domain::{Epoch, PushHead, Role, TrustState};
 use rms_storage::journal::Hash;
+use rms_storage::journal_heads::{self, LogHeadStatement};
 use rms_storage::local;
-use rms_storage::log_chain::{LogChain, record};
+use rms_storage::log_chain::{Compared, LogChain, LogHeadRefused, MasterHead, record};
 use rms_storage::{Store, events};
 
 mod common;
@@ -42,4 +44,132 @@ fn the_log_chain_followed_in_pieces_is_the_chain_of_the_records() {
     }
     assert_eq!(at_once.hash, hash);
     assert_ne!(first.hash, at_once.hash);
+}
+
+/// Device 1 as master with a few sales, trusting `key` for itself.
+fn signing_master(key: &common::Key) -> Store {
+    let store = common::master(Store::open_in_memory(common::device(1)).unwrap());
+    let trust = local::Command::Trust {
+        fingerprint: key.fingerprint(),
+        device_id: common::device(1),
+        name: "till 1".into(),
+        state: TrustState::Trusted,
+        how: "self".into(),
+    };
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, trust))
+        .unwrap();
+    store
+        .write(|tx| local::record(tx, Role::Master, NOW_MS, common::create("tea", 10)))
+        .unwrap();
+    sell(&store);
+    sell(&store);
+    store
+}
+
+/// `chain`'s head signed by `key` as device `device`'s, with `epoch` at its position.
+fn signed(key: &common::Key, device: u16, chain: &LogChain, epoch: Epoch) -> PushHead {
+    let statement = LogHeadStatement {
+        device_id: common::device(device),
+        seq: chain.seq,
+        epoch,
+        hash: chain.hash.to_hex(),
+        at_ms: NOW_MS,
+    };
+    journal_heads::sign_text(key, journal_heads::log_statement(statement).unwrap()).unwrap()
+}
+
+#[test]
+fn a_copy_is_checked_against_the_masters_signed_head_as_the_chain_passes_it() {
+    let key = common::Key::new();
+    let store = signing_master(&key);
+    let head = store.read(|c| LogChain::default().extend(c)).unwrap();
+    let epoch = *head.epoch().unwrap();
+    let trust = store.read(rms_storage::trust::load).unwrap();
+    let master =
+        MasterHead::verify(signed(&key, 1, &head, epoch), common::device(1), &trust).unwrap();
+
+    // Followed from the start, the untouched copy passes the head's position with its hash.
+    let followed = store
+        .read(|c| LogChain::default().follow(c, Some(&master)))
+        .unwrap();
+    assert_eq!(followed.compared, Some(Compared::Same));
+    assert_eq!(followed.chain, head);
+    assert!(!followed.restarted);
+    // A chain already past the position cannot compare; one short of it compares on the way.
+    sell(&store);
+    let past = store.read(|c| head.extend(c)).unwrap();
+    let again = store.read(|c| past.follow(c, Some(&master))).unwrap();
+    assert_eq!(again.compared, None);
+
+    // Another epoch at that position: this copy went another way (no verdict).
+    let other = Epoch {
+        term: rms_domain::Term(epoch.term.0 + 1),
+        ..epoch
+    };
+    let diverged =
+        MasterHead::verify(signed(&key, 1, &head, other), common::device(1), &trust).unwrap();
+    let followed = store
+        .read(|c| LogChain::default().follow(c, Some(&diverged)))
+        .unwrap();
+    assert_eq!(followed.compared, Some(Compared::Diverged));
+
+    // A sale changed in this copy's file: the same epoch, another hash.
+    store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE sync_events SET user_id = 'eve' WHERE device_id = 1 AND seq = 3",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let followed = store
+        .read(|c| LogChain::default().follow(c, Some(&master)))
+        .unwrap();
+    assert!(
+        matches!(followed.compared, Some(Compared::Differs { own }) if own != head.hash),
+        "{followed:?}"
+    );
+}
+
+#[test]
+fn a_log_head_not_signed_by_the_master_is_refused() {
+    let key = common::Key::new();
+    let store = signing_master(&key);
+    let head = store.read(|c| LogChain::default().extend(c)).unwrap();
+    let epoch = *head.epoch().unwrap();
+    let trust = store.read(rms_storage::trust::load).unwrap();
+    let one = common::device(1);
+
+    let other_device = signed(&key, 2, &head, epoch);
+    assert_eq!(
+        MasterHead::verify(other_device, one, &trust),
+        Err(LogHeadRefused::NotTheMaster {
+            said: common::device(2),
+            master: one
+        })
+    );
+    let stranger = common::Key::new();
+    assert!(matches!(
+        MasterHead::verify(signed(&stranger, 1, &head, epoch), one, &trust),
+        Err(LogHeadRefused::Signature(_))
+    ));
+    let mut flipped = signed(&key, 1, &head, epoch);
+    let digit = if flipped.signature.starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    flipped.signature.replace_range(0..1, digit);
+    assert!(matches!(
+        MasterHead::verify(flipped, one, &trust),
+        Err(LogHeadRefused::Signature(_))
+    ));
+    let mut garbled = signed(&key, 1, &head, epoch);
+    garbled.statement = "{\"journal_head\":{}}".into();
+    assert_eq!(
+        MasterHead::verify(garbled, one, &trust),
+        Err(LogHeadRefused::Malformed)
+    );
 }

@@ -75,6 +75,11 @@ pub enum Message {
         /// the target takes over only while its master's latest heartbeat still says so.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         handing_over_to: Option<DeviceId>,
+        /// The master's signed head of its log chain (issue #17), so that each device checks its
+        /// copy of the log against it. Added by the transport, which holds the key, to the first
+        /// heartbeat after each signing; the core neither reads nor sets it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_chain: Option<PushHead>,
     },
     /// A client's own pending events, at most [`BATCH_EVENTS_MAX`], for the master to decide.
     Push {

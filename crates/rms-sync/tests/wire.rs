@@ -21,6 +21,7 @@ fn messages_are_type_tagged_json() {
         role: rms_domain::Role::Client,
         log_head: 42,
         handing_over_to: None,
+        log_chain: None,
     };
     let json = serde_json::to_value(&message).unwrap();
     assert_eq!(json["type"], "heartbeat");

@@ -94,6 +94,7 @@ pub struct Parts {
     pub connector: Connector,
     pub status: Arc<RwLock<Status>>,
     pub trust: TrustBook,
+    pub log_watch: Arc<crate::log_watch::LogWatch>,
 }
 
 /// Whether this device signs its pushes (issue #17): not before its journal verified at start
@@ -117,6 +118,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
         connector,
         status,
         trust,
+        log_watch,
     } = parts;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -156,6 +158,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 trust_dirty: true,
                 push_signer: PushSigner::Checking,
                 held_push: None,
+                log_watch,
             };
             // The status is filled before `spawn` returns, so the first request sees the role.
             state.after_input(now());
@@ -209,6 +212,9 @@ struct Loop {
     push_signer: PushSigner,
     /// The push made while the journal's check at start ran (a newer one replaces it).
     held_push: Option<rms_sync::Transmit>,
+    /// The master log's chain: heads this device signed go out in heartbeats, heads its master
+    /// signed come in with them.
+    log_watch: Arc<crate::log_watch::LogWatch>,
 }
 
 impl Loop {
@@ -335,7 +341,16 @@ impl Loop {
 
     fn handle(&mut self, input: Input, now: Now) -> Handled {
         match input {
-            Input::Net { from, message } => {
+            Input::Net { from, mut message } => {
+                if let Message::Heartbeat {
+                    role: Role::Master,
+                    log_chain: head @ Some(_),
+                    ..
+                } = &mut message
+                    && let Some(head) = head.take()
+                {
+                    self.log_watch.heard(from, head);
+                }
                 let applies = matches!(
                     message,
                     Message::Push { .. }
@@ -420,7 +435,11 @@ impl Loop {
                 self.drain_transmits(Some((from, &mut answers)));
                 // A REST peer hears nothing between its requests: every answer carries our
                 // heartbeat, so it knows we are alive and how far our log is.
-                answers.push(self.node.heartbeat());
+                let mut heartbeat = self.node.heartbeat();
+                if let Message::Heartbeat { log_chain, .. } = &mut heartbeat {
+                    *log_chain = self.log_watch.signed();
+                }
+                answers.push(heartbeat);
                 let _ = reply.send(answers);
                 result
             }
@@ -507,6 +526,11 @@ impl Loop {
                         continue;
                     }
                 }
+            }
+            if let (Message::Heartbeat { log_chain, .. }, To::AllPeers) =
+                (&mut transmit.message, transmit.to)
+            {
+                *log_chain = self.log_watch.to_send();
             }
             if let (Some((device, answers)), To::Device(to)) = (capture.as_mut(), transmit.to)
                 && *device == to

@@ -86,19 +86,20 @@ pub(crate) async fn run(node: Node) {
                 serde_json::json!({ "error": err.to_string() }),
             )
             .await;
-            return follow_unsigned(node).await;
+            return crate::log_watch::run(node, None).await;
         }
     };
     node.set_journal_signer(Arc::clone(&signer));
+    tokio::spawn(crate::log_watch::run(
+        node.clone(),
+        Some(Arc::clone(&signer)),
+    ));
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
     // The day whose past days were last closed: checked at start and when the day changes.
     let mut closed_before = None;
     while !node.is_stopping() {
         tick.tick().await;
         node.send_input(Input::SignJournal(Arc::clone(&signer)));
-        if let Err(err) = follow_log(&node, Some(&signer)).await {
-            log::error!("cannot hash the master log's chain: {err}");
-        }
         let today = node.config().clock.now_ms() / rms_domain::DAY_MS;
         if closed_before != Some(today) && close_days(&node).await {
             closed_before = Some(today);
@@ -134,44 +135,4 @@ async fn close_days(node: &Node) -> bool {
         }
     }
     !more
-}
-
-/// Follows the log chain every [`SIGN_INTERVAL`] without signing: a device whose journal did
-/// not verify, or whose key cannot sign, still shows its log's head.
-pub(crate) async fn follow_unsigned(node: Node) {
-    let mut tick = tokio::time::interval(SIGN_INTERVAL);
-    while !node.is_stopping() {
-        tick.tick().await;
-        if let Err(err) = follow_log(&node, None).await {
-            log::error!("cannot hash the master log's chain: {err}");
-        }
-    }
-}
-
-/// The head of this device's log chain (`rms_storage::log_chain`), signed when it is the master:
-/// what `/health` shows.
-#[derive(Debug, Clone, Default)]
-pub struct LogHead {
-    pub chain: rms_storage::log_chain::LogChain,
-    /// The master's signature over `{"log_head":{"device_id","seq","hash","at_ms"}}`.
-    pub signed: Option<rms_domain::PushHead>,
-}
-
-/// Extends the log chain over what the log gained (from the start again after a truncation), and
-/// signs its head on the master.
-async fn follow_log(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), crate::db::DbError> {
-    let chain = node.log_head().chain;
-    let chain = node.db().read(move |c| chain.extend(c)).await?;
-    let master = node.status().role == Some(rms_domain::Role::Master);
-    let signed = if let Some(signer) = signer.filter(|_| master && chain.seq > 0) {
-        let device_id = node.config().device_id;
-        let at_ms = node.config().clock.now_ms();
-        let text =
-            rms_storage::journal_heads::log_statement(device_id, chain.seq, &chain.hash, at_ms)?;
-        Some(rms_storage::journal_heads::sign_text(&**signer, text)?)
-    } else {
-        None
-    };
-    node.set_log_head(LogHead { chain, signed });
-    Ok(())
 }

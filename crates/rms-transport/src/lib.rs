@@ -30,6 +30,7 @@ pub mod identity;
 mod input;
 pub mod journal_sign;
 mod link;
+pub mod log_watch;
 mod metrics;
 mod node;
 pub mod pairing;

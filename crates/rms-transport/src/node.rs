@@ -142,7 +142,7 @@ struct Inner {
     /// This device's key as the journal signs with it (none if the key cannot sign: alarmed).
     journal_signer: std::sync::OnceLock<Arc<crate::journal_sign::Signer>>,
     /// The head of the log chain, as `journal_sign::run` last followed it.
-    log_head: Mutex<crate::journal_sign::LogHead>,
+    log_watch: Arc<crate::log_watch::LogWatch>,
 }
 
 impl Node {
@@ -180,6 +180,7 @@ impl Node {
             connector = connector.over_rest();
         }
         let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
+        let log_watch = Arc::new(crate::log_watch::LogWatch::default());
         let (store2, clock, links2, connector2, status2, trust2) = (
             Arc::clone(&store),
             config.clock,
@@ -188,6 +189,7 @@ impl Node {
             Arc::clone(&status),
             trust.clone(),
         );
+        let log_watch2 = Arc::clone(&log_watch);
         let thread = tokio::task::spawn_blocking(move || {
             let parts = driver::Parts {
                 notifications: notifications2,
@@ -198,6 +200,7 @@ impl Node {
                 connector: connector2,
                 status: status2,
                 trust: trust2,
+                log_watch: log_watch2,
             };
             driver::spawn(inputs, parts)
         })
@@ -233,7 +236,7 @@ impl Node {
             uplink: std::sync::OnceLock::new(),
             changes: crate::changes::ChangeFeed::new(boot_ms),
             journal_signer: std::sync::OnceLock::new(),
-            log_head: Mutex::new(crate::journal_sign::LogHead::default()),
+            log_watch,
         };
         let node = Node {
             inner: Arc::new(inner),
@@ -261,7 +264,7 @@ impl Node {
                     Some(false) => {
                         log::error!("the journal's heads and pushes are not signed: it is broken");
                         node.send_input(Input::JournalBroken);
-                        break crate::journal_sign::follow_unsigned(node).await;
+                        break crate::log_watch::run(node, None).await;
                     }
                     None if node.is_stopping() => break,
                     None => tokio::time::sleep(crate::journal_sign::SIGN_INTERVAL).await,
@@ -325,18 +328,12 @@ impl Node {
     }
 
     /// The head of this device's log chain, signed on the master (issue #17; `/health`).
-    pub fn log_head(&self) -> crate::journal_sign::LogHead {
-        self.inner
-            .log_head
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default()
+    pub fn log_head(&self) -> crate::log_watch::LogHead {
+        self.inner.log_watch.head()
     }
 
-    pub(crate) fn set_log_head(&self, head: crate::journal_sign::LogHead) {
-        if let Ok(mut held) = self.inner.log_head.lock() {
-            *held = head;
-        }
+    pub(crate) fn log_watch(&self) -> &crate::log_watch::LogWatch {
+        &self.inner.log_watch
     }
 
     /// Keeps the journal's signer (`journal_sign::run`), for the signing at shutdown.

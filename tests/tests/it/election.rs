@@ -35,6 +35,7 @@ fn heartbeat(from: u16, role: Role, epoch: Epoch) -> Message {
         role,
         log_head: 0,
         handing_over_to: None,
+        log_chain: None,
     }
 }
 
@@ -46,6 +47,7 @@ fn master_heartbeat(epoch: Epoch, log_head: u64, handing_over_to: Option<DeviceI
         role: Role::Master,
         log_head,
         handing_over_to,
+        log_chain: None,
     }
 }
 

@@ -297,6 +297,27 @@ fn a_partition_heals_into_one_master_and_every_sale_everywhere_once() {
                     .is_some_and(|s| s.contains(h["hash"].as_str().unwrap_or("-")))
             })
     });
+    // Each client checked its copy of the merged log against the master's signed head, and no
+    // device found a copy that differs (the losing side's entries went another way: no verdict).
+    wait_for(
+        "the clients' copies checked against the master",
+        DEADLINE,
+        || {
+            nodes.iter().all(|n| {
+                let h = health(n);
+                h["role"] == "master" || h["log_chain"]["checked"]["master_id"] == h["master_id"]
+            })
+        },
+    );
+    for node in nodes {
+        let (_, alarms) = node.get("/api/v1/audit?operation=alarm&limit=1000");
+        let differs = alarms.as_array().map_or(0, |rows| {
+            rows.iter()
+                .filter(|e| e["details"]["why"] == "log_chain_differs")
+                .count()
+        });
+        assert_eq!(differs, 0, "{alarms}");
+    }
     let undone: Vec<Value> = nodes
         .iter()
         .flat_map(|n| {

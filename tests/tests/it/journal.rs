@@ -409,3 +409,68 @@ fn a_node_closes_the_days_it_sold_on_once_they_are_over() {
     let (ok, last) = verify(dir.path());
     assert!(ok, "the journal verifies with its closing: {last}");
 }
+
+#[test]
+fn a_copy_of_the_master_log_changed_on_a_client_differs_from_the_masters_signed_head() {
+    use rms_tests::{FAST, node_args, wait_for};
+    use std::time::Duration;
+    let deadline = Duration::from_secs(30);
+    let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
+    let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
+    let (status, sold) = master.post("/api/v1/sales", &sale);
+    assert_eq!(status, 201, "{sold}");
+    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
+    let peers = vec![master.sync_url.clone()];
+    let mut client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+
+    // The client's copy is checked against the master's signed head, and agrees with it.
+    let checked = |node: &NodeProcess| {
+        node.get("/api/v1/health").1["log_chain"]["checked"]["seq"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for("the client's copy checked up to the sale", deadline, || {
+        client.get(&format!("/api/v1/sales/{sale_id}")).0 == 200 && checked(&client) >= 3
+    });
+    assert!(alarms(&client, "log_chain_differs").is_empty());
+
+    // The master's sale changed in the client's copy while the client is down.
+    assert!(client.terminate().success());
+    let seq = sale_id.split('-').nth(1).unwrap();
+    let sql = format!("UPDATE sync_events SET user_id = 'eve' WHERE device_id = 1 AND seq = {seq}");
+    let changed = tampered(client_dir.path(), &sql);
+    let db = rms_storage::db::DB_FILE_NAME;
+    std::fs::copy(changed.path().join(db), client_dir.path().join(db)).unwrap();
+    for stale in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(client_dir.path().join(format!("{db}{stale}")));
+    }
+    let client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+    wait_for("the client's alarm", deadline, || {
+        !alarms(&client, "log_chain_differs").is_empty()
+    });
+    let alarm = &alarms(&client, "log_chain_differs")[0];
+    let details = &alarm["details"]["details"];
+    assert_eq!(details["master_id"], 1, "{alarm}");
+    assert_ne!(details["master_hash"], details["own_hash"], "{alarm}");
+    assert!(
+        details["seq"].as_u64() >= seq.parse().ok(),
+        "the head it differs at is at or after the change: {alarm}"
+    );
+    // Once, not at every head: the chain followed past a later sale, still one alarm.
+    let (status, later) = master.post("/api/v1/sales", &sale);
+    assert_eq!(status, 201, "{later}");
+    let log_head = master.get("/api/v1/sync/status").1["cursor"]
+        .as_u64()
+        .unwrap();
+    wait_for("the client's chain past the later sale", deadline, || {
+        let head = client.get("/api/v1/health").1["log_chain"]["seq"].as_u64();
+        head.is_some_and(|head| head >= log_head)
+    });
+    assert_eq!(alarms(&client, "log_chain_differs").len(), 1);
+    // The master's own copy is not in question.
+    assert!(alarms(&master, "log_chain_differs").is_empty());
+    assert!(alarms(&client, "log_head_refused").is_empty());
+}

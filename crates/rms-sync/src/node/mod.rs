@@ -298,6 +298,7 @@ impl<S: SyncStore> SyncNode<S> {
             role: self.role(),
             log_head: self.log_head,
             handing_over_to,
+            log_chain: None,
         }
     }
 

@@ -31,6 +31,9 @@ fn health_value(node: &Node) -> serde_json::Value {
     if let Some(signed) = log.signed {
         log_chain["signed"] = json!(signed);
     }
+    if let Some(checked) = log.checked {
+        log_chain["checked"] = json!(checked);
+    }
     json!({
         "status": if disk_full { "degraded" } else { "ok" },
         "storage": if disk_full { "full" } else { "ok" },

@@ -343,6 +343,7 @@ pub(super) fn message() -> impl Strategy<Value = Message> {
                 role,
                 log_head,
                 handing_over_to: None,
+                log_chain: None,
             }
         }),
         (e(), proptest::collection::vec(sync_event(), 0..4)).prop_map(|(epoch, events)| {

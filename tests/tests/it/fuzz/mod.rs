@@ -366,6 +366,7 @@ fn heartbeat_of(master: DeviceId, epoch: Epoch, log_head: u64) -> Message {
         role: Role::Master,
         log_head,
         handing_over_to: None,
+        log_chain: None,
     }
 }
 
