@@ -255,8 +255,8 @@ pub fn sign_text(
 /// `{"log_head":{"device_id","seq","epoch","hash","at_ms"}}`, `epoch` being the one that decided
 /// the entry at `seq` (so that a device whose copy went another way there, before a truncation,
 /// tells that from a changed copy).
+/// Read leniently (fields added later are ignored: the signature covers the text as it is).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LogHeadStatement {
     pub device_id: DeviceId,
     pub seq: u64,
@@ -266,7 +266,6 @@ pub struct LogHeadStatement {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct LogStatement {
     log_head: LogHeadStatement,
 }

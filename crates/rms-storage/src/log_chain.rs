@@ -10,6 +10,8 @@
 //! was truncated and went on differently). [`LogChain::follow`] also compares the copy with the
 //! master's signed head ([`MasterHead`]) as it passes the head's position.
 
+use std::collections::VecDeque;
+
 use rms_domain::{
     DeviceId, Epoch, EventPayload, EventStatus, Hlc, LogEntry, PushHead, RejectReason, TrustList,
 };
@@ -82,16 +84,18 @@ impl LogChain {
     /// holds the entry it ended on, else from the beginning. Reads one snapshot, so a truncation
     /// committed meanwhile is seen whole or not at all.
     pub fn extend(&self, conn: &Connection) -> Result<LogChain, StorageError> {
-        Ok(self.follow(conn, None)?.chain)
+        Ok(self.follow(conn, None, &mut Recent::default())?.chain)
     }
 
-    /// Like [`LogChain::extend`], and on the way compares this copy with `master`'s signed head
-    /// when the chain reaches its position (`None` when it had passed it already, or the copy
-    /// does not reach it yet).
+    /// Like [`LogChain::extend`], and compares this copy with `master`'s signed head at its
+    /// position: on the way when the chain reaches it, or from `recent` (the hashes of the
+    /// latest positions, kept up to date here) when the chain had passed it. `compared` is
+    /// `None` when the copy does not reach the position yet, or passed it too long ago.
     pub fn follow(
         &self,
         conn: &Connection,
         master: Option<&MasterHead>,
+        recent: &mut Recent,
     ) -> Result<Followed, StorageError> {
         let snapshot = conn.unchecked_transaction()?;
         let still = match &self.at {
@@ -102,16 +106,22 @@ impl LogChain {
         let mut head = if still {
             self.clone()
         } else {
+            recent.0.clear();
             LogChain::default()
         };
         let mut compared = None;
-        if let Some(master) = master.filter(|m| m.statement.seq >= head.seq) {
-            head.extend_within(&snapshot, master.statement.seq)?;
-            if head.seq == master.statement.seq {
-                compared = Some(head.compare(master));
+        if let Some(master) = master {
+            let at = master.statement.seq;
+            if at >= head.seq {
+                head.extend_within(&snapshot, at, recent)?;
+                if head.seq == at {
+                    compared = Some(master.compare(head.epoch(), &head.hash));
+                }
+            } else if let Some((_, epoch, hash)) = recent.0.iter().find(|(seq, _, _)| *seq == at) {
+                compared = Some(master.compare(Some(epoch), hash));
             }
         }
-        head.extend_within(&snapshot, u64::MAX)?;
+        head.extend_within(&snapshot, u64::MAX, recent)?;
         Ok(Followed {
             chain: head,
             compared,
@@ -124,8 +134,14 @@ impl LogChain {
         self.at.as_ref().map(|(_, epoch)| epoch)
     }
 
-    /// Extends over the entries `snapshot` holds, up to position `until`.
-    fn extend_within(&mut self, snapshot: &Connection, until: u64) -> Result<(), StorageError> {
+    /// Extends over the entries `snapshot` holds, up to position `until`, keeping the hashes of
+    /// the latest positions in `recent`.
+    fn extend_within(
+        &mut self,
+        snapshot: &Connection,
+        until: u64,
+        recent: &mut Recent,
+    ) -> Result<(), StorageError> {
         while self.seq < until {
             let page = PAGE.min(usize::try_from(until - self.seq).unwrap_or(PAGE));
             let entries = events::log_after(snapshot, self.seq, page)?;
@@ -140,20 +156,28 @@ impl LogChain {
                 self.hash = Hash::link(&self.hash, &record(entry)?);
                 self.seq = entry.seq();
                 self.at = Some((entry.event.event_id, entry.epoch));
+                recent.keep(self.seq, entry.epoch, self.hash);
             }
         }
         Ok(())
     }
+}
 
-    /// This head against `master`'s at the same position.
-    fn compare(&self, master: &MasterHead) -> Compared {
-        if self.epoch() != Some(&master.statement.epoch) {
-            Compared::Diverged
-        } else if self.hash == master.hash {
-            Compared::Same
-        } else {
-            Compared::Differs { own: self.hash }
+/// Most positions whose hashes a device keeps ([`Recent`]): a master's head that arrives after
+/// the chain passed its position is compared if it is among them (at 5 s between heads, a store
+/// logging up to 200 entries a second).
+pub const RECENT_MAX: usize = 1024;
+
+/// The hashes of the chain's latest positions, at most [`RECENT_MAX`].
+#[derive(Debug, Clone, Default)]
+pub struct Recent(VecDeque<(u64, Epoch, Hash)>);
+
+impl Recent {
+    fn keep(&mut self, seq: u64, epoch: Epoch, hash: Hash) {
+        if self.0.len() == RECENT_MAX {
+            self.0.pop_front();
         }
+        self.0.push_back((seq, epoch, hash));
     }
 }
 
@@ -217,6 +241,17 @@ impl MasterHead {
             hash,
             signed,
         })
+    }
+
+    /// This head against a copy's `epoch` and `hash` at the same position.
+    fn compare(&self, epoch: Option<&Epoch>, hash: &Hash) -> Compared {
+        if epoch != Some(&self.statement.epoch) {
+            Compared::Diverged
+        } else if *hash == self.hash {
+            Compared::Same
+        } else {
+            Compared::Differs { own: *hash }
+        }
     }
 }
 

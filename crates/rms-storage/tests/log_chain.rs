@@ -8,7 +8,9 @@ use rms_domain::{Epoch, PushHead, Role, TrustState};
 use rms_storage::journal::Hash;
 use rms_storage::journal_heads::{self, LogHeadStatement};
 use rms_storage::local;
-use rms_storage::log_chain::{Compared, LogChain, LogHeadRefused, MasterHead, record};
+use rms_storage::log_chain::{
+    Compared, Followed, LogChain, LogHeadRefused, MasterHead, Recent, record,
+};
 use rms_storage::{Store, events};
 
 mod common;
@@ -69,14 +71,26 @@ fn signing_master(key: &common::Key) -> Store {
 
 /// `chain`'s head signed by `key` as device `device`'s, with `epoch` at its position.
 fn signed(key: &common::Key, device: u16, chain: &LogChain, epoch: Epoch) -> PushHead {
+    signed_at(key, device, chain.seq, &chain.hash, epoch)
+}
+
+/// A log head at `seq` with `hash`, signed by `key` as device `device`'s.
+fn signed_at(key: &common::Key, device: u16, seq: u64, hash: &Hash, epoch: Epoch) -> PushHead {
     let statement = LogHeadStatement {
         device_id: common::device(device),
-        seq: chain.seq,
+        seq,
         epoch,
-        hash: chain.hash.to_hex(),
+        hash: hash.to_hex(),
         at_ms: NOW_MS,
     };
     journal_heads::sign_text(key, journal_heads::log_statement(statement).unwrap()).unwrap()
+}
+
+/// `chain` followed in `store` with `master`'s head, and the hashes `recent` kept.
+fn follow(store: &Store, chain: &LogChain, master: &MasterHead, recent: &mut Recent) -> Followed {
+    store
+        .read(|c| chain.follow(c, Some(master), recent))
+        .unwrap()
 }
 
 #[test]
@@ -86,32 +100,39 @@ fn a_copy_is_checked_against_the_masters_signed_head_as_the_chain_passes_it() {
     let head = store.read(|c| LogChain::default().extend(c)).unwrap();
     let epoch = *head.epoch().unwrap();
     let trust = store.read(rms_storage::trust::load).unwrap();
-    let master =
-        MasterHead::verify(signed(&key, 1, &head, epoch), common::device(1), &trust).unwrap();
+    let one = common::device(1);
+    let master = MasterHead::verify(signed(&key, 1, &head, epoch), one, &trust).unwrap();
 
     // Followed from the start, the untouched copy passes the head's position with its hash.
-    let followed = store
-        .read(|c| LogChain::default().follow(c, Some(&master)))
-        .unwrap();
+    let start = LogChain::default();
+    let followed = follow(&store, &start, &master, &mut Recent::default());
     assert_eq!(followed.compared, Some(Compared::Same));
     assert_eq!(followed.chain, head);
     assert!(!followed.restarted);
-    // A chain already past the position cannot compare; one short of it compares on the way.
+
+    // A chain already past the position compares from the hashes it kept of its latest
+    // positions, and cannot without them.
     sell(&store);
-    let past = store.read(|c| head.extend(c)).unwrap();
-    let again = store.read(|c| past.follow(c, Some(&master))).unwrap();
-    assert_eq!(again.compared, None);
+    let mut recent = Recent::default();
+    let past = follow(&store, &start, &master, &mut recent).chain;
+    assert!(past.seq > head.seq);
+    let again = follow(&store, &past, &master, &mut recent);
+    assert_eq!(again.compared, Some(Compared::Same));
+    let forgotten = follow(&store, &past, &master, &mut Recent::default());
+    assert_eq!(forgotten.compared, None);
+    // A copy that does not reach the position yet cannot compare (the head waits for it).
+    let later = signed_at(&key, 1, past.seq + 5, &past.hash, epoch);
+    let later = MasterHead::verify(later, one, &trust).unwrap();
+    let short = follow(&store, &start, &later, &mut Recent::default());
+    assert_eq!((short.compared, short.chain.seq), (None, past.seq));
 
     // Another epoch at that position: this copy went another way (no verdict).
     let other = Epoch {
         term: rms_domain::Term(epoch.term.0 + 1),
         ..epoch
     };
-    let diverged =
-        MasterHead::verify(signed(&key, 1, &head, other), common::device(1), &trust).unwrap();
-    let followed = store
-        .read(|c| LogChain::default().follow(c, Some(&diverged)))
-        .unwrap();
+    let diverged = MasterHead::verify(signed(&key, 1, &head, other), one, &trust).unwrap();
+    let followed = follow(&store, &start, &diverged, &mut Recent::default());
     assert_eq!(followed.compared, Some(Compared::Diverged));
 
     // A sale changed in this copy's file: the same epoch, another hash.
@@ -124,13 +145,36 @@ fn a_copy_is_checked_against_the_masters_signed_head_as_the_chain_passes_it() {
             Ok(())
         })
         .unwrap();
-    let followed = store
-        .read(|c| LogChain::default().follow(c, Some(&master)))
-        .unwrap();
+    let followed = follow(&store, &start, &master, &mut Recent::default());
     assert!(
         matches!(followed.compared, Some(Compared::Differs { own }) if own != head.hash),
         "{followed:?}"
     );
+}
+
+#[test]
+fn a_chain_whose_head_entry_was_replaced_starts_again() {
+    let key = common::Key::new();
+    let store = signing_master(&key);
+    let head = store.read(|c| LogChain::default().extend(c)).unwrap();
+    // The entry at the head decided in another epoch (what a truncation and a new master's
+    // entry at the same position look like to this copy).
+    store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE sync_events SET epoch_term = epoch_term + 1 \
+                 WHERE master_seq = (SELECT MAX(master_seq) FROM sync_events)",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let followed = store
+        .read(|c| head.follow(c, None, &mut Recent::default()))
+        .unwrap();
+    assert!(followed.restarted);
+    assert_eq!(followed.chain.seq, head.seq);
+    assert_ne!(followed.chain.hash, head.hash);
 }
 
 #[test]

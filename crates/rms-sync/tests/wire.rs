@@ -28,6 +28,30 @@ fn messages_are_type_tagged_json() {
     assert_eq!(json["epoch"]["term"], 3);
     assert_eq!(json["role"], "client");
     assert_eq!(serde_json::from_value::<Message>(json).unwrap(), message);
+    assert!(
+        !serde_json::to_string(&message).unwrap().contains("log_chain"),
+        "a heartbeat without a signed log head does not name one"
+    );
+    // A master's heartbeat carrying its signed log head (issue #17) round-trips.
+    let Message::Heartbeat { peer, .. } = message else {
+        unreachable!()
+    };
+    let signed = Message::Heartbeat {
+        peer,
+        epoch: Some(epoch),
+        role: rms_domain::Role::Master,
+        log_head: 42,
+        handing_over_to: None,
+        log_chain: Some(rms_domain::PushHead {
+            statement: "{\"log_head\":{}}".into(),
+            key: "04ab".into(),
+            certificate: "30".into(),
+            signature: "cd".into(),
+        }),
+    };
+    let json = serde_json::to_value(&signed).unwrap();
+    assert_eq!(json["log_chain"]["key"], "04ab");
+    assert_eq!(serde_json::from_value::<Message>(json).unwrap(), signed);
     let unknown =
         serde_json::json!({"type": "pull", "epoch": null, "since": 0, "since_epoch": null, "x": 1});
     assert!(

@@ -339,38 +339,42 @@ impl Loop {
         result
     }
 
+    /// A message from a peer: a master's signed log head goes to the log watch, the message to
+    /// the core.
+    fn on_net(&mut self, from: DeviceId, mut message: Message, now: Now) -> Handled {
+        if let Message::Heartbeat {
+            role: Role::Master,
+            log_chain: head @ Some(_),
+            ..
+        } = &mut message
+            && let Some(head) = head.take()
+        {
+            self.log_watch.heard(from, head);
+        }
+        let applies = matches!(
+            message,
+            Message::Push { .. }
+                | Message::Relay { .. }
+                | Message::Events { .. }
+                | Message::SyncUpdate { .. }
+                | Message::CriticalEvent { .. }
+        );
+        if matches!(message, Message::PushAck { .. })
+            && let Some(sent) = self.push_sent.take()
+        {
+            self.metrics.push_latency.observe(sent.elapsed());
+        }
+        let started = Instant::now();
+        let result = self.node.handle_message(from, message, now);
+        if applies {
+            self.metrics.apply.observe(started.elapsed());
+        }
+        result
+    }
+
     fn handle(&mut self, input: Input, now: Now) -> Handled {
         match input {
-            Input::Net { from, mut message } => {
-                if let Message::Heartbeat {
-                    role: Role::Master,
-                    log_chain: head @ Some(_),
-                    ..
-                } = &mut message
-                    && let Some(head) = head.take()
-                {
-                    self.log_watch.heard(from, head);
-                }
-                let applies = matches!(
-                    message,
-                    Message::Push { .. }
-                        | Message::Relay { .. }
-                        | Message::Events { .. }
-                        | Message::SyncUpdate { .. }
-                        | Message::CriticalEvent { .. }
-                );
-                if matches!(message, Message::PushAck { .. })
-                    && let Some(sent) = self.push_sent.take()
-                {
-                    self.metrics.push_latency.observe(sent.elapsed());
-                }
-                let started = Instant::now();
-                let result = self.node.handle_message(from, message, now);
-                if applies {
-                    self.metrics.apply.observe(started.elapsed());
-                }
-                result
-            }
+            Input::Net { from, message } => self.on_net(from, message, now),
             Input::LinkUp { link } => {
                 match serde_json::to_string(&self.node.heartbeat()) {
                     Ok(introduction) => self.links.introduce(link, &introduction),
@@ -569,7 +573,15 @@ impl Loop {
     fn signer_ready(&mut self, signer: Arc<crate::journal_sign::Signer>, now: Now) {
         self.sign_journal(&signer, now);
         if matches!(self.push_signer, PushSigner::Checking) {
+            // A push held for a device that is no longer the master is dropped: the core pushes
+            // again to the one it follows.
             if let Some(mut held) = self.held_push.take()
+                && held.to
+                    == To::Device(
+                        self.node
+                            .master_id()
+                            .unwrap_or(self.node.config().device_id()),
+                    )
                 && let Message::Push { events, head, .. } = &mut held.message
             {
                 *head = self.push_head(&signer, events);

@@ -7,19 +7,20 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rms_domain::{DeviceId, PushHead, Role};
+use rms_storage::journal::Hash;
 use rms_storage::journal_heads::{self, LogHeadStatement};
-use rms_storage::log_chain::{Compared, Followed, LogChain, MasterHead};
+use rms_storage::log_chain::{Compared, Followed, LogChain, MasterHead, Recent};
 use serde::Serialize;
 
 use crate::journal_sign::{SIGN_INTERVAL, Signer};
 use crate::node::Node;
 
-/// The last position where this copy of the log had the hash the master signed there.
+/// A position of this copy compared with the master's signed head there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Checked {
     pub seq: u64,
     pub master_id: DeviceId,
-    /// When the check was made.
+    /// When the comparison was made.
     pub at_ms: u64,
 }
 
@@ -29,21 +30,34 @@ pub struct LogHead {
     pub chain: LogChain,
     /// The master's signature over its head (`journal_heads::LogHeadStatement`).
     pub signed: Option<PushHead>,
-    /// A client's last position checked against its master's signed head.
+    /// A client's last position that had the hash its master signed there.
     pub checked: Option<Checked>,
+    /// A client's last position that did not (the alarm `log_chain_differs` was raised).
+    pub differs: Option<Checked>,
 }
+
+/// A master's head that does not verify this many times in a row is raised as an alarm: once
+/// could be a trust entry this device has not pulled yet.
+pub const REFUSALS_BEFORE_ALARM: u32 = 3;
 
 #[derive(Debug, Default)]
 struct State {
     own: LogHead,
+    /// The hashes of the chain's latest positions, for a head heard after the chain passed it.
+    recent: Recent,
     /// Signed and not yet sent in a heartbeat (master).
     unsent: bool,
-    /// The latest head heard from a master, not yet compared (client).
+    /// The latest head heard from a master, not yet verified (client).
     heard: Option<(DeviceId, PushHead)>,
-    /// The alarm for a copy that differs was raised: not again until the chain starts again.
-    differs: bool,
-    /// The alarm for a master's head that does not verify was raised (once a run).
-    refused: bool,
+    /// The signature of the last head heard: the same head again (every REST answer carries
+    /// it) is not checked again.
+    last_heard: Option<String>,
+    /// A verified head whose position this copy does not reach yet: compared when it does, or
+    /// replaced by a newer one.
+    pending: Option<MasterHead>,
+    /// Heads refused in a row, and whether that was raised as an alarm (once a run).
+    refusals: u32,
+    refused_alarm: bool,
 }
 
 /// Shared by the node (which follows the chain) and the driver (which sends and hears heads in
@@ -64,9 +78,16 @@ impl LogWatch {
         self.state().own.clone()
     }
 
-    /// A master's heartbeat carried its signed head: compared at the next follow.
+    /// A master's heartbeat carried its signed head: checked at once, unless it is the one
+    /// heard last.
     pub(crate) fn heard(&self, from: DeviceId, head: PushHead) {
-        self.state().heard = Some((from, head));
+        let mut state = self.state();
+        if state.last_heard.as_ref() == Some(&head.signature) {
+            return;
+        }
+        state.last_heard = Some(head.signature.clone());
+        state.heard = Some((from, head));
+        drop(state);
         self.heard.notify_one();
     }
 
@@ -101,23 +122,35 @@ pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
 }
 
 /// Extends this device's log chain over what its log gained (from the start again after a
-/// truncation); on the master, signs the head; on a client, checks the copy against the master's
-/// latest signed head when the chain reaches its position.
+/// truncation); on the master, signs the head; on a client, compares the copy with the master's
+/// latest signed head at its position.
 async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowError> {
     let watch = node.log_watch();
-    let (own, heard) = {
+    let status = node.status();
+    let (master_id, is_master) = (status.master_id, status.role == Some(Role::Master));
+    let (own, heard, pending, mut recent) = {
         let mut state = watch.state();
-        (state.own.clone(), state.heard.take())
+        let recent = std::mem::take(&mut state.recent);
+        (
+            state.own.clone(),
+            state.heard.take(),
+            state.pending.take(),
+            recent,
+        )
     };
     let master = match heard {
-        Some((from, head)) => master_head(node, from, head).await,
-        None => None,
-    };
+        Some((from, head)) => master_head(node, from, head).await.or(pending),
+        None => pending,
+    }
+    .filter(|head| !is_master && Some(head.statement.device_id) == master_id);
     let chain = own.chain.clone();
-    let followed = {
+    let (followed, recent) = {
         let master = master.clone();
         node.db()
-            .read(move |c| chain.follow(c, master.as_ref()))
+            .read(move |c| {
+                let followed = chain.follow(c, master.as_ref(), &mut recent)?;
+                Ok::<_, rms_storage::StorageError>((followed, recent))
+            })
             .await?
     };
     let Followed {
@@ -125,46 +158,36 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
         compared,
         restarted,
     } = followed;
-    let mut checked = if restarted { None } else { own.checked };
-    if restarted {
-        watch.state().differs = false;
-    }
-    if let (Some(master), Some(compared)) = (master, compared) {
+    let (mut checked, mut differs) = if restarted || is_master {
+        (None, None)
+    } else {
+        (own.checked, own.differs)
+    };
+    let mut pending = None;
+    if let Some(master) = master {
         let said = &master.statement;
+        let at = Some(Checked {
+            seq: said.seq,
+            master_id: said.device_id,
+            at_ms: node.config().clock.now_ms(),
+        });
         match compared {
-            Compared::Same => {
-                checked = Some(Checked {
-                    seq: said.seq,
-                    master_id: said.device_id,
-                    at_ms: node.config().clock.now_ms(),
-                });
-            }
-            Compared::Diverged => {
+            None if said.seq > chain.seq => pending = Some(master),
+            None => log::debug!("the master's head at {} is too old to compare", said.seq),
+            Some(Compared::Same) => checked = at,
+            Some(Compared::Diverged) => {
                 log::info!("this copy of the log went another way at {}", said.seq);
             }
-            Compared::Differs { own } => {
-                if !std::mem::replace(&mut watch.state().differs, true) {
-                    log::error!(
-                        "this copy of the master log differs from device {}'s at {}",
-                        said.device_id,
-                        said.seq
-                    );
-                    let details = serde_json::json!({
-                        "seq": said.seq,
-                        "epoch": said.epoch,
-                        "master_id": said.device_id,
-                        "master_hash": said.hash,
-                        "own_hash": own.to_hex(),
-                        "checked_to": checked.map(|c| c.seq),
-                        "head": master.signed,
-                    });
-                    node.alarm("log_chain_differs", details).await;
+            Some(Compared::Differs { own }) => {
+                if differs.is_none() {
+                    raise_differs(node, &master, own, checked).await;
                 }
+                differs = at;
             }
         }
     }
     let signed = match (signer, chain.epoch()) {
-        (Some(signer), Some(epoch)) if node.status().role == Some(Role::Master) => {
+        (Some(signer), Some(epoch)) if is_master => {
             let statement = LogHeadStatement {
                 device_id: node.config().device_id,
                 seq: chain.seq,
@@ -179,32 +202,63 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
     };
     let mut state = watch.state();
     state.unsent = signed.is_some();
+    state.recent = recent;
+    state.pending = pending;
     state.own = LogHead {
         chain,
         signed,
         checked,
+        differs,
     };
     Ok(())
 }
 
-/// `head`, heard from `from`, as the signed head of this device's master; `None` (logged, and
-/// the first refusal of a run raised as an alarm) when it is not.
+/// The alarm `log_chain_differs`: this copy and the master's disagree at the same position and
+/// epoch (raised once, until the chain starts again).
+async fn raise_differs(node: &Node, master: &MasterHead, own: Hash, checked: Option<Checked>) {
+    let said = &master.statement;
+    log::error!(
+        "this copy of the master log differs from device {}'s at {}",
+        said.device_id,
+        said.seq
+    );
+    let details = serde_json::json!({
+        "seq": said.seq,
+        "epoch": said.epoch,
+        "master_id": said.device_id,
+        "master_hash": said.hash,
+        "own_hash": own.to_hex(),
+        "checked_to": checked.map(|c| c.seq),
+        "head": master.signed,
+    });
+    node.alarm("log_chain_differs", details).await;
+}
+
+/// `head`, heard from `from`, verified as its signed log head; `None` (logged, and raised as an
+/// alarm after [`REFUSALS_BEFORE_ALARM`] refusals in a row, once a run) when it does not verify.
 async fn master_head(node: &Node, from: DeviceId, head: PushHead) -> Option<MasterHead> {
-    if node.status().master_id != Some(from) {
-        return None;
-    }
-    match MasterHead::verify(head, from, &node.trust().list()) {
-        Ok(head) => Some(head),
-        Err(why) => {
-            log::warn!("device {from}'s signed log head is refused: {why}");
-            let first = !std::mem::replace(&mut node.log_watch().state().refused, true);
-            if first {
-                let details = serde_json::json!({ "master_id": from, "why": why.to_string() });
-                node.alarm("log_head_refused", details).await;
-            }
-            None
+    let verified = MasterHead::verify(head, from, &node.trust().list());
+    let watch = node.log_watch();
+    let why = match verified {
+        Ok(head) => {
+            watch.state().refusals = 0;
+            return Some(head);
         }
+        Err(why) => why,
+    };
+    log::warn!("device {from}'s signed log head is refused: {why}");
+    let alarm = {
+        let mut state = watch.state();
+        state.refusals += 1;
+        let alarm = state.refusals >= REFUSALS_BEFORE_ALARM && !state.refused_alarm;
+        state.refused_alarm |= alarm;
+        alarm
+    };
+    if alarm {
+        let details = serde_json::json!({ "master_id": from, "why": why.to_string() });
+        node.alarm("log_head_refused", details).await;
     }
+    None
 }
 
 /// Why the log chain could not be followed this time (tried again at the next interval).

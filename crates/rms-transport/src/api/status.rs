@@ -34,6 +34,9 @@ fn health_value(node: &Node) -> serde_json::Value {
     if let Some(checked) = log.checked {
         log_chain["checked"] = json!(checked);
     }
+    if let Some(differs) = log.differs {
+        log_chain["differs"] = json!(differs);
+    }
     json!({
         "status": if disk_full { "degraded" } else { "ok" },
         "storage": if disk_full { "full" } else { "ok" },
