@@ -29,7 +29,9 @@ fn messages_are_type_tagged_json() {
     assert_eq!(json["role"], "client");
     assert_eq!(serde_json::from_value::<Message>(json).unwrap(), message);
     assert!(
-        !serde_json::to_string(&message).unwrap().contains("log_chain"),
+        !serde_json::to_string(&message)
+            .unwrap()
+            .contains("log_chain"),
         "a heartbeat without a signed log head does not name one"
     );
     // A master's heartbeat carrying its signed log head (issue #17) round-trips.
