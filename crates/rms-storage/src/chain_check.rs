@@ -12,11 +12,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rms_domain::{ChainBreak, DeviceId, EventId, PushHead, SyncEvent, TrustList};
+use rms_domain::{ChainBreak, DeviceId, EventId, Fingerprint, PushHead, SyncEvent, TrustList};
 use rusqlite::Connection;
 
 use crate::journal::{Chain, Hash, event_hash};
-use crate::journal_heads::{check_signature, parse_statement};
+use crate::journal_heads::{check_bound, parse_statement, verify_signature};
 use crate::trust::{self, Stamp};
 use crate::{StorageError, events};
 
@@ -32,6 +32,77 @@ enum Before {
     /// positions move together (one journal entry per event it makes), so a later event's
     /// position is fixed by its number, and the next position must continue this hash.
     Linked(u64, u64, Hash),
+}
+
+/// What a push says of itself, worked out without the database as it arrives (in the
+/// connection's task, off the driver thread that decides): each event's hash in its origin's
+/// chain, and whether the head's signature verifies with its key and certificate (the trust
+/// list, which changes, is the checker's). The checker uses it only for the very events, in the
+/// same order, and the very head it was worked out from.
+#[derive(Debug, Clone)]
+pub struct Prehashed {
+    from: DeviceId,
+    ids: Vec<EventId>,
+    hashes: Vec<Option<Hash>>,
+    head_signature: Option<String>,
+    signature: Result<Fingerprint, &'static str>,
+}
+
+impl Prehashed {
+    /// The hashes and the signature of the push `from` sent, as they arrive.
+    pub fn of(
+        from: DeviceId,
+        events: &[SyncEvent],
+        head: Option<&PushHead>,
+    ) -> Result<Prehashed, StorageError> {
+        let hashes = events
+            .iter()
+            .map(event_hash)
+            .collect::<Result<Vec<_>, _>>()?;
+        let signature = match head {
+            Some(head) if head.validate().is_ok() => verify_signature(
+                &head.statement,
+                &head.key,
+                &head.certificate,
+                &head.signature,
+            ),
+            _ => Err("no head"),
+        };
+        Ok(Prehashed {
+            from,
+            ids: events.iter().map(|e| e.event_id).collect(),
+            hashes,
+            head_signature: head.map(|h| h.signature.clone()),
+            signature,
+        })
+    }
+
+    /// Worked out from exactly these events, in this order, and this head, pushed by `from`.
+    pub fn is_of(&self, from: DeviceId, events: &[SyncEvent], head: Option<&PushHead>) -> bool {
+        self.from == from
+            && self.ids.len() == events.len()
+            && self.ids.iter().zip(events).all(|(id, e)| *id == e.event_id)
+            && self.head_signature.as_deref() == head.map(|h| h.signature.as_str())
+    }
+}
+
+/// A push as the checker sees it.
+#[derive(Clone, Copy)]
+struct Pushed<'a> {
+    from: DeviceId,
+    events: &'a [SyncEvent],
+    head: Option<&'a PushHead>,
+    prehashed: Option<&'a Prehashed>,
+}
+
+impl Pushed<'_> {
+    /// The hash of the event at `index` in its origin's chain.
+    fn hash(&self, index: usize) -> Result<Option<Hash>, StorageError> {
+        match self.prehashed.and_then(|p| p.hashes.get(index)) {
+            Some(hash) => Ok(*hash),
+            None => self.events.get(index).map_or(Ok(None), event_hash),
+        }
+    }
 }
 
 /// Whether a push's head is checked: always in a node; the simulator, which models no device
@@ -61,16 +132,23 @@ impl Checker {
 
     /// Checks `events`, pushed by `from`, and the push's `head`. `Ok(Err(_))` names the first
     /// break.
+    /// `prehashed`: what [`Prehashed::of`] worked out for this push as it arrived, used when it
+    /// is of these very events.
     pub fn check(
         &self,
         conn: &Connection,
         from: DeviceId,
         events: &[SyncEvent],
         head: Option<&PushHead>,
+        prehashed: Option<&Prehashed>,
     ) -> Result<Result<(), ChainBreak>, StorageError> {
-        check_push(conn, from, events, head, self.heads, &|| {
-            self.trust_list(conn)
-        })
+        let pushed = Pushed {
+            from,
+            events,
+            head,
+            prehashed: prehashed.filter(|p| p.is_of(from, events, head)),
+        };
+        check_push(conn, &pushed, self.heads, &|| self.trust_list(conn))
     }
 
     fn trust_list(&self, conn: &Connection) -> Result<Arc<TrustList>, StorageError> {
@@ -91,17 +169,16 @@ impl Checker {
 /// gives. `Ok(Err(_))` names the first break.
 fn check_push(
     conn: &Connection,
-    from: DeviceId,
-    events: &[SyncEvent],
-    head: Option<&PushHead>,
+    pushed: &Pushed<'_>,
     heads: Heads,
     trust: &dyn Fn() -> Result<Arc<TrustList>, StorageError>,
 ) -> Result<Result<(), ChainBreak>, StorageError> {
+    let Pushed { from, events, .. } = *pushed;
     let held = held_copies(conn, from, events)?;
     // The event before the next one, when it is in this push: `(event seq, what it was)`.
     let mut previous: Option<(u64, Before)> = None;
     let mut last: Option<(u64, Hash)> = None;
-    for event in events {
+    for (index, event) in events.iter().enumerate() {
         let id = event.event_id;
         let before = match previous.take() {
             Some((seq, before)) if seq.checked_add(1) == Some(id.seq) => before,
@@ -120,7 +197,7 @@ fn check_push(
                     .ok_or_else(|| StorageError::corrupt("sync_events", "a bad chain_prev"))?;
                 previous = Some((id.seq, Before::Linked(id.seq, copy_link.seq, hash)));
                 // The head signs what the device holds at that position.
-                if let (Some(link), Some(own)) = (&event.chain, event_hash(event)?) {
+                if let (Some(link), Some(own)) = (&event.chain, pushed.hash(index)?) {
                     last = Some((link.seq, own));
                 }
                 continue;
@@ -139,7 +216,7 @@ fn check_push(
         if last.is_some_and(|(seq, _)| link.seq <= seq) {
             return broken("it comes after an event that follows it in the chain");
         }
-        let (Some(prev), Some(hash)) = (Hash::from_hex(&link.prev), event_hash(event)?) else {
+        let (Some(prev), Some(hash)) = (Hash::from_hex(&link.prev), pushed.hash(index)?) else {
             return broken("its link's previous hash is not a hash");
         };
         match before {
@@ -165,7 +242,7 @@ fn check_push(
         previous = Some((id.seq, Before::Linked(id.seq, link.seq, hash)));
     }
     match last.filter(|_| heads == Heads::Required) {
-        Some((seq, hash)) => check_head(from, events, head, seq, hash, trust),
+        Some((seq, hash)) => check_head(pushed, seq, hash, trust),
         None => Ok(Ok(())),
     }
 }
@@ -173,13 +250,14 @@ fn check_push(
 /// Whether `head` signs `hash`, the hash of the last linked event of the push, at `seq`, with a
 /// key the trust list binds to `from`.
 fn check_head(
-    from: DeviceId,
-    events: &[SyncEvent],
-    head: Option<&PushHead>,
+    pushed: &Pushed<'_>,
     seq: u64,
     hash: Hash,
     trust: &dyn Fn() -> Result<Arc<TrustList>, StorageError>,
 ) -> Result<Result<(), ChainBreak>, StorageError> {
+    let Pushed {
+        from, events, head, ..
+    } = *pushed;
     let Some(head) = head else {
         return Ok(Err(ChainBreak::Unsigned));
     };
@@ -212,14 +290,16 @@ fn check_head(
             Arc::make_mut(&mut trust).apply(change);
         }
     }
-    let signed = check_signature(
-        &head.statement,
-        &head.key,
-        &head.certificate,
-        &head.signature,
-        from,
-        &trust,
-    );
+    let verified = match pushed.prehashed {
+        Some(prehashed) => prehashed.signature,
+        None => verify_signature(
+            &head.statement,
+            &head.key,
+            &head.certificate,
+            &head.signature,
+        ),
+    };
+    let signed = verified.and_then(|fingerprint| check_bound(&fingerprint, from, &trust));
     Ok(signed.map_err(|why| ChainBreak::Signature { why }))
 }
 

@@ -145,6 +145,18 @@ pub(crate) fn check_signature(
     device_id: DeviceId,
     trust: &rms_domain::TrustList,
 ) -> Result<(), &'static str> {
+    let fingerprint = verify_signature(statement, key, certificate, signature)?;
+    check_bound(&fingerprint, device_id, trust)
+}
+
+/// The part of [`check_signature`] that needs no trust list: the signature verifies with the
+/// key, and the key is the certificate's. The certificate's fingerprint.
+pub(crate) fn verify_signature(
+    statement: &str,
+    key: &str,
+    certificate: &str,
+    signature: &str,
+) -> Result<Fingerprint, &'static str> {
     let (Some(key), Some(signature), Some(certificate)) =
         (unhex(key), unhex(signature), unhex(certificate))
     else {
@@ -155,19 +167,25 @@ pub(crate) fn check_signature(
     if public.verify(statement.as_bytes(), &signature).is_err() {
         return Err("its signature does not verify");
     }
-    // The key is the certificate's (its public key is in the certificate's bytes), and the
-    // certificate is one the trust list binds to this device.
+    // The key is the certificate's (its public key is in the certificate's bytes).
     if key.len() != 65 || !certificate.windows(key.len()).any(|w| w == key.as_slice()) {
         return Err("its key is not the key of the certificate it names");
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, &certificate);
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(digest.as_ref());
-    let bound = trust
-        .get(&Fingerprint::from_sha256(sha256))
-        .is_some_and(|entry| {
-            entry.device_id == device_id && entry.state == rms_domain::TrustState::Trusted
-        });
+    Ok(Fingerprint::from_sha256(sha256))
+}
+
+/// The certificate of `fingerprint` is one `trust` binds to `device_id`.
+pub(crate) fn check_bound(
+    fingerprint: &Fingerprint,
+    device_id: DeviceId,
+    trust: &rms_domain::TrustList,
+) -> Result<(), &'static str> {
+    let bound = trust.get(fingerprint).is_some_and(|entry| {
+        entry.device_id == device_id && entry.state == rms_domain::TrustState::Trusted
+    });
     if !bound {
         return Err("it is signed by a key the trust list does not trust for this device");
     }

@@ -8,7 +8,7 @@
 use rms_domain::{
     ChainBreak, Epoch, NewSale, NewSaleLine, PushHead, Role, SyncEvent, Term, TrustState,
 };
-use rms_storage::chain_check::{Checker, Heads};
+use rms_storage::chain_check::{Checker, Heads, Prehashed};
 use rms_storage::journal_heads::push_head;
 use rms_storage::local::{self, Command};
 use rms_storage::{Store, events};
@@ -61,11 +61,31 @@ fn push(client: &Store, key: &Key) -> (Vec<SyncEvent>, Option<PushHead>) {
     (events, head)
 }
 
+/// The master's verdict on a push, the same whether the push's hashes and signature were worked
+/// out as it arrived (`Prehashed`, what a node does) or by the checker.
 fn check(master: &Store, events: &[SyncEvent], head: Option<&PushHead>) -> Result<(), ChainBreak> {
     let checker = Checker::new(Heads::Required);
-    master
-        .read(|c| checker.check(c, device(2), events, head))
-        .unwrap()
+    let plain = master
+        .read(|c| checker.check(c, device(2), events, head, None))
+        .unwrap();
+    let prehashed = Prehashed::of(device(2), events, head).unwrap();
+    assert!(prehashed.is_of(device(2), events, head));
+    let fast = master
+        .read(|c| checker.check(c, device(2), events, head, Some(&prehashed)))
+        .unwrap();
+    assert_eq!(plain, fast, "the prehashed check agrees");
+    // Worked out from other events, it is not used.
+    if let Some((_, rest)) = events.split_first() {
+        assert!(!prehashed.is_of(device(2), rest, head));
+        let other = master
+            .read(|c| checker.check(c, device(2), rest, head, Some(&prehashed)))
+            .unwrap();
+        let alone = master
+            .read(|c| checker.check(c, device(2), rest, head, None))
+            .unwrap();
+        assert_eq!(other, alone);
+    }
+    plain
 }
 
 #[test]

@@ -53,14 +53,28 @@ pub struct Status {
 
 /// Moves the pushes waiting at the head of the queue into `group` (see [`step::PushGroup`]);
 /// returns the first other input taken, to be handled next.
-fn gather_pushes(rx: &Receiver<Input>, group: &mut step::PushGroup) -> Option<Input> {
+/// The pushes' `prehashed` go into `prehashed`.
+fn gather_pushes(
+    rx: &Receiver<Input>,
+    group: &mut step::PushGroup,
+    prehashed: &mut Vec<rms_storage::chain_check::Prehashed>,
+) -> Option<Input> {
     loop {
         match rx.try_recv().ok()? {
-            Input::Net { from, message } => {
-                if let Some((from, message)) = group.offer(from, message) {
-                    return Some(Input::Net { from, message });
+            Input::Net {
+                from,
+                message,
+                prehashed: worked_out,
+            } => match group.offer(from, message) {
+                Some((from, message)) => {
+                    return Some(Input::Net {
+                        from,
+                        message,
+                        prehashed: worked_out,
+                    });
                 }
-            }
+                None => prehashed.extend(worked_out),
+            },
             other => return Some(other),
         }
     }
@@ -314,12 +328,20 @@ impl Loop {
         let result = match input {
             Ok(Input::Stop) => return ControlFlow::Break(Stopped::Asked),
             Err(RecvTimeoutError::Disconnected) => return ControlFlow::Break(Stopped::Orphaned),
-            Ok(Input::Net { from, message }) if matches!(message, Message::Push { .. }) => {
+            Ok(Input::Net {
+                from,
+                message,
+                prehashed,
+            }) if matches!(message, Message::Push { .. }) => {
                 let mut group = step::PushGroup::default();
                 let first = group.offer(from, message);
                 debug_assert!(first.is_none(), "a group always takes its first push");
-                *held = gather_pushes(rx, &mut group);
-                self.handle_pushes(group.into_pushes(), now)
+                let mut prehashed: Vec<_> = prehashed.into_iter().collect();
+                *held = gather_pushes(rx, &mut group, &mut prehashed);
+                self.node.store().expect_pushes(prehashed);
+                let handled = self.handle_pushes(group.into_pushes(), now);
+                self.node.store().expect_pushes(Vec::new());
+                handled
             }
             Ok(input) => self.handle(input, now),
             Err(RecvTimeoutError::Timeout) => Ok(()),
@@ -374,7 +396,7 @@ impl Loop {
 
     fn handle(&mut self, input: Input, now: Now) -> Handled {
         match input {
-            Input::Net { from, message } => self.on_net(from, message, now),
+            Input::Net { from, message, .. } => self.on_net(from, message, now),
             Input::LinkUp { link } => {
                 match serde_json::to_string(&self.node.heartbeat()) {
                     Ok(introduction) => self.links.introduce(link, &introduction),

@@ -20,6 +20,9 @@ pub enum Input {
     Net {
         from: DeviceId,
         message: Message,
+        /// A push's hashes and signature, worked out in the link's task as it arrived (issue
+        /// #17), so that the driver thread does not.
+        prehashed: Option<rms_storage::chain_check::Prehashed>,
     },
     /// A link this node dialed came up: our heartbeat goes out on it first, then anything else.
     LinkUp {
@@ -148,7 +151,7 @@ impl Driver {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::Net { from, message } => write!(f, "Net({from}, {})", message.kind()),
+            Input::Net { from, message, .. } => write!(f, "Net({from}, {})", message.kind()),
             Input::LinkUp { link } => write!(f, "LinkUp({link})"),
             Input::LinkRefused { from, why, .. } => write!(f, "LinkRefused({from:?}, {why})"),
             Input::Local { .. } => f.write_str("Local"),

@@ -275,7 +275,21 @@ impl Session {
             }
             return self.refuse("not_introduced", json!({ "message": message.kind() }));
         };
-        self.driver.send(Input::Net { from, message });
+        let prehashed = match &message {
+            Message::Push { events, head, .. } => {
+                rms_storage::chain_check::Prehashed::of(from, events, head.as_ref())
+                    .inspect_err(|err| {
+                        log::debug!("a push's chain is checked by the driver: {err}")
+                    })
+                    .ok()
+            }
+            _ => None,
+        };
+        self.driver.send(Input::Net {
+            from,
+            message,
+            prehashed,
+        });
         true
     }
 

@@ -1,11 +1,11 @@
 //! [`StoreAdapter`]: rms-sync's [`SyncStore`] over rms-storage. The node's driver and the
 //! simulator both use it, so the simulator exercises the real repositories.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rms_domain::rules::Products;
 use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent};
-use rms_storage::chain_check::{Checker, Heads};
+use rms_storage::chain_check::{Checker, Heads, Prehashed};
 use rms_storage::products::Table;
 use rms_storage::{StorageError, Store, audit, devices, events, node_state, products, replica};
 use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
@@ -15,6 +15,8 @@ use rms_sync::{Batch, PeerInfo, Persisted, SyncStore};
 pub struct StoreAdapter {
     store: Arc<Store>,
     pushes: Arc<Checker>,
+    /// The hashes and signatures of the pushes being decided, worked out as they arrived.
+    prehashed: Arc<Mutex<Vec<Prehashed>>>,
 }
 
 impl StoreAdapter {
@@ -22,6 +24,7 @@ impl StoreAdapter {
         StoreAdapter {
             store,
             pushes: Arc::new(Checker::new(Heads::Required)),
+            prehashed: Arc::default(),
         }
     }
 
@@ -31,11 +34,21 @@ impl StoreAdapter {
         StoreAdapter {
             store,
             pushes: Arc::new(Checker::new(Heads::NotModelled)),
+            prehashed: Arc::default(),
         }
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The pushes about to be decided were worked out as they arrived (`Prehashed::of`): the
+    /// checker uses each for the push it is of (and checks any other push itself).
+    pub fn expect_pushes(&self, prehashed: Vec<Prehashed>) {
+        *self
+            .prehashed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = prehashed;
     }
 }
 
@@ -92,8 +105,13 @@ impl SyncStore for StoreAdapter {
         events: &[SyncEvent],
         head: Option<&PushHead>,
     ) -> Result<Result<(), ChainBreak>, StorageError> {
+        let prehashed = self
+            .prehashed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let worked_out = prehashed.iter().find(|p| p.is_of(from, events, head));
         self.store
-            .read(|c| self.pushes.check(c, from, events, head))
+            .read(|c| self.pushes.check(c, from, events, head, worked_out))
     }
 
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
