@@ -39,12 +39,14 @@ enum Before {
 /// chain, and whether the head's signature verifies with its key and certificate (the trust
 /// list, which changes, is the checker's). The checker uses it only for the very events, in the
 /// same order, and the very head it was worked out from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Prehashed {
     from: DeviceId,
-    ids: Vec<EventId>,
+    /// The events and head it was worked out from (a copy): it is used only for equal ones, so
+    /// that it cannot vouch for other content under the same ids.
+    events: Vec<SyncEvent>,
+    head: Option<PushHead>,
     hashes: Vec<Option<Hash>>,
-    head_signature: Option<String>,
     signature: Result<Fingerprint, &'static str>,
 }
 
@@ -70,19 +72,25 @@ impl Prehashed {
         };
         Ok(Prehashed {
             from,
-            ids: events.iter().map(|e| e.event_id).collect(),
+            events: events.to_vec(),
+            head: head.cloned(),
             hashes,
-            head_signature: head.map(|h| h.signature.clone()),
             signature,
         })
     }
 
-    /// Worked out from exactly these events, in this order, and this head, pushed by `from`.
+    /// Worked out from events and a head equal to these, in this order, pushed by `from`.
     pub fn is_of(&self, from: DeviceId, events: &[SyncEvent], head: Option<&PushHead>) -> bool {
-        self.from == from
-            && self.ids.len() == events.len()
-            && self.ids.iter().zip(events).all(|(id, e)| *id == e.event_id)
-            && self.head_signature.as_deref() == head.map(|h| h.signature.as_str())
+        self.from == from && self.events == events && self.head.as_ref() == head
+    }
+}
+
+impl std::fmt::Debug for Prehashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prehashed")
+            .field("from", &self.from)
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
     }
 }
 

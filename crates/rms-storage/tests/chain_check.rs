@@ -397,3 +397,50 @@ fn a_replaced_device_takes_its_chain_back_from_the_log() {
     assert_eq!(pending.len(), 1);
     assert_eq!(check(&master, &pending, head.as_ref()), Ok(()));
 }
+
+#[test]
+fn an_honest_pushs_prehashed_result_never_vouches_for_other_content_under_its_ids() {
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let client = client_with_sales(3);
+    let (events, head) = push(&client, &key);
+    let honest = Prehashed::of(device(2), &events, head.as_ref()).unwrap();
+    let checker = Checker::new(Heads::Required);
+    let verdicts = |events: &[SyncEvent], head: Option<&PushHead>| {
+        let with = master
+            .read(|c| checker.check(c, device(2), events, head, Some(&honest)))
+            .unwrap();
+        let without = master
+            .read(|c| checker.check(c, device(2), events, head, None))
+            .unwrap();
+        (with, without)
+    };
+    let (with, without) = verdicts(&events, head.as_ref());
+    assert_eq!((with, without), (Ok(()), Ok(())));
+
+    // The same ids with other content, another link, or another head.
+    let mut qty = events.clone();
+    if let rms_domain::EventPayload::SaleRecorded { lines, .. } = &mut qty[3].payload {
+        lines[0].qty = 9;
+    }
+    let mut user = events.clone();
+    user[1].user_id = "eve".into();
+    let mut link = events.clone();
+    link[2].chain.as_mut().unwrap().prev = "ab".repeat(32);
+    let mut statement = head.clone().unwrap();
+    statement.statement = statement.statement.replace("\"at_ms\":", "\"at_ms\":1");
+    let mut certificate = head.clone().unwrap();
+    certificate.certificate = format!("00{}", certificate.certificate);
+    for (tampered, head) in [
+        (&qty, head.clone()),
+        (&user, head.clone()),
+        (&link, head.clone()),
+        (&events, Some(statement)),
+        (&events, Some(certificate)),
+    ] {
+        assert!(!honest.is_of(device(2), tampered, head.as_ref()));
+        let (with, without) = verdicts(tampered, head.as_ref());
+        assert!(without.is_err(), "the tampered push is refused");
+        assert_eq!(with, without, "the honest push's result is not used");
+    }
+}

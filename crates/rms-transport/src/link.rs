@@ -276,7 +276,7 @@ impl Session {
             return self.refuse("not_introduced", json!({ "message": message.kind() }));
         };
         let prehashed = match &message {
-            Message::Push { events, head, .. } => {
+            Message::Push { events, head, .. } if events.len() <= rms_sync::BATCH_EVENTS_MAX => {
                 rms_storage::chain_check::Prehashed::of(from, events, head.as_ref())
                     .inspect_err(|err| {
                         log::debug!("a push's chain is checked by the driver: {err}")

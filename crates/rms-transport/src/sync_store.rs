@@ -105,13 +105,18 @@ impl SyncStore for StoreAdapter {
         events: &[SyncEvent],
         head: Option<&PushHead>,
     ) -> Result<Result<(), ChainBreak>, StorageError> {
-        let prehashed = self
-            .prehashed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let worked_out = prehashed.iter().find(|p| p.is_of(from, events, head));
-        self.store
-            .read(|c| self.pushes.check(c, from, events, head, worked_out))
+        let worked_out = {
+            let mut prehashed = self
+                .prehashed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let at = prehashed.iter().position(|p| p.is_of(from, events, head));
+            at.map(|at| prehashed.swap_remove(at))
+        };
+        self.store.read(|c| {
+            self.pushes
+                .check(c, from, events, head, worked_out.as_ref())
+        })
     }
 
     fn entry_at(&self, master_seq: u64) -> Result<Option<LogEntry>, StorageError> {
