@@ -69,6 +69,33 @@ fn signing_master(key: &common::Key) -> Store {
     store
 }
 
+/// A signing master with a few sales: its key, store, log chain head, the epoch there, and its
+/// trust list.
+struct Signing {
+    key: common::Key,
+    store: Store,
+    head: LogChain,
+    epoch: Epoch,
+    trust: rms_domain::TrustList,
+}
+
+impl Signing {
+    fn new() -> Signing {
+        let key = common::Key::new();
+        let store = signing_master(&key);
+        let head = store.read(|c| LogChain::default().extend(c)).unwrap();
+        let epoch = *head.epoch().unwrap();
+        let trust = store.read(rms_storage::trust::load).unwrap();
+        Signing {
+            key,
+            store,
+            head,
+            epoch,
+            trust,
+        }
+    }
+}
+
 /// `chain`'s head signed by `key` as device `device`'s, with `epoch` at its position.
 fn signed(key: &common::Key, device: u16, chain: &LogChain, epoch: Epoch) -> PushHead {
     signed_at(key, device, chain.seq, &chain.hash, epoch)
@@ -95,11 +122,13 @@ fn follow(store: &Store, chain: &LogChain, master: &MasterHead, recent: &mut Rec
 
 #[test]
 fn a_copy_is_checked_against_the_masters_signed_head_as_the_chain_passes_it() {
-    let key = common::Key::new();
-    let store = signing_master(&key);
-    let head = store.read(|c| LogChain::default().extend(c)).unwrap();
-    let epoch = *head.epoch().unwrap();
-    let trust = store.read(rms_storage::trust::load).unwrap();
+    let Signing {
+        key,
+        store,
+        head,
+        epoch,
+        trust,
+    } = Signing::new();
     let one = common::device(1);
     let master = MasterHead::verify(signed(&key, 1, &head, epoch), one, &trust).unwrap();
 
@@ -179,11 +208,13 @@ fn a_chain_whose_head_entry_was_replaced_starts_again() {
 
 #[test]
 fn a_log_head_not_signed_by_the_master_is_refused() {
-    let key = common::Key::new();
-    let store = signing_master(&key);
-    let head = store.read(|c| LogChain::default().extend(c)).unwrap();
-    let epoch = *head.epoch().unwrap();
-    let trust = store.read(rms_storage::trust::load).unwrap();
+    let Signing {
+        key,
+        head,
+        epoch,
+        trust,
+        ..
+    } = Signing::new();
     let one = common::device(1);
 
     let other_device = signed(&key, 2, &head, epoch);
