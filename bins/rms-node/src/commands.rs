@@ -446,6 +446,8 @@ sync_listen = "0.0.0.0:7879"
 # sync_interval_ms = 30000
 # heartbeat_interval_ms = 1000
 # master_timeout_ms = 3000
+# How often a running node hashes its copy of the master log again from the start.
+# log_recheck_interval_ms = 3600000
 
 # "rest" for a device that cannot hold a WebSocket.
 # sync_transport = "websocket"

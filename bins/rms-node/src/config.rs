@@ -83,6 +83,10 @@ pub struct Cli {
     /// Take the master role back after catching up, when this device outranks the master.
     #[arg(long, env = "RMS_RECLAIM", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub reclaim: Option<bool>,
+    /// How often a running node hashes its copy of the master log again from the start, to
+    /// notice a change made to its file while it runs [default: 3600000].
+    #[arg(long, env = "RMS_LOG_RECHECK_INTERVAL_MS", value_name = "MS")]
+    pub log_recheck_interval_ms: Option<u64>,
     /// Push each sale to the master as it is made, and broadcast each decided entry at once;
     /// `false` syncs every sync interval, and only critical events at once [default: true].
     #[arg(long, env = "RMS_EAGER_SYNC", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -132,6 +136,7 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub master_timeout_ms: Option<u64>,
     pub reclaim: Option<bool>,
+    pub log_recheck_interval_ms: Option<u64>,
     pub eager_sync: Option<bool>,
     pub sync_transport: Option<SyncTransport>,
     pub hq_url: Option<String>,
@@ -148,6 +153,7 @@ pub const DEFAULT_DATA_DIR: &str = "rms-data";
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MASTER_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_LOG_RECHECK_INTERVAL_MS: u64 = 3_600_000;
 
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +172,7 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    pub log_recheck_interval_ms: u64,
     pub eager_sync: bool,
     pub sync_transport: SyncTransport,
     pub head_office: Option<HeadOfficeConfig>,
@@ -271,6 +278,10 @@ impl Config {
                 .or(file.master_timeout_ms)
                 .unwrap_or(DEFAULT_MASTER_TIMEOUT_MS),
             reclaim: cli.reclaim.or(file.reclaim).unwrap_or(false),
+            log_recheck_interval_ms: cli
+                .log_recheck_interval_ms
+                .or(file.log_recheck_interval_ms)
+                .unwrap_or(DEFAULT_LOG_RECHECK_INTERVAL_MS),
             eager_sync: cli.eager_sync.or(file.eager_sync).unwrap_or(true),
             sync_transport: cli
                 .sync_transport
@@ -298,6 +309,7 @@ impl Config {
             ("sync_interval_ms", self.sync_interval_ms),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("master_timeout_ms", self.master_timeout_ms),
+            ("log_recheck_interval_ms", self.log_recheck_interval_ms),
         ] {
             if value == 0 {
                 bail!("{key} must be at least 1");

@@ -90,6 +90,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         heartbeat_interval_ms: config.heartbeat_interval_ms,
         master_timeout_ms: config.master_timeout_ms,
         reclaim: config.reclaim,
+        log_recheck_interval_ms: config.log_recheck_interval_ms,
         eager_sync: config.eager_sync,
         sync_over_rest: config.sync_transport == config::SyncTransport::Rest,
         clock: Clock {

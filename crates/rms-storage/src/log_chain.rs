@@ -129,6 +129,26 @@ impl LogChain {
         })
     }
 
+    /// This head computed again from the beginning of the log, in one read snapshot: `Some`
+    /// with the chain as the file gives it now when that differs here — an entry at or before
+    /// this position was changed, deleted or inserted in the file since it was hashed; `None`
+    /// when it is the same, or when the entry at this position is no longer the one hashed (a
+    /// truncation: [`LogChain::follow`] starts again).
+    pub fn recheck(&self, conn: &Connection) -> Result<Option<LogChain>, StorageError> {
+        let Some((id, epoch)) = &self.at else {
+            return Ok(None);
+        };
+        let snapshot = conn.unchecked_transaction()?;
+        let still = events::entry_at(&snapshot, self.seq)?
+            .is_some_and(|e| e.event.event_id == *id && e.epoch == *epoch);
+        if !still {
+            return Ok(None);
+        }
+        let mut again = LogChain::default();
+        again.extend_within(&snapshot, self.seq, &mut Recent::default())?;
+        Ok((again.seq != self.seq || again.hash != self.hash).then_some(again))
+    }
+
     /// The epoch that decided the entry at the head (`None`: the chain is empty).
     pub fn epoch(&self) -> Option<&Epoch> {
         self.at.as_ref().map(|(_, epoch)| epoch)

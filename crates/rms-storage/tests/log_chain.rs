@@ -248,3 +248,28 @@ fn a_log_head_not_signed_by_the_master_is_refused() {
         Err(LogHeadRefused::Malformed)
     );
 }
+
+#[test]
+fn a_recheck_from_the_start_names_a_copy_changed_since_it_was_hashed() {
+    let Signing { store, head, .. } = Signing::new();
+    assert_eq!(store.read(|c| head.recheck(c)).unwrap(), None);
+    let edit = |sql: &str| {
+        store
+            .write(|tx| {
+                tx.execute(sql, [])?;
+                Ok(())
+            })
+            .unwrap();
+    };
+    // A changed entry before the head: the file gives another hash there.
+    edit("UPDATE sync_events SET user_id = 'eve' WHERE master_seq = 3");
+    let now = store.read(|c| head.recheck(c)).unwrap().expect("a change");
+    assert_eq!(now.seq, head.seq);
+    assert_ne!(now.hash, head.hash);
+    // Followed from what the file holds now, there is nothing more to name.
+    assert_eq!(store.read(|c| now.recheck(c)).unwrap(), None);
+    // A deleted entry: the chain computed again stops before it.
+    edit("DELETE FROM sync_events WHERE master_seq = 2");
+    let holed = store.read(|c| now.recheck(c)).unwrap().expect("a hole");
+    assert_eq!(holed.seq, 1);
+}

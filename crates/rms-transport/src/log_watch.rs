@@ -5,6 +5,7 @@
 //! two disagree at the same position and epoch: one of the two files was changed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rms_domain::{DeviceId, PushHead, Role};
 use rms_storage::journal::Hash;
@@ -108,17 +109,55 @@ impl LogWatch {
 
 /// Follows the log chain every [`SIGN_INTERVAL`], and as soon as the master's signed head is
 /// heard, until the node stops; `signer` signs the head while this device is the master.
+/// Every `log_recheck_interval_ms` the chain is also computed again from the start
+/// ([`recheck`]).
 pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
+    let every = Duration::from_millis(node.config().log_recheck_interval_ms.max(1));
+    let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     while !node.is_stopping() {
+        let mut recheck_now = false;
         tokio::select! {
             _ = tick.tick() => {}
             () = node.log_watch().heard.notified() => {}
+            _ = rechecks.tick() => recheck_now = true,
         }
         if let Err(err) = follow(&node, signer.as_ref()).await {
             log::error!("cannot follow the master log's chain: {err}");
         }
+        if recheck_now && let Err(err) = recheck(&node).await {
+            log::error!("cannot hash the master log again: {err}");
+        }
     }
+}
+
+/// Computes the chain again from the start of this device's copy of the log: when the file
+/// gives another hash at the head's position than the one computed as entries came — the file
+/// was changed while the node ran — raises the alarm `log_chain_changed`, and follows the
+/// chain from the start again (what the file holds now is what is compared and signed from then
+/// on).
+async fn recheck(node: &Node) -> Result<(), FollowError> {
+    let watch = node.log_watch();
+    let chain = watch.head().chain;
+    let was = chain.clone();
+    let Some(now) = node.db().read(move |c| chain.recheck(c)).await? else {
+        return Ok(());
+    };
+    log::error!(
+        "this device's copy of the master log changed under it at or before {}",
+        was.seq
+    );
+    let details = serde_json::json!({
+        "seq": was.seq,
+        "hash_was": was.hash.to_hex(),
+        "file_seq": now.seq,
+        "file_hash": now.hash.to_hex(),
+    });
+    node.alarm("log_chain_changed", details).await;
+    let mut state = watch.state();
+    state.own = LogHead::default();
+    state.recent = Recent::default();
+    Ok(())
 }
 
 /// Extends this device's log chain over what its log gained (from the start again after a

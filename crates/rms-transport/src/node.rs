@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     pub master_timeout_ms: u64,
     pub reclaim: bool,
+    /// How often a running node hashes its copy of the master log again from the start, to
+    /// notice a change made to its file while it runs (`log_watch`).
+    pub log_recheck_interval_ms: u64,
     /// Push each sale as it is made and broadcast each decided entry at once, instead of every
     /// sync interval (`rms_sync::SyncConfig::eager_sync`).
     pub eager_sync: bool,
@@ -71,6 +74,7 @@ impl NodeConfig {
             heartbeat_interval_ms: 1_000,
             master_timeout_ms: 3_000,
             reclaim: false,
+            log_recheck_interval_ms: 3_600_000,
             eager_sync: true,
             sync_over_rest: false,
             clock: Clock::default(),

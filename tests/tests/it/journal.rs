@@ -475,3 +475,57 @@ fn a_copy_of_the_master_log_changed_on_a_client_differs_from_the_masters_signed_
     assert!(alarms(&master, "log_chain_differs").is_empty());
     assert!(alarms(&client, "log_head_refused").is_empty());
 }
+
+#[test]
+fn a_running_nodes_copy_of_the_log_changed_in_its_file_is_noticed_by_its_next_recheck() {
+    use rms_tests::{FAST, node_args, wait_for};
+    use std::time::Duration;
+    let deadline = Duration::from_secs(30);
+    let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
+    let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
+    let (status, sold) = master.post("/api/v1/sales", &sale);
+    assert_eq!(status, 201, "{sold}");
+    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
+    let peers = vec![master.sync_url.clone()];
+    let mut args = node_args("2", FAST, &peers);
+    args.extend(["--log-recheck-interval-ms", "1000"]);
+    let client = NodeProcess::start(client_dir.path(), &args);
+    wait_for("the client's copy checked up to the sale", deadline, || {
+        client.get("/api/v1/health").1["log_chain"]["checked"]["seq"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3
+    });
+
+    // The master's sale changed in the running client's file (another process, as the
+    // `sqlite3` shell would).
+    let seq = sale_id.split('-').nth(1).unwrap();
+    let sql = format!("UPDATE sync_events SET user_id = 'eve' WHERE device_id = 1 AND seq = {seq}");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.executescript(sys.argv[2])\nc.commit()\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(client_dir.path().join(rms_storage::db::DB_FILE_NAME))
+        .arg(&sql)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+
+    // Its next recheck names the change; its copy, hashed again, then differs from the master's.
+    wait_for("the client's recheck alarm", deadline, || {
+        !alarms(&client, "log_chain_changed").is_empty()
+    });
+    let alarm = &alarms(&client, "log_chain_changed")[0];
+    let details = &alarm["details"]["details"];
+    assert_ne!(details["hash_was"], details["file_hash"], "{alarm}");
+    assert_eq!(details["seq"], details["file_seq"], "{alarm}");
+    wait_for(
+        "the client's copy differs from the master's",
+        deadline,
+        || !alarms(&client, "log_chain_differs").is_empty(),
+    );
+    assert_eq!(alarms(&client, "log_chain_changed").len(), 1);
+    assert!(alarms(&master, "log_chain_changed").is_empty());
+}
