@@ -16,11 +16,24 @@ use crate::scenarios::{self, Bench, Link, blocking};
 /// Sales written per transaction while making the database.
 const PER_TRANSACTION: usize = 1000;
 
-/// A device's database with `sales` sales made on it (as a client would: pending; each
-/// journaled, with its audit row), written straight through rms-storage.
-fn make_database(dir: &Path, sales: usize) -> anyhow::Result<()> {
+/// A device's database with `sales` sales made on it as `role` (a client's are pending; a
+/// master's are decided and logged; each journaled, with its audit row), written straight
+/// through rms-storage.
+fn make_database(dir: &Path, sales: usize, role: Role) -> anyhow::Result<()> {
     let device = DeviceId::new(1).context("device 1")?;
     let store = rms_storage::Store::open(dir, device)?;
+    if role == Role::Master {
+        // A store of its own (term 1, itself master), as the sync core persists it.
+        store.write(|tx| {
+            let mut state = rms_storage::node_state::load(tx)?;
+            state.epoch = Some(rms_domain::Epoch {
+                term: rms_domain::Term(1),
+                master_id: device,
+                master_priority: 0,
+            });
+            rms_storage::node_state::save(tx, &state)
+        })?;
+    }
     store.write(|tx| {
         let product = NewProduct {
             sku: "j1".into(),
@@ -29,7 +42,7 @@ fn make_database(dir: &Path, sales: usize) -> anyhow::Result<()> {
             stock: 1_000_000_000,
             user_id: None,
         };
-        rms_storage::local::record(tx, Role::Client, 1, Command::CreateProduct(product))?;
+        rms_storage::local::record(tx, role, 1, Command::CreateProduct(product))?;
         Ok(())
     })?;
     let mut made = 0;
@@ -44,7 +57,7 @@ fn make_database(dir: &Path, sales: usize) -> anyhow::Result<()> {
                         qty: 1,
                     }],
                 };
-                rms_storage::local::record(tx, Role::Client, 2, Command::Sell(sale))?;
+                rms_storage::local::record(tx, role, 2, Command::Sell(sale))?;
             }
             Ok(())
         })?;
@@ -85,7 +98,7 @@ pub fn j1_verify(bench: &Bench) -> anyhow::Result<Row> {
     )
     .target(Target::AtMost(10.0));
     let dir = tempfile::tempdir()?;
-    blocking(|| make_database(dir.path(), sales))?;
+    blocking(|| make_database(dir.path(), sales, Role::Client))?;
     let db = dir.path().join(rms_storage::db::DB_FILE_NAME);
     let scale = 1_000_000.0 / sales as f64;
     for _ in 0..bench.rounds {
@@ -106,6 +119,53 @@ pub fn j1_verify(bench: &Bench) -> anyhow::Result<Row> {
     }
     row.extra = serde_json::json!({"events": sales + 1,
         "reference": "reading every journal entry, event and audit row back with rusqlite"});
+    Ok(row)
+}
+
+/// J2: the master log's chain hashed from the start of a device's copy (what a node does at
+/// start, after a truncation, and at every recheck, `log_recheck_interval_ms`), per million
+/// entries, against reading the same rows back with rusqlite, in the same round.
+pub fn j2_log_chain(bench: &Bench) -> anyhow::Result<Row> {
+    let sales = if bench.large { 1_000_000 } else { 200_000 };
+    let mut row = Row::new(
+        "J2",
+        format!("log chain hashed from the start, per 1 000 000 entries (measured on {sales})"),
+        "s",
+    );
+    let dir = tempfile::tempdir()?;
+    blocking(|| make_database(dir.path(), sales, Role::Master))?;
+    let db = dir.path().join(rms_storage::db::DB_FILE_NAME);
+    let scale = 1_000_000.0 / sales as f64;
+    let device = DeviceId::new(1).context("device 1")?;
+    let store = rms_storage::Store::open(dir.path(), device)?;
+    for _ in 0..bench.rounds {
+        let reference = blocking(|| {
+            let conn = rusqlite::Connection::open(&db)?;
+            let started = Instant::now();
+            let mut stmt = conn.prepare(
+                "SELECT payload, user_id, event_id FROM sync_events \
+                 WHERE master_seq IS NOT NULL ORDER BY master_seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next()? {
+                bytes += row.get_ref(0)?.as_str()?.len() + row.get_ref(1)?.as_str()?.len();
+            }
+            if bytes == 0 {
+                bail!("nothing was read back");
+            }
+            Ok(started.elapsed())
+        })?;
+        let started = Instant::now();
+        let chain = store.read(|c| rms_storage::log_chain::LogChain::default().extend(c))?;
+        let took = started.elapsed();
+        if chain.seq < sales as u64 {
+            bail!("the chain covers {} entries of {}", chain.seq, sales + 1);
+        }
+        row.round(took.as_secs_f64() * scale, reference.as_secs_f64() * scale);
+    }
+    row.extra = serde_json::json!({"entries": sales + 1,
+        "reference": "reading every logged event's row back with rusqlite"});
     Ok(row)
 }
 

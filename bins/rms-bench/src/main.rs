@@ -44,7 +44,7 @@ struct Args {
     /// Larger runs: more events, samples and failover runs, the default failover timing too.
     #[arg(long)]
     large: bool,
-    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4, F1, F2, J1); all
+    /// Only the scenarios whose id is one of these (S1, S2, ..., S8, R1, T1, H1, ..., H4, F1, F2, J1, J2); all
     /// by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -180,6 +180,9 @@ async fn run(bench: &Bench, only: &[String]) -> anyhow::Result<Vec<Row>> {
     }
     if wanted("J1") {
         rows.push(journal::j1_verify(bench)?);
+    }
+    if wanted("J2") {
+        rows.push(journal::j2_log_chain(bench)?);
     }
     if wanted("R1") {
         rows.push(tokio::task::block_in_place(|| {
