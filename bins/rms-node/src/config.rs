@@ -154,6 +154,8 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MASTER_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_LOG_RECHECK_INTERVAL_MS: u64 = 3_600_000;
+/// Rechecks closer than this would hash a large log back to back.
+pub const LOG_RECHECK_INTERVAL_MS_MIN: u64 = 1_000;
 
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,11 +311,13 @@ impl Config {
             ("sync_interval_ms", self.sync_interval_ms),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("master_timeout_ms", self.master_timeout_ms),
-            ("log_recheck_interval_ms", self.log_recheck_interval_ms),
         ] {
             if value == 0 {
                 bail!("{key} must be at least 1");
             }
+        }
+        if self.log_recheck_interval_ms < LOG_RECHECK_INTERVAL_MS_MIN {
+            bail!("log_recheck_interval_ms must be at least {LOG_RECHECK_INTERVAL_MS_MIN}");
         }
         if self.master_timeout_ms <= self.heartbeat_interval_ms {
             bail!(

@@ -253,6 +253,9 @@ fn a_log_head_not_signed_by_the_master_is_refused() {
 fn a_recheck_from_the_start_names_a_copy_changed_since_it_was_hashed() {
     let Signing { store, head, .. } = Signing::new();
     assert_eq!(store.read(|c| head.recheck(c)).unwrap(), None);
+    // Entries logged after the head are not a change.
+    sell(&store);
+    assert_eq!(store.read(|c| head.recheck(c)).unwrap(), None);
     let edit = |sql: &str| {
         store
             .write(|tx| {
@@ -272,4 +275,8 @@ fn a_recheck_from_the_start_names_a_copy_changed_since_it_was_hashed() {
     edit("DELETE FROM sync_events WHERE master_seq = 2");
     let holed = store.read(|c| now.recheck(c)).unwrap().expect("a hole");
     assert_eq!(holed.seq, 1);
+    // The entry at the head replaced (what a truncation looks like): not the recheck's to name,
+    // the chain starts again when it is followed.
+    edit("UPDATE sync_events SET epoch_term = epoch_term + 1 WHERE master_seq = 4");
+    assert_eq!(store.read(|c| now.recheck(c)).unwrap(), None);
 }

@@ -125,8 +125,17 @@ pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
         if let Err(err) = follow(&node, signer.as_ref()).await {
             log::error!("cannot follow the master log's chain: {err}");
         }
-        if recheck_now && let Err(err) = recheck(&node).await {
-            log::error!("cannot hash the master log again: {err}");
+        if recheck_now {
+            match recheck(&node).await {
+                // Followed from the file at once: the master signs again, the client compares.
+                Ok(true) => {
+                    if let Err(err) = follow(&node, signer.as_ref()).await {
+                        log::error!("cannot follow the master log's chain: {err}");
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => log::error!("cannot hash the master log again: {err}"),
+            }
         }
     }
 }
@@ -136,12 +145,13 @@ pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
 /// was changed while the node ran — raises the alarm `log_chain_changed`, and follows the
 /// chain from the start again (what the file holds now is what is compared and signed from then
 /// on).
-async fn recheck(node: &Node) -> Result<(), FollowError> {
+/// True when it did.
+async fn recheck(node: &Node) -> Result<bool, FollowError> {
     let watch = node.log_watch();
     let chain = watch.head().chain;
     let was = chain.clone();
     let Some(now) = node.db().read(move |c| chain.recheck(c)).await? else {
-        return Ok(());
+        return Ok(false);
     };
     log::error!(
         "this device's copy of the master log changed under it at or before {}",
@@ -157,7 +167,7 @@ async fn recheck(node: &Node) -> Result<(), FollowError> {
     let mut state = watch.state();
     state.own = LogHead::default();
     state.recent = Recent::default();
-    Ok(())
+    Ok(true)
 }
 
 /// Extends this device's log chain over what its log gained (from the start again after a

@@ -482,7 +482,10 @@ fn a_running_nodes_copy_of_the_log_changed_in_its_file_is_noticed_by_its_next_re
     use std::time::Duration;
     let deadline = Duration::from_secs(30);
     let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
+    // Both recheck every second: the master, logging sales meanwhile, raises nothing.
+    let mut master_args = node_args("1", FAST, &[]);
+    master_args.extend(["--log-recheck-interval-ms", "1000"]);
+    let master = NodeProcess::start(master_dir.path(), &master_args);
     let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
     assert_eq!(master.post("/api/v1/products", &tea).0, 201);
     let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
@@ -521,6 +524,9 @@ fn a_running_nodes_copy_of_the_log_changed_in_its_file_is_noticed_by_its_next_re
     let details = &alarm["details"]["details"];
     assert_ne!(details["hash_was"], details["file_hash"], "{alarm}");
     assert_eq!(details["seq"], details["file_seq"], "{alarm}");
+    for _ in 0..3 {
+        assert_eq!(master.post("/api/v1/sales", &sale).0, 201);
+    }
     wait_for(
         "the client's copy differs from the master's",
         deadline,
