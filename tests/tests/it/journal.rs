@@ -410,30 +410,53 @@ fn a_node_closes_the_days_it_sold_on_once_they_are_over() {
     assert!(ok, "the journal verifies with its closing: {last}");
 }
 
+/// A sale of one tea by ann.
+fn tea_sale() -> serde_json::Value {
+    json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]})
+}
+
+/// Device 1, master of its own store (with `extra` arguments), that sold one tea: it and the
+/// sale's id.
+fn master_with_a_sale(dir: &Path, extra: &[&'static str]) -> (NodeProcess, String) {
+    let mut args = rms_tests::node_args("1", rms_tests::FAST, &[]);
+    args.extend_from_slice(extra);
+    let master = NodeProcess::start(dir, &args);
+    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
+    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
+    let (status, sold) = master.post("/api/v1/sales", &tea_sale());
+    assert_eq!(status, 201, "{sold}");
+    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
+    (master, sale_id)
+}
+
+/// Device 2 (with `extra` arguments) in `master`'s store.
+fn client_of(dir: &Path, master: &NodeProcess, extra: &[&'static str]) -> NodeProcess {
+    let peers = vec![master.sync_url.clone()];
+    let mut args = rms_tests::node_args("2", rms_tests::FAST, &peers);
+    args.extend_from_slice(extra);
+    NodeProcess::start(dir, &args)
+}
+
+/// The last position where `node`'s copy of the log had its master's signed hash (0: none).
+fn checked_seq(node: &NodeProcess) -> u64 {
+    node.get("/api/v1/health").1["log_chain"]["checked"]["seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 #[test]
 fn a_copy_of_the_master_log_changed_on_a_client_differs_from_the_masters_signed_head() {
-    use rms_tests::{FAST, node_args, wait_for};
+    use rms_tests::wait_for;
     use std::time::Duration;
     let deadline = Duration::from_secs(30);
     let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let master = NodeProcess::start(master_dir.path(), &node_args("1", FAST, &[]));
-    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
-    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
-    let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
-    let (status, sold) = master.post("/api/v1/sales", &sale);
-    assert_eq!(status, 201, "{sold}");
-    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
-    let peers = vec![master.sync_url.clone()];
-    let mut client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+    let (master, sale_id) = master_with_a_sale(master_dir.path(), &[]);
+    let sale = tea_sale();
+    let mut client = client_of(client_dir.path(), &master, &[]);
 
     // The client's copy is checked against the master's signed head, and agrees with it.
-    let checked = |node: &NodeProcess| {
-        node.get("/api/v1/health").1["log_chain"]["checked"]["seq"]
-            .as_u64()
-            .unwrap_or(0)
-    };
     wait_for("the client's copy checked up to the sale", deadline, || {
-        client.get(&format!("/api/v1/sales/{sale_id}")).0 == 200 && checked(&client) >= 3
+        client.get(&format!("/api/v1/sales/{sale_id}")).0 == 200 && checked_seq(&client) >= 3
     });
     assert!(alarms(&client, "log_chain_differs").is_empty());
 
@@ -447,7 +470,7 @@ fn a_copy_of_the_master_log_changed_on_a_client_differs_from_the_masters_signed_
     for stale in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(client_dir.path().join(format!("{db}{stale}")));
     }
-    let client = NodeProcess::start(client_dir.path(), &node_args("2", FAST, &peers));
+    let client = client_of(client_dir.path(), &master, &[]);
     wait_for("the client's alarm", deadline, || {
         !alarms(&client, "log_chain_differs").is_empty()
     });
@@ -478,29 +501,17 @@ fn a_copy_of_the_master_log_changed_on_a_client_differs_from_the_masters_signed_
 
 #[test]
 fn a_running_nodes_copy_of_the_log_changed_in_its_file_is_noticed_by_its_next_recheck() {
-    use rms_tests::{FAST, node_args, wait_for};
+    use rms_tests::wait_for;
     use std::time::Duration;
     let deadline = Duration::from_secs(30);
     let (master_dir, client_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // Both recheck every second: the master, logging sales meanwhile, raises nothing.
-    let mut master_args = node_args("1", FAST, &[]);
-    master_args.extend(["--log-recheck-interval-ms", "1000"]);
-    let master = NodeProcess::start(master_dir.path(), &master_args);
-    let tea = json!({"sku": "tea", "name": "Tea", "price_cents": 250, "stock": 10});
-    assert_eq!(master.post("/api/v1/products", &tea).0, 201);
-    let sale = json!({"user_id": "ann", "lines": [{"sku": "tea", "qty": 1}]});
-    let (status, sold) = master.post("/api/v1/sales", &sale);
-    assert_eq!(status, 201, "{sold}");
-    let sale_id = sold["sale_id"].as_str().unwrap().to_owned();
-    let peers = vec![master.sync_url.clone()];
-    let mut args = node_args("2", FAST, &peers);
-    args.extend(["--log-recheck-interval-ms", "1000"]);
-    let client = NodeProcess::start(client_dir.path(), &args);
+    const RECHECK: &[&str] = &["--log-recheck-interval-ms", "1000"];
+    let (master, sale_id) = master_with_a_sale(master_dir.path(), RECHECK);
+    let sale = tea_sale();
+    let client = client_of(client_dir.path(), &master, RECHECK);
     wait_for("the client's copy checked up to the sale", deadline, || {
-        client.get("/api/v1/health").1["log_chain"]["checked"]["seq"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 3
+        checked_seq(&client) >= 3
     });
 
     // The master's sale changed in the running client's file (another process, as the
