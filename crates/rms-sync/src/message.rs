@@ -71,8 +71,8 @@ pub enum Message {
         epoch: Option<Epoch>,
         role: Role,
         log_head: u64,
-        /// A master handing its role over names the target in every heartbeat until it ends:
-        /// the target takes over only while its master's latest heartbeat still says so.
+        /// A master handing its role over names the target in every heartbeat until it ends, for
+        /// operators and the status page; the target takes over only on `handover_granted`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         handing_over_to: Option<DeviceId>,
         /// The master's signed head of its log chain (issue #17), so that each device checks its
@@ -141,6 +141,13 @@ pub enum Message {
         target: DeviceId,
         log_head: u64,
     },
+    /// The handover target has caught up to `log_head` and asks the master for the role.
+    HandoverReady { epoch: Epoch, log_head: u64 },
+    /// The master's answer to `handover_ready`: it stepped down at `log_head` (it leads this
+    /// epoch no more and decides nothing in it again), so the target may take over. Only this
+    /// message lets a target take over: a handover whose master gave up cannot be carried out
+    /// late, however late its messages arrive.
+    HandoverGranted { epoch: Epoch, log_head: u64 },
     /// `--reclaim`: a device that outranks the master and has caught up asks it to hand the role
     /// back (the master answers with a `handover`, and decides nothing new meanwhile).
     HandoverRequest { epoch: Epoch },
@@ -240,6 +247,8 @@ impl Message {
             | Message::Conflict { epoch, .. }
             | Message::MasterAnnounce { epoch, .. }
             | Message::Handover { epoch, .. }
+            | Message::HandoverReady { epoch, .. }
+            | Message::HandoverGranted { epoch, .. }
             | Message::HandoverRequest { epoch } => Some(*epoch),
         }
     }
@@ -260,6 +269,8 @@ impl Message {
             Message::MasterAnnounce { .. } => "master_announce",
             Message::Relay { .. } => "relay",
             Message::Handover { .. } => "handover",
+            Message::HandoverReady { .. } => "handover_ready",
+            Message::HandoverGranted { .. } => "handover_granted",
             Message::HandoverRequest { .. } => "handover_request",
             Message::PreVote { .. } => "pre_vote",
             Message::PreVoteReply { .. } => "pre_vote_reply",

@@ -289,3 +289,195 @@ fn a_handover_that_arrives_after_the_master_went_on_is_not_carried_out() {
     assert_eq!(node.role(), Role::Client);
     assert_eq!(node.master_id(), Some(device(2)));
 }
+
+/// The pull answer that tells a client of master 2 at head 0 that the logs agree.
+fn synced_at_zero(node: &mut SyncNode<StoreAdapter>, at_ms: u64) {
+    let answer = Message::Events {
+        epoch: epoch_of(2),
+        since: 0,
+        since_epoch: None,
+        entries: Vec::new(),
+        log_head: 0,
+        truncate_to: None,
+    };
+    node.handle_message(device(2), answer, now(at_ms))
+        .expect("the pull answer");
+    assert!(node.in_sync(), "the logs agree");
+}
+
+fn announced(messages: &[(To, Message)]) -> bool {
+    messages
+        .iter()
+        .any(|(_, m)| matches!(m, Message::MasterAnnounce { .. }))
+}
+
+#[test]
+fn a_handover_read_after_the_master_gave_up_is_never_carried_out() {
+    // Found by the simulator (issue #26, seed 1632): the target was paused when its master asked
+    // it to take over; the master gave up at its deadline and decided two more entries; the
+    // target, resumed, read the request and the heartbeats that named it before anything newer,
+    // and took over at the old head, so that two masters decided the same units. The pause
+    // forgiveness made the 840 ms old request look fresh: no local time tells a stale request
+    // from a live one. Only the master's grant, which a master that gave up never sends, does.
+    let mut node = client_of_two(1_000);
+    let epoch = epoch_of(2);
+    synced_at_zero(&mut node, 1_010);
+    // The device did not run from 1 010 to 1 900: what waited is read together.
+    let waited = [
+        (device(2), master_heartbeat(epoch, 0, Some(device(1)))),
+        (
+            device(2),
+            Message::Handover {
+                epoch,
+                target: device(1),
+                log_head: 0,
+            },
+        ),
+        (device(2), master_heartbeat(epoch, 0, Some(device(1)))),
+    ];
+    node.handle_messages(waited, now(1_900))
+        .expect("what waited");
+    run_timers(&mut node, 1_900, 2_400);
+    let out = sent(&mut node);
+    assert!(!announced(&out), "no take-over without a grant: {out:?}");
+    assert!(
+        out.iter().any(|(to, m)| *to == To::Device(device(2))
+            && matches!(m, Message::HandoverReady { log_head: 0, .. })),
+        "it asks its master for the role instead: {out:?}"
+    );
+    assert_eq!(node.role(), Role::Client);
+    assert_eq!(node.epoch(), Some(epoch), "no new term");
+}
+
+#[test]
+fn a_master_grants_the_role_only_while_frozen_for_that_target_and_leads_no_more_once_it_has() {
+    let mut node = core_with(false, |adapter| adapter);
+    run_timers(&mut node, 0, 1_000);
+    assert_eq!(node.role(), Role::Master, "alone: master of its island");
+    let epoch = node.epoch().expect("an epoch");
+    let head = node.log_head();
+    node.handle_message(device(2), heartbeat(2, Role::Client, epoch), now(1_000))
+        .expect("device 2 lives");
+    node.handle_message(device(3), heartbeat(3, Role::Client, epoch), now(1_000))
+        .expect("device 3 lives");
+    sent(&mut node);
+    node.request_handover(device(2), now(1_000))
+        .expect("a live target");
+    let granted = |out: &[(To, Message)]| {
+        out.iter()
+            .any(|(_, m)| matches!(m, Message::HandoverGranted { .. }))
+    };
+    let ready = |log_head| Message::HandoverReady { epoch, log_head };
+    node.handle_message(device(3), ready(head), now(1_010))
+        .expect("another device's ready");
+    node.handle_message(device(2), ready(head + 1), now(1_020))
+        .expect("the target at another head");
+    assert!(!granted(&sent(&mut node)), "neither is granted");
+    assert_eq!(node.role(), Role::Master);
+    node.handle_message(device(2), ready(head), now(1_030))
+        .expect("the target caught up");
+    let out = sent(&mut node);
+    assert!(
+        out.contains(&(
+            To::Device(device(2)),
+            Message::HandoverGranted {
+                epoch,
+                log_head: head
+            }
+        )),
+        "{out:?}"
+    );
+    assert_eq!(node.role(), Role::Client, "it stepped down with the grant");
+    assert_eq!(node.local_write_role(), Role::Client);
+    let push = Message::Push {
+        epoch: Some(epoch),
+        events: Vec::new(),
+        head: None,
+    };
+    node.handle_message(device(3), push, now(1_040))
+        .expect("push");
+    let answers = sent(&mut node);
+    assert!(
+        answers.iter().any(|(_, m)| matches!(
+            m,
+            Message::Error {
+                code: ErrorCode::NotMaster,
+                ..
+            }
+        )),
+        "it decides nothing in its old epoch: {answers:?}"
+    );
+}
+
+#[test]
+fn a_master_that_gave_up_its_handover_grants_nothing() {
+    let mut node = core_with(false, |adapter| adapter);
+    run_timers(&mut node, 0, 1_000);
+    let epoch = node.epoch().expect("an epoch");
+    let head = node.log_head();
+    node.handle_message(device(2), heartbeat(2, Role::Client, epoch), now(1_000))
+        .expect("device 2 lives");
+    node.request_handover(device(2), now(1_000))
+        .expect("a live target");
+    run_timers(&mut node, 1_000, 2_210);
+    assert_eq!(node.local_write_role(), Role::Master, "it gave up");
+    sent(&mut node);
+    let late = Message::HandoverReady {
+        epoch,
+        log_head: head,
+    };
+    node.handle_message(device(2), late, now(2_220))
+        .expect("a late ready");
+    let out = sent(&mut node);
+    assert!(
+        !out.iter()
+            .any(|(_, m)| matches!(m, Message::HandoverGranted { .. })),
+        "{out:?}"
+    );
+    assert_eq!(node.role(), Role::Master);
+}
+
+#[test]
+fn a_target_takes_over_on_the_grant_unless_it_told_a_pre_vote_it_has_no_master() {
+    let epoch = epoch_of(2);
+    let handover = Message::Handover {
+        epoch,
+        target: device(1),
+        log_head: 0,
+    };
+    let grant = Message::HandoverGranted { epoch, log_head: 0 };
+    // Granted: taken at the next tick, in a new term.
+    let mut node = client_of_two(1_000);
+    synced_at_zero(&mut node, 1_010);
+    node.handle_message(device(2), handover.clone(), now(1_020))
+        .expect("handover");
+    run_timers(&mut node, 1_020, 1_030);
+    node.handle_message(device(2), grant.clone(), now(1_040))
+        .expect("grant");
+    run_timers(&mut node, 1_040, 1_050);
+    assert_eq!(node.role(), Role::Master);
+    assert_eq!(
+        node.epoch().map(|e| (e.term, e.master_id)),
+        Some((Term(2), device(1)))
+    );
+    assert!(announced(&sent(&mut node)));
+    // Told device 3's pre-vote that it hears no master (it was never registered): device 3 may
+    // elect another now, so a grant read afterwards is not acted on.
+    let mut node = client_of_two(1_000);
+    synced_at_zero(&mut node, 1_010);
+    node.handle_message(device(2), handover, now(1_020))
+        .expect("handover");
+    run_timers(&mut node, 1_020, 1_030);
+    let question = Message::PreVote {
+        epoch: Some(epoch),
+        log_head: 0,
+    };
+    node.handle_message(device(3), question, now(1_035))
+        .expect("pre-vote");
+    node.handle_message(device(2), grant, now(1_040))
+        .expect("grant");
+    run_timers(&mut node, 1_040, 1_200);
+    assert!(!announced(&sent(&mut node)));
+    assert_eq!(node.role(), Role::Client);
+    assert_eq!(node.epoch(), Some(epoch));
+}

@@ -30,6 +30,8 @@ pub const REASON_ELECTED: &str =
     "election: the most complete log of the reachable devices, then the best rank";
 /// Election won by a handover (requested, or asked for with `--reclaim`).
 pub const REASON_HANDOVER: &str = "handover";
+/// Role change: a master handing over granted the role to its caught-up target.
+pub const REASON_HANDED_OVER: &str = "handed over: the target caught up and was granted the role";
 /// An input came long after its timer: the node did not run.
 pub const WHY_INPUT_GAP: &str = "input gap: the node did not run";
 
@@ -149,10 +151,31 @@ pub enum HandoverFact {
     HandoverCancelled {
         to: DeviceId,
     },
-    /// The handover target was not caught up within its window.
+    /// The handover target dropped the handover: not caught up within its window, or it did
+    /// not run for a while (`why`).
     HandoverNotTaken {
         log_head: u64,
         wanted: u64,
+        why: &'static str,
+    },
+    /// The master granted the role to its caught-up target and stepped down.
+    HandoverGranted {
+        to: DeviceId,
+        log_head: u64,
+    },
+    /// A `handover_ready` the master cannot grant (it is not handing over to the sender at
+    /// that head).
+    ReadyRefused {
+        from: DeviceId,
+        log_head: u64,
+        why: &'static str,
+    },
+    /// A `handover_granted` this device does not act on (it dropped the handover, or its log
+    /// is not at the granted head): the store elects a master instead.
+    GrantIgnored {
+        from: DeviceId,
+        log_head: u64,
+        why: &'static str,
     },
     /// A push or relay refused while handing over.
     RefusedHandingOver {
@@ -445,9 +468,35 @@ impl HandoverFact {
                 None,
                 json!({ "to": to, "why": "the target did not take over in time" }),
             ),
-            HandoverFact::HandoverNotTaken { log_head, wanted } => {
-                let details = json!({ "handover": "not taken", "why": "not caught up in time", "log_head": log_head, "wanted": wanted });
+            HandoverFact::HandoverNotTaken {
+                log_head,
+                wanted,
+                why,
+            } => {
+                let details = json!({ "handover": "not taken", "why": why, "log_head": log_head, "wanted": wanted });
                 (Op::Handover, Out::Error, None, details)
+            }
+            HandoverFact::HandoverGranted { to, log_head } => (
+                Op::Handover,
+                Out::Ok,
+                None,
+                json!({ "granted": to, "log_head": log_head }),
+            ),
+            HandoverFact::ReadyRefused {
+                from,
+                log_head,
+                why,
+            } => {
+                let details = json!({ "refused": "handover_ready", "from": from, "log_head": log_head, "why": why });
+                (Op::Handover, Out::Rejected, None, details)
+            }
+            HandoverFact::GrantIgnored {
+                from,
+                log_head,
+                why,
+            } => {
+                let details = json!({ "ignored": "handover_granted", "from": from, "log_head": log_head, "why": why });
+                (Op::Handover, Out::Rejected, None, details)
             }
             HandoverFact::RefusedHandingOver { what, from } => (
                 Op::Handover,

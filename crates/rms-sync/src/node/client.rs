@@ -125,20 +125,11 @@ impl<S: SyncStore> SyncNode<S> {
         self.maybe_take_over(now)
     }
 
-    pub(super) fn on_heartbeat(
-        &mut self,
-        from: DeviceId,
-        role: Role,
-        log_head: u64,
-        handing_over_to: Option<DeviceId>,
-        now: Now,
-    ) {
+    pub(super) fn on_heartbeat(&mut self, from: DeviceId, role: Role, log_head: u64, now: Now) {
         if !(self.is_my_master(from) && role == Role::Master) {
             return;
         }
         self.follow(now);
-        let named = handing_over_to == Some(self.me());
-        self.heartbeat_names_us(named, log_head);
         let my_head = self.log_head;
         let Some(following) = self.following_mut() else {
             return;

@@ -340,6 +340,9 @@ impl<S: SyncStore> SyncNode<S> {
         let accepted_unlogged = if master_heard_ms_ago.is_some() {
             Vec::new()
         } else {
+            // This device just said it has no master: it must not take the role from the
+            // master it followed later on, as the asker may now elect another (`handover.rs`).
+            self.drop_take_over("told a pre-vote it does not hear its master", now);
             within_bytes(
                 self.store
                     .accepted_unlogged(BATCH_EVENTS_MAX)

@@ -1,18 +1,29 @@
 //! Handover (SPEC §6, manual override) and `--reclaim`: the master gives its role to a caught-up
 //! device, in a new term, without an election.
 //!
-//! **Invariant:** the two never lead at once while messages take less than half a master
-//! timeout. The master freezes (decides nothing new, refuses pushes and relays with
-//! `handing_over`) from the request until the target took over or [`HANDOVER_TIMEOUTS`] passed;
-//! the target takes over only while its master's latest heartbeat names it, and within
-//! [`TAKE_OVER_TIMEOUTS`] of the request. A device asking with `--reclaim` never deposes the
-//! master: it asks, and the master hands over.
+//! The handshake (Raft's leadership transfer, with the old leader's step-down made explicit):
+//! 1. the master freezes (decides nothing new, refuses pushes and relays with `handing_over`)
+//!    and sends `handover {log_head}` to the target;
+//! 2. the target, once its log reaches that head, answers `handover_ready {log_head}`;
+//! 3. the master, if it is still frozen for that target at that head, steps down in the same
+//!    commit as the audit row that says so, and only then answers `handover_granted`;
+//! 4. the target takes over at its next tick (after the messages that waited with the grant were
+//!    read), in a new term.
+//!
+//! **Invariant:** the two never lead at once, whatever the delays and pauses: a target takes over
+//! only on a grant, and a master grants only while frozen, and leads that epoch no more once it
+//! has. A master that gives up (its target did not answer within [`HANDOVER_TIMEOUTS`]) has
+//! granted nothing, so a `handover` read late (after a pause, a reorder, a reconnect) leads at
+//! most to a `handover_ready` that is refused. A target that did not run for a while, or that told
+//! a pre-vote it does not hear its master, drops the handover: a grant it reads afterwards is
+//! ignored (audited), and the store elects a master as after any failure. A device asking with
+//! `--reclaim` never deposes the master: it asks, and the master hands over.
 
 use rms_domain::{DeviceId, Epoch, Role};
 
-use super::audit::{HandoverFact, REASON_HANDOVER};
+use super::audit::{EpochFact, HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
 use super::election::Phase;
-use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
+use super::{HandoverError, Notification, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
 use crate::pre_vote::rank;
 use crate::store::{Batch, SyncStore};
@@ -21,7 +32,8 @@ use crate::store::{Batch, SyncStore};
 /// nothing new meanwhile, before it goes on as master.
 const HANDOVER_TIMEOUTS: u64 = 2;
 
-/// A handover target takes over within this many master timeouts of the request, or not at all.
+/// A handover target asks for the role within this many master timeouts of the request, or not
+/// at all (the master's wait of [`HANDOVER_TIMEOUTS`] leaves time for the grant to come back).
 const TAKE_OVER_TIMEOUTS: u64 = 1;
 
 /// `--reclaim` asks the master for the role again after this many master timeouts.
@@ -40,6 +52,18 @@ pub struct HandingOver {
 pub struct TakeOver {
     log_head: u64,
     until_ms: u64,
+    /// When this device last said `handover_ready` (said again each heartbeat interval until the
+    /// grant comes: a lost message is not a refusal).
+    ready_sent_ms: Option<u64>,
+    /// When the master's grant was read: the role is taken at the tick due then.
+    granted_ms: Option<u64>,
+}
+
+impl TakeOver {
+    /// The tick at which a granted handover is carried out.
+    pub fn granted_ms(&self) -> Option<u64> {
+        self.granted_ms
+    }
 }
 
 impl<S: SyncStore> SyncNode<S> {
@@ -157,8 +181,66 @@ impl<S: SyncStore> SyncNode<S> {
         self.send(To::Device(to), message);
     }
 
-    /// The master asked this device to take over at `log_head`: done from the next tick (after
-    /// every message that waited with the request was read), within [`TAKE_OVER_TIMEOUTS`].
+    /// The master's answer to the target's `handover_ready`: granted only while this master is
+    /// frozen for that target at that head. Granting ends its lead of this epoch in the commit
+    /// that audits it, before the grant goes; from then on it is a device without a master, which
+    /// follows the target when it announces itself (or, hearing nobody, asks like any device).
+    pub(super) fn on_handover_ready(
+        &mut self,
+        from: DeviceId,
+        log_head: u64,
+        now: Now,
+    ) -> Result<(), S> {
+        let handing_over = match &self.phase {
+            Phase::Master(leading) => leading.handing_over,
+            _ => None,
+        };
+        let (Some(epoch), Some(handing_over)) = (self.epoch, handing_over) else {
+            let why = "not handing over";
+            self.audit(
+                now,
+                HandoverFact::ReadyRefused {
+                    from,
+                    log_head,
+                    why,
+                },
+            );
+            return Ok(());
+        };
+        if handing_over.target != from || log_head != self.log_head {
+            let why = "another target or another head";
+            self.audit(
+                now,
+                HandoverFact::ReadyRefused {
+                    from,
+                    log_head,
+                    why,
+                },
+            );
+            return Ok(());
+        }
+        self.audit(now, HandoverFact::HandoverGranted { to: from, log_head });
+        let record = EpochFact::RoleChanged {
+            to: Role::Client,
+            reason: REASON_HANDED_OVER,
+            epoch: Some(epoch),
+        };
+        self.audit(now, record);
+        self.commit(Batch::default())?;
+        self.phase = Phase::masterless(now.mono_ms);
+        self.outbox.notify(Notification::RoleChanged {
+            role: Role::Client,
+            epoch: Some(epoch),
+        });
+        self.send(
+            To::Device(from),
+            Message::HandoverGranted { epoch, log_head },
+        );
+        Ok(())
+    }
+
+    /// The master asked this device to take over at `log_head`: it asks for the role once caught
+    /// up, within [`TAKE_OVER_TIMEOUTS`].
     pub(super) fn expect_take_over(&mut self, log_head: u64, now: Now) {
         let until_ms = now.mono_ms + TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms;
         if let Phase::Following(following) = &mut self.phase {
@@ -167,51 +249,97 @@ impl<S: SyncStore> SyncNode<S> {
                 // arrived (a message that came late, or out of order).
                 return;
             }
-            let take_over = following
-                .take_over_at
-                .get_or_insert(TakeOver { log_head, until_ms });
+            let take_over = following.take_over_at.get_or_insert(TakeOver {
+                log_head,
+                until_ms,
+                ready_sent_ms: None,
+                granted_ms: None,
+            });
             take_over.log_head = log_head;
         }
     }
 
-    /// The master's latest heartbeat says whether a handover to us still stands (`log_head`):
-    /// one that ended (the master went on deciding) is never carried out late. Only the
-    /// `handover` message opens the window; a heartbeat never opens or widens it.
-    pub(super) fn heartbeat_names_us(&mut self, named: bool, log_head: u64) {
-        if let Phase::Following(following) = &mut self.phase {
-            if !named {
-                following.take_over_at = None;
-            } else if let Some(take_over) = following.take_over_at.as_mut() {
-                take_over.log_head = log_head;
-            }
+    /// The master stepped down for this device at `log_head`: taken at the next tick, if this
+    /// device still expects the handover and its log is at that head (the master's whole log).
+    pub(super) fn on_handover_granted(&mut self, from: DeviceId, log_head: u64, now: Now) {
+        let my_head = self.log_head;
+        let why = match &mut self.phase {
+            Phase::Following(following) => match following.take_over_at.as_mut() {
+                Some(take_over) if following.synced && log_head == my_head => {
+                    take_over.granted_ms = Some(now.mono_ms);
+                    return;
+                }
+                Some(_) => "the log is not at the granted head",
+                None => "no handover expected (dropped, or never asked)",
+            },
+            _ => "not following that master",
+        };
+        self.audit(
+            now,
+            HandoverFact::GrantIgnored {
+                from,
+                log_head,
+                why,
+            },
+        );
+    }
+
+    /// Drops the handover this device was to carry out, audited with `why`. A grant read later
+    /// is ignored.
+    pub(super) fn drop_take_over(&mut self, why: &'static str, now: Now) {
+        let log_head = self.log_head;
+        let Phase::Following(following) = &mut self.phase else {
+            return;
+        };
+        if let Some(take_over) = following.take_over_at.take() {
+            let wanted = take_over.log_head;
+            let record = HandoverFact::HandoverNotTaken {
+                log_head,
+                wanted,
+                why,
+            };
+            self.audit(now, record);
         }
     }
 
-    /// Client tick, handover target or `--reclaim`: take the role once caught up.
+    /// Client tick, handover target or `--reclaim`: take a granted role; ask for it once caught
+    /// up.
     pub(super) fn maybe_take_over(&mut self, now: Now) -> Result<(), S> {
+        let heartbeat_ms = self.config.heartbeat_interval_ms;
+        let (Some(epoch), Phase::Following(following)) = (self.epoch, &mut self.phase) else {
+            return Ok(());
+        };
+        if let Some(take_over) = following.take_over_at.as_mut() {
+            if take_over.granted_ms.is_some() {
+                following.take_over_at = None;
+                return self.become_master(now, REASON_HANDOVER, None, Vec::new());
+            }
+            if now.mono_ms > take_over.until_ms {
+                // Too late: the master goes on deciding after its own deadline.
+                self.drop_take_over("not caught up in time", now);
+                return Ok(());
+            }
+            let caught_up = following.synced
+                && self.log_head >= take_over.log_head
+                && self.log_head >= following.master_log_head;
+            let ask = take_over
+                .ready_sent_ms
+                .is_none_or(|at| now.mono_ms.saturating_sub(at) >= heartbeat_ms);
+            if following.master_head_seen > take_over.log_head {
+                following.take_over_at = None; // stale: see `expect_take_over`
+            } else if caught_up && ask {
+                take_over.ready_sent_ms = Some(now.mono_ms);
+                let log_head = self.log_head;
+                let ready = Message::HandoverReady { epoch, log_head };
+                self.send(To::Device(epoch.master_id), ready);
+            }
+        }
         let Phase::Following(following) = &mut self.phase else {
             return Ok(());
         };
         if !following.synced || self.log_head < following.master_log_head {
             return Ok(());
         }
-        if let Some(take_over) = following.take_over_at {
-            if now.mono_ms > take_over.until_ms {
-                // Too late: the master goes on deciding after its own deadline.
-                following.take_over_at = None;
-                let (log_head, wanted) = (self.log_head, take_over.log_head);
-                self.audit(now, HandoverFact::HandoverNotTaken { log_head, wanted });
-                return Ok(());
-            }
-            if following.master_head_seen > take_over.log_head {
-                following.take_over_at = None; // stale: see `expect_take_over`
-            } else if self.log_head >= take_over.log_head {
-                return self.become_master(now, REASON_HANDOVER, None, Vec::new());
-            }
-        }
-        let Some(epoch) = self.epoch else {
-            return Ok(());
-        };
         let outranks = rank(self.config.me.priority, self.config.me.device_id)
             > rank(epoch.master_priority, epoch.master_id);
         let asked_lately = following.reclaim_asked_ms.is_some_and(|at| {

@@ -446,13 +446,8 @@ impl<S: SyncStore> SyncNode<S> {
     /// A message that passed the epoch rules, to the part that handles it.
     fn route(&mut self, from: DeviceId, message: Message, now: Now) -> Result<(), S> {
         match message {
-            Message::Heartbeat {
-                role,
-                log_head,
-                handing_over_to,
-                ..
-            } => {
-                self.on_heartbeat(from, role, log_head, handing_over_to, now);
+            Message::Heartbeat { role, log_head, .. } => {
+                self.on_heartbeat(from, role, log_head, now);
                 Ok(())
             }
             Message::Register { peer, .. } => {
@@ -507,6 +502,13 @@ impl<S: SyncStore> SyncNode<S> {
             } => {
                 if target == self.me() && self.is_my_master(from) {
                     self.expect_take_over(log_head, now);
+                }
+                Ok(())
+            }
+            Message::HandoverReady { log_head, .. } => self.on_handover_ready(from, log_head, now),
+            Message::HandoverGranted { log_head, .. } => {
+                if self.is_my_master(from) {
+                    self.on_handover_granted(from, log_head, now);
                 }
                 Ok(())
             }

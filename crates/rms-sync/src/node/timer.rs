@@ -11,6 +11,7 @@
 //! | `PreVote` | masterless | ask silent peers again, or close the round and elect |
 //! | `ElectionWait` | masterless | the expected winner did not take over in time |
 //! | `Handover` | master | the handover target did not take over in time |
+//! | `Handover` | following | the master granted this device the role: take it over |
 //!
 //! Every timer is checked at each call of `handle_timeout`; the table says which one made the
 //! call due. A masterless device without a round also holds one when it has been masterless for
@@ -56,7 +57,9 @@ impl<S: SyncStore> SyncNode<S> {
                     .min_by_key(|(_, at)| *at)
             }
             Phase::Following(following) => {
-                Some((Timer::MasterTimeout, following.heard_ms + timeout + 1))
+                let master_timeout = (Timer::MasterTimeout, following.heard_ms + timeout + 1);
+                let granted = following.take_over_at.and_then(|t| t.granted_ms());
+                Some(granted.map_or(master_timeout, |at| (Timer::Handover, at)))
             }
             Phase::Masterless(masterless) => masterless.next_timer(),
         };
@@ -112,6 +115,10 @@ impl<S: SyncStore> SyncNode<S> {
             }
         }
         self.audit(now, EpochFact::InputGap { late_ms });
+        // A handover this device was to carry out is dropped: while it did not run, its master
+        // may have given up, or granted the role and been succeeded by another (see
+        // `handover.rs`). A grant read from now on is ignored, and the store elects instead.
+        self.drop_take_over("did not run for a while", now);
         // A master that stopped for about a master timeout has been taken for dead, and another
         // device may lead by now: it decides nothing more (not even the pushes that waited for
         // it) until it knows, as a client of whichever master it hears (or, hearing none, by

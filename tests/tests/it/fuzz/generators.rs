@@ -399,6 +399,10 @@ pub(super) fn message() -> impl Strategy<Value = Message> {
             log_head
         }),
         epoch().prop_map(|epoch| Message::HandoverRequest { epoch }),
+        (epoch(), 0_u64..6)
+            .prop_map(|(epoch, log_head)| Message::HandoverReady { epoch, log_head }),
+        (epoch(), 0_u64..6)
+            .prop_map(|(epoch, log_head)| Message::HandoverGranted { epoch, log_head }),
         (e(), 0_u64..6).prop_map(|(epoch, log_head)| Message::PreVote { epoch, log_head }),
         (
             e(),
