@@ -173,7 +173,7 @@ impl PreVote {
     }
 
     /// The winner among `me` and the peers that answered without hearing the master, each
-    /// known by `priority_of` (a peer whose priority is unknown cannot be chosen).
+    /// ranked by `priority_of` (a peer for which it says `None` cannot be chosen).
     pub fn winner(
         &self,
         me: Candidate,

@@ -481,3 +481,37 @@ fn a_target_takes_over_on_the_grant_unless_it_told_a_pre_vote_it_has_no_master()
     assert_eq!(node.role(), Role::Client);
     assert_eq!(node.epoch(), Some(epoch));
 }
+
+#[test]
+fn a_more_complete_log_wins_even_from_a_peer_whose_priority_was_never_heard() {
+    // Found by the simulator (issue #26, seed 4135): a till restarted without its roster while
+    // its master was paused; the master, resumed and stepped down, answered the till's pre-vote
+    // with a longer log before any of its heartbeats was read. A peer of unknown priority could
+    // not be chosen, so the till elected itself, undid the master's last entries and forced a
+    // sale they had accepted. The most complete log wins; an unknown priority only ranks last.
+    let mut node = core_with(false, |adapter| adapter);
+    let epoch = epoch_of(2);
+    let announce = Message::MasterAnnounce {
+        epoch,
+        url: "http://127.0.0.1:2".into(),
+    };
+    node.handle_message(device(2), announce, now(0))
+        .expect("announce");
+    run_timers(&mut node, 0, 700);
+    assert_eq!(node.master_id(), None, "it lost its master");
+    assert_eq!(pre_votes(&sent(&mut node)), 1);
+    let answer = Message::PreVoteReply {
+        epoch: Some(epoch),
+        master_heard_ms_ago: None,
+        position: LogPosition {
+            head_epoch: Some(epoch),
+            log_head: 5,
+        },
+        accepted_unlogged: Vec::new(),
+    };
+    node.handle_message(device(2), answer, now(710))
+        .expect("the answer");
+    run_timers(&mut node, 710, 1_000);
+    assert!(!announced(&sent(&mut node)), "device 2's log is longer");
+    assert_eq!(node.role(), Role::Client);
+}

@@ -133,15 +133,20 @@ impl Peers {
         self.known.values().filter_map(|p| p.info.clone()).collect()
     }
 
-    /// The priority of a peer that may win an election now (known, not passed over).
+    /// The priority of a peer that may win an election now (`None`: it is passed over). A peer
+    /// that never said its priority (it answered a pre-vote before any heartbeat of it was read,
+    /// as after this device restarted without its roster) ranks last among equal logs, but a
+    /// more complete log still wins: electing a device behind it would undo what that peer's log
+    /// holds beyond (issue #26, seed 4135).
     pub fn candidate_priority(&self, device: DeviceId, now_ms: u64) -> Option<i32> {
         let suspected = self
             .suspects
             .get(&device)
             .is_some_and(|until| *until > now_ms);
-        self.info(device)
-            .filter(|_| !suspected)
-            .map(|info| info.priority)
+        if suspected {
+            return None;
+        }
+        Some(self.info(device).map_or(i32::MIN, |info| info.priority))
     }
 
     /// `device` did not take over when expected: it is passed over until `until_ms`.
