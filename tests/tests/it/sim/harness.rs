@@ -10,6 +10,7 @@ use rms_storage::{StorageError, Store};
 use rms_sync::{Notification, Now, PeerInfo, Rng, SyncConfig, SyncNode, Timer, To};
 use rms_transport::StoreAdapter;
 
+use super::invariants::Accepted;
 use super::network::Packet;
 use super::{
     ACTION_TICK_MS, HEARTBEAT_MS, MASTER_TIMEOUT_MS, STEPS_AT_ONE_TIME_MAX, SYNC_MS, TRACE_LINES,
@@ -63,8 +64,12 @@ pub(super) struct Sim {
     pub(super) last_drop: BTreeMap<(DeviceId, DeviceId), u64>,
     /// Forced entries already checked, and the rule that excused each.
     pub(super) excused: BTreeMap<String, &'static str>,
-    /// The epoch whose master first accepted each event, and how far each master's log was read.
-    pub(super) first_accepted: BTreeMap<String, Epoch>,
+    /// The epoch whose master first accepted each event and the position it gave it, and how
+    /// far each master's log was read.
+    pub(super) first_accepted: BTreeMap<String, (Epoch, u64)>,
+    /// What each epoch's master logged as accepted: position → the entry (what `excuse` needs to
+    /// tell which accepted entries a forced one came after).
+    pub(super) accepted_logs: BTreeMap<Epoch, BTreeMap<u64, Accepted>>,
     pub(super) read_heads: BTreeMap<DeviceId, u64>,
     pub(super) pauses: u64,
 }
@@ -120,6 +125,7 @@ impl Sim {
             last_drop: BTreeMap::new(),
             excused: BTreeMap::new(),
             first_accepted: BTreeMap::new(),
+            accepted_logs: BTreeMap::new(),
             read_heads: BTreeMap::new(),
             pauses: 0,
         };

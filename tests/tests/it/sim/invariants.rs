@@ -19,8 +19,9 @@
 //! 10. A master's epoch names that master.
 //! 11. Every forced entry is excused by a rule: the run had a partition ("split brain"), a master
 //!     elected since the entry's first acceptance did not hear from its origin ("origin not
-//!     reached"), or a master elected from that acceptance's term to the entry's heard from no
-//!     other device ("island").
+//!     reached"), a master elected from that acceptance's term to the entry's heard from no
+//!     other device ("island"), or its first acceptor had accepted before it an entry on its
+//!     products that no device the next master heard from knew as accepted ("lost before it").
 //! 12. Without a partition, an election never deposes a master that is running, was not paused
 //!     lately, and exchanged messages with the winner without loss lately.
 //! 13. Within `CONVERGE_MS` of everything healing there is exactly one master, and every device
@@ -45,7 +46,7 @@
 //! and the workload run (`step`, `deliver`, `after_input`, `local_write`). A broken invariant is an
 //! `Err` saying what broke, and the run fails with its seed and its last steps.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rms_domain::rules::{self, Products};
@@ -56,6 +57,13 @@ use rms_storage::{Store, audit, events, products, sales};
 
 use super::MASTER_TIMEOUT_MS;
 use super::harness::{Device, Node, Sim, read};
+
+/// An accepted entry of a master's log, as `excuse` needs it.
+pub(super) struct Accepted {
+    event_id: String,
+    origin: u64,
+    skus: Vec<String>,
+}
 
 impl Sim {
     /// Invariants 8, 9 and 10, after every step: epochs never go back; a master leads its own
@@ -111,9 +119,25 @@ impl Sim {
         let id = device.id;
         let new = read(&store, |c| events::log_after(c, read_head, usize::MAX))?;
         for entry in new.iter().filter(|e| e.event.status == EventStatus::Synced) {
+            let event_id = entry.event.event_id.to_string();
             self.first_accepted
-                .entry(entry.event.event_id.to_string())
-                .or_insert(entry.epoch);
+                .entry(event_id.clone())
+                .or_insert((entry.epoch, entry.seq()));
+            let accepted = Accepted {
+                event_id,
+                origin: u64::from(entry.event.origin().get()),
+                skus: entry
+                    .event
+                    .payload
+                    .skus()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            };
+            self.accepted_logs
+                .entry(entry.epoch)
+                .or_default()
+                .insert(entry.seq(), accepted);
         }
         self.read_heads.insert(id, head);
         Ok(())
@@ -187,18 +211,26 @@ impl Sim {
     ///   master could not decide the event before the sales that overtook it;
     /// - "island": between its first acceptance and this entry, a master was elected hearing
     ///   from no other device (the others paused, crashed or silent): it sold from its own view
-    ///   while the store's log went on elsewhere (a paused master is a partition in time).
+    ///   while the store's log went on elsewhere (a paused master is a partition in time);
+    /// - "lost before it": the master that first accepted it had accepted, before it, an entry
+    ///   on one of its products that the forcing master had not logged before it, and that no
+    ///   device a master elected since could hear from knew as accepted: the lost master's own
+    ///   write (or one whose origin did not answer), or an event whose origin had not heard its
+    ///   verdict (the ack was lost with the master, so the forcing master logged it later as a
+    ///   new event). The forced entry came after stock that went missing with its master
+    ///   (issue #26, seeds 1953, 4135, 7043, 8558).
     ///
     /// Without a partition, any other forced entry is a bug: `None`.
     fn excuse(&self, entry: &LogEntry) -> Result<Option<&'static str>, String> {
         if self.partitioned {
             return Ok(Some("split brain: the run had a partition"));
         }
-        let first = self
+        let id = entry.event.event_id.to_string();
+        let (first, first_seq) = self
             .first_accepted
-            .get(&entry.event.event_id.to_string())
+            .get(&id)
             .copied()
-            .unwrap_or(entry.epoch);
+            .unwrap_or((entry.epoch, entry.seq()));
         let origin = u64::from(entry.event.origin().get());
         let up_to_entry: Vec<(Epoch, Vec<u64>)> = self
             .elections_won()?
@@ -207,21 +239,81 @@ impl Sim {
             .collect();
         // The election that made the first acceptor came before the acceptance: whom it reached
         // says nothing about the event's origin.
-        let unreached = up_to_entry.iter().any(|(epoch, answered)| {
-            epoch.term > first.term
-                && u64::from(epoch.master_id.get()) != origin
-                && !answered.contains(&origin)
-        });
-        if unreached {
+        let reached = |epoch: &Epoch, answered: &[u64], device: u64| {
+            u64::from(epoch.master_id.get()) == device || answered.contains(&device)
+        };
+        let since: Vec<&(Epoch, Vec<u64>)> = up_to_entry
+            .iter()
+            .filter(|(epoch, _)| epoch.term > first.term)
+            .collect();
+        if since
+            .iter()
+            .any(|(epoch, answered)| !reached(epoch, answered, origin))
+        {
             return Ok(Some(
                 "origin not reached: a master elected since it was accepted did not hear from its origin",
             ));
         }
         // An island master sells from its own view, the first acceptor included.
-        let island = up_to_entry.iter().any(|(_, answered)| answered.is_empty());
-        Ok(island.then_some(
-            "island: a master elected hearing from no other device accepted it, or sold since",
-        ))
+        if up_to_entry.iter().any(|(_, answered)| answered.is_empty()) {
+            return Ok(Some(
+                "island: a master elected hearing from no other device accepted it, or sold since",
+            ));
+        }
+        if self.lost_before(entry, first, first_seq, &since)? {
+            return Ok(Some(
+                "lost before it: its first acceptor had accepted an entry on its products before it \
+                 that no device the next master heard from knew of",
+            ));
+        }
+        Ok(None)
+    }
+
+    /// The "lost before it" rule of `excuse`.
+    fn lost_before(
+        &self,
+        entry: &LogEntry,
+        first: Epoch,
+        first_seq: u64,
+        since: &[&(Epoch, Vec<u64>)],
+    ) -> Result<bool, String> {
+        let Some(accepted) = self.accepted_logs.get(&first) else {
+            return Ok(false);
+        };
+        let skus = entry.event.payload.skus();
+        let forcing = self
+            .devices
+            .iter()
+            .find(|d| d.id == entry.epoch.master_id)
+            .ok_or("the forcing master is no device")?;
+        let log = read(&forcing.store, |c| events::log_after(c, 0, usize::MAX))?;
+        let logged: BTreeMap<String, (u64, bool)> = log
+            .iter()
+            .map(|e| {
+                let id = e.event.event_id.to_string();
+                (id, (e.seq(), e.event.accepted_before))
+            })
+            .collect();
+        // Unknown as accepted to the forcing master's store: its origin was not reached by an
+        // election since, or the forcing master logged it after the forced entry as a new event
+        // (its origin pushed it as pending: the verdict never reached it).
+        let unknown = |earlier: &Accepted| {
+            let not_reached = since.iter().any(|(epoch, answered)| {
+                u64::from(epoch.master_id.get()) != earlier.origin
+                    && !answered.contains(&earlier.origin)
+            });
+            let unheard = logged
+                .get(&earlier.event_id)
+                .is_some_and(|(seq, before)| *seq > entry.seq() && !before);
+            not_reached || unheard
+        };
+        Ok(accepted.range(..first_seq).any(|(_, earlier)| {
+            earlier.skus.iter().any(|sku| skus.contains(&sku.as_str()))
+                && logged
+                    .get(&earlier.event_id)
+                    .is_none_or(|(seq, _)| *seq > entry.seq())
+                && unknown(earlier)
+        }))
     }
 
     /// Every epoch won by an election in this run, with the devices whose pre-vote answers the
