@@ -1,7 +1,7 @@
 # rms: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test browser postgres hq lint fmt bench sim fuzz conformance
+.PHONY: run test browser postgres hq lint fmt bench sim sim-long fuzz conformance
 
 ## run: a complete single-device store on 127.0.0.1:7878, data in ./rms-data
 run:
@@ -41,9 +41,15 @@ bench: postgres
 	$(CARGO) build --release -p rms-node -p rms-bench -p rms-hq-bin
 	./target/release/rms-bench --node target/release/rms-node --hq target/release/rms-hq
 
-## sim: the deterministic simulator; RMS_SIM_SEEDS=N seeds (default 150), RMS_SIM_SEED=S replays one
+## sim: the deterministic simulator; RMS_SIM_SEEDS=N seeds (default 1000, as `make test` runs),
+## from RMS_SIM_SEED_BASE+1 (default 0); RMS_SIM_SEED=S replays one
 sim:
 	$(CARGO) test --release -p rms-tests --test it sim:: -- --nocapture
+
+## sim-long: 10 000 seeds (about 20 minutes on two cores), what any change to rms-sync, the driver
+## or its step runs before it is called done; RMS_SIM_SEED_BASE=10000 runs the next 10 000
+sim-long:
+	RMS_SIM_SEEDS=10000 $(CARGO) test --release -p rms-tests --test it sim:: -- --nocapture
 
 ## fuzz: every fuzz target (wire decoder, REST routes, sync core as master and as client) for
 ## RMS_FUZZ_SECONDS each (default 600), release build; RMS_FUZZ_SEED=S starts from another seed

@@ -6,7 +6,10 @@
 //! adjustments and handovers. Invariants are checked after every step and at quiescence; a failure
 //! prints the seed and the last steps.
 //!
-//! `RMS_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]); `RMS_SIM_SEED=S` replays one.
+//! `RMS_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `RMS_SIM_SEED_BASE + 1`
+//! (default 0, so seeds 1 to N); `RMS_SIM_SEED=S` replays one. A run asserts what its report
+//! counts (`Stats::check`): a set of seeds that answered no sale, changed no role where its
+//! seeds set faults, or ran no seed at all fails.
 //!
 //! This file holds the parameters, a whole run and the tests; `harness` the devices, the
 //! simulator's state, its loop and its trace; `network` the packets, partitions and pauses;
@@ -26,8 +29,9 @@ use rms_storage::{audit, events};
 
 use harness::{Sim, device_id, read};
 
-/// Seeds per run when `RMS_SIM_SEEDS` is not set: about half a minute on two cores (debug build).
-const DEFAULT_SEEDS: u64 = 150;
+/// Seeds per run when `RMS_SIM_SEEDS` is not set: about two minutes on two cores (release build,
+/// `make test`). `make sim-long` runs 10 000.
+const DEFAULT_SEEDS: u64 = 1_000;
 
 const HEARTBEAT_MS: u64 = 100;
 const MASTER_TIMEOUT_MS: u64 = 400;
@@ -62,6 +66,10 @@ struct Stats {
     forced_origin_not_reached: u64,
     /// Forced entries excused because the master that first accepted them led an island.
     forced_island: u64,
+    /// Forced entries excused because a write they came after was lost with its master.
+    forced_lost_before: u64,
+    /// Forced entries excused by a partition.
+    forced_split_brain: u64,
 }
 
 impl Stats {
@@ -79,6 +87,56 @@ impl Stats {
         self.paused_runs_without_partition += other.paused_runs_without_partition;
         self.forced_origin_not_reached += other.forced_origin_not_reached;
         self.forced_island += other.forced_island;
+        self.forced_lost_before += other.forced_lost_before;
+        self.forced_split_brain += other.forced_split_brain;
+    }
+
+    /// What a set of seeds must have gone through for its pass to mean anything: a run that
+    /// did nothing cannot pass. Every seed answers sales and logs entries; among 50 or more
+    /// seeds, roles change (crashes, pauses, handovers), logs are truncated, sales are
+    /// rejected, and some runs have no partition while others pause a device.
+    fn check(&self, seeds: u64) -> Result<(), String> {
+        let mut missing = Vec::new();
+        if seeds == 0 {
+            missing.push("no seed ran".to_owned());
+        }
+        if self.runs != seeds {
+            missing.push(format!("{} of {seeds} seeds ran", self.runs));
+        }
+        if self.answered_sales < self.runs || self.log_entries < self.runs {
+            missing.push("a seed answered no sale or logged nothing".to_owned());
+        }
+        if seeds >= 50 {
+            let counts = [
+                ("role changes", self.role_changes),
+                ("truncations", self.truncations),
+                ("rejections", self.rejected),
+                ("runs without a partition", self.runs_without_partition),
+                (
+                    "paused runs without a partition",
+                    self.paused_runs_without_partition,
+                ),
+            ];
+            for (what, count) in counts {
+                if count == 0 {
+                    missing.push(format!("no {what}"));
+                }
+            }
+            if self.role_changes < self.runs {
+                missing.push(format!(
+                    "{} role changes in {} runs: fewer than one a run",
+                    self.role_changes, self.runs
+                ));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the simulator did not do what it claims: {}",
+                missing.join("; ")
+            ))
+        }
     }
 }
 
@@ -122,6 +180,16 @@ impl Sim {
                 .excused
                 .values()
                 .filter(|rule| rule.starts_with("island"))
+                .count() as u64,
+            forced_lost_before: self
+                .excused
+                .values()
+                .filter(|rule| rule.starts_with("lost before"))
+                .count() as u64,
+            forced_split_brain: self
+                .excused
+                .values()
+                .filter(|rule| rule.starts_with("split brain"))
                 .count() as u64,
         })
     }
@@ -192,11 +260,16 @@ fn seeds() -> Vec<u64> {
                 .expect("RMS_SIM_SEED must be an integer"),
         ];
     }
-    let count = std::env::var("RMS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(DEFAULT_SEEDS);
-    (1..=count).collect()
+    let number = |name: &str, default: u64| match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be an integer, not {value:?}")),
+        Err(_) => default,
+    };
+    let count = number("RMS_SIM_SEEDS", DEFAULT_SEEDS);
+    let base = number("RMS_SIM_SEED_BASE", 0);
+    (base + 1..=base + count).collect()
 }
 
 #[test]
@@ -235,6 +308,9 @@ fn simulation_keeps_every_invariant() {
             }
         }
         eprintln!("simulated: {total:?}");
+        if let Err(empty) = total.check(seeds.len() as u64) {
+            failures.push(empty);
+        }
         failures
     });
     if let Some(first) = failures.first() {
