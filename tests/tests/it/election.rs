@@ -350,7 +350,7 @@ fn a_handover_read_after_the_master_gave_up_is_never_carried_out() {
 }
 
 #[test]
-fn a_master_grants_the_role_only_while_frozen_for_that_target_and_leads_no_more_once_it_has() {
+fn a_master_grants_the_role_only_while_frozen_for_that_target_and_decides_nothing_once_it_has() {
     let mut node = core_with(false, |adapter| adapter);
     run_timers(&mut node, 0, 1_000);
     assert_eq!(node.role(), Role::Master, "alone: master of its island");
@@ -363,50 +363,73 @@ fn a_master_grants_the_role_only_while_frozen_for_that_target_and_leads_no_more_
     sent(&mut node);
     node.request_handover(device(2), now(1_000))
         .expect("a live target");
-    let granted = |out: &[(To, Message)]| {
-        out.iter()
-            .any(|(_, m)| matches!(m, Message::HandoverGranted { .. }))
+    assert!(
+        node.request_handover(device(3), now(1_005)).is_err(),
+        "one handover at a time"
+    );
+    let grant = Message::HandoverGranted {
+        epoch,
+        log_head: head,
     };
+    let granted = |out: &[(To, Message)]| out.contains(&(To::Device(device(2)), grant.clone()));
     let ready = |log_head| Message::HandoverReady { epoch, log_head };
     node.handle_message(device(3), ready(head), now(1_010))
         .expect("another device's ready");
     node.handle_message(device(2), ready(head + 1), now(1_020))
         .expect("the target at another head");
-    assert!(!granted(&sent(&mut node)), "neither is granted");
-    assert_eq!(node.role(), Role::Master);
-    node.handle_message(device(2), ready(head), now(1_030))
-        .expect("the target caught up");
     let out = sent(&mut node);
     assert!(
-        out.contains(&(
-            To::Device(device(2)),
-            Message::HandoverGranted {
-                epoch,
-                log_head: head
-            }
-        )),
-        "{out:?}"
+        !out.iter()
+            .any(|(_, m)| matches!(m, Message::HandoverGranted { .. })),
+        "neither is granted: {out:?}"
     );
-    assert_eq!(node.role(), Role::Client, "it stepped down with the grant");
+    node.handle_message(device(2), ready(head), now(1_030))
+        .expect("the target caught up");
+    assert!(granted(&sent(&mut node)), "granted");
+    node.handle_message(device(2), ready(head), now(1_040))
+        .expect("the same ready again: the grant was lost");
+    assert!(granted(&sent(&mut node)), "granted again");
+    // Until it steps down it decides nothing, and it still answers as the master, so that no
+    // device elects a third master while the target takes over.
     assert_eq!(node.local_write_role(), Role::Client);
     let push = Message::Push {
         epoch: Some(epoch),
         events: Vec::new(),
         head: None,
     };
-    node.handle_message(device(3), push, now(1_040))
+    node.handle_message(device(3), push, now(1_050))
         .expect("push");
+    let question = Message::PreVote {
+        epoch: Some(epoch),
+        log_head: head,
+    };
+    node.handle_message(device(3), question, now(1_060))
+        .expect("pre-vote");
     let answers = sent(&mut node);
     assert!(
         answers.iter().any(|(_, m)| matches!(
             m,
             Message::Error {
-                code: ErrorCode::NotMaster,
+                code: ErrorCode::HandingOver,
                 ..
             }
         )),
-        "it decides nothing in its old epoch: {answers:?}"
+        "{answers:?}"
     );
+    assert!(
+        answers.iter().any(|(_, m)| matches!(
+            m,
+            Message::PreVoteReply {
+                master_heard_ms_ago: Some(0),
+                ..
+            }
+        )),
+        "{answers:?}"
+    );
+    // The target's epoch not heard by the deadline: it steps down, it never goes on.
+    run_timers(&mut node, 1_060, 2_300);
+    assert_eq!(node.role(), Role::Client, "stepped down at its deadline");
+    assert_eq!(node.local_write_role(), Role::Client);
 }
 
 #[test]

@@ -96,6 +96,12 @@ impl<S: SyncStore> SyncNode<S> {
         if now.mono_ms.saturating_sub(following.heard_ms) > timeout {
             return self.lose_master(now, "no heartbeat within the master timeout");
         }
+        if following
+            .take_over_at
+            .is_some_and(|t| t.granted_ms().is_some())
+        {
+            return self.maybe_take_over(now); // first: nothing else this tick can stop it
+        }
         let (registered, synced) = (following.registered, following.synced);
         let pull_stale = following
             .pull_sent_ms

@@ -183,6 +183,7 @@ impl<S: SyncStore> SyncNode<S> {
             ..Batch::default()
         })?;
         self.epoch = Some(newer);
+        self.drop_take_over("a newer epoch", now);
         // Our own old epoch, reflected back after a restart: nobody is master right now.
         // Otherwise the masterless phase ends at once: `follow` below.
         self.phase = Phase::masterless(now.mono_ms);
@@ -219,6 +220,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// The master is gone (silent, or it said it is no master): ask the peers before electing.
     pub(super) fn lose_master(&mut self, now: Now, why: &'static str) -> Result<(), S> {
         let master = self.epoch.map(|e| e.master_id);
+        self.drop_take_over("lost its master", now);
         self.phase = Phase::masterless(now.mono_ms);
         self.audit(now, ElectionFact::MasterLost { master, why });
         self.start_pre_vote(now)

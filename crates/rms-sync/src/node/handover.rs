@@ -5,14 +5,17 @@
 //! 1. the master freezes (decides nothing new, refuses pushes and relays with `handing_over`)
 //!    and sends `handover {log_head}` to the target;
 //! 2. the target, once its log reaches that head, answers `handover_ready {log_head}`;
-//! 3. the master, if it is still frozen for that target at that head, steps down in the same
-//!    commit as the audit row that says so, and only then answers `handover_granted`;
+//! 3. the master, if it is still frozen for that target at that head, commits the grant (its
+//!    audit row) and only then answers `handover_granted`; it stays frozen, and never decides in
+//!    its epoch again: it steps down when it hears the target's epoch, or at its deadline;
 //! 4. the target takes over at its next tick (after the messages that waited with the grant were
-//!    read), in a new term.
+//!    read), in a new term, if the grant came within its window.
 //!
 //! **Invariant:** the two never lead at once, whatever the delays and pauses: a target takes over
-//! only on a grant, and a master grants only while frozen, and leads that epoch no more once it
-//! has. A master that gives up (its target did not answer within [`HANDOVER_TIMEOUTS`]) has
+//! only on a grant, and a master grants only while frozen, and decides nothing in that epoch once
+//! it has. Until it steps down, the granting master still answers pre-votes as the master and
+//! refuses pushes with `handing_over`, so nobody elects a third device while the target takes
+//! over. A master that gives up (its target did not answer within [`HANDOVER_TIMEOUTS`]) has
 //! granted nothing, so a `handover` read late (after a pause, a reorder, a reconnect) leads at
 //! most to a `handover_ready` that is refused. A target that did not run for a while, or that told
 //! a pre-vote it does not hear its master, drops the handover: a grant it reads afterwards is
@@ -23,6 +26,7 @@ use rms_domain::{DeviceId, Epoch, Role};
 
 use super::audit::{EpochFact, HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
 use super::election::Phase;
+use super::master::Leading;
 use super::{HandoverError, Notification, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
 use crate::pre_vote::rank;
@@ -45,6 +49,9 @@ const RECLAIM_ASK_TIMEOUTS: u64 = 1;
 pub struct HandingOver {
     pub target: DeviceId,
     pub deadline_ms: u64,
+    /// The role was granted to the target at this head: this master decides nothing in its
+    /// epoch again, and at the deadline it steps down instead of going on.
+    pub granted: Option<u64>,
 }
 
 /// A handover this device was asked to carry out, at `log_head`, until `until_ms`.
@@ -83,6 +90,13 @@ impl<S: SyncStore> SyncNode<S> {
         if !self.peers.is_alive(target, now.mono_ms) {
             return Err(HandoverError::Unreachable(target));
         }
+        if let Phase::Master(Leading {
+            handing_over: Some(current),
+            ..
+        }) = &self.phase
+        {
+            return Err(HandoverError::InProgress(current.target));
+        }
         let result = self.start_handover(epoch, target, now);
         self.finish(result)
             .map_err(|SyncError::Store(e)| HandoverError::Storage(e))
@@ -106,6 +120,7 @@ impl<S: SyncStore> SyncNode<S> {
             leading.handing_over = Some(HandingOver {
                 target,
                 deadline_ms,
+                granted: None,
             });
         }
         let handover = Message::Handover {
@@ -163,10 +178,33 @@ impl<S: SyncStore> SyncNode<S> {
         if now.mono_ms < handing_over.deadline_ms {
             return Ok(());
         }
+        if handing_over.granted.is_some() {
+            // Granted, and the target's new epoch not heard yet: it may lead by now (its
+            // announce lost), so this master never goes on; the store elects if it does not.
+            return self.step_down_after_grant(now);
+        }
         leading.handing_over = None;
         let to = handing_over.target;
         self.audit(now, HandoverFact::HandoverCancelled { to });
         self.decide_own_pending(now)
+    }
+
+    /// A master that granted its role and has not heard the target's epoch by its deadline
+    /// becomes a device without a master.
+    fn step_down_after_grant(&mut self, now: Now) -> Result<(), S> {
+        let record = EpochFact::RoleChanged {
+            to: Role::Client,
+            reason: REASON_HANDED_OVER,
+            epoch: self.epoch,
+        };
+        self.audit(now, record);
+        self.commit(Batch::default())?;
+        self.phase = Phase::masterless(now.mono_ms);
+        self.outbox.notify(Notification::RoleChanged {
+            role: Role::Client,
+            epoch: self.epoch,
+        });
+        Ok(())
     }
 
     /// A push or relay while the master hands over: undecided, to be pushed again to the next
@@ -182,9 +220,11 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// The master's answer to the target's `handover_ready`: granted only while this master is
-    /// frozen for that target at that head. Granting ends its lead of this epoch in the commit
-    /// that audits it, before the grant goes; from then on it is a device without a master, which
-    /// follows the target when it announces itself (or, hearing nobody, asks like any device).
+    /// frozen for that target at that head, committed (audited) before the grant goes. From the
+    /// grant on it decides nothing in its epoch again; it stays frozen as master — refusing
+    /// pushes with `handing_over`, answering pre-votes as the master — so that nobody elects
+    /// another while the target takes over, and steps down when it hears the target's epoch or at
+    /// its deadline. A repeated ready (the grant lost) is granted again.
     pub(super) fn on_handover_ready(
         &mut self,
         from: DeviceId,
@@ -219,19 +259,17 @@ impl<S: SyncStore> SyncNode<S> {
             );
             return Ok(());
         }
-        self.audit(now, HandoverFact::HandoverGranted { to: from, log_head });
-        let record = EpochFact::RoleChanged {
-            to: Role::Client,
-            reason: REASON_HANDED_OVER,
-            epoch: Some(epoch),
-        };
-        self.audit(now, record);
-        self.commit(Batch::default())?;
-        self.phase = Phase::masterless(now.mono_ms);
-        self.outbox.notify(Notification::RoleChanged {
-            role: Role::Client,
-            epoch: Some(epoch),
-        });
+        if handing_over.granted.is_none() {
+            self.audit(now, HandoverFact::HandoverGranted { to: from, log_head });
+            self.commit(Batch::default())?;
+            if let Phase::Master(Leading {
+                handing_over: Some(handing_over),
+                ..
+            }) = &mut self.phase
+            {
+                handing_over.granted = Some(log_head);
+            }
+        }
         self.send(
             To::Device(from),
             Message::HandoverGranted { epoch, log_head },
@@ -265,6 +303,7 @@ impl<S: SyncStore> SyncNode<S> {
         let my_head = self.log_head;
         let why = match &mut self.phase {
             Phase::Following(following) => match following.take_over_at.as_mut() {
+                Some(take_over) if now.mono_ms > take_over.until_ms => "too late",
                 Some(take_over) if following.synced && log_head == my_head => {
                     take_over.granted_ms = Some(now.mono_ms);
                     return;

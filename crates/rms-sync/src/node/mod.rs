@@ -140,6 +140,8 @@ pub enum HandoverError<E: std::error::Error + 'static> {
     ToSelf(DeviceId),
     #[error("device {0} has not been heard from within the master timeout")]
     Unreachable(DeviceId),
+    #[error("a handover to device {0} is in progress")]
+    InProgress(DeviceId),
     #[error("cannot record the handover: {0}")]
     Storage(#[source] E),
 }
