@@ -55,8 +55,21 @@ pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
 }
 
 /// The trust list: the logged, accepted trust changes in log order, then this device's own
-/// changes that the master has not logged yet.
+/// changes that the master has not logged yet (what this device's links admit).
 pub fn load(conn: &Connection) -> Result<TrustList, StorageError> {
+    load_with(conn, true)
+}
+
+/// The trust list as the log leaves it: the logged, accepted trust changes in log order, and
+/// nothing of this device's pending ones. What a master decides a trust change against: its own
+/// pending changes are decided later, in their place (issue #26, seed 18797: a master's own
+/// pending revocation let it accept, before that revocation was logged, a second certificate
+/// for the device id the revoked one still held in the log).
+pub fn load_logged(conn: &Connection) -> Result<TrustList, StorageError> {
+    load_with(conn, false)
+}
+
+fn load_with(conn: &Connection, own_pending: bool) -> Result<TrustList, StorageError> {
     let me = crate::node_state::load(conn)?.device_id;
     let mut logged = conn.prepare_cached(
         "SELECT device_id, seq FROM sync_events \
@@ -65,14 +78,17 @@ pub fn load(conn: &Connection) -> Result<TrustList, StorageError> {
     let ids: Vec<(i64, i64)> = logged
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut pending = conn.prepare_cached(
-        "SELECT device_id, seq FROM sync_events \
-         WHERE kind = 'device_trust' AND master_seq IS NULL AND device_id = ?1 \
-           AND status = 'pending' ORDER BY seq",
-    )?;
-    let own: Vec<(i64, i64)> = pending
+    let own: Vec<(i64, i64)> = if own_pending {
+        conn.prepare_cached(
+            "SELECT device_id, seq FROM sync_events \
+             WHERE kind = 'device_trust' AND master_seq IS NULL AND device_id = ?1 \
+               AND status = 'pending' ORDER BY seq",
+        )?
         .query_map([me.get()], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let mut changes = Vec::with_capacity(ids.len() + own.len());
     for (index, (device, seq)) in ids.iter().chain(&own).enumerate() {
         let event_id = rms_domain::EventId {

@@ -138,7 +138,7 @@ impl SyncStore for StoreAdapter {
     }
 
     fn trust_list(&self) -> Result<rms_domain::TrustList, StorageError> {
-        self.store.read(rms_storage::trust::load)
+        self.store.read(rms_storage::trust::load_logged)
     }
 
     fn commit(&mut self, batch: Batch) -> Result<Vec<LogEntry>, StorageError> {
