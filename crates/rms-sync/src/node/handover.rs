@@ -297,8 +297,9 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
-    /// The master stepped down for this device at `log_head`: taken at the next tick, if this
-    /// device still expects the handover and its log is at that head (the master's whole log).
+    /// The master granted this device the role at `log_head` (and decides nothing in its epoch
+    /// again): taken at the next tick, if this device still expects the handover, within its
+    /// window, and its log is at that head (the master's whole log).
     pub(super) fn on_handover_granted(&mut self, from: DeviceId, log_head: u64, now: Now) {
         let my_head = self.log_head;
         let why = match &mut self.phase {
