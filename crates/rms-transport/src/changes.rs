@@ -18,10 +18,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use rms_domain::{AuditEntry, DeviceId, Epoch, Operation, Product, Role, Sale};
+use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Operation, Product};
+use rms_domain::{RejectReason, Role, Sale};
 use rms_storage::audit::AuditQuery;
 use rms_storage::{audit, products, sales};
-use rms_sync::Notification;
+use rms_sync::{Notification, Verdict};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -36,6 +37,8 @@ const LIVE_MAX: usize = 256;
 const PRODUCTS_PER_READ: usize = 1000;
 /// Alarms read per change (more wait for the next one).
 const ALARMS_PER_READ: usize = 100;
+/// Verdicts remembered to publish each once (see [`Announced`]).
+const VERDICTS_REMEMBERED: usize = 4096;
 
 /// Where an event stands in this node's feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -275,7 +278,36 @@ impl ChangeStream {
 }
 
 /// What the producer remembers between two changes.
+/// The verdicts already on the feed, so that each sale's verdict reaches it once: the core tells
+/// a client of its own event's verdict twice, by the master's `push_ack` and again when the log
+/// entry arrives (issue #27 saw every decided sale announced twice). A verdict that differs from
+/// the one published (a sale decided again after a truncation) is published again. The latest
+/// [`VERDICTS_REMEMBERED`] are kept.
+#[derive(Default)]
+struct Announced {
+    order: VecDeque<EventId>,
+    last: BTreeMap<EventId, (EventStatus, Option<RejectReason>)>,
+}
+
+impl Announced {
+    /// Whether `verdict` is news: not the one last published for its event.
+    fn first_time(&mut self, verdict: &Verdict) -> bool {
+        let decided = (verdict.status, verdict.reason);
+        if self.last.insert(verdict.event_id, decided) == Some(decided) {
+            return false;
+        }
+        self.order.push_back(verdict.event_id);
+        while self.order.len() > VERDICTS_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.last.remove(&oldest);
+            }
+        }
+        true
+    }
+}
+
 struct Seen {
+    verdicts: Announced,
     products: BTreeMap<String, Product>,
     /// The last product change (`feed_seq`) looked at.
     feed_seq: i64,
@@ -298,13 +330,17 @@ pub(crate) async fn produce(node: Node, feed: ChangeFeed) {
     while !node.is_stopping() {
         tokio::select! {
             notification = notifications.recv() => match notification {
-                Ok(Notification::Decided(verdict)) => {
+                Ok(Notification::Decided(verdict)) if seen.verdicts.first_time(&verdict) => {
                     let id = verdict.event_id.to_string();
                     if let Ok(Some(sale)) = node.db().read(move |c| sales::get(c, &id)).await {
                         feed.publish(Change::Sale(sale));
                     }
                 }
-                Ok(Notification::RoleChanged { .. } | Notification::LogAdvanced { .. }) => {}
+                Ok(
+                    Notification::Decided(_)
+                    | Notification::RoleChanged { .. }
+                    | Notification::LogAdvanced { .. },
+                ) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -341,6 +377,7 @@ async fn first_look(node: &Node) -> Result<Seen, crate::DbError> {
         .await?;
     let status = node.status();
     Ok(Seen {
+        verdicts: Announced::default(),
         products: list.into_iter().map(|p| (p.sku.clone(), p)).collect(),
         feed_seq,
         alarm_after: newest.first().map_or(0, |e| e.id),

@@ -117,14 +117,28 @@ impl Feed {
 
     /// The next event that passes `wanted` within the deadline; the ones before it are skipped.
     fn until(&self, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
+        let mut read = self.read_until(what, wanted);
+        read.pop().expect("the wanted event")
+    }
+
+    /// Every event up to and including the next one that passes `wanted`, within the deadline.
+    fn read_until(&self, what: &str, wanted: impl Fn(&Event) -> bool) -> Vec<Event> {
         let end = Instant::now() + DEADLINE;
-        let mut last = None;
+        let mut read = Vec::new();
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(event) if wanted(&event) => return event,
-                Ok(event) => last = Some(event),
-                Err(_) => panic!("no {what} on the feed within {DEADLINE:?}; last: {last:?}"),
+                Ok(event) => {
+                    let done = wanted(&event);
+                    read.push(event);
+                    if done {
+                        return read;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} on the feed within {DEADLINE:?}; last: {:?}",
+                    read.last()
+                ),
             }
         }
     }
@@ -196,6 +210,39 @@ fn another_devices_sale_and_a_late_refusal_reach_this_devices_feed() {
         e.kind == "product" && e.data["sku"] == "jam" && e.data["stock"] == 2
     });
     assert!(jam.id.is_some());
+}
+
+#[test]
+fn each_verdict_on_a_sale_reaches_the_feed_once() {
+    // Issue #27: every sale a till made came twice on its feed (the master's push_ack and the
+    // log entry each told the till of the verdict), and the till page showed each note twice.
+    let (_dirs, master, till, _proxy) = master_and_till(PATIENT);
+    create(&master, "tea", 5);
+    wait_for("tea on device 2", DEADLINE, || {
+        stock(&till, "tea") == Some(5)
+    });
+    let feed = Feed::open(&till, None);
+    let (status, first) = sell(&till, "tea");
+    assert!(matches!(status, 201 | 202), "{first}");
+    // Until device 2 holds the sale's log entry (its second telling of the verdict, before).
+    let cursor = |node: &NodeProcess| node.get("/api/v1/sync/status").1["cursor"].as_u64();
+    wait_for("the sale in device 2's log", DEADLINE, || {
+        let status = till.get("/api/v1/sync/status").1;
+        status["pending"] == 0 && cursor(&till).is_some() && cursor(&till) == cursor(&master)
+    });
+    // A second sale's verdict comes after anything the first one caused.
+    let (status, second) = sell(&till, "tea");
+    assert!(matches!(status, 201 | 202), "{second}");
+    let read = feed.read_until("the second sale's verdict", |e| {
+        e.kind == "sale" && e.data["sale_id"] == second["sale_id"] && e.data["status"] == "accepted"
+    });
+    let told = |sale: &Value| {
+        read.iter()
+            .filter(|e| e.kind == "sale" && e.data["sale_id"] == sale["sale_id"])
+            .count()
+    };
+    assert_eq!(told(&first), 1, "the first sale's verdict once: {read:?}");
+    assert_eq!(told(&second), 1, "the second sale's verdict once: {read:?}");
 }
 
 #[test]
