@@ -142,13 +142,23 @@ fn a_handover_by_hand_moves_the_master_role() {
         health(&nodes[1])["role"] == "master" && nodes.iter().all(|n| health(n)["master_id"] == 2)
     });
     assert_eq!(health(&nodes[0])["role"], "client");
-    // One handover; a push that reached device 1 while it handed over (eager sync pushes at
+    // One handover, started once and granted once (issue #26: the target takes over only on the
+    // master's grant); a push that reached device 1 while it handed over (eager sync pushes at
     // once) is refused and audited as a handover refusal, and is pushed again to device 2.
     let (_, audit) = nodes[0].get("/api/v1/audit?operation=handover");
-    let done = audit
+    let count = |what: &str| {
+        audit.as_array().map(|rows| {
+            rows.iter()
+                .filter(|row| row["outcome"] == "ok" && !row["details"][what].is_null())
+                .count()
+        })
+    };
+    assert_eq!(count("to"), Some(1), "started once: {audit}");
+    assert_eq!(count("granted"), Some(1), "granted once: {audit}");
+    let ok_rows = audit
         .as_array()
         .map(|rows| rows.iter().filter(|row| row["outcome"] == "ok").count());
-    assert_eq!(done, Some(1), "{audit}");
+    assert_eq!(ok_rows, Some(2), "nothing else went well: {audit}");
     let (status, _) = nodes[2].post("/api/v1/cluster/handover", &json!({"device_id": 1}));
     assert_eq!(status, 409, "only the master can hand over");
 }
