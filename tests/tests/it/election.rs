@@ -254,17 +254,7 @@ fn a_handover_that_arrives_after_the_master_went_on_is_not_carried_out() {
     // handover's head, so any sign of a further head proves the handover over.
     let mut node = client_of_two(1_000);
     let epoch = epoch_of(2);
-    let answer = Message::Events {
-        epoch,
-        since: 0,
-        since_epoch: None,
-        entries: Vec::new(),
-        log_head: 0,
-        truncate_to: None,
-    };
-    node.handle_message(device(2), answer, now(1_010))
-        .expect("the pull answer");
-    assert!(node.in_sync(), "the logs agree");
+    synced_at_zero(&mut node, 1_010);
     let went_on = master_heartbeat(epoch, 5, None);
     node.handle_message(device(2), went_on, now(1_020))
         .expect("the master's heartbeat at head 5");
