@@ -7,7 +7,8 @@ An export is JSON lines: first a header {"format": "rms-journal-1", ...}, then o
 journal entry, {"chain", "seq", "prev", "record", "hash"}, each chain's entries in order, then
 the heads the device signed in that range, {"signed_head": {...}} (ECDSA P-256, checked here
 with the curve's arithmetic: no library beyond Python's own). For
-every entry: its seq follows the previous one of its chain, its prev is the previous entry's
+every entry: its seq follows the previous one of its chain (the events chain may jump at the
+first event of an incarnation the header's "incarnations" names), its prev is the previous entry's
 hash (the header's "prev" of that chain for the first exported one), its record names the same
 chain and seq, and hash = SHA-256(bytes of prev || UTF-8 bytes of record). Prints what it checked
 and exits 0, or names the first entry that does not verify and exits 1.
@@ -89,6 +90,8 @@ def verify(lines):
         fail("line 1", f"the format is not {FORMAT}")
     # Where each chain stands: (seq, hash) of its last verified entry.
     heads = {chain: (start["seq"], start["hash"]) for chain, start in header.get("prev", {}).items()}
+    # The first event of each incarnation after the first (docs/SYNC.md "Incarnations").
+    incarnations = set(header.get("incarnations", []))
     counts = {}
     # The hash at each verified position, for the signed heads that follow the entries.
     hashes = {}
@@ -112,8 +115,6 @@ def verify(lines):
             fail(where, f"not an entry ({err})")
         where = f"{where} ({chain} #{seq})"
         last_seq, last_hash = heads.get(chain, (0, ZERO))
-        if seq != last_seq + 1:
-            fail(where, f"expected #{last_seq + 1} of {chain}: an entry is missing or out of order")
         if prev != last_hash:
             fail(where, "its prev is not the hash of the entry before it")
         try:
@@ -122,6 +123,11 @@ def verify(lines):
             fail(where, f"its record is not JSON ({err})")
         if not isinstance(content, dict):
             fail(where, "its record is not an object")
+        # The events chain jumps (by as many positions as event numbers) at the first event of
+        # each incarnation the header names; every other entry follows the one before it.
+        jumps = chain == "events" and content.get("event_id") in incarnations
+        if seq != last_seq + 1 and not (jumps and isinstance(seq, int) and seq > last_seq):
+            fail(where, f"expected #{last_seq + 1} of {chain}: an entry is missing or out of order")
         if content.get("chain") != chain or content.get("seq") != seq:
             fail(where, "its record names another chain or position")
         computed = hashlib.sha256(bytes.fromhex(prev) + record.encode("utf-8")).hexdigest()

@@ -29,8 +29,8 @@ enum Before {
     /// Made before its origin kept a journal (or stored before links were kept).
     Unlinked,
     /// Linked: its event number, chain position and hash. A device's event numbers and chain
-    /// positions move together (one journal entry per event it makes), so a later event's
-    /// position is fixed by its number, and the next position must continue this hash.
+    /// positions move together (one journal entry per event it makes), so the next number's
+    /// position is the next one, and it must continue this hash.
     Linked(u64, u64, Hash),
 }
 
@@ -228,9 +228,14 @@ fn check_push(
             return broken("its link's previous hash is not a hash");
         };
         match before {
+            // Positions keep their offset from numbers, so that no position holds two numbers.
+            // A new incarnation of the device (`crate::incarnation`) may start over at offset
+            // zero, its position its number: a fresh one cannot know how its predecessor's were
+            // offset (a device upgraded to the journal numbered events before it had one).
             Before::Linked(number, seq, _)
                 if i128::from(link.seq) - i128::from(seq)
-                    != i128::from(id.seq) - i128::from(number) =>
+                    != i128::from(id.seq) - i128::from(number)
+                    && link.seq != id.seq =>
             {
                 return broken("its chain position does not follow the event before it");
             }

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0007_journal.sql"),
     include_str!("../../../migrations/0008_journal_heads.sql"),
     include_str!("../../../migrations/0009_event_chain.sql"),
+    include_str!("../../../migrations/0010_incarnations.sql"),
 ];
 
 /// The schema version this build writes.
@@ -202,7 +203,8 @@ pub fn integrity_check(conn: &Connection) -> Result<String, StorageError> {
 
 /// Copies the database of `data_dir` into a new file `dest` while a node may be running on it
 /// (`VACUUM INTO` on a read-only connection: a consistent snapshot as of one moment, compacted,
-/// without the WAL). `dest` must not exist. **On crash:** `dest` may be left incomplete; it is
+/// without the WAL), marked as a copy (`crate::incarnation`: a node started on it begins a new
+/// incarnation). `dest` must not exist. **On crash:** `dest` may be left incomplete; it is
 /// only a good backup once this returned `Ok` (the snapshot is then also `integrity_check`ed).
 pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
     let source = data_dir.join(DB_FILE_NAME);
@@ -227,7 +229,12 @@ pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
     })?;
     conn.execute("VACUUM INTO ?1", [dest_text])?;
-    let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    // A node started on the copy is a restored device: it begins a new incarnation before it
+    // makes any event, so that its events never take the numbers of those made after the copy.
+    // (A database an older build wrote is migrated first, as its start would.)
+    let mut copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    migrate(&mut copy)?;
+    crate::incarnation::mark_backup_copy(&copy)?;
     let verdict = integrity_check(&copy)?;
     if verdict != "ok" {
         return Err(StorageError::corrupt("backup", verdict));

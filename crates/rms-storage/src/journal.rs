@@ -146,8 +146,19 @@ fn append(
     reference: &str,
     record: impl FnOnce(u64) -> Result<String, StorageError>,
 ) -> Result<(), StorageError> {
-    let (last, prev) = head(conn, chain)?;
-    let seq = last + 1;
+    let (last, _) = head(conn, chain)?;
+    append_at(conn, chain, last + 1, reference, record)
+}
+
+/// Appends at position `seq` (after the head: the next one, or a jump an incarnation declares).
+fn append_at(
+    conn: &Connection,
+    chain: Chain,
+    seq: u64,
+    reference: &str,
+    record: impl FnOnce(u64) -> Result<String, StorageError>,
+) -> Result<(), StorageError> {
+    let (_, prev) = head(conn, chain)?;
     let record = record(seq)?;
     let hash = Hash::link(&prev, &record);
     conn.prepare_cached(
@@ -163,30 +174,53 @@ fn append(
     Ok(())
 }
 
-/// The link the next event this device originates gets: the position after the `events`
-/// chain's head, and that head's hash.
-pub fn next_event_link(conn: &Connection) -> Result<ChainLink, StorageError> {
-    let (seq, prev) = head(conn, Chain::Events)?;
+/// The link this device's event number `seq` gets: the head's hash, and a position that moves
+/// with the number (one position per number after the head: the next one, or a jump as long as
+/// the numbers' when an incarnation began, `crate::incarnation`). With an empty chain, the
+/// position is the number past the journal's start.
+pub fn next_event_link(conn: &Connection, seq: u64) -> Result<ChainLink, StorageError> {
+    let head: Option<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT seq, ref, hash FROM journal WHERE chain = 'events' ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((at, reference, hash)) = head else {
+        let (events_after, _) = start(conn)?;
+        return Ok(ChainLink {
+            seq: seq.saturating_sub(events_after).max(1),
+            prev: Hash::GENESIS.to_hex(),
+        });
+    };
+    let at = u64::try_from(at).unwrap_or(0);
+    let number = reference
+        .parse::<EventId>()
+        .map_err(|_| StorageError::corrupt(TABLE, format!("events #{at} names {reference:?}")))?
+        .seq;
     Ok(ChainLink {
-        seq: seq + 1,
-        prev: prev.to_hex(),
+        seq: at + seq.saturating_sub(number).max(1),
+        prev: hash,
     })
 }
 
 /// Journals an event this device originated (in the transaction that stores it), at the
 /// position its link names ([`next_event_link`]).
 pub fn append_event(conn: &Connection, event: &SyncEvent) -> Result<(), StorageError> {
-    let expected = next_event_link(conn)?;
-    if event.chain.as_ref() != Some(&expected) {
+    let expected = next_event_link(conn, event.event_id.seq)?;
+    let Some(link) = event.chain.as_ref().filter(|link| **link == expected) else {
         let message = format!(
             "event {} is not linked to the head of the events chain",
             event.event_id
         );
         return Err(StorageError::corrupt(TABLE, message));
-    }
-    append(conn, Chain::Events, &event.event_id.to_string(), |seq| {
-        event_record(seq, event)
-    })
+    };
+    append_at(
+        conn,
+        Chain::Events,
+        link.seq,
+        &event.event_id.to_string(),
+        |seq| event_record(seq, event),
+    )
 }
 
 /// The hash an event has in its origin's `events` chain, from its link and its content (the
@@ -302,9 +336,11 @@ pub fn verify(conn: &Connection) -> Result<Verified, StorageError> {
 fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
     let me = crate::node_state::load(conn)?.device_id;
     let (events_after, audit_after) = start(conn)?;
+    let skipped = crate::incarnation::skipped(conn)?;
     let mut heads = Vec::new();
     for chain in Chain::ALL {
         let mut rows = Rows::new(conn, chain, me, events_after, audit_after);
+        rows.skipped.clone_from(&skipped);
         let (mut seq, mut prev) = (0, Hash::GENESIS);
         loop {
             let page = entries_after(conn, chain, seq, PAGE)?;
@@ -318,7 +354,8 @@ fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
                     reference: entry.reference.clone(),
                     why,
                 };
-                if let Some(why) = check_link(&entry, seq, &prev) {
+                let jumps = chain == Chain::Events && begins_incarnation(&entry, &skipped);
+                if let Some(why) = check_link(&entry, seq, &prev, jumps) {
                     return Ok(Verified::broken(heads, broken(why)));
                 }
                 if let Some(why) = rows.check(&entry)? {
@@ -378,9 +415,19 @@ impl Verified {
     }
 }
 
-/// Why `entry` does not follow the entry `seq` whose hash is `prev`, if it does not.
-fn check_link(entry: &Entry, seq: u64, prev: &Hash) -> Option<String> {
-    if entry.seq != seq + 1 {
+/// Whether events-chain `entry` records the first event of an incarnation (of which `skipped`
+/// holds the ranges before): the chain may jump to it (`crate::incarnation`).
+fn begins_incarnation(entry: &Entry, skipped: &[(u64, u64)]) -> bool {
+    entry
+        .reference
+        .parse::<EventId>()
+        .is_ok_and(|id| skipped.iter().any(|&(_, first)| first == id.seq))
+}
+
+/// Why `entry` does not follow the entry `seq` whose hash is `prev`, if it does not. `jumps`:
+/// it may come more than one position after it (it begins an incarnation).
+fn check_link(entry: &Entry, seq: u64, prev: &Hash, jumps: bool) -> Option<String> {
+    if entry.seq != seq + 1 && !(jumps && entry.seq > seq) {
         return Some(format!(
             "entry #{} is missing: the chain jumps from #{seq}",
             seq + 1
@@ -413,6 +460,9 @@ struct Rows<'c> {
     audit: std::collections::VecDeque<AuditEntry>,
     /// The position read up to: an event seq or an audit id.
     read_to: i64,
+    /// Own event numbers that are an earlier incarnation's, not journaled here
+    /// (`crate::incarnation::skipped`).
+    skipped: Vec<(u64, u64)>,
 }
 
 impl<'c> Rows<'c> {
@@ -434,6 +484,7 @@ impl<'c> Rows<'c> {
             events: Default::default(),
             audit: Default::default(),
             read_to,
+            skipped: Vec::new(),
         }
     }
 
@@ -441,12 +492,20 @@ impl<'c> Rows<'c> {
     fn fill(&mut self) -> Result<bool, StorageError> {
         match self.chain {
             Chain::Events if self.events.is_empty() => {
-                let after = u64::try_from(self.read_to).unwrap_or(0);
-                self.events = events::own_after(self.conn, self.me, after, PAGE)?.into();
-                if let Some(last) = self.events.back() {
+                while self.events.is_empty() {
+                    let after = u64::try_from(self.read_to).unwrap_or(0);
+                    let page = events::own_after(self.conn, self.me, after, PAGE)?;
+                    let Some(last) = page.last() else {
+                        return Ok(false);
+                    };
                     self.read_to = i64::try_from(last.event_id.seq).unwrap_or(i64::MAX);
+                    let skipped = &self.skipped;
+                    self.events = page
+                        .into_iter()
+                        .filter(|e| !crate::incarnation::is_skipped(skipped, e.event_id.seq))
+                        .collect();
                 }
-                Ok(!self.events.is_empty())
+                Ok(true)
             }
             Chain::Audit if self.audit.is_empty() => {
                 self.audit = audit::page(self.conn, self.read_to, PAGE)?.into();
@@ -575,8 +634,14 @@ pub fn export(
         );
         chosen.push(entries.drain(first..=last).collect::<Vec<_>>());
     }
+    // Where the events chain may jump: the first event of each incarnation (`crate::incarnation`).
+    let incarnations: Vec<String> = crate::incarnation::all(conn)?
+        .iter()
+        .map(|i| format!("{me}-{}", i.first_seq))
+        .collect();
     let header = serde_json::json!({
         "format": EXPORT_FORMAT, "device_id": me, "from_ms": from_ms, "to_ms": to_ms, "prev": prev,
+        "incarnations": incarnations,
     });
     writeln!(out, "{header}")?;
     let mut written = 0;

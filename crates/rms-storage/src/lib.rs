@@ -19,6 +19,7 @@ pub mod db;
 pub mod devices;
 mod error;
 pub mod events;
+pub mod incarnation;
 pub mod journal;
 pub mod journal_heads;
 pub mod local;

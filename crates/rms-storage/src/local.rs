@@ -114,7 +114,7 @@ pub fn record(
         created_at_ms: now_ms,
         accepted_before: false,
         // Its place in this device's journal, which it carries through sync (and into the log).
-        chain: Some(crate::journal::next_event_link(tx)?),
+        chain: Some(crate::journal::next_event_link(tx, event_id.seq)?),
     };
     let skus: Vec<String> = event
         .payload

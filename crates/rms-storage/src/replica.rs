@@ -80,17 +80,22 @@ pub fn apply_entries(
     Ok(touched)
 }
 
-/// One of this device's own events that it did not hold, brought back by the log (a device
-/// restored from a backup, or a replacement with the same id): its numbers are taken, so the
-/// sequence moves past it; and when its link continues this device's journal, it is journaled
-/// again (the journal lost it with the disk), so the chain goes on from it as the master holds it.
+/// One of this device's own events that it did not hold, brought back by the log: its numbers
+/// are taken, so the sequence moves past it. An earlier incarnation's (numbered below this one's
+/// first, `crate::incarnation`) stays out of this journal. One of this incarnation's whose link
+/// continues the journal (a database copied by hand, which lost it) is journaled again, so the
+/// chain goes on from it as the master holds it.
 fn own_from_log(
     tx: &Transaction<'_>,
     state: &mut node_state::NodeState,
     event: &rms_domain::SyncEvent,
 ) -> Result<(), StorageError> {
-    state.last_seq = state.last_seq.max(event.event_id.seq);
-    if event.chain.is_some() && event.chain == Some(crate::journal::next_event_link(tx)?) {
+    let seq = event.event_id.seq;
+    state.last_seq = state.last_seq.max(seq);
+    if event.chain.is_some()
+        && seq >= crate::incarnation::current_first_seq(tx)?
+        && event.chain == Some(crate::journal::next_event_link(tx, seq)?)
+    {
         crate::journal::append_event(tx, event)?;
     }
     Ok(())

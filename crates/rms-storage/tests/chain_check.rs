@@ -444,3 +444,143 @@ fn an_honest_pushs_prehashed_result_never_vouches_for_other_content_under_its_id
         assert_eq!(with, without, "the honest push's result is not used");
     }
 }
+
+/// The master log's entries for `events`, from master_seq `from`.
+fn logged(events: Vec<SyncEvent>, from: u64) -> Vec<rms_domain::LogEntry> {
+    let epoch = Epoch {
+        term: Term(1),
+        master_id: device(1),
+        master_priority: 0,
+    };
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
+            event.status = rms_domain::EventStatus::Synced;
+            event.master_seq = Some(from + i as u64);
+            rms_domain::LogEntry {
+                event,
+                epoch,
+                products: Vec::new(),
+                forced: false,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_restored_copy_numbers_past_every_earlier_incarnation_and_its_chain_verifies() {
+    use rms_storage::incarnation::{self, Why};
+    // Device 2 is backed up after its first sale (events 2-1, 2-2), sells three more, all of
+    // which reach the master, then its disk breaks and the copy is restored.
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = Store::open(&live, device(2)).unwrap();
+    for command in [common::create("tea", 100), common::sell("tea", 1)] {
+        store
+            .write(|tx| local::record(tx, Role::Client, NOW_MS, command))
+            .unwrap();
+    }
+    let copy = dir.path().join("copy.db");
+    rms_storage::db::backup_into(&live, &copy).unwrap();
+    for _ in 0..3 {
+        let sale = common::sell("tea", 1);
+        store
+            .write(|tx| local::record(tx, Role::Client, NOW_MS, sale))
+            .unwrap();
+    }
+    let old_events = store.read(|c| events::pending(c, 100)).unwrap();
+    assert_eq!(old_events.len(), 5);
+    let restored_dir = dir.path().join("restored");
+    std::fs::create_dir(&restored_dir).unwrap();
+    std::fs::copy(&copy, restored_dir.join("rms.db")).unwrap();
+    let restored = Store::open(&restored_dir, device(2)).unwrap();
+
+    // At start it begins an incarnation (once), and sells before it reaches the master.
+    let later_ms = NOW_MS + 3_600_000;
+    let began = incarnation::start(&restored, later_ms, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(began.why, Why::Restored);
+    assert_eq!(began.after_seq, 2);
+    assert_eq!(began.first_seq, incarnation::floor(later_ms));
+    assert!(began.first_seq > 5 && began.first_seq < 1 << 53);
+    assert_eq!(incarnation::start(&restored, later_ms, true).unwrap(), None);
+    let sale = common::sell("tea", 1);
+    let made = restored
+        .write(|tx| local::record(tx, Role::Client, later_ms, sale))
+        .unwrap();
+    assert_eq!(made.event.event_id.seq, began.first_seq, "never 2-3 again");
+    assert_eq!(made.event.chain.as_ref().unwrap().seq, began.first_seq);
+
+    // The master holds the old incarnation's five; the restored device's push verifies.
+    let key = Key::new();
+    let master = master_trusting(&key);
+    master_holds(&master, &old_events);
+    let (pending, head) = push(&restored, &key);
+    assert_eq!(
+        pending.iter().map(|e| e.event_id.seq).collect::<Vec<_>>(),
+        vec![1, 2, began.first_seq],
+        "its own unacknowledged events, the old ones as they were"
+    );
+    assert_eq!(check(&master, &pending, head.as_ref()), Ok(()));
+
+    // The log brings the old incarnation's 2-3..2-5 back: stored, not journaled, and the journal
+    // still verifies; the next event follows its own incarnation.
+    restored
+        .write(|tx| rms_storage::replica::apply_entries(tx, &logged(old_events, 1)).map(|_| ()))
+        .unwrap();
+    let verified = restored.read(rms_storage::journal::verify).unwrap();
+    assert_eq!(verified.broken, None);
+    // (The stand-in log entries carry no product state: a new product, not a sale of tea.)
+    let milk = common::create("milk", 5);
+    let next = restored
+        .write(|tx| local::record(tx, Role::Client, later_ms, milk))
+        .unwrap();
+    assert_eq!(next.event.event_id.seq, began.first_seq + 1);
+    assert_eq!(
+        restored.read(rms_storage::journal::verify).unwrap().broken,
+        None
+    );
+}
+
+#[test]
+fn a_fresh_replacement_that_joins_numbers_past_its_predecessor() {
+    use rms_storage::incarnation::{self, Why};
+    let old = client_with_sales(3);
+    let old_events = old.read(|c| events::pending(c, 100)).unwrap();
+    let new = Store::open_in_memory(device(2)).unwrap();
+    // A store of its own (no peers) numbers from 1; one that joins a store does not.
+    assert_eq!(
+        new.read(|c| incarnation::at_start(c, false)).unwrap(),
+        incarnation::Start::Go
+    );
+    let began = incarnation::start(&new, NOW_MS, true).unwrap().unwrap();
+    assert_eq!(began.why, Why::Joined);
+    assert_eq!(began.after_seq, 0);
+    // Its first event (its own trust entry, made before it was paired) cannot collide.
+    let key = Key::new();
+    let trust = Command::Trust {
+        fingerprint: key.fingerprint(),
+        device_id: device(2),
+        name: "till 2".into(),
+        state: TrustState::Trusted,
+        how: "self".into(),
+    };
+    let made = new
+        .write(|tx| local::record(tx, Role::Client, NOW_MS, trust))
+        .unwrap();
+    assert_eq!(made.event.event_id.seq, began.first_seq);
+    // The log brings its predecessor's events; its journal verifies, its push verifies at a
+    // master that holds them.
+    new.write(|tx| {
+        rms_storage::replica::apply_entries(tx, &logged(old_events.clone(), 1)).map(|_| ())
+    })
+    .unwrap();
+    assert_eq!(new.read(rms_storage::journal::verify).unwrap().broken, None);
+    let master = master(Store::open_in_memory(device(1)).unwrap());
+    master_holds(&master, &old_events);
+    let (pending, head) = push(&new, &key);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(check(&master, &pending, head.as_ref()), Ok(()));
+}

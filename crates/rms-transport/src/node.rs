@@ -591,6 +591,7 @@ impl Opened {
 async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
     let device_id = config.device_id;
     let data_dir = config.data_dir.clone();
+    let joining = !config.peers.is_empty();
     let me = Device {
         device_id,
         name: config.name.clone(),
@@ -616,6 +617,16 @@ async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
             Some(dir) => Store::open(dir, device_id),
             None => Store::open_in_memory(device_id),
         }?;
+        // Before any event: a restored copy, or a fresh database joining a store, numbers its
+        // events where no earlier incarnation of this id can have reached.
+        if let Some(began) = rms_storage::incarnation::start(&store, now_ms, joining)? {
+            log::warn!(
+                "device {device_id}: a new incarnation ({}): its events are numbered from \
+                 {device_id}-{}",
+                began.why.as_str(),
+                began.first_seq
+            );
+        }
         let window_closes_at_ms = store.write(|tx| {
             local::record_startup(tx, &me, now_ms)?;
             rms_storage::trust::window_at_start(tx, now_ms, asked)
