@@ -1,7 +1,7 @@
 -- A data directory's incarnations (issue #27, docs/SYNC.md "Incarnations"). A device id may have
 -- several incarnations over the years: a replacement with a fresh data directory, a restore from
 -- a backup. Each one after the first numbers its events from a floor no earlier incarnation of the
--- id can have reached (`first_seq`, from the time it began), so that two incarnations never give
+-- id can have reached (`first_seq`, the millisecond it began × 1024), so that two incarnations never give
 -- one event id to two events. Own events numbered in (`after_seq`, `first_seq`) are not this
 -- database's: they are an earlier incarnation's, brought back by the master log, and are not in
 -- this journal. The `events` chain jumps at `first_seq` by as many positions as numbers.

@@ -6,10 +6,11 @@
 //! different events alike, and a new incarnation cannot always ask the master how far the old one
 //! went (a restored till sells before it reaches the store). So an incarnation after the first
 //! numbers its events from a *floor* no earlier incarnation of its id can have reached: the time it
-//! began, in seconds, times 2^[`SEQ_SHIFT`]. A device makes far fewer than 2^20 (about a million)
-//! events a second, so every event an earlier incarnation made, whenever it began, has a smaller
-//! number, as long as the clocks are right to the second; numbers stay below 2^53 (a JSON number
-//! a till's JavaScript reads exactly) until the year 2255.
+//! began, in milliseconds, times 2^[`SEQ_SHIFT`]. A device makes far fewer than 1 024 events a
+//! millisecond, so every event an earlier incarnation made, whenever it began, has a smaller
+//! number, as long as the clocks are right and two incarnations of one id never begin in the same
+//! millisecond (a replacement is revoked and paired first); numbers stay below 2^53 (a JSON number
+//! a till's JavaScript reads exactly) until the year 2248.
 //!
 //! A store's first device, and every database made before this release, is incarnation one and
 //! numbers from 1, so nothing of an existing store changes. The journal's `events` chain jumps
@@ -27,8 +28,8 @@ use crate::{StorageError, audit, node_state};
 
 const TABLE: &str = "incarnations";
 
-/// An incarnation's floor is `seconds << SEQ_SHIFT`: room for 2^20 events a second.
-pub const SEQ_SHIFT: u32 = 20;
+/// An incarnation's floor is `milliseconds << SEQ_SHIFT`: room for 1 024 events a millisecond.
+pub const SEQ_SHIFT: u32 = 10;
 
 /// Why an incarnation began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +72,7 @@ pub struct Incarnation {
 
 /// The first number an incarnation that begins at `now_ms` (wall clock) may use.
 pub fn floor(now_ms: u64) -> u64 {
-    (now_ms / 1000).saturating_mul(1 << SEQ_SHIFT).max(1)
+    now_ms.saturating_mul(1 << SEQ_SHIFT).max(1)
 }
 
 /// What a node starting on a database should do before it makes any event.

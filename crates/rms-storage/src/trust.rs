@@ -29,17 +29,22 @@ pub struct Stamp {
     positions: i64,
     synced: i64,
     rejected: i64,
+    /// This device's own changes not decided yet (they count in [`load`]).
+    pending: i64,
 }
 
 /// Cheap (the partial index `sync_events_trust`, over the few trust events): read after every
 /// input that moved the log or decided one of this device's events. Sums of which events sit
 /// where and in which status, so that a truncation that puts another trust change at the same
-/// position, or a verdict on this device's own, changes it.
+/// position, a new change of this device's own, or a verdict on one, changes it. Numbers are
+/// taken modulo a prime: a new incarnation's are near 2^51, and the sums must stay exact.
 pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
     let stamp = conn.query_row(
-        "SELECT count(master_seq), total(master_seq * 1000003 + seq * 65537 + device_id), \
-                total((status = 'synced') * (seq * 65537 + device_id)), \
-                total((status = 'rejected') * (seq * 65537 + device_id)) \
+        "SELECT count(master_seq), \
+                total((master_seq % 1000003) * 1000003 + (seq % 1000003) * 65537 + device_id), \
+                total((status = 'synced') * ((seq % 1000003) * 65537 + device_id)), \
+                total((status = 'rejected') * ((seq % 1000003) * 65537 + device_id)), \
+                total((status = 'pending') * ((seq % 1000003) * 65537 + device_id)) \
          FROM sync_events WHERE kind = 'device_trust'",
         [],
         |row| {
@@ -48,6 +53,7 @@ pub fn stamp(conn: &Connection) -> Result<Stamp, StorageError> {
                 positions: row.get::<_, f64>(1)? as i64,
                 synced: row.get::<_, f64>(2)? as i64,
                 rejected: row.get::<_, f64>(3)? as i64,
+                pending: row.get::<_, f64>(4)? as i64,
             })
         },
     )?;

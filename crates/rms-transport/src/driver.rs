@@ -36,6 +36,9 @@ const CATCH_UP_INPUTS_MAX: usize = INPUT_QUEUE_MAX;
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub role: Option<Role>,
+    /// Given peers, never part of a store, not paired yet (`rms_sync::SyncNode::joining`): its
+    /// tills' writes are refused.
+    pub joining: bool,
     pub epoch: Option<Epoch>,
     pub master_id: Option<DeviceId>,
     pub log_head: u64,
@@ -709,6 +712,7 @@ impl Loop {
         self.persist_roster(&roster);
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
         status.role = Some(self.node.role());
+        status.joining = self.node.joining();
         status.epoch = self.node.epoch();
         status.master_id = self.node.master_id();
         status.log_head = self.node.log_head();

@@ -146,6 +146,9 @@ impl From<NodeError> for ApiError {
                 "the node is overloaded or stopping; retry shortly",
             ),
             NodeError::Storage(err) => ApiError::from(err),
+            NodeError::Joining => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "joining", err.to_string())
+            }
             NodeError::Panicked | NodeError::StopTimedOut(_) => ApiError::internal(err.to_string()),
         }
     }

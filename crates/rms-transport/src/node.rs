@@ -109,6 +109,11 @@ pub enum NodeError {
     Panicked,
     #[error("the sync driver did not stop within {0:?}")]
     StopTimedOut(std::time::Duration),
+    #[error(
+        "this device has not joined its store yet: run `rms-node pair` on a device of the store, \
+         then `rms-node join CODE --peer <that device's store port>` here"
+    )]
+    Joining,
 }
 
 /// How long the store-key window stays open by default: a day to upgrade every device.
@@ -449,6 +454,15 @@ impl Node {
             return Err(NodeError::Busy);
         }
         Ok(answer.await.map_err(|_| NodeError::Busy)??)
+    }
+
+    /// A till's write (a sale, a product): refused while the device is joining its store
+    /// ([`NodeError::Joining`]), since what it recorded then would belong to no store.
+    pub async fn till_write(&self, command: Command) -> Result<LocalDone, NodeError> {
+        if self.status().joining {
+            return Err(NodeError::Joining);
+        }
+        self.local_write(command).await
     }
 
     /// Hands the master role to `target` (this node must be master).

@@ -12,6 +12,7 @@ mod fuzz;
 mod hq;
 mod identity;
 mod journal;
+mod lifecycle;
 mod multi_node;
 mod pause;
 mod security;

@@ -246,7 +246,7 @@ impl<S: SyncStore> SyncNode<S> {
         if masterless.pre_vote.is_some() {
             return self.tally_pre_vote(now);
         }
-        if now.mono_ms.saturating_sub(masterless.since_ms) > timeout {
+        if now.mono_ms.saturating_sub(masterless.since_ms) > timeout && !self.joining() {
             return self.start_pre_vote(now);
         }
         Ok(())

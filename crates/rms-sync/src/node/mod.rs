@@ -224,6 +224,14 @@ impl<S: SyncStore> SyncNode<S> {
         self.epoch
     }
 
+    /// A device given peers that has never been part of a store: it knows no epoch and has heard
+    /// from no other device (it is not paired yet, so no link admits it). It never holds an
+    /// election, so that it never becomes the master of an island of one; its transport refuses
+    /// its tills' writes until it joins (`docs/SYNC.md` "Joining").
+    pub fn joining(&self) -> bool {
+        self.config.has_peers && self.epoch.is_none() && self.peers.is_empty()
+    }
+
     /// The master this device follows or is, if it knows one.
     pub fn master_id(&self) -> Option<DeviceId> {
         match self.phase {

@@ -32,7 +32,7 @@ async fn write_product(
     status: StatusCode,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let done = node.local_write(command).await?;
+    let done = node.till_write(command).await?;
     let product = done
         .recorded
         .products

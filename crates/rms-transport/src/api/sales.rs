@@ -23,7 +23,7 @@ use super::{json, limit};
 pub async fn create_sale(node: Node, body: Bytes) -> Result<Response, ApiError> {
     let sale: NewSale = body::decode(&body)?;
     sale.validate().map_err(ApiError::invalid)?;
-    let done = node.local_write(Command::Sell(sale)).await?;
+    let done = node.till_write(Command::Sell(sale)).await?;
     let mut sale = done
         .recorded
         .sale

@@ -1,0 +1,273 @@
+//! A device's life (issue #27), with real processes, through the CLI and REST as an operator
+//! follows `docs/OPERATIONS.md`: a device given a peer before it is paired waits and then joins;
+//! a broken till is replaced by a fresh one with the same id; a till is restored from a backup
+//! and sells before it reaches the master. Each case ends with one store: the same master as
+//! before, the same log on every device, no forced entry, no event id used twice, every journal
+//! verifying, and every sale in the master's log.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rms_tests::{FAST, NodeProcess, Proxy, node_args, wait_for};
+use serde_json::{Value, json};
+
+const KEY: &str = "store-key-for-lifecycle-tests";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The first device of a store with a key (a store of its own, master), with a product.
+fn first_device(dir: &Path) -> NodeProcess {
+    let mut args = node_args("1", FAST, &[]);
+    args.extend(["--store-key", KEY]);
+    let one = NodeProcess::start(dir, &args);
+    let tea = json!({"sku":"tea","name":"Tea","price_cents":250,"stock":1000});
+    assert_eq!(one.post("/api/v1/products", &tea).0, 201);
+    one
+}
+
+/// A device without the key, given `peer`: it must be paired.
+fn unpaired(dir: &Path, device: &str, peer: &str) -> NodeProcess {
+    let peers = [peer.to_owned()];
+    NodeProcess::start(dir, &node_args(device, FAST, &peers))
+}
+
+/// `rms-node ARGS`, as an operator types it: whether it succeeded, and what it printed.
+fn rms_node(args: &[&str]) -> (bool, String) {
+    let output = Command::new(rms_tests::node_binary())
+        .args(args)
+        .output()
+        .expect("rms-node runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// `rms-node pair` on `sponsor`, then `rms-node join CODE --peer` on `joiner`, both with the CLI.
+fn pair(sponsor: &NodeProcess, joiner: &NodeProcess) {
+    let (ok, out) = rms_node(&["pair", "--url", &sponsor.url, "--store-key", KEY]);
+    assert!(ok, "rms-node pair: {out}");
+    let code = out
+        .split_whitespace()
+        .find(|w| w.len() == 14 && w.matches('-').count() == 2)
+        .unwrap_or_else(|| panic!("a code in {out:?}"))
+        .to_owned();
+    let (ok, out) = rms_node(&[
+        "join",
+        &code,
+        "--peer",
+        &sponsor.sync_url,
+        "--url",
+        &joiner.url,
+    ]);
+    assert!(ok, "rms-node join: {out}");
+}
+
+fn sell(node: &NodeProcess, user: &str) -> Value {
+    let sale = json!({"user_id": user, "lines":[{"sku":"tea","qty":1}]});
+    let (status, sold) = node.post("/api/v1/sales", &sale);
+    assert!(status == 201 || status == 202, "{status} {sold}");
+    sold
+}
+
+fn health(node: &NodeProcess) -> Value {
+    node.get("/api/v1/health").1
+}
+
+/// A query on a node's database (read while it runs: WAL readers never block it).
+fn query(dir: &Path, sql: &str) -> i64 {
+    let conn = rms_storage::Connection::open(dir.join(rms_storage::db::DB_FILE_NAME))
+        .expect("the database opens");
+    conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+/// The end of every case: `master` leads every node in term 1, every log has the same chain
+/// head, every sale in `sales` is in the master's log, no node holds a forced entry or audited an
+/// event id used twice or a corrupt row, and every journal verifies.
+fn assert_one_store(nodes: &[&NodeProcess], master: u16, sales: &[String]) {
+    wait_for("one store, one log", DEADLINE, || {
+        let healths: Vec<Value> = nodes.iter().map(|n| health(n)).collect();
+        healths
+            .iter()
+            .all(|h| h["master_id"] == master && h["term"] == 1 && h["joining"] == false)
+            && healths
+                .windows(2)
+                .all(|w| w[0]["log_chain"]["hash"] == w[1]["log_chain"]["hash"])
+    });
+    let master_dir = &nodes
+        .iter()
+        .find(|n| health(n)["role"] == "master")
+        .expect("a master")
+        .data_dir;
+    for sale in sales {
+        let logged = query(
+            master_dir,
+            &format!(
+                "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' \
+                 AND master_seq IS NOT NULL AND status = 'synced' AND payload LIKE '%\"{sale}\"%'"
+            ),
+        );
+        assert_eq!(logged, 1, "sale {sale} is in the master's log once");
+    }
+    for node in nodes {
+        let dir = &node.data_dir;
+        assert_eq!(
+            query(dir, "SELECT count(*) FROM sync_events WHERE forced = 1"),
+            0,
+            "no forced entry on {}",
+            node.url
+        );
+        let reused = query(
+            dir,
+            "SELECT count(*) FROM audit_log WHERE details LIKE '%event_id_reused%' \
+             OR details LIKE '%reused with other content%' OR details LIKE '%corrupt row%'",
+        );
+        assert_eq!(reused, 0, "no event id used twice on {}", node.url);
+        rms_tests::assert_journal_verifies(dir, node);
+    }
+}
+
+fn sale_id(sold: &Value) -> String {
+    sold["sale_id"].as_str().expect("a sale id").to_owned()
+}
+
+#[test]
+fn a_device_given_a_peer_before_it_is_paired_waits_then_joins_without_disruption() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = first_device(dirs[0].path());
+    let new = unpaired(dirs[1].path(), "2", &one.sync_url);
+
+    // Unpaired, it is joining: writes refused with a clear 503, and for ten master timeouts it
+    // never makes itself master of an island.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(6) {
+        let h = health(&new);
+        assert_eq!(h["joining"], true, "{h}");
+        assert_eq!(h["role"], "client", "{h}");
+        assert_eq!(h["term"], 0, "{h}");
+        let (status, refused) = new.post(
+            "/api/v1/sales",
+            &json!({"user_id":"ann","lines":[{"sku":"tea","qty":1}]}),
+        );
+        assert_eq!(status, 503, "{refused}");
+        assert_eq!(refused["error"], "joining");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("rms-node join"),
+            "{refused}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = new.get_text("/");
+    assert!(page.contains("JOINING"), "the status page can say so");
+
+    // Paired: it follows device 1, receives the catalogue and sells; nothing else moved.
+    pair(&one, &new);
+    wait_for("the new device has the catalogue", DEADLINE, || {
+        new.get("/api/v1/products/tea").0 == 200
+    });
+    let sold = sell(&new, "ann");
+    assert_one_store(&[&one, &new], 1, &[sale_id(&sold)]);
+}
+
+#[test]
+fn a_broken_client_replaced_by_a_fresh_one_with_its_id_rejoins_and_loses_nothing() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = first_device(dirs[0].path());
+    let mut old = unpaired(dirs[1].path(), "2", &one.sync_url);
+    pair(&one, &old);
+    wait_for("device 2 has the catalogue", DEADLINE, || {
+        old.get("/api/v1/products/tea").0 == 200
+    });
+    let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&old, "ann"))).collect();
+    wait_for("device 2's sales reach the master", DEADLINE, || {
+        query(
+            dirs[0].path(),
+            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
+        ) == 3
+    });
+
+    // Its disk breaks. As OPERATIONS says: revoke it, then a fresh device with the same id,
+    // paired.
+    old.kill9();
+    let (ok, out) = rms_node(&[
+        "devices",
+        "revoke",
+        "2",
+        "--url",
+        &one.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+    let new = unpaired(dirs[2].path(), "2", &one.sync_url);
+    pair(&one, &new);
+    wait_for(
+        "the replacement has its predecessor's sales",
+        DEADLINE,
+        || {
+            query(
+                dirs[2].path(),
+                "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND device_id = 2",
+            ) == 3
+        },
+    );
+    let sold = sell(&new, "bob");
+    let id = sold["event_id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !["2-1", "2-2", "2-3", "2-4", "2-5", "2-6"].contains(&id.as_str()),
+        "a new number: {sold}"
+    );
+    sales.push(sale_id(&sold));
+    assert_one_store(&[&one, &new], 1, &sales);
+}
+
+#[test]
+fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_nothing() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = first_device(dirs[0].path());
+    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
+    pair(&one, &two);
+    wait_for("device 2 has the catalogue", DEADLINE, || {
+        two.get("/api/v1/products/tea").0 == 200
+    });
+    let mut sales = vec![sale_id(&sell(&two, "ann"))];
+    let copy = dirs[2].path().join("rms-backup.db");
+    let (ok, out) = rms_node(&[
+        "backup",
+        "--data-dir",
+        dirs[1].path().to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    // After the backup it sells on; those sales reach the master, then its disk breaks.
+    sales.extend((0..5).map(|_| sale_id(&sell(&two, "ann"))));
+    wait_for("device 2's sales reach the master", DEADLINE, || {
+        query(
+            dirs[0].path(),
+            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
+        ) == 6
+    });
+    two.kill9();
+
+    // Restored as OPERATIONS says (the copy, the identity files), behind a cut link: it sells
+    // before it reaches the master.
+    let restored = dirs[2].path().join("data");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::copy(&copy, restored.join("rms.db")).unwrap();
+    for file in ["device-key.pem", "device-cert.der"] {
+        std::fs::copy(dirs[1].path().join(file), restored.join(file)).unwrap();
+    }
+    let link = Proxy::in_front_of_nothing();
+    let two = NodeProcess::start(&restored, &node_args("2", FAST, &[link.url.clone()]));
+    let sold = sell(&two, "cy");
+    let first = sold["event_id"].as_str().unwrap_or_default().to_owned();
+    let seq: u64 = first.trim_start_matches("2-").parse().unwrap_or(0);
+    assert!(seq > 1 << 20, "a new incarnation's number: {sold}");
+    sales.push(sale_id(&sold));
+
+    link.point_at(one.sync_port());
+    assert_one_store(&[&one, &two], 1, &sales);
+}
