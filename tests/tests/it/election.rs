@@ -51,6 +51,25 @@ fn master_heartbeat(epoch: Epoch, log_head: u64, handing_over_to: Option<DeviceI
     }
 }
 
+/// Device 1, given peers, that heard device 2 once (so it is part of a store: a device that
+/// never heard one is joining and never elects itself) and then nothing: after the master timeout
+/// it is the master of its island.
+fn island_master() -> SyncNode<StoreAdapter> {
+    let mut node = core_with(false, |adapter| adapter);
+    let hello = Message::Heartbeat {
+        peer: peer(2),
+        epoch: None,
+        role: Role::Client,
+        log_head: 0,
+        handing_over_to: None,
+        log_chain: None,
+    };
+    node.handle_message(device(2), hello, now(0))
+        .expect("device 2 heard once");
+    run_timers(&mut node, 0, 1_000);
+    node
+}
+
 /// Device 1 as a client of master 2, with device 3 as another live client; heartbeats from both
 /// every 100 ms until `until_ms`.
 fn client_of_two(until_ms: u64) -> SyncNode<StoreAdapter> {
@@ -212,8 +231,7 @@ fn a_device_that_reaches_nobody_leads_its_island() {
 fn a_master_handing_over_decides_nothing_until_the_target_took_over_or_time_ran_out() {
     // While it hands over, a master refuses pushes (`handing_over`) and records local writes as
     // pending; when the target does not take over within two master timeouts it goes on.
-    let mut node = core_with(false, |adapter| adapter);
-    run_timers(&mut node, 0, 1_000);
+    let mut node = island_master();
     assert_eq!(node.role(), Role::Master, "alone: master of its island");
     let epoch = node.epoch().expect("an epoch");
     node.handle_message(device(2), heartbeat(2, Role::Client, epoch), now(1_000))
@@ -341,8 +359,7 @@ fn a_handover_read_after_the_master_gave_up_is_never_carried_out() {
 
 #[test]
 fn a_master_grants_the_role_only_while_frozen_for_that_target_and_decides_nothing_once_it_has() {
-    let mut node = core_with(false, |adapter| adapter);
-    run_timers(&mut node, 0, 1_000);
+    let mut node = island_master();
     assert_eq!(node.role(), Role::Master, "alone: master of its island");
     let epoch = node.epoch().expect("an epoch");
     let head = node.log_head();
@@ -424,8 +441,7 @@ fn a_master_grants_the_role_only_while_frozen_for_that_target_and_decides_nothin
 
 #[test]
 fn a_master_that_gave_up_its_handover_grants_nothing() {
-    let mut node = core_with(false, |adapter| adapter);
-    run_timers(&mut node, 0, 1_000);
+    let mut node = island_master();
     let epoch = node.epoch().expect("an epoch");
     let head = node.log_head();
     node.handle_message(device(2), heartbeat(2, Role::Client, epoch), now(1_000))
@@ -527,4 +543,27 @@ fn a_more_complete_log_wins_even_from_a_peer_whose_priority_was_never_heard() {
     run_timers(&mut node, 710, 1_000);
     assert!(!announced(&sent(&mut node)), "device 2's log is longer");
     assert_eq!(node.role(), Role::Client);
+}
+
+#[test]
+fn a_device_given_peers_that_never_heard_one_never_elects_itself() {
+    // Issue #27: an unpaired device (nothing admits its links) waited three master timeouts and
+    // made itself the master of an island of one, a store of its own with an empty catalogue.
+    let mut node = core_with(false, |adapter| adapter);
+    run_timers(&mut node, 0, 30_000);
+    assert!(node.joining());
+    assert_eq!(node.epoch(), None, "no election in 50 master timeouts");
+    assert_eq!(node.role(), Role::Client);
+    assert!(
+        !sent(&mut node)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::PreVote { .. } | Message::MasterAnnounce { .. })),
+        "it asked nobody to elect it"
+    );
+    // Once it hears a device it is part of a store: it follows the master it hears.
+    let epoch = epoch_of(2);
+    node.handle_message(device(2), master_heartbeat(epoch, 0, None), now(30_000))
+        .expect("master 2 heard");
+    assert!(!node.joining());
+    assert_eq!(node.master_id(), Some(device(2)));
 }

@@ -106,7 +106,17 @@ fn assert_one_store(nodes: &[&NodeProcess], master: u16, sales: &[String]) {
                  AND master_seq IS NOT NULL AND status = 'synced' AND payload LIKE '%\"{sale}\"%'"
             ),
         );
-        assert_eq!(logged, 1, "sale {sale} is in the master's log once");
+        let verdicts = query_text(
+            master_dir,
+            &format!(
+                "SELECT group_concat(status || ' ' || coalesce(reason, '-') || ' #' || \
+                 coalesce(master_seq, 0), '; ') FROM sync_events WHERE payload LIKE '%\"{sale}\"%'"
+            ),
+        );
+        assert_eq!(
+            logged, 1,
+            "sale {sale} is in the master's log once: {verdicts}"
+        );
     }
     for node in nodes {
         let dir = &node.data_dir;
@@ -124,6 +134,15 @@ fn assert_one_store(nodes: &[&NodeProcess], master: u16, sales: &[String]) {
         assert_eq!(reused, 0, "no event id used twice on {}", node.url);
         rms_tests::assert_journal_verifies(dir, node);
     }
+}
+
+/// Like [`query`], for a text answer (empty for NULL).
+fn query_text(dir: &Path, sql: &str) -> String {
+    let conn = rms_storage::Connection::open(dir.join(rms_storage::db::DB_FILE_NAME))
+        .expect("the database opens");
+    conn.query_row(sql, [], |r| r.get::<_, Option<String>>(0))
+        .expect(sql)
+        .unwrap_or_default()
 }
 
 fn sale_id(sold: &Value) -> String {
@@ -261,7 +280,10 @@ fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_
         std::fs::copy(dirs[1].path().join(file), restored.join(file)).unwrap();
     }
     let link = Proxy::in_front_of_nothing();
-    let two = NodeProcess::start(&restored, &node_args("2", FAST, &[link.url.clone()]));
+    let two = NodeProcess::start(
+        &restored,
+        &node_args("2", FAST, std::slice::from_ref(&link.url)),
+    );
     let sold = sell(&two, "cy");
     let first = sold["event_id"].as_str().unwrap_or_default().to_owned();
     let seq: u64 = first.trim_start_matches("2-").parse().unwrap_or(0);

@@ -148,27 +148,19 @@ fn two_clients_selling_the_last_unit_at_once_one_wins() {
 }
 
 #[test]
-fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
-    // Device 2 starts while its peer is not there: it sells on its own, then the store forms.
-    // Its peer address is a proxy that holds the port and refuses until device 1 runs.
+fn a_device_that_started_alone_waits_for_its_store_then_sells_and_nothing_is_doubled() {
+    // Device 2 starts while its peer is not there. Never part of a store, it is joining: it
+    // refuses writes and never makes itself the master of an island (issue #27). Then the store
+    // forms, and it sells. Its peer address is a proxy that holds the port and refuses until
+    // device 1 runs.
     let to_one = Proxy::in_front_of_nothing();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let peers = vec![to_one.url.clone()];
     let lone = NodeProcess::start(dirs[1].path(), &node_args("2", FAST, &peers));
-    assert_eq!(
-        lone.post(
-            "/api/v1/products",
-            &json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10})
-        )
-        .0,
-        201
-    );
-    let (status, sale) = lone.post(
-        "/api/v1/sales",
-        &json!({"user_id":"bo","lines":[{"sku":"soap","qty":3}]}),
-    );
-    assert!(status == 201 || status == 202, "{status} {sale}");
-    let sale_id = sale["sale_id"].as_str().unwrap().to_owned();
+    let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
+    let (status, refused) = lone.post("/api/v1/products", &soap);
+    assert_eq!((status, refused["error"].clone()), (503, json!("joining")));
+    assert_eq!(lone.get("/api/v1/health").1["joining"], true);
 
     let lone_peer = vec![lone.sync_url.clone()];
     let one = NodeProcess::start(dirs[0].path(), &node_args("1", FAST, &lone_peer));
@@ -181,6 +173,14 @@ fn a_client_that_started_alone_joins_and_nothing_is_doubled() {
             .collect();
         !ids[0].is_null() && ids[0] == ids[1]
     });
+    let lone = &nodes[1];
+    assert_eq!(lone.post("/api/v1/products", &soap).0, 201);
+    let (status, sale) = lone.post(
+        "/api/v1/sales",
+        &json!({"user_id":"bo","lines":[{"sku":"soap","qty":3}]}),
+    );
+    assert!(status == 201 || status == 202, "{status} {sale}");
+    let sale_id = sale["sale_id"].as_str().unwrap().to_owned();
     wait_for("the sale on both devices, settled", DEADLINE, || {
         nodes.iter().all(|n| {
             let (_, sale) = n.get(&format!("/api/v1/sales/{sale_id}"));
