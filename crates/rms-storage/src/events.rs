@@ -392,6 +392,28 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SyncEvent>, Storag
     rows.map(|raw| decode_event(&raw?)).collect()
 }
 
+/// The sale ids of `device`'s sales still pending (no verdict), oldest first, at most `limit`.
+pub fn pending_sale_ids(
+    conn: &Connection,
+    device: DeviceId,
+    limit: usize,
+) -> Result<Vec<String>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json_extract(payload, '$.sale_id') FROM sync_events \
+         WHERE device_id = ?1 AND status = 'pending' AND kind = 'sale_recorded' \
+         ORDER BY seq LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![device.get(), limit], |r| {
+        r.get::<_, Option<String>>(0)
+    })?;
+    let mut ids = Vec::new();
+    for id in rows {
+        ids.extend(id?);
+    }
+    Ok(ids)
+}
+
 /// Events of `device` whose effect is not yet in this device's copy of the master state: pending,
 /// or accepted (by a push answer) but not yet in the log. In sequence order.
 pub fn unlogged_own(conn: &Connection, device: DeviceId) -> Result<Vec<SyncEvent>, StorageError> {

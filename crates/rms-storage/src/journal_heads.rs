@@ -119,14 +119,11 @@ pub fn verify(
                 "the chain no longer has the hash the device signed there: it was rewritten",
             );
         }
-        if let Err(why) = check_signature(
-            &statement,
-            &key,
-            &certificate,
-            &signature,
-            device_id,
-            &trust,
-        ) {
+        // A head the device signed while its key was trusted stays its own after the key is
+        // revoked (issue #27): the list keeps a revoked certificate with the id it was bound to.
+        if let Err(why) = verify_signature(&statement, &key, &certificate, &signature)
+            .and_then(|fingerprint| check_was_bound(&fingerprint, device_id, &trust))
+        {
             return fail(why);
         }
         checked += 1;
@@ -190,6 +187,23 @@ pub(crate) fn check_bound(
         return Err("it is signed by a key the trust list does not trust for this device");
     }
     Ok(())
+}
+
+/// The certificate of `fingerprint` is, or was until it was revoked, the one `trust` binds to
+/// `device_id`: what a device's own journal heads are checked against (a push, which must come
+/// from a trusted key, is checked with [`check_bound`]).
+fn check_was_bound(
+    fingerprint: &Fingerprint,
+    device_id: DeviceId,
+    trust: &rms_domain::TrustList,
+) -> Result<(), &'static str> {
+    if trust
+        .get(fingerprint)
+        .is_some_and(|entry| entry.device_id == device_id)
+    {
+        return Ok(());
+    }
+    Err("it is signed by a key the trust list never bound to this device")
 }
 
 /// The text a device signs for the head of `chain` at `seq` (what [`sign`] stores, and what a

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Operation, Product};
 use rms_domain::{RejectReason, Role, Sale};
 use rms_storage::audit::AuditQuery;
-use rms_storage::{audit, products, sales};
+use rms_storage::{audit, events, products, sales};
 use rms_sync::{Notification, Verdict};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -91,6 +91,10 @@ pub enum Change {
     },
     /// An alarm was audited on this device.
     Alarm(AuditEntry),
+    /// This device holds its own revocation (issue #27): it refuses sales from now on, and these
+    /// sales of its own, still pending, will never reach the store (at most
+    /// [`REVOKED_SALES_MAX`]; the till shows them as lost).
+    Revoked { pending_sales: Vec<String> },
     /// The subscriber missed events this feed no longer has: read the state again.
     Reset { reason: &'static str },
 }
@@ -103,6 +107,7 @@ impl Change {
             Change::Sale(_) => "sale",
             Change::Role { .. } => "role",
             Change::Alarm(_) => "alarm",
+            Change::Revoked { .. } => "revoked",
             Change::Reset { .. } => "reset",
         }
     }
@@ -313,7 +318,12 @@ struct Seen {
     feed_seq: i64,
     alarm_after: i64,
     role: (Option<Role>, Option<DeviceId>),
+    /// Whether this device's revocation was announced.
+    revoked: bool,
 }
+
+/// Most pending sales a `revoked` change names.
+pub const REVOKED_SALES_MAX: usize = 1000;
 
 /// Produces the feed for `node` until it stops: after every input the driver handled (its
 /// status bump), the products that differ and the new alarms; on the core's notifications, the
@@ -382,6 +392,7 @@ async fn first_look(node: &Node) -> Result<Seen, crate::DbError> {
         feed_seq,
         alarm_after: newest.first().map_or(0, |e| e.id),
         role: (status.role, status.master_id),
+        revoked: false,
     })
 }
 
@@ -395,6 +406,15 @@ async fn look(node: &Node, feed: &ChangeFeed, seen: &mut Seen) -> Result<bool, c
             master_id: status.master_id,
             epoch: status.epoch,
         });
+    }
+    if !seen.revoked && node.is_revoked() {
+        seen.revoked = true;
+        let me = node.config().device_id;
+        let pending_sales = node
+            .db()
+            .read(move |c| events::pending_sale_ids(c, me, REVOKED_SALES_MAX))
+            .await?;
+        feed.publish(Change::Revoked { pending_sales });
     }
     let (after, feed_seq) = (seen.alarm_after, seen.feed_seq);
     let ((list, last), alarms) = node

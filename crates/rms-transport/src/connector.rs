@@ -110,6 +110,7 @@ impl Connector {
             tokio::select! {
                 linked = self.link_once(&authority) => match linked {
                     Ok(()) => backoff.reset(),
+                    Err(crate::dial::DialError::Revoked) => self.learn_revoked(&authority).await,
                     Err(err) => log::debug!("cannot link to {authority}: {err}"),
                 },
                 _ = shutdown.changed() => return,
@@ -118,6 +119,31 @@ impl Connector {
                 () = tokio::time::sleep(backoff.next()) => {}
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    /// A trusted device at `authority` refused this one as revoked: it records its own
+    /// revocation (once), so that it refuses its tills' writes from now on, across restarts
+    /// (issue #27). **On crash:** one local write; the next refusal records it again.
+    async fn learn_revoked(&self, authority: &str) {
+        if self.dialer.knows_itself_revoked() {
+            log::debug!("{authority} refuses this device: it is revoked");
+            return;
+        }
+        log::error!(
+            "{authority} says this device's certificate was revoked: it refuses sales from now on"
+        );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = self.dialer.own_revocation();
+        if !self
+            .driver
+            .send(crate::input::Input::Local { command, reply })
+        {
+            return;
+        }
+        match answer.await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(err)) => log::error!("cannot record this device's revocation: {err}"),
         }
     }
 

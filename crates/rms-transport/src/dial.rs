@@ -46,6 +46,8 @@ pub enum DialError {
     Refused(u16),
     #[error("the device is not trusted and did not prove the store key")]
     Unproven,
+    #[error("a trusted device of the store says this device's certificate was revoked")]
+    Revoked,
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
     #[error(
@@ -252,6 +254,36 @@ impl Dialer {
         }
     }
 
+    /// Whether this device holds its own revocation (from the log, or from a trusted device's
+    /// refusal, [`DialError::Revoked`]).
+    pub fn knows_itself_revoked(&self) -> bool {
+        self.book.is_revoked(&self.fingerprint())
+    }
+
+    /// This device's own revocation, as it records it when a trusted device says so.
+    pub fn own_revocation(&self) -> rms_storage::local::Command {
+        rms_storage::local::Command::Trust {
+            fingerprint: self.fingerprint(),
+            device_id: self.me,
+            name: self.name.clone(),
+            state: rms_domain::TrustState::Revoked,
+            how: "revoked".into(),
+        }
+    }
+
+    /// What a refusal with `status` and `body` (an API error, `{"error": code, ...}`) means. A
+    /// `revoked` is believed only from a device this one trusts (anyone can answer a device
+    /// that is still enrolling): it is this device's own revocation (issue #27).
+    pub fn refusal(&self, session: &Session, status: u16, body: &[u8]) -> DialError {
+        let revoked = status == 403
+            && serde_json::from_slice::<serde_json::Value>(body)
+                .is_ok_and(|answer| answer["error"] == "revoked");
+        if revoked && self.book.is_trusted(&session.fingerprint) {
+            return DialError::Revoked;
+        }
+        DialError::Refused(status)
+    }
+
     /// A WebSocket link to `url` (its `/api/v1/ws`), and who is on the other side.
     pub async fn websocket(
         &self,
@@ -272,7 +304,8 @@ impl Dialer {
             .await
             .map_err(|err| match err {
                 tokio_tungstenite::tungstenite::Error::Http(response) => {
-                    DialError::Refused(response.status().as_u16())
+                    let body = response.body().as_deref().unwrap_or_default();
+                    self.refusal(&session, response.status().as_u16(), body)
                 }
                 other => DialError::WebSocket(Box::new(other)),
             })?;

@@ -149,6 +149,9 @@ impl From<NodeError> for ApiError {
             NodeError::Joining => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "joining", err.to_string())
             }
+            NodeError::Revoked => {
+                ApiError::new(StatusCode::FORBIDDEN, "device_revoked", err.to_string())
+            }
             NodeError::Panicked | NodeError::StopTimedOut(_) => ApiError::internal(err.to_string()),
         }
     }

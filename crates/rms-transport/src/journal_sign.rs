@@ -99,6 +99,11 @@ pub(crate) async fn run(node: Node) {
     let mut closed_before = None;
     while !node.is_stopping() {
         tick.tick().await;
+        // A revoked key signs nothing more once the device knows (issue #27): its heads up to
+        // then stay its own (`journal verify`).
+        if node.is_revoked() {
+            continue;
+        }
         node.send_input(Input::SignJournal(Arc::clone(&signer)));
         let today = node.config().clock.now_ms() / rms_domain::DAY_MS;
         if closed_before != Some(today) && close_days(&node).await {

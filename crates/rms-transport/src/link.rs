@@ -469,6 +469,7 @@ impl RestLink<'_> {
         let io = hyper_util::rt::TokioIo::new(dialed.stream);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
         let connection = tokio::spawn(connection);
+        let (dialer, tls) = (self.dialer, &tls);
         let mut exchange = |batch: Vec<String>| {
             let request = exchange_request(self.authority, &headers, &batch);
             let response = sender.send_request(request);
@@ -485,7 +486,7 @@ impl RestLink<'_> {
                     .map_err(|_| DialError::Refused(status.as_u16()))?
                     .to_bytes();
                 if status != 200 {
-                    return Err(DialError::Refused(status.as_u16()));
+                    return Err(dialer.refusal(tls, status.as_u16(), &body));
                 }
                 let messages = serde_json::from_slice::<Value>(&body)
                     .ok()
@@ -496,7 +497,7 @@ impl RestLink<'_> {
         };
         // An empty exchange first: the answer says who the peer is before anything is sent.
         let (answer_headers, _) = exchange(Vec::new()).await?;
-        let peer = self.dialer.check_answer(&tls, &answer_headers)?;
+        let peer = self.dialer.check_answer(tls, &answer_headers)?;
         let (mut session, mut rx) =
             Session::open(self.links.clone(), self.driver.clone(), true, true, peer);
         let close = Arc::clone(&session.close);

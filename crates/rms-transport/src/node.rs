@@ -114,6 +114,11 @@ pub enum NodeError {
          then `rms-node join CODE --peer <that device's store port>` here"
     )]
     Joining,
+    #[error(
+        "this device's certificate was revoked by its store: what it records would never reach \
+         the store; sell on another device (docs/OPERATIONS.md, \"Remove a device\")"
+    )]
+    Revoked,
 }
 
 /// How long the store-key window stays open by default: a day to upgrade every device.
@@ -296,7 +301,7 @@ impl Node {
     /// this device's links too, and the owner must revoke the other certificate or renumber.
     async fn trust_itself(&self) {
         let me = self.inner.identity.fingerprint();
-        if self.inner.trust.is_trusted(&me) {
+        if self.inner.trust.is_trusted(&me) || self.inner.trust.is_revoked(&me) {
             return;
         }
         let config = &self.inner.config;
@@ -456,9 +461,21 @@ impl Node {
         Ok(answer.await.map_err(|_| NodeError::Busy)??)
     }
 
+    /// Whether this device holds its own revocation: from the log, or from a trusted device
+    /// that refused it as revoked (issue #27). A device that never hears of it (stolen and kept
+    /// offline) cannot know: that is the documented limit.
+    pub fn is_revoked(&self) -> bool {
+        self.inner
+            .trust
+            .is_revoked(&self.inner.identity.fingerprint())
+    }
+
     /// A till's write (a sale, a product): refused while the device is joining its store
     /// ([`NodeError::Joining`]), since what it recorded then would belong to no store.
     pub async fn till_write(&self, command: Command) -> Result<LocalDone, NodeError> {
+        if self.is_revoked() {
+            return Err(NodeError::Revoked);
+        }
         if self.status().joining {
             return Err(NodeError::Joining);
         }

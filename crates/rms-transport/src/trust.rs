@@ -103,6 +103,10 @@ impl TrustBook {
         self.read().list.is_trusted(fingerprint)
     }
 
+    pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
+        self.read().list.is_revoked(fingerprint)
+    }
+
     /// The trusted certificate of `device`, if the list has one.
     pub fn trusted_for(&self, device: DeviceId) -> Option<Fingerprint> {
         self.read().list.trusted_for(device).map(|e| e.fingerprint)

@@ -28,14 +28,14 @@ const PATIENT: &[&str] = &[
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone)]
-struct Event {
-    kind: String,
+pub(crate) struct Event {
+    pub(crate) kind: String,
     id: Option<String>,
-    data: Value,
+    pub(crate) data: Value,
 }
 
 /// Reads a node's feed on its own thread (HTTP/1.0, so the body is the bytes until close).
-struct Feed {
+pub(crate) struct Feed {
     events: mpsc::Receiver<Event>,
 }
 
@@ -89,7 +89,7 @@ fn feed_request(
 }
 
 impl Feed {
-    fn open(node: &NodeProcess, last_event_id: Option<&str>) -> Feed {
+    pub(crate) fn open(node: &NodeProcess, last_event_id: Option<&str>) -> Feed {
         let (status, stream) = open_feed(node, "", last_event_id);
         assert_eq!(status, 200);
         let (tx, events) = mpsc::channel();
@@ -116,7 +116,7 @@ impl Feed {
     }
 
     /// The next event that passes `wanted` within the deadline; the ones before it are skipped.
-    fn until(&self, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
+    pub(crate) fn until(&self, what: &str, wanted: impl Fn(&Event) -> bool) -> Event {
         let mut read = self.read_until(what, wanted);
         read.pop().expect("the wanted event")
     }

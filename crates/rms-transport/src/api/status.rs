@@ -44,6 +44,7 @@ fn health_value(node: &Node) -> serde_json::Value {
         "device_id": node.config().device_id,
         "role": status.role.unwrap_or(Role::Client),
         "joining": status.joining,
+        "revoked": node.is_revoked(),
         "term": status.epoch.map_or(0, |e| e.term.0),
         "master_id": status.master_id,
         "version": env!("CARGO_PKG_VERSION"),
