@@ -19,6 +19,15 @@ import json
 import sys
 
 FORMAT = "rms-journal-1"
+
+
+def event_number(event_id):
+    """The number of an event id "<device>-<seq>", or None."""
+    if not isinstance(event_id, str) or "-" not in event_id:
+        return None
+    number = event_id.split("-", 1)[1]
+    return int(number) if number.isdigit() else None
+
 ZERO = "0" * 64
 
 # NIST P-256 (secp256r1): the curve of the device keys that sign the journal's heads.
@@ -92,6 +101,8 @@ def verify(lines):
     heads = {chain: (start["seq"], start["hash"]) for chain, start in header.get("prev", {}).items()}
     # The first event of each incarnation after the first (docs/SYNC.md "Incarnations").
     incarnations = set(header.get("incarnations", []))
+    # The event number of each chain's last verified entry (where a jump is checked against).
+    numbers = {}
     counts = {}
     # The hash at each verified position, for the signed heads that follow the entries.
     hashes = {}
@@ -125,9 +136,15 @@ def verify(lines):
             fail(where, "its record is not an object")
         # The events chain jumps (by as many positions as event numbers) at the first event of
         # each incarnation the header names; every other entry follows the one before it.
-        jumps = chain == "events" and content.get("event_id") in incarnations
-        if seq != last_seq + 1 and not (jumps and isinstance(seq, int) and seq > last_seq):
+        number = event_number(content.get("event_id")) if chain == "events" else None
+        last_number = numbers.get(chain)
+        jumps = (chain == "events" and content.get("event_id") in incarnations
+                 and isinstance(seq, int) and seq > last_seq
+                 and (last_number is None or number is None
+                      or number - last_number == seq - last_seq))
+        if seq != last_seq + 1 and not jumps:
             fail(where, f"expected #{last_seq + 1} of {chain}: an entry is missing or out of order")
+        numbers[chain] = number
         if content.get("chain") != chain or content.get("seq") != seq:
             fail(where, "its record names another chain or position")
         computed = hashlib.sha256(bytes.fromhex(prev) + record.encode("utf-8")).hexdigest()

@@ -17,8 +17,9 @@ pub enum Command {
         /// Where to write it.
         #[arg(long, default_value = "rms.toml", value_name = "FILE")]
         out: PathBuf,
-        /// This device's id, 1..=65535 (every device of a store needs its own).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        /// This device's id, 1..=65534 (every device of a store needs its own; 65535 is head
+        /// office's).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..65535))]
         device_id: u16,
         /// Use this store key instead of a new one (the other devices' key, when adding one).
         /// Only from this flag: a key in the environment is not taken by accident.
@@ -331,15 +332,13 @@ fn devices_text(trust: &Value) -> String {
         text(&trust["me"]["fingerprint"])
     );
     let window = &trust["store_key_window"];
+    let open = window["open"] == true;
+    // A window never opened has no time (issue #27: it showed 1970).
     let closes = window["closes_at"]
         .as_str()
-        .map(|at| format!(" (closes {at})"))
+        .map(|at| format!(" ({} {at})", if open { "closes" } else { "closed" }))
         .unwrap_or_default();
-    let open = if window["open"] == true {
-        "open"
-    } else {
-        "closed"
-    };
+    let open = if open { "open" } else { "closed" };
     out += &format!("store-key window: {open}{closes}\n");
     let row = |id: &Value, state: &str, name: &Value, how: &str, id_text: &Value| {
         format!(

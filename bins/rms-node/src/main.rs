@@ -38,8 +38,8 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Once, on stderr (where the log goes too: under systemd, the journal).
         Err(err) => {
-            log::error!("{err:#}");
             eprintln!("rms-node: {err:#}");
             std::process::ExitCode::FAILURE
         }

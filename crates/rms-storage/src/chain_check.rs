@@ -229,13 +229,17 @@ fn check_push(
         };
         match before {
             // Positions keep their offset from numbers, so that no position holds two numbers.
-            // A new incarnation of the device (`crate::incarnation`) may start over at offset
-            // zero, its position its number: a fresh one cannot know how its predecessor's were
-            // offset (a device upgraded to the journal numbered events before it had one).
+            // A fresh incarnation of the device (`crate::incarnation`: an empty journal) may
+            // start a new chain at offset zero, after a gap of numbers: its position its
+            // number, its predecessor the genesis. It cannot know how its predecessor's
+            // positions were offset (a device upgraded to the journal numbered events before
+            // it had one).
             Before::Linked(number, seq, _)
                 if i128::from(link.seq) - i128::from(seq)
                     != i128::from(id.seq) - i128::from(number)
-                    && link.seq != id.seq =>
+                    && !(link.seq == id.seq
+                        && prev == Hash::GENESIS
+                        && number.saturating_add(1) < id.seq) =>
             {
                 return broken("its chain position does not follow the event before it");
             }

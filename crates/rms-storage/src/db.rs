@@ -204,8 +204,10 @@ pub fn integrity_check(conn: &Connection) -> Result<String, StorageError> {
 /// Copies the database of `data_dir` into a new file `dest` while a node may be running on it
 /// (`VACUUM INTO` on a read-only connection: a consistent snapshot as of one moment, compacted,
 /// without the WAL), marked as a copy (`crate::incarnation`: a node started on it begins a new
-/// incarnation). `dest` must not exist. **On crash:** `dest` may be left incomplete; it is
-/// only a good backup once this returned `Ok` (the snapshot is then also `integrity_check`ed).
+/// incarnation). `dest` must not exist. **On crash:** the copy is made and marked as
+/// `<dest>.partial` and linked to `dest` only once it is complete, marked and
+/// `integrity_check`ed: `dest` exists only as a good, marked backup (a `.partial` left behind is
+/// removed by the next backup to that name).
 pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
     let source = data_dir.join(DB_FILE_NAME);
     if !source.exists() {
@@ -213,31 +215,52 @@ pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
             what: format!("database {}", source.display()),
         });
     }
+    let refuse = |kind, why: &str| StorageError::DataDir {
+        path: dest.display().to_string(),
+        source: std::io::Error::new(kind, why),
+    };
     if dest.exists() {
-        return Err(StorageError::DataDir {
-            path: dest.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the backup file exists already; it is never overwritten",
-            ),
-        });
+        let why = "the backup file exists already; it is never overwritten";
+        return Err(refuse(std::io::ErrorKind::AlreadyExists, why));
+    }
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty());
+    if parent.is_some_and(|p| !p.is_dir()) {
+        let why = "its directory does not exist (create it first)";
+        return Err(refuse(std::io::ErrorKind::NotFound, why));
+    }
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let partial_text = partial
+        .to_str()
+        .ok_or_else(|| refuse(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"))?;
+    match std::fs::remove_file(&partial) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StorageError::DataDir {
+                path: partial.display().to_string(),
+                source: err,
+            });
+        }
+        _ => {}
     }
     let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    let dest_text = dest.to_str().ok_or_else(|| StorageError::DataDir {
-        path: dest.display().to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
-    })?;
-    conn.execute("VACUUM INTO ?1", [dest_text])?;
+    conn.execute("VACUUM INTO ?1", [partial_text])?;
     // A node started on the copy is a restored device: it begins a new incarnation before it
     // makes any event, so that its events never take the numbers of those made after the copy.
     // (A database an older build wrote is migrated first, as its start would.)
-    let mut copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let mut copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     migrate(&mut copy)?;
     crate::incarnation::mark_backup_copy(&copy)?;
     let verdict = integrity_check(&copy)?;
+    drop(copy);
     if verdict != "ok" {
         return Err(StorageError::corrupt("backup", verdict));
     }
-    Ok(())
+    // A link, not a rename: it fails rather than replace a `dest` made meanwhile.
+    let linked = std::fs::hard_link(&partial, dest).and_then(|()| std::fs::remove_file(&partial));
+    linked.map_err(|source| StorageError::DataDir {
+        path: dest.display().to_string(),
+        source,
+    })
 }

@@ -11,7 +11,7 @@ pub enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot use {path}")]
     DataDir {
         path: String,
         source: std::io::Error,
@@ -37,6 +37,15 @@ pub enum StorageError {
     /// A write that only the master may make, on a device that is not master of its epoch.
     #[error("this device is not the master of the store")]
     NotMaster,
+    /// A new incarnation would number its events from a clock behind the database it starts on
+    /// (`crate::incarnation`): its numbers could meet those of the incarnation before it.
+    #[error(
+        "this device's clock ({now}) is behind the newest event of its database ({newest}): set \
+         the clock, then start the node again",
+        now = rms_domain::rfc3339_from_ms(*now_ms),
+        newest = rms_domain::rfc3339_from_ms(*newest_ms)
+    )]
+    ClockBehind { now_ms: u64, newest_ms: u64 },
     /// Master-log entries must continue the log without a gap.
     #[error("master log entry {got} does not follow this device's head (expected {expected})")]
     LogGap { expected: u64, got: u64 },

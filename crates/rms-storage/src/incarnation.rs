@@ -124,9 +124,20 @@ pub fn start(
 
 /// Begins an incarnation at `now_ms`: the next event is numbered from [`floor`] (or right after
 /// the last one, if that is higher: numbers never go back), the copy mark is cleared, and a
-/// `startup` audit row says so. **On crash:** one transaction; a node that crashed before the
+/// `startup` audit row says so. Refused ([`StorageError::ClockBehind`]) when `now_ms` is behind
+/// the newest event the database holds. **On crash:** one transaction; a node that crashed before the
 /// commit begins it at its next start.
 pub fn begin(tx: &Transaction<'_>, now_ms: u64, why: Why) -> Result<Incarnation, StorageError> {
+    // A clock behind the newest event the database holds is wrong (a till that booted before
+    // its clock was set): a floor from it could fall among an earlier incarnation's numbers.
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT max(created_at_ms) FROM sync_events")?
+        .query_row([], |r| r.get(0))?;
+    if let Some(newest_ms) = newest.map(|ms| from_sql_u64(ms, TABLE)).transpose()?
+        && now_ms < newest_ms
+    {
+        return Err(StorageError::ClockBehind { now_ms, newest_ms });
+    }
     let mut state = node_state::load(tx)?;
     let incarnation = Incarnation {
         first_seq: floor(now_ms).max(state.last_seq + 1),
@@ -217,6 +228,35 @@ pub fn current_first_seq(conn: &Connection) -> Result<u64, StorageError> {
         .prepare_cached("SELECT max(first_seq) FROM incarnations")?
         .query_row([], |r| r.get(0))?;
     first.map_or(Ok(1), |f| from_sql_u64(f, TABLE))
+}
+
+/// An incarnation the audit log (which the journal chains) does not record as begun, if any:
+/// the `incarnations` table was changed behind the node's back (a row added there would let
+/// `journal verify` skip own events and accept a jump of the chain).
+pub fn unaudited(conn: &Connection) -> Result<Option<String>, StorageError> {
+    for incarnation in all(conn)? {
+        let audited: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM audit_log WHERE operation = 'startup' \
+                 AND json_extract(details, '$.incarnation.first_seq') = ?1 \
+                 AND json_extract(details, '$.incarnation.after_seq') = ?2)",
+            )?
+            .query_row(
+                params![
+                    sql_u64(incarnation.first_seq, TABLE)?,
+                    sql_u64(incarnation.after_seq, TABLE)?
+                ],
+                |r| r.get(0),
+            )?;
+        if !audited {
+            return Ok(Some(format!(
+                "the incarnation from event {} is not in the audit log: the incarnations table \
+                 was changed",
+                incarnation.first_seq
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether own event number `seq` lies in one of `skipped`'s ranges.

@@ -337,11 +337,23 @@ fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
     let me = crate::node_state::load(conn)?.device_id;
     let (events_after, audit_after) = start(conn)?;
     let skipped = crate::incarnation::skipped(conn)?;
+    if let Some(why) = crate::incarnation::unaudited(conn)? {
+        let broken = Break {
+            chain: Chain::Audit,
+            seq: 0,
+            reference: "incarnations".into(),
+            why,
+        };
+        return Ok(Verified::broken(Vec::new(), broken));
+    }
     let mut heads = Vec::new();
     for chain in Chain::ALL {
         let mut rows = Rows::new(conn, chain, me, events_after, audit_after);
         rows.skipped.clone_from(&skipped);
         let (mut seq, mut prev) = (0, Hash::GENESIS);
+        // The event number of the entry before (events chain): a jump moves by as many
+        // positions as numbers.
+        let mut number = events_after;
         loop {
             let page = entries_after(conn, chain, seq, PAGE)?;
             if page.is_empty() {
@@ -354,7 +366,12 @@ fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
                     reference: entry.reference.clone(),
                     why,
                 };
-                let jumps = chain == Chain::Events && begins_incarnation(&entry, &skipped);
+                let numbered = entry.reference.parse::<EventId>().ok().map(|id| id.seq);
+                let jumps = chain == Chain::Events
+                    && numbered.is_some_and(|n| {
+                        skipped.iter().any(|&(_, first)| first == n)
+                            && n.checked_sub(number) == entry.seq.checked_sub(seq)
+                    });
                 if let Some(why) = check_link(&entry, seq, &prev, jumps) {
                     return Ok(Verified::broken(heads, broken(why)));
                 }
@@ -362,6 +379,7 @@ fn verify_snapshot(conn: &Connection) -> Result<Verified, StorageError> {
                     return Ok(Verified::broken(heads, broken(why)));
                 }
                 seq = entry.seq;
+                number = numbered.unwrap_or(number);
                 prev = Hash::from_hex(&entry.hash).unwrap_or(Hash::GENESIS);
             }
         }
@@ -415,17 +433,9 @@ impl Verified {
     }
 }
 
-/// Whether events-chain `entry` records the first event of an incarnation (of which `skipped`
-/// holds the ranges before): the chain may jump to it (`crate::incarnation`).
-fn begins_incarnation(entry: &Entry, skipped: &[(u64, u64)]) -> bool {
-    entry
-        .reference
-        .parse::<EventId>()
-        .is_ok_and(|id| skipped.iter().any(|&(_, first)| first == id.seq))
-}
-
 /// Why `entry` does not follow the entry `seq` whose hash is `prev`, if it does not. `jumps`:
-/// it may come more than one position after it (it begins an incarnation).
+/// it may come more than one position after it (it records the first event of an incarnation,
+/// `crate::incarnation`, and moves by as many positions as event numbers).
 fn check_link(entry: &Entry, seq: u64, prev: &Hash, jumps: bool) -> Option<String> {
     if entry.seq != seq + 1 && !(jumps && entry.seq > seq) {
         return Some(format!(

@@ -584,3 +584,113 @@ fn a_fresh_replacement_that_joins_numbers_past_its_predecessor() {
     assert_eq!(pending.len(), 1);
     assert_eq!(check(&master, &pending, head.as_ref()), Ok(()));
 }
+
+#[test]
+fn only_a_fresh_chain_after_a_gap_of_numbers_may_start_over_at_offset_zero() {
+    // The master holds device 2's events at positions one below their numbers (a device that
+    // made an event before it had a journal).
+    let key = Key::new();
+    let master = master_trusting(&key);
+    let client = client_with_sales(2);
+    let (events, head) = push(&client, &key);
+    let offset: Vec<SyncEvent> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.chain.as_mut().unwrap().seq -= 1;
+            e
+        })
+        .collect();
+    master_holds(&master, &offset[1..]);
+    let last = events.last().unwrap();
+    let next_number = |seq: u64| {
+        let mut next = last.clone();
+        next.event_id.seq = seq;
+        if let rms_domain::EventPayload::SaleRecorded { sale_id, .. } = &mut next.payload {
+            *sale_id = next.event_id.to_string();
+        }
+        next
+    };
+    let relinked = |mut event: SyncEvent, prev: String| {
+        event.chain = Some(rms_domain::ChainLink {
+            seq: event.event_id.seq,
+            prev,
+        });
+        event
+    };
+    let position = |r: Result<(), ChainBreak>| {
+        matches!(
+            r,
+            Err(ChainBreak::Link {
+                why: "its chain position does not follow the event before it",
+                ..
+            })
+        )
+    };
+    // The next number at offset zero, from the genesis or any other hash: refused.
+    for prev in [journal_genesis(), "cd".repeat(32)] {
+        let next = relinked(next_number(last.event_id.seq + 1), prev);
+        assert!(position(check(
+            &master,
+            std::slice::from_ref(&next),
+            head.as_ref()
+        )));
+    }
+    // After a gap of numbers, from another hash than the genesis: refused.
+    let far = relinked(next_number(1 << 40), "cd".repeat(32));
+    assert!(position(check(
+        &master,
+        std::slice::from_ref(&far),
+        head.as_ref()
+    )));
+    // After a gap, a fresh chain (the genesis, position = number): a new incarnation's first
+    // event; its head still has to sign it (here it does not: the head is the old push's).
+    let fresh = relinked(next_number(1 << 40), journal_genesis());
+    assert!(!position(check(
+        &master,
+        std::slice::from_ref(&fresh),
+        head.as_ref()
+    )));
+}
+
+fn journal_genesis() -> String {
+    "0".repeat(64)
+}
+
+#[test]
+fn an_incarnation_needs_a_clock_past_the_database_and_a_forged_one_is_named() {
+    use rms_storage::incarnation;
+    let store = client_with_sales(1);
+    store.write(|tx| incarnation::mark_backup_copy(tx)).unwrap();
+    // A clock behind the newest event: refused, nothing changed.
+    let early = incarnation::start(&store, NOW_MS - 60_000, true);
+    assert!(
+        matches!(early, Err(rms_storage::StorageError::ClockBehind { .. })),
+        "{early:?}"
+    );
+    assert!(store.read(incarnation::all).unwrap().is_empty());
+    let began = incarnation::start(&store, NOW_MS + 1, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.read(rms_storage::journal::verify).unwrap().broken,
+        None
+    );
+    // A row added behind the node's back (to skip own events, or allow a jump) is named.
+    store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO incarnations (first_seq, after_seq, began_at_ms, why) \
+                 VALUES (?1, 1, 0, 'restored')",
+                [i64::try_from(began.first_seq + 1000).unwrap()],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let broken = store
+        .read(rms_storage::journal::verify)
+        .unwrap()
+        .broken
+        .expect("named");
+    assert!(broken.why.contains("not in the audit log"), "{broken}");
+}

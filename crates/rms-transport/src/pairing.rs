@@ -238,6 +238,12 @@ pub enum JoinError {
     NotTheSponsor,
     #[error("cannot trust the sponsor's certificate: {0}")]
     Node(#[from] crate::node::NodeError),
+    #[error(
+        "this device was started without --peer: it is a store of its own, and what it numbered \
+         so far could collide with another device's events; restart it with --peer <a device's \
+         store port> (and a fresh data directory if it replaces a device), then join"
+    )]
+    StoreOfItsOwn,
 }
 
 /// The store-port route a new device joins through.
@@ -250,6 +256,11 @@ const JOIN_ANSWER_BYTES_MAX: usize = 64 * 1024;
 pub async fn join(node: &crate::Node, typed: &str, peer: &str) -> Result<Joined, JoinError> {
     use crate::proof::{self, DEVICE_HEADER, PROOF_HEADER, Side};
     let code = normalize(typed).ok_or_else(|| JoinError::BadCode(typed.to_owned()))?;
+    // A device joins as what it was started as: one given peers began an incarnation for it
+    // (`rms_storage::incarnation`); one started alone numbered its events from 1 (issue #27).
+    if node.config().peers.is_empty() && node.status().roster.is_empty() {
+        return Err(JoinError::StoreOfItsOwn);
+    }
     let dialer = node.dialer();
     let dialed = tokio::time::timeout(crate::dial::DIAL_TIMEOUT, dialer.connect_any(peer))
         .await

@@ -494,7 +494,10 @@ fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syn
     assert_eq!(state_of(&new, &fingerprint(&one)), "trusted");
 
     // The code is used up: another device cannot join with it.
-    let late = NodeProcess::start(dirs[3].path(), &node_args("4", FAST, &[]));
+    let late = NodeProcess::start(
+        dirs[3].path(),
+        &node_args("4", FAST, std::slice::from_ref(&peer)),
+    );
     assert_eq!(join(&late, &code, &peer), "pairing_used");
 }
 

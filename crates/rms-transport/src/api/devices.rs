@@ -69,7 +69,8 @@ pub async fn list(node: Node) -> Result<Response, ApiError> {
             "me": { "fingerprint": me, "short": me.short(), "device_id": book.device() },
             "store_key_window": {
                 "open": book.window_key(node.now_ms()).is_some(),
-                "closes_at": (!keyless).then(|| rfc3339_from_ms(closes_at)),
+                // None for a store without a key, or a window never opened.
+                "closes_at": (!keyless && closes_at > 0).then(|| rfc3339_from_ms(closes_at)),
             },
             "devices": devices,
             "pending": pending,
@@ -270,6 +271,11 @@ pub async fn join(
             ApiError::invalid(ValidationError::new("peer", err.to_string())),
         ),
         Err(JoinError::Node(err)) => Err(err.into()),
+        Err(err @ JoinError::StoreOfItsOwn) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "store_of_its_own",
+            err.to_string(),
+        )),
         Err(err @ (JoinError::Refused { .. } | JoinError::NotTheSponsor)) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "pairing_refused",
