@@ -17,8 +17,14 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The first device of a store with a key (a store of its own, master), with a product.
 fn first_device(dir: &Path) -> NodeProcess {
+    first_device_with(dir, &[])
+}
+
+/// [`first_device`] with `extra` flags (head office's).
+fn first_device_with(dir: &Path, extra: &[&str]) -> NodeProcess {
     let mut args = node_args("1", FAST, &[]);
     args.extend(["--store-key", KEY]);
+    args.extend_from_slice(extra);
     let one = NodeProcess::start(dir, &args);
     let tea = json!({"sku":"tea","name":"Tea","price_cents":250,"stock":1000});
     assert_eq!(one.post("/api/v1/products", &tea).0, 201);
@@ -240,8 +246,16 @@ fn a_broken_client_replaced_by_a_fresh_one_with_its_id_rejoins_and_loses_nothing
 
 #[test]
 fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_nothing() {
+    // Head office too: it must receive every sale once, and no event under a taken key.
+    let pg = rms_tests::pg::Postgres::start();
+    let hq_url = pg.create_database("hq");
+    let (store_id, token) = rms_tests::hq::add_store(&hq_url, "Store A");
+    let hq = rms_tests::hq::HqProcess::start(&hq_url, 0);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let one = first_device(dirs[0].path());
+    let one = first_device_with(
+        dirs[0].path(),
+        &["--hq-url", hq.url.as_str(), "--hq-token", token.as_str()],
+    );
     let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
     pair(&one, &two);
     wait_for("device 2 has the catalogue", DEADLINE, || {
@@ -288,6 +302,33 @@ fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_
 
     link.point_at(one.sync_port());
     assert_one_store(&[&one, &two], (1, 1), &sales);
+    wait_for("head office holds the master's whole log", DEADLINE, || {
+        let (_, status) = one.get("/api/v1/sync/status");
+        let office = &status["head_office"];
+        office["active"] == true
+            && office["lag_entries"] == 0
+            && office["cursor"] == status["cursor"]
+    });
+    let count = |sql: &str| pg.number("hq", sql);
+    let received = count(&format!(
+        "SELECT count(DISTINCT sale_id) FROM hq_sales WHERE store_id = {store_id} AND status = 'accepted'"
+    ));
+    assert_eq!(
+        received,
+        i64::try_from(sales.len()).unwrap(),
+        "every sale, once"
+    );
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM hq_sales WHERE store_id = {store_id}"
+        )),
+        received
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM hq_ingest_errors"),
+        0,
+        "no key_taken"
+    );
 }
 
 #[test]
@@ -449,4 +490,43 @@ fn a_broken_master_replaced_by_a_fresh_one_with_its_id_rejoins_as_a_client() {
     );
     sales.push(sale_id(&sell(&new, "cy")));
     assert_one_store(&[&two, &new], (2, term), &sales);
+}
+
+#[test]
+fn a_broken_client_replaced_under_a_new_id_keeps_its_predecessors_sales_in_the_store() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = first_device(dirs[0].path());
+    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
+    pair(&one, &two);
+    wait_for("device 2 has the catalogue", DEADLINE, || {
+        two.get("/api/v1/products/tea").0 == 200
+    });
+    let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&two, "ann"))).collect();
+    wait_for("device 2's sales reach the master", DEADLINE, || {
+        query(
+            dirs[0].path(),
+            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
+        ) == 3
+    });
+    two.kill9();
+    let (ok, out) = rms_node(&[
+        "devices",
+        "revoke",
+        "2",
+        "--url",
+        &one.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+    let three = unpaired(dirs[2].path(), "3", &one.sync_url);
+    pair(&one, &three);
+    wait_for("device 3 has device 2's sales", DEADLINE, || {
+        query(
+            dirs[2].path(),
+            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND device_id = 2",
+        ) == 3
+    });
+    sales.push(sale_id(&sell(&three, "bob")));
+    assert_one_store(&[&one, &three], (1, 1), &sales);
 }
