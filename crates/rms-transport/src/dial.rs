@@ -48,6 +48,8 @@ pub enum DialError {
     Unproven,
     #[error("a trusted device of the store says this device's certificate was revoked")]
     Revoked,
+    #[error("a trusted device of the store does not admit this device's certificate (pair it)")]
+    NotAdmitted,
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
     #[error(
@@ -272,16 +274,21 @@ impl Dialer {
     }
 
     /// What a refusal with `status` and `body` (an API error, `{"error": code, ...}`) means. A
-    /// `revoked` is believed only from a device this one trusts (anyone can answer a device
-    /// that is still enrolling): it is this device's own revocation (issue #27).
+    /// `revoked`, `unknown_device` or `device_id_taken` is believed only from a device this one
+    /// trusts (anyone can answer a device that is still enrolling): this device's own
+    /// revocation, or a store that does not admit its certificate yet (issue #27).
     pub fn refusal(&self, session: &Session, status: u16, body: &[u8]) -> DialError {
-        let revoked = status == 403
-            && serde_json::from_slice::<serde_json::Value>(body)
-                .is_ok_and(|answer| answer["error"] == "revoked");
-        if revoked && self.book.is_trusted(&session.fingerprint) {
-            return DialError::Revoked;
+        let code = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|answer| answer["error"].as_str().map(str::to_owned));
+        if status != 403 || !self.book.is_trusted(&session.fingerprint) {
+            return DialError::Refused(status);
         }
-        DialError::Refused(status)
+        match code.as_deref() {
+            Some("revoked") => DialError::Revoked,
+            Some("unknown_device" | "device_id_taken") => DialError::NotAdmitted,
+            _ => DialError::Refused(status),
+        }
     }
 
     /// A WebSocket link to `url` (its `/api/v1/ws`), and who is on the other side.

@@ -430,6 +430,10 @@ impl Loop {
                 self.signer_ready(signer, now);
                 Ok(())
             }
+            Input::NotAdmitted => {
+                self.node.refused_by_store();
+                Ok(())
+            }
             Input::JournalBroken => {
                 self.push_signer = PushSigner::Broken;
                 if let Some(held) = self.held_push.take() {

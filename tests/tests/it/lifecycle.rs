@@ -530,3 +530,80 @@ fn a_broken_client_replaced_under_a_new_id_keeps_its_predecessors_sales_in_the_s
     sales.push(sale_id(&sell(&three, "bob")));
     assert_one_store(&[&one, &three], (1, 1), &sales);
 }
+
+#[test]
+fn a_client_restored_without_its_identity_waits_to_be_paired_and_never_leads_an_island() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = first_device(dirs[0].path());
+    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
+    pair(&one, &two);
+    wait_for("device 2 has the catalogue", DEADLINE, || {
+        two.get("/api/v1/products/tea").0 == 200
+    });
+    let mut sales = vec![sale_id(&sell(&two, "ann"))];
+    let copy = dirs[2].path().join("rms-backup.db");
+    let (ok, out) = rms_node(&[
+        "backup",
+        "--data-dir",
+        dirs[1].path().to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    sales.extend((0..2).map(|_| sale_id(&sell(&two, "ann"))));
+    wait_for("device 2's sales reach the master", DEADLINE, || {
+        query(
+            dirs[0].path(),
+            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
+        ) == 3
+    });
+    two.kill9();
+
+    // Restored from the copy, its identity files lost: a new certificate, a new device to its
+    // store (OPERATIONS: revoke the old one, pair the new one).
+    let (ok, out) = rms_node(&[
+        "devices",
+        "revoke",
+        "2",
+        "--url",
+        &one.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+    let restored = dirs[2].path().join("data");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::copy(&copy, restored.join("rms.db")).unwrap();
+    let two = unpaired(&restored, "2", &one.sync_url);
+    // Refused by the store as unknown, it is joining: for ten master timeouts it neither sells
+    // nor makes itself the master of an island (whose newer term would win over the store).
+    wait_for(
+        "the restored device knows it is not admitted",
+        DEADLINE,
+        || health(&two)["joining"] == true,
+    );
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(6) {
+        let h = health(&two);
+        assert_eq!(
+            (h["joining"].clone(), h["role"].clone()),
+            (json!(true), json!("client")),
+            "{h}"
+        );
+        assert_eq!(h["term"], 1, "{h}");
+        let (status, _) = two.post(
+            "/api/v1/sales",
+            &json!({"user_id":"cy","lines":[{"sku":"tea","qty":1}]}),
+        );
+        assert_eq!(status, 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pair(&one, &two);
+    wait_for(
+        "the restored device follows the store again",
+        DEADLINE,
+        || health(&two)["master_id"] == 1,
+    );
+    sales.push(sale_id(&sell(&two, "cy")));
+    assert_one_store(&[&one, &two], (1, 1), &sales);
+}

@@ -224,12 +224,23 @@ impl<S: SyncStore> SyncNode<S> {
         self.epoch
     }
 
-    /// A device given peers that has never been part of a store: it knows no epoch and has heard
-    /// from no other device (it is not paired yet, so no link admits it). It never holds an
+    /// A device given peers that is not in its store: it never was (it knows no epoch and has
+    /// heard from no other device: it is not paired yet, so no link admits it), or, without a
+    /// master, a device of the store refused it as not admitted since it last heard a peer (a
+    /// device restored without its identity files has a new certificate). It never holds an
     /// election, so that it never becomes the master of an island of one; its transport refuses
     /// its tills' writes until it joins (`docs/SYNC.md` "Joining").
     pub fn joining(&self) -> bool {
-        self.config.has_peers && self.epoch.is_none() && self.peers.is_empty()
+        let never = self.epoch.is_none() && self.peers.is_empty();
+        let refused = self.peers.refused() && matches!(self.phase, Phase::Masterless(_));
+        self.config.has_peers && (never || refused)
+    }
+
+    /// A device of the store refused this one as not admitted (its transport read it from a
+    /// device it trusts). Until it hears a peer, it is [`SyncNode::joining`] when it has no
+    /// master. Nothing is sent or stored.
+    pub fn refused_by_store(&mut self) {
+        self.peers.refused_by_store();
     }
 
     /// The master this device follows or is, if it knows one.

@@ -42,6 +42,9 @@ pub struct Peers {
     known: BTreeMap<DeviceId, Peer>,
     /// Peers that were expected to take over and did not, until when they are passed over.
     suspects: BTreeMap<DeviceId, u64>,
+    /// A device of the store refused this one as not admitted (its certificate unknown there)
+    /// after the last message heard from any peer: it is not in the store yet (issue #27).
+    refused: bool,
 }
 
 impl Peers {
@@ -57,6 +60,7 @@ impl Peers {
             timeout_ms,
             known,
             suspects: BTreeMap::new(),
+            refused: false,
         }
     }
 
@@ -65,8 +69,20 @@ impl Peers {
         self.known.is_empty()
     }
 
+    /// A device of the store refused this one as not admitted; cleared by the next message any
+    /// peer sends (only an admitted device hears one).
+    pub fn refused_by_store(&mut self) {
+        self.refused = true;
+    }
+
+    /// Whether the store refused this device since it last heard a peer.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
     /// `from` was heard now, saying `message`.
     pub fn note(&mut self, from: DeviceId, message: &Message, now_ms: u64) {
+        self.refused = false;
         let peer = self.known.entry(from).or_insert(Peer::known(None));
         peer.last_heard_ms = Some(now_ms);
         peer.epoch = peer.epoch.max(message.epoch());
