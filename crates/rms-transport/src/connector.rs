@@ -111,10 +111,6 @@ impl Connector {
                 linked = self.link_once(&authority) => match linked {
                     Ok(()) => backoff.reset(),
                     Err(crate::dial::DialError::Revoked) => self.learn_revoked(&authority).await,
-                    Err(err @ crate::dial::DialError::NotAdmitted) => {
-                        log::debug!("cannot link to {authority}: {err}");
-                        self.driver.send(crate::input::Input::NotAdmitted);
-                    }
                     Err(err) => log::debug!("cannot link to {authority}: {err}"),
                 },
                 _ = shutdown.changed() => return,

@@ -48,8 +48,6 @@ pub enum DialError {
     Unproven,
     #[error("a trusted device of the store says this device's certificate was revoked")]
     Revoked,
-    #[error("a trusted device of the store does not admit this device's certificate (pair it)")]
-    NotAdmitted,
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
     #[error(
@@ -274,9 +272,8 @@ impl Dialer {
     }
 
     /// What a refusal with `status` and `body` (an API error, `{"error": code, ...}`) means. A
-    /// `revoked`, `unknown_device` or `device_id_taken` is believed only from a device this one
-    /// trusts (anyone can answer a device that is still enrolling): this device's own
-    /// revocation, or a store that does not admit its certificate yet (issue #27).
+    /// `revoked` is believed only from a device this one trusts (anyone can answer a device that
+    /// is still enrolling): it is this device's own revocation (issue #27).
     pub fn refusal(&self, session: &Session, status: u16, body: &[u8]) -> DialError {
         let code = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -286,7 +283,6 @@ impl Dialer {
         }
         match code.as_deref() {
             Some("revoked") => DialError::Revoked,
-            Some("unknown_device" | "device_id_taken") => DialError::NotAdmitted,
             _ => DialError::Refused(status),
         }
     }

@@ -36,8 +36,9 @@ const CATCH_UP_INPUTS_MAX: usize = INPUT_QUEUE_MAX;
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub role: Option<Role>,
-    /// Given peers, never part of a store, not paired yet (`rms_sync::SyncNode::joining`): its
-    /// tills' writes are refused.
+    /// Given peers and not admitted by its store: never part of one and not paired yet, or
+    /// restored with a new certificate (`rms_sync::SyncNode::joining`): its tills' writes are
+    /// refused.
     pub joining: bool,
     pub epoch: Option<Epoch>,
     pub master_id: Option<DeviceId>,
@@ -146,13 +147,23 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 mono_ms: elapsed_ms(origin),
                 wall_ms: clock.now_ms(),
             };
-            let node = match SyncNode::new(config, StoreAdapter::new(Arc::clone(&store)), now()) {
+            let mut node = match SyncNode::new(config, StoreAdapter::new(Arc::clone(&store)), now())
+            {
                 Ok(node) => node,
                 Err(err) => {
                     let _ = started_tx.send(Err(err));
                     return Ok(());
                 }
             };
+            // A database whose store binds another certificate to this device's id (restored
+            // without its identity files): not admitted until the store pairs it (issue #27).
+            if trust.another_certificate_holds_my_id() {
+                log::warn!(
+                    "the store binds another certificate to this device's id: pair this device \
+                     (rms-node pair / rms-node join); until then it holds no election"
+                );
+                node.not_admitted();
+            }
             let metrics = status
                 .read()
                 .map(|s| Arc::clone(&s.metrics))
@@ -428,10 +439,6 @@ impl Loop {
             }
             Input::SignJournal(signer) => {
                 self.signer_ready(signer, now);
-                Ok(())
-            }
-            Input::NotAdmitted => {
-                self.node.refused_by_store();
                 Ok(())
             }
             Input::JournalBroken => {

@@ -61,9 +61,6 @@ pub enum Input {
     /// The journal did not verify at start: sign no more pushes (the master then refuses them
     /// and raises its alarm too; `docs/JOURNAL.md`).
     JournalBroken,
-    /// A trusted device of the store refused this one's certificate as unknown: it is not in
-    /// the store yet (`rms_sync::SyncNode::refused_by_store`).
-    NotAdmitted,
     Stop,
 }
 
@@ -166,7 +163,6 @@ impl std::fmt::Debug for Input {
             }
             Input::SignJournal(_) => f.write_str("SignJournal"),
             Input::JournalBroken => f.write_str("JournalBroken"),
-            Input::NotAdmitted => f.write_str("NotAdmitted"),
             Input::Stop => f.write_str("Stop"),
         }
     }

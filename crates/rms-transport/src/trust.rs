@@ -107,6 +107,17 @@ impl TrustBook {
         self.read().list.is_revoked(fingerprint)
     }
 
+    /// Whether the list binds another certificate than this device's own to this device's id
+    /// (trusted, or revoked since): a database restored without its identity files, whose new
+    /// certificate the store does not know.
+    pub fn another_certificate_holds_my_id(&self) -> bool {
+        let book = self.read();
+        book.list
+            .entries()
+            .any(|e| e.device_id == book.device && e.fingerprint != book.me)
+            && !book.list.is_trusted(&book.me)
+    }
+
     /// The trusted certificate of `device`, if the list has one.
     pub fn trusted_for(&self, device: DeviceId) -> Option<Fingerprint> {
         self.read().list.trusted_for(device).map(|e| e.fingerprint)

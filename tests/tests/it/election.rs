@@ -569,9 +569,9 @@ fn a_device_given_peers_that_never_heard_one_never_elects_itself() {
 }
 
 #[test]
-fn a_device_its_store_refuses_as_unknown_holds_no_election_until_it_hears_a_peer() {
+fn a_device_its_store_does_not_admit_holds_no_election_until_it_hears_a_peer() {
     // Issue #27: a till restored without its identity files has a new certificate; the store
-    // refuses it, and it made itself the master of an island whose newer term then won.
+    // refuses it, and it made itself the master of an island whose newer term would win.
     let mut node = core_with(false, |adapter| adapter);
     let hello = Message::Heartbeat {
         peer: peer(2),
@@ -583,10 +583,10 @@ fn a_device_its_store_refuses_as_unknown_holds_no_election_until_it_hears_a_peer
     };
     node.handle_message(device(2), hello, now(0))
         .expect("device 2 heard once");
-    node.refused_by_store();
+    node.not_admitted();
     assert!(node.joining());
     run_timers(&mut node, 0, 30_000);
-    assert_eq!(node.epoch(), None, "no election while refused");
+    assert_eq!(node.epoch(), None, "no election while not admitted");
     // Paired, it hears the master and follows it: no longer joining.
     let epoch = epoch_of(2);
     node.handle_message(device(2), master_heartbeat(epoch, 0, None), now(30_000))

@@ -575,8 +575,9 @@ fn a_client_restored_without_its_identity_waits_to_be_paired_and_never_leads_an_
     std::fs::create_dir(&restored).unwrap();
     std::fs::copy(&copy, restored.join("rms.db")).unwrap();
     let two = unpaired(&restored, "2", &one.sync_url);
-    // Refused by the store as unknown, it is joining: for ten master timeouts it neither sells
-    // nor makes itself the master of an island (whose newer term would win over the store).
+    // Its database binds the old certificate to its id: not admitted, it is joining. For ten
+    // master timeouts it neither sells nor makes itself the master of an island (whose newer
+    // term would win over the store).
     wait_for(
         "the restored device knows it is not admitted",
         DEADLINE,

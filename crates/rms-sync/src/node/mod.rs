@@ -226,21 +226,21 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// A device given peers that is not in its store: it never was (it knows no epoch and has
     /// heard from no other device: it is not paired yet, so no link admits it), or, without a
-    /// master, a device of the store refused it as not admitted since it last heard a peer (a
-    /// device restored without its identity files has a new certificate). It never holds an
-    /// election, so that it never becomes the master of an island of one; its transport refuses
-    /// its tills' writes until it joins (`docs/SYNC.md` "Joining").
+    /// master, it started [`SyncNode::not_admitted`] and has heard no peer since (a device
+    /// restored without its identity files has a new certificate). It never holds an election,
+    /// so that it never becomes the master of an island of one (whose newer term would win over
+    /// the store); its transport refuses its tills' writes until it joins (`docs/SYNC.md`).
     pub fn joining(&self) -> bool {
         let never = self.epoch.is_none() && self.peers.is_empty();
         let refused = self.peers.refused() && matches!(self.phase, Phase::Masterless(_));
         self.config.has_peers && (never || refused)
     }
 
-    /// A device of the store refused this one as not admitted (its transport read it from a
-    /// device it trusts). Until it hears a peer, it is [`SyncNode::joining`] when it has no
-    /// master. Nothing is sent or stored.
-    pub fn refused_by_store(&mut self) {
-        self.peers.refused_by_store();
+    /// At start, before any input: this device's store does not admit it (its transport knows
+    /// the store binds another certificate to its id). Until it hears a peer, it is
+    /// [`SyncNode::joining`]. Nothing is sent or stored.
+    pub fn not_admitted(&mut self) {
+        self.peers.not_admitted();
     }
 
     /// The master this device follows or is, if it knows one.

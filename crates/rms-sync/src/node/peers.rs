@@ -42,8 +42,8 @@ pub struct Peers {
     known: BTreeMap<DeviceId, Peer>,
     /// Peers that were expected to take over and did not, until when they are passed over.
     suspects: BTreeMap<DeviceId, u64>,
-    /// A device of the store refused this one as not admitted (its certificate unknown there)
-    /// after the last message heard from any peer: it is not in the store yet (issue #27).
+    /// This device is not admitted by its store (its transport knows it: the store binds another
+    /// certificate to its id) and has heard no peer since (issue #27).
     refused: bool,
 }
 
@@ -69,13 +69,13 @@ impl Peers {
         self.known.is_empty()
     }
 
-    /// A device of the store refused this one as not admitted; cleared by the next message any
-    /// peer sends (only an admitted device hears one).
-    pub fn refused_by_store(&mut self) {
+    /// This device is not admitted by its store; cleared by the next message any peer sends
+    /// (only an admitted device hears one).
+    pub fn not_admitted(&mut self) {
         self.refused = true;
     }
 
-    /// Whether the store refused this device since it last heard a peer.
+    /// Whether this device is not admitted and has heard no peer since.
     pub fn refused(&self) -> bool {
         self.refused
     }
