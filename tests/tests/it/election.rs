@@ -51,20 +51,24 @@ fn master_heartbeat(epoch: Epoch, log_head: u64, handing_over_to: Option<DeviceI
     }
 }
 
-/// Device 1, given peers, that heard device 2 once (so it is part of a store: a device that
-/// never heard one is joining and never elects itself) and then nothing: after the master timeout
-/// it is the master of its island.
-fn island_master() -> SyncNode<StoreAdapter> {
-    let mut node = core_with(false, |adapter| adapter);
-    let hello = Message::Heartbeat {
-        peer: peer(2),
+/// The heartbeat of device `from`, a client that knows no master yet.
+fn hello(from: u16) -> Message {
+    Message::Heartbeat {
+        peer: peer(from),
         epoch: None,
         role: Role::Client,
         log_head: 0,
         handing_over_to: None,
         log_chain: None,
-    };
-    node.handle_message(device(2), hello, now(0))
+    }
+}
+
+/// Device 1, given peers, that heard device 2 once (so it is part of a store: a device that
+/// never heard one is joining and never elects itself) and then nothing: after the master timeout
+/// it is the master of its island.
+fn island_master() -> SyncNode<StoreAdapter> {
+    let mut node = core_with(false, |adapter| adapter);
+    node.handle_message(device(2), hello(2), now(0))
         .expect("device 2 heard once");
     run_timers(&mut node, 0, 1_000);
     node
@@ -573,15 +577,7 @@ fn a_device_its_store_does_not_admit_holds_no_election_until_it_hears_a_peer() {
     // Issue #27: a till restored without its identity files has a new certificate; the store
     // refuses it, and it made itself the master of an island whose newer term would win.
     let mut node = core_with(false, |adapter| adapter);
-    let hello = Message::Heartbeat {
-        peer: peer(2),
-        epoch: None,
-        role: Role::Client,
-        log_head: 0,
-        handing_over_to: None,
-        log_chain: None,
-    };
-    node.handle_message(device(2), hello, now(0))
+    node.handle_message(device(2), hello(2), now(0))
         .expect("device 2 heard once");
     node.not_admitted();
     assert!(node.joining());

@@ -68,6 +68,26 @@ fn pair(sponsor: &NodeProcess, joiner: &NodeProcess) {
     assert!(ok, "rms-node join: {out}");
 }
 
+/// Device `device` with the store's peer, paired with `sponsor`, holding the catalogue.
+fn paired(dir: &Path, device: &str, sponsor: &NodeProcess) -> NodeProcess {
+    let node = unpaired(dir, device, &sponsor.sync_url);
+    pair(sponsor, &node);
+    wait_for(
+        &format!("device {device} has the catalogue"),
+        DEADLINE,
+        || node.get("/api/v1/products/tea").0 == 200,
+    );
+    node
+}
+
+/// The sales in the master log's copy at `dir` (accepted or refused).
+fn logged_sales(dir: &Path) -> i64 {
+    query(
+        dir,
+        "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
+    )
+}
+
 fn sell(node: &NodeProcess, user: &str) -> Value {
     let sale = json!({"user_id": user, "lines":[{"sku":"tea","qty":1}]});
     let (status, sold) = node.post("/api/v1/sales", &sale);
@@ -196,17 +216,10 @@ fn a_device_given_a_peer_before_it_is_paired_waits_then_joins_without_disruption
 fn a_broken_client_replaced_by_a_fresh_one_with_its_id_rejoins_and_loses_nothing() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let one = first_device(dirs[0].path());
-    let mut old = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &old);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        old.get("/api/v1/products/tea").0 == 200
-    });
+    let mut old = paired(dirs[1].path(), "2", &one);
     let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&old, "ann"))).collect();
     wait_for("device 2's sales reach the master", DEADLINE, || {
-        query(
-            dirs[0].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 3
+        logged_sales(dirs[0].path()) == 3
     });
 
     // Its disk breaks. As OPERATIONS says: revoke it, then a fresh device with the same id,
@@ -256,11 +269,7 @@ fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_
         dirs[0].path(),
         &["--hq-url", hq.url.as_str(), "--hq-token", token.as_str()],
     );
-    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &two);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        two.get("/api/v1/products/tea").0 == 200
-    });
+    let mut two = paired(dirs[1].path(), "2", &one);
     let mut sales = vec![sale_id(&sell(&two, "ann"))];
     let copy = dirs[2].path().join("rms-backup.db");
     let (ok, out) = rms_node(&[
@@ -274,10 +283,7 @@ fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_
     // After the backup it sells on; those sales reach the master, then its disk breaks.
     sales.extend((0..5).map(|_| sale_id(&sell(&two, "ann"))));
     wait_for("device 2's sales reach the master", DEADLINE, || {
-        query(
-            dirs[0].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 6
+        logged_sales(dirs[0].path()) == 6
     });
     two.kill9();
 
@@ -335,25 +341,14 @@ fn a_client_restored_from_a_backup_sells_before_it_reaches_the_master_and_loses_
 fn a_revoked_device_refuses_sales_running_or_restarted_and_its_journal_still_verifies() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let one = first_device(dirs[0].path());
-    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &two);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        two.get("/api/v1/products/tea").0 == 200
-    });
+    let mut two = paired(dirs[1].path(), "2", &one);
     // Device 3 is paired too, then stopped: it will hear of its revocation only from the
     // refusal of the device it dials (its links are refused, so the log cannot bring it).
-    let mut three = unpaired(dirs[2].path(), "3", &one.sync_url);
-    pair(&one, &three);
-    wait_for("device 3 has the catalogue", DEADLINE, || {
-        three.get("/api/v1/products/tea").0 == 200
-    });
+    let mut three = paired(dirs[2].path(), "3", &one);
     three.terminate();
     let sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&two, "ann"))).collect();
     wait_for("device 2's sales reach the master", DEADLINE, || {
-        query(
-            dirs[0].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 3
+        logged_sales(dirs[0].path()) == 3
     });
     // Its journal has signed heads by now (they are what a revoked device once took for
     // tampering).
@@ -445,18 +440,11 @@ fn a_revoked_device_refuses_sales_running_or_restarted_and_its_journal_still_ver
 fn a_broken_master_replaced_by_a_fresh_one_with_its_id_rejoins_as_a_client() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut one = first_device(dirs[0].path());
-    let two = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &two);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        two.get("/api/v1/products/tea").0 == 200
-    });
+    let two = paired(dirs[1].path(), "2", &one);
     let mut sales: Vec<String> = (0..2).map(|_| sale_id(&sell(&one, "ann"))).collect();
     sales.push(sale_id(&sell(&two, "bob")));
     wait_for("every sale in device 2's copy of the log", DEADLINE, || {
-        query(
-            dirs[1].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 3
+        logged_sales(dirs[1].path()) == 3
     });
 
     // The master's disk breaks: device 2 takes over; device 1 is revoked there and replaced by
@@ -496,17 +484,10 @@ fn a_broken_master_replaced_by_a_fresh_one_with_its_id_rejoins_as_a_client() {
 fn a_broken_client_replaced_under_a_new_id_keeps_its_predecessors_sales_in_the_store() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let one = first_device(dirs[0].path());
-    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &two);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        two.get("/api/v1/products/tea").0 == 200
-    });
+    let mut two = paired(dirs[1].path(), "2", &one);
     let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&two, "ann"))).collect();
     wait_for("device 2's sales reach the master", DEADLINE, || {
-        query(
-            dirs[0].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 3
+        logged_sales(dirs[0].path()) == 3
     });
     two.kill9();
     let (ok, out) = rms_node(&[
@@ -535,11 +516,7 @@ fn a_broken_client_replaced_under_a_new_id_keeps_its_predecessors_sales_in_the_s
 fn a_client_restored_without_its_identity_waits_to_be_paired_and_never_leads_an_island() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let one = first_device(dirs[0].path());
-    let mut two = unpaired(dirs[1].path(), "2", &one.sync_url);
-    pair(&one, &two);
-    wait_for("device 2 has the catalogue", DEADLINE, || {
-        two.get("/api/v1/products/tea").0 == 200
-    });
+    let mut two = paired(dirs[1].path(), "2", &one);
     let mut sales = vec![sale_id(&sell(&two, "ann"))];
     let copy = dirs[2].path().join("rms-backup.db");
     let (ok, out) = rms_node(&[
@@ -552,10 +529,7 @@ fn a_client_restored_without_its_identity_waits_to_be_paired_and_never_leads_an_
     assert!(ok, "{out}");
     sales.extend((0..2).map(|_| sale_id(&sell(&two, "ann"))));
     wait_for("device 2's sales reach the master", DEADLINE, || {
-        query(
-            dirs[0].path(),
-            "SELECT count(*) FROM sync_events WHERE kind = 'sale_recorded' AND master_seq IS NOT NULL",
-        ) == 3
+        logged_sales(dirs[0].path()) == 3
     });
     two.kill9();
 
