@@ -48,6 +48,34 @@ fn rms_node(args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// `rms-node devices revoke ID` on `node`, as OPERATIONS says.
+fn revoke(node: &NodeProcess, id: &str) {
+    let (ok, out) = rms_node(&[
+        "devices",
+        "revoke",
+        id,
+        "--url",
+        &node.url,
+        "--store-key",
+        KEY,
+    ]);
+    assert!(ok, "{out}");
+}
+
+/// Device 1 and a paired client 2 that made three sales, all logged, then broke (killed) and was
+/// revoked. The sales' ids.
+fn a_client_that_broke(dirs: &[tempfile::TempDir]) -> (NodeProcess, Vec<String>) {
+    let one = first_device(dirs[0].path());
+    let mut two = paired(dirs[1].path(), "2", &one);
+    let sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&two, "ann"))).collect();
+    wait_for("device 2's sales reach the master", DEADLINE, || {
+        logged_sales(dirs[0].path()) == 3
+    });
+    two.kill9();
+    revoke(&one, "2");
+    (one, sales)
+}
+
 /// `rms-node pair` on `sponsor`, then `rms-node join CODE --peer` on `joiner`, both with the CLI.
 fn pair(sponsor: &NodeProcess, joiner: &NodeProcess) {
     let (ok, out) = rms_node(&["pair", "--url", &sponsor.url, "--store-key", KEY]);
@@ -215,26 +243,8 @@ fn a_device_given_a_peer_before_it_is_paired_waits_then_joins_without_disruption
 #[test]
 fn a_broken_client_replaced_by_a_fresh_one_with_its_id_rejoins_and_loses_nothing() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let one = first_device(dirs[0].path());
-    let mut old = paired(dirs[1].path(), "2", &one);
-    let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&old, "ann"))).collect();
-    wait_for("device 2's sales reach the master", DEADLINE, || {
-        logged_sales(dirs[0].path()) == 3
-    });
-
-    // Its disk breaks. As OPERATIONS says: revoke it, then a fresh device with the same id,
-    // paired.
-    old.kill9();
-    let (ok, out) = rms_node(&[
-        "devices",
-        "revoke",
-        "2",
-        "--url",
-        &one.url,
-        "--store-key",
-        KEY,
-    ]);
-    assert!(ok, "{out}");
+    // Its disk breaks. As OPERATIONS says: revoke it, then a new device, paired.
+    let (one, mut sales) = a_client_that_broke(&dirs);
     let new = unpaired(dirs[2].path(), "2", &one.sync_url);
     pair(&one, &new);
     wait_for(
@@ -360,16 +370,7 @@ fn a_revoked_device_refuses_sales_running_or_restarted_and_its_journal_still_ver
     // Revoked while it runs: cut off, it learns it from the refusal of the device it dials,
     // and refuses its tills' writes (403 device_revoked) within two seconds of that.
     for id in ["2", "3"] {
-        let (ok, out) = rms_node(&[
-            "devices",
-            "revoke",
-            id,
-            "--url",
-            &one.url,
-            "--store-key",
-            KEY,
-        ]);
-        assert!(ok, "{out}");
+        revoke(&one, id);
     }
     let refusing = |node: &NodeProcess| {
         let sale = json!({"user_id":"eve","lines":[{"sku":"tea","qty":1}]});
@@ -454,16 +455,7 @@ fn a_broken_master_replaced_by_a_fresh_one_with_its_id_rejoins_as_a_client() {
         health(&two)["role"] == "master"
     });
     let term = health(&two)["term"].as_u64().unwrap();
-    let (ok, out) = rms_node(&[
-        "devices",
-        "revoke",
-        "1",
-        "--url",
-        &two.url,
-        "--store-key",
-        KEY,
-    ]);
-    assert!(ok, "{out}");
+    revoke(&two, "1");
     let new = unpaired(dirs[2].path(), "1", &two.sync_url);
     pair(&two, &new);
     wait_for(
@@ -483,23 +475,8 @@ fn a_broken_master_replaced_by_a_fresh_one_with_its_id_rejoins_as_a_client() {
 #[test]
 fn a_broken_client_replaced_under_a_new_id_keeps_its_predecessors_sales_in_the_store() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let one = first_device(dirs[0].path());
-    let mut two = paired(dirs[1].path(), "2", &one);
-    let mut sales: Vec<String> = (0..3).map(|_| sale_id(&sell(&two, "ann"))).collect();
-    wait_for("device 2's sales reach the master", DEADLINE, || {
-        logged_sales(dirs[0].path()) == 3
-    });
-    two.kill9();
-    let (ok, out) = rms_node(&[
-        "devices",
-        "revoke",
-        "2",
-        "--url",
-        &one.url,
-        "--store-key",
-        KEY,
-    ]);
-    assert!(ok, "{out}");
+    // Its disk breaks. As OPERATIONS says: revoke it, then a new device, paired.
+    let (one, mut sales) = a_client_that_broke(&dirs);
     let three = unpaired(dirs[2].path(), "3", &one.sync_url);
     pair(&one, &three);
     wait_for("device 3 has device 2's sales", DEADLINE, || {
@@ -535,16 +512,7 @@ fn a_client_restored_without_its_identity_waits_to_be_paired_and_never_leads_an_
 
     // Restored from the copy, its identity files lost: a new certificate, a new device to its
     // store (OPERATIONS: revoke the old one, pair the new one).
-    let (ok, out) = rms_node(&[
-        "devices",
-        "revoke",
-        "2",
-        "--url",
-        &one.url,
-        "--store-key",
-        KEY,
-    ]);
-    assert!(ok, "{out}");
+    revoke(&one, "2");
     let restored = dirs[2].path().join("data");
     std::fs::create_dir(&restored).unwrap();
     std::fs::copy(&copy, restored.join("rms.db")).unwrap();
