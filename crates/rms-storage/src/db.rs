@@ -35,6 +35,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most concurrent readers.
 pub const READERS_MAX: u32 = 8;
 
+/// Pages [`Store::backup_in_memory`] copies per step of SQLite's online backup.
+const BACKUP_PAGES_PER_STEP: std::ffi::c_int = 1024;
+
 /// The file name of the database inside a node's data directory.
 pub const DB_FILE_NAME: &str = "rms.db";
 
@@ -94,6 +97,33 @@ impl Store {
         node_state::init(&mut writer, device_id)?;
         Ok(Store {
             writer: Mutex::new(writer),
+            disk_full: AtomicBool::new(false),
+            readers: None,
+            path: None,
+        })
+    }
+
+    /// A copy of this database in memory, marked as [`backup_into`] marks its copies (a node
+    /// started on it begins a new incarnation, `crate::incarnation`): a restore for devices whose
+    /// data lives in memory (embedded tills' tests, the simulator's restored device). The copy
+    /// is as of one moment: SQLite's online backup of the whole database, under the writer's lock
+    /// for an in-memory store, from a reader's snapshot for one on disk. **On crash:** nothing
+    /// is written to this database.
+    pub fn backup_in_memory(&self) -> Result<Store, StorageError> {
+        let mut copy = Connection::open_in_memory()?;
+        self.read(|conn| {
+            rusqlite::backup::Backup::new(conn, &mut copy)?.run_to_completion(
+                BACKUP_PAGES_PER_STEP,
+                Duration::ZERO,
+                None,
+            )?;
+            Ok(())
+        })?;
+        init_writer(&copy)?;
+        migrate(&mut copy)?;
+        crate::incarnation::mark_backup_copy(&copy)?;
+        Ok(Store {
+            writer: Mutex::new(copy),
             disk_full: AtomicBool::new(false),
             readers: None,
             path: None,

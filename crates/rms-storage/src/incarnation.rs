@@ -70,6 +70,10 @@ pub struct Incarnation {
     pub why: Why,
 }
 
+/// No clock that was set reads earlier than this (2025-01-01T00:00:00Z, before this release): a
+/// new incarnation refuses to begin from an earlier one ([`StorageError::ClockUnset`]).
+pub const CLOCK_SET_AFTER_MS: u64 = 1_735_689_600_000;
+
 /// The first number an incarnation that begins at `now_ms` (wall clock) may use.
 pub fn floor(now_ms: u64) -> u64 {
     now_ms.saturating_mul(1 << SEQ_SHIFT).max(1)
@@ -125,13 +129,22 @@ pub fn start(
 /// Begins an incarnation at `now_ms`: the next event is numbered from [`floor`] (or right after
 /// the last one, if that is higher: numbers never go back), the copy mark is cleared, and a
 /// `startup` audit row says so. Refused ([`StorageError::ClockBehind`]) when `now_ms` is behind
-/// the newest event the database holds. **On crash:** one transaction; a node that crashed before the
+/// the newest event the database holds, and ([`StorageError::ClockUnset`]) when the clock was never
+/// set. **On crash:** one transaction; a node that crashed before the
 /// commit begins it at its next start.
 pub fn begin(tx: &Transaction<'_>, now_ms: u64, why: Why) -> Result<Incarnation, StorageError> {
+    if now_ms < CLOCK_SET_AFTER_MS {
+        return Err(StorageError::ClockUnset { now_ms });
+    }
     // A clock behind the newest event the database holds is wrong (a till that booted before
     // its clock was set): a floor from it could fall among an earlier incarnation's numbers.
+    // The start of the latest incarnation counts too: a copy taken after it began, before it
+    // made an event, holds none of its numbers but must not begin before it.
     let newest: Option<i64> = tx
-        .prepare_cached("SELECT max(created_at_ms) FROM sync_events")?
+        .prepare_cached(
+            "SELECT max(m) FROM (SELECT max(created_at_ms) AS m FROM sync_events \
+             UNION ALL SELECT max(began_at_ms) FROM incarnations)",
+        )?
         .query_row([], |r| r.get(0))?;
     if let Some(newest_ms) = newest.map(|ms| from_sql_u64(ms, TABLE)).transpose()?
         && now_ms < newest_ms
@@ -185,6 +198,18 @@ pub fn begin(tx: &Transaction<'_>, now_ms: u64, why: Why) -> Result<Incarnation,
 pub fn mark_backup_copy(conn: &Connection) -> Result<(), StorageError> {
     conn.execute("UPDATE node_state SET backup_copy = 1 WHERE id = 1", [])?;
     Ok(())
+}
+
+/// The lowest term this device may lead: the millisecond its current incarnation began (zero for
+/// a first incarnation). An earlier incarnation of its id may have led any term up to about then,
+/// since a store's terms grow by one an election, far slower than a clock's milliseconds, from
+/// at most the start of the newest incarnation of any of its devices: a restored device that led
+/// a term again would put a second log under one epoch.
+pub fn term_floor(conn: &Connection) -> Result<u64, StorageError> {
+    let began: Option<i64> = conn
+        .prepare_cached("SELECT max(began_at_ms) FROM incarnations")?
+        .query_row([], |r| r.get(0))?;
+    began.map_or(Ok(0), |ms| from_sql_u64(ms, TABLE))
 }
 
 /// Every incarnation after the first, oldest first.

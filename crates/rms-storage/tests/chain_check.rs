@@ -694,3 +694,48 @@ fn an_incarnation_needs_a_clock_past_the_database_and_a_forged_one_is_named() {
         .expect("named");
     assert!(broken.why.contains("not in the audit log"), "{broken}");
 }
+
+#[test]
+fn an_in_memory_copy_begins_an_incarnation_only_from_a_set_clock_past_the_last_one() {
+    use rms_storage::StorageError;
+    use rms_storage::incarnation::{self, Why};
+    let store = client_with_sales(2);
+    let copy = store.backup_in_memory().unwrap();
+    // The copy holds what the database held, and is marked as a backup copy.
+    assert_eq!(
+        copy.read(rms_storage::node_state::load).unwrap().last_seq,
+        store.read(rms_storage::node_state::load).unwrap().last_seq
+    );
+    assert_eq!(
+        copy.read(|c| incarnation::at_start(c, false)).unwrap(),
+        incarnation::Start::Begin(Why::Restored)
+    );
+    // The original is not marked.
+    assert_eq!(
+        store.read(|c| incarnation::at_start(c, false)).unwrap(),
+        incarnation::Start::Go
+    );
+    // A clock that was never set (a till that lost its clock battery): refused, nothing changed.
+    let unset = incarnation::start(&copy, 86_400_000, true);
+    assert!(
+        matches!(unset, Err(StorageError::ClockUnset { .. })),
+        "{unset:?}"
+    );
+    assert!(copy.read(incarnation::all).unwrap().is_empty());
+    // Begun from a set clock; a copy of it taken before it made any event cannot begin again
+    // before that start, although it holds no event newer than the clock.
+    let began = incarnation::start(&copy, NOW_MS + 60_000, true)
+        .unwrap()
+        .expect("begun");
+    assert_eq!(began.why, Why::Restored);
+    let again = copy.backup_in_memory().unwrap();
+    let behind = incarnation::start(&again, NOW_MS + 30_000, true);
+    assert!(
+        matches!(behind, Err(StorageError::ClockBehind { .. })),
+        "{behind:?}"
+    );
+    let later = incarnation::start(&again, NOW_MS + 90_000, true)
+        .unwrap()
+        .expect("begun");
+    assert!(later.first_seq > began.first_seq);
+}
