@@ -392,15 +392,21 @@ pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<SyncEvent>, Storag
     rows.map(|raw| decode_event(&raw?)).collect()
 }
 
-/// The sale ids of `device`'s sales still pending (no verdict), oldest first, at most `limit`.
-pub fn pending_sale_ids(
+/// The sale ids of `device`'s sales the store may never hold, oldest first, at most `limit`: those
+/// still pending (no verdict), and those it accepted itself as master after the last entry its
+/// log holds from another master (an island it led, say, before it learned it was revoked: no
+/// later master's log vouches for them). What a revoked device tells its till (issue #27).
+pub fn unconfirmed_sale_ids(
     conn: &Connection,
     device: DeviceId,
     limit: usize,
 ) -> Result<Vec<String>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT json_extract(payload, '$.sale_id') FROM sync_events \
-         WHERE device_id = ?1 AND status = 'pending' AND kind = 'sale_recorded' \
+         WHERE device_id = ?1 AND kind = 'sale_recorded' AND (status = 'pending' \
+           OR (status = 'synced' AND epoch_master = ?1 AND master_seq > coalesce(( \
+               SELECT max(master_seq) FROM sync_events \
+               WHERE master_seq IS NOT NULL AND epoch_master != ?1), 0))) \
          ORDER BY seq LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -57,8 +57,8 @@ pub const DEVICE_ID_MISMATCH: &str = "device_id_mismatch";
 pub use message::{BATCH_BYTES_MAX, BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict};
 pub use node::{
     EAGER_BROADCAST_GAP_MS, HandoverError, Notification, Now, REASON_ALONE, REASON_ELECTED,
-    REASON_HANDOVER, REASON_LONE_RESTART, REASON_NEWER_EPOCH, REASON_PAUSED, SyncConfig, SyncError,
-    SyncNode, Timer, To, Transmit, WHY_INPUT_GAP,
+    REASON_HANDOVER, REASON_LONE_RESTART, REASON_NEWER_EPOCH, REASON_PAUSED, REASON_REVOKED,
+    SyncConfig, SyncError, SyncNode, Timer, To, Transmit, WHY_INPUT_GAP,
 };
 pub use pre_vote::LogPosition;
 pub use resolver::{ConflictResolver, Decision, decision_order};

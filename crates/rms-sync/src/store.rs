@@ -3,7 +3,7 @@
 
 use rms_domain::rules::Products;
 use rms_domain::{
-    AuditEntry, ChainBreak, DeviceId, Epoch, EventId, Hlc, LogEntry, PushHead, SyncEvent,
+    AuditEntry, ChainBreak, DeviceId, Epoch, EventId, Hlc, LogEntry, PushHead, SyncEvent, Term,
 };
 
 use crate::message::{PeerInfo, Verdict};
@@ -16,6 +16,11 @@ pub struct Persisted {
     pub hlc: Hlc,
     /// The devices of the store this device knew before it stopped (the roster).
     pub roster: Vec<PeerInfo>,
+    /// The lowest term this device may lead: an earlier incarnation of its id (a replaced or
+    /// restored device, `rms_storage::incarnation`) may have led any term below it, with a log
+    /// that a device still holds. Two logs under one epoch would look alike to log matching.
+    /// Zero for a device's first incarnation.
+    pub term_floor: Term,
 }
 
 /// Rows to persist, in one transaction, in this order: truncation, epoch, re-pending, entries,

@@ -92,8 +92,10 @@ pub enum Change {
     /// An alarm was audited on this device.
     Alarm(AuditEntry),
     /// This device holds its own revocation (issue #27): it refuses sales from now on, and these
-    /// sales of its own, still pending, will never reach the store (at most
-    /// [`REVOKED_SALES_MAX`]; the till shows them as lost).
+    /// sales of its own will never reach the store: those still pending, and those it accepted
+    /// itself as master that no other master's log vouches for (an island it led before it
+    /// knew; `rms_storage::events::unconfirmed_sale_ids`). At most [`REVOKED_SALES_MAX`]; the
+    /// till shows them as lost.
     Revoked { pending_sales: Vec<String> },
     /// The subscriber missed events this feed no longer has: read the state again.
     Reset { reason: &'static str },
@@ -412,7 +414,7 @@ async fn look(node: &Node, feed: &ChangeFeed, seen: &mut Seen) -> Result<bool, c
         let me = node.config().device_id;
         let pending_sales = node
             .db()
-            .read(move |c| events::pending_sale_ids(c, me, REVOKED_SALES_MAX))
+            .read(move |c| events::unconfirmed_sale_ids(c, me, REVOKED_SALES_MAX))
             .await?;
         feed.publish(Change::Revoked { pending_sales });
     }

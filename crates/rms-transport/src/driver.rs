@@ -696,6 +696,14 @@ impl Loop {
             log::error!("cannot read the trust list: {err}");
             self.trust_dirty = true;
         }
+        // A device that holds its own revocation never leads again (`SyncNode::revoked`).
+        if !self.node.is_revoked() && self.trust.is_revoked(&self.trust.me()) {
+            log::error!("this device's certificate is revoked: it steps out of its store");
+            if let Err(err) = self.node.revoked(now) {
+                log::error!("cannot step down: {err}");
+            }
+            self.drain_transmits(None);
+        }
         self.waiters.retain(|_, waiter| !waiter.is_closed());
         let me = self.node.config().device_id();
         let live: Vec<DeviceId> = self

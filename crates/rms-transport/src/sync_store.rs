@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rms_domain::rules::Products;
-use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent};
+use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent, Term};
 use rms_storage::chain_check::{Checker, Heads, Prehashed};
 use rms_storage::products::Table;
 use rms_storage::{StorageError, Store, audit, devices, events, node_state, products, replica};
@@ -73,6 +73,7 @@ impl SyncStore for StoreAdapter {
             log_head: state.log_head,
             hlc: state.hlc,
             roster,
+            term_floor: Term(self.store.read(rms_storage::incarnation::term_floor)?),
         })
     }
 

@@ -590,3 +590,95 @@ fn a_device_its_store_does_not_admit_holds_no_election_until_it_hears_a_peer() {
     assert!(!node.joining());
     assert_eq!(node.master_id(), Some(device(2)));
 }
+
+/// Device 1 over a database that began an incarnation (a replaced or restored till) at the
+/// virtual clock's start, given peers.
+fn new_incarnation() -> SyncNode<StoreAdapter> {
+    let store =
+        std::sync::Arc::new(rms_storage::Store::open_in_memory(device(1)).expect("database"));
+    rms_storage::incarnation::start(&store, now(0).wall_ms, true)
+        .expect("begins")
+        .expect("an incarnation: a fresh database given peers");
+    let config = crate::fuzz::config(true);
+    SyncNode::new(config, StoreAdapter::without_keys(store), now(0)).expect("starts")
+}
+
+/// A pre-vote answer from a device that hears no master, with an empty log.
+fn no_master_here(epoch: Epoch) -> Message {
+    Message::PreVoteReply {
+        epoch: Some(epoch),
+        master_heard_ms_ago: None,
+        position: LogPosition {
+            head_epoch: None,
+            log_head: 0,
+        },
+        accepted_unlogged: Vec::new(),
+    }
+}
+
+#[test]
+fn a_new_incarnation_leads_only_past_its_term_floor_and_once_every_device_it_knows_answered() {
+    // Issue #27, simulator seeds 291 and 508: a restored or replaced till that had not caught up
+    // with its store led an island (its copy's log, or none) and, its term being newer, made
+    // the store's devices truncate theirs; a restored one led an epoch its predecessor had led.
+    let mut node = new_incarnation();
+    let epoch = epoch_of(2);
+    node.handle_message(device(2), master_heartbeat(epoch, 5, None), now(0))
+        .expect("master 2 heard");
+    node.handle_message(device(3), heartbeat(3, Role::Client, epoch), now(0))
+        .expect("client 3 heard");
+    assert_eq!(node.master_id(), Some(device(2)));
+    // The master goes silent before this device caught up; device 3 answers nothing.
+    run_timers(&mut node, 0, 30_000);
+    assert_eq!(
+        node.role(),
+        Role::Client,
+        "no island of a device behind its store"
+    );
+    assert!(pre_votes(&sent(&mut node)) > 0, "it asked");
+    // Every device it knows answers: it may lead, in a term past every term its id led before.
+    let mut t = 30_000;
+    while node.role() != Role::Master && t < 40_000 {
+        if node.poll_timeout() <= t {
+            node.handle_timeout(now(t)).expect("timers");
+        }
+        if pre_votes(&sent(&mut node)) > 0 {
+            for from in [2, 3] {
+                node.handle_message(device(from), no_master_here(epoch), now(t))
+                    .expect("answer");
+            }
+        }
+        t += 10;
+    }
+    assert_eq!(node.role(), Role::Master, "everyone it knows answered");
+    let term = node.epoch().expect("its epoch").term;
+    assert!(term.0 >= now(0).wall_ms, "term {term:?} below the floor");
+}
+
+#[test]
+fn a_revoked_device_steps_down_and_never_leads_or_answers_again() {
+    // Issue #27, simulator seed 649: a revoked device led an island, and a fresh replacement that
+    // had not heard of the revocation followed it and carried its epoch into the store.
+    let mut node = island_master();
+    assert_eq!(node.role(), Role::Master);
+    sent(&mut node);
+    node.revoked(now(1_000)).expect("steps down");
+    assert_eq!(node.role(), Role::Client);
+    assert!(node.is_revoked());
+    let asked = Message::PreVote {
+        epoch: node.epoch(),
+        log_head: 0,
+    };
+    node.handle_message(device(2), asked, now(1_010))
+        .expect("a pre-vote");
+    run_timers(&mut node, 1_010, 30_000);
+    let out = sent(&mut node);
+    assert_eq!(node.role(), Role::Client, "never leads again");
+    assert!(
+        !out.iter().any(|(_, m)| matches!(
+            m,
+            Message::PreVote { .. } | Message::PreVoteReply { .. } | Message::MasterAnnounce { .. }
+        )),
+        "it neither holds nor answers an election"
+    );
+}

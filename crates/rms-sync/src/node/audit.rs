@@ -21,6 +21,8 @@ use super::Now;
 pub const REASON_LONE_RESTART: &str = "restart of a lone master";
 /// Role change: a master stopped for about a master timeout steps down.
 pub const REASON_PAUSED: &str = "paused past the master timeout";
+/// Role change: a master learned that its own certificate was revoked.
+pub const REASON_REVOKED: &str = "revoked: this device is out of its store";
 /// Role change: a master saw a newer epoch.
 pub const REASON_NEWER_EPOCH: &str = "a newer epoch exists";
 /// Election won by a device alone in its store.

@@ -344,6 +344,7 @@ impl<S: SyncStore> SyncNode<S> {
         if self.log_head < master_log_head {
             self.send_pull(now); // catching up, a batch at a time
         } else {
+            self.caught_up = true;
             self.push_pending(now)?;
             if let Some(epoch) = self.epoch {
                 self.send_relay(epoch);

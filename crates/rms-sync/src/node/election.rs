@@ -16,6 +16,7 @@ use rms_domain::{DeviceId, Epoch, Role, SyncEvent, Term};
 
 use super::audit::{
     ElectionFact, ElectionView, EpochFact, REASON_ELECTED, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
+    REASON_REVOKED,
 };
 use super::client::Following;
 use super::master::Leading;
@@ -199,6 +200,28 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
+    /// A master that learned its own revocation steps down ([`SyncNode::revoked`]).
+    pub(super) fn step_down_revoked(&mut self, now: Now) -> Result<(), S> {
+        self.step_down(now, REASON_REVOKED)
+    }
+
+    /// A master becomes a device without a master, in its epoch, for `reason`.
+    pub(super) fn step_down(&mut self, now: Now, reason: &'static str) -> Result<(), S> {
+        let record = EpochFact::RoleChanged {
+            to: Role::Client,
+            reason,
+            epoch: self.epoch,
+        };
+        self.audit(now, record);
+        self.commit(Batch::default())?;
+        self.phase = Phase::masterless(now.mono_ms);
+        self.outbox.notify(Notification::RoleChanged {
+            role: Role::Client,
+            epoch: self.epoch,
+        });
+        Ok(())
+    }
+
     /// Starts following the master of the current epoch (it was just heard from).
     pub(super) fn follow(&mut self, now: Now) {
         let Some(epoch) = self.epoch else { return };
@@ -246,10 +269,31 @@ impl<S: SyncStore> SyncNode<S> {
         if masterless.pre_vote.is_some() {
             return self.tally_pre_vote(now);
         }
-        if now.mono_ms.saturating_sub(masterless.since_ms) > timeout && !self.joining() {
+        if now.mono_ms.saturating_sub(masterless.since_ms) > timeout
+            && !self.joining()
+            && !self.revoked
+        {
             return self.start_pre_vote(now);
         }
         Ok(())
+    }
+
+    /// A new incarnation (a device restored from a copy, or replaced) that has not led or
+    /// followed a master elected since it began (its epoch is older than the incarnation) and
+    /// has not caught up with a master's log since it started: its log may be far behind the
+    /// store's, and the devices that hold more may be down or cut off. It wins an election only
+    /// when every device it knows answered the pre-vote (so none that holds more is missing):
+    /// otherwise its island's newer term would make the store's devices truncate their logs to
+    /// its copy, losing the entries whose origin was the device it replaced (issue #27). Devices
+    /// forming a store (none knows an epoch yet) are not held back. It still takes its tills'
+    /// writes, as a client.
+    fn behind_its_store(&self) -> bool {
+        // Devices forming a store (none knows an epoch) have no store log to lose.
+        let store_exists = self.epoch.is_some() || self.peers.highest_term().is_some();
+        store_exists
+            && self.term_floor.0 > 0
+            && self.epoch.is_none_or(|e| e.term < self.term_floor)
+            && !self.caught_up
     }
 
     // ----- the pre-vote (see `crate::pre_vote`) -----
@@ -257,6 +301,9 @@ impl<S: SyncStore> SyncNode<S> {
     /// Asks every peer whether it still hears the master before anything is decided (the
     /// question goes out with the input's commit).
     fn start_pre_vote(&mut self, now: Now) -> Result<(), S> {
+        if self.revoked {
+            return Ok(()); // out of its store: it never leads again
+        }
         let lost_master = self
             .epoch
             .map(|e| e.master_id)
@@ -338,6 +385,10 @@ impl<S: SyncStore> SyncNode<S> {
     /// election; one that does not says how far its log is and hands over the events the lost
     /// master accepted from it that its log lacks.
     pub(super) fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+        if self.revoked {
+            // Out of its store: it is no candidate, and the asker decides without it.
+            return Ok(());
+        }
         let master_heard_ms_ago = self.master_heard_ms_ago(now);
         let accepted_unlogged = if master_heard_ms_ago.is_some() {
             Vec::new()
@@ -450,7 +501,19 @@ impl<S: SyncStore> SyncNode<S> {
             unanswered,
             position: me.position,
         };
-        if winner == self.me() {
+        // Every device it knows: its roster, whoever it heard, and its epoch's master (a
+        // restored copy may hold no roster).
+        let epoch_master = self
+            .epoch
+            .map(|e| e.master_id)
+            .filter(|id| *id != self.me());
+        let everyone_answered = self
+            .peers
+            .known_ids()
+            .chain(epoch_master)
+            .all(|id| view.answered.contains(&id));
+        let may_lead = !self.revoked && (everyone_answered || !self.behind_its_store());
+        if winner == self.me() && may_lead {
             let carried = round.into_carried();
             return self.become_master(now, REASON_ELECTED, Some(view), carried);
         }
@@ -482,8 +545,9 @@ impl<S: SyncStore> SyncNode<S> {
         election: Option<ElectionView>,
         carried: Vec<SyncEvent>,
     ) -> Result<(), S> {
+        // Never a term an earlier incarnation of this id may have led.
         let epoch = Epoch {
-            term: Term(self.highest_known_term().0 + 1),
+            term: Term(self.highest_known_term().0 + 1).max(self.term_floor),
             master_id: self.me(),
             master_priority: self.config.me.priority,
         };

@@ -24,10 +24,10 @@
 
 use rms_domain::{DeviceId, Epoch, Role};
 
-use super::audit::{EpochFact, HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
+use super::audit::{HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
 use super::election::Phase;
 use super::master::Leading;
-use super::{HandoverError, Notification, Now, Result, SyncError, SyncNode, To, store_err};
+use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
 use crate::pre_vote::rank;
 use crate::store::{Batch, SyncStore};
@@ -192,19 +192,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// A master that granted its role and has not heard the target's epoch by its deadline
     /// becomes a device without a master.
     fn step_down_after_grant(&mut self, now: Now) -> Result<(), S> {
-        let record = EpochFact::RoleChanged {
-            to: Role::Client,
-            reason: REASON_HANDED_OVER,
-            epoch: self.epoch,
-        };
-        self.audit(now, record);
-        self.commit(Batch::default())?;
-        self.phase = Phase::masterless(now.mono_ms);
-        self.outbox.notify(Notification::RoleChanged {
-            role: Role::Client,
-            epoch: self.epoch,
-        });
-        Ok(())
+        self.step_down(now, REASON_HANDED_OVER)
     }
 
     /// A push or relay while the master hands over: undecided, to be pushed again to the next
@@ -345,6 +333,10 @@ impl<S: SyncStore> SyncNode<S> {
     /// Client tick, handover target or `--reclaim`: take a granted role; ask for it once caught
     /// up.
     pub(super) fn maybe_take_over(&mut self, now: Now) -> Result<(), S> {
+        if self.revoked {
+            self.drop_take_over("revoked", now);
+            return Ok(());
+        }
         let heartbeat_ms = self.config.heartbeat_interval_ms;
         let (Some(epoch), Phase::Following(following)) = (self.epoch, &mut self.phase) else {
             return Ok(());

@@ -35,7 +35,7 @@ mod outbox;
 mod peers;
 mod timer;
 
-use rms_domain::{DeviceId, Epoch, Hlc, LogEntry, Role, SyncEvent};
+use rms_domain::{DeviceId, Epoch, Hlc, LogEntry, Role, SyncEvent, Term};
 use serde_json::Value;
 
 use crate::message::{ErrorCode, Message, PeerInfo, Verdict};
@@ -44,7 +44,7 @@ use crate::store::{Batch, SyncStore};
 
 pub use audit::{
     REASON_ALONE, REASON_ELECTED, REASON_HANDOVER, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
-    REASON_PAUSED, WHY_INPUT_GAP,
+    REASON_PAUSED, REASON_REVOKED, WHY_INPUT_GAP,
 };
 pub use timer::Timer;
 
@@ -158,6 +158,12 @@ pub struct SyncNode<S: SyncStore> {
     rng: Rng,
     audit_log: SyncAuditLog,
     epoch: Option<Epoch>,
+    /// The lowest term this incarnation may lead ([`crate::Persisted::term_floor`]).
+    term_floor: Term,
+    /// This device holds its own revocation ([`SyncNode::revoked`]): it never leads again.
+    revoked: bool,
+    /// This device caught up with a master's log since it started.
+    caught_up: bool,
     log_head: u64,
     hlc: Hlc,
     peers: Peers,
@@ -192,6 +198,9 @@ impl<S: SyncStore> SyncNode<S> {
             rng: Rng::new(config.rng_seed),
             audit_log: SyncAuditLog::new(me),
             epoch: persisted.epoch,
+            term_floor: persisted.term_floor,
+            revoked: false,
+            caught_up: false,
             log_head: persisted.log_head,
             hlc: persisted.hlc,
             peers: Peers::new(me, config.master_timeout_ms, persisted.roster),
@@ -241,6 +250,25 @@ impl<S: SyncStore> SyncNode<S> {
     /// [`SyncNode::joining`]. Nothing is sent or stored.
     pub fn not_admitted(&mut self) {
         self.peers.not_admitted();
+    }
+
+    /// This device holds its own revocation (its transport read it in the trust list, from the
+    /// log or a trusted peer's refusal): it is out of its store. From now on it holds no
+    /// election, and a master steps down: its peers refuse its links, so it would lead an island
+    /// of one whose epoch a device that does not know of the revocation yet (a fresh
+    /// replacement, say) could carry into the store, with a log that truncates the store's
+    /// (issue #27). Its transport refuses its tills' writes. Idempotent.
+    pub fn revoked(&mut self, now: Now) -> Result<(), S> {
+        if std::mem::replace(&mut self.revoked, true) || self.role() != Role::Master {
+            return Ok(());
+        }
+        let result = self.step_down_revoked(now);
+        self.finish(result)
+    }
+
+    /// Whether [`SyncNode::revoked`] was called.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked
     }
 
     /// The master this device follows or is, if it knows one.

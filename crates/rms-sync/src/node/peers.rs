@@ -75,6 +75,11 @@ impl Peers {
         self.refused = true;
     }
 
+    /// Every other device this one knows of (its persisted roster and any heard since).
+    pub fn known_ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.known.keys().copied()
+    }
+
     /// Whether this device is not admitted and has heard no peer since.
     pub fn refused(&self) -> bool {
         self.refused

@@ -105,20 +105,16 @@ fn core(as_master: bool) -> SyncNode<StoreAdapter> {
 }
 
 /// [`core`] over the store `wrap` makes of the in-memory one.
-pub(crate) fn core_with<S: SyncStore>(
-    as_master: bool,
-    wrap: impl FnOnce(StoreAdapter) -> S,
-) -> SyncNode<S> {
-    let id = DeviceId::new(1).expect("device 1");
-    let store = Arc::new(Store::open_in_memory(id).expect("an in-memory database"));
-    let config = SyncConfig {
+/// Device 1's core settings, given peers or not: short intervals, a fixed RNG seed.
+pub(crate) fn config(has_peers: bool) -> SyncConfig {
+    SyncConfig {
         me: PeerInfo {
-            device_id: id,
+            device_id: DeviceId::new(1).expect("device 1"),
             name: "till 1".into(),
             advertise: "http://127.0.0.1:1".into(),
             priority: 0,
         },
-        has_peers: !as_master,
+        has_peers,
         sync_interval_ms: 500,
         heartbeat_interval_ms: 100,
         master_timeout_ms: 600,
@@ -126,7 +122,16 @@ pub(crate) fn core_with<S: SyncStore>(
         rng_seed: 7,
         clock_drift_max_ms: 60_000,
         eager_sync: true,
-    };
+    }
+}
+
+pub(crate) fn core_with<S: SyncStore>(
+    as_master: bool,
+    wrap: impl FnOnce(StoreAdapter) -> S,
+) -> SyncNode<S> {
+    let id = DeviceId::new(1).expect("device 1");
+    let store = Arc::new(Store::open_in_memory(id).expect("an in-memory database"));
+    let config = config(!as_master);
     let mut node = SyncNode::new(
         config,
         wrap(StoreAdapter::without_keys(Arc::clone(&store))),
