@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use rms_domain::{DeviceId, Epoch, Role};
+use rms_domain::{DeviceId, Epoch, Fingerprint, Role};
 use rms_storage::{StorageError, Store};
 use rms_sync::{Notification, Now, PeerInfo, Rng, SyncConfig, SyncNode, Timer, To};
 use rms_transport::StoreAdapter;
 
 use super::invariants::Accepted;
+use super::lifecycle::Lifecycle;
 use super::network::Packet;
 use super::{
     ACTION_TICK_MS, HEARTBEAT_MS, MASTER_TIMEOUT_MS, STEPS_AT_ONE_TIME_MAX, SYNC_MS, TRACE_LINES,
@@ -32,6 +33,11 @@ pub(super) struct Device {
     /// Highest epoch this device ever had: it must never go back.
     pub(super) max_epoch: Option<Epoch>,
     pub(super) role_changes: u64,
+    /// The certificate this device's links present (made up: the simulator has no TLS), which
+    /// a revocation names.
+    pub(super) fingerprint: Fingerprint,
+    /// The latest copy `rms-node backup` took of its database, which a restore starts from.
+    pub(super) backup: Option<(u64, Store)>,
 }
 
 pub(super) struct Sim {
@@ -47,8 +53,10 @@ pub(super) struct Sim {
     pub(super) drop_percent: u64,
     pub(super) dup_percent: u64,
     pub(super) delay_max_ms: u64,
-    /// Every sale a till was answered for (accepted or pending): it must never be lost.
-    pub(super) answered: Vec<String>,
+    /// Every sale a till was answered for (accepted or pending), and the device that answered:
+    /// it must never be lost, unless its device's disk was lost with it or its device was
+    /// revoked and told its till (`Lifecycle`).
+    pub(super) answered: Vec<(String, DeviceId)>,
     pub(super) trace: VecDeque<String>,
     pub(super) steps_at_this_time: u64,
     /// Every device runs with `--reclaim` in this run.
@@ -72,6 +80,8 @@ pub(super) struct Sim {
     pub(super) accepted_logs: BTreeMap<Epoch, BTreeMap<u64, Accepted>>,
     pub(super) read_heads: BTreeMap<DeviceId, u64>,
     pub(super) pauses: u64,
+    /// Devices replaced, restored and revoked, and what that excuses (issue #27).
+    pub(super) lifecycle: Lifecycle,
 }
 
 pub(super) fn device_id(index: usize) -> DeviceId {
@@ -102,6 +112,8 @@ impl Sim {
                 resumed_at: None,
                 max_epoch: None,
                 role_changes: 0,
+                fingerprint: Fingerprint::from_sha256([200 + index as u8; 32]),
+                backup: None,
             });
         }
         let mut sim = Sim {
@@ -128,10 +140,12 @@ impl Sim {
             accepted_logs: BTreeMap::new(),
             read_heads: BTreeMap::new(),
             pauses: 0,
+            lifecycle: Lifecycle::default(),
         };
         sim.reclaim = sim.rng.below(5) == 0;
         sim.eager_sync = sim.rng.below(2) == 0;
         sim.partitions = sim.rng.below(2) == 0;
+        sim.lifecycle.enabled = sim.rng.below(3) == 0;
         for index in 0..count {
             sim.start(index)?;
         }
@@ -173,8 +187,12 @@ impl Sim {
         }
     }
 
+    /// Starts device `index` on its store as `rms-node` does: a fresh database (every device
+    /// is given peers) or a restored copy begins an incarnation before the node makes any event.
     pub(super) fn start(&mut self, index: usize) -> Result<(), String> {
         let now = self.now_of(index);
+        rms_storage::incarnation::start(&self.devices[index].store, now.wall_ms, true)
+            .map_err(|e| format!("d{} cannot begin its incarnation: {e}", index + 1))?;
         let adapter = StoreAdapter::without_keys(Arc::clone(&self.devices[index].store));
         let node = SyncNode::new(self.config(index), adapter, now).map_err(|e| e.to_string())?;
         self.devices[index].node = Some(node);
@@ -241,12 +259,28 @@ impl Sim {
                 self.after_input(index)?;
             }
         }
+        self.learn_refusals()?;
         self.check_step()
     }
 
     /// Drains a node's transmits into the network and its notifications into the checks.
     pub(super) fn after_input(&mut self, index: usize) -> Result<(), String> {
         self.note_accepted(index)?;
+        // As the driver does once the trust list moved: a device that holds its own
+        // revocation steps out of its store.
+        if self.devices[index]
+            .node
+            .as_ref()
+            .is_some_and(|n| !n.is_revoked())
+            && self.knows_revoked(index)?
+        {
+            let now = self.now_of(index);
+            if let Some(node) = self.devices[index].node.as_mut() {
+                node.revoked(now)
+                    .map_err(|e| format!("d{} revoked: {e}", index + 1))?;
+            }
+            self.log(format!("d{} steps out of its store", index + 1));
+        }
         let from = self.devices[index].id;
         let mut transmits = Vec::new();
         let mut notes = Vec::new();
@@ -261,13 +295,27 @@ impl Sim {
         for note in notes {
             if let Notification::RoleChanged { role, epoch } = note {
                 self.devices[index].role_changes += 1;
+                let query = rms_storage::audit::AuditQuery {
+                    operation: Some(rms_domain::Operation::RoleChange),
+                    limit: 1,
+                    ..Default::default()
+                };
+                let last = read(&self.devices[index].store, |c| {
+                    rms_storage::audit::query(c, &query)
+                })?;
+                let reason = last
+                    .first()
+                    .and_then(|a| a.details["reason"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
                 self.log(format!(
-                    "d{from} is now {} in {:?}",
+                    "d{from} is now {} in {:?} ({reason})",
                     role.as_str(),
                     epoch.map(|e| e.to_string())
                 ));
                 if role == Role::Master {
+                    self.note_led(index, epoch);
                     self.check_deposition(index)?;
+                    self.check_election_log(index)?;
                 }
             }
         }

@@ -3,15 +3,21 @@
 //! 1. At quiescence the master's log has no gap: its entries are numbered 1, 2, 3 and so on.
 //! 2. Replaying the master's log from nothing gives the master's products, so no event was
 //!    applied twice or skipped.
-//! 3. At quiescence every device holds the master's log (the same entries, in the same order,
-//!    with the same status, reason, epoch and forced flag) and the master's products, visible
-//!    and base.
+//! 3. At quiescence every device of the store (not a revoked one) holds the master's log (the
+//!    same entries, in the same order, with the same status, reason, epoch and forced flag) and
+//!    the master's products, visible and base.
 //! 4. At quiescence every sale a till was answered for (accepted or pending) is on every device
-//!    with a verdict: accepted, or rejected with a reason.
+//!    of the store with a verdict: accepted, or rejected with a reason. Excused: a sale no device
+//!    held when a disk went (a replaced or restored device's), one whose origin's disk went
+//!    while only log copies held it, in a run with a partition (a split brain may undo it), and
+//!    a revoked device's that never reached the store, which its device must know it is out of
+//!    and list for its till (`events::unconfirmed_sale_ids`; in a run with a partition, one
+//!    undone by a split brain after the revocation cut it off is excused too).
 //! 5. A master's stock is never below zero except where a kept sale (a forced entry) overdrew it.
 //! 6. Every rejection and kept conflict is audited by the master that decided it, and every role
 //!    change by the device that changed, which never became master more often than it audited
-//!    an election won or a restart as a lone master.
+//!    an election won or a restart as a lone master (a master whose database was replaced or
+//!    restored since lost its audit log with it).
 //! 7. With every link cut, a device becomes master of its own island and its sales are accepted
 //!    at once.
 //! 8. No two devices are master in the same epoch.
@@ -24,8 +30,9 @@
 //!     products that no device the next master heard from knew as accepted ("lost before it").
 //! 12. Without a partition, an election never deposes a master that is running, was not paused
 //!     lately, and exchanged messages with the winner without loss lately.
-//! 13. Within `CONVERGE_MS` of everything healing there is exactly one master, and every device
-//!     runs in its epoch at its log head, follows it in sync, and has nothing pending.
+//! 13. Within `CONVERGE_MS` of everything healing there is exactly one master among the devices
+//!     of the store, every one of them runs in its epoch at its log head, follows it in sync,
+//!     and has nothing pending, and every revoked device knows it.
 //! 14. No device ever finds an honest device's event invalid (an "invalid event" alarm), since
 //!     local writes and the master's validation keep the same data rules.
 //! 15. Virtual time keeps moving: at most `STEPS_AT_ONE_TIME_MAX` steps run at one instant, so no
@@ -34,14 +41,21 @@
 //!     message it sends decodes, and storage turns a local write down only by the data rules.
 //! 17. Every trust change the master's log accepted keeps the trust rules against the ones
 //!     before it (a revoked certificate never comes back; one trusted certificate per device
-//!     id), across failovers and truncations; at quiescence every device's trust list is the
-//!     master's.
+//!     id), across failovers and truncations; at quiescence every device's trust list (but a
+//!     revoked device's) is the master's.
+//! 18. No event id ever has two contents (`SyncEvent::same_content`): not across incarnations of
+//!     a device (replaced by an empty one, restored from an older copy), nor anywhere else.
+//! 19. Without a partition, an election is never won by a device whose log (the epoch of its
+//!     last entry, then its head) is behind that of a running device it could reach (no loss
+//!     between them lately, not paused lately, not revoked).
 //!
 //! Where each is checked: 8 to 10 after every step (`check_step`); 5 and 11 every second of the
 //! chaos and every half second while the store converges (`check_master_stock`, `check_forced`);
-//! 12 whenever an election makes a master (`check_deposition`); 13 by `run_phases` with `quiet`;
-//! 1 to 4, 6, 14 and 17 at quiescence (`check_final`, `check_replay`, `check_audit`,
-//! `check_trust`); 7 by the test
+//! 12 and 19 whenever an election makes a master (`check_deposition`, `check_election_log`); 13
+//! by `run_phases` with `quiet`; 18 at every local write, every entry a master logs and over
+//! every device at quiescence (`note_event`, `check_contents`); 1 to 4, 6, 14 and 17 at
+//! quiescence (`check_final`, `check_replay`, `check_audit`, `check_trust`, `check_cast_out`);
+//! 7 by the test
 //! `a_lone_device_keeps_selling_as_master_of_its_island`; 15 and 16 as the harness, the network
 //! and the workload run (`step`, `deliver`, `after_input`, `local_write`). A broken invariant is an
 //! `Err` saying what broke, and the run fails with its seed and its last steps.
@@ -118,6 +132,9 @@ impl Sim {
         let store = Arc::clone(&device.store);
         let id = device.id;
         let new = read(&store, |c| events::log_after(c, read_head, usize::MAX))?;
+        for entry in &new {
+            self.note_event(&entry.event)?;
+        }
         for entry in new.iter().filter(|e| e.event.status == EventStatus::Synced) {
             let event_id = entry.event.event_id.to_string();
             self.first_accepted
@@ -388,15 +405,91 @@ impl Sim {
         Ok(())
     }
 
+    /// The device that is master at quiescence: the one master of the store, not a revoked
+    /// device that leads an island of its own.
+    pub(super) fn final_master(&self) -> Result<usize, String> {
+        for (index, device) in self.devices.iter().enumerate() {
+            let master = device
+                .node
+                .as_ref()
+                .is_some_and(|n| n.role() == Role::Master);
+            if master && !self.is_cast_out(index)? {
+                return Ok(index);
+            }
+        }
+        Err("no master at the end".into())
+    }
+
+    /// Invariant 19, whenever an election makes a master: no running device it could reach
+    /// (no partition in the run, no message lost between them lately, not paused lately, not
+    /// revoked) holds a more complete log than the winner's (the epoch of its last entry, then
+    /// its head): a fresh or restored device never wins over a device that holds more.
+    pub(super) fn check_election_log(&mut self, winner: usize) -> Result<(), String> {
+        if self.partitioned || !self.elected(winner)? {
+            return Ok(());
+        }
+        let window = 3 * MASTER_TIMEOUT_MS;
+        let recent = |at: Option<&u64>| at.is_some_and(|t| t + window > self.now);
+        let x = self.devices[winner].id;
+        let won = log_position(&self.devices[winner])?;
+        for (index, device) in self.devices.iter().enumerate() {
+            if index == winner || device.node.is_none() || device.paused_until.is_some() {
+                continue;
+            }
+            let m = device.id;
+            let lossy = recent(self.last_drop.get(&(m, x))) || recent(self.last_drop.get(&(x, m)));
+            if lossy || recent(device.resumed_at.as_ref()) || self.is_cast_out(index)? {
+                continue;
+            }
+            let theirs = log_position(device)?;
+            if theirs > won {
+                return Err(format!(
+                    "d{x} won an election with its log at {won:?}, behind d{m}'s at {theirs:?}, \
+                     which it could reach"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether device `index` became master by an election (its last role change says so),
+    /// not by a handover or a reclaim.
+    fn elected(&self, index: usize) -> Result<bool, String> {
+        let query = AuditQuery {
+            operation: Some(Operation::RoleChange),
+            limit: 1,
+            ..AuditQuery::default()
+        };
+        let changes = read(&self.devices[index].store, |c| audit::query(c, &query))?;
+        Ok(changes
+            .first()
+            .and_then(|a| a.details["reason"].as_str())
+            .is_some_and(|reason| reason.starts_with("election")))
+    }
+
     /// Invariant 13's test, which `run_phases` applies after healing: exactly one master, and
     /// every device running in its epoch at its log head, following it in sync, with nothing
     /// pending.
     pub(super) fn quiet(&self) -> Result<bool, String> {
-        let masters: Vec<&Device> = self
-            .devices
-            .iter()
-            .filter(|d| d.node.as_ref().is_some_and(|n| n.role() == Role::Master))
-            .collect();
+        let mut masters: Vec<&Device> = Vec::new();
+        let mut members: Vec<&Device> = Vec::new();
+        for (index, device) in self.devices.iter().enumerate() {
+            if self.is_cast_out(index)? {
+                // Out of the store: quiet once it knows it (it heard a refusal, or the log).
+                if device.node.is_none() || !self.knows_revoked(index)? {
+                    return Ok(false);
+                }
+                continue;
+            }
+            if device
+                .node
+                .as_ref()
+                .is_some_and(|n| n.role() == Role::Master)
+            {
+                masters.push(device);
+            }
+            members.push(device);
+        }
         let [master] = masters.as_slice() else {
             return Ok(false);
         };
@@ -404,7 +497,7 @@ impl Sim {
             return Ok(false);
         };
         let head = master_node.log_head();
-        for device in &self.devices {
+        for device in members {
             let Some(node) = &device.node else {
                 return Ok(false);
             };
@@ -423,12 +516,9 @@ impl Sim {
 
     /// At quiescence: invariants 1, 3 and 4 here, 2 in `check_replay`, 6 and 14 in `check_audit`
     /// (5 and 11 were checked just before, by `run_phases`).
-    pub(super) fn check_final(&self) -> Result<(), String> {
-        let master = self
-            .devices
-            .iter()
-            .find(|d| d.node.as_ref().is_some_and(|n| n.role() == Role::Master))
-            .ok_or("no master at the end")?;
+    pub(super) fn check_final(&mut self) -> Result<(), String> {
+        self.check_contents()?;
+        let master = &self.devices[self.final_master()?];
         let log = read(&master.store, |c| events::log_after(c, 0, usize::MAX))?;
         for (i, entry) in log.iter().enumerate() {
             if entry.seq() != i as u64 + 1 {
@@ -442,7 +532,11 @@ impl Sim {
         check_replay(&master.store, &log)?;
         self.check_trust(&master.store, &log)?;
         let master_products = read(&master.store, products::list)?;
-        for device in &self.devices {
+        for (index, device) in self.devices.iter().enumerate() {
+            if self.is_cast_out(index)? {
+                self.check_cast_out(index, &master.store)?;
+                continue;
+            }
             let theirs = read(&device.store, |c| events::log_after(c, 0, usize::MAX))?;
             let (mine, master_summary) = (summary(&theirs), summary(&log));
             if mine != master_summary {
@@ -469,9 +563,18 @@ impl Sim {
                     device.id
                 ));
             }
-            for sale_id in &self.answered {
-                let sale = read(&device.store, |c| sales::get(c, sale_id))?
-                    .ok_or_else(|| format!("sale {sale_id} is missing on d{}", device.id))?;
+            for (sale_id, by) in &self.answered {
+                let by_cast_out = self.is_cast_out(usize::from(by.get()) - 1)?;
+                let Some(sale) = read(&device.store, |c| sales::get(c, sale_id))? else {
+                    // Lost with a disk, or a revoked device's that `check_cast_out` answers for.
+                    if self.lifecycle.lost_with_disk.contains(sale_id) || by_cast_out {
+                        continue;
+                    }
+                    if self.partitioned && self.lifecycle.held_by_logs_only.contains(sale_id) {
+                        continue; // its origin's disk went, and a split brain truncated it
+                    }
+                    return Err(format!("sale {sale_id} is missing on d{}", device.id));
+                };
                 let decided = match sale.status {
                     rms_domain::SaleStatus::Accepted => true,
                     rms_domain::SaleStatus::Rejected => sale.reason.is_some(),
@@ -514,7 +617,10 @@ impl Sim {
                 "the master's trust list is not its log's:\n{masters:?}\nvs\n{list:?}"
             ));
         }
-        for device in &self.devices {
+        for (index, device) in self.devices.iter().enumerate() {
+            if self.is_cast_out(index)? {
+                continue;
+            }
             let theirs = read(&device.store, rms_storage::trust::load)?;
             if theirs != list {
                 return Err(format!(
@@ -533,6 +639,9 @@ impl Sim {
             .iter()
             .filter(|e| e.event.status == EventStatus::Rejected || e.forced)
         {
+            if self.lifecycle.audit_lost.contains(&entry.epoch) {
+                continue; // its master's audit log went with its disk
+            }
             let decider = &self.devices[usize::from(entry.epoch.master_id.get()) - 1];
             let operation = if entry.forced {
                 Operation::Conflict
@@ -613,6 +722,14 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// How complete a device's copy of the master log is: the epoch of its last entry, then its
+/// head (`rms_sync`'s `LogPosition`).
+fn log_position(device: &Device) -> Result<(Option<Epoch>, u64), String> {
+    let head = read(&device.store, rms_storage::node_state::load)?.log_head;
+    let last = read(&device.store, |c| events::entry_at(c, head))?;
+    Ok((last.map(|e| e.epoch), head))
 }
 
 /// What two devices' logs must agree on (invariant 3).

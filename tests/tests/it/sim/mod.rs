@@ -3,7 +3,8 @@
 //! a seeded network that drops, duplicates, delays and reorders messages, full and one-way
 //! partitions, crashes with restart from the persisted state, pauses (SIGSTOP), clock skew and
 //! jumps, and a workload of catalogue edits, scarce-stock sales from several devices, stock
-//! adjustments and handovers. Invariants are checked after every step and at quiescence; a failure
+//! adjustments and handovers; in one run of three, a device's life too (replaced by an empty
+//! one, restored from an older copy, revoked while it runs). Invariants are checked after every step and at quiescence; a failure
 //! prints the seed and the last steps.
 //!
 //! `RMS_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `RMS_SIM_SEED_BASE + 1`
@@ -13,10 +14,12 @@
 //!
 //! This file holds the parameters, a whole run and the tests; `harness` the devices, the
 //! simulator's state, its loop and its trace; `network` the packets, partitions and pauses;
-//! `workload` the random actions; `invariants` every check, numbered at its top.
+//! `workload` the random actions; `lifecycle` the replacements, restores and revocations and what
+//! they excuse; `invariants` every check, numbered at its top.
 
 mod harness;
 mod invariants;
+mod lifecycle;
 mod network;
 mod workload;
 
@@ -70,6 +73,13 @@ struct Stats {
     forced_lost_before: u64,
     /// Forced entries excused by a partition.
     forced_split_brain: u64,
+    /// Devices replaced by an empty one, restored from a copy, revoked while running; starts
+    /// of either that a wrong clock refused; answered sales lost with a disk.
+    replaced: u64,
+    restored: u64,
+    revoked: u64,
+    refused_starts: u64,
+    lost_with_disk: u64,
 }
 
 impl Stats {
@@ -89,6 +99,11 @@ impl Stats {
         self.forced_island += other.forced_island;
         self.forced_lost_before += other.forced_lost_before;
         self.forced_split_brain += other.forced_split_brain;
+        self.replaced += other.replaced;
+        self.restored += other.restored;
+        self.revoked += other.revoked;
+        self.refused_starts += other.refused_starts;
+        self.lost_with_disk += other.lost_with_disk;
     }
 
     /// What a set of seeds must have gone through for its pass to mean anything: a run that
@@ -112,6 +127,9 @@ impl Stats {
                 ("truncations", self.truncations),
                 ("rejections", self.rejected),
                 ("runs without a partition", self.runs_without_partition),
+                ("replacements", self.replaced),
+                ("restores", self.restored),
+                ("revocations", self.revoked),
                 (
                     "paused runs without a partition",
                     self.paused_runs_without_partition,
@@ -142,7 +160,7 @@ impl Stats {
 
 impl Sim {
     fn stats(&self) -> Result<Stats, String> {
-        let master = &self.devices[0];
+        let master = &self.devices[self.final_master()?];
         let log = read(&master.store, |c| events::log_after(c, 0, usize::MAX))?;
         let mut truncations = 0;
         for device in &self.devices {
@@ -159,7 +177,8 @@ impl Sim {
         Ok(Stats {
             runs: 1,
             devices: self.devices.len() as u64,
-            role_changes: self.devices.iter().map(|d| d.role_changes).sum(),
+            role_changes: self.devices.iter().map(|d| d.role_changes).sum::<u64>()
+                + self.lifecycle.role_changes_lost,
             answered_sales: self.answered.len() as u64,
             log_entries: log.len() as u64,
             rejected: log
@@ -191,6 +210,11 @@ impl Sim {
                 .values()
                 .filter(|rule| rule.starts_with("split brain"))
                 .count() as u64,
+            replaced: self.lifecycle.replaced,
+            restored: self.lifecycle.restored,
+            revoked: self.lifecycle.revoked,
+            refused_starts: self.lifecycle.refused_starts,
+            lost_with_disk: self.lifecycle.lost_with_disk.len() as u64,
         })
     }
 }

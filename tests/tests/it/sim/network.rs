@@ -58,6 +58,10 @@ impl Sim {
         if self.cut.contains(&(from, to)) {
             return;
         }
+        if self.refuses(from, to) {
+            self.last_drop.insert((from, to), self.now);
+            return;
+        }
         if self.rng.below(100) < self.drop_percent {
             self.last_drop.insert((from, to), self.now);
             return;

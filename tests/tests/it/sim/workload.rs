@@ -37,12 +37,17 @@ impl Sim {
                 self.handover();
                 Ok(())
             }
+            2_620..=2_622 if self.lifecycle.enabled => self.replace(index),
+            2_623..=2_637 if self.lifecycle.enabled => self.take_backup(index),
+            2_638..=2_640 if self.lifecycle.enabled => self.restore(index),
+            2_641..=2_642 if self.lifecycle.enabled => self.revoke(index),
             _ => Ok(()),
         }
     }
 
     fn local_write(&mut self, index: usize) -> Result<(), String> {
-        if self.devices[index].paused_until.is_some() {
+        // A revoked device that knows it refuses its tills' writes (`403 device_revoked`).
+        if self.devices[index].paused_until.is_some() || self.knows_revoked(index)? {
             return Ok(());
         }
         let command = self.command(index);
@@ -51,6 +56,10 @@ impl Sim {
         let (Some(node), store) = (device.node.as_mut(), &device.store) else {
             return Ok(());
         };
+        // A device not yet in its store answers its tills `503 joining`.
+        if node.joining() {
+            return Ok(());
+        }
         // The driver's own local write path: the role, the transaction, then the core.
         match rms_transport::step::local_write(node, store, command, now) {
             Ok(rms_transport::step::LocalWrite { recorded, core }) => {
@@ -62,8 +71,10 @@ impl Sim {
                     recorded.event.event_id,
                     recorded.event.status.as_str()
                 ));
+                self.note_event(&recorded.event)?;
                 if let Some(sale) = &recorded.sale {
-                    self.answered.push(sale.sale_id.clone());
+                    self.answered
+                        .push((sale.sale_id.clone(), self.devices[index].id));
                 }
                 core.map_err(|e| format!("d{} local write: {e}", index + 1))?;
                 self.after_input(index)
@@ -144,7 +155,7 @@ impl Sim {
         }
     }
 
-    fn crash(&mut self, index: usize) -> Result<(), String> {
+    pub(super) fn crash(&mut self, index: usize) -> Result<(), String> {
         if self.devices[index].node.take().is_some() {
             self.devices[index].paused_until = None;
             self.log(format!("crash d{}", index + 1));
