@@ -27,7 +27,9 @@
 //!     elected since the entry's first acceptance did not hear from its origin ("origin not
 //!     reached"), a master elected from that acceptance's term to the entry's heard from no
 //!     other device ("island"), or its first acceptor had accepted before it an entry on its
-//!     products that no device the next master heard from knew as accepted ("lost before it").
+//!     products that no device the next master heard from knew as accepted ("lost before it"),
+//!     or a master since its first acceptance had its database replaced or restored ("disk
+//!     lost").
 //! 12. Without a partition, an election never deposes a master that is running, was not paused
 //!     lately, and exchanged messages with the winner without loss lately.
 //! 13. Within `CONVERGE_MS` of everything healing there is exactly one master among the devices
@@ -249,6 +251,18 @@ impl Sim {
             .copied()
             .unwrap_or((entry.epoch, entry.seq()));
         let origin = u64::from(entry.event.origin().get());
+        // A master of an epoch from the first acceptance to the entry's lost its database (it
+        // was replaced or restored): what it had accepted may be gone with it.
+        if self
+            .lifecycle
+            .audit_lost
+            .iter()
+            .any(|lost| first.term <= lost.term && lost.term <= entry.epoch.term)
+        {
+            return Ok(Some(
+                "disk lost: a master since it was accepted was replaced or restored",
+            ));
+        }
         let up_to_entry: Vec<(Epoch, Vec<u64>)> = self
             .elections_won()?
             .into_iter()

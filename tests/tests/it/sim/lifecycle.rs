@@ -99,13 +99,15 @@ impl Sim {
         let was_running = self.devices[index].node.is_some();
         self.crash(index)?;
         // A replacement or a restore takes minutes: what the old device had in flight has
-        // arrived or is gone by then. And the operator sets a clock that runs minutes behind
-        // first, as `docs/OPERATIONS.md` says (a new incarnation's numbers rely on it; a clock
-        // that was never set is refused, which the simulator keeps).
+        // arrived or is gone by then. And the operator sets the clock right first, as
+        // `docs/OPERATIONS.md` says: a new incarnation's numbers and terms rely on it (seeds
+        // 675 and 8667: a clock behind, or an earlier incarnation begun with a clock ahead,
+        // made a replacement number past its floor into its predecessor's numbers). A clock
+        // that was never set is refused, which the simulator keeps.
         let id = self.devices[index].id;
         self.queue.retain(|_, packet| packet.from != id);
         let skew = self.devices[index].skew_ms;
-        if skew < 0 && skew > -(WALL_BASE_MS as i64) {
+        if skew != 0 && skew > -(WALL_BASE_MS as i64) {
             self.devices[index].skew_ms = 0;
             self.log(format!("the clock of d{id} is set right"));
         }

@@ -73,6 +73,8 @@ struct Stats {
     forced_lost_before: u64,
     /// Forced entries excused by a partition.
     forced_split_brain: u64,
+    /// Forced entries excused because a master since their acceptance lost its database.
+    forced_disk_lost: u64,
     /// Devices replaced by an empty one, restored from a copy, revoked while running; starts
     /// of either that a wrong clock refused; answered sales lost with a disk.
     replaced: u64,
@@ -99,6 +101,7 @@ impl Stats {
         self.forced_island += other.forced_island;
         self.forced_lost_before += other.forced_lost_before;
         self.forced_split_brain += other.forced_split_brain;
+        self.forced_disk_lost += other.forced_disk_lost;
         self.replaced += other.replaced;
         self.restored += other.restored;
         self.revoked += other.revoked;
@@ -204,6 +207,11 @@ impl Sim {
                 .excused
                 .values()
                 .filter(|rule| rule.starts_with("lost before"))
+                .count() as u64,
+            forced_disk_lost: self
+                .excused
+                .values()
+                .filter(|rule| rule.starts_with("disk lost"))
                 .count() as u64,
             forced_split_brain: self
                 .excused
