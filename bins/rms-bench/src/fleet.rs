@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use rms_transport::journal_sign::Signer;
+use rms_transport::signer::Signer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -26,9 +26,9 @@ async fn tls_socket(
     sync_url: &str,
     id: u16,
 ) -> anyhow::Result<(rms_transport::ClientSocket, Signer)> {
-    use rms_transport::dial::Dialer;
     use rms_transport::identity::Identity;
-    use rms_transport::trust::TrustBook;
+    use rms_transport::net::dial::Dialer;
+    use rms_transport::net::trust::TrustBook;
     let device = rms_domain::DeviceId::new(id).context("a device id")?;
     let identity = std::sync::Arc::new(Identity::ephemeral()?);
     let signer = Signer::new(&identity)?;

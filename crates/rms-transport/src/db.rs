@@ -21,17 +21,22 @@ pub struct Db {
     permits: Arc<Semaphore>,
 }
 
+/// Why a database call through [`Db`] did not give its answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// The call ran and SQLite or the store refused it.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The call panicked (a bug) or its blocking task was cancelled at shutdown.
     #[error("a database call panicked: {0}")]
-    Panicked(String),
+    Panicked(#[source] tokio::task::JoinError),
+    /// The adapter's permits were closed: the node is stopping.
     #[error("the database adapter is shut down")]
     Closed,
 }
 
 impl Db {
+    /// The adapter over `store`.
     pub fn new(store: Arc<Store>) -> Db {
         Db {
             store,
@@ -62,7 +67,7 @@ impl Db {
         let _permit = self.permits.acquire().await.map_err(|_| DbError::Closed)?;
         match tokio::task::spawn_blocking(f).await {
             Ok(result) => Ok(result?),
-            Err(join) => Err(DbError::Panicked(join.to_string())),
+            Err(join) => Err(DbError::Panicked(join)),
         }
     }
 }

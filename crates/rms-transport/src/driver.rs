@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, Operation, Outcome, Role, rfc3339_from_ms};
+use rms_domain::{AuditEntry, DeviceId, EventId, Operation, Outcome, Role, rfc3339_from_ms};
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
 use rms_sync::{
@@ -21,39 +21,18 @@ use rms_sync::{
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::connector::Connector;
 use crate::input::{INPUT_QUEUE_MAX, Input, LocalDone};
-use crate::link::Links;
+use crate::net::connector::Connector;
+use crate::net::link::Links;
+use crate::net::trust::{self, TrustBook};
+use crate::net::trust_watch::TrustWatch;
+use crate::status::StatusCell;
 use crate::step;
 use crate::sync_store::StoreAdapter;
-use crate::trust::{TrustBook, TrustWatch};
 
 /// After a gap (the node did not run), at most this many waiting inputs are read before the
 /// overdue timers run: the whole queue.
 const CATCH_UP_INPUTS_MAX: usize = INPUT_QUEUE_MAX;
-
-/// What the REST handlers show of the sync state, refreshed after every input.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub role: Option<Role>,
-    /// Given peers and not admitted by its store: never part of one and not paired yet, or
-    /// restored with a new certificate (`rms_sync::SyncNode::joining`): its tills' writes are
-    /// refused.
-    pub joining: bool,
-    pub epoch: Option<Epoch>,
-    pub master_id: Option<DeviceId>,
-    pub log_head: u64,
-    /// Peers this node has heard of: info, heard within the master timeout, last heard (wall ms).
-    pub roster: Vec<(PeerInfo, bool, Option<u64>)>,
-    pub connected: Vec<DeviceId>,
-    pub last_sync_at_ms: Option<u64>,
-    /// Latency histograms the driver fills (shared, not copied, by clones of the status).
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Each peer's log head as it last said (the status page's sync lag).
-    pub peer_log_heads: BTreeMap<DeviceId, u64>,
-    /// Bumped after every input the driver handled: the status page's cue to refresh.
-    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
-}
 
 /// Moves the pushes waiting at the head of the queue into `group` (see [`step::PushGroup`]);
 /// returns the first other input taken, to be handled next.
@@ -110,9 +89,9 @@ pub struct Parts {
     pub clock: Clock,
     pub links: Links,
     pub connector: Connector,
-    pub status: Arc<RwLock<Status>>,
+    pub status: StatusCell,
     pub trust: TrustBook,
-    pub log_watch: Arc<crate::log_watch::LogWatch>,
+    pub log_watch: Arc<crate::tasks::log_watch::LogWatch>,
 }
 
 /// Whether this device signs its pushes (issue #17): not before its journal verified at start
@@ -121,7 +100,7 @@ pub struct Parts {
 /// an alarm of its own).
 enum PushSigner {
     Checking,
-    Ready(Arc<crate::journal_sign::Signer>),
+    Ready(Arc<rms_security::signer::Signer>),
     Broken,
 }
 
@@ -164,10 +143,7 @@ pub fn spawn(rx: Receiver<Input>, parts: Parts) -> Result<DriverThread, DriverEr
                 );
                 node.not_admitted();
             }
-            let metrics = status
-                .read()
-                .map(|s| Arc::clone(&s.metrics))
-                .unwrap_or_default();
+            let metrics = Arc::clone(&status.get().metrics);
             let mut state = Loop {
                 node,
                 metrics,
@@ -218,13 +194,13 @@ type Handled = Result<(), SyncError<StorageError>>;
 
 struct Loop {
     node: SyncNode<StoreAdapter>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::status::Metrics>,
     /// When the push now in flight was sent (client), for the push latency histogram.
     push_sent: Option<Instant>,
     store: Arc<Store>,
     links: Links,
     connector: Connector,
-    status: Arc<RwLock<Status>>,
+    status: StatusCell,
     /// Critical client sales waiting (up to 2 s) for the master's verdict.
     waiters: BTreeMap<EventId, oneshot::Sender<Verdict>>,
     notifications: tokio::sync::broadcast::Sender<Notification>,
@@ -242,7 +218,7 @@ struct Loop {
     held_push: Option<rms_sync::Transmit>,
     /// The master log's chain: heads this device signed go out in heartbeats, heads its master
     /// signed come in with them.
-    log_watch: Arc<crate::log_watch::LogWatch>,
+    log_watch: Arc<crate::tasks::log_watch::LogWatch>,
 }
 
 impl Loop {
@@ -257,8 +233,22 @@ impl Loop {
     /// until every handle is gone.
     fn run(&mut self, rx: &Receiver<Input>) -> Result<(), StorageError> {
         match self.serve(rx) {
-            Stopped::Asked => self.record_stop(),
+            Stopped::Asked => {
+                self.sign_at_stop();
+                self.record_stop()
+            }
             Stopped::Orphaned => Ok(()),
+        }
+    }
+
+    /// What was journaled since the last signing is signed before the driver stops (not by a key
+    /// the device knows is revoked, nor before the journal verified).
+    fn sign_at_stop(&mut self) {
+        if let PushSigner::Ready(signer) = &self.push_signer
+            && !self.trust.is_revoked(&self.trust.me())
+        {
+            let signer = Arc::clone(signer);
+            self.sign_journal(&signer, self.now());
         }
     }
 
@@ -449,7 +439,7 @@ impl Loop {
                 Ok(())
             }
             Input::DeviceRefused(refusal) => {
-                if let Err(err) = crate::trust::record_refusal(&self.store, &refusal, now.wall_ms) {
+                if let Err(err) = trust::record_refusal(&self.store, &refusal, now.wall_ms) {
                     log::error!("cannot audit a refused device: {err}");
                 }
                 Ok(())
@@ -606,7 +596,7 @@ impl Loop {
 
     /// The journal verified at start (or its heads are due again): sign the heads that moved,
     /// and from now on every push, beginning with the one that waited.
-    fn signer_ready(&mut self, signer: Arc<crate::journal_sign::Signer>, now: Now) {
+    fn signer_ready(&mut self, signer: Arc<rms_security::signer::Signer>, now: Now) {
         self.sign_journal(&signer, now);
         if matches!(self.push_signer, PushSigner::Checking) {
             // A push held for a device that is no longer the master is dropped: the core pushes
@@ -627,7 +617,7 @@ impl Loop {
         }
     }
 
-    fn sign_journal(&self, signer: &crate::journal_sign::Signer, now: Now) {
+    fn sign_journal(&self, signer: &rms_security::signer::Signer, now: Now) {
         let device_id = self.node.config().device_id();
         let signed = self
             .store
@@ -640,7 +630,7 @@ impl Loop {
     /// This device's signature over the journal's hash of the last linked event of a push.
     fn push_head(
         &self,
-        signer: &crate::journal_sign::Signer,
+        signer: &rms_security::signer::Signer,
         events: &[rms_domain::SyncEvent],
     ) -> Option<rms_domain::PushHead> {
         let seq = events.iter().rev().find_map(|e| e.chain.as_ref())?.seq;
@@ -729,20 +719,22 @@ impl Loop {
                 .ensure_device(&info.advertise, info.device_id);
         }
         self.persist_roster(&roster);
-        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
-        status.role = Some(self.node.role());
-        status.joining = self.node.joining();
-        status.epoch = self.node.epoch();
-        status.master_id = self.node.master_id();
-        status.log_head = self.node.log_head();
-        status.roster = roster;
-        status.connected = self.links.connected();
-        status.peer_log_heads = self.node.peer_log_heads().into_iter().collect();
-        if synced && self.node.role() == Role::Client {
-            status.last_sync_at_ms = Some(now.wall_ms);
-        }
-        status
-            .changes
-            .send_modify(|version| *version = version.wrapping_add(1));
+        let (node, links) = (&self.node, &self.links);
+        self.status.update(|status| {
+            status.role = Some(node.role());
+            status.joining = node.joining();
+            status.epoch = node.epoch();
+            status.master_id = node.master_id();
+            status.log_head = node.log_head();
+            status.roster = roster;
+            status.connected = links.connected();
+            status.peer_log_heads = node.peer_log_heads().into_iter().collect();
+            if synced && node.role() == Role::Client {
+                status.last_sync_at_ms = Some(now.wall_ms);
+            }
+            status
+                .changes
+                .send_modify(|version| *version = version.wrapping_add(1));
+        });
     }
 }

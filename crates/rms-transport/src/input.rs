@@ -1,5 +1,6 @@
-//! The driver's inputs and the handle that queues them: the leaf that links, the connector and
-//! the API share with the driver thread, so that none of them imports another.
+//! The driver's inputs and the handle that queues them: the leaf that links, the connector, the
+//! background tasks and the API share with the driver thread, so that none of them imports
+//! another. It imports nothing of this crate.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
@@ -57,7 +58,7 @@ pub enum Input {
     /// The store port refused a certificate: audited, and an unknown one listed as pending.
     DeviceRefused(DeviceRefusal),
     /// Sign the journal's heads that moved (`journal_sign.rs`).
-    SignJournal(std::sync::Arc<crate::journal_sign::Signer>),
+    SignJournal(std::sync::Arc<rms_security::signer::Signer>),
     /// The journal did not verify at start: sign no more pushes (the master then refuses them
     /// and raises its alarm too; `docs/JOURNAL.md`).
     JournalBroken,
@@ -88,7 +89,7 @@ pub enum Refused {
     /// It claimed a device id that another trusted certificate holds.
     DeviceIdTaken,
     /// Its pairing code was wrong, or the window expired, used or locked.
-    Pairing(crate::pairing::PairingRefused),
+    Pairing(rms_security::pairing::PairingRefused),
     /// The master (or this device) refused the trust change it asked for.
     Trust(rms_domain::RejectReason),
 }
@@ -110,6 +111,29 @@ impl Refused {
     pub fn is_alarm(self) -> bool {
         self != Refused::UnknownDevice
     }
+}
+
+/// Why a request to the node did not complete (`api` maps each to an HTTP answer).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the node is overloaded or stopping; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("a thread of the node panicked")]
+    Panicked,
+    #[error("the sync driver did not stop within {0:?}")]
+    StopTimedOut(std::time::Duration),
+    #[error(
+        "this device has not joined its store yet: run `rms-node pair` on a device of the store, \
+         then `rms-node join CODE --peer <that device's store port>` here"
+    )]
+    Joining,
+    #[error(
+        "this device's certificate was revoked by its store: what it records would never reach \
+         the store; sell on another device (docs/OPERATIONS.md, \"Remove a device\")"
+    )]
+    Revoked,
 }
 
 /// A committed local write, and for a critical event on a client, where its verdict will come.
@@ -141,6 +165,32 @@ impl Driver {
 }
 
 impl Driver {
+    /// A local write through the driver (one transaction; on a client, pushed at once if
+    /// critical). [`NodeError::Busy`] when the queue is full or the driver stopped before
+    /// answering; the write's own refusal is [`NodeError::Storage`].
+    pub async fn local_write(&self, command: Command) -> Result<LocalDone, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.send(Input::Local { command, reply }) {
+            return Err(NodeError::Busy);
+        }
+        Ok(answer.await.map_err(|_| NodeError::Busy)??)
+    }
+
+    /// Audits an alarm raised outside the sync core (through the driver, like every write);
+    /// logged when the driver is busy or stopping.
+    pub fn alarm(&self, why: &'static str, details: serde_json::Value) {
+        if !self.send(Input::Alarm { why, details }) {
+            log::error!("cannot audit an alarm (the node is busy or stopping): {why}");
+        }
+    }
+
+    /// Queues an input made outside the sync core; logged when the driver is busy or stopping.
+    pub fn send_or_log(&self, input: Input) {
+        if !self.send(input) {
+            log::warn!("an input for the driver was dropped (the node is busy or stopping)");
+        }
+    }
+
     /// Asks the driver to stop after the inputs queued before this one; waits for queue room
     /// (blocking: call it off the runtime).
     pub fn stop(&self) {

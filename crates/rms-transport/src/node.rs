@@ -1,24 +1,31 @@
 //! A running node: identity, database, the sync driver and the links to peers.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rms_domain::{Device, DeviceId, Role, rfc3339_from_ms};
+use rms_security::identity::{Identity, IdentityError};
+use rms_security::pairing::Pairing;
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
 use rms_sync::{HandoverError, Message, Notification, PeerInfo, SyncConfig};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::clock::Clock;
-use crate::connector::Connector;
 use crate::db::{Db, DbError};
-use crate::dial::Dialer;
-use crate::driver::{self, Status};
-use crate::identity::{Identity, IdentityError};
-use crate::input::{self, Driver, Input, LocalDone};
-use crate::link::Links;
-use crate::pairing::{self, JoinError, Joined, Pairing};
-use crate::trust::TrustBook;
+use crate::driver;
+use crate::input::{self, Driver, Input, LocalDone, NodeError};
+use crate::net::connector::Connector;
+use crate::net::dial::Dialer;
+use crate::net::join::{self, JoinError, Joined};
+use crate::net::link::Links;
+use crate::net::trust::TrustBook;
+use crate::status::{Status, StatusCell, Stopping};
+use crate::tasks::changes::{ChangeFeed, ChangeId, ChangeStream, FutureChangeId};
+use crate::tasks::hq::{self, HeadOffice, UplinkLimits, UplinkState, UplinkStatus};
+use crate::tasks::log_watch::{LogHead, LogWatch};
+use crate::tasks::{Handles, SIGN_INTERVAL, journal};
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
 #[derive(Debug, Clone)]
@@ -54,8 +61,9 @@ pub struct NodeConfig {
     pub clock: Clock,
     /// Head office (issue #15): while this device is master, its log goes up and the
     /// catalogue comes down (`crate::hq`).
-    pub head_office: Option<crate::hq::HeadOffice>,
-    pub uplink_limits: crate::hq::UplinkLimits,
+    pub head_office: Option<HeadOffice>,
+    /// Batch sizes and heartbeat of the uplink (tests and benchmarks shorten them).
+    pub uplink_limits: UplinkLimits,
 }
 
 impl NodeConfig {
@@ -79,7 +87,7 @@ impl NodeConfig {
             sync_over_rest: false,
             clock: Clock::default(),
             head_office: None,
-            uplink_limits: crate::hq::UplinkLimits::default(),
+            uplink_limits: UplinkLimits::default(),
         }
     }
 }
@@ -96,29 +104,6 @@ pub enum StartError {
     Driver(#[from] driver::DriverError),
     #[error("the task that starts the sync driver failed: {0}")]
     DriverTask(#[source] tokio::task::JoinError),
-}
-
-/// Why a request to the node did not complete (`api` maps each to an HTTP answer).
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("the node is overloaded or stopping; retry shortly")]
-    Busy,
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("a thread of the node panicked")]
-    Panicked,
-    #[error("the sync driver did not stop within {0:?}")]
-    StopTimedOut(std::time::Duration),
-    #[error(
-        "this device has not joined its store yet: run `rms-node pair` on a device of the store, \
-         then `rms-node join CODE --peer <that device's store port>` here"
-    )]
-    Joining,
-    #[error(
-        "this device's certificate was revoked by its store: what it records would never reach \
-         the store; sell on another device (docs/OPERATIONS.md, \"Remove a device\")"
-    )]
-    Revoked,
 }
 
 /// How long the store-key window stays open by default: a day to upgrade every device.
@@ -139,29 +124,28 @@ pub struct Node {
 #[derive(Debug)]
 struct Inner {
     config: NodeConfig,
-    db: Db,
-    driver: Driver,
-    status: Arc<RwLock<Status>>,
+    /// What the background tasks hold too: the database, the driver, its status, the stop flag,
+    /// the trust list, the clock.
+    handles: Handles,
     links: Links,
     shutdown: watch::Sender<bool>,
     notifications: broadcast::Sender<Notification>,
     identity: Arc<Identity>,
-    trust: TrustBook,
     pairing: Pairing,
     dialer: Dialer,
     connector: Connector,
     thread: Mutex<Option<driver::DriverThread>>,
-    uplink: std::sync::OnceLock<crate::hq::UplinkState>,
-    changes: crate::changes::ChangeFeed,
-    /// This device's key as the journal signs with it (none if the key cannot sign: alarmed).
-    journal_signer: std::sync::OnceLock<Arc<crate::journal_sign::Signer>>,
-    /// The head of the log chain, as `journal_sign::run` last followed it.
-    log_watch: Arc<crate::log_watch::LogWatch>,
+    /// Head office's uplink, when one is configured.
+    uplink: Option<UplinkState>,
+    changes: ChangeFeed,
+    /// The head of the log chain, as the log watch last followed it.
+    log_watch: Arc<LogWatch>,
 }
 
 impl Node {
-    /// Opens the database (creating and migrating it), records the start, starts the sync driver
-    /// and the links to the configured peers. A node with no peers is the master of its store.
+    /// Opens the database (creating and migrating it), records the start, starts the sync driver,
+    /// the links to the configured peers and the background tasks. A node with no peers is the
+    /// master of its store. Built in one step: when this returns, every part is running.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let device_id = config.device_id;
         let boot_ms = config.clock.now_ms();
@@ -176,11 +160,10 @@ impl Node {
             .filter(|d| d.device_id != device_id)
             .collect();
         let links = Links::default();
-        let status = Arc::new(RwLock::new(Status::default()));
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let status = StatusCell::default();
+        let (shutdown, stopping) = Stopping::new();
         let (driver, inputs) = input::channel();
         let (notifications, _) = broadcast::channel(driver::NOTIFICATIONS_MAX);
-        let notifications2 = notifications.clone();
         let dialer = Dialer::new(
             Arc::clone(&identity),
             trust.clone(),
@@ -188,38 +171,30 @@ impl Node {
             config.name.clone(),
             config.clock,
         );
-        let mut connector =
-            Connector::new(links.clone(), driver.clone(), dialer.clone(), shutdown_rx);
+        let mut connector = Connector::new(
+            links.clone(),
+            driver.clone(),
+            dialer.clone(),
+            stopping.receiver(),
+        );
         if config.sync_over_rest {
             connector = connector.over_rest();
         }
-        let sync_config = sync_config(&config, !known.is_empty(), config.clock.now_ms());
-        let log_watch = Arc::new(crate::log_watch::LogWatch::default());
-        let (store2, clock, links2, connector2, status2, trust2) = (
-            Arc::clone(&store),
-            config.clock,
-            links.clone(),
-            connector.clone(),
-            Arc::clone(&status),
-            trust.clone(),
-        );
-        let log_watch2 = Arc::clone(&log_watch);
-        let thread = tokio::task::spawn_blocking(move || {
-            let parts = driver::Parts {
-                notifications: notifications2,
-                config: sync_config,
-                store: store2,
-                clock,
-                links: links2,
-                connector: connector2,
-                status: status2,
-                trust: trust2,
-                log_watch: log_watch2,
-            };
-            driver::spawn(inputs, parts)
-        })
-        .await
-        .map_err(StartError::DriverTask)??;
+        let log_watch = Arc::new(LogWatch::default());
+        let parts = driver::Parts {
+            notifications: notifications.clone(),
+            config: sync_config(&config, !known.is_empty(), config.clock.now_ms()),
+            store,
+            clock: config.clock,
+            links: links.clone(),
+            connector: connector.clone(),
+            status: status.clone(),
+            trust: trust.clone(),
+            log_watch: Arc::clone(&log_watch),
+        };
+        let thread = tokio::task::spawn_blocking(move || driver::spawn(inputs, parts))
+            .await
+            .map_err(StartError::DriverTask)??;
         for peer in &config.peers {
             connector.ensure(peer);
         }
@@ -227,102 +202,52 @@ impl Node {
         for device in &known {
             connector.ensure_device(&device.advertise, device.device_id);
         }
-        let role = status.read().map(|s| s.role).unwrap_or(None);
         log::info!(
             "device {device_id} ({}) started as {}",
             config.name,
-            role.map_or("client", Role::as_str)
+            status.get().role.map_or("client", Role::as_str)
         );
-        let inner = Inner {
-            config,
+        let handles = Handles {
             db,
             driver,
             status,
+            stopping,
+            trust,
+            clock: config.clock,
+            device_id,
+        };
+        let (changes, uplink) = start_tasks(
+            &handles,
+            &config,
+            &identity,
+            &log_watch,
+            &notifications,
+            boot_ms,
+        )
+        .await;
+        let inner = Inner {
+            config,
+            handles,
             links,
             shutdown,
             notifications,
             identity,
-            trust,
             pairing: Pairing::default(),
             dialer,
             connector,
             thread: Mutex::new(Some(thread)),
-            uplink: std::sync::OnceLock::new(),
-            changes: crate::changes::ChangeFeed::new(boot_ms),
-            journal_signer: std::sync::OnceLock::new(),
+            uplink,
+            changes,
             log_watch,
         };
-        let node = Node {
+        Ok(Node {
             inner: Arc::new(inner),
-        };
-        node.start_background().await;
-        Ok(node)
-    }
-
-    /// What runs beside the driver: the change feed's producer, this device's own trust entry,
-    /// and head office's uplink when one is configured.
-    async fn start_background(&self) {
-        tokio::spawn(crate::changes::produce(
-            self.clone(),
-            self.inner.changes.clone(),
-        ));
-        let node = self.clone();
-        tokio::spawn(async move {
-            // Never sign a chain that does not verify: that would vouch for a change made while
-            // the node was down.
-            // A database that cannot be read now (busy, pool timeout) is checked again; only a
-            // verified break stops the signing.
-            loop {
-                match check_journal(&node).await {
-                    Some(true) => break crate::journal_sign::run(node).await,
-                    Some(false) => {
-                        log::error!("the journal's heads and pushes are not signed: it is broken");
-                        node.send_input(Input::JournalBroken);
-                        break crate::log_watch::run(node, None).await;
-                    }
-                    None if node.is_stopping() => break,
-                    None => tokio::time::sleep(crate::journal_sign::SIGN_INTERVAL).await,
-                }
-            }
-        });
-        self.trust_itself().await;
-        if let Some(office) = self.inner.config.head_office.clone() {
-            let limits = self.inner.config.uplink_limits.clone();
-            let _ = self
-                .inner
-                .uplink
-                .set(crate::hq::spawn(self, office, limits));
-        }
-    }
-
-    /// Puts this device's own certificate in the store's trust list, bound to its id, if the
-    /// list does not have it: so that the devices it links to know it after the upgrade window.
-    /// A refusal (another certificate holds this device id) is logged: the store will refuse
-    /// this device's links too, and the owner must revoke the other certificate or renumber.
-    async fn trust_itself(&self) {
-        let me = self.inner.identity.fingerprint();
-        if self.inner.trust.is_trusted(&me) || self.inner.trust.is_revoked(&me) {
-            return;
-        }
-        let config = &self.inner.config;
-        let command = Command::Trust {
-            fingerprint: me,
-            device_id: config.device_id,
-            name: config.name.clone(),
-            state: rms_domain::TrustState::Trusted,
-            how: "self".into(),
-        };
-        if let Err(err) = self.local_write(command).await {
-            log::error!("cannot put this device's certificate in the trust list: {err}");
-        }
+        })
     }
 
     /// The change feed (issue #16): the events after `since` (none: from now on), then the live
     /// ones — what `GET /api/v1/changes` serves, as typed events.
-    pub fn changes(
-        &self,
-        since: Option<crate::changes::ChangeId>,
-    ) -> Result<crate::changes::ChangeStream, crate::changes::FutureChangeId> {
+    pub fn changes(&self, since: Option<ChangeId>) -> Result<ChangeStream, FutureChangeId> {
         self.inner.changes.subscribe(since)
     }
 
@@ -332,48 +257,28 @@ impl Node {
     }
 
     /// The head-office uplink's status, when head office is configured.
-    pub fn uplink(&self) -> Option<crate::hq::UplinkStatus> {
-        self.inner.uplink.get().map(crate::hq::UplinkState::get)
+    pub fn uplink(&self) -> Option<UplinkStatus> {
+        self.inner.uplink.as_ref().map(UplinkState::get)
     }
 
     /// The node is stopping: background tasks end.
     pub fn is_stopping(&self) -> bool {
-        *self.inner.shutdown.borrow()
+        self.inner.handles.stopping.is_set()
     }
 
     /// The head of this device's log chain, signed on the master (issue #17; `/health`).
-    pub fn log_head(&self) -> crate::log_watch::LogHead {
+    pub fn log_head(&self) -> LogHead {
         self.inner.log_watch.head()
     }
 
-    pub(crate) fn log_watch(&self) -> &crate::log_watch::LogWatch {
-        &self.inner.log_watch
-    }
-
-    /// Keeps the journal's signer (`journal_sign::run`), for the signing at shutdown.
-    pub(crate) fn set_journal_signer(&self, signer: Arc<crate::journal_sign::Signer>) {
-        let _ = self.inner.journal_signer.set(signer);
-    }
-
-    /// Queues an input for the driver (a write made outside the sync core); logged when the
-    /// driver is busy or stopping.
-    pub(crate) fn send_input(&self, input: Input) {
-        if !self.inner.driver.send(input) {
-            log::warn!("an input for the driver was dropped (the node is busy or stopping)");
-        }
-    }
-
     /// Audits an alarm raised outside the sync core (through the driver, like every write).
-    pub async fn alarm(&self, why: &'static str, details: serde_json::Value) {
-        let input = Input::Alarm { why, details };
-        if !self.inner.driver.send(input) {
-            log::error!("cannot audit an alarm (the node is busy or stopping): {why}");
-        }
+    pub fn alarm(&self, why: &'static str, details: serde_json::Value) {
+        self.inner.handles.driver.alarm(why, details);
     }
 
     /// The store's trust list as the links check it.
     pub fn trust(&self) -> &TrustBook {
-        &self.inner.trust
+        &self.inner.handles.trust
     }
 
     /// This device's pairing window (it sponsors new devices).
@@ -381,19 +286,18 @@ impl Node {
         &self.inner.pairing
     }
 
-    pub(crate) fn dialer(&self) -> &Dialer {
-        &self.inner.dialer
-    }
-
     /// Joins the store of the sponsor at `peer` with the code it showed, then links to it.
     pub async fn join(&self, code: &str, peer: &str) -> Result<Joined, JoinError> {
-        let joined = pairing::join(self, code, peer).await?;
+        let alone = self.inner.config.peers.is_empty() && self.status().roster.is_empty();
+        let (dialer, driver) = (&self.inner.dialer, &self.inner.handles.driver);
+        let joined = join::join(dialer, driver, alone, code, peer).await?;
         self.inner.connector.ensure(peer);
         Ok(joined)
     }
 
+    /// Reads of this device's database, on the blocking pool.
     pub fn db(&self) -> &Db {
-        &self.inner.db
+        &self.inner.handles.db
     }
 
     /// This device's identity: its certificate and fingerprint.
@@ -410,7 +314,7 @@ impl Node {
     }
 
     pub(crate) fn driver(&self) -> &Driver {
-        &self.inner.driver
+        &self.inner.handles.driver
     }
 
     /// The sync core's notifications from now on: role changes, verdicts on this device's own
@@ -422,11 +326,7 @@ impl Node {
 
     /// The sync state as of the driver's last input.
     pub fn status(&self) -> Status {
-        self.inner
-            .status
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.inner.handles.status.get()
     }
 
     pub fn role(&self) -> Role {
@@ -454,20 +354,14 @@ impl Node {
     /// A local write, through the driver (one transaction; on a client, pushed at once if
     /// critical).
     pub async fn local_write(&self, command: Command) -> Result<LocalDone, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        if !self.inner.driver.send(Input::Local { command, reply }) {
-            return Err(NodeError::Busy);
-        }
-        Ok(answer.await.map_err(|_| NodeError::Busy)??)
+        self.inner.handles.driver.local_write(command).await
     }
 
     /// Whether this device holds its own revocation: from the log, or from a trusted device
     /// that refused it as revoked (issue #27). A device that never hears of it (stolen and kept
     /// offline) cannot know: that is the documented limit.
     pub fn is_revoked(&self) -> bool {
-        self.inner
-            .trust
-            .is_revoked(&self.inner.identity.fingerprint())
+        self.inner.handles.is_revoked()
     }
 
     /// A till's write (a sale, a product): refused while the device is joining its store
@@ -488,7 +382,12 @@ impl Node {
         target: DeviceId,
     ) -> Result<Result<(), HandoverError<StorageError>>, NodeError> {
         let (reply, answer) = oneshot::channel();
-        if !self.inner.driver.send(Input::Handover { target, reply }) {
+        if !self
+            .inner
+            .handles
+            .driver
+            .send(Input::Handover { target, reply })
+        {
             return Err(NodeError::Busy);
         }
         answer.await.map_err(|_| NodeError::Busy)
@@ -501,7 +400,7 @@ impl Node {
         message: Message,
     ) -> Result<Vec<Message>, NodeError> {
         let (reply, answer) = oneshot::channel();
-        if !self.inner.driver.send(Input::Rest {
+        if !self.inner.handles.driver.send(Input::Rest {
             from,
             message,
             reply,
@@ -515,17 +414,9 @@ impl Node {
     /// its last write.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         let _ = self.inner.shutdown.send(true);
-        let thread = self
-            .inner
-            .thread
-            .lock()
-            .map(|mut t| t.take())
-            .unwrap_or(None);
-        // What was journaled since the last signing is signed before the driver stops.
-        if let Some(signer) = self.inner.journal_signer.get() {
-            self.send_input(Input::SignJournal(Arc::clone(signer)));
-        }
-        let driver = self.inner.driver.clone();
+        let thread = crate::locks::lock(&self.inner.thread).take();
+        // The driver signs what was journaled since the last signing before it stops.
+        let driver = self.inner.handles.driver.clone();
         let stopping = tokio::task::spawn_blocking(move || {
             driver.stop();
             match thread.map(std::thread::JoinHandle::join) {
@@ -542,11 +433,88 @@ impl Node {
     }
 }
 
+/// Starts what runs beside the driver, each with the handles it needs: the change feed's
+/// producer, the journal's signing once it verified, this device's own trust entry, and head
+/// office's uplink when one is configured.
+async fn start_tasks(
+    handles: &Handles,
+    config: &NodeConfig,
+    identity: &Arc<Identity>,
+    log_watch: &Arc<LogWatch>,
+    notifications: &broadcast::Sender<Notification>,
+    boot_ms: u64,
+) -> (ChangeFeed, Option<UplinkState>) {
+    let changes = ChangeFeed::new(boot_ms);
+    tokio::spawn(crate::tasks::changes::produce(
+        handles.clone(),
+        notifications.subscribe(),
+        changes.clone(),
+    ));
+    let recheck_every = Duration::from_millis(config.log_recheck_interval_ms);
+    tokio::spawn(sign_once_verified(
+        handles.clone(),
+        Arc::clone(identity),
+        Arc::clone(log_watch),
+        recheck_every,
+    ));
+    trust_itself(handles, identity, config).await;
+    let uplink = config
+        .head_office
+        .clone()
+        .map(|office| hq::spawn(handles, office, config.uplink_limits.clone()));
+    (changes, uplink)
+}
+
+/// What runs beside the driver once the journal verified: its signing and the log watch. Never
+/// sign a chain that does not verify: that would vouch for a change made while the node was
+/// down. A database that cannot be read now (busy, pool timeout) is checked again; only a
+/// verified break stops the signing.
+async fn sign_once_verified(
+    handles: Handles,
+    identity: Arc<Identity>,
+    watch: Arc<LogWatch>,
+    recheck_every: Duration,
+) {
+    loop {
+        match check_journal(&handles).await {
+            Some(true) => break journal::run(handles, &identity, watch, recheck_every).await,
+            Some(false) => {
+                log::error!("the journal's heads and pushes are not signed: it is broken");
+                handles.driver.send_or_log(Input::JournalBroken);
+                break crate::tasks::log_watch::run(handles, watch, recheck_every, None).await;
+            }
+            None if handles.stopping.is_set() => break,
+            None => tokio::time::sleep(SIGN_INTERVAL).await,
+        }
+    }
+}
+
+/// Puts this device's own certificate in the store's trust list, bound to its id, if the list
+/// does not have it: so that the devices it links to know it after the upgrade window. A refusal
+/// (another certificate holds this device id) is logged: the store will refuse this device's
+/// links too, and the owner must revoke the other certificate or renumber.
+async fn trust_itself(handles: &Handles, identity: &Identity, config: &NodeConfig) {
+    let me = identity.fingerprint();
+    if handles.trust.is_trusted(&me) || handles.trust.is_revoked(&me) {
+        return;
+    }
+    let command = Command::Trust {
+        fingerprint: me,
+        device_id: config.device_id,
+        name: config.name.clone(),
+        state: rms_domain::TrustState::Trusted,
+        how: "self".into(),
+    };
+    if let Err(err) = handles.driver.local_write(command).await {
+        log::error!("cannot put this device's certificate in the trust list: {err}");
+    }
+}
+
 /// The journal (issue #17) is checked at every start, in the background (it reads every entry
 /// and row: seconds for a million): a break is audited as an alarm naming the entry. Whether it
 /// verifies; `None` when it could not be read.
-async fn check_journal(node: &Node) -> Option<bool> {
-    match node.db().read(rms_storage::journal::verify).await {
+async fn check_journal(handles: &Handles) -> Option<bool> {
+    match handles.db.read(rms_storage::journal::verify).await {
         Ok(verified) => match verified.broken {
             None => {
                 log::info!("the journal verifies");
@@ -560,7 +528,7 @@ async fn check_journal(node: &Node) -> Option<bool> {
                     "ref": broken.reference,
                     "problem": broken.why,
                 });
-                node.alarm("journal_broken", details).await;
+                handles.driver.alarm("journal_broken", details);
                 Some(false)
             }
         },
@@ -671,5 +639,5 @@ async fn open(config: &NodeConfig) -> Result<Opened, StartError> {
         })
     })
     .await
-    .map_err(|e| StartError::Db(DbError::Panicked(e.to_string())))?
+    .map_err(|e| StartError::Db(DbError::Panicked(e)))?
 }

@@ -12,9 +12,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::changes::{Change, ChangeEvent, ChangeId};
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::node::Node;
+use crate::tasks::changes::{Change, ChangeEvent, ChangeId};
 
 /// Feeds open at once.
 pub const FEEDS_MAX: usize = 1024;

@@ -12,8 +12,8 @@ use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
-use crate::body;
-use crate::error::ApiError;
+use super::body;
+use super::error::ApiError;
 use crate::node::Node;
 
 use super::json;
@@ -213,9 +213,9 @@ pub async fn open_pairing(
     } else {
         body::decode(&body)?
     };
-    let max_s = crate::pairing::TTL_MAX_MS / 1000;
+    let max_s = rms_security::pairing::TTL_MAX_MS / 1000;
     let ttl_ms = match open.ttl_seconds {
-        None => crate::pairing::TTL_DEFAULT_MS,
+        None => rms_security::pairing::TTL_DEFAULT_MS,
         Some(s) if (1..=max_s).contains(&s) => s * 1000,
         Some(_) => {
             let message = format!("must be 1 to {max_s}");
@@ -255,19 +255,19 @@ pub async fn join(
     remote: Option<RemoteAddr>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    use crate::pairing::JoinError;
+    use crate::net::join::JoinError;
     local_only(remote)?;
     let join: Join = body::decode(&body)?;
     match node.join(&join.code, &join.peer).await {
         Ok(joined) => Ok(json(StatusCode::OK, &json!({ "sponsor": joined }))),
-        Err(JoinError::BadCode(_)) => Err(ApiError::invalid(ValidationError::new(
+        Err(JoinError::BadCode { .. }) => Err(ApiError::invalid(ValidationError::new(
             "code",
             format!(
                 "is {} letters and digits (dashes optional)",
-                crate::pairing::CODE_CHARS
+                rms_security::pairing::CODE_CHARS
             ),
         ))),
-        Err(err @ JoinError::Dial(crate::dial::DialError::BadAddress(_))) => Err(
+        Err(err @ JoinError::Dial(crate::net::dial::DialError::BadAddress { .. })) => Err(
             ApiError::invalid(ValidationError::new("peer", err.to_string())),
         ),
         Err(JoinError::Node(err)) => Err(err.into()),

@@ -2,15 +2,25 @@
 //! enters through [`with_node`]; bodies sit behind the 1 MiB limit; handlers answer business
 //! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
 
+mod auth;
+mod body;
 mod catalogue;
 pub mod changes;
 mod devices;
+mod error;
+mod metrics;
 mod sales;
+mod server;
 mod status;
+mod store_port;
 mod sync;
 
+pub use body::BODY_BYTES_MAX;
 pub(crate) use devices::RemoteAddr;
+pub use error::ApiError;
+pub use server::{bind, serve};
 pub(crate) use status::status_snapshot;
+pub use store_port::serve_store;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,9 +29,11 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::body;
-use crate::error::ApiError;
 use crate::node::Node;
+
+/// The device a request was admitted for (a request extension, for the routes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted(pub rms_domain::DeviceId);
 
 /// Every route of the node, with the JSON error shape for anything that does not match.
 pub fn routes(node: Node) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
@@ -123,7 +135,7 @@ fn authorized(node: &Node) -> impl Filter<Extract = (), Error = Rejection> + Clo
     let node = node.clone();
     warp::header::optional::<String>("authorization")
         .and_then(move |header: Option<String>| {
-            let passes = crate::auth::key_matches(&node, header.as_deref());
+            let passes = auth::key_matches(&node, header.as_deref());
             async move {
                 if passes {
                     Ok(())
@@ -196,9 +208,9 @@ pub(crate) fn store_routes(node: Node) -> warp::filters::BoxedFilter<(Response,)
     warp::path!("api" / "v1" / "sync" / "exchange")
         .and(warp::post())
         .and(with_node(&node))
-        .and(warp::ext::get::<crate::store_port::Admitted>())
+        .and(warp::ext::get::<Admitted>())
         .and(body::limited())
-        .and_then(|node, admitted: crate::store_port::Admitted, body| {
+        .and_then(|node, admitted: Admitted, body| {
             answer(sync::sync_exchange(node, body, Some(admitted.0)))
         })
         .recover(recover)
@@ -354,7 +366,7 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is larger than {} bytes", crate::BODY_BYTES_MAX),
+            format!("the body is larger than {} bytes", body::BODY_BYTES_MAX),
         )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(

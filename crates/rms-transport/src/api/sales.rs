@@ -11,8 +11,8 @@ use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
-use crate::body;
-use crate::error::ApiError;
+use super::body;
+use super::error::ApiError;
 use crate::node::{Node, VERDICT_WAIT};
 
 use super::{json, limit};

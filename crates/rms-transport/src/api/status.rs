@@ -13,8 +13,8 @@ use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
 use warp::reply::{Reply, Response};
 
-use crate::body;
-use crate::error::ApiError;
+use super::body;
+use super::error::ApiError;
 use crate::node::Node;
 
 use super::{json, limit};
@@ -255,7 +255,7 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
     let now_ms = node.now_ms();
     let log_events = log
         .into_iter()
-        .map(|(status, reason, count)| crate::metrics::LogCount {
+        .map(|(status, reason, count)| super::metrics::LogCount {
             verdict: if status == "synced" {
                 "accepted".to_owned()
             } else {
@@ -265,7 +265,7 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
             count,
         })
         .collect();
-    let scrape = crate::metrics::Scrape {
+    let scrape = super::metrics::Scrape {
         device_id: node.config().device_id,
         role: status.role.unwrap_or(Role::Client),
         term: status.epoch.map_or(0, |e| e.term.0),
@@ -280,10 +280,10 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
         uplink: node.uplink(),
         now_ms,
     };
-    let text = crate::metrics::render(&scrape, &status.metrics)
+    let text = super::metrics::render(&scrape, &status.metrics)
         .map_err(|e| ApiError::internal(format!("cannot render the metrics: {e}")))?;
     Ok(
-        warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
+        warp::reply::with_header(text, "content-type", super::metrics::CONTENT_TYPE)
             .into_response(),
     )
 }

@@ -11,8 +11,8 @@ use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
-use crate::body;
-use crate::error::ApiError;
+use super::body;
+use super::error::ApiError;
 use crate::node::Node;
 
 use super::{json, limit};
@@ -150,10 +150,10 @@ pub async fn sync_exchange(
             "this certificate belongs to another device id",
         ));
     }
-    if exchange.messages.len() > crate::link::EXCHANGE_MESSAGES_MAX {
+    if exchange.messages.len() > crate::net::link::EXCHANGE_MESSAGES_MAX {
         let message = format!(
             "at most {} messages per exchange",
-            crate::link::EXCHANGE_MESSAGES_MAX
+            crate::net::link::EXCHANGE_MESSAGES_MAX
         );
         return Err(ApiError::invalid(ValidationError::new("messages", message)));
     }

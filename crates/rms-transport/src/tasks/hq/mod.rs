@@ -21,7 +21,7 @@ use serde::Serialize;
 
 pub use client::{HeadOffice, HeadOfficeError};
 
-use crate::node::Node;
+use crate::tasks::Handles;
 
 /// What the store's status page and `/metrics` show of the uplink.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -50,14 +50,13 @@ pub struct UplinkStatus {
 pub struct UplinkState(Arc<Mutex<UplinkStatus>>);
 
 impl UplinkState {
+    /// The uplink's status now.
     pub fn get(&self) -> UplinkStatus {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        crate::locks::lock(&self.0).clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut UplinkStatus)) {
-        if let Ok(mut status) = self.0.lock() {
-            f(&mut status);
-        }
+        f(&mut crate::locks::lock(&self.0));
     }
 
     fn failed(&self, why: String) {
@@ -89,16 +88,16 @@ impl Default for UplinkLimits {
     }
 }
 
-/// Starts the uplink and the catalogue follower for `node`; they run until the node stops.
-pub fn spawn(node: &Node, office: HeadOffice, limits: UplinkLimits) -> UplinkState {
+/// Starts the uplink and the catalogue follower; they run until the node stops.
+pub(crate) fn spawn(handles: &Handles, office: HeadOffice, limits: UplinkLimits) -> UplinkState {
     let state = UplinkState::default();
     tokio::spawn(uplink::run(
-        node.clone(),
+        handles.clone(),
         office.clone(),
         limits,
         state.clone(),
     ));
-    tokio::spawn(catalog::run(node.clone(), office, state.clone()));
+    tokio::spawn(catalog::run(handles.clone(), office, state.clone()));
     state
 }
 
@@ -137,9 +136,9 @@ impl Backoff {
 }
 
 /// The node's epoch if it is master of it now.
-fn master_epoch(node: &Node) -> Option<rms_domain::Epoch> {
-    let status = node.status();
-    let me = node.config().device_id;
+fn master_epoch(handles: &Handles) -> Option<rms_domain::Epoch> {
+    let status = handles.status.get();
+    let me = handles.device_id;
     match (status.role, status.epoch) {
         (Some(rms_domain::Role::Master), Some(epoch)) if epoch.master_id == me => Some(epoch),
         _ => None,
@@ -147,14 +146,30 @@ fn master_epoch(node: &Node) -> Option<rms_domain::Epoch> {
 }
 
 /// Waits until the driver handled another input, at most `wait`.
-async fn changed_or(node: &Node, wait: Duration) {
-    let mut changes = node.status().changes.subscribe();
+async fn changed_or(handles: &Handles, wait: Duration) {
+    let mut changes = handles.status.get().changes.subscribe();
     let _ = tokio::time::timeout(wait, changes.changed()).await;
+}
+
+/// Why a request to head office did not give what the uplink or the catalogue follower wanted;
+/// shown on the status page as the uplink's last error, then tried again after a backoff.
+#[derive(Debug, thiserror::Error)]
+enum OfficeError {
+    #[error(transparent)]
+    Request(#[from] HeadOfficeError),
+    /// Head office answered with another status; `text` is the start of its body.
+    #[error("head office answered {status}: {text}")]
+    Answered { status: u16, text: String },
+    #[error("head office's {what} does not decode: {source}")]
+    Decode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 /// A refusal or failure from head office, for the status page: its status and the start of its
 /// body.
-fn text_of(status: u16, body: &hyper::body::Bytes) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    format!("head office answered {status}: {text}")
+fn text_of(status: u16, body: &hyper::body::Bytes) -> OfficeError {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    OfficeError::Answered { status, text }
 }

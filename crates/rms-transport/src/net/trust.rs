@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use rms_domain::{DeviceId, Fingerprint, TrustEntry, TrustList};
 
-use crate::tls::Trusted;
+use rms_security::tls::Trusted;
 
 /// Shared by the store port, the connector and the driver. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -171,44 +171,6 @@ impl TrustBook {
             trusted: Trusted::new(book.list.trusted().copied()),
             enrolling: false,
         }
-    }
-}
-
-/// Keeps a [`TrustBook`] in step with the database: the driver asks after every input that may
-/// have changed the list (the log moved, or a local trust change).
-#[derive(Debug, Default)]
-pub(crate) struct TrustWatch {
-    stamp: rms_storage::trust::Stamp,
-}
-
-impl TrustWatch {
-    /// Reloads the list if it changed; closes the links of every certificate no longer trusted.
-    pub(crate) fn refresh(
-        &mut self,
-        store: &rms_storage::Store,
-        book: &TrustBook,
-        links: &crate::link::Links,
-    ) -> Result<(), rms_storage::StorageError> {
-        let stamp = store.read(rms_storage::trust::stamp)?;
-        if stamp == self.stamp {
-            return Ok(());
-        }
-        let list = store.read(rms_storage::trust::load)?;
-        self.stamp = stamp;
-        let revoked = list
-            .entries()
-            .filter(|e| e.state == rms_domain::TrustState::Revoked)
-            .map(|e| e.fingerprint)
-            .collect();
-        let dropped = book.replace(list);
-        // Revoked certificates' links (also those admitted by a proof, never in the list as
-        // trusted), then those of certificates no longer trusted for another reason (a
-        // truncation undid their trust).
-        let closed = links.revoke(revoked) + links.close_certificates(&dropped);
-        if closed > 0 {
-            log::warn!("closed {closed} link(s) of certificates no longer trusted");
-        }
-        Ok(())
     }
 }
 

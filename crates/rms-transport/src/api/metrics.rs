@@ -11,44 +11,13 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rms_domain::{DeviceId, Role};
 
+use crate::status::Metrics;
+
 /// The content type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Bucket upper bounds of the latency histograms, in seconds.
-const BOUNDS_S: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-/// A latency histogram (cheap to clone: clones share the counts).
-#[derive(Debug, Clone)]
-pub struct Latency(Histogram);
-
-impl Default for Latency {
-    fn default() -> Latency {
-        Latency(Histogram::new(BOUNDS_S))
-    }
-}
-
-impl Latency {
-    pub fn observe(&self, took: Duration) {
-        self.0.observe(took.as_secs_f64());
-    }
-}
-
-/// The node's latency histograms, filled by the driver.
-#[derive(Debug, Default, Clone)]
-pub struct Metrics {
-    /// On a client: a push sent until its `push_ack`.
-    pub push_latency: Latency,
-    /// On any device: deciding or applying one batch that arrived (a push or relay on the master,
-    /// or the pushes that arrived together and share one commit; log entries on a client), commit
-    /// included.
-    pub apply: Latency,
-}
 
 /// Master-log entries of one verdict (and reject reason).
 #[derive(Debug, Clone)]
@@ -75,7 +44,7 @@ pub struct Scrape {
     /// Change-feed streams open (`GET /changes` and embedding apps).
     pub feed_subscribers: usize,
     /// The head-office uplink, when configured.
-    pub uplink: Option<crate::hq::UplinkStatus>,
+    pub uplink: Option<crate::tasks::hq::UplinkStatus>,
     pub now_ms: u64,
 }
 
@@ -175,12 +144,12 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
     registry.register(
         "rms_push_latency_seconds",
         "A client's push until its acknowledgement",
-        metrics.push_latency.0.clone(),
+        metrics.push_latency.histogram().clone(),
     );
     registry.register(
         "rms_apply_seconds",
         "Deciding or applying one incoming batch, commit included",
-        metrics.apply.0.clone(),
+        metrics.apply.histogram().clone(),
     );
     if let Some(uplink) = &scrape.uplink {
         register_uplink(&mut registry, uplink, scrape.now_ms);
@@ -191,7 +160,7 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
 }
 
 /// The head-office uplink's gauges and counters (issue #15).
-fn register_uplink(registry: &mut Registry, uplink: &crate::hq::UplinkStatus, now_ms: u64) {
+fn register_uplink(registry: &mut Registry, uplink: &crate::tasks::hq::UplinkStatus, now_ms: u64) {
     let seconds_since =
         |at: Option<u64>| at.map_or(0.0, |at| now_ms.saturating_sub(at) as f64 / 1000.0);
     registry.register(
@@ -252,7 +221,7 @@ mod tests {
             }],
             elections_won: 1,
             role_changes: 3,
-            uplink: Some(crate::hq::UplinkStatus {
+            uplink: Some(crate::tasks::hq::UplinkStatus {
                 active: true,
                 lag_entries: 7,
                 ..Default::default()

@@ -4,8 +4,10 @@ use serde::de::DeserializeOwned;
 use warp::Filter;
 use warp::hyper::body::Bytes;
 
-use crate::BODY_BYTES_MAX;
-use crate::error::ApiError;
+use super::error::ApiError;
+
+/// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.
+pub const BODY_BYTES_MAX: u64 = 1024 * 1024;
 
 /// The raw body, refused with 413 past [`BODY_BYTES_MAX`].
 pub fn limited() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {

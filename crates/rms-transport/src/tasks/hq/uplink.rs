@@ -13,8 +13,10 @@ use rms_storage::uplink::{self, Planned};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Backoff, HeadOffice, UplinkLimits, UplinkState, changed_or, master_epoch, text_of};
-use crate::node::Node;
+use super::{
+    Backoff, HeadOffice, OfficeError, UplinkLimits, UplinkState, changed_or, master_epoch, text_of,
+};
+use crate::tasks::Handles;
 
 /// How long a batch may take to be answered.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +35,7 @@ struct Refusal {
 /// The uplink's own state: head office's cursor as this master last learnt it (in the epoch it
 /// learnt it in), the backoff, and whether the "head office is ahead" alarm was raised.
 struct Uplink {
-    node: Node,
+    handles: Handles,
     office: HeadOffice,
     limits: UplinkLimits,
     state: UplinkState,
@@ -43,9 +45,14 @@ struct Uplink {
     last_sent: Option<Instant>,
 }
 
-pub(super) async fn run(node: Node, office: HeadOffice, limits: UplinkLimits, state: UplinkState) {
+pub(super) async fn run(
+    handles: Handles,
+    office: HeadOffice,
+    limits: UplinkLimits,
+    state: UplinkState,
+) {
     let mut uplink = Uplink {
-        node,
+        handles,
         office,
         limits,
         state,
@@ -54,7 +61,7 @@ pub(super) async fn run(node: Node, office: HeadOffice, limits: UplinkLimits, st
         alarmed: false,
         last_sent: None,
     };
-    while !uplink.node.is_stopping() {
+    while !uplink.handles.stopping.is_set() {
         uplink.step().await;
     }
 }
@@ -63,10 +70,10 @@ impl Uplink {
     /// One round: learn the cursor if needed, send the next batch (or a heartbeat), read the
     /// answer.
     async fn step(&mut self) {
-        let Some(epoch) = master_epoch(&self.node) else {
+        let Some(epoch) = master_epoch(&self.handles) else {
             self.state.update(|s| s.active = false);
             self.cursor = None;
-            changed_or(&self.node, IDLE).await;
+            changed_or(&self.handles, IDLE).await;
             return;
         };
         self.state.update(|s| s.active = true);
@@ -78,13 +85,13 @@ impl Uplink {
                     self.cursor = Some((epoch, read));
                     read
                 }
-                Err(why) => return self.failed(why).await,
+                Err(why) => return self.failed(why.to_string()).await,
             },
         };
         let (entries_max, bytes_max) = (self.limits.entries_max, self.limits.bytes_max);
         let planned = self
-            .node
-            .db()
+            .handles
+            .db
             .read(move |c| uplink::batch_after(c, &known, epoch, entries_max, bytes_max))
             .await;
         let planned = match planned {
@@ -102,7 +109,7 @@ impl Uplink {
             && sent.elapsed() < self.limits.heartbeat
         {
             let wait = self.limits.heartbeat.saturating_sub(sent.elapsed());
-            changed_or(&self.node, wait).await;
+            changed_or(&self.handles, wait).await;
             return;
         }
         self.send(epoch, planned).await;
@@ -117,12 +124,12 @@ impl Uplink {
                 "log_head": planned.batch.head,
             });
             let why = "head office holds more of the master log than this master";
-            self.node.alarm(why, details).await;
+            self.handles.driver.alarm(why, details);
         }
         let (head, version, now) = (
             planned.batch.head,
             planned.batch.catalog_version,
-            self.node.now_ms(),
+            self.handles.clock.now_ms(),
         );
         self.state.update(|s| {
             s.cursor = known.since;
@@ -165,10 +172,10 @@ impl Uplink {
                         });
                         let why =
                             "head office kept entries of this log raw only (hq_ingest_errors)";
-                        self.node.alarm(why, details).await;
+                        self.handles.driver.alarm(why, details);
                     }
                     if !full {
-                        changed_or(&self.node, GATHER).await;
+                        changed_or(&self.handles, GATHER).await;
                     }
                 }
                 Err(err) => {
@@ -183,7 +190,7 @@ impl Uplink {
                 }) if error == "cursor_moved" => {
                     // A lost answer's batch was committed, or another replica moved on: go on
                     // from head office's cursor.
-                    let now = self.node.now_ms();
+                    let now = self.handles.clock.now_ms();
                     self.state.update(|s| s.last_contact_ms = Some(now));
                     let stuck = self.cursor.is_some_and(|(_, ours)| ours == theirs);
                     self.cursor = Some((epoch, theirs));
@@ -198,7 +205,7 @@ impl Uplink {
                     self.failed(why.to_owned()).await;
                 }
             },
-            Ok((status, body)) => self.failed(text_of(status, &body)).await,
+            Ok((status, body)) => self.failed(text_of(status, &body).to_string()).await,
             Err(err) => self.failed(err.to_string()).await,
         }
     }
@@ -207,7 +214,7 @@ impl Uplink {
         self.backoff.reset();
         self.alarmed &= behind;
         self.cursor = Some((epoch, answer.cursor));
-        let (now, since) = (self.node.now_ms(), answer.cursor.since);
+        let (now, since) = (self.handles.clock.now_ms(), answer.cursor.since);
         self.state.update(|s| {
             s.batches += 1;
             s.last_contact_ms = Some(now);
@@ -225,17 +232,21 @@ impl Uplink {
         tokio::time::sleep(self.backoff.take()).await;
     }
 
-    async fn read_cursor(&self) -> Result<Cursor, String> {
+    async fn read_cursor(&self) -> Result<Cursor, OfficeError> {
         let path = "/hq/v1/uplink/cursor";
         match self
             .office
             .request(Method::GET, path, None, BATCH_TIMEOUT)
             .await
         {
-            Ok((200, body)) => serde_json::from_slice(&body)
-                .map_err(|err| format!("head office's cursor does not decode: {err}")),
+            Ok((200, body)) => {
+                serde_json::from_slice(&body).map_err(|source| OfficeError::Decode {
+                    what: "cursor",
+                    source,
+                })
+            }
             Ok((status, body)) => Err(text_of(status, &body)),
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(OfficeError::from(err)),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use warp::http::StatusCode;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::node::Node;
 
 /// Whether an `Authorization` header value carries the node's store key (always, when the node

@@ -9,9 +9,10 @@ use std::time::Duration;
 use rms_domain::DeviceId;
 use tokio::sync::watch;
 
-use crate::dial::{self, Dialer};
 use crate::input::Driver;
-use crate::link::{self, Links};
+use crate::net::dial::{self, Dialer};
+use crate::net::link::{self, Links};
+use crate::net::rest_link::RestLink;
 
 /// First and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -110,7 +111,7 @@ impl Connector {
             tokio::select! {
                 linked = self.link_once(&authority) => match linked {
                     Ok(()) => backoff.reset(),
-                    Err(crate::dial::DialError::Revoked) => self.learn_revoked(&authority).await,
+                    Err(dial::DialError::Revoked) => self.learn_revoked(&authority).await,
                     Err(err) => log::debug!("cannot link to {authority}: {err}"),
                 },
                 _ = shutdown.changed() => return,
@@ -148,10 +149,10 @@ impl Connector {
     }
 
     /// One link to `authority`, served until it closes (`Ok`), or why it could not be made.
-    async fn link_once(&self, authority: &str) -> Result<(), crate::dial::DialError> {
+    async fn link_once(&self, authority: &str) -> Result<(), dial::DialError> {
         let expected = self.expected(authority);
         if self.over_rest {
-            let rest = link::RestLink {
+            let rest = RestLink {
                 dialer: &self.dialer,
                 authority,
                 expected,

@@ -13,8 +13,9 @@ use rms_storage::journal_heads::{self, LogHeadStatement};
 use rms_storage::log_chain::{Compared, Followed, LogChain, MasterHead, Recent};
 use serde::Serialize;
 
-use crate::journal_sign::{SIGN_INTERVAL, Signer};
-use crate::node::Node;
+use rms_security::signer::Signer;
+
+use crate::tasks::{Handles, SIGN_INTERVAL};
 
 /// A position of this copy compared with the master's signed head there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,7 +73,7 @@ pub struct LogWatch {
 
 impl LogWatch {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.state)
     }
 
     pub fn head(&self) -> LogHead {
@@ -109,27 +110,31 @@ impl LogWatch {
 
 /// Follows the log chain every [`SIGN_INTERVAL`], and as soon as the master's signed head is
 /// heard, until the node stops; `signer` signs the head while this device is the master.
-/// Every `log_recheck_interval_ms` the chain is also computed again from the start
-/// ([`recheck`]).
-pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
+/// Every `recheck_every` the chain is also computed again from the start ([`recheck`]).
+pub(crate) async fn run(
+    handles: Handles,
+    watch: Arc<LogWatch>,
+    recheck_every: Duration,
+    signer: Option<Arc<Signer>>,
+) {
     let mut tick = tokio::time::interval(SIGN_INTERVAL);
-    let every = Duration::from_millis(node.config().log_recheck_interval_ms.max(1));
+    let every = recheck_every.max(Duration::from_millis(1));
     let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    while !node.is_stopping() {
+    while !handles.stopping.is_set() {
         let mut recheck_now = false;
         tokio::select! {
             _ = tick.tick() => {}
-            () = node.log_watch().heard.notified() => {}
+            () = watch.heard.notified() => {}
             _ = rechecks.tick() => recheck_now = true,
         }
-        if let Err(err) = follow(&node, signer.as_ref()).await {
+        if let Err(err) = follow(&handles, &watch, signer.as_ref()).await {
             log::error!("cannot follow the master log's chain: {err}");
         }
         if recheck_now {
-            match recheck(&node).await {
+            match recheck(&handles, &watch).await {
                 // Followed from the file at once: the master signs again, the client compares.
                 Ok(true) => {
-                    if let Err(err) = follow(&node, signer.as_ref()).await {
+                    if let Err(err) = follow(&handles, &watch, signer.as_ref()).await {
                         log::error!("cannot follow the master log's chain: {err}");
                     }
                 }
@@ -146,11 +151,10 @@ pub(crate) async fn run(node: Node, signer: Option<Arc<Signer>>) {
 /// chain from the start again (what the file holds now is what is compared and signed from then
 /// on).
 /// True when it did.
-async fn recheck(node: &Node) -> Result<bool, FollowError> {
-    let watch = node.log_watch();
+async fn recheck(handles: &Handles, watch: &LogWatch) -> Result<bool, FollowError> {
     let chain = watch.head().chain;
     let was = chain.clone();
-    let Some(now) = node.db().read(move |c| chain.recheck(c)).await? else {
+    let Some(now) = handles.db.read(move |c| chain.recheck(c)).await? else {
         return Ok(false);
     };
     log::error!(
@@ -163,7 +167,7 @@ async fn recheck(node: &Node) -> Result<bool, FollowError> {
         "file_seq": now.seq,
         "file_hash": now.hash.to_hex(),
     });
-    node.alarm("log_chain_changed", details).await;
+    handles.driver.alarm("log_chain_changed", details);
     let mut state = watch.state();
     state.own = LogHead::default();
     state.recent = Recent::default();
@@ -173,9 +177,12 @@ async fn recheck(node: &Node) -> Result<bool, FollowError> {
 /// Extends this device's log chain over what its log gained (from the start again after a
 /// truncation); on the master, signs the head; on a client, compares the copy with the master's
 /// latest signed head at its position.
-async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowError> {
-    let watch = node.log_watch();
-    let status = node.status();
+async fn follow(
+    handles: &Handles,
+    watch: &LogWatch,
+    signer: Option<&Arc<Signer>>,
+) -> Result<(), FollowError> {
+    let status = handles.status.get();
     let (master_id, is_master) = (status.master_id, status.role == Some(Role::Master));
     let (own, heard, pending, mut recent) = {
         let mut state = watch.state();
@@ -188,14 +195,15 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
         )
     };
     let master = match heard {
-        Some((from, head)) => master_head(node, from, head).await.or(pending),
+        Some((from, head)) => master_head(handles, watch, from, head).await.or(pending),
         None => pending,
     }
     .filter(|head| !is_master && Some(head.statement.device_id) == master_id);
     let chain = own.chain.clone();
     let (followed, recent) = {
         let master = master.clone();
-        node.db()
+        handles
+            .db
             .read(move |c| {
                 let followed = chain.follow(c, master.as_ref(), &mut recent)?;
                 Ok::<_, rms_storage::StorageError>((followed, recent))
@@ -218,7 +226,7 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
         let at = Some(Checked {
             seq: said.seq,
             master_id: said.device_id,
-            at_ms: node.config().clock.now_ms(),
+            at_ms: handles.clock.now_ms(),
         });
         match compared {
             None if said.seq > chain.seq => pending = Some(master),
@@ -229,7 +237,7 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
             }
             Some(Compared::Differs { own }) => {
                 if differs.is_none() {
-                    raise_differs(node, &master, own, checked).await;
+                    raise_differs(handles, &master, own, checked);
                 }
                 differs = at;
             }
@@ -238,11 +246,11 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
     let signed = match (signer, chain.epoch()) {
         (Some(signer), Some(epoch)) if is_master => {
             let statement = LogHeadStatement {
-                device_id: node.config().device_id,
+                device_id: handles.device_id,
                 seq: chain.seq,
                 epoch: *epoch,
                 hash: chain.hash.to_hex(),
-                at_ms: node.config().clock.now_ms(),
+                at_ms: handles.clock.now_ms(),
             };
             let text = journal_heads::log_statement(statement)?;
             Some(journal_heads::sign_text(&**signer, text)?)
@@ -264,7 +272,7 @@ async fn follow(node: &Node, signer: Option<&Arc<Signer>>) -> Result<(), FollowE
 
 /// The alarm `log_chain_differs`: this copy and the master's disagree at the same position and
 /// epoch (raised once, until the chain starts again).
-async fn raise_differs(node: &Node, master: &MasterHead, own: Hash, checked: Option<Checked>) {
+fn raise_differs(handles: &Handles, master: &MasterHead, own: Hash, checked: Option<Checked>) {
     let said = &master.statement;
     log::error!(
         "this copy of the master log differs from device {}'s at {}",
@@ -280,14 +288,18 @@ async fn raise_differs(node: &Node, master: &MasterHead, own: Hash, checked: Opt
         "checked_to": checked.map(|c| c.seq),
         "head": master.signed,
     });
-    node.alarm("log_chain_differs", details).await;
+    handles.driver.alarm("log_chain_differs", details);
 }
 
 /// `head`, heard from `from`, verified as its signed log head; `None` (logged, and raised as an
 /// alarm after [`REFUSALS_BEFORE_ALARM`] refusals in a row, once a run) when it does not verify.
-async fn master_head(node: &Node, from: DeviceId, head: PushHead) -> Option<MasterHead> {
-    let verified = MasterHead::verify(head, from, &node.trust().list());
-    let watch = node.log_watch();
+async fn master_head(
+    handles: &Handles,
+    watch: &LogWatch,
+    from: DeviceId,
+    head: PushHead,
+) -> Option<MasterHead> {
+    let verified = MasterHead::verify(head, from, &handles.trust.list());
     let why = match verified {
         Ok(head) => {
             watch.state().refusals = 0;
@@ -305,7 +317,7 @@ async fn master_head(node: &Node, from: DeviceId, head: PushHead) -> Option<Mast
     };
     if alarm {
         let details = serde_json::json!({ "master_id": from, "why": why.to_string() });
-        node.alarm("log_head_refused", details).await;
+        handles.driver.alarm("log_head_refused", details);
     }
     None
 }

@@ -13,25 +13,26 @@ use rms_domain::hq::{CATALOG_WAIT_MS_MAX, CatalogChanges};
 use rms_storage::StorageError;
 use rms_storage::local::{self, Command};
 
-use super::{Backoff, HeadOffice, UplinkState, changed_or, master_epoch, text_of};
-use crate::node::{Node, NodeError};
+use super::{Backoff, HeadOffice, OfficeError, UplinkState, changed_or, master_epoch, text_of};
+use crate::input::NodeError;
+use crate::tasks::Handles;
 
 /// How long one long poll asks head office to wait.
 const WAIT: Duration = Duration::from_millis(CATALOG_WAIT_MS_MAX - 5_000);
 const IDLE: Duration = Duration::from_millis(500);
 
-pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
+pub(super) async fn run(handles: Handles, office: HeadOffice, state: UplinkState) {
     let mut backoff = Backoff::new();
     let mut alarmed = false;
     loop {
-        if node.is_stopping() {
+        if handles.stopping.is_set() {
             return;
         }
-        if master_epoch(&node).is_none() {
-            changed_or(&node, IDLE).await;
+        if master_epoch(&handles).is_none() {
+            changed_or(&handles, IDLE).await;
             continue;
         }
-        let since = match node.db().read(local::catalog_version).await {
+        let since = match handles.db.read(local::catalog_version).await {
             Ok(since) => since,
             Err(err) => {
                 state.failed(format!("cannot read the catalogue version: {err}"));
@@ -47,15 +48,19 @@ pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
             .request(Method::GET, &path, None, WAIT + Duration::from_secs(10))
             .await;
         let changes = match answer {
-            Ok((200, body)) => serde_json::from_slice::<CatalogChanges>(&body)
-                .map_err(|err| format!("head office's catalogue does not decode: {err}")),
+            Ok((200, body)) => serde_json::from_slice::<CatalogChanges>(&body).map_err(|source| {
+                OfficeError::Decode {
+                    what: "catalogue",
+                    source,
+                }
+            }),
             Ok((status, body)) => Err(text_of(status, &body)),
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(OfficeError::from(err)),
         };
         let changes = match changes {
             Ok(changes) => changes,
             Err(why) => {
-                state.failed(why);
+                state.failed(why.to_string());
                 tokio::time::sleep(backoff.take()).await;
                 continue;
             }
@@ -67,11 +72,10 @@ pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
             if !alarmed {
                 alarmed = true;
                 let details = serde_json::json!({"head_office": changes.version, "store": since});
-                node.alarm(
+                handles.driver.alarm(
                     "head office's catalogue version is behind this store's",
                     details,
-                )
-                .await;
+                );
             }
             state.failed(format!(
                 "head office's catalogue is at version {}, behind this store's {since}",
@@ -83,7 +87,11 @@ pub(super) async fn run(node: Node, office: HeadOffice, state: UplinkState) {
         alarmed = false;
         for change in changes.changes.into_iter().filter(|c| c.version > since) {
             let version = change.version;
-            match node.local_write(Command::HeadOffice(change)).await {
+            match handles
+                .driver
+                .local_write(Command::HeadOffice(change))
+                .await
+            {
                 Ok(_) => state.update(|s| s.catalog_version = version),
                 Err(NodeError::Storage(StorageError::Refused {
                     reason: RejectReason::AlreadyExists,

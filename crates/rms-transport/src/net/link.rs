@@ -16,13 +16,11 @@ use rms_sync::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::input::LinkId;
-use crate::input::{Driver, Input};
+use crate::input::{Driver, Input, LinkId};
+use crate::net::wire::Peer;
 
 /// Messages queued for one peer before it counts as too slow and is dropped.
 pub const SEND_QUEUE_MAX: usize = 1024;
-/// Largest WebSocket message, in bytes (SPEC §8); a larger one closes the connection.
-pub const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 /// Most links open at once, both directions together; an upgrade beyond it is refused (503).
 /// A store has tens of devices; the bound leaves room for a thousand and more (issue #7, S6).
 pub const LINKS_MAX: usize = 2048;
@@ -46,15 +44,6 @@ struct Link {
     fingerprint: Option<Fingerprint>,
     /// Ends the link's tasks at once (its certificate was revoked).
     close: Arc<tokio::sync::Notify>,
-}
-
-/// Who is on the other side of a link, as its TLS handshake and the trust list say.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer {
-    /// None on the loopback API (a tool of this machine).
-    pub fingerprint: Option<Fingerprint>,
-    /// The device id the trust list binds the certificate to: the link may claim no other.
-    pub device: Option<DeviceId>,
 }
 
 /// Every open link, shared by the sessions (which add and remove themselves) and the driver
@@ -187,6 +176,11 @@ impl Links {
     }
 
     /// How many links are open (identified or not).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Links open now, both directions.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -201,14 +195,14 @@ impl Links {
 }
 
 /// What a session does with one text frame.
-struct Session {
+pub(crate) struct Session {
     link: LinkId,
     remote: Option<DeviceId>,
     /// This node opened the link (to a configured or roster address): the dialer introduces
     /// itself first, so only a link that was dialed to us must open with `register`/`heartbeat`.
     dialed: bool,
     peer: Peer,
-    close: Arc<tokio::sync::Notify>,
+    pub(crate) close: Arc<tokio::sync::Notify>,
     links: Links,
     driver: Driver,
 }
@@ -216,7 +210,7 @@ struct Session {
 impl Session {
     /// Registers a new link; the receiver yields what is to be sent on it.
     /// `ready`: messages may go out on it at once (see [`Links::introduce`]).
-    fn open(
+    pub(crate) fn open(
         links: Links,
         driver: Driver,
         dialed: bool,
@@ -238,7 +232,7 @@ impl Session {
     }
 
     /// Returns false to close the connection.
-    fn on_text(&mut self, text: &str) -> bool {
+    pub(crate) fn on_text(&mut self, text: &str) -> bool {
         let message: Message = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(err) => return self.refuse("undecodable", json!({ "error": err.to_string() })),
@@ -319,22 +313,6 @@ impl Drop for Session {
         self.links.remove(self.link);
     }
 }
-
-/// The WebSocket settings of every link, both directions: messages and frames up to 1 MiB, a
-/// 4 KiB read buffer (tungstenite's default of 128 KiB is zero-filled on the first read, so it
-/// would cost every idle link 128 KiB of memory; a large message grows the buffer as needed), and
-/// frames written out as soon as they are made (no 128 KiB write buffer to fill first), which
-/// [`frames`] relies on.
-pub fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(LINK_READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(MESSAGE_BYTES_MAX))
-        .max_frame_size(Some(MESSAGE_BYTES_MAX))
-}
-
-/// See [`config`].
-const LINK_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Text messages longer than this go out as fragments of this size (RFC 6455 §5.4; every
 /// WebSocket client reassembles them).
@@ -434,133 +412,6 @@ pub async fn serve_socket<S>(
 
 /// Most messages sent in one REST exchange.
 pub const EXCHANGE_MESSAGES_MAX: usize = 64;
-/// Largest answer to an exchange (64 messages of at most [`MESSAGE_BYTES_MAX`] would be more; a
-/// peer answers with far less, and a larger answer ends the link).
-const EXCHANGE_ANSWER_BYTES_MAX: usize = 8 * MESSAGE_BYTES_MAX;
-
-/// A WebSocket link this device dialed, over TLS.
-pub type ClientSocket =
-    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-
-/// A link over HTTP for a device that cannot hold a WebSocket (`--sync-transport rest`): what the
-/// core sends to the peer is POSTed in batches to its `/api/v1/sync/exchange` (one TLS
-/// connection, kept alive), and the peer's answers (with its heartbeat) come back in the
-/// response. The core sends a heartbeat every interval, so the link polls at least that often.
-pub struct RestLink<'a> {
-    pub dialer: &'a crate::dial::Dialer,
-    pub authority: &'a str,
-    pub expected: Option<DeviceId>,
-    pub links: &'a Links,
-    pub driver: &'a Driver,
-}
-
-impl RestLink<'_> {
-    /// Runs the link until the connection fails or the link is dropped (slow, or refused).
-    pub async fn run(self) -> Result<(), crate::dial::DialError> {
-        use crate::dial::{DIAL_TIMEOUT, DialError};
-        let dialed = tokio::time::timeout(
-            DIAL_TIMEOUT,
-            self.dialer.connect(self.authority, self.expected),
-        )
-        .await
-        .map_err(|_| DialError::TimedOut)??;
-        let tls = dialed.session;
-        let headers = self.dialer.headers(&tls);
-        let io = hyper_util::rt::TokioIo::new(dialed.stream);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-        let connection = tokio::spawn(connection);
-        let (dialer, tls) = (self.dialer, &tls);
-        let mut exchange = |batch: Vec<String>| {
-            let request = exchange_request(self.authority, &headers, &batch);
-            let response = sender.send_request(request);
-            async move {
-                let response = tokio::time::timeout(DIAL_TIMEOUT, response)
-                    .await
-                    .map_err(|_| DialError::TimedOut)??;
-                let status = response.status();
-                let answer_headers = response.headers().clone();
-                let body =
-                    http_body_util::Limited::new(response.into_body(), EXCHANGE_ANSWER_BYTES_MAX);
-                let body = http_body_util::BodyExt::collect(body)
-                    .await
-                    .map_err(|_| DialError::Refused(status.as_u16()))?
-                    .to_bytes();
-                if status != 200 {
-                    return Err(dialer.refusal(tls, status.as_u16(), &body));
-                }
-                let messages = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("messages").and_then(|m| m.as_array()).cloned())
-                    .unwrap_or_default();
-                Ok((answer_headers, messages))
-            }
-        };
-        // An empty exchange first: the answer says who the peer is before anything is sent.
-        let (answer_headers, _) = exchange(Vec::new()).await?;
-        let peer = self.dialer.check_answer(tls, &answer_headers)?;
-        let (mut session, mut rx) =
-            Session::open(self.links.clone(), self.driver.clone(), true, true, peer);
-        let close = Arc::clone(&session.close);
-        let ended = loop {
-            let first = tokio::select! {
-                first = rx.recv() => first,
-                () = close.notified() => break Ok(()),
-            };
-            let Some(first) = first else { break Ok(()) };
-            let mut batch = vec![first];
-            while batch.len() < EXCHANGE_MESSAGES_MAX {
-                let Ok(more) = rx.try_recv() else { break };
-                batch.push(more);
-            }
-            let messages = match exchange(batch).await {
-                Ok((_, messages)) => messages,
-                Err(err) => break Err(err),
-            };
-            if !messages.iter().all(|m| session.on_text(&m.to_string())) {
-                break Ok(());
-            }
-        };
-        connection.abort();
-        ended
-    }
-}
-
-/// `POST /api/v1/sync/exchange` with `batch` (JSON texts of messages).
-fn exchange_request(
-    authority: &str,
-    headers: &tokio_tungstenite::tungstenite::http::HeaderMap,
-    batch: &[String],
-) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
-    let body = format!(
-        "{{\"device_id\":{},\"messages\":[{}]}}",
-        device_of(headers),
-        batch.join(",")
-    );
-    let mut request =
-        hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
-    *request.method_mut() = hyper::Method::POST;
-    *request.uri_mut() = hyper::Uri::from_static("/api/v1/sync/exchange");
-    let request_headers = request.headers_mut();
-    for (name, value) in headers {
-        request_headers.insert(name.clone(), value.clone());
-    }
-    if let Ok(host) = hyper::header::HeaderValue::from_str(authority) {
-        request_headers.insert(hyper::header::HOST, host);
-    }
-    request_headers.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    request
-}
-
-/// This device's id, from the headers the dialer made.
-fn device_of(headers: &tokio_tungstenite::tungstenite::http::HeaderMap) -> &str {
-    headers
-        .get(crate::proof::DEVICE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("0")
-}
 
 #[cfg(test)]
 mod tests {
@@ -569,7 +420,8 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message as Frame;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
-    use super::{FRAGMENT_BYTES, config, frames};
+    use super::{FRAGMENT_BYTES, frames};
+    use crate::net::wire::config;
 
     #[test]
     fn a_short_message_is_one_frame_and_a_long_one_is_fragmented() {

@@ -1,6 +1,6 @@
 //! The HTTP server: our own accept loop (hyper), so that the node can cap its connections, set
 //! `TCP_NODELAY` on each, and upgrade `/api/v1/ws` itself with a WebSocket configuration warp
-//! does not expose; every other request goes to the warp routes of [`api::routes`].
+//! does not expose; every other request goes to the warp routes of [`super::routes`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,12 +20,12 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use warp::http::{Request, StatusCode};
 use warp::reply::{Reply, Response};
 
-use crate::api;
-use crate::auth;
-use crate::error::ApiError;
-use crate::link::{self, Peer};
+use super::auth;
+use super::error::ApiError;
+use crate::net::link;
+use crate::net::wire::{self, Peer};
 use crate::node::Node;
-use crate::tls;
+use rms_security::tls;
 
 /// Most HTTP connections served at once (WebSocket links count until they are upgraded; links
 /// have their own cap, [`link::LINKS_MAX`]). Beyond it the node stops accepting until one closes.
@@ -131,7 +131,7 @@ async fn serve_api(
 ) {
     // Shared: every connection holds a pointer to the filter tree, not a copy of it (an idle
     // connection, a change feed above all, costs its buffers and little else).
-    let routes = Arc::new(warp::service(api::routes(node.clone())));
+    let routes = Arc::new(warp::service(super::routes(node.clone())));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = http_builder(HEADER_READ_TIMEOUT);
@@ -154,7 +154,7 @@ async fn serve_api(
         let local = address.ip().is_loopback();
         let loopback_listener = acceptor.is_none();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(api::RemoteAddr(address));
+            request.extensions_mut().insert(super::RemoteAddr(address));
             let mut routes = (*routes).clone();
             let (node, feeds) = (node.clone(), Arc::clone(&feeds));
             async move {
@@ -225,7 +225,7 @@ fn foreign_host(headers: &HeaderMap) -> Option<Response> {
     } else {
         format!("{host}:0")
     };
-    (!crate::dial::is_loopback(&with_port)).then(|| {
+    (!crate::net::dial::is_loopback(&with_port)).then(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site",
@@ -330,7 +330,7 @@ where
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let socket =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(link::config())).await;
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(wire::config())).await;
                 serve(socket).await;
             }
             Err(err) => log::info!("a WebSocket upgrade failed: {err}"),
@@ -453,7 +453,7 @@ where
     let (mut sink, mut stream) = socket.split();
     let mut changes = node.status().changes.subscribe();
     loop {
-        let snapshot = match api::status_snapshot(&node).await {
+        let snapshot = match super::status_snapshot(&node).await {
             Ok(snapshot) => snapshot,
             Err(err) => {
                 log::warn!("cannot build a status snapshot: {}", err.message);

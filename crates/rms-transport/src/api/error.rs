@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::db::DbError;
-use crate::node::NodeError;
+use crate::input::NodeError;
 
 /// A business error, answered as `{"error": "<code>", "message": "<text>"}` (plus `field` for
 /// invalid input and `reason` for a refusal by the rules).

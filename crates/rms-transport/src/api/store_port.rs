@@ -7,7 +7,7 @@
 //! - Every request is admitted by the trust list before it reaches a route ([`admit`]): a
 //!   trusted certificate speaks for the device id the list binds it to and no other; a revoked
 //!   one is refused; an unknown one is admitted only with a proof of the store key bound to this
-//!   TLS session (`crate::proof`) while the upgrade window is open, and the trust it gets is an
+//!   TLS session (`rms_security::proof`) while the upgrade window is open, and the trust it gets is an
 //!   event of the master log like any other; else it is listed as pending and refused.
 //! - Every refusal is audited (an alarm when a certificate claims a device id that is not its
 //!   own, or a revoked one comes back), at most once a minute per certificate and reason.
@@ -32,13 +32,14 @@ use tokio_rustls::TlsAcceptor;
 use warp::http::{Request, StatusCode};
 use warp::reply::{Reply, Response};
 
-use crate::error::ApiError;
+use super::error::ApiError;
+use super::server::{self, CONNECTIONS_MAX};
+use crate::input::NodeError;
 use crate::input::{DeviceRefusal, Input, Refused};
-use crate::link::Peer;
-use crate::node::{Node, NodeError};
-use crate::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
-use crate::server::{self, CONNECTIONS_MAX};
-use crate::tls::{self, Trusted};
+use crate::net::wire::Peer;
+use crate::node::Node;
+use rms_security::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
+use rms_security::tls::{self, Trusted};
 
 /// A connection must complete its TLS handshake this soon.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,10 +58,6 @@ pub(crate) struct Connection {
     pub exporter: [u8; 32],
     pub address: SocketAddr,
 }
-
-/// The device a request was admitted for (a request extension, for the routes).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Admitted(pub DeviceId);
 
 /// The store port on `listener`, served by the future this returns until `shutdown` completes.
 /// Fails at once if this device's certificate cannot be used.
@@ -84,7 +81,7 @@ async fn serve_tls(
         node,
         refusals: Mutex::default(),
     });
-    let routes = warp::service(crate::api::store_routes(port.node.clone()));
+    let routes = warp::service(super::store_routes(port.node.clone()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = server::http_builder(HANDSHAKE_TIMEOUT).http1_only();
@@ -190,7 +187,7 @@ impl StorePort {
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let (port, mut routes) = (Arc::clone(&port), routes.clone());
             async move {
-                if request.uri().path() == crate::pairing::JOIN_PATH {
+                if request.uri().path() == crate::net::join::JOIN_PATH {
                     return Ok(port.pair(&connection, request.headers()).await);
                 }
                 let (device, answer_headers) =
@@ -201,7 +198,7 @@ impl StorePort {
                 let mut response = if request.uri().path() == "/api/v1/ws" {
                     port.upgrade_link(&mut request, connection, device)
                 } else {
-                    request.extensions_mut().insert(Admitted(device));
+                    request.extensions_mut().insert(super::Admitted(device));
                     tower_service::Service::call(&mut routes, request)
                         .await
                         .unwrap_or_else(|never| match never {})

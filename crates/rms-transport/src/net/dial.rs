@@ -20,11 +20,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
 
-use crate::identity::Identity;
-use crate::link::Peer;
-use crate::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
-use crate::tls;
-use crate::trust::TrustBook;
+use rms_security::identity::Identity;
+use rms_security::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
+use rms_security::tls;
+
+use crate::clock::Clock;
+use crate::net::trust::TrustBook;
+use crate::net::wire::{self, ClientSocket, Peer};
 
 /// A dial (TCP, TLS and the HTTP answer together) gives up after this long.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,8 +34,12 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error("{0:?} is not an address of a device (host:port, with http:// or https://)")]
-    BadAddress(String),
+    /// The address given is not `host:port` (with `http://` or `https://`).
+    #[error("{address:?} is not an address of a device (host:port, with http:// or https://)")]
+    BadAddress {
+        /// The address as given.
+        address: String,
+    },
     #[error("cannot connect: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
@@ -50,10 +56,15 @@ pub enum DialError {
     Revoked,
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
+    /// A store without a store key dials only devices on this machine.
     #[error(
-        "{0} is not on this machine: a store without a store key keeps its devices on loopback"
+        "{authority} is not on this machine: a store without a store key keeps its devices on \
+         loopback"
     )]
-    NotLoopback(String),
+    NotLoopback {
+        /// The `host:port` that was refused.
+        authority: String,
+    },
 }
 
 /// A TLS connection to another device, before HTTP.
@@ -106,7 +117,7 @@ pub struct Dialer {
     book: TrustBook,
     me: DeviceId,
     name: String,
-    clock: crate::Clock,
+    clock: Clock,
 }
 
 impl Dialer {
@@ -115,7 +126,7 @@ impl Dialer {
         book: TrustBook,
         me: DeviceId,
         name: String,
-        clock: crate::Clock,
+        clock: Clock,
     ) -> Dialer {
         Dialer {
             identity,
@@ -148,16 +159,19 @@ impl Dialer {
         url: &str,
         trusted: tls::Trusted,
     ) -> Result<Dialed, DialError> {
-        let authority = authority(url).ok_or_else(|| DialError::BadAddress(url.to_owned()))?;
+        let authority = authority(url).ok_or_else(|| DialError::BadAddress {
+            address: url.to_owned(),
+        })?;
         // Without a key the store trusts every device of this machine on first use: never
         // another machine's.
         if self.book.store_key().is_none() && !is_loopback(&authority) {
-            return Err(DialError::NotLoopback(authority));
+            return Err(DialError::NotLoopback { authority });
         }
         let config = tls::client_config(&self.identity, trusted)?;
         let connector = TlsConnector::from(Arc::new(config));
-        let name = ServerName::try_from(tls::SERVER_NAME)
-            .map_err(|_| DialError::BadAddress(tls::SERVER_NAME.to_owned()))?;
+        let name = ServerName::try_from(tls::SERVER_NAME).map_err(|_| DialError::BadAddress {
+            address: tls::SERVER_NAME.to_owned(),
+        })?;
         let tcp = TcpStream::connect(&authority).await?;
         tcp.set_nodelay(true)?;
         let stream = connector.connect(name, tcp).await?;
@@ -292,7 +306,7 @@ impl Dialer {
         &self,
         url: &str,
         expected: Option<DeviceId>,
-    ) -> Result<(crate::link::ClientSocket, Peer), DialError> {
+    ) -> Result<(ClientSocket, Peer), DialError> {
         let dial = async {
             let dialed = self.connect(url, expected).await?;
             let target = format!("ws://{}/api/v1/ws", dialed.authority);
@@ -302,7 +316,7 @@ impl Dialer {
             let (socket, response) = tokio_tungstenite::client_async_with_config(
                 request,
                 dialed.stream,
-                Some(crate::link::config()),
+                Some(wire::config()),
             )
             .await
             .map_err(|err| match err {

@@ -26,7 +26,8 @@ use rms_sync::{Notification, Verdict};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::node::Node;
+use crate::locks;
+use crate::tasks::Handles;
 
 /// Events kept: for subscribers that resume (`Last-Event-ID`, `since`), and the most a
 /// connected subscriber may fall behind before it is told `reset`.
@@ -157,9 +158,7 @@ impl ChangeFeed {
     }
 
     fn publish(&self, change: Change) {
-        let Ok(mut ring) = self.ring.lock() else {
-            return;
-        };
+        let mut ring = locks::lock(&self.ring);
         let id = ChangeId {
             boot: self.boot,
             seq: ring.next_seq,
@@ -184,7 +183,7 @@ impl ChangeFeed {
 
     /// The events after `since` (none: only those from now on), then the live ones.
     pub fn subscribe(&self, since: Option<ChangeId>) -> Result<ChangeStream, FutureChangeId> {
-        let ring = self.ring.lock().map_err(|_| FutureChangeId)?;
+        let ring = locks::lock(&self.ring);
         let live = self.live.subscribe();
         let newest = ring.next_seq - 1;
         let mut stream = ChangeStream {
@@ -265,7 +264,7 @@ impl ChangeStream {
                     Ok(event) => event,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Behind the live channel: catch up from the ring, or reset.
-                        let ring = self.feed.ring.lock().ok()?;
+                        let ring = locks::lock(&self.feed.ring);
                         let reason = "this reader fell too far behind";
                         self.replay = after(&ring, self.last_seq, true, reason);
                         continue;
@@ -327,24 +326,27 @@ struct Seen {
 /// Most pending sales a `revoked` change names.
 pub const REVOKED_SALES_MAX: usize = 1000;
 
-/// Produces the feed for `node` until it stops: after every input the driver handled (its
+/// Produces the feed until the node stops: after every input the driver handled (its
 /// status bump), the products that differ and the new alarms; on the core's notifications, the
 /// verdicts on this device's sales. It looks whether or not a stream is open: a reader that
 /// resumes with `Last-Event-ID` must find every event it missed in the ring, not only the
 /// latest state.
-pub(crate) async fn produce(node: Node, feed: ChangeFeed) {
-    let mut notifications = node.subscribe();
-    let mut changes = node.status().changes.subscribe();
-    let Ok(mut seen) = first_look(&node).await else {
+pub(crate) async fn produce(
+    handles: Handles,
+    mut notifications: broadcast::Receiver<Notification>,
+    feed: ChangeFeed,
+) {
+    let mut changes = handles.status.get().changes.subscribe();
+    let Ok(mut seen) = first_look(&handles).await else {
         log::error!("the change feed cannot read the products; it stays empty");
         return;
     };
-    while !node.is_stopping() {
+    while !handles.stopping.is_set() {
         tokio::select! {
             notification = notifications.recv() => match notification {
                 Ok(Notification::Decided(verdict)) if seen.verdicts.first_time(&verdict) => {
                     let id = verdict.event_id.to_string();
-                    if let Ok(Some(sale)) = node.db().read(move |c| sales::get(c, &id)).await {
+                    if let Ok(Some(sale)) = handles.db.read(move |c| sales::get(c, &id)).await {
                         feed.publish(Change::Sale(sale));
                     }
                 }
@@ -359,7 +361,7 @@ pub(crate) async fn produce(node: Node, feed: ChangeFeed) {
             changed = changes.changed() => if changed.is_err() { return },
         }
         loop {
-            match look(&node, &feed, &mut seen).await {
+            match look(&handles, &feed, &mut seen).await {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(err) => {
@@ -371,9 +373,9 @@ pub(crate) async fn produce(node: Node, feed: ChangeFeed) {
     }
 }
 
-async fn first_look(node: &Node) -> Result<Seen, crate::DbError> {
-    let (list, newest, feed_seq) = node
-        .db()
+async fn first_look(handles: &Handles) -> Result<Seen, crate::DbError> {
+    let (list, newest, feed_seq) = handles
+        .db
         .read(|c| {
             let feed_seq = products::feed_head(c)?;
             let list = products::list(c)?;
@@ -387,7 +389,7 @@ async fn first_look(node: &Node) -> Result<Seen, crate::DbError> {
             Ok((list, newest, feed_seq))
         })
         .await?;
-    let status = node.status();
+    let status = handles.status.get();
     Ok(Seen {
         verdicts: Announced::default(),
         products: list.into_iter().map(|p| (p.sku.clone(), p)).collect(),
@@ -399,8 +401,12 @@ async fn first_look(node: &Node) -> Result<Seen, crate::DbError> {
 }
 
 /// Publishes what changed since the last look; `true` when there is more to read at once.
-async fn look(node: &Node, feed: &ChangeFeed, seen: &mut Seen) -> Result<bool, crate::DbError> {
-    let status = node.status();
+async fn look(
+    handles: &Handles,
+    feed: &ChangeFeed,
+    seen: &mut Seen,
+) -> Result<bool, crate::DbError> {
+    let status = handles.status.get();
     if (status.role, status.master_id) != seen.role {
         seen.role = (status.role, status.master_id);
         feed.publish(Change::Role {
@@ -409,18 +415,18 @@ async fn look(node: &Node, feed: &ChangeFeed, seen: &mut Seen) -> Result<bool, c
             epoch: status.epoch,
         });
     }
-    if !seen.revoked && node.is_revoked() {
+    if !seen.revoked && handles.is_revoked() {
         seen.revoked = true;
-        let me = node.config().device_id;
-        let pending_sales = node
-            .db()
+        let me = handles.device_id;
+        let pending_sales = handles
+            .db
             .read(move |c| events::unconfirmed_sale_ids(c, me, REVOKED_SALES_MAX))
             .await?;
         feed.publish(Change::Revoked { pending_sales });
     }
     let (after, feed_seq) = (seen.alarm_after, seen.feed_seq);
-    let ((list, last), alarms) = node
-        .db()
+    let ((list, last), alarms) = handles
+        .db
         .read(move |c| {
             let list = products::changed_since(c, feed_seq, PRODUCTS_PER_READ)?;
             let alarms = audit::after(c, Operation::Alarm, after, ALARMS_PER_READ)?;

@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::tls::{self, HeadOfficeTrust};
+use rms_security::tls::{self, HeadOfficeTrust};
 
 /// The largest answer read from head office.
 const ANSWER_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -20,10 +20,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a request to head office did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum HeadOfficeError {
-    #[error("head office's URL {0:?} is not http(s)://host:port")]
-    BadUrl(String),
-    #[error("plain HTTP to head office is for this machine only; use https:// ({0})")]
-    PlainRemote(String),
+    /// The configured URL is not `http(s)://host:port`.
+    #[error("head office's URL {url:?} is not http(s)://host:port")]
+    BadUrl {
+        /// The URL (or host) as configured.
+        url: String,
+    },
+    /// Plain HTTP to a head office on another machine is refused.
+    #[error("plain HTTP to head office is for this machine only; use https:// ({url})")]
+    PlainRemote {
+        /// The URL as configured.
+        url: String,
+    },
     #[error("cannot read the CA file {path}: {source}")]
     CaFile {
         path: String,
@@ -73,7 +81,9 @@ impl HeadOffice {
         pin: Option<rms_domain::Fingerprint>,
         ca_file: Option<&std::path::Path>,
     ) -> Result<HeadOffice, HeadOfficeError> {
-        let bad = || HeadOfficeError::BadUrl(url.to_owned());
+        let bad = || HeadOfficeError::BadUrl {
+            url: url.to_owned(),
+        };
         let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
             (Some(rest), _) => (true, rest),
             (None, Some(rest)) => (false, rest),
@@ -90,7 +100,7 @@ impl HeadOffice {
         } else {
             format!("{authority}:80")
         };
-        let host = crate::dial::authority(&authority)
+        let host = crate::net::dial::authority(&authority)
             .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()))
             .filter(|h| !h.is_empty())
             .ok_or_else(bad)?
@@ -106,8 +116,10 @@ impl HeadOffice {
             let config = tls::head_office_config(&trust)?;
             Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
         } else {
-            if !crate::dial::is_loopback(&authority) {
-                return Err(HeadOfficeError::PlainRemote(url.to_owned()));
+            if !crate::net::dial::is_loopback(&authority) {
+                return Err(HeadOfficeError::PlainRemote {
+                    url: url.to_owned(),
+                });
             }
             None
         };
@@ -149,8 +161,11 @@ impl HeadOffice {
             match &self.tls {
                 None => exchange(stream, request).await,
                 Some(connector) => {
-                    let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                        .map_err(|_| HeadOfficeError::BadUrl(self.host.clone()))?;
+                    let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(
+                        |_| HeadOfficeError::BadUrl {
+                            url: self.host.clone(),
+                        },
+                    )?;
                     let stream = connector.connect(name, stream).await?;
                     exchange(stream, request).await
                 }

@@ -1,0 +1,137 @@
+//! Joining a store with a pairing code (issue #14, item 4): the new device's side, over the
+//! store port. The code, its window and the proofs are `rms_security::pairing` and `proof`; the
+//! sponsor's side is the store port's (`api::store_port`).
+
+use rms_security::pairing::{CODE_CHARS, normalize};
+use rms_security::proof::{self, DEVICE_HEADER, PROOF_HEADER, Side};
+
+use crate::input::{Driver, NodeError};
+use crate::net::dial::{self, DIAL_TIMEOUT, DialError, Dialer};
+
+/// The sponsor a device joined.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Joined {
+    pub device_id: rms_domain::DeviceId,
+    pub fingerprint: rms_domain::Fingerprint,
+    pub name: String,
+}
+
+/// Why joining a store with a code failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("{typed:?} is not a pairing code ({CODE_CHARS} letters and digits, dashes optional)")]
+    BadCode {
+        /// What was typed.
+        typed: String,
+    },
+    #[error("cannot reach the sponsor: {0}")]
+    Dial(#[from] DialError),
+    #[error("the sponsor refused: {message} ({code})")]
+    Refused { code: String, message: String },
+    #[error("the device at that address did not prove it holds the code: it is not the sponsor")]
+    NotTheSponsor,
+    #[error("cannot trust the sponsor's certificate: {0}")]
+    Node(#[from] NodeError),
+    #[error(
+        "this device was started without --peer: it is a store of its own, and what it numbered \
+         so far could collide with another device's events; restart it with --peer <a device's \
+         store port> (and a fresh data directory if it replaces a device), then join"
+    )]
+    StoreOfItsOwn,
+}
+
+/// The store-port route a new device joins through.
+pub const JOIN_PATH: &str = "/api/v1/pairing/join";
+/// Largest answer to a join.
+const JOIN_ANSWER_BYTES_MAX: usize = 64 * 1024;
+
+/// Joins the store of the sponsor at `peer` with the code it showed (see the module doc): on
+/// success the sponsor trusts this device's certificate and this device the sponsor's.
+///
+/// `alone`: this device was started without peers and has none in its roster. A device joins as
+/// what it was started as: one given peers began an incarnation for it
+/// (`rms_storage::incarnation`); one started alone numbered its events from 1 (issue #27), so it
+/// is refused ([`JoinError::StoreOfItsOwn`]). The sponsor's certificate is trusted through
+/// `driver`, as a local write.
+pub async fn join(
+    dialer: &Dialer,
+    driver: &Driver,
+    alone: bool,
+    typed: &str,
+    peer: &str,
+) -> Result<Joined, JoinError> {
+    let code = normalize(typed).ok_or_else(|| JoinError::BadCode {
+        typed: typed.to_owned(),
+    })?;
+    if alone {
+        return Err(JoinError::StoreOfItsOwn);
+    }
+    let dialed = tokio::time::timeout(DIAL_TIMEOUT, dialer.connect_any(peer))
+        .await
+        .map_err(|_| DialError::TimedOut)??;
+    let session = dialed.session;
+    let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::new()));
+    *request.method_mut() = hyper::Method::POST;
+    *request.uri_mut() = hyper::Uri::from_static(JOIN_PATH);
+    let headers = request.headers_mut();
+    headers.extend(dialer.identity_headers());
+    let me = (dialer.fingerprint(), dialer.device());
+    let mine = proof::prove(&code, Side::Dialer, &session.exporter, &me.0, me.1);
+    if let Ok(host) = hyper::header::HeaderValue::from_str(&dialed.authority) {
+        headers.insert(hyper::header::HOST, host);
+    }
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&mine) {
+        headers.insert(PROOF_HEADER, value);
+    }
+    let (status, headers, body) =
+        dial::request_once(dialed, request, JOIN_ANSWER_BYTES_MAX).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status != 200 {
+        let text = |key: &str| answer[key].as_str().unwrap_or("refused").to_owned();
+        return Err(JoinError::Refused {
+            code: text("error"),
+            message: text("message"),
+        });
+    }
+    let sponsor = headers
+        .get(DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(rms_domain::DeviceId::new)
+        .ok_or(JoinError::NotTheSponsor)?;
+    let proven = headers
+        .get(PROOF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|given| {
+            let fingerprint = &session.fingerprint;
+            proof::verify(
+                &code,
+                Side::Acceptor,
+                &session.exporter,
+                fingerprint,
+                sponsor,
+                given,
+            )
+        });
+    if !proven {
+        return Err(JoinError::NotTheSponsor);
+    }
+    let name = answer["name"]
+        .as_str()
+        .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
+        .map_or_else(|| format!("device-{sponsor}"), str::to_owned);
+    driver
+        .local_write(rms_storage::local::Command::Trust {
+            fingerprint: session.fingerprint,
+            device_id: sponsor,
+            name: name.clone(),
+            state: rms_domain::TrustState::Trusted,
+            how: "paired".into(),
+        })
+        .await?;
+    Ok(Joined {
+        device_id: sponsor,
+        fingerprint: session.fingerprint,
+        name,
+    })
+}
