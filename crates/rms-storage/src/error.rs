@@ -47,15 +47,21 @@ pub enum StorageError {
     )]
     ClockBehind { now_ms: u64, newest_ms: u64 },
     /// A new incarnation would number its events from a clock that was never set (before
-    /// [`crate::incarnation::CLOCK_SET_AFTER_MS`]: a till that lost its clock battery): its floor
-    /// would fall among the numbers of a first incarnation, which numbers from 1.
+    /// `set_after_ms`, which is `incarnation::CLOCK_SET_AFTER_MS`: a till that lost its clock
+    /// battery): its floor would fall among the numbers of a first incarnation, which numbers
+    /// from 1.
     #[error(
         "this device's clock ({now}) is not set: it is before {after}; set the clock, then start \
          the node again",
         now = rms_domain::rfc3339_from_ms(*now_ms),
-        after = rms_domain::rfc3339_from_ms(crate::incarnation::CLOCK_SET_AFTER_MS)
+        after = rms_domain::rfc3339_from_ms(*set_after_ms)
     )]
-    ClockUnset { now_ms: u64 },
+    ClockUnset {
+        /// The device's wall clock when the incarnation was asked for (ms since the Unix epoch).
+        now_ms: u64,
+        /// The earliest time a set clock reads (ms since the Unix epoch); `now_ms` is before it.
+        set_after_ms: u64,
+    },
     /// Master-log entries must continue the log without a gap.
     #[error("master log entry {got} does not follow this device's head (expected {expected})")]
     LogGap { expected: u64, got: u64 },

@@ -9,8 +9,7 @@ use rms_domain::{
 };
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
 const TABLE: &str = "sync_events";
 const COLUMNS: &str = "event_id, hlc_wall_ms, hlc_counter, user_id, term, payload, critical, status, \

@@ -3,8 +3,7 @@
 use rms_domain::{DeviceId, Epoch, Hlc, Term};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeState {
@@ -124,5 +123,14 @@ pub fn save(conn: &Connection, state: &NodeState) -> Result<(), StorageError> {
         state.epoch.map(|e| e.master_priority),
         sql_u64(state.log_head, table)?,
     ])?;
+    Ok(())
+}
+
+/// Marks the database `conn` writes as a copy `rms-node backup` made: a node started on it
+/// begins a new incarnation (`crate::incarnation::at_start` reads the mark, and
+/// `crate::incarnation::begin` clears it). **On crash:** one statement, in the caller's
+/// transaction if it has one.
+pub fn mark_backup_copy(conn: &Connection) -> Result<(), StorageError> {
+    conn.execute("UPDATE node_state SET backup_copy = 1 WHERE id = 1", [])?;
     Ok(())
 }

@@ -5,8 +5,7 @@ use rms_domain::Product;
 use rms_domain::rules::Products;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {

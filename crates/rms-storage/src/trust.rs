@@ -16,8 +16,8 @@ use rms_domain::{DeviceId, EventStatus, Fingerprint, TrustChange, TrustList};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::error::{from_sql_u64, sql_u64};
-use crate::{StorageError, events};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
+use crate::events;
 
 /// Most devices kept waiting for approval.
 pub const PENDING_MAX: usize = 64;

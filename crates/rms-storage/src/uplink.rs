@@ -6,7 +6,8 @@ use rms_domain::hq::{Cursor, IngestBatch};
 use rms_domain::{Epoch, LogEntry};
 use rusqlite::Connection;
 
-use crate::{StorageError, events, local, node_state};
+use crate::error::StorageError;
+use crate::{events, local, node_state};
 
 /// The next batch for head office, and what the master should know about it.
 #[derive(Debug, Clone)]
