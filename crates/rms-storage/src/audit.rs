@@ -4,7 +4,7 @@
 use rms_domain::{AuditEntry, DeviceId, EventId, Operation, Outcome};
 use rusqlite::{Connection, Row, params};
 
-use crate::StorageError;
+use crate::error::StorageError;
 
 const TABLE: &str = "audit_log";
 
@@ -33,7 +33,7 @@ pub fn append(conn: &Connection, entry: &AuditEntry) -> Result<i64, StorageError
         id,
         ..entry.clone()
     };
-    crate::journal::append_audit(conn, &stored)?;
+    crate::journal::chain::append_audit(conn, &stored)?;
     Ok(id)
 }
 

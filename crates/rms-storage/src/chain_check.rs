@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rms_domain::{ChainBreak, DeviceId, EventId, Fingerprint, PushHead, SyncEvent, TrustList};
 use rusqlite::Connection;
 
-use crate::journal::{Chain, Hash, event_hash};
+use crate::error::StorageError;
+use crate::events;
+use crate::journal::chain::{Chain, Hash, event_hash};
 use crate::journal_heads::{check_bound, parse_statement, verify_signature};
 use crate::trust::{self, Stamp};
-use crate::{StorageError, events};
 
 /// What the master knows of the newest event of a device before a pushed one.
 #[derive(Clone, Copy)]

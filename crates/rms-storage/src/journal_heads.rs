@@ -6,8 +6,8 @@
 use rms_domain::{DeviceId, Fingerprint};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::StorageError;
-use crate::journal::{Chain, Hash, head, hex, unhex};
+use crate::error::StorageError;
+use crate::journal::chain::{Chain, Hash, head, hex, unhex};
 
 /// What signs: the device's certificate key (ECDSA P-256, SHA-256, fixed-length `r ‖ s`).
 pub trait HeadSigner {

@@ -16,8 +16,10 @@ use rms_domain::{
 use rusqlite::Transaction;
 use serde_json::json;
 
+use crate::error::StorageError;
+use crate::journal::chain;
 use crate::products::Table;
-use crate::{StorageError, audit, events, node_state, products, trust};
+use crate::{audit, closing, devices, events, node_state, products, trust};
 
 /// The user recorded when a write names none (catalogue edits from a back-office script).
 pub const DEFAULT_USER: &str = "system";
@@ -114,7 +116,7 @@ pub fn record(
         created_at_ms: now_ms,
         accepted_before: false,
         // Its place in this device's journal, which it carries through sync (and into the log).
-        chain: Some(crate::journal::next_event_link(tx, event_id.seq)?),
+        chain: Some(chain::next_event_link(tx, event_id.seq)?),
     };
     let skus: Vec<String> = event
         .payload
@@ -156,7 +158,7 @@ pub fn record(
         .as_ref()
         .map(|e| (&e.epoch, e.products.as_slice(), e.forced));
     events::insert(tx, &event, verdict)?;
-    crate::journal::append_event(tx, &event)?;
+    chain::append_event(tx, &event)?;
     let sale = Sale::of_event(&event);
     audit::append(tx, &audit_entry(&event, &at))?;
 
@@ -325,11 +327,11 @@ fn payload_for(
     Ok(match command {
         Command::CloseDay { day } => {
             let device = event_id.device_id;
-            if crate::closing::closed(tx, device, &day)? {
+            if closing::closed(tx, device, &day)? {
                 let message = format!("day {day} is closed already");
                 return Err(StorageError::refused(RejectReason::AlreadyExists, message));
             }
-            let (sales, total_cents) = crate::closing::totals(tx, device, &day)?;
+            let (sales, total_cents) = closing::totals(tx, device, &day)?;
             let payload = EventPayload::DayClosed {
                 day,
                 sales,
@@ -465,7 +467,7 @@ pub fn record_startup(
     now_ms: u64,
 ) -> Result<node_state::NodeState, StorageError> {
     let state = node_state::load(tx)?;
-    crate::devices::put(tx, me)?;
+    devices::put(tx, me)?;
     audit::append(
         tx,
         &AuditEntry {

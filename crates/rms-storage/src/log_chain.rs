@@ -18,9 +18,10 @@ use rms_domain::{
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::journal::Hash;
+use crate::error::StorageError;
+use crate::events;
+use crate::journal::chain::Hash;
 use crate::journal_heads::{self, LogHeadStatement};
-use crate::{StorageError, events};
 
 /// Entries read at once.
 const PAGE: usize = 5000;
