@@ -228,33 +228,8 @@ fn check_push(
         let (Some(prev), Some(hash)) = (Hash::from_hex(&link.prev), pushed.hash(index)?) else {
             return broken("its link's previous hash is not a hash");
         };
-        match before {
-            // Positions keep their offset from numbers, so that no position holds two numbers.
-            // A fresh incarnation of the device (`crate::incarnation`: an empty journal) may
-            // start a new chain at offset zero, after a gap of numbers: its position its
-            // number, its predecessor the genesis. It cannot know how its predecessor's
-            // positions were offset (a device upgraded to the journal numbered events before
-            // it had one).
-            Before::Linked(number, seq, _)
-                if i128::from(link.seq) - i128::from(seq)
-                    != i128::from(id.seq) - i128::from(number)
-                    && !(link.seq == id.seq
-                        && prev == Hash::GENESIS
-                        && number.saturating_add(1) < id.seq) =>
-            {
-                return broken("its chain position does not follow the event before it");
-            }
-            Before::Linked(_, seq, hash)
-                if seq.checked_add(1) == Some(link.seq) && prev != hash =>
-            {
-                return broken("its link does not continue the hash of the entry before it");
-            }
-            _ if link.seq == 1 && prev != Hash::GENESIS => {
-                return broken("the first entry of a chain follows zero");
-            }
-            // A gap of positions (the master never held the events between), an unlinked
-            // predecessor (made before the journal), or nothing before: the head still signs it.
-            _ => {}
+        if let Some(why) = link_break(before, id.seq, link.seq, prev) {
+            return broken(why);
         }
         last = Some((link.seq, hash));
         previous = Some((id.seq, Before::Linked(id.seq, link.seq, hash)));
@@ -262,6 +237,37 @@ fn check_push(
     match last.filter(|_| heads == Heads::Required) {
         Some((seq, hash)) => check_head(pushed, seq, hash, trust),
         None => Ok(Ok(())),
+    }
+}
+
+/// Why a link at chain position `link_seq` whose previous hash is `prev`, on the event numbered
+/// `number_seq`, does not continue `before` (what the master knows of the event before it), if it
+/// does not.
+fn link_break(before: Before, number_seq: u64, link_seq: u64, prev: Hash) -> Option<&'static str> {
+    match before {
+        // Positions keep their offset from numbers, so that no position holds two numbers. A
+        // fresh incarnation of the device (`crate::incarnation`: an empty journal) may start a
+        // new chain at offset zero, after a gap of numbers: its position its number, its
+        // predecessor the genesis. It cannot know how its predecessor's positions were offset (a
+        // device upgraded to the journal numbered events before it had one).
+        Before::Linked(number, seq, _)
+            if i128::from(link_seq) - i128::from(seq)
+                != i128::from(number_seq) - i128::from(number)
+                && !(link_seq == number_seq
+                    && prev == Hash::GENESIS
+                    && number.saturating_add(1) < number_seq) =>
+        {
+            Some("its chain position does not follow the event before it")
+        }
+        Before::Linked(_, seq, hash) if seq.checked_add(1) == Some(link_seq) && prev != hash => {
+            Some("its link does not continue the hash of the entry before it")
+        }
+        _ if link_seq == 1 && prev != Hash::GENESIS => {
+            Some("the first entry of a chain follows zero")
+        }
+        // A gap of positions (the master never held the events between), an unlinked predecessor
+        // (made before the journal), or nothing before: the head still signs it.
+        _ => None,
     }
 }
 

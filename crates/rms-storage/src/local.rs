@@ -10,8 +10,8 @@ use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
     AuditEntry, DeviceId, EventId, EventPayload, EventStatus, Fingerprint, LogEntry, NewProduct,
-    NewSale, Operation, Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine,
-    StockAdjustment, SyncEvent, TrustState, rfc3339_from_ms,
+    NewSale, NewSaleLine, Operation, Outcome, Product, ProductPatch, RejectReason, Role, Sale,
+    SaleLine, StockAdjustment, SyncEvent, TrustState, rfc3339_from_ms,
 };
 use rusqlite::Transaction;
 use serde_json::json;
@@ -88,12 +88,7 @@ pub fn record(
     }
     let mut state = node_state::load(tx)?;
     let epoch = match role {
-        Role::Master => Some(
-            state
-                .epoch
-                .filter(|e| e.master_id == state.device_id)
-                .ok_or(StorageError::NotMaster)?,
-        ),
+        Role::Master => Some(own_epoch(&state)?),
         Role::Client => None,
     };
     let event_id = EventId {
@@ -102,7 +97,6 @@ pub fn record(
     };
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
-
     let mut event = SyncEvent {
         event_id,
         hlc: state.hlc.tick(now_ms),
@@ -121,8 +115,8 @@ pub fn record(
     let skus: Vec<String> = event
         .payload
         .skus()
-        .iter()
-        .map(|s| (*s).to_owned())
+        .into_iter()
+        .map(str::to_owned)
         .collect();
     let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
     let (entry, changed) = match epoch {
@@ -132,27 +126,7 @@ pub fn record(
             let changed = entry.products.clone();
             (Some(entry), changed)
         }
-        // A client decides on what its tills see; the master's verdict comes later.
-        None => {
-            if let Some(change) = event.payload.trust_change(event_id.device_id, now_ms) {
-                trust::load(tx)?
-                    .check(&change)
-                    .map_err(|reason| refusal(reason, &event.payload))?;
-            }
-            let mut visible = products::load_many(tx, Table::Visible, &skus)?;
-            let applied = rules::apply(&event.payload, &mut visible, &at)
-                .map_err(|reason| refusal(reason, &event.payload))?;
-            event.critical = applied.critical;
-            let changed: Vec<Product> = applied
-                .changed
-                .iter()
-                .filter_map(|sku| visible.get(sku).cloned())
-                .collect();
-            for product in &changed {
-                products::put(tx, Table::Visible, product)?;
-            }
-            (None, changed)
-        }
+        None => (None, apply_on_client(tx, &mut event, &skus, &at)?),
     };
     let verdict = entry
         .as_ref()
@@ -175,6 +149,45 @@ pub fn record(
     })
 }
 
+/// The epoch this device is master of, for a write only the master makes: its newest epoch, if
+/// that names it master ([`StorageError::NotMaster`] if not).
+fn own_epoch(state: &node_state::NodeState) -> Result<rms_domain::Epoch, StorageError> {
+    state
+        .epoch
+        .filter(|e| e.master_id == state.device_id)
+        .ok_or(StorageError::NotMaster)
+}
+
+/// A client decides on what its tills see (the master's verdict comes later): the rules applied
+/// to the visible products of `skus` (and, for a trust change, to the trust list as this device
+/// knows it), marking `event` critical if they say so. The products it changed, as stored.
+fn apply_on_client(
+    tx: &Transaction<'_>,
+    event: &mut SyncEvent,
+    skus: &[&str],
+    at: &str,
+) -> Result<Vec<Product>, StorageError> {
+    let origin = event.event_id.device_id;
+    if let Some(change) = event.payload.trust_change(origin, event.created_at_ms) {
+        trust::load(tx)?
+            .check(&change)
+            .map_err(|reason| refusal(reason, &event.payload))?;
+    }
+    let mut visible = products::load_many(tx, Table::Visible, skus)?;
+    let applied = rules::apply(&event.payload, &mut visible, at)
+        .map_err(|reason| refusal(reason, &event.payload))?;
+    event.critical = applied.critical;
+    let changed: Vec<Product> = applied
+        .changed
+        .iter()
+        .filter_map(|sku| visible.get(sku).cloned())
+        .collect();
+    for product in &changed {
+        products::put(tx, Table::Visible, product)?;
+    }
+    Ok(changed)
+}
+
 /// The user recorded for head office's catalogue changes.
 pub const HEAD_OFFICE_USER: &str = "head-office";
 
@@ -188,10 +201,7 @@ fn record_head_office(
     change: CatalogChange,
 ) -> Result<Recorded, StorageError> {
     let mut state = node_state::load(tx)?;
-    let epoch = state
-        .epoch
-        .filter(|e| e.master_id == state.device_id)
-        .ok_or(StorageError::NotMaster)?;
+    let epoch = own_epoch(&state)?;
     let event_id = EventId {
         device_id: DeviceId::HEAD_OFFICE,
         seq: change.version,
@@ -325,20 +335,10 @@ fn payload_for(
 ) -> Result<(EventPayload, String), StorageError> {
     let user = |u: Option<String>| u.unwrap_or_else(|| DEFAULT_USER.to_owned());
     Ok(match command {
-        Command::CloseDay { day } => {
-            let device = event_id.device_id;
-            if closing::closed(tx, device, &day)? {
-                let message = format!("day {day} is closed already");
-                return Err(StorageError::refused(RejectReason::AlreadyExists, message));
-            }
-            let (sales, total_cents) = closing::totals(tx, device, &day)?;
-            let payload = EventPayload::DayClosed {
-                day,
-                sales,
-                total_cents,
-            };
-            (payload, CLOSING_USER.to_owned())
-        }
+        Command::CloseDay { day } => (
+            closing_payload(tx, event_id.device_id, day)?,
+            CLOSING_USER.to_owned(),
+        ),
         Command::CreateProduct(new) => (
             EventPayload::ProductCreated {
                 sku: new.sku,
@@ -366,25 +366,7 @@ fn payload_for(
             },
             user(adjustment.user_id),
         ),
-        Command::Sell(new) => {
-            let mut lines = Vec::with_capacity(new.lines.len());
-            for line in new.lines {
-                let product =
-                    products::get(tx, &line.sku)?.ok_or_else(|| unknown_product(&line.sku))?;
-                lines.push(SaleLine {
-                    sku: line.sku,
-                    qty: line.qty,
-                    price_cents: product.price_cents,
-                });
-            }
-            (
-                EventPayload::SaleRecorded {
-                    sale_id: event_id.to_string(),
-                    lines,
-                },
-                new.user_id,
-            )
-        }
+        Command::Sell(NewSale { user_id, lines }) => (sale_payload(tx, event_id, lines)?, user_id),
         Command::HeadOffice(_) => unreachable_head_office()?,
         Command::Trust {
             fingerprint,
@@ -402,6 +384,47 @@ fn payload_for(
             },
             user(None),
         ),
+    })
+}
+
+/// The closing of `day` by `device`: its count and total of sales, refused (`already_exists`)
+/// when the day is closed already.
+fn closing_payload(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    day: String,
+) -> Result<EventPayload, StorageError> {
+    if closing::closed(tx, device, &day)? {
+        let message = format!("day {day} is closed already");
+        return Err(StorageError::refused(RejectReason::AlreadyExists, message));
+    }
+    let (sales, total_cents) = closing::totals(tx, device, &day)?;
+    Ok(EventPayload::DayClosed {
+        day,
+        sales,
+        total_cents,
+    })
+}
+
+/// The sale of `new_lines` as event `event_id` records it: each line at the price tills see now,
+/// refused (`unknown_product`) for a SKU this device does not know.
+fn sale_payload(
+    tx: &Transaction<'_>,
+    event_id: EventId,
+    new_lines: Vec<NewSaleLine>,
+) -> Result<EventPayload, StorageError> {
+    let mut lines = Vec::with_capacity(new_lines.len());
+    for line in new_lines {
+        let product = products::get(tx, &line.sku)?.ok_or_else(|| unknown_product(&line.sku))?;
+        lines.push(SaleLine {
+            sku: line.sku,
+            qty: line.qty,
+            price_cents: product.price_cents,
+        });
+    }
+    Ok(EventPayload::SaleRecorded {
+        sale_id: event_id.to_string(),
+        lines,
     })
 }
 
