@@ -1,14 +1,19 @@
 //! The master's check of a pushed chain (issue #17, `docs/JOURNAL.md`): before it decides a
-//! push, each event's [`ChainLink`] must continue its origin's chain — the event before it in the
-//! push, or the one the master already holds — and the push's [`PushHead`] must sign the hash of
-//! the last linked event with a key the trust list binds to the pushing device. A push that fails
-//! is refused whole (nothing decided) and alarmed by the core.
+//! push, each event's [`ChainLink`](rms_domain::ChainLink) must continue its origin's chain —
+//! the event before it in the push, or the one the master already holds — and the push's
+//! [`PushHead`] must sign the hash of the last linked event with a key the trust list binds to
+//! the pushing device. A push that fails is refused whole (nothing decided) and alarmed by the
+//! core.
 //!
 //! Cost: one SHA-256 of each event's record; per push, one index lookup for the events the
 //! master holds already (usually none), one read of the newest event before the first one (and its
 //! record rebuilt), one signature check, and the trust list's stamp (`Checker` reads the list
 //! again only when it changed): a signature over the head covers every event before it by the
 //! chain.
+//!
+//! **Dependencies:** it reads the events the master holds (`crate::events`), rebuilds hashes with
+//! `crate::journal::chain`, checks signatures with `crate::journal_heads` against the trust list
+//! (`crate::trust`); nothing in this crate calls it (the sync core's driver does).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -118,7 +123,10 @@ impl Pushed<'_> {
 /// keys, checks the links alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heads {
+    /// A push with linked events must carry a head that signs the last of them, with a key the
+    /// trust list binds to the pushing device (every node).
     Required,
+    /// Heads are not checked, only the links (the simulator, whose devices have no keys).
     NotModelled,
 }
 
@@ -132,6 +140,8 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// A checker that checks heads as `heads` says, with no trust list read yet (the first
+    /// check reads it).
     pub fn new(heads: Heads) -> Checker {
         Checker {
             heads,

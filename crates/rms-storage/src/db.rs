@@ -1,4 +1,7 @@
 //! Opening the database: connection pragmas, migrations, the writer and the reader pool.
+//!
+//! **Dependencies:** it creates and checks the `node_state` row (`crate::node_state`) and
+//! nothing else of the crate; `crate::incarnation` begins its numbering on a [`Store`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -17,6 +17,11 @@
 //! at the floor by as many positions as numbers (a master checks that positions follow numbers,
 //! `crate::chain_check`), and own events numbered below the floor that the master log brings back
 //! are an earlier incarnation's: they are stored, never journaled here ([`skipped`]).
+//!
+//! **Dependencies:** beginning an incarnation writes the `node_state` row and a `startup` audit
+//! row (so this module calls `crate::node_state`, `crate::audit` and, for [`start`],
+//! `crate::db`); the journal's check and export and the replica read the skipped ranges from
+//! above. Nothing here calls the journal.
 
 use rms_domain::{AuditEntry, Operation, Outcome};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -42,6 +47,8 @@ pub enum Why {
 }
 
 impl Why {
+    /// The reason as the `incarnations` table and the `startup` audit entry spell it
+    /// (`joined`, `restored`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Why::Joined => "joined",
@@ -66,7 +73,10 @@ pub struct Incarnation {
     /// The last number the database had used when it began: own events numbered between the two
     /// are an earlier incarnation's.
     pub after_seq: u64,
+    /// When it began, by the device's wall clock (ms since the Unix epoch): its floor is this
+    /// times 2^[`SEQ_SHIFT`], and the device may lead no term below it ([`term_floor`]).
     pub began_at_ms: u64,
+    /// Why it began.
     pub why: Why,
 }
 

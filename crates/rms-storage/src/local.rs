@@ -27,30 +27,46 @@ pub const DEFAULT_USER: &str = "system";
 /// A local write, already validated by the caller or not: [`record`] validates again.
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// Create a product; refused (`already_exists`) when its SKU is taken.
     CreateProduct(NewProduct),
+    /// Change a product's name or price, based on the version `patch` names (or the current
+    /// one); refused (`unknown_product`) for a SKU this device does not know.
     UpdateProduct {
+        /// The product to change.
         sku: String,
+        /// What changes, and the version the change is based on.
         patch: ProductPatch,
     },
+    /// Add to or take from a product's stock (a delivery, a count, breakage).
     AdjustStock {
+        /// The product whose stock moves.
         sku: String,
+        /// By how much (units, signed), why, and who.
         adjustment: StockAdjustment,
     },
+    /// Sell: one sale of its lines at the prices tills see now, its id the event's id;
+    /// refused (`unknown_product`) for a SKU this device does not know.
     Sell(NewSale),
     /// Head office's change of a product's name and price (issue #15), on the master only:
     /// logged as event `(head office, version)`, so it is logged once whatever retries.
     HeadOffice(CatalogChange),
     /// Trust or revoke a device certificate (the store's trust list, `crate::trust`).
     Trust {
+        /// The SHA-256 fingerprint of the certificate trusted or revoked.
         fingerprint: Fingerprint,
+        /// The device id the certificate is bound to.
         device_id: DeviceId,
+        /// The device's name, as the owner sees it in the list (at most
+        /// `rms_domain::NAME_CHARS_MAX` characters).
         name: String,
+        /// Trusted or revoked.
         state: TrustState,
-        /// `store_key`, `approved`, `self`, or `revoked`.
+        /// `store_key`, `approved`, `self`, or `revoked` (at most 32 characters).
         how: String,
     },
     /// Close a UTC day (`YYYY-MM-DD`) of this device's sales (issue #17, `crate::closing`).
     CloseDay {
+        /// The UTC day closed, `YYYY-MM-DD`; refused (`already_exists`) when closed already.
         day: String,
     },
 }
@@ -61,6 +77,7 @@ pub const CLOSING_USER: &str = "closing";
 /// What a committed local write produced.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The event the write made, as stored: `pending` on a client, decided on the master.
     pub event: SyncEvent,
     /// On the master: the event's master-log entry (decided in the same transaction).
     pub entry: Option<LogEntry>,

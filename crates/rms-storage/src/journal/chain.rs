@@ -28,8 +28,11 @@ pub enum Chain {
 }
 
 impl Chain {
+    /// Every chain, in the order the journal's check and export walk them.
     pub const ALL: [Chain; 2] = [Chain::Events, Chain::Audit];
 
+    /// The chain's name as the `journal` table, the records and the export spell it (`events`,
+    /// `audit`).
     pub fn as_str(self) -> &'static str {
         match self {
             Chain::Events => "events",
@@ -62,10 +65,12 @@ impl Hash {
         Hash(out)
     }
 
+    /// The hash as 64 lowercase hex digits (how the journal stores it and records name it).
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
 
+    /// The hash written as 64 hex digits; `None` for any other text.
     pub fn from_hex(text: &str) -> Option<Hash> {
         rms_domain::chain::hash_from_hex(text).map(Hash)
     }
@@ -242,10 +247,16 @@ pub(crate) const PAGE: usize = 5000;
 /// One stored journal entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The chain it belongs to.
     pub chain: Chain,
+    /// Its position in the chain, from 1 (the events chain may jump where an incarnation began).
     pub seq: u64,
+    /// What it records: the event id (`3-17`) on the events chain, the audit row id on the
+    /// audit chain.
     pub reference: String,
+    /// The JSON text hashed, which begins with its chain and position.
     pub record: String,
+    /// `SHA-256(hash of the entry before ‖ record)`, as 64 lowercase hex digits.
     pub hash: String,
 }
 
