@@ -114,21 +114,7 @@ pub fn record(
     };
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
-    let mut event = SyncEvent {
-        event_id,
-        hlc: state.hlc.tick(now_ms),
-        user_id,
-        term: state.term(),
-        critical: false,
-        payload,
-        status: EventStatus::Pending,
-        reason: None,
-        master_seq: None,
-        created_at_ms: now_ms,
-        accepted_before: false,
-        // Its place in this device's journal, which it carries through sync (and into the log).
-        chain: Some(chain::next_event_link(tx, event_id.seq)?),
-    };
+    let mut event = own_event(tx, &state, now_ms, payload, user_id)?;
     let skus: Vec<String> = event
         .payload
         .skus()
@@ -163,6 +149,36 @@ pub fn record(
         entry,
         products: changed,
         sale,
+    })
+}
+
+/// This device's next event, `pending` until decided: the next number, the clock ticked to
+/// `now_ms`, the newest term known, and its place in this device's journal (which it carries
+/// through sync, and into the log).
+fn own_event(
+    tx: &Transaction<'_>,
+    state: &node_state::NodeState,
+    now_ms: u64,
+    payload: EventPayload,
+    user_id: String,
+) -> Result<SyncEvent, StorageError> {
+    let seq = state.last_seq + 1;
+    Ok(SyncEvent {
+        event_id: EventId {
+            device_id: state.device_id,
+            seq,
+        },
+        hlc: state.hlc.tick(now_ms),
+        user_id,
+        term: state.term(),
+        critical: false,
+        payload,
+        status: EventStatus::Pending,
+        reason: None,
+        master_seq: None,
+        created_at_ms: now_ms,
+        accepted_before: false,
+        chain: Some(chain::next_event_link(tx, seq)?),
     })
 }
 
