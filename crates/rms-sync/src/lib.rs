@@ -34,7 +34,8 @@
 //! | ConflictResolver | `resolver.rs` (defined in `rms_domain::resolver`, shared with local writes) |
 //! | SyncManager of a client: push, pull, truncate, apply, relay | `node/client.rs` |
 //! | SyncManager of a master and the SyncTasks: registration, pulls, group commit, broadcasts | `node/master.rs` |
-//! | election: phase, fencing, losing a master, pre-vote, becoming master | `node/election.rs`, `pre_vote.rs` |
+//! | the phases and what each knows: leading, following, masterless | `node/phase.rs` |
+//! | election: phase changes, fencing, losing a master, pre-vote, becoming master | `node/election.rs`, `pre_vote.rs` |
 //! | handover and `--reclaim` | `node/handover.rs` |
 //! | SyncAuditLog: every audited fact, typed | `node/audit.rs` |
 //! | timers and pauses | `node/timer.rs` |

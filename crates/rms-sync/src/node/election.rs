@@ -1,5 +1,6 @@
-//! The election (SPEC §6): which phase a device is in, the epoch rules (fencing), losing a master,
-//! the pre-vote round and the election it may lead to, and becoming master.
+//! The election (SPEC §6): which phase a device is in (the phases' state is `phase.rs`), the epoch
+//! rules (fencing), losing a master, the pre-vote round and the election it may lead to, and
+//! becoming master.
 //!
 //! **Invariants:**
 //! - A device is in exactly one [`Phase`]. `Phase::Master` only in an epoch this device
@@ -18,8 +19,7 @@ use super::audit::{
     ElectionFact, ElectionView, EpochFact, REASON_ELECTED, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
     REASON_REVOKED,
 };
-use super::client::Following;
-use super::master::Leading;
+use super::phase::{Following, Leading, Phase, Waiting};
 use super::{Notification, Now, Result, SyncNode, To, fmt_epoch, store_err};
 use crate::message::{BATCH_EVENTS_MAX, ErrorCode, Message, within_bytes};
 use crate::pre_vote::{Ballot, Candidate, LogPosition, PreVote, Tally};
@@ -34,81 +34,6 @@ const PRE_VOTE_ROUNDS_MAX: u64 = 4;
 /// master it lost, even when that master was not heard lately: if it is alive, its answer
 /// ("I am master") stops the election of a device that merely stopped hearing it.
 const PRE_VOTE_MASTER_WAIT_MS_MAX: u64 = 250;
-
-/// Where a device stands: it leads, it follows a master it hears, or it has none.
-#[derive(Debug)]
-pub enum Phase {
-    Master(Leading),
-    Following(Following),
-    Masterless(Masterless),
-}
-
-impl Phase {
-    /// A device without a master since `since_ms`.
-    pub fn masterless(since_ms: u64) -> Phase {
-        Phase::Masterless(Masterless {
-            since_ms,
-            waiting: None,
-            pre_vote: None,
-        })
-    }
-
-    pub fn role(&self) -> Role {
-        match self {
-            Phase::Master(_) => Role::Master,
-            Phase::Following(_) | Phase::Masterless(_) => Role::Client,
-        }
-    }
-}
-
-/// A device that follows no master: it waits for one, runs a pre-vote, or waits for the winner
-/// of the election it held.
-#[derive(Debug)]
-pub struct Masterless {
-    /// When this device lost (or started without) a master.
-    since_ms: u64,
-    waiting: Option<Waiting>,
-    /// The pre-vote round this device runs before it holds an election.
-    pre_vote: Option<PreVote>,
-}
-
-/// An election this device held that a better-ranked device is to win.
-#[derive(Debug, Clone, Copy)]
-struct Waiting {
-    expected: DeviceId,
-    deadline_ms: u64,
-}
-
-impl Masterless {
-    pub fn next_timer(&self) -> Option<(super::Timer, u64)> {
-        let waiting = self
-            .waiting
-            .map(|w| (super::Timer::ElectionWait, w.deadline_ms));
-        let pre_vote = self
-            .pre_vote
-            .as_ref()
-            .map(|round| (super::Timer::PreVote, round.next_timeout_ms()));
-        waiting
-            .into_iter()
-            .chain(pre_vote)
-            .min_by_key(|(_, at)| *at)
-    }
-
-    /// See `SyncNode::forgive_pause`. A pre-vote open across the gap counts answers from before
-    /// it: the store may have a master by now (its announce is among the inputs that waited).
-    /// It is dropped, and asked again a master timeout from now if no master is heard meanwhile.
-    pub fn forgive_pause(&mut self, gap_started_ms: u64, late_ms: u64, now_ms: u64) {
-        if self.since_ms <= gap_started_ms {
-            self.since_ms += late_ms;
-        }
-        if let Some(waiting) = self.waiting.as_mut() {
-            waiting.deadline_ms += late_ms;
-        }
-        if self.pre_vote.take().is_some() {
-            self.since_ms = now_ms;
-        }
-    }
-}
 
 impl<S: SyncStore> SyncNode<S> {
     // ----- epochs -----

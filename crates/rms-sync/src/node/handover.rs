@@ -25,8 +25,7 @@
 use rms_domain::{DeviceId, Epoch, Role};
 
 use super::audit::{HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
-use super::election::Phase;
-use super::master::Leading;
+use super::phase::{HandingOver, Leading, Phase, TakeOver};
 use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
 use crate::pre_vote::rank;
@@ -42,36 +41,6 @@ const TAKE_OVER_TIMEOUTS: u64 = 1;
 
 /// `--reclaim` asks the master for the role again after this many master timeouts.
 const RECLAIM_ASK_TIMEOUTS: u64 = 1;
-
-/// A master handing its role over: it decides nothing new until the target took over (so the
-/// target's log is the whole log) or the deadline passed (then it goes on as master).
-#[derive(Debug, Clone, Copy)]
-pub struct HandingOver {
-    pub target: DeviceId,
-    pub deadline_ms: u64,
-    /// The role was granted to the target at this head: this master decides nothing in its
-    /// epoch again, and at the deadline it steps down instead of going on.
-    pub granted: Option<u64>,
-}
-
-/// A handover this device was asked to carry out, at `log_head`, until `until_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct TakeOver {
-    log_head: u64,
-    until_ms: u64,
-    /// When this device last said `handover_ready` (said again each heartbeat interval until the
-    /// grant comes: a lost message is not a refusal).
-    ready_sent_ms: Option<u64>,
-    /// When the master's grant was read: the role is taken at the tick due then.
-    granted_ms: Option<u64>,
-}
-
-impl TakeOver {
-    /// The tick at which a granted handover is carried out.
-    pub fn granted_ms(&self) -> Option<u64> {
-        self.granted_ms
-    }
-}
 
 impl<S: SyncStore> SyncNode<S> {
     /// The master hands its role to `target` (manual override): the target takes over in a new

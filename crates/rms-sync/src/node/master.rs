@@ -20,38 +20,11 @@ use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntr
 use rms_domain::{EventPayload, PushHead, Role, SyncEvent};
 
 use super::audit::{Audited, MasterFact, SyncAuditLog};
-use super::election::Phase;
-use super::handover::HandingOver;
+use super::phase::Phase;
 use super::{EAGER_BROADCAST_GAP_MS, Notification, Now, Result, SyncNode, To, store_err};
 use crate::message::{BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict, within_bytes};
 use crate::resolver::{ConflictResolver, Decision, decision_order};
 use crate::store::{Batch, SyncStore};
-
-/// What a master knows as master.
-#[derive(Debug)]
-pub struct Leading {
-    /// A handover in progress.
-    pub handing_over: Option<HandingOver>,
-    /// Entries up to here were broadcast (as `sync_update`, or as a `critical_event` that
-    /// continued the broadcasts).
-    broadcast_head: u64,
-    /// Eager sync: when the entries after `broadcast_head` are to be broadcast.
-    pub broadcast_due_ms: Option<u64>,
-    /// When the last `sync_update` went.
-    broadcast_last_ms: u64,
-}
-
-impl Leading {
-    /// A master whose log (up to `log_head`) is known to every follower that pulls.
-    pub fn new(log_head: u64) -> Leading {
-        Leading {
-            handing_over: None,
-            broadcast_head: log_head,
-            broadcast_due_ms: None,
-            broadcast_last_ms: 0,
-        }
-    }
-}
 
 /// What a group decision made so far: the log entries the group's events already had, the
 /// entries it made, the audit rows, and the clock.

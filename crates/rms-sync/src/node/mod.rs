@@ -8,12 +8,21 @@
 //! | what an input leaves | `outbox.rs` | messages, notifications, the input's audit rows |
 //! | the SyncAuditLog | `audit.rs` | every audited fact as a typed record |
 //! | peers | `peers.rs` | liveness, roster, passed-over devices |
-//! | election | `election.rs` | the `Phase` (master, following, masterless), fencing, pre-vote |
+//! | the phase | `phase.rs` | what each phase knows: leading, following, masterless |
+//! | election | `election.rs` | phase changes, fencing, pre-vote, becoming master |
 //! | handover | `handover.rs` | handover and `--reclaim` |
 //! | SyncManager of a client | `client.rs` | push, pull, truncate, apply, relay |
 //! | SyncManager of a master, SyncTasks | `master.rs` | registration, pulls, group commit, broadcasts |
 //!
 //! The ConflictResolver itself is `crate::resolver`, a pure type the master's SyncTasks feed.
+//!
+//! **Dependencies point one way:** the role modules (`election.rs`, `client.rs`, `master.rs`,
+//! `handover.rs`) and `timer.rs` import the leaves (`phase.rs` for the state of each phase,
+//! `audit.rs` for the audited facts and their reasons, `outbox.rs`, `peers.rs`) and this module's
+//! shared types; no leaf imports a role module, and no role module imports another. The role
+//! modules are `impl` blocks of the one [`SyncNode`], so they call each other's methods through
+//! `self` (an election won runs the master's first decisions, a handover ends in becoming
+//! master): that is one type's behaviour split by design name, not a dependency between modules.
 //!
 //! **Invariants:**
 //! - One input, one commit: the writes an input decides leave in one [`Batch`] with the input's
@@ -33,6 +42,7 @@ mod handover;
 mod master;
 mod outbox;
 mod peers;
+mod phase;
 mod timer;
 
 use rms_domain::{DeviceId, Epoch, Hlc, LogEntry, Role, SyncEvent, Term};
@@ -49,9 +59,9 @@ pub use audit::{
 pub use timer::Timer;
 
 use audit::{Audited, Refusal, SyncAuditLog};
-use election::Phase;
 use outbox::Outbox;
 use peers::Peers;
+use phase::Phase;
 
 /// The time, as every input carries it: monotonic milliseconds for timers, wall milliseconds
 /// (since the Unix epoch, possibly skewed) for clocks and audit entries.

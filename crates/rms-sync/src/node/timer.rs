@@ -20,7 +20,7 @@
 use rms_domain::Role;
 
 use super::audit::{EpochFact, REASON_PAUSED};
-use super::election::Phase;
+use super::phase::{Masterless, Phase};
 use super::{Notification, Now, Result, SyncNode};
 use crate::store::{Batch, SyncStore};
 
@@ -34,6 +34,22 @@ pub enum Timer {
     PreVote,
     ElectionWait,
     Handover,
+}
+
+/// The timer of a masterless device due first, if it waits for an election's winner
+/// ([`Timer::ElectionWait`]) or runs a pre-vote ([`Timer::PreVote`]).
+fn masterless_timer(masterless: &Masterless) -> Option<(Timer, u64)> {
+    let waiting = masterless
+        .waiting
+        .map(|w| (Timer::ElectionWait, w.deadline_ms));
+    let pre_vote = masterless
+        .pre_vote
+        .as_ref()
+        .map(|round| (Timer::PreVote, round.next_timeout_ms()));
+    waiting
+        .into_iter()
+        .chain(pre_vote)
+        .min_by_key(|(_, at)| *at)
 }
 
 impl<S: SyncStore> SyncNode<S> {
@@ -61,7 +77,7 @@ impl<S: SyncStore> SyncNode<S> {
                 let granted = following.take_over_at.and_then(|t| t.granted_ms());
                 Some(granted.map_or(master_timeout, |at| (Timer::Handover, at)))
             }
-            Phase::Masterless(masterless) => masterless.next_timer(),
+            Phase::Masterless(masterless) => masterless_timer(masterless),
         };
         [
             (Timer::Heartbeat, self.next_heartbeat_ms),
