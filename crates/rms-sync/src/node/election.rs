@@ -36,6 +36,48 @@ const PRE_VOTE_ROUNDS_MAX: u64 = 4;
 const PRE_VOTE_MASTER_WAIT_MS_MAX: u64 = 250;
 
 impl<S: SyncStore> SyncNode<S> {
+    /// The election's messages (after `fence`): a master's announce, the pre-vote and its
+    /// answers, and a refusal that may say the master is gone. `SyncNode::route` sends every
+    /// other message elsewhere.
+    pub(super) fn route_election(
+        &mut self,
+        from: DeviceId,
+        message: Message,
+        now: Now,
+    ) -> Result<(), S> {
+        match message {
+            Message::MasterAnnounce { epoch, .. } => {
+                if epoch.master_id == from && self.role() == Role::Client {
+                    self.follow(now);
+                }
+                Ok(())
+            }
+            Message::PreVote { .. } => self.on_pre_vote(from, now),
+            Message::PreVoteReply {
+                epoch,
+                master_heard_ms_ago,
+                position,
+                accepted_unlogged,
+            } => {
+                // A master the sender hears in an older epoch than ours is one that was deposed:
+                // that is no reason to keep waiting for ours.
+                let ballot = Ballot {
+                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
+                    position,
+                    accepted_unlogged,
+                };
+                self.on_pre_vote_reply(from, ballot, now)
+            }
+            Message::Error { code, .. } => {
+                if code == ErrorCode::NotMaster && self.is_my_master(from) {
+                    self.lose_master(now, "the master says it is not master")?;
+                }
+                Ok(())
+            }
+            _ => Ok(()), // not the election's: `route` does not send it here
+        }
+    }
+
     // ----- epochs -----
 
     /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
@@ -309,7 +351,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// A peer asks whether we still hear the master: a device that does refuses to support an
     /// election; one that does not says how far its log is and hands over the events the lost
     /// master accepted from it that its log lacks.
-    pub(super) fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+    fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
         if self.revoked {
             // Out of its store: it is no candidate, and the asker decides without it.
             return Ok(());
@@ -337,12 +379,7 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
-    pub(super) fn on_pre_vote_reply(
-        &mut self,
-        from: DeviceId,
-        mut ballot: Ballot,
-        now: Now,
-    ) -> Result<(), S> {
+    fn on_pre_vote_reply(&mut self, from: DeviceId, mut ballot: Ballot, now: Now) -> Result<(), S> {
         let Phase::Masterless(masterless) = &mut self.phase else {
             return Ok(()); // an answer to a round already over
         };

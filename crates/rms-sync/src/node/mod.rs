@@ -519,12 +519,10 @@ impl<S: SyncStore> SyncNode<S> {
                 self.on_register_ack(from, roster, log_head, now);
                 Ok(())
             }
-            Message::MasterAnnounce { epoch, .. } => {
-                if epoch.master_id == from && self.role() == Role::Client {
-                    self.follow(now);
-                }
-                Ok(())
-            }
+            Message::MasterAnnounce { .. }
+            | Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::Error { .. } => self.route_election(from, message, now),
             Message::Push { events, head, .. } => self.on_push(from, events, head, now),
             Message::Relay { entries, .. } => self.on_relay(from, entries, now),
             Message::PushAck { verdicts, .. } => self.on_push_ack(from, verdicts, now),
@@ -556,44 +554,10 @@ impl<S: SyncStore> SyncNode<S> {
                 self.on_conflict(from, event_id, reason, now);
                 Ok(())
             }
-            Message::Handover {
-                target, log_head, ..
-            } => {
-                if target == self.me() && self.is_my_master(from) {
-                    self.expect_take_over(log_head, now);
-                }
-                Ok(())
-            }
-            Message::HandoverReady { log_head, .. } => self.on_handover_ready(from, log_head, now),
-            Message::HandoverGranted { log_head, .. } => {
-                if self.is_my_master(from) {
-                    self.on_handover_granted(from, log_head, now);
-                }
-                Ok(())
-            }
-            Message::PreVote { .. } => self.on_pre_vote(from, now),
-            Message::HandoverRequest { .. } => self.on_handover_request(from, now),
-            Message::PreVoteReply {
-                epoch,
-                master_heard_ms_ago,
-                position,
-                accepted_unlogged,
-            } => {
-                // A master the sender hears in an older epoch than ours is one that was deposed:
-                // that is no reason to keep waiting for ours.
-                let ballot = crate::pre_vote::Ballot {
-                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
-                    position,
-                    accepted_unlogged,
-                };
-                self.on_pre_vote_reply(from, ballot, now)
-            }
-            Message::Error { code, .. } => {
-                if code == ErrorCode::NotMaster && self.is_my_master(from) {
-                    self.lose_master(now, "the master says it is not master")?;
-                }
-                Ok(())
-            }
+            Message::Handover { .. }
+            | Message::HandoverReady { .. }
+            | Message::HandoverGranted { .. }
+            | Message::HandoverRequest { .. } => self.route_handover(from, message, now),
         }
     }
 
