@@ -44,6 +44,8 @@
 //! | the wire protocol | `message.rs` |
 //! | what the core needs from a database | `store.rs` |
 
+#![deny(missing_docs)]
+
 mod message;
 mod node;
 mod pre_vote;

@@ -1,21 +1,5 @@
-//! Timers: what [`SyncNode::poll_timeout`] waits for, named, and the pause rule that keeps a
-//! stopped device from counting its own silence against its peers.
-//!
-//! | timer | phase | when it fires |
-//! |---|---|---|
-//! | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
-//! | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
-//! | `Broadcast` | master | eager sync: a write of its own was committed; broadcast it (at most every `EAGER_BROADCAST_GAP_MS`) |
-//! | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
-//! | `MasterTimeout` | following | the master was not heard within the master timeout |
-//! | `PreVote` | masterless | ask silent peers again, or close the round and elect |
-//! | `ElectionWait` | masterless | the expected winner did not take over in time |
-//! | `Handover` | master | the handover target did not take over in time |
-//! | `Handover` | following | the master granted this device the role: take it over |
-//!
-//! Every timer is checked at each call of `handle_timeout`; the table says which one made the
-//! call due. A masterless device without a round also holds one when it has been masterless for
-//! a master timeout, checked at its heartbeat and sync ticks.
+//! Timers: what [`SyncNode::poll_timeout`] waits for, named ([`Timer`] has the table), and the
+//! pause rule that keeps a stopped device from counting its own silence against its peers.
 
 use rms_domain::Role;
 
@@ -24,15 +8,44 @@ use super::phase::{Masterless, Phase};
 use super::{Notification, Now, Result, SyncNode};
 use crate::store::{Batch, SyncStore};
 
-/// A timer of the sync core (see the module's table).
+/// A timer of the sync core: which deadline made [`SyncNode::poll_timer`] due.
+///
+/// | timer | phase | when it fires |
+/// |---|---|---|
+/// | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
+/// | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
+/// | `Broadcast` | master | eager sync: a write of its own was committed; broadcast it (at most every [`crate::EAGER_BROADCAST_GAP_MS`]) |
+/// | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
+/// | `MasterTimeout` | following | the master was not heard within the master timeout |
+/// | `PreVote` | masterless | ask silent peers again, or close the round and elect |
+/// | `ElectionWait` | masterless | the expected winner did not take over in time |
+/// | `Handover` | master | the handover target did not take over in time |
+/// | `Handover` | following | the master granted this device the role: take it over |
+///
+/// Every timer is checked at each call of [`SyncNode::handle_timeout`]; the table says which
+/// one made the call due. A masterless device without a round also holds one when it has been
+/// masterless for a master timeout, checked at its heartbeat and sync ticks.
+///
+/// **Pauses:** when an input comes later than the heartbeat timer by more than a heartbeat
+/// interval, the device did not run meanwhile (a stopped process, a stalled disk): every "last
+/// heard" and every deadline moves by the delay before anything is decided, so its own silence
+/// never counts against its peers; the pause is audited ([`crate::WHY_INPUT_GAP`]), and a
+/// master paused for about a master timeout steps down ([`crate::REASON_PAUSED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
+    /// This device's heartbeat is due (every heartbeat interval, in every phase).
     Heartbeat,
+    /// The sync interval passed: a master broadcasts, a client pushes, pulls and relays.
     Sync,
+    /// Eager sync: a master's entries not yet broadcast are due.
     Broadcast,
+    /// A client did not hear its master within the master timeout.
     MasterTimeout,
+    /// A pre-vote round asks silent peers again, or closes.
     PreVote,
+    /// The device expected to win an election did not take over in time.
     ElectionWait,
+    /// A master's handover deadline, or a target's granted handover to carry out.
     Handover,
 }
 
@@ -53,7 +66,8 @@ fn masterless_timer(masterless: &Masterless) -> Option<(Timer, u64)> {
 }
 
 impl<S: SyncStore> SyncNode<S> {
-    /// The monotonic time at which [`SyncNode::handle_timeout`] wants to be called.
+    /// When [`SyncNode::handle_timeout`] wants to be called, on the clock of [`Now::mono_ms`]
+    /// (milliseconds). It may be in the past: then call it at once. Ask again after every input.
     pub fn poll_timeout(&self) -> u64 {
         self.poll_timer().1
     }
