@@ -1,10 +1,14 @@
 //! The `audit_log` table (SyncAuditLog). Append-only: the schema's triggers refuse updates and
 //! deletes, so this module only appends and reads.
+//!
+//! **Dependencies:** every audit row is journaled as it is appended, so this module calls
+//! `crate::journal::chain` (which knows nothing of it); the journal's check reads audit rows
+//! back through [`page`] from above.
 
 use rms_domain::{AuditEntry, DeviceId, EventId, Operation, Outcome};
 use rusqlite::{Connection, Row, params};
 
-use crate::StorageError;
+use crate::error::StorageError;
 
 const TABLE: &str = "audit_log";
 
@@ -33,19 +37,22 @@ pub fn append(conn: &Connection, entry: &AuditEntry) -> Result<i64, StorageError
         id,
         ..entry.clone()
     };
-    crate::journal::append_audit(conn, &stored)?;
+    crate::journal::chain::append_audit(conn, &stored)?;
     Ok(id)
 }
 
 /// Which entries to read. Newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
+    /// Only entries of this operation (`None`: every operation).
     pub operation: Option<Operation>,
+    /// Only entries about this device (`None`: any device, and entries about none).
     pub device_id: Option<DeviceId>,
     /// Only entries after this id.
     pub after_id: Option<i64>,
     /// Only entries at or after this time (RFC 3339, compared as UTC text).
     pub since_at: Option<String>,
+    /// Most entries returned, capped at [`QUERY_LIMIT_MAX`]; 0 (the default) returns none.
     pub limit: usize,
 }
 

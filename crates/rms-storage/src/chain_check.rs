@@ -1,24 +1,30 @@
 //! The master's check of a pushed chain (issue #17, `docs/JOURNAL.md`): before it decides a
-//! push, each event's [`ChainLink`] must continue its origin's chain — the event before it in the
-//! push, or the one the master already holds — and the push's [`PushHead`] must sign the hash of
-//! the last linked event with a key the trust list binds to the pushing device. A push that fails
-//! is refused whole (nothing decided) and alarmed by the core.
+//! push, each event's [`ChainLink`](rms_domain::ChainLink) must continue its origin's chain —
+//! the event before it in the push, or the one the master already holds — and the push's
+//! [`PushHead`] must sign the hash of the last linked event with a key the trust list binds to
+//! the pushing device. A push that fails is refused whole (nothing decided) and alarmed by the
+//! core.
 //!
 //! Cost: one SHA-256 of each event's record; per push, one index lookup for the events the
 //! master holds already (usually none), one read of the newest event before the first one (and its
 //! record rebuilt), one signature check, and the trust list's stamp (`Checker` reads the list
 //! again only when it changed): a signature over the head covers every event before it by the
 //! chain.
+//!
+//! **Dependencies:** it reads the events the master holds (`crate::events`), rebuilds hashes with
+//! `crate::journal::chain`, checks signatures with `crate::journal_heads` against the trust list
+//! (`crate::trust`); nothing in this crate calls it (the sync core's driver does).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rms_domain::{ChainBreak, DeviceId, EventId, Fingerprint, PushHead, SyncEvent, TrustList};
 use rusqlite::Connection;
 
-use crate::journal::{Chain, Hash, event_hash};
+use crate::error::StorageError;
+use crate::events;
+use crate::journal::chain::{Chain, Hash, event_hash};
 use crate::journal_heads::{check_bound, parse_statement, verify_signature};
 use crate::trust::{self, Stamp};
-use crate::{StorageError, events};
 
 /// What the master knows of the newest event of a device before a pushed one.
 #[derive(Clone, Copy)]
@@ -117,7 +123,10 @@ impl Pushed<'_> {
 /// keys, checks the links alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heads {
+    /// A push with linked events must carry a head that signs the last of them, with a key the
+    /// trust list binds to the pushing device (every node).
     Required,
+    /// Heads are not checked, only the links (the simulator, whose devices have no keys).
     NotModelled,
 }
 
@@ -131,6 +140,8 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// A checker that checks heads as `heads` says, with no trust list read yet (the first
+    /// check reads it).
     pub fn new(heads: Heads) -> Checker {
         Checker {
             heads,
@@ -227,33 +238,8 @@ fn check_push(
         let (Some(prev), Some(hash)) = (Hash::from_hex(&link.prev), pushed.hash(index)?) else {
             return broken("its link's previous hash is not a hash");
         };
-        match before {
-            // Positions keep their offset from numbers, so that no position holds two numbers.
-            // A fresh incarnation of the device (`crate::incarnation`: an empty journal) may
-            // start a new chain at offset zero, after a gap of numbers: its position its
-            // number, its predecessor the genesis. It cannot know how its predecessor's
-            // positions were offset (a device upgraded to the journal numbered events before
-            // it had one).
-            Before::Linked(number, seq, _)
-                if i128::from(link.seq) - i128::from(seq)
-                    != i128::from(id.seq) - i128::from(number)
-                    && !(link.seq == id.seq
-                        && prev == Hash::GENESIS
-                        && number.saturating_add(1) < id.seq) =>
-            {
-                return broken("its chain position does not follow the event before it");
-            }
-            Before::Linked(_, seq, hash)
-                if seq.checked_add(1) == Some(link.seq) && prev != hash =>
-            {
-                return broken("its link does not continue the hash of the entry before it");
-            }
-            _ if link.seq == 1 && prev != Hash::GENESIS => {
-                return broken("the first entry of a chain follows zero");
-            }
-            // A gap of positions (the master never held the events between), an unlinked
-            // predecessor (made before the journal), or nothing before: the head still signs it.
-            _ => {}
+        if let Some(why) = link_break(before, id.seq, link.seq, prev) {
+            return broken(why);
         }
         last = Some((link.seq, hash));
         previous = Some((id.seq, Before::Linked(id.seq, link.seq, hash)));
@@ -261,6 +247,37 @@ fn check_push(
     match last.filter(|_| heads == Heads::Required) {
         Some((seq, hash)) => check_head(pushed, seq, hash, trust),
         None => Ok(Ok(())),
+    }
+}
+
+/// Why a link at chain position `link_seq` whose previous hash is `prev`, on the event numbered
+/// `number_seq`, does not continue `before` (what the master knows of the event before it), if it
+/// does not.
+fn link_break(before: Before, number_seq: u64, link_seq: u64, prev: Hash) -> Option<&'static str> {
+    match before {
+        // Positions keep their offset from numbers, so that no position holds two numbers. A
+        // fresh incarnation of the device (`crate::incarnation`: an empty journal) may start a
+        // new chain at offset zero, after a gap of numbers: its position its number, its
+        // predecessor the genesis. It cannot know how its predecessor's positions were offset (a
+        // device upgraded to the journal numbered events before it had one).
+        Before::Linked(number, seq, _)
+            if i128::from(link_seq) - i128::from(seq)
+                != i128::from(number_seq) - i128::from(number)
+                && !(link_seq == number_seq
+                    && prev == Hash::GENESIS
+                    && number.saturating_add(1) < number_seq) =>
+        {
+            Some("its chain position does not follow the event before it")
+        }
+        Before::Linked(_, seq, hash) if seq.checked_add(1) == Some(link_seq) && prev != hash => {
+            Some("its link does not continue the hash of the entry before it")
+        }
+        _ if link_seq == 1 && prev != Hash::GENESIS => {
+            Some("the first entry of a chain follows zero")
+        }
+        // A gap of positions (the master never held the events between), an unlinked predecessor
+        // (made before the journal), or nothing before: the head still signs it.
+        _ => None,
     }
 }
 

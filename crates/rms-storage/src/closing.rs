@@ -12,8 +12,7 @@
 use rms_domain::{DAY_MS, DeviceId, EventPayload, day_of_ms, day_start_ms};
 use rusqlite::{Connection, params};
 
-use crate::StorageError;
-use crate::error::sql_u64;
+use crate::error::{StorageError, sql_u64};
 
 /// Most days closed in one check (a device that was off for longer closes the rest next time).
 pub const DAYS_PER_CHECK_MAX: usize = 31;

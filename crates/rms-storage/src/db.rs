@@ -1,4 +1,7 @@
 //! Opening the database: connection pragmas, migrations, the writer and the reader pool.
+//!
+//! **Dependencies:** it creates and checks the `node_state` row (`crate::node_state`) and
+//! nothing else of the crate; `crate::incarnation` begins its numbering on a [`Store`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -10,7 +13,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rms_domain::DeviceId;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::StorageError;
+use crate::error::StorageError;
 use crate::node_state;
 
 /// The append-only list of migrations; `PRAGMA user_version` is how many are applied.
@@ -121,7 +124,7 @@ impl Store {
         })?;
         init_writer(&copy)?;
         migrate(&mut copy)?;
-        crate::incarnation::mark_backup_copy(&copy)?;
+        node_state::mark_backup_copy(&copy)?;
         Ok(Store {
             writer: Mutex::new(copy),
             disk_full: AtomicBool::new(false),
@@ -281,7 +284,7 @@ pub fn backup_into(data_dir: &Path, dest: &Path) -> Result<(), StorageError> {
     // (A database an older build wrote is migrated first, as its start would.)
     let mut copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     migrate(&mut copy)?;
-    crate::incarnation::mark_backup_copy(&copy)?;
+    node_state::mark_backup_copy(&copy)?;
     let verdict = integrity_check(&copy)?;
     drop(copy);
     if verdict != "ok" {

@@ -3,7 +3,7 @@
 use rms_domain::{Device, DeviceId, Role};
 use rusqlite::{Connection, params};
 
-use crate::StorageError;
+use crate::error::StorageError;
 
 /// Inserts or updates a device. `online` is not stored: it is a live fact the driver knows.
 pub fn put(conn: &Connection, device: &Device) -> Result<(), StorageError> {

@@ -1,6 +1,9 @@
 //! The `sync_events` table: this device's outbox (its own pending events) and its copy of the
 //! master log (events with a `master_seq`, with the epoch that decided them and the products
 //! right after them).
+//!
+//! **Dependencies:** imports only `crate::error`; the trust list, the journal's check, the
+//! master's check of a push, the log chain, local writes and the replica read it from above.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,8 +12,7 @@ use rms_domain::{
 };
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
 const TABLE: &str = "sync_events";
 const COLUMNS: &str = "event_id, hlc_wall_ms, hlc_counter, user_id, term, payload, critical, status, \
@@ -139,6 +141,7 @@ pub struct Inserter<'c> {
 }
 
 impl<'c> Inserter<'c> {
+    /// Prepares the insert on `conn` (cached: a second inserter on one connection reuses it).
     pub fn new(conn: &'c Connection) -> Result<Inserter<'c>, StorageError> {
         let stmt = conn.prepare_cached(
             "INSERT INTO sync_events (event_id, device_id, seq, hlc_wall_ms, hlc_counter, user_id, term,
@@ -244,6 +247,7 @@ pub fn set_decision(
     Ok(())
 }
 
+/// The event `event_id`, if this device stores it (its own, or one from the master log).
 pub fn get(conn: &Connection, event_id: &EventId) -> Result<Option<SyncEvent>, StorageError> {
     row(conn, event_id)?
         .map(|raw| decode_event(&raw))

@@ -17,14 +17,19 @@
 //! at the floor by as many positions as numbers (a master checks that positions follow numbers,
 //! `crate::chain_check`), and own events numbered below the floor that the master log brings back
 //! are an earlier incarnation's: they are stored, never journaled here ([`skipped`]).
+//!
+//! **Dependencies:** beginning an incarnation writes the `node_state` row and a `startup` audit
+//! row (so this module calls `crate::node_state`, `crate::audit` and, for [`start`],
+//! `crate::db`); the journal's check and export and the replica read the skipped ranges from
+//! above. Nothing here calls the journal.
 
 use rms_domain::{AuditEntry, Operation, Outcome};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::{from_sql_u64, sql_u64};
-use crate::{StorageError, audit, node_state};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
+use crate::{audit, node_state};
 
 const TABLE: &str = "incarnations";
 
@@ -42,6 +47,8 @@ pub enum Why {
 }
 
 impl Why {
+    /// The reason as the `incarnations` table and the `startup` audit entry spell it
+    /// (`joined`, `restored`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Why::Joined => "joined",
@@ -66,7 +73,10 @@ pub struct Incarnation {
     /// The last number the database had used when it began: own events numbered between the two
     /// are an earlier incarnation's.
     pub after_seq: u64,
+    /// When it began, by the device's wall clock (ms since the Unix epoch): its floor is this
+    /// times 2^[`SEQ_SHIFT`], and the device may lead no term below it ([`term_floor`]).
     pub began_at_ms: u64,
+    /// Why it began.
     pub why: Why,
 }
 
@@ -116,7 +126,7 @@ pub fn at_start(conn: &Connection, joining: bool) -> Result<Start, StorageError>
 /// At a node's start, before it makes any event: begins an incarnation when [`at_start`] says
 /// so. Returns the one begun.
 pub fn start(
-    store: &crate::Store,
+    store: &crate::db::Store,
     now_ms: u64,
     joining: bool,
 ) -> Result<Option<Incarnation>, StorageError> {
@@ -134,7 +144,10 @@ pub fn start(
 /// commit begins it at its next start.
 pub fn begin(tx: &Transaction<'_>, now_ms: u64, why: Why) -> Result<Incarnation, StorageError> {
     if now_ms < CLOCK_SET_AFTER_MS {
-        return Err(StorageError::ClockUnset { now_ms });
+        return Err(StorageError::ClockUnset {
+            now_ms,
+            set_after_ms: CLOCK_SET_AFTER_MS,
+        });
     }
     // A clock behind the newest event the database holds is wrong (a till that booted before
     // its clock was set): a floor from it could fall among an earlier incarnation's numbers.
@@ -194,11 +207,9 @@ pub fn begin(tx: &Transaction<'_>, now_ms: u64, why: Why) -> Result<Incarnation,
     Ok(incarnation)
 }
 
-/// Marks the database `conn` writes as a copy `rms-node backup` made.
-pub fn mark_backup_copy(conn: &Connection) -> Result<(), StorageError> {
-    conn.execute("UPDATE node_state SET backup_copy = 1 WHERE id = 1", [])?;
-    Ok(())
-}
+// Marking a copy writes the `node_state` row, so it lives there (the database opener marks its
+// copies without depending on incarnations); kept here too, where `at_start` reads the mark.
+pub use crate::node_state::mark_backup_copy;
 
 /// The lowest term this device may lead: the millisecond its current incarnation began (zero for
 /// a first incarnation). An earlier incarnation of its id may have led any term up to about then,

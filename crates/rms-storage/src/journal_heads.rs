@@ -2,12 +2,16 @@
 //! signed by this device's key, so that a chain rebuilt from a changed row on (the hash is
 //! public) no longer matches what the device signed. The signing is the caller's (the key lives
 //! with the device's identity, `rms_transport::identity`); this module stores and checks.
+//!
+//! **Dependencies:** it reads the chains (`crate::journal::chain`) and checks certificates
+//! against the trust list (`crate::trust`); the journal's check and export, the master's check
+//! of a push (`crate::chain_check`) and the log chain (`crate::log_chain`) call it from above.
 
 use rms_domain::{DeviceId, Fingerprint};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::StorageError;
-use crate::journal::{Chain, Hash, head, hex, unhex};
+use crate::error::StorageError;
+use crate::journal::chain::{Chain, Hash, head, hex, unhex};
 
 /// What signs: the device's certificate key (ECDSA P-256, SHA-256, fixed-length `r ‖ s`).
 pub trait HeadSigner {
@@ -15,6 +19,8 @@ pub trait HeadSigner {
     fn public_key(&self) -> &[u8];
     /// The device certificate (DER) that holds the key.
     fn certificate(&self) -> &[u8];
+    /// The signature of `message` with the key: 64 bytes, `r ‖ s`. An error means the key could
+    /// not sign; nothing is stored for it, and the caller's write fails with it.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StorageError>;
 }
 
@@ -290,10 +296,15 @@ pub fn sign_text(
 /// Read leniently (fields added later are ignored: the signature covers the text as it is).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogHeadStatement {
+    /// The master that signs its log's head.
     pub device_id: DeviceId,
+    /// The head's position in the master log (its `master_seq`).
     pub seq: u64,
+    /// The epoch that decided the entry at `seq`.
     pub epoch: rms_domain::Epoch,
+    /// The log chain's hash at `seq`, as 64 lowercase hex digits.
     pub hash: String,
+    /// When the master signed it, by its wall clock (ms since the Unix epoch).
     pub at_ms: u64,
 }
 
@@ -319,8 +330,12 @@ pub fn parse_log_statement(text: &str) -> Option<LogHeadStatement> {
 /// with its key and certificate (the shape a push head has).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SignedHead {
+    /// The chain whose head was signed.
     pub chain: Chain,
+    /// The position signed: the chain's last entry when it was signed.
     pub seq: u64,
+    /// The statement (device, chain, position, hash, time) with the key, certificate and
+    /// signature, all as stored (the key, certificate and signature in hex).
     #[serde(flatten)]
     pub signed: rms_domain::PushHead,
 }

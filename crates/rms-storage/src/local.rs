@@ -10,14 +10,16 @@ use rms_domain::resolver::{ConflictResolver, Decision};
 use rms_domain::rules;
 use rms_domain::{
     AuditEntry, DeviceId, EventId, EventPayload, EventStatus, Fingerprint, LogEntry, NewProduct,
-    NewSale, Operation, Outcome, Product, ProductPatch, RejectReason, Role, Sale, SaleLine,
-    StockAdjustment, SyncEvent, TrustState, rfc3339_from_ms,
+    NewSale, NewSaleLine, Operation, Outcome, Product, ProductPatch, RejectReason, Role, Sale,
+    SaleLine, StockAdjustment, SyncEvent, TrustState, rfc3339_from_ms,
 };
 use rusqlite::Transaction;
 use serde_json::json;
 
+use crate::error::StorageError;
+use crate::journal::chain;
 use crate::products::Table;
-use crate::{StorageError, audit, events, node_state, products, trust};
+use crate::{audit, closing, devices, events, node_state, products, trust};
 
 /// The user recorded when a write names none (catalogue edits from a back-office script).
 pub const DEFAULT_USER: &str = "system";
@@ -25,30 +27,46 @@ pub const DEFAULT_USER: &str = "system";
 /// A local write, already validated by the caller or not: [`record`] validates again.
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// Create a product; refused (`already_exists`) when its SKU is taken.
     CreateProduct(NewProduct),
+    /// Change a product's name or price, based on the version `patch` names (or the current
+    /// one); refused (`unknown_product`) for a SKU this device does not know.
     UpdateProduct {
+        /// The product to change.
         sku: String,
+        /// What changes, and the version the change is based on.
         patch: ProductPatch,
     },
+    /// Add to or take from a product's stock (a delivery, a count, breakage).
     AdjustStock {
+        /// The product whose stock moves.
         sku: String,
+        /// By how much (units, signed), why, and who.
         adjustment: StockAdjustment,
     },
+    /// Sell: one sale of its lines at the prices tills see now, its id the event's id;
+    /// refused (`unknown_product`) for a SKU this device does not know.
     Sell(NewSale),
     /// Head office's change of a product's name and price (issue #15), on the master only:
     /// logged as event `(head office, version)`, so it is logged once whatever retries.
     HeadOffice(CatalogChange),
     /// Trust or revoke a device certificate (the store's trust list, `crate::trust`).
     Trust {
+        /// The SHA-256 fingerprint of the certificate trusted or revoked.
         fingerprint: Fingerprint,
+        /// The device id the certificate is bound to.
         device_id: DeviceId,
+        /// The device's name, as the owner sees it in the list (at most
+        /// `rms_domain::NAME_CHARS_MAX` characters).
         name: String,
+        /// Trusted or revoked.
         state: TrustState,
-        /// `store_key`, `approved`, `self`, or `revoked`.
+        /// `store_key`, `approved`, `self`, or `revoked` (at most 32 characters).
         how: String,
     },
     /// Close a UTC day (`YYYY-MM-DD`) of this device's sales (issue #17, `crate::closing`).
     CloseDay {
+        /// The UTC day closed, `YYYY-MM-DD`; refused (`already_exists`) when closed already.
         day: String,
     },
 }
@@ -59,6 +77,7 @@ pub const CLOSING_USER: &str = "closing";
 /// What a committed local write produced.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The event the write made, as stored: `pending` on a client, decided on the master.
     pub event: SyncEvent,
     /// On the master: the event's master-log entry (decided in the same transaction).
     pub entry: Option<LogEntry>,
@@ -86,12 +105,7 @@ pub fn record(
     }
     let mut state = node_state::load(tx)?;
     let epoch = match role {
-        Role::Master => Some(
-            state
-                .epoch
-                .filter(|e| e.master_id == state.device_id)
-                .ok_or(StorageError::NotMaster)?,
-        ),
+        Role::Master => Some(own_epoch(&state)?),
         Role::Client => None,
     };
     let event_id = EventId {
@@ -100,27 +114,12 @@ pub fn record(
     };
     let at = rfc3339_from_ms(now_ms);
     let (payload, user_id) = payload_for(tx, event_id, command)?;
-
-    let mut event = SyncEvent {
-        event_id,
-        hlc: state.hlc.tick(now_ms),
-        user_id,
-        term: state.term(),
-        critical: false,
-        payload,
-        status: EventStatus::Pending,
-        reason: None,
-        master_seq: None,
-        created_at_ms: now_ms,
-        accepted_before: false,
-        // Its place in this device's journal, which it carries through sync (and into the log).
-        chain: Some(crate::journal::next_event_link(tx, event_id.seq)?),
-    };
+    let mut event = own_event(tx, &state, now_ms, payload, user_id)?;
     let skus: Vec<String> = event
         .payload
         .skus()
-        .iter()
-        .map(|s| (*s).to_owned())
+        .into_iter()
+        .map(str::to_owned)
         .collect();
     let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
     let (entry, changed) = match epoch {
@@ -130,33 +129,13 @@ pub fn record(
             let changed = entry.products.clone();
             (Some(entry), changed)
         }
-        // A client decides on what its tills see; the master's verdict comes later.
-        None => {
-            if let Some(change) = event.payload.trust_change(event_id.device_id, now_ms) {
-                trust::load(tx)?
-                    .check(&change)
-                    .map_err(|reason| refusal(reason, &event.payload))?;
-            }
-            let mut visible = products::load_many(tx, Table::Visible, &skus)?;
-            let applied = rules::apply(&event.payload, &mut visible, &at)
-                .map_err(|reason| refusal(reason, &event.payload))?;
-            event.critical = applied.critical;
-            let changed: Vec<Product> = applied
-                .changed
-                .iter()
-                .filter_map(|sku| visible.get(sku).cloned())
-                .collect();
-            for product in &changed {
-                products::put(tx, Table::Visible, product)?;
-            }
-            (None, changed)
-        }
+        None => (None, apply_on_client(tx, &mut event, &skus, &at)?),
     };
     let verdict = entry
         .as_ref()
         .map(|e| (&e.epoch, e.products.as_slice(), e.forced));
     events::insert(tx, &event, verdict)?;
-    crate::journal::append_event(tx, &event)?;
+    chain::append_event(tx, &event)?;
     let sale = Sale::of_event(&event);
     audit::append(tx, &audit_entry(&event, &at))?;
 
@@ -173,6 +152,75 @@ pub fn record(
     })
 }
 
+/// This device's next event, `pending` until decided: the next number, the clock ticked to
+/// `now_ms`, the newest term known, and its place in this device's journal (which it carries
+/// through sync, and into the log).
+fn own_event(
+    tx: &Transaction<'_>,
+    state: &node_state::NodeState,
+    now_ms: u64,
+    payload: EventPayload,
+    user_id: String,
+) -> Result<SyncEvent, StorageError> {
+    let seq = state.last_seq + 1;
+    Ok(SyncEvent {
+        event_id: EventId {
+            device_id: state.device_id,
+            seq,
+        },
+        hlc: state.hlc.tick(now_ms),
+        user_id,
+        term: state.term(),
+        critical: false,
+        payload,
+        status: EventStatus::Pending,
+        reason: None,
+        master_seq: None,
+        created_at_ms: now_ms,
+        accepted_before: false,
+        chain: Some(chain::next_event_link(tx, seq)?),
+    })
+}
+
+/// The epoch this device is master of, for a write only the master makes: its newest epoch, if
+/// that names it master ([`StorageError::NotMaster`] if not).
+fn own_epoch(state: &node_state::NodeState) -> Result<rms_domain::Epoch, StorageError> {
+    state
+        .epoch
+        .filter(|e| e.master_id == state.device_id)
+        .ok_or(StorageError::NotMaster)
+}
+
+/// A client decides on what its tills see (the master's verdict comes later): the rules applied
+/// to the visible products of `skus` (and, for a trust change, to the trust list as this device
+/// knows it), marking `event` critical if they say so. The products it changed, as stored.
+fn apply_on_client(
+    tx: &Transaction<'_>,
+    event: &mut SyncEvent,
+    skus: &[&str],
+    at: &str,
+) -> Result<Vec<Product>, StorageError> {
+    let origin = event.event_id.device_id;
+    if let Some(change) = event.payload.trust_change(origin, event.created_at_ms) {
+        trust::load(tx)?
+            .check(&change)
+            .map_err(|reason| refusal(reason, &event.payload))?;
+    }
+    let mut visible = products::load_many(tx, Table::Visible, skus)?;
+    let applied = rules::apply(&event.payload, &mut visible, at)
+        .map_err(|reason| refusal(reason, &event.payload))?;
+    event.critical = applied.critical;
+    let changed: Vec<Product> = applied
+        .changed
+        .iter()
+        .filter_map(|sku| visible.get(sku).cloned())
+        .collect();
+    for product in &changed {
+        products::put(tx, Table::Visible, product)?;
+    }
+    Ok(changed)
+}
+
 /// The user recorded for head office's catalogue changes.
 pub const HEAD_OFFICE_USER: &str = "head-office";
 
@@ -186,10 +234,7 @@ fn record_head_office(
     change: CatalogChange,
 ) -> Result<Recorded, StorageError> {
     let mut state = node_state::load(tx)?;
-    let epoch = state
-        .epoch
-        .filter(|e| e.master_id == state.device_id)
-        .ok_or(StorageError::NotMaster)?;
+    let epoch = own_epoch(&state)?;
     let event_id = EventId {
         device_id: DeviceId::HEAD_OFFICE,
         seq: change.version,
@@ -323,20 +368,10 @@ fn payload_for(
 ) -> Result<(EventPayload, String), StorageError> {
     let user = |u: Option<String>| u.unwrap_or_else(|| DEFAULT_USER.to_owned());
     Ok(match command {
-        Command::CloseDay { day } => {
-            let device = event_id.device_id;
-            if crate::closing::closed(tx, device, &day)? {
-                let message = format!("day {day} is closed already");
-                return Err(StorageError::refused(RejectReason::AlreadyExists, message));
-            }
-            let (sales, total_cents) = crate::closing::totals(tx, device, &day)?;
-            let payload = EventPayload::DayClosed {
-                day,
-                sales,
-                total_cents,
-            };
-            (payload, CLOSING_USER.to_owned())
-        }
+        Command::CloseDay { day } => (
+            closing_payload(tx, event_id.device_id, day)?,
+            CLOSING_USER.to_owned(),
+        ),
         Command::CreateProduct(new) => (
             EventPayload::ProductCreated {
                 sku: new.sku,
@@ -364,25 +399,7 @@ fn payload_for(
             },
             user(adjustment.user_id),
         ),
-        Command::Sell(new) => {
-            let mut lines = Vec::with_capacity(new.lines.len());
-            for line in new.lines {
-                let product =
-                    products::get(tx, &line.sku)?.ok_or_else(|| unknown_product(&line.sku))?;
-                lines.push(SaleLine {
-                    sku: line.sku,
-                    qty: line.qty,
-                    price_cents: product.price_cents,
-                });
-            }
-            (
-                EventPayload::SaleRecorded {
-                    sale_id: event_id.to_string(),
-                    lines,
-                },
-                new.user_id,
-            )
-        }
+        Command::Sell(NewSale { user_id, lines }) => (sale_payload(tx, event_id, lines)?, user_id),
         Command::HeadOffice(_) => unreachable_head_office()?,
         Command::Trust {
             fingerprint,
@@ -400,6 +417,47 @@ fn payload_for(
             },
             user(None),
         ),
+    })
+}
+
+/// The closing of `day` by `device`: its count and total of sales, refused (`already_exists`)
+/// when the day is closed already.
+fn closing_payload(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    day: String,
+) -> Result<EventPayload, StorageError> {
+    if closing::closed(tx, device, &day)? {
+        let message = format!("day {day} is closed already");
+        return Err(StorageError::refused(RejectReason::AlreadyExists, message));
+    }
+    let (sales, total_cents) = closing::totals(tx, device, &day)?;
+    Ok(EventPayload::DayClosed {
+        day,
+        sales,
+        total_cents,
+    })
+}
+
+/// The sale of `new_lines` as event `event_id` records it: each line at the price tills see now,
+/// refused (`unknown_product`) for a SKU this device does not know.
+fn sale_payload(
+    tx: &Transaction<'_>,
+    event_id: EventId,
+    new_lines: Vec<NewSaleLine>,
+) -> Result<EventPayload, StorageError> {
+    let mut lines = Vec::with_capacity(new_lines.len());
+    for line in new_lines {
+        let product = products::get(tx, &line.sku)?.ok_or_else(|| unknown_product(&line.sku))?;
+        lines.push(SaleLine {
+            sku: line.sku,
+            qty: line.qty,
+            price_cents: product.price_cents,
+        });
+    }
+    Ok(EventPayload::SaleRecorded {
+        sale_id: event_id.to_string(),
+        lines,
     })
 }
 
@@ -465,7 +523,7 @@ pub fn record_startup(
     now_ms: u64,
 ) -> Result<node_state::NodeState, StorageError> {
     let state = node_state::load(tx)?;
-    crate::devices::put(tx, me)?;
+    devices::put(tx, me)?;
     audit::append(
         tx,
         &AuditEntry {

@@ -9,6 +9,10 @@
 //! again from the beginning when the entry at its head is no longer the one it hashed (the log
 //! was truncated and went on differently). [`LogChain::follow`] also compares the copy with the
 //! master's signed head ([`MasterHead`]) as it passes the head's position.
+//!
+//! **Dependencies:** it reads the master log (`crate::events`), hashes with the journal's
+//! [`Hash`](struct@Hash) (`crate::journal::chain`) and checks a master's signature with
+//! `crate::journal_heads`; nothing in this crate calls it (the transport's log watch does).
 
 use std::collections::VecDeque;
 
@@ -18,9 +22,10 @@ use rms_domain::{
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::journal::Hash;
+use crate::error::StorageError;
+use crate::events;
+use crate::journal::chain::Hash;
 use crate::journal_heads::{self, LogHeadStatement};
-use crate::{StorageError, events};
 
 /// Entries read at once.
 const PAGE: usize = 5000;
@@ -64,7 +69,9 @@ pub fn record(entry: &LogEntry) -> Result<String, StorageError> {
 /// position in its own epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogChain {
+    /// The position of the last entry hashed (0: none, the default).
     pub seq: u64,
+    /// The chain's hash at `seq` ([`Hash::GENESIS`] at 0).
     pub hash: Hash,
     at: Option<(rms_domain::EventId, Epoch)>,
 }
@@ -204,6 +211,7 @@ impl Recent {
 /// What [`LogChain::follow`] came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Followed {
+    /// The head after every entry the log holds now (up to the first hole).
     pub chain: LogChain,
     /// This copy against the master's head, when the chain passed its position.
     pub compared: Option<Compared>,
@@ -215,20 +223,36 @@ pub struct Followed {
 /// checks its own copy of the log against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterHead {
+    /// What the master signed: its id, the position, the epoch that decided it, the hash.
     pub statement: LogHeadStatement,
+    /// The statement's hash, decoded: the master's log chain at `statement.seq`.
     pub hash: Hash,
+    /// The signed head as it came (statement, key, certificate, signature), to pass on.
     pub signed: PushHead,
 }
 
 /// Why a master's signed log head was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LogHeadRefused {
+    /// Its fields are not bounded hex, its statement is not a log head, or its hash is not 64
+    /// hex digits.
     #[error("it is not a signed log head of bounded hex fields")]
     Malformed,
+    /// Its statement names another device than the master of the epoch this device follows.
     #[error("it is device {said}'s head, not the master's (device {master})")]
-    NotTheMaster { said: DeviceId, master: DeviceId },
-    #[error("{0}")]
-    Signature(&'static str),
+    NotTheMaster {
+        /// The device the statement names.
+        said: DeviceId,
+        /// The master this device follows.
+        master: DeviceId,
+    },
+    /// The signature does not verify with its key, the key is not its certificate's, or the
+    /// trust list does not bind the certificate to the master.
+    #[error("{why}")]
+    Signature {
+        /// Which of these, in words.
+        why: &'static str,
+    },
 }
 
 impl MasterHead {
@@ -255,7 +279,7 @@ impl MasterHead {
             master,
             trust,
         )
-        .map_err(LogHeadRefused::Signature)?;
+        .map_err(|why| LogHeadRefused::Signature { why })?;
         Ok(MasterHead {
             statement,
             hash,
@@ -285,5 +309,8 @@ pub enum Compared {
     Diverged,
     /// The same epoch, another hash: this copy or the master's was changed at or before that
     /// position.
-    Differs { own: Hash },
+    Differs {
+        /// This copy's hash at that position.
+        own: Hash,
+    },
 }

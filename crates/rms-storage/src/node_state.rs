@@ -1,21 +1,30 @@
 //! The one-row `node_state` table: this device's identity and the counters it never reuses.
+//!
+//! **Dependencies:** imports only `crate::error`; the database opener (`crate::db`), the
+//! incarnations, the journal's checks and every write read or move the row through it.
 
 use rms_domain::{DeviceId, Epoch, Hlc, Term};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
+/// This device's row: who it is, the last numbers it issued, and how far its copy of the master
+/// log goes. [`save`] refuses (by assertion) to move the sequence, the clock or the epoch back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeState {
+    /// This device's id in its store, fixed when the database was created: the first half of
+    /// every event id it makes.
     pub device_id: DeviceId,
-    /// Last per-device event sequence issued.
+    /// The last sequence number this device's own events used (0 before the first): the next
+    /// event is `last_seq + 1`. It moves with each committed event, jumps when an incarnation
+    /// begins (`crate::incarnation`), and moves past own events the master log brings back.
     pub last_seq: u64,
     /// Last clock value issued or merged.
     pub hlc: Hlc,
     /// The newest epoch known (`None` before this device joined or formed a store).
     pub epoch: Option<Epoch>,
-    /// Highest master_seq in this device's copy of the master log.
+    /// The highest `master_seq` in this device's copy of the master log (0: empty). It moves back
+    /// only when a diverged log is truncated.
     pub log_head: u64,
 }
 
@@ -25,6 +34,8 @@ impl NodeState {
         self.epoch.map_or(Term(0), |e| e.term)
     }
 
+    /// The master of the newest epoch known (`None` before this device joined or formed a
+    /// store).
     pub fn master_id(&self) -> Option<DeviceId> {
         self.epoch.map(|e| e.master_id)
     }
@@ -59,6 +70,8 @@ pub(crate) fn init(conn: &mut Connection, device_id: DeviceId) -> Result<(), Sto
     Ok(())
 }
 
+/// This device's row. Fails with [`StorageError::Corrupt`] when a stored number is negative or
+/// the device id is 0 (the database was changed outside rms).
 pub fn load(conn: &Connection) -> Result<NodeState, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT device_id, last_seq, hlc_wall_ms, hlc_counter, term, master_id, master_priority, log_head
@@ -124,5 +137,14 @@ pub fn save(conn: &Connection, state: &NodeState) -> Result<(), StorageError> {
         state.epoch.map(|e| e.master_priority),
         sql_u64(state.log_head, table)?,
     ])?;
+    Ok(())
+}
+
+/// Marks the database `conn` writes as a copy `rms-node backup` made: a node started on it
+/// begins a new incarnation (`crate::incarnation::at_start` reads the mark, and
+/// `crate::incarnation::begin` clears it). **On crash:** one statement, in the caller's
+/// transaction if it has one.
+pub fn mark_backup_copy(conn: &Connection) -> Result<(), StorageError> {
+    conn.execute("UPDATE node_state SET backup_copy = 1 WHERE id = 1", [])?;
     Ok(())
 }

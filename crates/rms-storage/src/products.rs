@@ -5,9 +5,9 @@ use rms_domain::Product;
 use rms_domain::rules::Products;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::StorageError;
-use crate::error::{from_sql_u64, sql_u64};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
 
+/// Which of the two product tables a call reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     /// What tills see: the master's state with this device's own unlogged events on top.
@@ -55,6 +55,7 @@ pub fn get(conn: &Connection, sku: &str) -> Result<Option<Product>, StorageError
     get_in(conn, Table::Visible, sku)
 }
 
+/// The product `sku` as `table` holds it, if it is there.
 pub fn get_in(conn: &Connection, table: Table, sku: &str) -> Result<Option<Product>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM {} WHERE sku = ?1", table.name());
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -69,6 +70,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Product>, StorageError> {
     list_in(conn, Table::Visible)
 }
 
+/// Every product `table` holds, by SKU.
 pub fn list_in(conn: &Connection, table: Table) -> Result<Vec<Product>, StorageError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {} ORDER BY sku",
@@ -89,7 +91,6 @@ pub fn load_many(conn: &Connection, table: Table, skus: &[&str]) -> Result<Produ
     Ok(products)
 }
 
-/// Inserts or replaces `product` in `table`.
 /// The products (as this device shows them) changed after `feed_seq`, in change order, with the
 /// last `feed_seq` read (the change feed's look, migration 6), at most `limit`.
 pub fn changed_since(
@@ -120,6 +121,9 @@ pub fn feed_head(conn: &Connection) -> Result<i64, StorageError> {
     )
 }
 
+/// Inserts or replaces `product` in `table` (in the caller's transaction). In `products`, a
+/// trigger gives a new row, or one whose values changed, the next `feed_seq`, so the change feed
+/// sees it.
 pub fn put(conn: &Connection, table: Table, product: &Product) -> Result<(), StorageError> {
     conn.prepare_cached(&format!(
         "INSERT INTO {} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -138,6 +142,7 @@ pub fn put(conn: &Connection, table: Table, product: &Product) -> Result<(), Sto
     Ok(())
 }
 
+/// Removes the product `sku` from `table`, if it is there (a truncation undid its creation).
 pub fn delete(conn: &Connection, table: Table, sku: &str) -> Result<(), StorageError> {
     conn.prepare_cached(&format!("DELETE FROM {} WHERE sku = ?1", table.name()))?
         .execute([sku])?;

@@ -15,8 +15,9 @@ use rms_domain::rules::{self, Products};
 use rms_domain::{DeviceId, EventStatus, LogEntry, RejectReason, SyncEvent, rfc3339_from_ms};
 use rusqlite::Transaction;
 
+use crate::error::StorageError;
 use crate::products::{self, Table};
-use crate::{StorageError, events, node_state};
+use crate::{events, node_state};
 
 /// Most entries read at once while rebuilding the base after a truncation.
 const REBUILD_PAGE: usize = 512;
@@ -94,9 +95,9 @@ fn own_from_log(
     state.last_seq = state.last_seq.max(seq);
     if event.chain.is_some()
         && seq >= crate::incarnation::current_first_seq(tx)?
-        && event.chain == Some(crate::journal::next_event_link(tx, seq)?)
+        && event.chain == Some(crate::journal::chain::next_event_link(tx, seq)?)
     {
-        crate::journal::append_event(tx, event)?;
+        crate::journal::chain::append_event(tx, event)?;
     }
     Ok(())
 }

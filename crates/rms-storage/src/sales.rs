@@ -4,7 +4,8 @@
 use rms_domain::{EventId, Sale};
 use rusqlite::Connection;
 
-use crate::{StorageError, events};
+use crate::error::StorageError;
+use crate::events;
 
 /// The sale `sale_id`, if this device has it.
 pub fn get(conn: &Connection, sale_id: &str) -> Result<Option<Sale>, StorageError> {

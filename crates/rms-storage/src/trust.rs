@@ -11,13 +11,17 @@
 //! `pending_devices`, at most [`PENDING_MAX`] of them; the oldest is forgotten for a new one.
 //!
 //! **On crash:** every write here is one statement in the caller's transaction.
+//!
+//! **Dependencies:** the list is read from the events (`crate::events`) as this device's row
+//! (`crate::node_state`) names it; signed heads, the master's check of a push and local writes
+//! read the list from above.
 
 use rms_domain::{DeviceId, EventStatus, Fingerprint, TrustChange, TrustList};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::error::{from_sql_u64, sql_u64};
-use crate::{StorageError, events};
+use crate::error::{StorageError, from_sql_u64, sql_u64};
+use crate::events;
 
 /// Most devices kept waiting for approval.
 pub const PENDING_MAX: usize = 64;
@@ -125,14 +129,19 @@ fn load_with(conn: &Connection, own_pending: bool) -> Result<TrustList, StorageE
 /// A device that connected with a certificate nobody trusts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pending {
+    /// The SHA-256 fingerprint of its certificate: what the owner approves.
     pub fingerprint: Fingerprint,
-    /// The device id it claimed.
+    /// The device id it claimed (the latest, if it connected more than once).
     pub device_id: DeviceId,
+    /// The name it gave when it was first seen.
     pub name: String,
-    /// Where it connected from.
+    /// Where it connected from (the latest).
     pub address: String,
+    /// When this device first saw it (ms since the Unix epoch).
     pub first_seen_ms: u64,
+    /// When this device last saw it (ms since the Unix epoch): the oldest is forgotten first.
     pub last_seen_ms: u64,
+    /// How many times it connected (from 1).
     pub attempts: u64,
 }
 
@@ -234,7 +243,10 @@ pub fn forget_pending(tx: &Transaction<'_>, fingerprint: &Fingerprint) -> Result
 pub enum WindowAsked {
     /// Nothing: a database made by the store-key release (the upgrade) opens it for
     /// `upgrade_ms`; any other stays as it is (a new device's stays closed).
-    Default { upgrade_ms: u64 },
+    Default {
+        /// How long the upgrade opens the window for (ms).
+        upgrade_ms: u64,
+    },
     /// Open it for this long from now (0: close it).
     OpenFor(u64),
 }

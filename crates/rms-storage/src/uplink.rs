@@ -6,11 +6,14 @@ use rms_domain::hq::{Cursor, IngestBatch};
 use rms_domain::{Epoch, LogEntry};
 use rusqlite::Connection;
 
-use crate::{StorageError, events, local, node_state};
+use crate::error::StorageError;
+use crate::{events, local, node_state};
 
 /// The next batch for head office, and what the master should know about it.
 #[derive(Debug, Clone)]
 pub struct Planned {
+    /// The batch to send: the entries after where the two logs agree, with the cursor they
+    /// continue, this master's log head and its catalogue version.
     pub batch: IngestBatch<LogEntry>,
     /// Head office holds more of the log than this master has: a store restored from an old
     /// backup, or entries of a split brain's other island. An alarm, not a stop: head office

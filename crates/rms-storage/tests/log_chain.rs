@@ -228,7 +228,7 @@ fn a_log_head_not_signed_by_the_master_is_refused() {
     let stranger = common::Key::new();
     assert!(matches!(
         MasterHead::verify(signed(&stranger, 1, &head, epoch), one, &trust),
-        Err(LogHeadRefused::Signature(_))
+        Err(LogHeadRefused::Signature { .. })
     ));
     let mut flipped = signed(&key, 1, &head, epoch);
     let digit = if flipped.signature.starts_with('0') {
@@ -239,7 +239,7 @@ fn a_log_head_not_signed_by_the_master_is_refused() {
     flipped.signature.replace_range(0..1, digit);
     assert!(matches!(
         MasterHead::verify(flipped, one, &trust),
-        Err(LogHeadRefused::Signature(_))
+        Err(LogHeadRefused::Signature { .. })
     ));
     let mut garbled = signed(&key, 1, &head, epoch);
     garbled.statement = "{\"journal_head\":{}}".into();

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub struct LogPosition {
     /// The epoch that decided the last entry (`None`: the log is empty).
     pub head_epoch: Option<Epoch>,
+    /// The position of the last entry (0: the log is empty).
     pub log_head: u64,
 }
 

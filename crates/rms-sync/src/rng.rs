@@ -6,10 +6,12 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose draws are a function of `seed` alone.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next draw, uniform over all of `u64`.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -56,6 +56,7 @@ pub enum Audited {
     Handover(HandoverFact),
     Client(ClientFact),
     Master(MasterFact),
+    PushAlarm(PushAlarm),
     Refusal(Refusal),
 }
 
@@ -71,6 +72,7 @@ impl Audited {
             Audited::Handover(fact) => fact.render(),
             Audited::Client(fact) => fact.render(),
             Audited::Master(fact) => fact.render(),
+            Audited::PushAlarm(fact) => fact.render(),
             Audited::Refusal(fact) => fact.render(),
         }
     }
@@ -275,6 +277,17 @@ pub enum MasterFact {
         origin: DeviceId,
         seq: u64,
     },
+}
+
+impl From<MasterFact> for Audited {
+    fn from(fact: MasterFact) -> Audited {
+        Audited::Master(fact)
+    }
+}
+
+/// What a master's SyncTasks find wrong with one pushed event: alarms.
+#[derive(Debug, Clone)]
+pub enum PushAlarm {
     /// A pushed event that breaks the data rules: never logged.
     InvalidEvent {
         event_id: EventId,
@@ -293,9 +306,9 @@ pub enum MasterFact {
     },
 }
 
-impl From<MasterFact> for Audited {
-    fn from(fact: MasterFact) -> Audited {
-        Audited::Master(fact)
+impl From<PushAlarm> for Audited {
+    fn from(fact: PushAlarm) -> Audited {
+        Audited::PushAlarm(fact)
     }
 }
 
@@ -644,7 +657,17 @@ impl MasterFact {
                 let details = json!({ "kept": "accepted by another master before", "rule": rule, "origin": origin, "seq": seq });
                 (Op::Conflict, Out::Conflict, Some(event_id), details)
             }
-            MasterFact::InvalidEvent {
+        };
+        vec![(op, outcome, event, details)]
+    }
+}
+
+impl PushAlarm {
+    fn render(self) -> Vec<Row> {
+        use Operation as Op;
+        use Outcome as Out;
+        let (op, outcome, event, details) = match self {
+            PushAlarm::InvalidEvent {
                 event_id,
                 from,
                 field,
@@ -653,14 +676,14 @@ impl MasterFact {
                 let details = json!({ "why": "invalid event", "from": from, "field": field, "message": message });
                 (Op::Alarm, Out::Rejected, Some(event_id), details)
             }
-            MasterFact::EventIdReused {
+            PushAlarm::EventIdReused {
                 event_id,
                 logged_seq,
             } => {
                 let details = json!({ "why": "event id reused with other content", "logged_seq": logged_seq });
                 (Op::Alarm, Out::Rejected, Some(event_id), details)
             }
-            MasterFact::UntrustedClock {
+            PushAlarm::UntrustedClock {
                 event_id,
                 hlc,
                 now_ms,

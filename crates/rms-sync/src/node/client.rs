@@ -15,59 +15,10 @@ use std::collections::BTreeSet;
 use rms_domain::{DeviceId, Epoch, EventId, EventStatus, LogEntry, RejectReason, Role};
 
 use super::audit::ClientFact;
-use super::election::Phase;
-use super::handover::TakeOver;
+use super::phase::{Following, Phase};
 use super::{Notification, Now, Result, SyncNode, To, store_err};
 use crate::message::{BATCH_EVENTS_MAX, Message, PeerInfo, Verdict, within_bytes};
 use crate::store::{Batch, SyncStore};
-
-/// A client's view of the master it follows.
-#[derive(Debug, Clone, Default)]
-pub struct Following {
-    /// Monotonic time the master was last heard from.
-    pub heard_ms: u64,
-    pub registered: bool,
-    /// The logs were found to agree up to our head (a pull answered without truncation).
-    pub synced: bool,
-    pub master_log_head: u64,
-    /// The furthest this master's log was ever heard to reach (heartbeats, broadcasts, pull
-    /// answers). Never goes back, in whatever order messages arrive: a handover to a head behind
-    /// it is stale (a master handing over decides nothing past the handover's head).
-    pub master_head_seen: u64,
-    push_sent_ms: Option<u64>,
-    push_again: bool,
-    pull_sent_ms: Option<u64>,
-    /// Handover asked us to take over once our head reaches a position, until a deadline.
-    pub take_over_at: Option<TakeOver>,
-    /// `--reclaim`: when this device last asked the master to hand the role back.
-    pub reclaim_asked_ms: Option<u64>,
-}
-
-impl Following {
-    /// Following a master just heard from.
-    pub fn new(heard_ms: u64) -> Following {
-        Following {
-            heard_ms,
-            ..Following::default()
-        }
-    }
-
-    /// See `SyncNode::forgive_pause`: what was heard or sent before the gap moves by it.
-    pub fn forgive_pause(&mut self, gap_started_ms: u64, late_ms: u64) {
-        let shift = |at: &mut u64| {
-            if *at <= gap_started_ms {
-                *at += late_ms;
-            }
-        };
-        shift(&mut self.heard_ms);
-        for sent in [&mut self.push_sent_ms, &mut self.pull_sent_ms]
-            .into_iter()
-            .flatten()
-        {
-            shift(sent);
-        }
-    }
-}
 
 /// The master's answer to a pull, as `Message::Events` carries it.
 pub struct PullAnswer {

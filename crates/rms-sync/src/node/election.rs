@@ -1,5 +1,6 @@
-//! The election (SPEC §6): which phase a device is in, the epoch rules (fencing), losing a master,
-//! the pre-vote round and the election it may lead to, and becoming master.
+//! The election (SPEC §6): which phase a device is in (the phases' state is `phase.rs`), the epoch
+//! rules (fencing), losing a master, the pre-vote round and the election it may lead to, and
+//! becoming master.
 //!
 //! **Invariants:**
 //! - A device is in exactly one [`Phase`]. `Phase::Master` only in an epoch this device
@@ -18,8 +19,7 @@ use super::audit::{
     ElectionFact, ElectionView, EpochFact, REASON_ELECTED, REASON_LONE_RESTART, REASON_NEWER_EPOCH,
     REASON_REVOKED,
 };
-use super::client::Following;
-use super::master::Leading;
+use super::phase::{Following, Leading, Phase, Waiting};
 use super::{Notification, Now, Result, SyncNode, To, fmt_epoch, store_err};
 use crate::message::{BATCH_EVENTS_MAX, ErrorCode, Message, within_bytes};
 use crate::pre_vote::{Ballot, Candidate, LogPosition, PreVote, Tally};
@@ -35,82 +35,49 @@ const PRE_VOTE_ROUNDS_MAX: u64 = 4;
 /// ("I am master") stops the election of a device that merely stopped hearing it.
 const PRE_VOTE_MASTER_WAIT_MS_MAX: u64 = 250;
 
-/// Where a device stands: it leads, it follows a master it hears, or it has none.
-#[derive(Debug)]
-pub enum Phase {
-    Master(Leading),
-    Following(Following),
-    Masterless(Masterless),
-}
-
-impl Phase {
-    /// A device without a master since `since_ms`.
-    pub fn masterless(since_ms: u64) -> Phase {
-        Phase::Masterless(Masterless {
-            since_ms,
-            waiting: None,
-            pre_vote: None,
-        })
-    }
-
-    pub fn role(&self) -> Role {
-        match self {
-            Phase::Master(_) => Role::Master,
-            Phase::Following(_) | Phase::Masterless(_) => Role::Client,
-        }
-    }
-}
-
-/// A device that follows no master: it waits for one, runs a pre-vote, or waits for the winner
-/// of the election it held.
-#[derive(Debug)]
-pub struct Masterless {
-    /// When this device lost (or started without) a master.
-    since_ms: u64,
-    waiting: Option<Waiting>,
-    /// The pre-vote round this device runs before it holds an election.
-    pre_vote: Option<PreVote>,
-}
-
-/// An election this device held that a better-ranked device is to win.
-#[derive(Debug, Clone, Copy)]
-struct Waiting {
-    expected: DeviceId,
-    deadline_ms: u64,
-}
-
-impl Masterless {
-    pub fn next_timer(&self) -> Option<(super::Timer, u64)> {
-        let waiting = self
-            .waiting
-            .map(|w| (super::Timer::ElectionWait, w.deadline_ms));
-        let pre_vote = self
-            .pre_vote
-            .as_ref()
-            .map(|round| (super::Timer::PreVote, round.next_timeout_ms()));
-        waiting
-            .into_iter()
-            .chain(pre_vote)
-            .min_by_key(|(_, at)| *at)
-    }
-
-    /// See `SyncNode::forgive_pause`. A pre-vote open across the gap counts answers from before
-    /// it: the store may have a master by now (its announce is among the inputs that waited).
-    /// It is dropped, and asked again a master timeout from now if no master is heard meanwhile.
-    pub fn forgive_pause(&mut self, gap_started_ms: u64, late_ms: u64, now_ms: u64) {
-        if self.since_ms <= gap_started_ms {
-            self.since_ms += late_ms;
-        }
-        if let Some(waiting) = self.waiting.as_mut() {
-            waiting.deadline_ms += late_ms;
-        }
-        if self.pre_vote.take().is_some() {
-            self.since_ms = now_ms;
-        }
-    }
-}
-
 impl<S: SyncStore> SyncNode<S> {
+    /// The election's messages (after `fence`): a master's announce, the pre-vote and its
+    /// answers, and a refusal that may say the master is gone. `SyncNode::route` sends every
+    /// other message elsewhere.
+    pub(super) fn route_election(
+        &mut self,
+        from: DeviceId,
+        message: Message,
+        now: Now,
+    ) -> Result<(), S> {
+        match message {
+            Message::MasterAnnounce { epoch, .. } => {
+                if epoch.master_id == from && self.role() == Role::Client {
+                    self.follow(now);
+                }
+                Ok(())
+            }
+            Message::PreVote { .. } => self.on_pre_vote(from, now),
+            Message::PreVoteReply {
+                epoch,
+                master_heard_ms_ago,
+                position,
+                accepted_unlogged,
+            } => {
+                // A master the sender hears in an older epoch than ours is one that was deposed:
+                // that is no reason to keep waiting for ours.
+                let ballot = Ballot {
+                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
+                    position,
+                    accepted_unlogged,
+                };
+                self.on_pre_vote_reply(from, ballot, now)
+            }
+            Message::Error { code, .. } => {
+                if code == ErrorCode::NotMaster && self.is_my_master(from) {
+                    self.lose_master(now, "the master says it is not master")?;
+                }
+                Ok(())
+            }
+            _ => Ok(()), // not the election's: `route` does not send it here
+        }
+    }
+
     // ----- epochs -----
 
     /// Applies the epoch rules to an incoming message. Returns whether to go on handling it.
@@ -384,7 +351,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// A peer asks whether we still hear the master: a device that does refuses to support an
     /// election; one that does not says how far its log is and hands over the events the lost
     /// master accepted from it that its log lacks.
-    pub(super) fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+    fn on_pre_vote(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
         if self.revoked {
             // Out of its store: it is no candidate, and the asker decides without it.
             return Ok(());
@@ -412,12 +379,7 @@ impl<S: SyncStore> SyncNode<S> {
         Ok(())
     }
 
-    pub(super) fn on_pre_vote_reply(
-        &mut self,
-        from: DeviceId,
-        mut ballot: Ballot,
-        now: Now,
-    ) -> Result<(), S> {
+    fn on_pre_vote_reply(&mut self, from: DeviceId, mut ballot: Ballot, now: Now) -> Result<(), S> {
         let Phase::Masterless(masterless) = &mut self.phase else {
             return Ok(()); // an answer to a round already over
         };

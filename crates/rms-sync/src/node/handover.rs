@@ -25,8 +25,7 @@
 use rms_domain::{DeviceId, Epoch, Role};
 
 use super::audit::{HandoverFact, REASON_HANDED_OVER, REASON_HANDOVER};
-use super::election::Phase;
-use super::master::Leading;
+use super::phase::{HandingOver, Leading, Phase, TakeOver};
 use super::{HandoverError, Now, Result, SyncError, SyncNode, To, store_err};
 use crate::message::{ErrorCode, Message};
 use crate::pre_vote::rank;
@@ -43,37 +42,37 @@ const TAKE_OVER_TIMEOUTS: u64 = 1;
 /// `--reclaim` asks the master for the role again after this many master timeouts.
 const RECLAIM_ASK_TIMEOUTS: u64 = 1;
 
-/// A master handing its role over: it decides nothing new until the target took over (so the
-/// target's log is the whole log) or the deadline passed (then it goes on as master).
-#[derive(Debug, Clone, Copy)]
-pub struct HandingOver {
-    pub target: DeviceId,
-    pub deadline_ms: u64,
-    /// The role was granted to the target at this head: this master decides nothing in its
-    /// epoch again, and at the deadline it steps down instead of going on.
-    pub granted: Option<u64>,
-}
-
-/// A handover this device was asked to carry out, at `log_head`, until `until_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct TakeOver {
-    log_head: u64,
-    until_ms: u64,
-    /// When this device last said `handover_ready` (said again each heartbeat interval until the
-    /// grant comes: a lost message is not a refusal).
-    ready_sent_ms: Option<u64>,
-    /// When the master's grant was read: the role is taken at the tick due then.
-    granted_ms: Option<u64>,
-}
-
-impl TakeOver {
-    /// The tick at which a granted handover is carried out.
-    pub fn granted_ms(&self) -> Option<u64> {
-        self.granted_ms
-    }
-}
-
 impl<S: SyncStore> SyncNode<S> {
+    /// The handshake's messages (after `fence`), to the side they are for: `handover` and
+    /// `handover_granted` to the target, `handover_ready` and `handover_request` to the master.
+    /// `SyncNode::route` sends every other message elsewhere.
+    pub(super) fn route_handover(
+        &mut self,
+        from: DeviceId,
+        message: Message,
+        now: Now,
+    ) -> Result<(), S> {
+        match message {
+            Message::Handover {
+                target, log_head, ..
+            } => {
+                if target == self.me() && self.is_my_master(from) {
+                    self.expect_take_over(log_head, now);
+                }
+                Ok(())
+            }
+            Message::HandoverReady { log_head, .. } => self.on_handover_ready(from, log_head, now),
+            Message::HandoverGranted { log_head, .. } => {
+                if self.is_my_master(from) {
+                    self.on_handover_granted(from, log_head, now);
+                }
+                Ok(())
+            }
+            Message::HandoverRequest { .. } => self.on_handover_request(from, now),
+            _ => Ok(()), // not the handshake's: `route` does not send it here
+        }
+    }
+
     /// The master hands its role to `target` (manual override): the target takes over in a new
     /// term once it has caught up. Nothing changes if the handover cannot be recorded.
     pub fn request_handover(
@@ -133,7 +132,7 @@ impl<S: SyncStore> SyncNode<S> {
     }
 
     /// `--reclaim`: a device that outranks this master and has caught up asks for the role.
-    pub(super) fn on_handover_request(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
+    fn on_handover_request(&mut self, from: DeviceId, now: Now) -> Result<(), S> {
         let Some(epoch) = self.epoch else {
             return Ok(());
         };
@@ -213,12 +212,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// pushes with `handing_over`, answering pre-votes as the master — so that nobody elects
     /// another while the target takes over, and steps down when it hears the target's epoch or at
     /// its deadline. A repeated ready (the grant lost) is granted again.
-    pub(super) fn on_handover_ready(
-        &mut self,
-        from: DeviceId,
-        log_head: u64,
-        now: Now,
-    ) -> Result<(), S> {
+    fn on_handover_ready(&mut self, from: DeviceId, log_head: u64, now: Now) -> Result<(), S> {
         let handing_over = match &self.phase {
             Phase::Master(leading) => leading.handing_over,
             _ => None,
@@ -267,7 +261,7 @@ impl<S: SyncStore> SyncNode<S> {
 
     /// The master asked this device to take over at `log_head`: it asks for the role once caught
     /// up, within [`TAKE_OVER_TIMEOUTS`].
-    pub(super) fn expect_take_over(&mut self, log_head: u64, now: Now) {
+    fn expect_take_over(&mut self, log_head: u64, now: Now) {
         let until_ms = now.mono_ms + TAKE_OVER_TIMEOUTS * self.config.master_timeout_ms;
         if let Phase::Following(following) = &mut self.phase {
             if following.master_head_seen > log_head {
@@ -288,7 +282,7 @@ impl<S: SyncStore> SyncNode<S> {
     /// The master granted this device the role at `log_head` (and decides nothing in its epoch
     /// again): taken at the next tick, if this device still expects the handover, within its
     /// window, and its log is at that head (the master's whole log).
-    pub(super) fn on_handover_granted(&mut self, from: DeviceId, log_head: u64, now: Now) {
+    fn on_handover_granted(&mut self, from: DeviceId, log_head: u64, now: Now) {
         let my_head = self.log_head;
         let why = match &mut self.phase {
             Phase::Following(following) => match following.take_over_at.as_mut() {

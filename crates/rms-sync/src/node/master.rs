@@ -19,39 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use rms_domain::{AuditEntry, DeviceId, Epoch, EventId, EventStatus, Hlc, LogEntry, RejectReason};
 use rms_domain::{EventPayload, PushHead, Role, SyncEvent};
 
-use super::audit::{Audited, MasterFact, SyncAuditLog};
-use super::election::Phase;
-use super::handover::HandingOver;
+use super::audit::{Audited, MasterFact, PushAlarm, SyncAuditLog};
+use super::phase::Phase;
 use super::{EAGER_BROADCAST_GAP_MS, Notification, Now, Result, SyncNode, To, store_err};
 use crate::message::{BATCH_EVENTS_MAX, ErrorCode, Message, PeerInfo, Verdict, within_bytes};
 use crate::resolver::{ConflictResolver, Decision, decision_order};
 use crate::store::{Batch, SyncStore};
-
-/// What a master knows as master.
-#[derive(Debug)]
-pub struct Leading {
-    /// A handover in progress.
-    pub handing_over: Option<HandingOver>,
-    /// Entries up to here were broadcast (as `sync_update`, or as a `critical_event` that
-    /// continued the broadcasts).
-    broadcast_head: u64,
-    /// Eager sync: when the entries after `broadcast_head` are to be broadcast.
-    pub broadcast_due_ms: Option<u64>,
-    /// When the last `sync_update` went.
-    broadcast_last_ms: u64,
-}
-
-impl Leading {
-    /// A master whose log (up to `log_head`) is known to every follower that pulls.
-    pub fn new(log_head: u64) -> Leading {
-        Leading {
-            handing_over: None,
-            broadcast_head: log_head,
-            broadcast_due_ms: None,
-            broadcast_last_ms: 0,
-        }
-    }
-}
 
 /// What a group decision made so far: the log entries the group's events already had, the
 /// entries it made, the audit rows, and the clock.
@@ -84,7 +57,7 @@ impl GroupDecision {
         }
         let logged_seq = known.seq();
         let event_id = event.event_id;
-        self.audit(MasterFact::EventIdReused {
+        self.audit(PushAlarm::EventIdReused {
             event_id,
             logged_seq,
         });
@@ -405,48 +378,13 @@ impl<S: SyncStore> SyncNode<S> {
             events.sort_by_key(decision_order);
         }
         let pushes = &*pushes;
-        let all = || pushes.iter().flat_map(|(_, events)| events);
-        let skus: BTreeSet<&str> = all().flat_map(|e| e.payload.skus()).collect();
-        let skus: Vec<&str> = skus.into_iter().collect();
-        let products = self.store.base_products(&skus).map_err(store_err)?;
-        let ids: Vec<EventId> = all().map(|e| e.event_id).collect();
-        let logged = self.store.entries(&ids).map_err(store_err)?;
-        let mut resolver = ConflictResolver::new(epoch, self.log_head, products);
-        if all().any(|e| matches!(e.payload, EventPayload::DeviceTrust { .. })) {
-            resolver = resolver.with_trust(self.store.trust_list().map_err(store_err)?);
-        }
-        let mut group = GroupDecision {
-            logged: logged
-                .into_iter()
-                .map(|entry| (entry.event.event_id, entry))
-                .collect(),
-            entries: Vec::new(),
-            seen: BTreeMap::new(),
-            audit: Vec::new(),
-            hlc: self.hlc,
-            audit_log: self.audit_log,
-            now,
-        };
+        let (mut resolver, mut group) = self.open_group(epoch, pushes, now)?;
         let answers = pushes
             .iter()
             .map(|(from, events)| self.decide_push(&mut resolver, &mut group, *from, events))
             .collect();
-        // What is broadcast at once is audited in the same transaction; it is sent only after it.
-        let update = self.eager_update(&group.entries, now);
+        let update = self.audit_group_broadcasts(&mut group, now);
         let updated_to = update.last().map_or(0, LogEntry::seq);
-        if let Some(first) = update.first() {
-            let (from_seq, to_seq) = (first.seq(), updated_to);
-            group.audit(MasterFact::Broadcast { from_seq, to_seq });
-        }
-        let critical: Vec<(EventId, u64)> = group
-            .entries
-            .iter()
-            .filter(|e| broadcast_at_once(e) && e.seq() > updated_to)
-            .map(|e| (e.event.event_id, e.seq()))
-            .collect();
-        for (event_id, seq) in critical {
-            group.audit(MasterFact::BroadcastCritical { event_id, seq });
-        }
         let logged = group.entries.clone();
         self.commit(Batch {
             entries: group.entries,
@@ -475,6 +413,62 @@ impl<S: SyncStore> SyncNode<S> {
         }
         self.broadcast_soon(now);
         Ok(answers)
+    }
+
+    /// What a group decision starts from: the resolver over the master's copy of the products the
+    /// group's events name (and the trust list, when one of them changes it), and the log
+    /// entries its events already have (idempotency).
+    fn open_group(
+        &self,
+        epoch: Epoch,
+        pushes: &[(DeviceId, Vec<SyncEvent>)],
+        now: Now,
+    ) -> Result<(ConflictResolver, GroupDecision), S> {
+        let all = || pushes.iter().flat_map(|(_, events)| events);
+        let skus: BTreeSet<&str> = all().flat_map(|e| e.payload.skus()).collect();
+        let skus: Vec<&str> = skus.into_iter().collect();
+        let products = self.store.base_products(&skus).map_err(store_err)?;
+        let ids: Vec<EventId> = all().map(|e| e.event_id).collect();
+        let logged = self.store.entries(&ids).map_err(store_err)?;
+        let mut resolver = ConflictResolver::new(epoch, self.log_head, products);
+        if all().any(|e| matches!(e.payload, EventPayload::DeviceTrust { .. })) {
+            resolver = resolver.with_trust(self.store.trust_list().map_err(store_err)?);
+        }
+        let group = GroupDecision {
+            logged: logged
+                .into_iter()
+                .map(|entry| (entry.event.event_id, entry))
+                .collect(),
+            entries: Vec::new(),
+            seen: BTreeMap::new(),
+            audit: Vec::new(),
+            hlc: self.hlc,
+            audit_log: self.audit_log,
+            now,
+        };
+        Ok((resolver, group))
+    }
+
+    /// What a group decision broadcasts at once is audited in its transaction (it is sent only
+    /// after it): the eager `sync_update` (returned; see [`SyncNode::eager_update`]), and every
+    /// entry to go at once that it does not carry, as a `critical_event`.
+    fn audit_group_broadcasts(&self, group: &mut GroupDecision, now: Now) -> Vec<LogEntry> {
+        let update = self.eager_update(&group.entries, now);
+        let updated_to = update.last().map_or(0, LogEntry::seq);
+        if let Some(first) = update.first() {
+            let (from_seq, to_seq) = (first.seq(), updated_to);
+            group.audit(MasterFact::Broadcast { from_seq, to_seq });
+        }
+        let critical: Vec<(EventId, u64)> = group
+            .entries
+            .iter()
+            .filter(|e| broadcast_at_once(e) && e.seq() > updated_to)
+            .map(|e| (e.event.event_id, e.seq()))
+            .collect();
+        for (event_id, seq) in critical {
+            group.audit(MasterFact::BroadcastCritical { event_id, seq });
+        }
+        update
     }
 
     /// Eager sync: the entries of a group decision to broadcast with its commit, as one
@@ -517,52 +511,7 @@ impl<S: SyncStore> SyncNode<S> {
                 verdicts.push(verdict);
                 continue;
             }
-            let event_id = event.event_id;
-            if let Err(err) = event.validate() {
-                // Never logged: the log would carry it to every device (and the database may not
-                // even hold it). The pusher gets its verdict; the audit log the details.
-                let (field, message) = (err.field.to_string(), err.message.to_string());
-                group.audit(MasterFact::InvalidEvent {
-                    event_id,
-                    from,
-                    field,
-                    message,
-                });
-                verdicts.push(refused(event_id, RejectReason::Invalid));
-                continue;
-            }
-            if self.trusted(event.hlc, now) {
-                group.hlc = group.hlc.merge(event.hlc, now.wall_ms);
-            } else {
-                let (hlc, now_ms) = (event.hlc, now.wall_ms);
-                group.audit(MasterFact::UntrustedClock {
-                    event_id,
-                    hlc,
-                    now_ms,
-                    from,
-                });
-            }
-            let (entry, decision) = resolver.resolve(event.clone());
-            let (origin, seq) = (entry.event.origin(), entry.seq());
-            match decision {
-                Decision::Accepted => {}
-                Decision::Kept(rule) => group.audit(MasterFact::Kept {
-                    event_id,
-                    rule,
-                    origin,
-                    seq,
-                }),
-                Decision::Rejected(reason) => group.audit(MasterFact::Rejected {
-                    event_id,
-                    reason,
-                    origin,
-                    seq,
-                    kind: entry.event.payload.kind(),
-                }),
-            }
-            group.seen.insert(event_id, group.entries.len());
-            verdicts.push(Verdict::of(&entry));
-            group.entries.push(entry);
+            verdicts.push(self.decide_new(resolver, group, from, event));
         }
         let received = MasterFact::PushReceived {
             from,
@@ -573,6 +522,64 @@ impl<S: SyncStore> SyncNode<S> {
         let rows: Vec<AuditEntry> = self.audit_log.entries(received, now).collect();
         group.audit.splice(audit_from..audit_from, rows);
         verdicts
+    }
+
+    /// One event not decided before, through the resolver: its verdict, and its log entry added
+    /// to the group's (none for an event that breaks the data rules).
+    fn decide_new(
+        &self,
+        resolver: &mut ConflictResolver,
+        group: &mut GroupDecision,
+        from: DeviceId,
+        event: &SyncEvent,
+    ) -> Verdict {
+        let now = group.now;
+        let event_id = event.event_id;
+        if let Err(err) = event.validate() {
+            // Never logged: the log would carry it to every device (and the database may not
+            // even hold it). The pusher gets its verdict; the audit log the details.
+            let (field, message) = (err.field.to_string(), err.message.to_string());
+            group.audit(PushAlarm::InvalidEvent {
+                event_id,
+                from,
+                field,
+                message,
+            });
+            return refused(event_id, RejectReason::Invalid);
+        }
+        if self.trusted(event.hlc, now) {
+            group.hlc = group.hlc.merge(event.hlc, now.wall_ms);
+        } else {
+            let (hlc, now_ms) = (event.hlc, now.wall_ms);
+            group.audit(PushAlarm::UntrustedClock {
+                event_id,
+                hlc,
+                now_ms,
+                from,
+            });
+        }
+        let (entry, decision) = resolver.resolve(event.clone());
+        let (origin, seq) = (entry.event.origin(), entry.seq());
+        match decision {
+            Decision::Accepted => {}
+            Decision::Kept(rule) => group.audit(MasterFact::Kept {
+                event_id,
+                rule,
+                origin,
+                seq,
+            }),
+            Decision::Rejected(reason) => group.audit(MasterFact::Rejected {
+                event_id,
+                reason,
+                origin,
+                seq,
+                kind: entry.event.payload.kind(),
+            }),
+        }
+        group.seen.insert(event_id, group.entries.len());
+        let verdict = Verdict::of(&entry);
+        group.entries.push(entry);
+        verdict
     }
 
     /// After the commit: the origin of a rejected event is told, and what is critical goes to

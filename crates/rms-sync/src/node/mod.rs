@@ -8,12 +8,21 @@
 //! | what an input leaves | `outbox.rs` | messages, notifications, the input's audit rows |
 //! | the SyncAuditLog | `audit.rs` | every audited fact as a typed record |
 //! | peers | `peers.rs` | liveness, roster, passed-over devices |
-//! | election | `election.rs` | the `Phase` (master, following, masterless), fencing, pre-vote |
+//! | the phase | `phase.rs` | what each phase knows: leading, following, masterless |
+//! | election | `election.rs` | phase changes, fencing, pre-vote, becoming master |
 //! | handover | `handover.rs` | handover and `--reclaim` |
 //! | SyncManager of a client | `client.rs` | push, pull, truncate, apply, relay |
 //! | SyncManager of a master, SyncTasks | `master.rs` | registration, pulls, group commit, broadcasts |
 //!
 //! The ConflictResolver itself is `crate::resolver`, a pure type the master's SyncTasks feed.
+//!
+//! **Dependencies point one way:** the role modules (`election.rs`, `client.rs`, `master.rs`,
+//! `handover.rs`) and `timer.rs` import the leaves (`phase.rs` for the state of each phase,
+//! `audit.rs` for the audited facts and their reasons, `outbox.rs`, `peers.rs`) and this module's
+//! shared types; no leaf imports a role module, and no role module imports another. The role
+//! modules are `impl` blocks of the one [`SyncNode`], so they call each other's methods through
+//! `self` (an election won runs the master's first decisions, a handover ends in becoming
+//! master): that is one type's behaviour split by design name, not a dependency between modules.
 //!
 //! **Invariants:**
 //! - One input, one commit: the writes an input decides leave in one [`Batch`] with the input's
@@ -33,6 +42,7 @@ mod handover;
 mod master;
 mod outbox;
 mod peers;
+mod phase;
 mod timer;
 
 use rms_domain::{DeviceId, Epoch, Hlc, LogEntry, Role, SyncEvent, Term};
@@ -49,29 +59,47 @@ pub use audit::{
 pub use timer::Timer;
 
 use audit::{Audited, Refusal, SyncAuditLog};
-use election::Phase;
 use outbox::Outbox;
 use peers::Peers;
+use phase::Phase;
 
 /// The time, as every input carries it: monotonic milliseconds for timers, wall milliseconds
 /// (since the Unix epoch, possibly skewed) for clocks and audit entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
+    /// Milliseconds on a clock that never goes back (any origin, e.g. the process's start):
+    /// every timer, deadline and "last heard" of the core is on it.
     pub mono_ms: u64,
+    /// Milliseconds since the Unix epoch on the device's wall clock (it may be skewed or set
+    /// back): merged into the hybrid logical clock, and the time of audit entries.
     pub wall_ms: u64,
 }
 
+/// How one device takes part in sync: who it is and its timings. Fixed for the life of a
+/// [`SyncNode`].
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
+    /// This device, as it describes itself to its peers (its id, name, address and priority).
     pub me: PeerInfo,
     /// False for a lone device: it is master of its own store at once.
     pub has_peers: bool,
+    /// How often a client pushes, pulls and relays, and a master broadcasts, in milliseconds,
+    /// each time jittered by up to 10% (and at least 1 ms). It is also the retry when eager
+    /// sync is on.
     pub sync_interval_ms: u64,
+    /// How often this device sends its heartbeat to every peer, in milliseconds; also how often
+    /// a pre-vote asks silent peers again. An input that comes more than one interval after a
+    /// due heartbeat is taken for a pause of this device (see [`Timer`]).
     pub heartbeat_interval_ms: u64,
+    /// How long, in milliseconds, a peer counts as alive after it was last heard, and how long
+    /// a client waits for its master's heartbeat before it holds a pre-vote; elections and
+    /// handovers wait multiples of it.
     pub master_timeout_ms: u64,
     /// Take the master role back (in a new term) once caught up, when this device outranks the
     /// master.
     pub reclaim: bool,
+    /// The seed of the core's only randomness (the jitter of the sync interval): a run replays
+    /// exactly from it.
     pub rng_seed: u64,
     /// Events stamped further than this in the future are not trusted: their clock is not merged
     /// into this device's, and the audit log flags them.
@@ -91,6 +119,7 @@ pub struct SyncConfig {
 pub const EAGER_BROADCAST_GAP_MS: u64 = 1;
 
 impl SyncConfig {
+    /// This device's id (`me.device_id`).
     pub fn device_id(&self) -> DeviceId {
         self.me.device_id
     }
@@ -99,34 +128,55 @@ impl SyncConfig {
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum To {
+    /// One device, by its id.
     Device(DeviceId),
     /// Every peer the driver can reach (configured peers and the roster).
     AllPeers,
 }
 
+/// A message for the driver to send ([`SyncNode::poll_transmit`]). It goes only after the
+/// commit it depends on succeeded; sending it is best effort (a lost message is asked again).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
+    /// Where it goes.
     pub to: To,
+    /// What goes.
     pub message: Message,
 }
 
-/// What the application may want to know.
+/// What the application may want to know ([`SyncNode::poll_notification`]), after the commit
+/// it reports succeeded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notification {
+    /// This device became master, or stopped being master (it stepped down, or was paused,
+    /// revoked, or handed its role over). Following another master is no change of role.
     RoleChanged {
+        /// The role from now on.
         role: Role,
+        /// This device's epoch after the change: the one it leads, or, for a master that
+        /// stepped down, the newer epoch it adopted or else the one it led.
         epoch: Option<Epoch>,
     },
-    /// The master decided one of this device's own events.
+    /// The master decided one of this device's own events: from a `push_ack`, from its log
+    /// entry, or as master. It may come more than once for one event (the ack, then the
+    /// entry).
     Decided(Verdict),
     /// The device's copy of the master log grew (or was truncated) to `log_head`.
     LogAdvanced {
+        /// The position of the last entry of this device's copy of the master log now.
         log_head: u64,
     },
 }
 
+/// Why an input of [`SyncNode`] failed; `E` is the store's error.
+///
+/// The node stays usable: what the input staged after its last successful commit (messages,
+/// audit rows) is dropped, so nothing it promised goes out, and its peers and timers ask again.
+/// What the input committed before the failing step stays committed (an input that must read
+/// what it wrote commits once per step).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError<E: std::error::Error + 'static> {
+    /// A [`SyncStore`] read or commit failed.
     #[error("storage: {0}")]
     Store(#[source] E),
 }
@@ -134,14 +184,19 @@ pub enum SyncError<E: std::error::Error + 'static> {
 /// Why [`SyncNode::request_handover`] did not start a handover; `E` is the store's error.
 #[derive(Debug, thiserror::Error)]
 pub enum HandoverError<E: std::error::Error + 'static> {
+    /// This device is not the master (only the master hands its role over).
     #[error("only the master can hand its role over")]
     NotMaster,
+    /// The target named is this device itself.
     #[error("device {0} is this device")]
     ToSelf(DeviceId),
+    /// The target was not heard within the master timeout.
     #[error("device {0} has not been heard from within the master timeout")]
     Unreachable(DeviceId),
+    /// A handover to this device is in progress already.
     #[error("a handover to device {0} is in progress")]
     InProgress(DeviceId),
+    /// The commit that records the handover's start failed: nothing changed, no handover.
     #[error("cannot record the handover: {0}")]
     Storage(#[source] E),
 }
@@ -152,6 +207,16 @@ fn store_err<E: std::error::Error + 'static>(e: E) -> SyncError<E> {
     SyncError::Store(e)
 }
 
+/// One device's sync state machine, for both roles: it decides, the driver executes.
+///
+/// Inputs ([`SyncNode::handle_message`], [`SyncNode::handle_messages`],
+/// [`SyncNode::handle_local_write`], [`SyncNode::handle_timeout`], and the commands
+/// [`SyncNode::request_handover`], [`SyncNode::revoked`], [`SyncNode::not_admitted`],
+/// [`SyncNode::handle_link_refusal`]) each carry [`Now`]; what they decide is committed to the
+/// store `S` (one [`Batch`] per step), then the outputs ([`SyncNode::poll_transmit`],
+/// [`SyncNode::poll_notification`], [`SyncNode::poll_timeout`]) say what to send, what to tell
+/// the application, and when to call again. It reads no clock, does no I/O but through `S`,
+/// and replays exactly from its inputs and [`SyncConfig::rng_seed`].
 pub struct SyncNode<S: SyncStore> {
     config: SyncConfig,
     store: S,
@@ -225,10 +290,13 @@ impl<S: SyncStore> SyncNode<S> {
 
     // ----- getters -----
 
+    /// This device's role now: master, or client (following a master or looking for one).
     pub fn role(&self) -> Role {
         self.phase.role()
     }
 
+    /// The newest epoch this device knows (persisted before it was acted on); `None` before it
+    /// has known any.
     pub fn epoch(&self) -> Option<Epoch> {
         self.epoch
     }
@@ -280,6 +348,7 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
+    /// The position of the last entry of this device's copy of the master log (0: empty).
     pub fn log_head(&self) -> u64 {
         self.log_head
     }
@@ -303,10 +372,12 @@ impl<S: SyncStore> SyncNode<S> {
         }
     }
 
+    /// The store the node commits to (for the driver's reads; writes go through the inputs).
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &SyncConfig {
         &self.config
     }
@@ -357,10 +428,14 @@ impl<S: SyncStore> SyncNode<S> {
 
     // ----- outputs -----
 
+    /// The next message to send, oldest first; `None` when there is nothing (more) to send.
+    /// Drain it after every input.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.outbox.poll_transmit()
     }
 
+    /// The next notification for the application, oldest first; `None` when there is none.
+    /// Drain it after every input.
     pub fn poll_notification(&mut self) -> Option<Notification> {
         self.outbox.poll_notification()
     }
@@ -509,12 +584,10 @@ impl<S: SyncStore> SyncNode<S> {
                 self.on_register_ack(from, roster, log_head, now);
                 Ok(())
             }
-            Message::MasterAnnounce { epoch, .. } => {
-                if epoch.master_id == from && self.role() == Role::Client {
-                    self.follow(now);
-                }
-                Ok(())
-            }
+            Message::MasterAnnounce { .. }
+            | Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::Error { .. } => self.route_election(from, message, now),
             Message::Push { events, head, .. } => self.on_push(from, events, head, now),
             Message::Relay { entries, .. } => self.on_relay(from, entries, now),
             Message::PushAck { verdicts, .. } => self.on_push_ack(from, verdicts, now),
@@ -546,44 +619,10 @@ impl<S: SyncStore> SyncNode<S> {
                 self.on_conflict(from, event_id, reason, now);
                 Ok(())
             }
-            Message::Handover {
-                target, log_head, ..
-            } => {
-                if target == self.me() && self.is_my_master(from) {
-                    self.expect_take_over(log_head, now);
-                }
-                Ok(())
-            }
-            Message::HandoverReady { log_head, .. } => self.on_handover_ready(from, log_head, now),
-            Message::HandoverGranted { log_head, .. } => {
-                if self.is_my_master(from) {
-                    self.on_handover_granted(from, log_head, now);
-                }
-                Ok(())
-            }
-            Message::PreVote { .. } => self.on_pre_vote(from, now),
-            Message::HandoverRequest { .. } => self.on_handover_request(from, now),
-            Message::PreVoteReply {
-                epoch,
-                master_heard_ms_ago,
-                position,
-                accepted_unlogged,
-            } => {
-                // A master the sender hears in an older epoch than ours is one that was deposed:
-                // that is no reason to keep waiting for ours.
-                let ballot = crate::pre_vote::Ballot {
-                    master_heard_ms_ago: master_heard_ms_ago.filter(|_| epoch == self.epoch),
-                    position,
-                    accepted_unlogged,
-                };
-                self.on_pre_vote_reply(from, ballot, now)
-            }
-            Message::Error { code, .. } => {
-                if code == ErrorCode::NotMaster && self.is_my_master(from) {
-                    self.lose_master(now, "the master says it is not master")?;
-                }
-                Ok(())
-            }
+            Message::Handover { .. }
+            | Message::HandoverReady { .. }
+            | Message::HandoverGranted { .. }
+            | Message::HandoverRequest { .. } => self.route_handover(from, message, now),
         }
     }
 

@@ -1,43 +1,73 @@
-//! Timers: what [`SyncNode::poll_timeout`] waits for, named, and the pause rule that keeps a
-//! stopped device from counting its own silence against its peers.
-//!
-//! | timer | phase | when it fires |
-//! |---|---|---|
-//! | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
-//! | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
-//! | `Broadcast` | master | eager sync: a write of its own was committed; broadcast it (at most every `EAGER_BROADCAST_GAP_MS`) |
-//! | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
-//! | `MasterTimeout` | following | the master was not heard within the master timeout |
-//! | `PreVote` | masterless | ask silent peers again, or close the round and elect |
-//! | `ElectionWait` | masterless | the expected winner did not take over in time |
-//! | `Handover` | master | the handover target did not take over in time |
-//! | `Handover` | following | the master granted this device the role: take it over |
-//!
-//! Every timer is checked at each call of `handle_timeout`; the table says which one made the
-//! call due. A masterless device without a round also holds one when it has been masterless for
-//! a master timeout, checked at its heartbeat and sync ticks.
+//! Timers: what [`SyncNode::poll_timeout`] waits for, named ([`Timer`] has the table), and the
+//! pause rule that keeps a stopped device from counting its own silence against its peers.
 
 use rms_domain::Role;
 
 use super::audit::{EpochFact, REASON_PAUSED};
-use super::election::Phase;
+use super::phase::{Masterless, Phase};
 use super::{Notification, Now, Result, SyncNode};
 use crate::store::{Batch, SyncStore};
 
-/// A timer of the sync core (see the module's table).
+/// A timer of the sync core: which deadline made [`SyncNode::poll_timer`] due.
+///
+/// | timer | phase | when it fires |
+/// |---|---|---|
+/// | `Heartbeat` | every phase | every heartbeat interval: the heartbeat goes to every peer |
+/// | `Sync` | master | every sync interval (jittered): broadcast what is not yet broadcast |
+/// | `Broadcast` | master | eager sync: a write of its own was committed; broadcast it (at most every [`crate::EAGER_BROADCAST_GAP_MS`]) |
+/// | `Sync` | client | every sync interval (jittered): push pending events, pull, relay |
+/// | `MasterTimeout` | following | the master was not heard within the master timeout |
+/// | `PreVote` | masterless | ask silent peers again, or close the round and elect |
+/// | `ElectionWait` | masterless | the expected winner did not take over in time |
+/// | `Handover` | master | the handover target did not take over in time |
+/// | `Handover` | following | the master granted this device the role: take it over |
+///
+/// Every timer is checked at each call of [`SyncNode::handle_timeout`]; the table says which
+/// one made the call due. A masterless device without a round also holds one when it has been
+/// masterless for a master timeout, checked at its heartbeat and sync ticks.
+///
+/// **Pauses:** when an input comes later than the heartbeat timer by more than a heartbeat
+/// interval, the device did not run meanwhile (a stopped process, a stalled disk): every "last
+/// heard" and every deadline moves by the delay before anything is decided, so its own silence
+/// never counts against its peers; the pause is audited ([`crate::WHY_INPUT_GAP`]), and a
+/// master paused for about a master timeout steps down ([`crate::REASON_PAUSED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
+    /// This device's heartbeat is due (every heartbeat interval, in every phase).
     Heartbeat,
+    /// The sync interval passed: a master broadcasts, a client pushes, pulls and relays.
     Sync,
+    /// Eager sync: a master's entries not yet broadcast are due.
     Broadcast,
+    /// A client did not hear its master within the master timeout.
     MasterTimeout,
+    /// A pre-vote round asks silent peers again, or closes.
     PreVote,
+    /// The device expected to win an election did not take over in time.
     ElectionWait,
+    /// A master's handover deadline, or a target's granted handover to carry out.
     Handover,
 }
 
+/// The timer of a masterless device due first, if it waits for an election's winner
+/// ([`Timer::ElectionWait`]) or runs a pre-vote ([`Timer::PreVote`]).
+fn masterless_timer(masterless: &Masterless) -> Option<(Timer, u64)> {
+    let waiting = masterless
+        .waiting
+        .map(|w| (Timer::ElectionWait, w.deadline_ms));
+    let pre_vote = masterless
+        .pre_vote
+        .as_ref()
+        .map(|round| (Timer::PreVote, round.next_timeout_ms()));
+    waiting
+        .into_iter()
+        .chain(pre_vote)
+        .min_by_key(|(_, at)| *at)
+}
+
 impl<S: SyncStore> SyncNode<S> {
-    /// The monotonic time at which [`SyncNode::handle_timeout`] wants to be called.
+    /// When [`SyncNode::handle_timeout`] wants to be called, on the clock of [`Now::mono_ms`]
+    /// (milliseconds). It may be in the past: then call it at once. Ask again after every input.
     pub fn poll_timeout(&self) -> u64 {
         self.poll_timer().1
     }
@@ -61,7 +91,7 @@ impl<S: SyncStore> SyncNode<S> {
                 let granted = following.take_over_at.and_then(|t| t.granted_ms());
                 Some(granted.map_or(master_timeout, |at| (Timer::Handover, at)))
             }
-            Phase::Masterless(masterless) => masterless.next_timer(),
+            Phase::Masterless(masterless) => masterless_timer(masterless),
         };
         [
             (Timer::Heartbeat, self.next_heartbeat_ms),
