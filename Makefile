@@ -28,10 +28,12 @@ hq: postgres
 	$(CARGO) build --release -p rms-hq-bin
 	./scripts/hq-local.sh target/release/rms-hq
 
-## lint: formatting and clippy, as CI runs them
+## lint: formatting, clippy and the API docs (broken links and undocumented items fail), as CI
+## runs them
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 fmt:
 	$(CARGO) fmt --all

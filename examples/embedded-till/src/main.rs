@@ -13,11 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rms_domain::{DeviceId, NewProduct, NewSale, NewSaleLine, Role};
-use rms_storage::StorageError;
-use rms_storage::local::Command;
-use rms_sync::Notification;
-use rms_transport::{Node, NodeConfig, NodeError};
+use rms_transport::domain::{DeviceId, NewProduct, NewSale, NewSaleLine};
+use rms_transport::{Command, Node, NodeConfig, NodeError, Notification, Role, StorageError};
 use tokio::sync::broadcast;
 
 /// Every step must happen within this long.
