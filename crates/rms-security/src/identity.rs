@@ -34,25 +34,61 @@ const CERT_NAME: &str = "rms-device";
 /// Why a device has no identity.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// A file or directory of the identity (the data directory, `device.lock`, the key, the
+    /// certificate or a temporary file beside them) could not be created, opened, locked, read,
+    /// written, synced or renamed.
     #[error("cannot read or write {path}: {source}")]
     Io {
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// rcgen could not make a new key pair or its self-signed certificate.
     #[error("cannot make a key pair and certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The key file exists but its text is not a private key in PEM.
     #[error("{path} is not a private key in PEM ({source}); restore it from a backup")]
-    BadKey { path: PathBuf, source: rcgen::Error },
+    BadKey {
+        /// The key file ([`KEY_FILE`] in the data directory).
+        path: PathBuf,
+        /// Why rcgen did not read it.
+        source: rcgen::Error,
+    },
+    /// The key file exists but the certificate file does not. The identity is not made again:
+    /// its peers trust the old certificate.
     #[error(
         "{key} exists but {cert} does not; restore it from a backup, or remove both to make a new identity (the store will have to trust it again)"
     )]
-    MissingCert { key: PathBuf, cert: PathBuf },
+    MissingCert {
+        /// The key file ([`KEY_FILE`]), which exists.
+        key: PathBuf,
+        /// The certificate file ([`CERT_FILE`]), which is missing.
+        cert: PathBuf,
+    },
+    /// The key file's mode lets its group or others read, write or run it (any of `0o077`).
     #[error("{path} may be read by others (mode {mode:o}): run `chmod 600 {path}`")]
-    KeyReadable { path: PathBuf, mode: u32 },
+    KeyReadable {
+        /// The key file ([`KEY_FILE`]).
+        path: PathBuf,
+        /// The file's permission bits (`mode & 0o777`), e.g. `0o644`.
+        mode: u32,
+    },
+    /// The key's path is not a regular file: a symbolic link, a directory, a pipe or a device.
     #[error("{path} is not a regular file (a link, a directory, a pipe): put the key itself there")]
-    KeyNotAFile { path: PathBuf },
+    KeyNotAFile {
+        /// The key file's path ([`KEY_FILE`]).
+        path: PathBuf,
+    },
+    /// The key and the certificate both read, but the certificate does not hold the key's
+    /// public half.
     #[error("{key} is not the key of {cert}: restore the pair from the same backup")]
-    Mismatch { key: PathBuf, cert: PathBuf },
+    Mismatch {
+        /// The key file ([`KEY_FILE`]).
+        key: PathBuf,
+        /// The certificate file ([`CERT_FILE`]).
+        cert: PathBuf,
+    },
 }
 
 /// This device's certificate and key, and their fingerprint.
@@ -153,6 +189,8 @@ impl Identity {
         })
     }
 
+    /// The SHA-256 of this device's certificate ([`fingerprint_of`] its DER): what the store's
+    /// trust list and every peer pin.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }

@@ -21,7 +21,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// Letters and digits of a code, without the ones people confuse (0/O, 1/I/L).
 const ALPHABET: &[u8; 31] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-/// Characters of a code (about 59 bits), shown in groups of [`GROUP`].
+/// Characters of a code (about 59 bits), shown in groups of four (`ABCD-EFGH-JKMN`).
 pub const CODE_CHARS: usize = 12;
 const GROUP: usize = 4;
 /// Wrong proofs after which a window closes.
@@ -34,19 +34,28 @@ pub const TTL_MAX_MS: u64 = 24 * 60 * 60 * 1000;
 /// Why a pairing attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum PairingRefused {
+    /// No window was ever opened on this device since it started (a restart closes it).
     #[error("no pairing window is open on this device")]
     NoWindow,
+    /// The window's time ran out: the attempt came at or after its closing time.
     #[error("the pairing window expired")]
     Expired,
+    /// The window admitted a device already: a window admits one.
     #[error("the pairing window was used already")]
     Used,
+    /// The window saw [`FAILURES_MAX`] wrong proofs and admits no one, even with the right code.
     #[error("the pairing window closed after {FAILURES_MAX} wrong codes")]
     TooManyFailures,
+    /// The joiner's proof does not verify with the window's code; the attempt counts towards
+    /// [`FAILURES_MAX`].
     #[error("wrong pairing code")]
     WrongCode,
 }
 
 impl PairingRefused {
+    /// The refusal's machine-readable name, as the REST API's error `code` and the wire carry
+    /// it (`pairing_closed`, `pairing_expired`, `pairing_used`, `pairing_locked`,
+    /// `pairing_wrong_code`). These strings are part of the protocol: never change them.
     pub const fn code(self) -> &'static str {
         match self {
             PairingRefused::NoWindow => "pairing_closed",
@@ -126,8 +135,8 @@ impl Pairing {
     }
 }
 
-/// A code as typed: letters of [`ALPHABET`] in any case, dashes and spaces ignored. `None` if it
-/// cannot be a code.
+/// A code as typed: [`CODE_CHARS`] letters and digits of the code alphabet (no 0, O, 1, I or
+/// L) in any case, dashes and spaces ignored. `None` if it cannot be a code.
 pub fn normalize(typed: &str) -> Option<String> {
     let code: String = typed
         .chars()

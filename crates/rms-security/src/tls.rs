@@ -41,8 +41,11 @@ pub const SERVER_NAME: &str = "rms-device";
 /// Why a TLS configuration cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// This device's private key (its PEM text) is not a key rcgen reads.
     #[error("this device's key does not parse: {0}")]
     Key(#[from] rcgen::Error),
+    /// rustls refused the configuration: the key does not match the certificate, or the
+    /// provider does not offer TLS 1.3.
     #[error("TLS configuration: {0}")]
     Config(#[from] Error),
 }
@@ -60,6 +63,8 @@ pub struct Trusted {
 }
 
 impl Trusted {
+    /// A trust list of exactly `fingerprints` (duplicates are kept once). An empty one refuses
+    /// every peer until [`Trusted::insert`] adds one.
     pub fn new(fingerprints: impl IntoIterator<Item = Fingerprint>) -> Trusted {
         Trusted {
             set: Arc::new(RwLock::new(fingerprints.into_iter().collect())),
@@ -75,6 +80,8 @@ impl Trusted {
         }
     }
 
+    /// Whether a peer with this certificate fingerprint passes the handshake: it is in the set,
+    /// or the list is [`Trusted::anyone`]. Seen by every clone at once.
     // A writer that panicked left the set as it was before or after its one insert or remove:
     // still a set of fingerprints, so a poisoned lock is read through.
     pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
@@ -85,11 +92,16 @@ impl Trusted {
         set.contains(fingerprint)
     }
 
+    /// Trusts `fingerprint` from the next handshake on, in every clone. Adding one already
+    /// there does nothing.
     pub fn insert(&self, fingerprint: Fingerprint) {
         let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         set.insert(fingerprint);
     }
 
+    /// Stops trusting `fingerprint` from the next handshake on, in every clone (links already
+    /// open are not closed here). Removing one that is absent does nothing; a
+    /// [`Trusted::anyone`] list still accepts it.
     pub fn remove(&self, fingerprint: &Fingerprint) {
         let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         set.remove(fingerprint);
