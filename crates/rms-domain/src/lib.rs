@@ -34,14 +34,13 @@ mod sale;
 mod timefmt;
 pub mod trust;
 mod validate;
+mod verdict;
 
 pub use audit::{AuditEntry, Operation, Outcome};
 pub use chain::{ChainBreak, ChainLink, PushHead};
 pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
-pub use event::{
-    DAY_MS, EventPayload, EventStatus, RejectReason, SyncEvent, day_of_ms, day_start_ms,
-};
+pub use event::{DAY_MS, EventPayload, SyncEvent, day_of_ms, day_start_ms};
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
@@ -49,6 +48,7 @@ pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_s
 pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
 pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
+pub use verdict::{EventStatus, RejectReason};
 /// Checks a free-text field: 1 to `chars_max` characters, not only white space, no control
 /// characters.
 pub use validate::text as validate_text;

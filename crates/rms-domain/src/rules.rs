@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{EventPayload, RejectReason};
+use crate::event::EventPayload;
+use crate::verdict::RejectReason;
 use crate::product::Product;
 
 /// The products an event touches, by SKU, as they are before it.

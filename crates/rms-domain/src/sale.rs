@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventPayload, EventStatus, RejectReason, SyncEvent};
+use crate::event::{EventPayload, SyncEvent};
+use crate::verdict::{EventStatus, RejectReason};
 use crate::ids::{DeviceId, EventId};
 use crate::rfc3339_from_ms;
 use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::RejectReason;
-use crate::{DeviceId, Fingerprint};
+use crate::fingerprint::Fingerprint;
+use crate::ids::DeviceId;
+use crate::verdict::RejectReason;
 
 /// What a `device_trust` event says of a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
