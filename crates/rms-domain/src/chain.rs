@@ -10,71 +10,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SyncEvent;
+pub use crate::chain_link::{ChainLink, HASH_HEX_CHARS, hash_from_hex, hex_digit, is_hash_hex};
+use crate::event::{EventPayload, SyncEvent};
+use crate::hlc::Hlc;
 use crate::ids::EventId;
 use crate::validate::ValidationError;
 
-/// Hex digits of a SHA-256 hash.
-pub const HASH_HEX_CHARS: usize = 64;
 /// Longest statement a push head may carry (the statement is a few hundred bytes).
 pub const HEAD_STATEMENT_CHARS_MAX: usize = 1024;
 /// Longest certificate a push head may carry, in hex digits (a device certificate is under 1 KiB).
 pub const HEAD_CERTIFICATE_HEX_MAX: usize = 8192;
-
-/// Where an event sits in its origin's `events` chain: its position and the hash of the entry
-/// before it. The event's own hash is `SHA-256(prev ‖ record)`, the record being rebuilt from the
-/// event (`rms_storage::journal::event_hash`), so it cannot disagree with the event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChainLink {
-    /// Position in the origin's `events` chain, from 1.
-    pub seq: u64,
-    /// The hash of entry `seq - 1` (64 zero digits for entry 1), lowercase hex.
-    pub prev: String,
-}
-
-impl ChainLink {
-    pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.seq == 0 || i64::try_from(self.seq).is_err() {
-            return Err(ValidationError::new("chain.seq", "is out of range"));
-        }
-        if !is_hash_hex(&self.prev) {
-            return Err(ValidationError::new(
-                "chain.prev",
-                "must be 64 lowercase hex digits",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The 32 bytes of a hash written as 64 hex digits; `None` for anything else.
-pub fn hash_from_hex(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    if digits.len() != HASH_HEX_CHARS {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(out)
-}
-
-/// The value of one hex digit.
-pub fn hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// True for 64 lowercase hex digits.
-pub fn is_hash_hex(text: &str) -> bool {
-    text.len() == HASH_HEX_CHARS && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
 
 /// A push's signature: the origin's key signed `statement` (the journal-head statement of the
 /// last event pushed, `{"journal_head":{"device_id","chain":"events","seq","hash","at_ms"}}`).
@@ -128,8 +73,8 @@ pub fn event_record(seq: u64, event: &SyncEvent) -> Result<String, serde_json::E
         event_id: String,
         user_id: &'a str,
         created_at_ms: u64,
-        hlc: crate::Hlc,
-        payload: &'a crate::EventPayload,
+        hlc: Hlc,
+        payload: &'a EventPayload,
     }
     serde_json::to_string(&EventRecord {
         chain: "events",
@@ -190,38 +135,6 @@ impl fmt::Display for ChainBreak {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_link_needs_a_position_and_a_hash() {
-        let good = ChainLink {
-            seq: 1,
-            prev: "0".repeat(64),
-        };
-        assert!(good.validate().is_ok());
-        let zero = ChainLink {
-            seq: 0,
-            ..good.clone()
-        };
-        assert_eq!(zero.validate().unwrap_err().field, "chain.seq");
-        let upper = ChainLink {
-            prev: "A".repeat(64),
-            ..good.clone()
-        };
-        assert_eq!(upper.validate().unwrap_err().field, "chain.prev");
-        let short = ChainLink {
-            prev: "0".repeat(63),
-            ..good
-        };
-        assert_eq!(short.validate().unwrap_err().field, "chain.prev");
-    }
-
-    #[test]
-    fn hex_of_a_hash() {
-        assert_eq!(hash_from_hex(&"0".repeat(64)), Some([0; 32]));
-        assert_eq!(hash_from_hex(&"ff".repeat(32)), Some([0xff; 32]));
-        assert_eq!(hash_from_hex(&"f".repeat(63)), None);
-        assert_eq!(hash_from_hex(&"g".repeat(64)), None);
-    }
 
     #[test]
     fn a_head_is_bounded_hex() {

@@ -4,11 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::ChainLink;
+use crate::chain_link::ChainLink;
 use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term};
-use crate::sale::SaleLine;
 use crate::trust::{TrustChange, TrustState};
 use crate::verdict::{EventStatus, RejectReason};
 use crate::validate::{self, ValidationError};
@@ -141,6 +140,15 @@ impl SyncEvent {
     pub fn arrival_key(&self) -> (Hlc, DeviceId, u64) {
         (self.hlc, self.event_id.device_id, self.event_id.seq)
     }
+}
+
+/// A priced sale line: the price is the product's price on the selling device when it was sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleLine {
+    pub sku: String,
+    pub qty: i64,
+    pub price_cents: i64,
 }
 
 /// What an event does. Serialized with a `kind` tag: `{"kind":"sale_recorded", ...}`.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::epoch::Epoch;
 use crate::ids::EventId;
+use crate::validate::{self, NAME_CHARS_MAX, ValidationError};
 
 /// Most entries in one uplink batch.
 pub const UPLINK_ENTRIES_MAX: usize = 1000;
@@ -105,9 +106,9 @@ pub struct CatalogEntry {
 impl CatalogEntry {
     /// The rules a store applies to a product's name and price (SPEC §3), checked at head office
     /// before a change gets a version.
-    pub fn validate(&self, sku: &str) -> Result<(), crate::ValidationError> {
-        crate::validate::sku("sku", sku)?;
-        crate::validate::text("name", &self.name, crate::NAME_CHARS_MAX)?;
-        crate::validate::price("price_cents", self.price_cents)
+    pub fn validate(&self, sku: &str) -> Result<(), ValidationError> {
+        validate::sku("sku", sku)?;
+        validate::text("name", &self.name, NAME_CHARS_MAX)?;
+        validate::price("price_cents", self.price_cents)
     }
 }

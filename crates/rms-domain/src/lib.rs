@@ -20,6 +20,7 @@
 
 mod audit;
 pub mod chain;
+mod chain_link;
 mod device;
 mod epoch;
 mod event;
@@ -40,12 +41,12 @@ pub use audit::{AuditEntry, Operation, Outcome};
 pub use chain::{ChainBreak, ChainLink, PushHead};
 pub use device::Device;
 pub use epoch::{Epoch, LogEntry};
-pub use event::{DAY_MS, EventPayload, SyncEvent, day_of_ms, day_start_ms};
+pub use event::{DAY_MS, EventPayload, SaleLine, SyncEvent, day_of_ms, day_start_ms};
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use hlc::Hlc;
 pub use ids::{DeviceId, EventId, ParseEventIdError, Role, Term, UnknownName};
 pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_sku};
-pub use sale::{NewSale, NewSaleLine, Sale, SaleLine, SaleStatus};
+pub use sale::{NewSale, NewSaleLine, Sale, SaleStatus};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
 pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
 pub use verdict::{EventStatus, RejectReason};

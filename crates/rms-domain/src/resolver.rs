@@ -18,10 +18,12 @@
 
 use crate::rules::{self, Products};
 use crate::trust::TrustList;
-use crate::{
-    DeviceId, Epoch, EventPayload, EventStatus, Hlc, LogEntry, RejectReason, SyncEvent,
-    rfc3339_from_ms,
-};
+use crate::epoch::{Epoch, LogEntry};
+use crate::event::{EventPayload, SyncEvent};
+use crate::hlc::Hlc;
+use crate::ids::DeviceId;
+use crate::timefmt::rfc3339_from_ms;
+use crate::verdict::{EventStatus, RejectReason};
 
 /// What the resolver decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +133,8 @@ pub fn decision_order(event: &SyncEvent) -> (bool, bool, Option<u64>, (Hlc, Devi
 
 #[cfg(test)]
 mod tests {
-    use crate::{EventId, SaleLine, Term};
+    use crate::event::SaleLine;
+    use crate::ids::{EventId, Term};
 
     use super::*;
 

@@ -220,7 +220,7 @@ fn edit(product: &mut Product, name: Option<&str>, price_cents: Option<i64>, at:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sale::SaleLine;
+    use crate::event::SaleLine;
 
     fn catalogue(stock: i64) -> Products {
         let mut products = Products::new();

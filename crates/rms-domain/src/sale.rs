@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventPayload, SyncEvent};
+use crate::event::{EventPayload, SaleLine, SyncEvent};
 use crate::verdict::{EventStatus, RejectReason};
 use crate::ids::{DeviceId, EventId};
-use crate::rfc3339_from_ms;
+use crate::timefmt::rfc3339_from_ms;
 use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};
 
 /// `POST /sales`: what the till sends.
@@ -40,15 +40,6 @@ impl NewSale {
         }
         Ok(())
     }
-}
-
-/// A priced sale line: the price is the product's price on the selling device when it was sold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SaleLine {
-    pub sku: String,
-    pub qty: i64,
-    pub price_cents: i64,
 }
 
 /// What the master (or, until it has spoken, the selling device) says of a sale.
