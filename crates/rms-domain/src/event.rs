@@ -9,9 +9,9 @@ use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Term};
 use crate::trust::{TrustChange, TrustState};
-use crate::verdict::{EventStatus, RejectReason};
 use crate::validate::{self, ValidationError};
 use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
+use crate::verdict::{EventStatus, RejectReason};
 
 /// Longest `how` of a trust change.
 const HOW_CHARS_MAX: usize = 32;
@@ -47,6 +47,62 @@ fn validate_closing(day: &str, sales: u64, total_cents: i64) -> Result<(), Valid
     if total_cents < 0 {
         let why = "must not be negative";
         return Err(ValidationError::new("payload.total_cents", why));
+    }
+    Ok(())
+}
+
+/// A `product_updated` payload's fields: an edit changes the name or the price (or both) of a
+/// product at a version the database can hold.
+fn validate_edit(
+    sku: &str,
+    name: Option<&str>,
+    price_cents: Option<i64>,
+    base_version: u64,
+) -> Result<(), ValidationError> {
+    validate::sku("payload.sku", sku)?;
+    if name.is_none() && price_cents.is_none() {
+        return Err(ValidationError::new(
+            "payload",
+            "an edit changes name or price",
+        ));
+    }
+    if let Some(name) = name {
+        validate::text("payload.name", name, NAME_CHARS_MAX)?;
+    }
+    if let Some(price) = price_cents {
+        validate::price("payload.price_cents", price)?;
+    }
+    if base_version == 0 || i64::try_from(base_version).is_err() {
+        return Err(ValidationError::new(
+            "payload.base_version",
+            "is out of range",
+        ));
+    }
+    Ok(())
+}
+
+/// A `sale_recorded` payload's fields: the sale's id is its event's id, and every line names a
+/// SKU, a quantity and a price within the data rules.
+fn validate_sale(
+    event_id: EventId,
+    sale_id: &str,
+    lines: &[SaleLine],
+) -> Result<(), ValidationError> {
+    // A sale's id is its event's id: unique store-wide without coordination.
+    if sale_id != event_id.to_string() {
+        return Err(ValidationError::new(
+            "payload.sale_id",
+            "must be the event id",
+        ));
+    }
+    if lines.is_empty() || lines.len() > SALE_LINES_MAX {
+        let message = format!("a sale has 1 to {SALE_LINES_MAX} lines");
+        return Err(ValidationError::new("payload.lines", message));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        validate::sku(&format!("payload.lines[{i}].sku"), &line.sku)?;
+        validate::range(&format!("payload.lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
+        validate::price(&format!("payload.lines[{i}].price_cents"), line.price_cents)?;
     }
     Ok(())
 }
@@ -227,28 +283,7 @@ impl EventPayload {
                 name,
                 price_cents,
                 base_version,
-            } => {
-                validate::sku("payload.sku", sku)?;
-                if name.is_none() && price_cents.is_none() {
-                    return Err(ValidationError::new(
-                        "payload",
-                        "an edit changes name or price",
-                    ));
-                }
-                if let Some(name) = name {
-                    validate::text("payload.name", name, NAME_CHARS_MAX)?;
-                }
-                if let Some(price) = price_cents {
-                    validate::price("payload.price_cents", *price)?;
-                }
-                if *base_version == 0 || i64::try_from(*base_version).is_err() {
-                    return Err(ValidationError::new(
-                        "payload.base_version",
-                        "is out of range",
-                    ));
-                }
-                Ok(())
-            }
+            } => validate_edit(sku, name.as_deref(), *price_cents, *base_version),
             EventPayload::StockAdjusted { sku, delta, reason } => {
                 validate::sku("payload.sku", sku)?;
                 if *delta == 0 {
@@ -258,23 +293,7 @@ impl EventPayload {
                 validate::text("payload.reason", reason, REASON_CHARS_MAX)
             }
             EventPayload::SaleRecorded { sale_id, lines } => {
-                // A sale's id is its event's id: unique store-wide without coordination.
-                if *sale_id != event_id.to_string() {
-                    return Err(ValidationError::new(
-                        "payload.sale_id",
-                        "must be the event id",
-                    ));
-                }
-                if lines.is_empty() || lines.len() > SALE_LINES_MAX {
-                    let message = format!("a sale has 1 to {SALE_LINES_MAX} lines");
-                    return Err(ValidationError::new("payload.lines", message));
-                }
-                for (i, line) in lines.iter().enumerate() {
-                    validate::sku(&format!("payload.lines[{i}].sku"), &line.sku)?;
-                    validate::range(&format!("payload.lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
-                    validate::price(&format!("payload.lines[{i}].price_cents"), line.price_cents)?;
-                }
-                Ok(())
+                validate_sale(event_id, sale_id, lines)
             }
             EventPayload::CatalogSet {
                 sku,
@@ -380,7 +399,6 @@ impl EventPayload {
         skus
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -49,7 +49,6 @@ pub use product::{NewProduct, Product, ProductPatch, StockAdjustment, validate_s
 pub use sale::{NewSale, NewSaleLine, Sale, SaleStatus};
 pub use timefmt::{ms_from_rfc3339, rfc3339_from_ms};
 pub use trust::{TrustChange, TrustEntry, TrustList, TrustState};
-pub use verdict::{EventStatus, RejectReason};
 /// Checks a free-text field: 1 to `chars_max` characters, not only white space, no control
 /// characters.
 pub use validate::text as validate_text;
@@ -57,3 +56,4 @@ pub use validate::{
     NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, SKU_CHARS_MAX, USER_ID_CHARS_MAX,
     ValidationError,
 };
+pub use verdict::{EventStatus, RejectReason};

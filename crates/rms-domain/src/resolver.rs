@@ -16,13 +16,13 @@
 //! - An event an earlier master rejected (it carries its reason, not `accepted_before`) is logged
 //!   as rejected again, never re-decided.
 
-use crate::rules::{self, Products};
-use crate::trust::TrustList;
 use crate::epoch::{Epoch, LogEntry};
 use crate::event::{EventPayload, SyncEvent};
 use crate::hlc::Hlc;
 use crate::ids::DeviceId;
+use crate::rules::{self, Products};
 use crate::timefmt::rfc3339_from_ms;
+use crate::trust::TrustList;
 use crate::verdict::{EventStatus, RejectReason};
 
 /// What the resolver decided for one event.

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventPayload, SaleLine, SyncEvent};
-use crate::verdict::{EventStatus, RejectReason};
 use crate::ids::{DeviceId, EventId};
 use crate::timefmt::rfc3339_from_ms;
 use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};
+use crate::verdict::{EventStatus, RejectReason};
 
 /// `POST /sales`: what the till sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
