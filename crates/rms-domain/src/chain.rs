@@ -5,6 +5,9 @@
 //!
 //! The hashing and the signature check are rms-storage's (`journal`, `chain_check`): this crate
 //! only holds the wire types and their shape rules.
+//!
+//! This module sits above `event` ([`event_record`] reads an event); the link an event carries and
+//! the hash hex helpers live below it, in `chain_link`, and are re-exported here.
 
 use std::fmt;
 
@@ -28,13 +31,21 @@ pub const HEAD_CERTIFICATE_HEX_MAX: usize = 8192;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushHead {
+    /// The journal-head statement of the last event pushed, as signed (JSON text, at most
+    /// [`HEAD_STATEMENT_CHARS_MAX`] characters).
     pub statement: String,
+    /// The origin's raw public key (an uncompressed P-256 point), hex.
     pub key: String,
+    /// The origin's device certificate (DER), hex, at most [`HEAD_CERTIFICATE_HEX_MAX`] digits.
     pub certificate: String,
+    /// ECDSA P-256 with SHA-256 over `statement`, `r ‖ s`, hex.
     pub signature: String,
 }
 
 impl PushHead {
+    /// Checks the shape only (lengths, hex digits), naming the field (`head.statement`,
+    /// `head.key`, `head.signature`, `head.certificate`); whether the signature verifies is
+    /// rms-storage's check.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let hex = |field: &str, text: &str, max: usize| {
             if text.is_empty() || text.len() > max || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -93,16 +104,24 @@ pub enum ChainBreak {
     /// The event's link does not continue the entry before it (another hash, or a position that
     /// does not follow), or contradicts what the master holds for that event already.
     Link {
+        /// The event whose link does not verify.
         event_id: EventId,
+        /// What does not match, for the alarm.
         why: &'static str,
     },
     /// An event without a link after events with one: a chain cannot be dropped.
-    Unlinked { event_id: EventId },
+    Unlinked {
+        /// The first unlinked event after a linked one.
+        event_id: EventId,
+    },
     /// Linked events came without a head, or with one that does not sign the last of them.
     Unsigned,
     /// The head's signature, key or certificate does not verify, or the certificate is not one
     /// the trust list binds to the pushing device.
-    Signature { why: &'static str },
+    Signature {
+        /// What does not verify, for the alarm.
+        why: &'static str,
+    },
 }
 
 impl ChainBreak {

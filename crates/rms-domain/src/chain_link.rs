@@ -22,6 +22,9 @@ pub struct ChainLink {
 }
 
 impl ChainLink {
+    /// Checks the shape only: `seq` from 1 and storable as an `i64` (field `chain.seq`), `prev`
+    /// 64 lowercase hex digits (field `chain.prev`). Whether it continues the chain is
+    /// rms-storage's check.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.seq == 0 || i64::try_from(self.seq).is_err() {
             return Err(ValidationError::new("chain.seq", "is out of range"));

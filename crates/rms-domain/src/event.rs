@@ -1,6 +1,9 @@
 //! The replication unit: a [`SyncEvent`] (one local write: its id, clock, payload, status) with
-//! its [`EventPayload`] (what it does). The verdict it carries (`EventStatus`, `RejectReason`) is
-//! `verdict`'s.
+//! its [`EventPayload`] (what it does), including the [`SaleLine`]s of a sale.
+//!
+//! Dependencies point down from here: the payload carries a trust state (`trust`), a chain link
+//! (`chain_link`) and the verdict (`verdict`); `sale`, `chain`, `epoch` and `rules` point down at
+//! this module, never the other way.
 
 use serde::{Deserialize, Serialize};
 
@@ -122,15 +125,26 @@ pub fn day_of_ms(ms: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncEvent {
+    /// The event's store-wide id: its origin device and that device's own sequence number.
     pub event_id: EventId,
+    /// The origin's hybrid logical clock when it made the event: the order of events that
+    /// arrive at a master together.
     pub hlc: Hlc,
+    /// Who made the write: the cashier or operator, or a fixed name for what a device or head
+    /// office does by itself (1 to [`crate::USER_ID_CHARS_MAX`] characters).
     pub user_id: String,
     /// The term the origin knew when it made the event.
     pub term: Term,
-    /// Must reach the master at once: it takes a product's stock to 0 or below.
+    /// Must reach the master, and from it every device, at once rather than at the next sync:
+    /// the event left a product's stock at 0 or below, sets head office's price, revokes a
+    /// certificate, or was rejected.
     pub critical: bool,
+    /// What the event does.
     pub payload: EventPayload,
+    /// `pending` until a master decides the event, then `synced` (accepted) or `rejected`.
     pub status: EventStatus,
+    /// Why the master (or the origin, for a local write) rejected it; `None` unless `status`
+    /// is `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RejectReason>,
     /// Position in the master's log, once the master has decided it.
@@ -150,6 +164,7 @@ pub struct SyncEvent {
 }
 
 impl SyncEvent {
+    /// The device that made the event (`event_id.device_id`).
     pub fn origin(&self) -> DeviceId {
         self.event_id.device_id
     }
@@ -202,8 +217,11 @@ impl SyncEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaleLine {
+    /// The product sold.
     pub sku: String,
+    /// Units sold, 1 to [`crate::QTY_MAX`].
     pub qty: i64,
+    /// The price of one unit, in minor units (cents), 0 to 10^10.
     pub price_cents: i64,
 }
 
@@ -211,28 +229,48 @@ pub struct SaleLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventPayload {
+    /// A new product (`POST /products`): refused as `already_exists` if the SKU is taken.
     ProductCreated {
+        /// The new product's SKU.
         sku: String,
+        /// Its name.
         name: String,
+        /// Its unit price, in minor units (cents).
         price_cents: i64,
+        /// The units in stock it starts with (0 or more).
         stock: i64,
     },
+    /// A name and/or price edit (`PATCH /products/{sku}`): refused as `stale_version` unless
+    /// the product is still at `base_version`. At least one of `name` and `price_cents` is set.
     ProductUpdated {
+        /// The product edited.
         sku: String,
+        /// The new name, if it changes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// The new unit price in minor units (cents), if it changes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         price_cents: Option<i64>,
         /// The product version the edit was made on.
         base_version: u64,
     },
+    /// A stock movement that is not a sale (delivery, count, breakage): refused as
+    /// `out_of_stock` if it would take the stock below zero.
     StockAdjusted {
+        /// The product whose stock moves.
         sku: String,
+        /// Units added (positive) or taken away (negative), never 0, at most
+        /// [`crate::QTY_MAX`] either way.
         delta: i64,
+        /// Why, in the operator's words.
         reason: String,
     },
+    /// A sale at a till: refused as `out_of_stock` (or `unknown_product`) as a whole if any
+    /// line cannot be served.
     SaleRecorded {
+        /// The sale's id: always the event's id as text (`"<device_id>-<seq>"`).
         sale_id: String,
+        /// What was sold, 1 to [`crate::SALE_LINES_MAX`] lines; a SKU may appear on several.
         lines: Vec<SaleLine>,
     },
     /// Head office set a product's name and price (issue #15): origin
@@ -240,8 +278,11 @@ pub enum EventPayload {
     /// base version), creates the product with stock 0 if the store has none, and never touches
     /// stock, which the store owns.
     CatalogSet {
+        /// The product head office sets.
         sku: String,
+        /// Its name as head office sets it.
         name: String,
+        /// Its unit price as head office sets it, in minor units (cents).
         price_cents: i64,
     },
     /// A device's daily closing (issue #17, as France's NF525 asks): the count and total of the
@@ -249,15 +290,22 @@ pub enum EventPayload {
     /// journal's head before it, and the push that carries it is signed: a closing is chained and
     /// signed like every event. Changes no product.
     DayClosed {
+        /// The UTC day closed, `YYYY-MM-DD`.
         day: String,
+        /// How many sales the device made that day.
         sales: u64,
+        /// Their total, in minor units (cents); never negative.
         total_cents: i64,
     },
     /// A device certificate trusted or revoked (the trust list, `crate::trust`).
     DeviceTrust {
+        /// The certificate's fingerprint: the device's identity.
         fingerprint: Fingerprint,
+        /// The device id the certificate is bound to.
         device_id: DeviceId,
+        /// The device's name, for people.
         name: String,
+        /// Whether the certificate is now trusted or revoked (for good).
         trust: TrustState,
         /// How the device came to be trusted (`store_key`, `approved`, `self`) or `revoked`.
         how: String,
@@ -322,6 +370,7 @@ impl EventPayload {
         }
     }
 
+    /// The `kind` tag of the payload's JSON form, e.g. `"sale_recorded"`.
     pub fn kind(&self) -> &'static str {
         match self {
             EventPayload::ProductCreated { .. } => "product_created",

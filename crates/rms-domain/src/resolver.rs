@@ -28,9 +28,12 @@ use crate::verdict::{EventStatus, RejectReason};
 /// What the resolver decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// The rules allowed it: logged as `synced`, its changes made.
     Accepted,
+    /// Logged as `rejected` with this reason; it changed nothing.
     Rejected(RejectReason),
     /// Accepted by an earlier master, refused by the rules now, kept anyway (`forced`).
+    /// Logged as `synced` and `forced`; the reason is the rule's refusal it was kept against.
     Kept(Option<RejectReason>),
 }
 

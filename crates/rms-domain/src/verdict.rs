@@ -9,15 +9,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::UnknownName;
 
+/// Where an event stands with the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
+    /// Not decided by a master yet (its origin applied it to its own copy).
     Pending,
+    /// The master accepted it: it has a place in the master log.
     Synced,
+    /// The master (or the origin, for a local write) refused it, with a [`RejectReason`].
     Rejected,
 }
 
 impl EventStatus {
+    /// `"pending"`, `"synced"` or `"rejected"`, as serialized and stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             EventStatus::Pending => "pending",
@@ -63,6 +68,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// The snake_case name (`"out_of_stock"`), as serialized and stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::OutOfStock => "out_of_stock",
