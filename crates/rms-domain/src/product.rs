@@ -21,7 +21,7 @@ pub struct Product {
     pub name: String,
     /// Its unit price, in minor units (cents).
     pub price_cents: i64,
-    /// Units in stock.
+    /// Units in stock; below zero only after a split brain (see above).
     pub stock: i64,
     /// Catalogue edits so far: 1 when created, one more per name or price change.
     pub version: u64,
