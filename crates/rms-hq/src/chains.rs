@@ -18,8 +18,9 @@ use rms_domain::SyncEvent;
 use serde::Deserialize;
 use tokio_postgres::Transaction;
 
-use crate::HqError;
-use crate::ingest::{Row, record_error};
+use crate::batch::Row;
+use crate::error::HqError;
+use crate::ingest_errors::record_error;
 
 /// What the check reads of an entry.
 #[derive(Deserialize)]

@@ -13,35 +13,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch, UPLINK_ENTRIES_MAX};
-use rms_domain::{Epoch, EventId};
+use rms_domain::Epoch;
+use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Json;
 
-use crate::{Db, HqError};
-
-/// What keys an entry: its event's id, its position, and the epoch that decided it.
-#[derive(Deserialize)]
-struct Keyed {
-    event: KeyedEvent,
-    epoch: Epoch,
-}
-
-#[derive(Deserialize)]
-struct KeyedEvent {
-    event_id: EventId,
-    master_seq: u64,
-    status: String,
-    payload: KindOnly,
-}
-
-#[derive(Deserialize)]
-struct KindOnly {
-    kind: String,
-}
+use crate::batch::{Row, key_rows, to_i64};
+use crate::db::Db;
+use crate::error::HqError;
+use crate::ingest_errors::record_error;
 
 /// What a sale's projection reads; unknown fields are ignored.
 #[derive(Deserialize)]
@@ -83,65 +66,6 @@ struct ProductView {
     price_cents: i64,
     stock: i64,
     version: i64,
-}
-
-/// An entry of the batch, read far enough to key it.
-pub(crate) struct Row<'a> {
-    pub(crate) key: (i32, i64),
-    pub(crate) master_seq: i64,
-    epoch: Epoch,
-    kind: String,
-    status: String,
-    /// The entry as the store sent it, never re-encoded.
-    pub(crate) raw: &'a RawValue,
-}
-
-fn malformed(message: impl Into<String>) -> HqError {
-    HqError::Malformed(message.into())
-}
-
-fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
-    i64::try_from(value).map_err(|_| malformed(format!("{field} is too large")))
-}
-
-/// Keys every entry and checks the batch is a piece of a master log: at most
-/// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
-fn key_rows(batch: &IngestBatch<Box<RawValue>>) -> Result<Vec<Row<'_>>, HqError> {
-    if batch.entries.len() > UPLINK_ENTRIES_MAX {
-        return Err(malformed(format!(
-            "a batch has at most {UPLINK_ENTRIES_MAX} entries"
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut rows = Vec::with_capacity(batch.entries.len());
-    for (i, raw) in batch.entries.iter().enumerate() {
-        let keyed = serde_json::from_str::<Keyed>(raw.get())
-            .map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
-        let expected = batch
-            .since
-            .checked_add(1 + i as u64)
-            .ok_or_else(|| malformed("since is out of range"))?;
-        if keyed.event.master_seq != expected {
-            return Err(malformed(format!(
-                "entries[{i}]: master_seq {} where {expected} was due",
-                keyed.event.master_seq
-            )));
-        }
-        let id = keyed.event.event_id;
-        let key = (i32::from(id.device_id.get()), to_i64(id.seq, "event_id")?);
-        if id.seq == 0 || !seen.insert(key) {
-            return Err(malformed(format!("entries[{i}]: event {id} is not once")));
-        }
-        rows.push(Row {
-            key,
-            master_seq: to_i64(keyed.event.master_seq, "master_seq")?,
-            epoch: keyed.epoch,
-            kind: keyed.event.payload.kind,
-            status: keyed.event.status,
-            raw: raw.as_ref(),
-        });
-    }
-    Ok(rows)
 }
 
 fn epoch_of(value: Option<Value>) -> Result<Option<Epoch>, HqError> {
@@ -306,30 +230,6 @@ async fn undo_after(
     );
     log::warn!("store {store_id}: {message}");
     record_error(tx, store_id, "truncated", None, &message).await
-}
-
-pub(crate) async fn record_error(
-    tx: &Transaction<'_>,
-    store_id: i64,
-    kind: &str,
-    row: Option<&Row<'_>>,
-    message: &str,
-) -> Result<(), HqError> {
-    tx.execute(
-        "INSERT INTO hq_ingest_errors (store_id, kind, master_seq, device_id, seq, message, entry)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &store_id,
-            &kind,
-            &row.map(|r| r.master_seq),
-            &row.map(|r| r.key.0),
-            &row.map(|r| r.key.1),
-            &message,
-            &row.map(|r| Json(r.raw)),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Inserts the entries, or updates the row of an event logged before with the same content (a
@@ -557,52 +457,4 @@ async fn write_stock(
     )
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(since: u64, seqs: &[u64]) -> IngestBatch<Box<RawValue>> {
-        let entries: Vec<Value> = seqs
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "event": {"event_id": format!("2-{s}"), "master_seq": s, "status": "synced",
-                              "payload": {"kind": "sale_recorded"}},
-                    "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
-                })
-            })
-            .collect();
-        let text = serde_json::json!({
-            "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
-            "since": since, "since_epoch": null, "head": 9, "catalog_version": 0,
-            "entries": entries, "a_field_of_a_newer_store": true,
-        })
-        .to_string();
-        serde_json::from_str(&text).expect("a batch")
-    }
-
-    #[test]
-    fn a_batch_is_a_piece_of_a_master_log_or_malformed() {
-        assert_eq!(
-            key_rows(&batch(4, &[5, 6, 7])).map(|r| r.len()).ok(),
-            Some(3)
-        );
-        for (since, seqs) in [(4, &[5, 7][..]), (4, &[6][..]), (u64::MAX, &[1][..])] {
-            let bad = batch(since, seqs);
-            let refused = key_rows(&bad);
-            assert!(
-                matches!(refused, Err(HqError::Malformed(_))),
-                "{since} {seqs:?}"
-            );
-        }
-        let mut twice = batch(0, &[1, 2]);
-        let first = twice.entries[0].clone();
-        twice.entries[1] = first;
-        assert!(matches!(key_rows(&twice), Err(HqError::Malformed(_))));
-        let long: Vec<u64> = (1..=UPLINK_ENTRIES_MAX as u64 + 1).collect();
-        let long = batch(0, &long);
-        assert!(matches!(key_rows(&long), Err(HqError::Malformed(_))));
-    }
 }

@@ -18,6 +18,7 @@
 //! - Nothing is deleted: entries a store's later master undid are flagged `undone`.
 //! - Catalogue versions are gapless and commit in version order.
 
+mod batch;
 pub mod catalog;
 mod chains;
 #[cfg(feature = "cluster")]
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod db;
 mod error;
 pub mod ingest;
+mod ingest_errors;
 pub mod server;
 mod status_page;
 pub mod stores;

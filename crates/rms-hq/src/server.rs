@@ -28,7 +28,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::{Db, HqError, catalog, ingest, stores};
+use crate::db::Db;
+use crate::error::HqError;
+use crate::{catalog, ingest, stores};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const CONNECTIONS_MAX: usize = 1024;

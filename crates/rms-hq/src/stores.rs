@@ -4,7 +4,8 @@
 use ring::rand::SecureRandom;
 use serde::Serialize;
 
-use crate::{Db, HqError};
+use crate::db::Db;
+use crate::error::HqError;
 
 /// Longest store name.
 pub const STORE_NAME_CHARS_MAX: usize = 100;

@@ -1,0 +1,143 @@
+//! An uplink batch as head office first reads it: each entry keyed by its event's id, its
+//! position and its epoch ([`Row`]), and the checks that the batch is a piece of a master log.
+//!
+//! Dependencies point down from here to `error` only: `ingest`, `chains` and `projection` read
+//! rows, and this module names none of them.
+
+use std::collections::HashSet;
+
+use rms_domain::hq::{IngestBatch, UPLINK_ENTRIES_MAX};
+use rms_domain::{Epoch, EventId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::HqError;
+
+/// What keys an entry: its event's id, its position, and the epoch that decided it.
+#[derive(Deserialize)]
+struct Keyed {
+    event: KeyedEvent,
+    epoch: Epoch,
+}
+
+#[derive(Deserialize)]
+struct KeyedEvent {
+    event_id: EventId,
+    master_seq: u64,
+    status: String,
+    payload: KindOnly,
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+/// An entry of the batch, read far enough to key it.
+pub(crate) struct Row<'a> {
+    pub(crate) key: (i32, i64),
+    pub(crate) master_seq: i64,
+    pub(crate) epoch: Epoch,
+    pub(crate) kind: String,
+    pub(crate) status: String,
+    /// The entry as the store sent it, never re-encoded.
+    pub(crate) raw: &'a RawValue,
+}
+
+pub(crate) fn malformed(message: impl Into<String>) -> HqError {
+    HqError::Malformed(message.into())
+}
+
+pub(crate) fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
+    i64::try_from(value).map_err(|_| malformed(format!("{field} is too large")))
+}
+
+/// Keys every entry and checks the batch is a piece of a master log: at most
+/// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
+pub(crate) fn key_rows(batch: &IngestBatch<Box<RawValue>>) -> Result<Vec<Row<'_>>, HqError> {
+    if batch.entries.len() > UPLINK_ENTRIES_MAX {
+        return Err(malformed(format!(
+            "a batch has at most {UPLINK_ENTRIES_MAX} entries"
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut rows = Vec::with_capacity(batch.entries.len());
+    for (i, raw) in batch.entries.iter().enumerate() {
+        let keyed = serde_json::from_str::<Keyed>(raw.get())
+            .map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
+        let expected = batch
+            .since
+            .checked_add(1 + i as u64)
+            .ok_or_else(|| malformed("since is out of range"))?;
+        if keyed.event.master_seq != expected {
+            return Err(malformed(format!(
+                "entries[{i}]: master_seq {} where {expected} was due",
+                keyed.event.master_seq
+            )));
+        }
+        let id = keyed.event.event_id;
+        let key = (i32::from(id.device_id.get()), to_i64(id.seq, "event_id")?);
+        if id.seq == 0 || !seen.insert(key) {
+            return Err(malformed(format!("entries[{i}]: event {id} is not once")));
+        }
+        rows.push(Row {
+            key,
+            master_seq: to_i64(keyed.event.master_seq, "master_seq")?,
+            epoch: keyed.epoch,
+            kind: keyed.event.payload.kind,
+            status: keyed.event.status,
+            raw: raw.as_ref(),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn batch(since: u64, seqs: &[u64]) -> IngestBatch<Box<RawValue>> {
+        let entries: Vec<Value> = seqs
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "event": {"event_id": format!("2-{s}"), "master_seq": s, "status": "synced",
+                              "payload": {"kind": "sale_recorded"}},
+                    "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
+                })
+            })
+            .collect();
+        let text = serde_json::json!({
+            "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
+            "since": since, "since_epoch": null, "head": 9, "catalog_version": 0,
+            "entries": entries, "a_field_of_a_newer_store": true,
+        })
+        .to_string();
+        serde_json::from_str(&text).expect("a batch")
+    }
+
+    #[test]
+    fn a_batch_is_a_piece_of_a_master_log_or_malformed() {
+        assert_eq!(
+            key_rows(&batch(4, &[5, 6, 7])).map(|r| r.len()).ok(),
+            Some(3)
+        );
+        for (since, seqs) in [(4, &[5, 7][..]), (4, &[6][..]), (u64::MAX, &[1][..])] {
+            let bad = batch(since, seqs);
+            let refused = key_rows(&bad);
+            assert!(
+                matches!(refused, Err(HqError::Malformed(_))),
+                "{since} {seqs:?}"
+            );
+        }
+        let mut twice = batch(0, &[1, 2]);
+        let first = twice.entries[0].clone();
+        twice.entries[1] = first;
+        assert!(matches!(key_rows(&twice), Err(HqError::Malformed(_))));
+        let long: Vec<u64> = (1..=UPLINK_ENTRIES_MAX as u64 + 1).collect();
+        let long = batch(0, &long);
+        assert!(matches!(key_rows(&long), Err(HqError::Malformed(_))));
+    }
+}
