@@ -11,7 +11,7 @@ use rms_domain::{Epoch, EventId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::HqError;
+use crate::error::{HqError, MalformedBatch};
 
 /// What keys an entry: its event's id, its position, and the epoch that decided it.
 #[derive(Deserialize)]
@@ -44,41 +44,36 @@ pub(crate) struct Row<'a> {
     pub(crate) raw: &'a RawValue,
 }
 
-pub(crate) fn malformed(message: impl Into<String>) -> HqError {
-    HqError::Malformed(message.into())
-}
-
-pub(crate) fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
-    i64::try_from(value).map_err(|_| malformed(format!("{field} is too large")))
+pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, HqError> {
+    i64::try_from(value).map_err(|_| MalformedBatch::TooLarge { field }.into())
 }
 
 /// Keys every entry and checks the batch is a piece of a master log: at most
 /// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
 pub(crate) fn key_rows(batch: &IngestBatch<Box<RawValue>>) -> Result<Vec<Row<'_>>, HqError> {
     if batch.entries.len() > UPLINK_ENTRIES_MAX {
-        return Err(malformed(format!(
-            "a batch has at most {UPLINK_ENTRIES_MAX} entries"
-        )));
+        return Err(MalformedBatch::TooManyEntries.into());
     }
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(batch.entries.len());
-    for (i, raw) in batch.entries.iter().enumerate() {
+    for (index, raw) in batch.entries.iter().enumerate() {
         let keyed = serde_json::from_str::<Keyed>(raw.get())
-            .map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
-        let expected = batch
+            .map_err(|source| MalformedBatch::Unreadable { index, source })?;
+        let due = batch
             .since
-            .checked_add(1 + i as u64)
-            .ok_or_else(|| malformed("since is out of range"))?;
-        if keyed.event.master_seq != expected {
-            return Err(malformed(format!(
-                "entries[{i}]: master_seq {} where {expected} was due",
-                keyed.event.master_seq
-            )));
+            .checked_add(1 + index as u64)
+            .ok_or(MalformedBatch::SinceOutOfRange)?;
+        if keyed.event.master_seq != due {
+            let found = keyed.event.master_seq;
+            return Err(MalformedBatch::OutOfPlace { index, found, due }.into());
         }
-        let id = keyed.event.event_id;
-        let key = (i32::from(id.device_id.get()), to_i64(id.seq, "event_id")?);
-        if id.seq == 0 || !seen.insert(key) {
-            return Err(malformed(format!("entries[{i}]: event {id} is not once")));
+        let event_id = keyed.event.event_id;
+        let key = (
+            i32::from(event_id.device_id.get()),
+            to_i64(event_id.seq, "event_id")?,
+        );
+        if event_id.seq == 0 || !seen.insert(key) {
+            return Err(MalformedBatch::NotOnce { index, event_id }.into());
         }
         rows.push(Row {
             key,
@@ -128,16 +123,37 @@ mod tests {
             let bad = batch(since, seqs);
             let refused = key_rows(&bad);
             assert!(
-                matches!(refused, Err(HqError::Malformed(_))),
+                matches!(
+                    refused,
+                    Err(HqError::Malformed(
+                        MalformedBatch::OutOfPlace { .. } | MalformedBatch::SinceOutOfRange
+                    ))
+                ),
                 "{since} {seqs:?}"
             );
         }
+        // An entry repeated is out of place; one event at two places is not once.
+        let mut repeated = batch(0, &[1, 2]);
+        repeated.entries[1] = repeated.entries[0].clone();
+        assert!(matches!(
+            key_rows(&repeated),
+            Err(HqError::Malformed(MalformedBatch::OutOfPlace {
+                index: 1,
+                ..
+            }))
+        ));
         let mut twice = batch(0, &[1, 2]);
-        let first = twice.entries[0].clone();
-        twice.entries[1] = first;
-        assert!(matches!(key_rows(&twice), Err(HqError::Malformed(_))));
+        let again = twice.entries[1].get().replace("\"2-2\"", "\"2-1\"");
+        twice.entries[1] = RawValue::from_string(again).expect("JSON");
+        assert!(matches!(
+            key_rows(&twice),
+            Err(HqError::Malformed(MalformedBatch::NotOnce { index: 1, .. }))
+        ));
         let long: Vec<u64> = (1..=UPLINK_ENTRIES_MAX as u64 + 1).collect();
         let long = batch(0, &long);
-        assert!(matches!(key_rows(&long), Err(HqError::Malformed(_))));
+        assert!(matches!(
+            key_rows(&long),
+            Err(HqError::Malformed(MalformedBatch::TooManyEntries))
+        ));
     }
 }

@@ -73,11 +73,16 @@ pub(crate) async fn check(
         )
         .await?
     {
+        let device_id: i32 = row.get(0);
         let hash: Vec<u8> = row.get(2);
-        let hash: [u8; 32] = hash.try_into().map_err(|_| {
-            HqError::Malformed("hq_chains holds a hash that is not 32 bytes".into())
-        })?;
-        heads.insert(row.get(0), (row.get(1), hash));
+        let hash: [u8; 32] =
+            hash.try_into()
+                .map_err(|hash: Vec<u8>| HqError::CorruptChainHead {
+                    store_id,
+                    device_id,
+                    bytes: hash.len(),
+                })?;
+        heads.insert(device_id, (row.get(1), hash));
     }
     let mut breaks = 0;
     let mut moved = BTreeMap::new();

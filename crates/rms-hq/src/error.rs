@@ -1,7 +1,7 @@
 //! [`HqError`]: what a head-office call can fail with.
 
-use rms_domain::ValidationError;
-use rms_domain::hq::Cursor;
+use rms_domain::hq::{Cursor, UPLINK_ENTRIES_MAX};
+use rms_domain::{EventId, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
@@ -18,7 +18,7 @@ pub enum HqError {
     Invalid(#[from] ValidationError),
     /// A batch that cannot be read as the master log it claims to be; nothing was written.
     #[error("malformed batch: {0}")]
-    Malformed(String),
+    Malformed(#[from] MalformedBatch),
     /// The batch does not start at head office's cursor (a lost answer's retry, or another
     /// replica took a batch meanwhile); nothing was written. Carries the cursor.
     #[error("the batch does not start at head office's cursor")]
@@ -30,6 +30,38 @@ pub enum HqError {
     NotFound(&'static str),
     #[error("a stored row does not decode: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error(
+        "hq_chains holds a hash of {bytes} bytes for device {device_id} of store {store_id}, not 32"
+    )]
+    CorruptChainHead {
+        store_id: i64,
+        device_id: i32,
+        bytes: usize,
+    },
+    #[error("the system's random generator failed")]
+    Random,
+}
+
+/// Why an uplink batch is not a piece of a master log. Its text is the `message` of the API's
+/// `422 malformed` answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedBatch {
+    #[error("a batch has at most {UPLINK_ENTRIES_MAX} entries")]
+    TooManyEntries,
+    #[error("entries[{index}]: {source}")]
+    Unreadable {
+        index: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("since is out of range")]
+    SinceOutOfRange,
+    #[error("entries[{index}]: master_seq {found} where {due} was due")]
+    OutOfPlace { index: usize, found: u64, due: u64 },
+    #[error("entries[{index}]: event {event_id} is not once")]
+    NotOnce { index: usize, event_id: EventId },
+    #[error("{field} is too large")]
+    TooLarge { field: &'static str },
 }
 
 /// tokio-postgres shows a server's error as "db error": show what the server said.

@@ -294,16 +294,36 @@ struct ProjectedSale {
     lines: Vec<SaleLineView>,
 }
 
-fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
-    let entry: SaleEntry = serde_json::from_str(row.raw.get()).map_err(|err| err.to_string())?;
+/// Why a logged sale cannot be projected into `hq_sale_rows`: the text of its ingest error.
+#[derive(Debug, thiserror::Error)]
+enum Unprojectable {
+    /// The entry does not read as a sale.
+    #[error(transparent)]
+    Unreadable(#[from] serde_json::Error),
+    /// A master logs a sale as accepted or rejected, never with another status.
+    #[error("a logged sale with status {status:?}")]
+    Status { status: String },
+    /// Not a time PostgreSQL's `timestamptz` holds.
+    #[error("created_at_ms is out of range")]
+    CreatedAtOutOfRange,
+    /// The sum of `qty × price_cents` overflows an `i64`.
+    #[error("the sale's total does not fit in 64 bits")]
+    TotalOverflow,
+}
+
+fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, Unprojectable> {
+    let entry: SaleEntry = serde_json::from_str(row.raw.get())?;
     let status = match entry.event.status.as_str() {
         "synced" => "accepted",
         "rejected" => "rejected",
-        other => return Err(format!("a logged sale with status {other:?}")),
+        other => {
+            let status = other.to_owned();
+            return Err(Unprojectable::Status { status });
+        }
     };
     // What PostgreSQL's timestamptz holds (the year 9999 at most), as the stores validate it.
     if !(0..=253_402_300_799_999).contains(&entry.event.created_at_ms) {
-        return Err("created_at_ms is out of range".to_owned());
+        return Err(Unprojectable::CreatedAtOutOfRange);
     }
     let mut total: i64 = 0;
     for line in &entry.event.payload.lines {
@@ -311,7 +331,7 @@ fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
             .qty
             .checked_mul(line.price_cents)
             .and_then(|line_total| total.checked_add(line_total))
-            .ok_or("the sale's total does not fit in 64 bits")?;
+            .ok_or(Unprojectable::TotalOverflow)?;
     }
     Ok(ProjectedSale {
         key: row.key,

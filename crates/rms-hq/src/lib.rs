@@ -32,4 +32,4 @@ mod status_page;
 pub mod stores;
 
 pub use db::Db;
-pub use error::HqError;
+pub use error::{HqError, MalformedBatch};

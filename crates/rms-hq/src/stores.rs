@@ -52,7 +52,7 @@ pub async fn add(db: &Db, name: &str) -> Result<NewStore, HqError> {
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| HqError::Malformed("the system's random generator failed".to_owned()))?;
+        .map_err(|ring::error::Unspecified| HqError::Random)?;
     let token: String = std::iter::once("rmshq_".to_owned())
         .chain(bytes.iter().map(|b| format!("{b:02x}")))
         .collect();
