@@ -64,26 +64,7 @@ pub(crate) async fn check(
         return Ok(0);
     }
     let devices: Vec<i32> = linked.iter().map(|(r, _)| r.key.0).collect();
-    let mut heads: BTreeMap<i32, Head> = BTreeMap::new();
-    for row in tx
-        .query(
-            "SELECT device_id, chain_seq, chain_hash FROM hq_chains
-             WHERE store_id = $1 AND device_id = ANY($2)",
-            &[&store_id, &devices],
-        )
-        .await?
-    {
-        let device_id: i32 = row.get(0);
-        let hash: Vec<u8> = row.get(2);
-        let hash: [u8; 32] =
-            hash.try_into()
-                .map_err(|hash: Vec<u8>| HqError::CorruptChainHead {
-                    store_id,
-                    device_id,
-                    bytes: hash.len(),
-                })?;
-        heads.insert(device_id, (row.get(1), hash));
-    }
+    let mut heads = load_heads(tx, store_id, &devices).await?;
     let mut breaks = 0;
     let mut moved = BTreeMap::new();
     for (row, event) in &linked {
@@ -114,6 +95,45 @@ pub(crate) async fn check(
         heads.insert(row.key.0, (seq, hash));
         moved.insert(row.key.0, (seq, hash));
     }
+    save_heads(tx, store_id, moved).await?;
+    Ok(breaks)
+}
+
+/// The chain heads head office holds for `devices` of `store_id`, by device id.
+async fn load_heads(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    devices: &[i32],
+) -> Result<BTreeMap<i32, Head>, HqError> {
+    let mut heads = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT device_id, chain_seq, chain_hash FROM hq_chains
+             WHERE store_id = $1 AND device_id = ANY($2)",
+            &[&store_id, &devices],
+        )
+        .await?
+    {
+        let device_id: i32 = row.get(0);
+        let hash: Vec<u8> = row.get(2);
+        let hash: [u8; 32] =
+            hash.try_into()
+                .map_err(|hash: Vec<u8>| HqError::CorruptChainHead {
+                    store_id,
+                    device_id,
+                    bytes: hash.len(),
+                })?;
+        heads.insert(device_id, (row.get(1), hash));
+    }
+    Ok(heads)
+}
+
+/// Writes the heads that moved, by device id.
+async fn save_heads(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    moved: BTreeMap<i32, Head>,
+) -> Result<(), HqError> {
     for (device, (seq, hash)) in moved {
         tx.execute(
             "INSERT INTO hq_chains (store_id, device_id, chain_seq, chain_hash)
@@ -124,5 +144,5 @@ pub(crate) async fn check(
         )
         .await?;
     }
-    Ok(breaks)
+    Ok(())
 }

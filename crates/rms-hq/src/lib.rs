@@ -27,6 +27,7 @@ pub mod db;
 mod error;
 pub mod ingest;
 mod ingest_errors;
+mod projection;
 pub mod server;
 mod status_page;
 pub mod stores;
