@@ -11,6 +11,9 @@
 //! the next one must continue. Signatures are the master's to check, not head office's.
 //!
 //! **On crash:** the chain heads move in the batch's transaction.
+//!
+//! It points down at `batch` (the rows it checks) and `ingest_errors` (where a break is
+//! recorded); `ingest` calls it, and it never names `ingest`.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -10,6 +10,9 @@
 //!
 //! **On crash:** nothing of a batch exists before its commit, all of it after; the store's
 //! master learns which by reading the cursor again.
+//!
+//! It drives the steps, which point down and never back at it: `batch` keys the entries,
+//! `projection` and `chains` work on the stored rows, `ingest_errors` records what they refuse.
 
 use std::collections::HashSet;
 
