@@ -5,76 +5,24 @@
 //!
 //! The hashing and the signature check are rms-storage's (`journal`, `chain_check`): this crate
 //! only holds the wire types and their shape rules.
+//!
+//! This module sits above `event` ([`event_record`] reads an event); the link an event carries and
+//! the hash hex helpers live below it, in `chain_link`, and are re-exported here.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SyncEvent;
+pub use crate::chain_link::{ChainLink, HASH_HEX_CHARS, hash_from_hex, hex_digit, is_hash_hex};
+use crate::event::{EventPayload, SyncEvent};
+use crate::hlc::Hlc;
 use crate::ids::EventId;
 use crate::validate::ValidationError;
 
-/// Hex digits of a SHA-256 hash.
-pub const HASH_HEX_CHARS: usize = 64;
 /// Longest statement a push head may carry (the statement is a few hundred bytes).
 pub const HEAD_STATEMENT_CHARS_MAX: usize = 1024;
 /// Longest certificate a push head may carry, in hex digits (a device certificate is under 1 KiB).
 pub const HEAD_CERTIFICATE_HEX_MAX: usize = 8192;
-
-/// Where an event sits in its origin's `events` chain: its position and the hash of the entry
-/// before it. The event's own hash is `SHA-256(prev ‖ record)`, the record being rebuilt from the
-/// event (`rms_storage::journal::event_hash`), so it cannot disagree with the event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChainLink {
-    /// Position in the origin's `events` chain, from 1.
-    pub seq: u64,
-    /// The hash of entry `seq - 1` (64 zero digits for entry 1), lowercase hex.
-    pub prev: String,
-}
-
-impl ChainLink {
-    pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.seq == 0 || i64::try_from(self.seq).is_err() {
-            return Err(ValidationError::new("chain.seq", "is out of range"));
-        }
-        if !is_hash_hex(&self.prev) {
-            return Err(ValidationError::new(
-                "chain.prev",
-                "must be 64 lowercase hex digits",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The 32 bytes of a hash written as 64 hex digits; `None` for anything else.
-pub fn hash_from_hex(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    if digits.len() != HASH_HEX_CHARS {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
-    }
-    Some(out)
-}
-
-/// The value of one hex digit.
-pub fn hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// True for 64 lowercase hex digits.
-pub fn is_hash_hex(text: &str) -> bool {
-    text.len() == HASH_HEX_CHARS && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
 
 /// A push's signature: the origin's key signed `statement` (the journal-head statement of the
 /// last event pushed, `{"journal_head":{"device_id","chain":"events","seq","hash","at_ms"}}`).
@@ -83,13 +31,21 @@ pub fn is_hash_hex(text: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushHead {
+    /// The journal-head statement of the last event pushed, as signed (JSON text, at most
+    /// [`HEAD_STATEMENT_CHARS_MAX`] characters).
     pub statement: String,
+    /// The origin's raw public key (an uncompressed P-256 point), hex.
     pub key: String,
+    /// The origin's device certificate (DER), hex, at most [`HEAD_CERTIFICATE_HEX_MAX`] digits.
     pub certificate: String,
+    /// ECDSA P-256 with SHA-256 over `statement`, `r ‖ s`, hex.
     pub signature: String,
 }
 
 impl PushHead {
+    /// Checks the shape only (lengths, hex digits), naming the field (`head.statement`,
+    /// `head.key`, `head.signature`, `head.certificate`); whether the signature verifies is
+    /// rms-storage's check.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let hex = |field: &str, text: &str, max: usize| {
             if text.is_empty() || text.len() > max || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -128,8 +84,8 @@ pub fn event_record(seq: u64, event: &SyncEvent) -> Result<String, serde_json::E
         event_id: String,
         user_id: &'a str,
         created_at_ms: u64,
-        hlc: crate::Hlc,
-        payload: &'a crate::EventPayload,
+        hlc: Hlc,
+        payload: &'a EventPayload,
     }
     serde_json::to_string(&EventRecord {
         chain: "events",
@@ -148,16 +104,24 @@ pub enum ChainBreak {
     /// The event's link does not continue the entry before it (another hash, or a position that
     /// does not follow), or contradicts what the master holds for that event already.
     Link {
+        /// The event whose link does not verify.
         event_id: EventId,
+        /// What does not match, for the alarm.
         why: &'static str,
     },
     /// An event without a link after events with one: a chain cannot be dropped.
-    Unlinked { event_id: EventId },
+    Unlinked {
+        /// The first unlinked event after a linked one.
+        event_id: EventId,
+    },
     /// Linked events came without a head, or with one that does not sign the last of them.
     Unsigned,
     /// The head's signature, key or certificate does not verify, or the certificate is not one
     /// the trust list binds to the pushing device.
-    Signature { why: &'static str },
+    Signature {
+        /// What does not verify, for the alarm.
+        why: &'static str,
+    },
 }
 
 impl ChainBreak {
@@ -190,38 +154,6 @@ impl fmt::Display for ChainBreak {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_link_needs_a_position_and_a_hash() {
-        let good = ChainLink {
-            seq: 1,
-            prev: "0".repeat(64),
-        };
-        assert!(good.validate().is_ok());
-        let zero = ChainLink {
-            seq: 0,
-            ..good.clone()
-        };
-        assert_eq!(zero.validate().unwrap_err().field, "chain.seq");
-        let upper = ChainLink {
-            prev: "A".repeat(64),
-            ..good.clone()
-        };
-        assert_eq!(upper.validate().unwrap_err().field, "chain.prev");
-        let short = ChainLink {
-            prev: "0".repeat(63),
-            ..good
-        };
-        assert_eq!(short.validate().unwrap_err().field, "chain.prev");
-    }
-
-    #[test]
-    fn hex_of_a_hash() {
-        assert_eq!(hash_from_hex(&"0".repeat(64)), Some([0; 32]));
-        assert_eq!(hash_from_hex(&"ff".repeat(32)), Some([0xff; 32]));
-        assert_eq!(hash_from_hex(&"f".repeat(63)), None);
-        assert_eq!(hash_from_hex(&"g".repeat(64)), None);
-    }
 
     #[test]
     fn a_head_is_bounded_hex() {

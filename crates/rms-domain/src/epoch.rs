@@ -19,8 +19,11 @@ use crate::product::Product;
 /// so after a partition heals every device agrees which master stays: the greater epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Epoch {
+    /// The election term.
     pub term: Term,
+    /// The device that is master in `term`.
     pub master_id: DeviceId,
+    /// That master's election priority when it won: with `master_id`, its rank.
     pub master_priority: i32,
 }
 
@@ -55,8 +58,13 @@ impl fmt::Display for Epoch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogEntry {
+    /// The event with the master's verdict: `status`, `reason` and `master_seq` (the entry's
+    /// position) set.
     pub event: SyncEvent,
+    /// The epoch whose master decided the event.
     pub epoch: Epoch,
+    /// Every product the event names (`EventPayload::skus`), as it was on the master right
+    /// after the event; a product the event names that does not exist is absent.
     pub products: Vec<Product>,
     /// Accepted although the rules would refuse it now: another master had accepted it during a
     /// split brain, and an accepted sale is never dropped. Stock may be negative after it.

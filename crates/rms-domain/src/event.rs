@@ -1,19 +1,20 @@
 //! The replication unit: a [`SyncEvent`] (one local write: its id, clock, payload, status) with
-//! its [`EventPayload`] (what it does), [`EventStatus`] and the [`RejectReason`] a master gives.
-
-use std::fmt;
-use std::str::FromStr;
+//! its [`EventPayload`] (what it does), including the [`SaleLine`]s of a sale.
+//!
+//! Dependencies point down from here: the payload carries a trust state (`trust`), a chain link
+//! (`chain_link`) and the verdict (`verdict`); `sale`, `chain`, `epoch` and `rules` point down at
+//! this module, never the other way.
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::ChainLink;
+use crate::chain_link::ChainLink;
 use crate::fingerprint::Fingerprint;
 use crate::hlc::Hlc;
-use crate::ids::{DeviceId, EventId, Term, UnknownName};
-use crate::sale::SaleLine;
+use crate::ids::{DeviceId, EventId, Term};
 use crate::trust::{TrustChange, TrustState};
 use crate::validate::{self, ValidationError};
 use crate::validate::{NAME_CHARS_MAX, QTY_MAX, REASON_CHARS_MAX, SALE_LINES_MAX, STOCK_MAX};
+use crate::verdict::{EventStatus, RejectReason};
 
 /// Longest `how` of a trust change.
 const HOW_CHARS_MAX: usize = 32;
@@ -53,6 +54,62 @@ fn validate_closing(day: &str, sales: u64, total_cents: i64) -> Result<(), Valid
     Ok(())
 }
 
+/// A `product_updated` payload's fields: an edit changes the name or the price (or both) of a
+/// product at a version the database can hold.
+fn validate_edit(
+    sku: &str,
+    name: Option<&str>,
+    price_cents: Option<i64>,
+    base_version: u64,
+) -> Result<(), ValidationError> {
+    validate::sku("payload.sku", sku)?;
+    if name.is_none() && price_cents.is_none() {
+        return Err(ValidationError::new(
+            "payload",
+            "an edit changes name or price",
+        ));
+    }
+    if let Some(name) = name {
+        validate::text("payload.name", name, NAME_CHARS_MAX)?;
+    }
+    if let Some(price) = price_cents {
+        validate::price("payload.price_cents", price)?;
+    }
+    if base_version == 0 || i64::try_from(base_version).is_err() {
+        return Err(ValidationError::new(
+            "payload.base_version",
+            "is out of range",
+        ));
+    }
+    Ok(())
+}
+
+/// A `sale_recorded` payload's fields: the sale's id is its event's id, and every line names a
+/// SKU, a quantity and a price within the data rules.
+fn validate_sale(
+    event_id: EventId,
+    sale_id: &str,
+    lines: &[SaleLine],
+) -> Result<(), ValidationError> {
+    // A sale's id is its event's id: unique store-wide without coordination.
+    if sale_id != event_id.to_string() {
+        return Err(ValidationError::new(
+            "payload.sale_id",
+            "must be the event id",
+        ));
+    }
+    if lines.is_empty() || lines.len() > SALE_LINES_MAX {
+        let message = format!("a sale has 1 to {SALE_LINES_MAX} lines");
+        return Err(ValidationError::new("payload.lines", message));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        validate::sku(&format!("payload.lines[{i}].sku"), &line.sku)?;
+        validate::range(&format!("payload.lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
+        validate::price(&format!("payload.lines[{i}].price_cents"), line.price_cents)?;
+    }
+    Ok(())
+}
+
 /// The UTC day (`YYYY-MM-DD`) of a wall time in milliseconds.
 pub fn day_of_ms(ms: u64) -> String {
     let mut day = crate::timefmt::rfc3339_from_ms(ms);
@@ -68,15 +125,26 @@ pub fn day_of_ms(ms: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncEvent {
+    /// The event's store-wide id: its origin device and that device's own sequence number.
     pub event_id: EventId,
+    /// The origin's hybrid logical clock when it made the event: the order of events that
+    /// arrive at a master together.
     pub hlc: Hlc,
+    /// Who made the write: the cashier or operator, or a fixed name for what a device or head
+    /// office does by itself (1 to [`crate::USER_ID_CHARS_MAX`] characters).
     pub user_id: String,
     /// The term the origin knew when it made the event.
     pub term: Term,
-    /// Must reach the master at once: it takes a product's stock to 0 or below.
+    /// Must reach the master, and from it every device, at once rather than at the next sync:
+    /// the event left a product's stock at 0 or below, sets head office's price, revokes a
+    /// certificate, or was rejected.
     pub critical: bool,
+    /// What the event does.
     pub payload: EventPayload,
+    /// `pending` until a master decides the event, then `synced` (accepted) or `rejected`.
     pub status: EventStatus,
+    /// Why the master (or the origin, for a local write) rejected it; `None` unless `status`
+    /// is `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RejectReason>,
     /// Position in the master's log, once the master has decided it.
@@ -96,6 +164,7 @@ pub struct SyncEvent {
 }
 
 impl SyncEvent {
+    /// The device that made the event (`event_id.device_id`).
     pub fn origin(&self) -> DeviceId {
         self.event_id.device_id
     }
@@ -144,32 +213,64 @@ impl SyncEvent {
     }
 }
 
+/// A priced sale line: the price is the product's price on the selling device when it was sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleLine {
+    /// The product sold.
+    pub sku: String,
+    /// Units sold, 1 to [`crate::QTY_MAX`].
+    pub qty: i64,
+    /// The price of one unit, in minor units (cents), 0 to 10^10.
+    pub price_cents: i64,
+}
+
 /// What an event does. Serialized with a `kind` tag: `{"kind":"sale_recorded", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventPayload {
+    /// A new product (`POST /products`): refused as `already_exists` if the SKU is taken.
     ProductCreated {
+        /// The new product's SKU.
         sku: String,
+        /// Its name.
         name: String,
+        /// Its unit price, in minor units (cents).
         price_cents: i64,
+        /// The units in stock it starts with (0 or more).
         stock: i64,
     },
+    /// A name and/or price edit (`PATCH /products/{sku}`): refused as `stale_version` unless
+    /// the product is still at `base_version`. At least one of `name` and `price_cents` is set.
     ProductUpdated {
+        /// The product edited.
         sku: String,
+        /// The new name, if it changes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// The new unit price in minor units (cents), if it changes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         price_cents: Option<i64>,
         /// The product version the edit was made on.
         base_version: u64,
     },
+    /// A stock movement that is not a sale (delivery, count, breakage): refused as
+    /// `out_of_stock` if it would take the stock below zero.
     StockAdjusted {
+        /// The product whose stock moves.
         sku: String,
+        /// Units added (positive) or taken away (negative), never 0, at most
+        /// [`crate::QTY_MAX`] either way.
         delta: i64,
+        /// Why, in the operator's words.
         reason: String,
     },
+    /// A sale at a till: refused as `out_of_stock` (or `unknown_product`) as a whole if any
+    /// line cannot be served.
     SaleRecorded {
+        /// The sale's id: always the event's id as text (`"<device_id>-<seq>"`).
         sale_id: String,
+        /// What was sold, 1 to [`crate::SALE_LINES_MAX`] lines; a SKU may appear on several.
         lines: Vec<SaleLine>,
     },
     /// Head office set a product's name and price (issue #15): origin
@@ -177,8 +278,11 @@ pub enum EventPayload {
     /// base version), creates the product with stock 0 if the store has none, and never touches
     /// stock, which the store owns.
     CatalogSet {
+        /// The product head office sets.
         sku: String,
+        /// Its name as head office sets it.
         name: String,
+        /// Its unit price as head office sets it, in minor units (cents).
         price_cents: i64,
     },
     /// A device's daily closing (issue #17, as France's NF525 asks): the count and total of the
@@ -186,15 +290,22 @@ pub enum EventPayload {
     /// journal's head before it, and the push that carries it is signed: a closing is chained and
     /// signed like every event. Changes no product.
     DayClosed {
+        /// The UTC day closed, `YYYY-MM-DD`.
         day: String,
+        /// How many sales the device made that day.
         sales: u64,
+        /// Their total, in minor units (cents); never negative.
         total_cents: i64,
     },
     /// A device certificate trusted or revoked (the trust list, `crate::trust`).
     DeviceTrust {
+        /// The certificate's fingerprint: the device's identity.
         fingerprint: Fingerprint,
+        /// The device id the certificate is bound to.
         device_id: DeviceId,
+        /// The device's name, for people.
         name: String,
+        /// Whether the certificate is now trusted or revoked (for good).
         trust: TrustState,
         /// How the device came to be trusted (`store_key`, `approved`, `self`) or `revoked`.
         how: String,
@@ -220,28 +331,7 @@ impl EventPayload {
                 name,
                 price_cents,
                 base_version,
-            } => {
-                validate::sku("payload.sku", sku)?;
-                if name.is_none() && price_cents.is_none() {
-                    return Err(ValidationError::new(
-                        "payload",
-                        "an edit changes name or price",
-                    ));
-                }
-                if let Some(name) = name {
-                    validate::text("payload.name", name, NAME_CHARS_MAX)?;
-                }
-                if let Some(price) = price_cents {
-                    validate::price("payload.price_cents", *price)?;
-                }
-                if *base_version == 0 || i64::try_from(*base_version).is_err() {
-                    return Err(ValidationError::new(
-                        "payload.base_version",
-                        "is out of range",
-                    ));
-                }
-                Ok(())
-            }
+            } => validate_edit(sku, name.as_deref(), *price_cents, *base_version),
             EventPayload::StockAdjusted { sku, delta, reason } => {
                 validate::sku("payload.sku", sku)?;
                 if *delta == 0 {
@@ -251,23 +341,7 @@ impl EventPayload {
                 validate::text("payload.reason", reason, REASON_CHARS_MAX)
             }
             EventPayload::SaleRecorded { sale_id, lines } => {
-                // A sale's id is its event's id: unique store-wide without coordination.
-                if *sale_id != event_id.to_string() {
-                    return Err(ValidationError::new(
-                        "payload.sale_id",
-                        "must be the event id",
-                    ));
-                }
-                if lines.is_empty() || lines.len() > SALE_LINES_MAX {
-                    let message = format!("a sale has 1 to {SALE_LINES_MAX} lines");
-                    return Err(ValidationError::new("payload.lines", message));
-                }
-                for (i, line) in lines.iter().enumerate() {
-                    validate::sku(&format!("payload.lines[{i}].sku"), &line.sku)?;
-                    validate::range(&format!("payload.lines[{i}].qty"), line.qty, 1, QTY_MAX)?;
-                    validate::price(&format!("payload.lines[{i}].price_cents"), line.price_cents)?;
-                }
-                Ok(())
+                validate_sale(event_id, sale_id, lines)
             }
             EventPayload::CatalogSet {
                 sku,
@@ -296,6 +370,7 @@ impl EventPayload {
         }
     }
 
+    /// The `kind` tag of the payload's JSON form, e.g. `"sale_recorded"`.
     pub fn kind(&self) -> &'static str {
         match self {
             EventPayload::ProductCreated { .. } => "product_created",
@@ -374,121 +449,6 @@ impl EventPayload {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventStatus {
-    Pending,
-    Synced,
-    Rejected,
-}
-
-impl EventStatus {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventStatus::Pending => "pending",
-            EventStatus::Synced => "synced",
-            EventStatus::Rejected => "rejected",
-        }
-    }
-}
-
-impl FromStr for EventStatus {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(EventStatus::Pending),
-            "synced" => Ok(EventStatus::Synced),
-            "rejected" => Ok(EventStatus::Rejected),
-            other => Err(UnknownName::new("event status", other)),
-        }
-    }
-}
-
-/// Why the master (or the device itself, for a local write) refused an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// A sale or adjustment wants more units than the stock holds.
-    OutOfStock,
-    /// An edit was made on a product version that another edit has moved past.
-    StaleVersion,
-    /// The event names a product the store does not have.
-    UnknownProduct,
-    /// A product with this SKU exists already.
-    AlreadyExists,
-    /// The event id was seen before with other content: a misbehaving or confused device.
-    EventIdReused,
-    /// The event breaks a data rule (SPEC §3) that its origin should have enforced: a
-    /// misbehaving device. Never logged; the verdict goes to the pusher and the audit log.
-    Invalid,
-    /// The device certificate was revoked: it is never trusted again.
-    Revoked,
-    /// The device id is bound to another trusted certificate.
-    DeviceIdTaken,
-}
-
-impl RejectReason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::OutOfStock => "out_of_stock",
-            RejectReason::StaleVersion => "stale_version",
-            RejectReason::UnknownProduct => "unknown_product",
-            RejectReason::AlreadyExists => "already_exists",
-            RejectReason::EventIdReused => "event_id_reused",
-            RejectReason::Invalid => "invalid",
-            RejectReason::Revoked => "revoked",
-            RejectReason::DeviceIdTaken => "device_id_taken",
-        }
-    }
-}
-
-impl RejectReason {
-    /// A sentence for people (API messages, audit details).
-    pub const fn describe(self) -> &'static str {
-        match self {
-            RejectReason::OutOfStock => "not enough stock for this change",
-            RejectReason::StaleVersion => {
-                "the product was changed since the version this edit was made on; read it again and retry"
-            }
-            RejectReason::UnknownProduct => "no such product",
-            RejectReason::AlreadyExists => "a product with this sku exists already",
-            RejectReason::EventIdReused => "this event id was used before for other content",
-            RejectReason::Invalid => "the event breaks a data rule",
-            RejectReason::Revoked => {
-                "this device certificate was revoked; the device must pair again with a new key"
-            }
-            RejectReason::DeviceIdTaken => {
-                "this device id belongs to another trusted certificate; revoke it first"
-            }
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RejectReason {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            RejectReason::OutOfStock,
-            RejectReason::StaleVersion,
-            RejectReason::UnknownProduct,
-            RejectReason::AlreadyExists,
-            RejectReason::EventIdReused,
-            RejectReason::Invalid,
-            RejectReason::Revoked,
-            RejectReason::DeviceIdTaken,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-        .ok_or_else(|| UnknownName::new("reject reason", s))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,15 +467,5 @@ mod tests {
             serde_json::from_value::<EventPayload>(json).unwrap(),
             payload
         );
-        for reason in [
-            "out_of_stock",
-            "stale_version",
-            "unknown_product",
-            "already_exists",
-            "revoked",
-            "device_id_taken",
-        ] {
-            assert_eq!(reason.parse::<RejectReason>().unwrap().as_str(), reason);
-        }
     }
 }

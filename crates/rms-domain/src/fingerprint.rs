@@ -30,12 +30,18 @@ pub struct Fingerprint([u8; 32]);
 /// Why a text is not a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseFingerprintError {
+    /// The text has another number of letters and digits than 56 (dashes and spaces not
+    /// counted); the count it has.
     #[error("a device ID has 56 letters and digits (8 groups of 7), not {0}")]
     Length(usize),
+    /// A character that is not in the base32 alphabet (nor a dash or space); the character.
     #[error("{0:?} is not a letter A-Z or a digit 2-7")]
     Character(char),
+    /// The check character of one 13-character chunk does not match; which one, from 1 to 4.
     #[error("check character {0} of 4 does not match: a character is mistyped")]
     Check(usize),
+    /// The padding bits of the last data character are not zero: the same bytes have only
+    /// one spelling, so this one is mistyped.
     #[error("the last character of the ID's data is not one an ID can end with: it is mistyped")]
     NotCanonical,
 }
@@ -46,6 +52,7 @@ impl Fingerprint {
         Fingerprint(sha256)
     }
 
+    /// The 32 bytes of the SHA-256 digest.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -12,11 +12,15 @@ use serde::{Deserialize, Serialize};
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Hlc {
+    /// Wall time in milliseconds since the Unix epoch: the device's clock, or later if the
+    /// clock was behind an earlier timestamp.
     pub wall_ms: u64,
+    /// Orders timestamps within one `wall_ms`: 0 for the first.
     pub counter: u32,
 }
 
 impl Hlc {
+    /// The timestamp `(wall_ms, counter)`.
     pub const fn new(wall_ms: u64, counter: u32) -> Hlc {
         Hlc { wall_ms, counter }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::epoch::Epoch;
 use crate::ids::EventId;
+use crate::validate::{self, NAME_CHARS_MAX, ValidationError};
 
 /// Most entries in one uplink batch.
 pub const UPLINK_ENTRIES_MAX: usize = 1000;
@@ -47,7 +48,10 @@ pub struct IngestBatch<E> {
     pub epoch: Epoch,
     /// Where the entries start: head office's cursor as the master last read it.
     pub since: u64,
+    /// The epoch of the master's entry at `since` (`None` when `since` is 0).
     pub since_epoch: Option<Epoch>,
+    /// The event of the master's entry at `since` (`None` when `since` is 0): head office takes
+    /// the batch as following its cursor only if it holds that event there too.
     #[serde(default)]
     pub since_event: Option<EventId>,
     /// The master's log does not agree with head office after `since` (a split brain's undone
@@ -59,6 +63,8 @@ pub struct IngestBatch<E> {
     pub head: u64,
     /// The last head-office catalogue version this store has logged.
     pub catalog_version: u64,
+    /// The master-log entries after `since`, in `master_seq` order, at most
+    /// [`UPLINK_ENTRIES_MAX`] (and [`UPLINK_BYTES_MAX`] bytes of JSON in all).
     pub entries: Vec<E>,
 }
 
@@ -79,9 +85,14 @@ pub struct IngestAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogChange {
+    /// The catalogue version this change made: the `seq` of the `catalog_set` event a store
+    /// logs for it.
     pub version: u64,
+    /// The product changed.
     pub sku: String,
+    /// Its name from this version on.
     pub name: String,
+    /// Its unit price from this version on, in minor units (cents).
     pub price_cents: i64,
 }
 
@@ -91,6 +102,8 @@ pub struct CatalogChange {
 pub struct CatalogChanges {
     /// Head office's catalogue version now.
     pub version: u64,
+    /// The changes, oldest version first, at most [`CATALOG_CHANGES_MAX`]; a store that asks
+    /// again after the last one's version misses nothing.
     pub changes: Vec<CatalogChange>,
 }
 
@@ -98,16 +111,18 @@ pub struct CatalogChanges {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogEntry {
+    /// The product's name (1 to [`NAME_CHARS_MAX`] characters).
     pub name: String,
+    /// The product's unit price, in minor units (cents).
     pub price_cents: i64,
 }
 
 impl CatalogEntry {
     /// The rules a store applies to a product's name and price (SPEC §3), checked at head office
     /// before a change gets a version.
-    pub fn validate(&self, sku: &str) -> Result<(), crate::ValidationError> {
-        crate::validate::sku("sku", sku)?;
-        crate::validate::text("name", &self.name, crate::NAME_CHARS_MAX)?;
-        crate::validate::price("price_cents", self.price_cents)
+    pub fn validate(&self, sku: &str) -> Result<(), ValidationError> {
+        validate::sku("sku", sku)?;
+        validate::text("name", &self.name, NAME_CHARS_MAX)?;
+        validate::price("price_cents", self.price_cents)
     }
 }

@@ -17,6 +17,7 @@ impl DeviceId {
         if id == 0 { None } else { Some(DeviceId(id)) }
     }
 
+    /// The number, `1..=65535`.
     pub const fn get(self) -> u16 {
         self.0
     }
@@ -55,7 +56,10 @@ impl fmt::Display for DeviceId {
 /// `seq` is the origin device's own sequence: strictly increasing, persisted, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
+    /// The device that made the event (its origin).
     pub device_id: DeviceId,
+    /// The origin's own sequence number of the event, from 1 (for head office's catalogue
+    /// changes, the catalogue version).
     pub seq: u64,
 }
 
@@ -70,11 +74,14 @@ impl fmt::Display for EventId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {name:?}")]
 pub struct UnknownName {
+    /// The set the name was looked up in, e.g. `"role"`, `"reject reason"`.
     pub what: &'static str,
+    /// The text that names nothing in it, as read.
     pub name: String,
 }
 
 impl UnknownName {
+    /// `name` is not a member of the set `what`.
     pub fn new(what: &'static str, name: &str) -> UnknownName {
         UnknownName {
             what,
@@ -83,6 +90,8 @@ impl UnknownName {
     }
 }
 
+/// A text that is not an [`EventId`]: not `"<device_id>-<seq>"` in decimal digits, with
+/// `device_id` in `1..=65535` and `seq` from 1 (no sign, no spaces).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event_id must look like \"<device_id>-<seq>\" with device_id in 1..=65535 and seq >= 1")]
 pub struct ParseEventIdError;
@@ -138,11 +147,14 @@ impl fmt::Display for Term {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Decides every event of the store, keeps the master log and broadcasts it.
     Master,
+    /// Pushes its own events to the master and applies the master's log.
     Client,
 }
 
 impl Role {
+    /// `"master"` or `"client"`, as serialized.
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Master => "master",

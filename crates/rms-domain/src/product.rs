@@ -15,11 +15,18 @@ use crate::validate::{
 /// `stock` may be negative only after a split brain, when two masters both sold the last units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
+    /// The product's SKU: its key in the store (`[A-Za-z0-9._-]`, 1 to 64 characters).
     pub sku: String,
+    /// Its name, as tills show it.
     pub name: String,
+    /// Its unit price, in minor units (cents).
     pub price_cents: i64,
+    /// Units in stock; below zero only after a split brain (see above).
     pub stock: i64,
+    /// Catalogue edits so far: 1 when created, one more per name or price change.
     pub version: u64,
+    /// When the event that last changed it (stock or catalogue) was made: UTC RFC 3339 with
+    /// milliseconds.
     pub updated_at: String,
 }
 
@@ -27,16 +34,22 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    /// The new product's SKU (`[A-Za-z0-9._-]`, 1 to [`crate::SKU_CHARS_MAX`] characters).
     pub sku: String,
+    /// Its name (1 to [`crate::NAME_CHARS_MAX`] characters, not only white space).
     pub name: String,
+    /// Its unit price, in minor units (cents), 0 to 10^10.
     pub price_cents: i64,
+    /// The units in stock it starts with, 0 (the default) to 10^9.
     #[serde(default)]
     pub stock: i64,
+    /// Who creates it (a JSON string or integer); the device's default user when absent.
     #[serde(default, deserialize_with = "validate::de_opt_user_id")]
     pub user_id: Option<String>,
 }
 
 impl NewProduct {
+    /// Checks the data rules of SPEC §3; the error names the first field that breaks one.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate::sku("sku", &self.sku)?;
         validate::text("name", &self.name, NAME_CHARS_MAX)?;
@@ -51,17 +64,24 @@ impl NewProduct {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    /// The new name, if it changes.
     #[serde(default)]
     pub name: Option<String>,
+    /// The new unit price in minor units (cents), if it changes.
     #[serde(default)]
     pub price_cents: Option<i64>,
+    /// The version the edit is made on (from 1); without it, the edit applies to the version
+    /// the device holds when it records it.
     #[serde(default)]
     pub version: Option<u64>,
+    /// Who edits it (a JSON string or integer); the device's default user when absent.
     #[serde(default, deserialize_with = "validate::de_opt_user_id")]
     pub user_id: Option<String>,
 }
 
 impl ProductPatch {
+    /// Checks the data rules of SPEC §3 (and that the patch changes something); the error names
+    /// the first field that breaks one.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.name.is_none() && self.price_cents.is_none() {
             return Err(ValidationError::new(
@@ -86,13 +106,18 @@ impl ProductPatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
+    /// Units added (positive) or taken away (negative); never 0, at most [`crate::QTY_MAX`]
+    /// either way.
     pub delta: i64,
+    /// Why, in the operator's words (1 to [`crate::REASON_CHARS_MAX`] characters).
     pub reason: String,
+    /// Who adjusts it (a JSON string or integer); the device's default user when absent.
     #[serde(default, deserialize_with = "validate::de_opt_user_id")]
     pub user_id: Option<String>,
 }
 
 impl StockAdjustment {
+    /// Checks the data rules of SPEC §3; the error names the first field that breaks one.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.delta == 0 {
             return Err(ValidationError::new("delta", "must not be 0"));

@@ -16,19 +16,24 @@
 //! - An event an earlier master rejected (it carries its reason, not `accepted_before`) is logged
 //!   as rejected again, never re-decided.
 
+use crate::epoch::{Epoch, LogEntry};
+use crate::event::{EventPayload, SyncEvent};
+use crate::hlc::Hlc;
+use crate::ids::DeviceId;
 use crate::rules::{self, Products};
+use crate::timefmt::rfc3339_from_ms;
 use crate::trust::TrustList;
-use crate::{
-    DeviceId, Epoch, EventPayload, EventStatus, Hlc, LogEntry, RejectReason, SyncEvent,
-    rfc3339_from_ms,
-};
+use crate::verdict::{EventStatus, RejectReason};
 
 /// What the resolver decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// The rules allowed it: logged as `synced`, its changes made.
     Accepted,
+    /// Logged as `rejected` with this reason; it changed nothing.
     Rejected(RejectReason),
     /// Accepted by an earlier master, refused by the rules now, kept anyway (`forced`).
+    /// Logged as `synced` and `forced`; the reason is the rule's refusal it was kept against.
     Kept(Option<RejectReason>),
 }
 
@@ -131,7 +136,8 @@ pub fn decision_order(event: &SyncEvent) -> (bool, bool, Option<u64>, (Hlc, Devi
 
 #[cfg(test)]
 mod tests {
-    use crate::{EventId, SaleLine, Term};
+    use crate::event::SaleLine;
+    use crate::ids::{EventId, Term};
 
     use super::*;
 

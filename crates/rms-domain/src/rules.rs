@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{EventPayload, RejectReason};
+use crate::event::{EventPayload, SaleLine};
 use crate::product::Product;
+use crate::verdict::RejectReason;
 
 /// The products an event touches, by SKU, as they are before it.
 pub type Products = BTreeMap<String, Product>;
@@ -69,46 +70,8 @@ pub fn apply(
                 critical: false,
             })
         }
-        EventPayload::StockAdjusted { sku, delta, .. } => {
-            let product = products.get_mut(sku).ok_or(RejectReason::UnknownProduct)?;
-            let stock = product
-                .stock
-                .checked_add(*delta)
-                .ok_or(RejectReason::OutOfStock)?;
-            if stock < 0 {
-                return Err(RejectReason::OutOfStock);
-            }
-            product.stock = stock;
-            product.updated_at = at.to_owned();
-            Ok(Applied {
-                changed: vec![sku.clone()],
-                critical: stock <= 0,
-            })
-        }
-        EventPayload::SaleRecorded { lines, .. } => {
-            let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
-            for line in lines {
-                *wanted.entry(line.sku.as_str()).or_default() += line.qty;
-            }
-            for (sku, qty) in &wanted {
-                let product = products.get(*sku).ok_or(RejectReason::UnknownProduct)?;
-                if product.stock < *qty {
-                    return Err(RejectReason::OutOfStock);
-                }
-            }
-            let mut critical = false;
-            for (sku, qty) in &wanted {
-                if let Some(product) = products.get_mut(*sku) {
-                    product.stock -= qty;
-                    product.updated_at = at.to_owned();
-                    critical |= product.stock <= 0;
-                }
-            }
-            Ok(Applied {
-                changed: wanted.keys().map(|s| (*s).to_owned()).collect(),
-                critical,
-            })
-        }
+        EventPayload::StockAdjusted { sku, delta, .. } => adjust_stock(products, sku, *delta, at),
+        EventPayload::SaleRecorded { lines, .. } => sell(products, lines, at),
         EventPayload::CatalogSet {
             sku,
             name,
@@ -123,6 +86,57 @@ pub fn apply(
             critical: payload.revokes_trust(),
         }),
     }
+}
+
+/// A stock movement that is not a sale: refused if the product is unknown or the stock would go
+/// below zero. Critical when it leaves the stock at 0 or below.
+fn adjust_stock(
+    products: &mut Products,
+    sku: &str,
+    delta: i64,
+    at: &str,
+) -> Result<Applied, RejectReason> {
+    let product = products.get_mut(sku).ok_or(RejectReason::UnknownProduct)?;
+    let stock = product
+        .stock
+        .checked_add(delta)
+        .ok_or(RejectReason::OutOfStock)?;
+    if stock < 0 {
+        return Err(RejectReason::OutOfStock);
+    }
+    product.stock = stock;
+    product.updated_at = at.to_owned();
+    Ok(Applied {
+        changed: vec![sku.to_owned()],
+        critical: stock <= 0,
+    })
+}
+
+/// A sale: every line's product must exist and hold the quantity of all the sale's lines for
+/// it together; then each product's stock goes down by that quantity. All or nothing.
+fn sell(products: &mut Products, lines: &[SaleLine], at: &str) -> Result<Applied, RejectReason> {
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in lines {
+        *wanted.entry(line.sku.as_str()).or_default() += line.qty;
+    }
+    for (sku, qty) in &wanted {
+        let product = products.get(*sku).ok_or(RejectReason::UnknownProduct)?;
+        if product.stock < *qty {
+            return Err(RejectReason::OutOfStock);
+        }
+    }
+    let mut critical = false;
+    for (sku, qty) in &wanted {
+        if let Some(product) = products.get_mut(*sku) {
+            product.stock -= qty;
+            product.updated_at = at.to_owned();
+            critical |= product.stock <= 0;
+        }
+    }
+    Ok(Applied {
+        changed: wanted.keys().map(|s| (*s).to_owned()).collect(),
+        critical,
+    })
 }
 
 /// Applies `payload` without the refusals of [`apply`]: stock may go below zero, and what cannot
@@ -219,7 +233,6 @@ fn edit(product: &mut Product, name: Option<&str>, price_cents: Option<i64>, at:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sale::SaleLine;
 
     fn catalogue(stock: i64) -> Products {
         let mut products = Products::new();

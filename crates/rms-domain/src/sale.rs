@@ -1,30 +1,42 @@
 //! Sales: the till's input ([`NewSale`], [`NewSaleLine`]) and the sale as stored and shown
-//! ([`Sale`], [`SaleLine`], [`SaleStatus`]), read from its `sale_recorded` event.
+//! ([`Sale`], [`SaleStatus`]), read from its `sale_recorded` event.
+//!
+//! This module sits above `event`: a sale is a view of its event, and the priced
+//! [`SaleLine`] is part of the event's payload, so it lives in `event`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventPayload, EventStatus, RejectReason, SyncEvent};
+use crate::event::{EventPayload, SaleLine, SyncEvent};
 use crate::ids::{DeviceId, EventId};
-use crate::rfc3339_from_ms;
+use crate::timefmt::rfc3339_from_ms;
 use crate::validate::{self, QTY_MAX, SALE_LINES_MAX, ValidationError};
+use crate::verdict::{EventStatus, RejectReason};
 
 /// `POST /sales`: what the till sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSale {
+    /// The cashier (a JSON string or integer, kept as text; 1 to
+    /// [`crate::USER_ID_CHARS_MAX`] characters).
     #[serde(deserialize_with = "validate::de_user_id")]
     pub user_id: String,
+    /// What is sold, 1 to [`SALE_LINES_MAX`] lines; the device prices them.
     pub lines: Vec<NewSaleLine>,
 }
 
+/// One line of a till's sale: a product and a quantity, priced by the device that records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSaleLine {
+    /// The product sold.
     pub sku: String,
+    /// Units sold, 1 to [`QTY_MAX`].
     pub qty: i64,
 }
 
 impl NewSale {
+    /// Checks the data rules of SPEC §3; the error names the first field that breaks one
+    /// (`lines[2].qty`). Whether the stock holds the lines is the rules' question, not this one.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate::user_id("user_id", &self.user_id)?;
         if self.lines.is_empty() || self.lines.len() > SALE_LINES_MAX {
@@ -41,21 +53,15 @@ impl NewSale {
     }
 }
 
-/// A priced sale line: the price is the product's price on the selling device when it was sold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SaleLine {
-    pub sku: String,
-    pub qty: i64,
-    pub price_cents: i64,
-}
-
 /// What the master (or, until it has spoken, the selling device) says of a sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SaleStatus {
+    /// The master accepted it (its event is `synced`).
     Accepted,
+    /// No master has decided it yet.
     Pending,
+    /// The master (or the till itself) refused it; the sale's `reason` says why.
     Rejected,
 }
 
@@ -72,15 +78,24 @@ impl From<EventStatus> for SaleStatus {
 /// A recorded sale: a view of its `sale_recorded` event, never stored apart from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sale {
+    /// The sale's id: its event's id as text (`"<device_id>-<seq>"`).
     pub sale_id: String,
+    /// The `sale_recorded` event that records it.
     pub event_id: EventId,
+    /// The till that sold it (the event's origin).
     pub device_id: DeviceId,
+    /// The cashier.
     pub user_id: String,
+    /// What the master (or, until it has spoken, the till) says of it.
     pub status: SaleStatus,
+    /// Why it was rejected; `None` unless `status` is `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<RejectReason>,
+    /// The priced lines, as sold.
     pub lines: Vec<SaleLine>,
+    /// The sum of `qty × price_cents` over the lines, in minor units (cents).
     pub total_cents: i64,
+    /// When the till recorded it: UTC RFC 3339 with milliseconds.
     pub created_at: String,
 }
 

@@ -3,6 +3,9 @@
 //! events of the master log, in log order ([`TrustList::fold`]), so it replicates, survives
 //! restarts and follows a truncation like every other state the log carries.
 //!
+//! This module never names an event: `event` points down at it (an event's payload makes a
+//! [`TrustChange`]), and its verdicts are `verdict`'s [`RejectReason`]s.
+//!
 //! **Invariants** (the rules the master applies in [`TrustList::check`]):
 //! - A revoked fingerprint is never trusted again: a later `trusted` event for it is rejected
 //!   ([`RejectReason::Revoked`]); the device must make a new key and be added again.
@@ -17,18 +20,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::RejectReason;
-use crate::{DeviceId, Fingerprint};
+use crate::fingerprint::Fingerprint;
+use crate::ids::DeviceId;
+use crate::verdict::RejectReason;
 
 /// What a `device_trust` event says of a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustState {
+    /// The certificate may link to the store's devices.
     Trusted,
+    /// The certificate is refused for good.
     Revoked,
 }
 
 impl TrustState {
+    /// `"trusted"` or `"revoked"`, as serialized.
     pub const fn as_str(self) -> &'static str {
         match self {
             TrustState::Trusted => "trusted",
@@ -40,9 +47,13 @@ impl TrustState {
 /// One device certificate in the trust list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustEntry {
+    /// The certificate's fingerprint: the device's identity.
     pub fingerprint: Fingerprint,
+    /// The device id the certificate is bound to.
     pub device_id: DeviceId,
+    /// The device's name, for people.
     pub name: String,
+    /// Trusted or revoked, as the latest event that counted left it.
     pub state: TrustState,
     /// The device that wrote the event that set `state`.
     pub added_by: DeviceId,
@@ -55,12 +66,19 @@ pub struct TrustEntry {
 /// One `device_trust` event, as the fold reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustChange {
+    /// The certificate the event names.
     pub fingerprint: Fingerprint,
+    /// The device id it binds the certificate to.
     pub device_id: DeviceId,
+    /// The device's name, for people.
     pub name: String,
+    /// Trusted or revoked.
     pub state: TrustState,
+    /// How: `store_key`, `approved`, `self` or `revoked`.
     pub how: String,
+    /// The device that made the event (it becomes the entry's `added_by`).
     pub origin: DeviceId,
+    /// When the event was made, milliseconds since the Unix epoch on its origin's clock.
     pub at_ms: u64,
 }
 
@@ -125,15 +143,18 @@ impl TrustList {
         self.entries.insert(change.fingerprint, entry);
     }
 
+    /// The entry of a certificate, trusted or revoked; `None` if no event named it.
     pub fn get(&self, fingerprint: &Fingerprint) -> Option<&TrustEntry> {
         self.entries.get(fingerprint)
     }
 
+    /// True if the certificate is trusted now.
     pub fn is_trusted(&self, fingerprint: &Fingerprint) -> bool {
         self.get(fingerprint)
             .is_some_and(|e| e.state == TrustState::Trusted)
     }
 
+    /// True if the certificate was revoked (which is for good).
     pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
         self.get(fingerprint)
             .is_some_and(|e| e.state == TrustState::Revoked)
@@ -159,10 +180,12 @@ impl TrustList {
             .map(|e| &e.fingerprint)
     }
 
+    /// How many certificates the list names, trusted and revoked.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True if no `device_trust` event counted yet.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

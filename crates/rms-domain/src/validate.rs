@@ -24,11 +24,15 @@ pub const STOCK_MAX: i64 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ValidationError {
+    /// The offending field as the input names it, with its path (`lines[1].qty`,
+    /// `payload.sku`).
     pub field: String,
+    /// What is wrong with it, for people (`must be between 1 and 1000000`).
     pub message: String,
 }
 
 impl ValidationError {
+    /// `field` breaks a rule; `message` says which.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
         ValidationError {
             field: field.into(),
@@ -55,6 +59,8 @@ pub(crate) fn sku(field: &str, value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks a free-text field: 1 to `chars_max` characters, not only white space, no control
+/// characters. The error names `field`.
 pub fn text(field: &str, value: &str, chars_max: usize) -> Result<(), ValidationError> {
     let len = value.chars().count();
     if len == 0 || len > chars_max || value.trim().is_empty() {

@@ -7,7 +7,8 @@
 
 use rms_domain::hq::{CatalogChange, CatalogChanges, CatalogEntry};
 
-use crate::{Db, HqError};
+use crate::db::Db;
+use crate::error::HqError;
 
 /// Sets `sku`'s name and price under the next catalogue version.
 pub async fn put(db: &Db, sku: &str, entry: &CatalogEntry) -> Result<CatalogChange, HqError> {

@@ -11,6 +11,9 @@
 //! the next one must continue. Signatures are the master's to check, not head office's.
 //!
 //! **On crash:** the chain heads move in the batch's transaction.
+//!
+//! It points down at `batch` (the rows it checks) and `ingest_errors` (where a break is
+//! recorded); `ingest` calls it, and it never names `ingest`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -18,8 +21,9 @@ use rms_domain::SyncEvent;
 use serde::Deserialize;
 use tokio_postgres::Transaction;
 
-use crate::HqError;
-use crate::ingest::{Row, record_error};
+use crate::batch::Row;
+use crate::error::HqError;
+use crate::ingest_errors::record_error;
 
 /// What the check reads of an entry.
 #[derive(Deserialize)]
@@ -63,21 +67,7 @@ pub(crate) async fn check(
         return Ok(0);
     }
     let devices: Vec<i32> = linked.iter().map(|(r, _)| r.key.0).collect();
-    let mut heads: BTreeMap<i32, Head> = BTreeMap::new();
-    for row in tx
-        .query(
-            "SELECT device_id, chain_seq, chain_hash FROM hq_chains
-             WHERE store_id = $1 AND device_id = ANY($2)",
-            &[&store_id, &devices],
-        )
-        .await?
-    {
-        let hash: Vec<u8> = row.get(2);
-        let hash: [u8; 32] = hash.try_into().map_err(|_| {
-            HqError::Malformed("hq_chains holds a hash that is not 32 bytes".into())
-        })?;
-        heads.insert(row.get(0), (row.get(1), hash));
-    }
+    let mut heads = load_heads(tx, store_id, &devices).await?;
     let mut breaks = 0;
     let mut moved = BTreeMap::new();
     for (row, event) in &linked {
@@ -108,6 +98,45 @@ pub(crate) async fn check(
         heads.insert(row.key.0, (seq, hash));
         moved.insert(row.key.0, (seq, hash));
     }
+    save_heads(tx, store_id, moved).await?;
+    Ok(breaks)
+}
+
+/// The chain heads head office holds for `devices` of `store_id`, by device id.
+async fn load_heads(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    devices: &[i32],
+) -> Result<BTreeMap<i32, Head>, HqError> {
+    let mut heads = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT device_id, chain_seq, chain_hash FROM hq_chains
+             WHERE store_id = $1 AND device_id = ANY($2)",
+            &[&store_id, &devices],
+        )
+        .await?
+    {
+        let device_id: i32 = row.get(0);
+        let hash: Vec<u8> = row.get(2);
+        let hash: [u8; 32] =
+            hash.try_into()
+                .map_err(|hash: Vec<u8>| HqError::CorruptChainHead {
+                    store_id,
+                    device_id,
+                    bytes: hash.len(),
+                })?;
+        heads.insert(device_id, (row.get(1), hash));
+    }
+    Ok(heads)
+}
+
+/// Writes the heads that moved, by device id.
+async fn save_heads(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    moved: BTreeMap<i32, Head>,
+) -> Result<(), HqError> {
     for (device, (seq, hash)) in moved {
         tx.execute(
             "INSERT INTO hq_chains (store_id, device_id, chain_seq, chain_hash)
@@ -118,5 +147,5 @@ pub(crate) async fn check(
         )
         .await?;
     }
-    Ok(breaks)
+    Ok(())
 }

@@ -166,6 +166,7 @@ impl Postgres {
         self.url(name)
     }
 
+    /// The connection string of `database` on this cluster (its Unix socket, user `postgres`).
     pub fn url(&self, database: &str) -> String {
         format!(
             "host={} port=5432 user=postgres dbname={database}",

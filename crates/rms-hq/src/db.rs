@@ -6,7 +6,7 @@ use std::str::FromStr;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::HqError;
+use crate::error::HqError;
 
 /// The append-only list of migrations; `hq_migrations` records which are applied.
 const MIGRATIONS: &[&str] = &[

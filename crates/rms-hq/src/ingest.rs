@@ -10,140 +10,25 @@
 //!
 //! **On crash:** nothing of a batch exists before its commit, all of it after; the store's
 //! master learns which by reading the cursor again.
+//!
+//! It drives the steps, which point down and never back at it: `batch` keys the entries,
+//! `projection` and `chains` work on the stored rows, `ingest_errors` records what they refuse.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch, UPLINK_ENTRIES_MAX};
-use rms_domain::{Epoch, EventId};
-use serde::Deserialize;
+use rms_domain::Epoch;
+use rms_domain::hq::{Cursor, IngestAnswer, IngestBatch};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Json;
 
-use crate::{Db, HqError};
+use crate::batch::{Row, key_rows, to_i64};
+use crate::db::Db;
+use crate::error::HqError;
+use crate::ingest_errors::record_error;
 
-/// What keys an entry: its event's id, its position, and the epoch that decided it.
-#[derive(Deserialize)]
-struct Keyed {
-    event: KeyedEvent,
-    epoch: Epoch,
-}
-
-#[derive(Deserialize)]
-struct KeyedEvent {
-    event_id: EventId,
-    master_seq: u64,
-    status: String,
-    payload: KindOnly,
-}
-
-#[derive(Deserialize)]
-struct KindOnly {
-    kind: String,
-}
-
-/// What a sale's projection reads; unknown fields are ignored.
-#[derive(Deserialize)]
-struct SaleEntry {
-    event: SaleEvent,
-}
-
-#[derive(Deserialize)]
-struct SaleEvent {
-    user_id: String,
-    status: String,
-    created_at_ms: i64,
-    payload: SalePayload,
-}
-
-#[derive(Deserialize)]
-struct SalePayload {
-    sale_id: String,
-    lines: Vec<SaleLineView>,
-}
-
-#[derive(Deserialize)]
-struct SaleLineView {
-    sku: String,
-    qty: i64,
-    price_cents: i64,
-}
-
-#[derive(Deserialize)]
-struct Snapshots {
-    #[serde(default)]
-    products: Vec<ProductView>,
-}
-
-#[derive(Deserialize)]
-struct ProductView {
-    sku: String,
-    name: String,
-    price_cents: i64,
-    stock: i64,
-    version: i64,
-}
-
-/// An entry of the batch, read far enough to key it.
-pub(crate) struct Row<'a> {
-    pub(crate) key: (i32, i64),
-    pub(crate) master_seq: i64,
-    epoch: Epoch,
-    kind: String,
-    status: String,
-    /// The entry as the store sent it, never re-encoded.
-    pub(crate) raw: &'a RawValue,
-}
-
-fn malformed(message: impl Into<String>) -> HqError {
-    HqError::Malformed(message.into())
-}
-
-fn to_i64(value: u64, field: &str) -> Result<i64, HqError> {
-    i64::try_from(value).map_err(|_| malformed(format!("{field} is too large")))
-}
-
-/// Keys every entry and checks the batch is a piece of a master log: at most
-/// [`UPLINK_ENTRIES_MAX`] entries, each an event once, at `since + 1`, `since + 2`, ...
-fn key_rows(batch: &IngestBatch<Box<RawValue>>) -> Result<Vec<Row<'_>>, HqError> {
-    if batch.entries.len() > UPLINK_ENTRIES_MAX {
-        return Err(malformed(format!(
-            "a batch has at most {UPLINK_ENTRIES_MAX} entries"
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut rows = Vec::with_capacity(batch.entries.len());
-    for (i, raw) in batch.entries.iter().enumerate() {
-        let keyed = serde_json::from_str::<Keyed>(raw.get())
-            .map_err(|err| malformed(format!("entries[{i}]: {err}")))?;
-        let expected = batch
-            .since
-            .checked_add(1 + i as u64)
-            .ok_or_else(|| malformed("since is out of range"))?;
-        if keyed.event.master_seq != expected {
-            return Err(malformed(format!(
-                "entries[{i}]: master_seq {} where {expected} was due",
-                keyed.event.master_seq
-            )));
-        }
-        let id = keyed.event.event_id;
-        let key = (i32::from(id.device_id.get()), to_i64(id.seq, "event_id")?);
-        if id.seq == 0 || !seen.insert(key) {
-            return Err(malformed(format!("entries[{i}]: event {id} is not once")));
-        }
-        rows.push(Row {
-            key,
-            master_seq: to_i64(keyed.event.master_seq, "master_seq")?,
-            epoch: keyed.epoch,
-            kind: keyed.event.payload.kind,
-            status: keyed.event.status,
-            raw: raw.as_ref(),
-        });
-    }
-    Ok(rows)
-}
-
+/// An epoch as `hq_stores` holds it (jsonb), if any.
 fn epoch_of(value: Option<Value>) -> Result<Option<Epoch>, HqError> {
     Ok(value.map(serde_json::from_value).transpose()?)
 }
@@ -184,39 +69,14 @@ pub async fn ingest(
     let catalog_version = to_i64(batch.catalog_version, "catalog_version")?;
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event FROM hq_stores
-             WHERE store_id = $1 AND revoked_at IS NULL FOR UPDATE",
-            &[&store_id],
-        )
-        .await?
-        .ok_or(HqError::NotFound("store"))?;
-    let cursor = read_cursor(&row)?;
-    if cursor.max_epoch.is_some_and(|max| batch.epoch < max) {
-        return Err(HqError::StaleEpoch(cursor));
-    }
-    let since = to_i64(batch.since, "since")?;
-    let at_cursor = batch.since == cursor.since
-        && batch.since_epoch == cursor.since_epoch
-        && (batch.since_event.is_none() || batch.since_event == cursor.since_event);
-    if batch.truncate && batch.since <= cursor.since && !at_cursor {
-        // Only back to a position head office holds as the store says (a late copy of an old
-        // truncating batch finds the cursor moved, and changes nothing).
-        if !holds(&tx, store_id, since, batch.since_epoch).await? {
-            return Err(HqError::CursorMoved(cursor));
-        }
-        undo_after(&tx, store_id, since, batch.since_epoch).await?;
-    } else if !at_cursor {
-        return Err(HqError::CursorMoved(cursor));
-    }
+    let (cursor, since) = start_at_cursor(&tx, store_id, batch).await?;
     let stored = store_rows(&tx, store_id, &rows).await?;
     let mut errors = (rows.len() - stored.len()) as u64;
     for row in rows.iter().filter(|r| !stored.contains(&r.key)) {
         let message = "the key is taken by another event with other content";
         record_error(&tx, store_id, "key_taken", Some(row), message).await?;
     }
-    errors += project(&tx, store_id, &rows, &stored).await?;
+    errors += crate::projection::project(&tx, store_id, &rows, &stored).await?;
     errors += crate::chains::check(&tx, store_id, &rows, &stored).await?;
 
     let (new_since, new_epoch, new_event) = match rows.last() {
@@ -263,6 +123,43 @@ pub async fn ingest(
     })
 }
 
+/// Locks the store's row and checks that `batch` starts where head office stands: at its
+/// cursor, or (a truncating batch) at a position it holds, after which it undoes what it holds.
+/// Returns the cursor as it was, and the batch's `since`.
+async fn start_at_cursor(
+    tx: &Transaction<'_>,
+    store_id: i64,
+    batch: &IngestBatch<Box<RawValue>>,
+) -> Result<(Cursor, i64), HqError> {
+    let row = tx
+        .query_opt(
+            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event FROM hq_stores
+             WHERE store_id = $1 AND revoked_at IS NULL FOR UPDATE",
+            &[&store_id],
+        )
+        .await?
+        .ok_or(HqError::NotFound("store"))?;
+    let cursor = read_cursor(&row)?;
+    if cursor.max_epoch.is_some_and(|max| batch.epoch < max) {
+        return Err(HqError::StaleEpoch(cursor));
+    }
+    let since = to_i64(batch.since, "since")?;
+    let at_cursor = batch.since == cursor.since
+        && batch.since_epoch == cursor.since_epoch
+        && (batch.since_event.is_none() || batch.since_event == cursor.since_event);
+    if batch.truncate && batch.since <= cursor.since && !at_cursor {
+        // Only back to a position head office holds as the store says (a late copy of an old
+        // truncating batch finds the cursor moved, and changes nothing).
+        if !holds(tx, store_id, since, batch.since_epoch).await? {
+            return Err(HqError::CursorMoved(cursor));
+        }
+        undo_after(tx, store_id, since, batch.since_epoch).await?;
+    } else if !at_cursor {
+        return Err(HqError::CursorMoved(cursor));
+    }
+    Ok((cursor, since))
+}
+
 /// Whether head office holds the store's entry at `since` in `epoch` (position 0 always).
 async fn holds(
     tx: &Transaction<'_>,
@@ -306,30 +203,6 @@ async fn undo_after(
     );
     log::warn!("store {store_id}: {message}");
     record_error(tx, store_id, "truncated", None, &message).await
-}
-
-pub(crate) async fn record_error(
-    tx: &Transaction<'_>,
-    store_id: i64,
-    kind: &str,
-    row: Option<&Row<'_>>,
-    message: &str,
-) -> Result<(), HqError> {
-    tx.execute(
-        "INSERT INTO hq_ingest_errors (store_id, kind, master_seq, device_id, seq, message, entry)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &store_id,
-            &kind,
-            &row.map(|r| r.master_seq),
-            &row.map(|r| r.key.0),
-            &row.map(|r| r.key.1),
-            &message,
-            &row.map(|r| Json(r.raw)),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Inserts the entries, or updates the row of an event logged before with the same content (a
@@ -381,228 +254,4 @@ async fn store_rows(
         )
         .await?;
     Ok(stored.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// A sale's row and lines, projected from its entry.
-struct ProjectedSale {
-    key: (i32, i64),
-    sale_id: String,
-    user_id: String,
-    status: &'static str,
-    total_cents: i64,
-    created_at_ms: i64,
-    lines: Vec<SaleLineView>,
-}
-
-fn project_sale(row: &Row<'_>) -> Result<ProjectedSale, String> {
-    let entry: SaleEntry = serde_json::from_str(row.raw.get()).map_err(|err| err.to_string())?;
-    let status = match entry.event.status.as_str() {
-        "synced" => "accepted",
-        "rejected" => "rejected",
-        other => return Err(format!("a logged sale with status {other:?}")),
-    };
-    // What PostgreSQL's timestamptz holds (the year 9999 at most), as the stores validate it.
-    if !(0..=253_402_300_799_999).contains(&entry.event.created_at_ms) {
-        return Err("created_at_ms is out of range".to_owned());
-    }
-    let mut total: i64 = 0;
-    for line in &entry.event.payload.lines {
-        total = line
-            .qty
-            .checked_mul(line.price_cents)
-            .and_then(|line_total| total.checked_add(line_total))
-            .ok_or("the sale's total does not fit in 64 bits")?;
-    }
-    Ok(ProjectedSale {
-        key: row.key,
-        sale_id: entry.event.payload.sale_id,
-        user_id: entry.event.user_id,
-        status,
-        total_cents: total,
-        created_at_ms: entry.event.created_at_ms,
-        lines: entry.event.payload.lines,
-    })
-}
-
-/// Projects the stored entries into sales and their lines, and every entry's product snapshots
-/// into stock. Returns how many entries could not be projected (each recorded).
-async fn project(
-    tx: &Transaction<'_>,
-    store_id: i64,
-    rows: &[Row<'_>],
-    stored: &HashSet<(i32, i64)>,
-) -> Result<u64, HqError> {
-    let mut sales = Vec::new();
-    let mut stock: BTreeMap<String, (ProductView, i64)> = BTreeMap::new();
-    let mut errors = 0;
-    for row in rows {
-        if !stored.contains(&row.key) {
-            continue;
-        }
-        match serde_json::from_str::<Snapshots>(row.raw.get()) {
-            Ok(snapshots) => {
-                for product in snapshots.products {
-                    stock.insert(product.sku.clone(), (product, row.master_seq));
-                }
-            }
-            Err(err) => {
-                errors += 1;
-                let message = format!("product snapshots that cannot be read: {err}");
-                record_error(tx, store_id, "unprojectable", Some(row), &message).await?;
-            }
-        }
-        if row.kind != "sale_recorded" {
-            continue;
-        }
-        match project_sale(row) {
-            Ok(sale) => sales.push(sale),
-            Err(why) => {
-                errors += 1;
-                let message = format!("a sale that cannot be projected: {why}");
-                record_error(tx, store_id, "unprojectable", Some(row), &message).await?;
-            }
-        }
-    }
-    write_sales(tx, store_id, &sales).await?;
-    write_stock(tx, store_id, stock.into_values().collect()).await?;
-    Ok(errors)
-}
-
-async fn write_sales(
-    tx: &Transaction<'_>,
-    store_id: i64,
-    sales: &[ProjectedSale],
-) -> Result<(), HqError> {
-    if sales.is_empty() {
-        return Ok(());
-    }
-    let devices: Vec<i32> = sales.iter().map(|s| s.key.0).collect();
-    let seqs: Vec<i64> = sales.iter().map(|s| s.key.1).collect();
-    let ids: Vec<&str> = sales.iter().map(|s| s.sale_id.as_str()).collect();
-    let users: Vec<&str> = sales.iter().map(|s| s.user_id.as_str()).collect();
-    let statuses: Vec<&str> = sales.iter().map(|s| s.status).collect();
-    let totals: Vec<i64> = sales.iter().map(|s| s.total_cents).collect();
-    let created: Vec<i64> = sales.iter().map(|s| s.created_at_ms).collect();
-    tx.execute(
-        "INSERT INTO hq_sale_rows
-            (store_id, device_id, seq, sale_id, user_id, status, total_cents, created_at)
-         SELECT $1, d, s, i, u, st, t, to_timestamp(ms / 1000.0)
-         FROM unnest($2::int4[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[],
-                     $8::int8[]) AS x(d, s, i, u, st, t, ms)
-         ON CONFLICT (store_id, device_id, seq) DO UPDATE SET status = excluded.status",
-        &[
-            &store_id, &devices, &seqs, &ids, &users, &statuses, &totals, &created,
-        ],
-    )
-    .await?;
-    let mut line_devices = Vec::new();
-    let mut line_seqs = Vec::new();
-    let mut line_nos = Vec::new();
-    let mut skus = Vec::new();
-    let mut qtys = Vec::new();
-    let mut prices = Vec::new();
-    for sale in sales {
-        for (no, line) in (1..).zip(&sale.lines) {
-            line_devices.push(sale.key.0);
-            line_seqs.push(sale.key.1);
-            line_nos.push(no);
-            skus.push(line.sku.as_str());
-            qtys.push(line.qty);
-            prices.push(line.price_cents);
-        }
-    }
-    let line_nos: Vec<i32> = line_nos;
-    tx.execute(
-        "INSERT INTO hq_sale_line_rows (store_id, device_id, seq, line_no, sku, qty, price_cents)
-         SELECT $1, * FROM unnest($2::int4[], $3::int8[], $4::int4[], $5::text[], $6::int8[],
-                                  $7::int8[])
-         ON CONFLICT DO NOTHING",
-        &[
-            &store_id,
-            &line_devices,
-            &line_seqs,
-            &line_nos,
-            &skus,
-            &qtys,
-            &prices,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_stock(
-    tx: &Transaction<'_>,
-    store_id: i64,
-    products: Vec<(ProductView, i64)>,
-) -> Result<(), HqError> {
-    if products.is_empty() {
-        return Ok(());
-    }
-    let skus: Vec<&str> = products.iter().map(|(p, _)| p.sku.as_str()).collect();
-    let names: Vec<&str> = products.iter().map(|(p, _)| p.name.as_str()).collect();
-    let prices: Vec<i64> = products.iter().map(|(p, _)| p.price_cents).collect();
-    let stocks: Vec<i64> = products.iter().map(|(p, _)| p.stock).collect();
-    let versions: Vec<i64> = products.iter().map(|(p, _)| p.version).collect();
-    let seqs: Vec<i64> = products.iter().map(|(_, seq)| *seq).collect();
-    tx.execute(
-        "INSERT INTO hq_stock (store_id, sku, name, price_cents, stock, version, master_seq)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
-                                  $7::int8[])
-         ON CONFLICT (store_id, sku) DO UPDATE
-            SET name = excluded.name, price_cents = excluded.price_cents,
-                stock = excluded.stock, version = excluded.version,
-                master_seq = excluded.master_seq, updated_at = now()",
-        &[&store_id, &skus, &names, &prices, &stocks, &versions, &seqs],
-    )
-    .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(since: u64, seqs: &[u64]) -> IngestBatch<Box<RawValue>> {
-        let entries: Vec<Value> = seqs
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "event": {"event_id": format!("2-{s}"), "master_seq": s, "status": "synced",
-                              "payload": {"kind": "sale_recorded"}},
-                    "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
-                })
-            })
-            .collect();
-        let text = serde_json::json!({
-            "epoch": {"term": 1, "master_id": 1, "master_priority": 0},
-            "since": since, "since_epoch": null, "head": 9, "catalog_version": 0,
-            "entries": entries, "a_field_of_a_newer_store": true,
-        })
-        .to_string();
-        serde_json::from_str(&text).expect("a batch")
-    }
-
-    #[test]
-    fn a_batch_is_a_piece_of_a_master_log_or_malformed() {
-        assert_eq!(
-            key_rows(&batch(4, &[5, 6, 7])).map(|r| r.len()).ok(),
-            Some(3)
-        );
-        for (since, seqs) in [(4, &[5, 7][..]), (4, &[6][..]), (u64::MAX, &[1][..])] {
-            let bad = batch(since, seqs);
-            let refused = key_rows(&bad);
-            assert!(
-                matches!(refused, Err(HqError::Malformed(_))),
-                "{since} {seqs:?}"
-            );
-        }
-        let mut twice = batch(0, &[1, 2]);
-        let first = twice.entries[0].clone();
-        twice.entries[1] = first;
-        assert!(matches!(key_rows(&twice), Err(HqError::Malformed(_))));
-        let long: Vec<u64> = (1..=UPLINK_ENTRIES_MAX as u64 + 1).collect();
-        let long = batch(0, &long);
-        assert!(matches!(key_rows(&long), Err(HqError::Malformed(_))));
-    }
 }

@@ -17,7 +17,55 @@
 //!   start at the cursor, or comes from a master older than one already heard, writes nothing.
 //! - Nothing is deleted: entries a store's later master undid are flagged `undone`.
 //! - Catalogue versions are gapless and commit in version order.
+//!
+//! **Module layers** (dependencies point down only): `error` names nothing of the crate; `db` and
+//! `batch` (a batch's entries keyed, and its shape checks) sit on it; `ingest_errors` on `batch`;
+//! `chains` (the journal check) and `projection` (sales and stock) on `batch` and
+//! `ingest_errors`; `ingest` on all of those; `stores` and `catalog` on `db`; `server` at the top.
+//!
+//! # Example
+//!
+//! Running head office: a pool over PostgreSQL, the schema brought up to date, the API served on
+//! a bound listener until a shutdown future completes. The pool connects lazily, so this example
+//! runs without a database: there, the first call that needs a connection fails with
+//! [`HqError::Pool`] and writes nothing (the API answers such a failure `503`, and stores retry).
+//! With PostgreSQL reachable, `migrate` applies the missing migrations and
+//! [`stores::add`] registers a store and returns the token its master presents.
+//!
+//! ```rust
+//! use rms_hq::server::{self, Hq};
+//! use rms_hq::{Db, HqError};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let runtime = tokio::runtime::Runtime::new()?;
+//!     runtime.block_on(async {
+//!         // A deployment gives its own PostgreSQL, e.g. `host=/run/postgresql dbname=hq`.
+//!         let db = Db::connect("host=/nonexistent/rms-hq-example dbname=hq")?;
+//!         let migrated = db.migrate().await;
+//!         assert!(matches!(migrated, Err(HqError::Pool(_))), "no database here");
+//!
+//!         // The admin token guards the people's routes; a short one is refused.
+//!         let short = Hq::new(db.clone(), "too short");
+//!         assert!(matches!(short, Err(HqError::Invalid(_))));
+//!         let hq = Hq::new(db, "an admin token of 32 characters!")?;
+//!
+//!         // Serve until the shutdown future completes (for TLS, pass a TlsAcceptor).
+//!         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//!         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//!         let shutdown = async move {
+//!             let _ = stopped.await;
+//!         };
+//!         let serving = tokio::spawn(server::serve(listener, hq, None, shutdown));
+//!         let _ = stop.send(());
+//!         serving.await?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
 
+#![deny(missing_docs)]
+
+mod batch;
 pub mod catalog;
 mod chains;
 #[cfg(feature = "cluster")]
@@ -25,9 +73,11 @@ pub mod cluster;
 pub mod db;
 mod error;
 pub mod ingest;
+mod ingest_errors;
+mod projection;
 pub mod server;
 mod status_page;
 pub mod stores;
 
 pub use db::Db;
-pub use error::HqError;
+pub use error::{HqError, MalformedBatch};

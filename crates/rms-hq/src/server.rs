@@ -28,7 +28,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::{Db, HqError, catalog, ingest, stores};
+use crate::db::Db;
+use crate::error::HqError;
+use crate::{catalog, ingest, stores};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const CONNECTIONS_MAX: usize = 1024;
@@ -172,7 +174,20 @@ fn bearer(request: &Request<Incoming>) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn query_u64(request: &Request<Incoming>, name: &str) -> Result<Option<u64>, String> {
+/// A query parameter that should be a whole number and is not: the `400 bad_query` answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} must be a whole number")]
+struct NotAWholeNumber {
+    name: &'static str,
+    #[source]
+    source: std::num::ParseIntError,
+}
+
+/// The query parameter `name` as a whole number; `None` when the query does not give it.
+fn query_u64(
+    request: &Request<Incoming>,
+    name: &'static str,
+) -> Result<Option<u64>, NotAWholeNumber> {
     let Some(query) = request.uri().query() else {
         return Ok(None);
     };
@@ -182,7 +197,7 @@ fn query_u64(request: &Request<Incoming>, name: &str) -> Result<Option<u64>, Str
             return value
                 .parse()
                 .map(Some)
-                .map_err(|_| format!("{name} must be a whole number"));
+                .map_err(|source| NotAWholeNumber { name, source });
         }
     }
     Ok(None)
@@ -195,9 +210,12 @@ fn failed(address: SocketAddr, err: &HqError) -> Answer {
             "invalid",
             &invalid.to_string(),
         ),
-        HqError::Malformed(why) => {
-            refuse(address, StatusCode::UNPROCESSABLE_ENTITY, "malformed", why)
-        }
+        HqError::Malformed(why) => refuse(
+            address,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed",
+            &why.to_string(),
+        ),
         HqError::CursorMoved(cursor) => json_answer(
             StatusCode::CONFLICT,
             &json!({"error": "cursor_moved", "message": err.to_string(), "cursor": cursor}),
@@ -318,7 +336,8 @@ async fn store_route(
             Ok(answer.map_or_else(|e| failed(address, &e), |a| json_answer(StatusCode::OK, &a)))
         }
         (Method::GET, "/hq/v1/catalog/changes") => {
-            let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_query", &m);
+            let bad =
+                |e: NotAWholeNumber| error(StatusCode::BAD_REQUEST, "bad_query", &e.to_string());
             let since = query_u64(&request, "since").map_err(bad)?.unwrap_or(0);
             let wait_ms = query_u64(&request, "wait_ms").map_err(bad)?.unwrap_or(0);
             if wait_ms > CATALOG_WAIT_MS_MAX {

@@ -4,7 +4,8 @@
 use ring::rand::SecureRandom;
 use serde::Serialize;
 
-use crate::{Db, HqError};
+use crate::db::Db;
+use crate::error::HqError;
 
 /// Longest store name.
 pub const STORE_NAME_CHARS_MAX: usize = 100;
@@ -12,27 +13,38 @@ pub const STORE_NAME_CHARS_MAX: usize = 100;
 /// A store registered: its id, and the token its master presents (shown once).
 #[derive(Debug, Clone)]
 pub struct NewStore {
+    /// The store's id at head office, given by PostgreSQL.
     pub store_id: i64,
+    /// The secret the store's master presents as `Authorization: Bearer <token>`: `rmshq_` and
+    /// 64 hex digits. Head office keeps only its SHA-256, so this is the only time it is shown.
     pub token: String,
 }
 
 /// One store as `GET /hq/v1/stores` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreStatus {
+    /// The store's id at head office.
     pub store_id: i64,
+    /// The name it was registered with.
     pub name: String,
+    /// Its token was revoked: head office refuses it, and keeps the store's rows.
     pub revoked: bool,
     /// The last `master_seq` head office holds.
     pub log_head: i64,
     /// The store master's log head, as its last batch said.
     pub store_head: i64,
+    /// Entries the store holds that head office does not: `store_head - log_head`, at least 0.
     pub lag_entries: i64,
     /// How long head office has been behind the store's head (0 when caught up).
     pub lag_seconds: f64,
     /// Last batch (or heartbeat) from the store, RFC 3339; `None`: never.
     pub last_contact: Option<String>,
+    /// Seconds since `last_contact`; `None`: never.
     pub seconds_since_contact: Option<f64>,
+    /// The last head-office catalogue version the store has logged, as its last batch said.
     pub catalog_version: i64,
+    /// Ingest errors recorded for the store, of every kind (`key_taken`, `unprojectable`,
+    /// `chain_broken`, `truncated`).
     pub ingest_errors: i64,
     /// Ingest errors of kind `chain_broken` (issue #17): the store's log was changed after its
     /// master decided it.
@@ -51,7 +63,7 @@ pub async fn add(db: &Db, name: &str) -> Result<NewStore, HqError> {
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| HqError::Malformed("the system's random generator failed".to_owned()))?;
+        .map_err(|ring::error::Unspecified| HqError::Random)?;
     let token: String = std::iter::once("rmshq_".to_owned())
         .chain(bytes.iter().map(|b| format!("{b:02x}")))
         .collect();
