@@ -121,6 +121,11 @@ fn string_errors(text: &str) -> Vec<String> {
         let Some(body) = flat[open..].find('{').map(|b| open + b) else {
             continue;
         };
+        // The derive must be the enum's own: nothing between them but attributes.
+        let between = &flat[at..open];
+        if between.contains("struct ") || between.contains('{') || between.contains(';') {
+            continue;
+        }
         let mut depth = 0usize;
         let end = flat[body..]
             .char_indices()
@@ -173,6 +178,7 @@ fn the_string_error_rule_finds_each_kind() {
         "fn b() -> Result<Option<u64>, Error> { }",
         "#[derive(Debug, thiserror::Error)]\npub enum E {\n    Bad { address: String },\n}",
         "pub enum Code {\n    Other(String),\n}",
+        "#[derive(thiserror::Error)]\npub struct E;\nenum Text {\n    Text(String),\n}",
         "#[cfg(test)]\nmod tests {\n    fn a() -> Result<u8, String> {}\n}",
     ];
     for probe in allowed {
