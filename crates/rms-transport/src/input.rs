@@ -16,10 +16,14 @@ pub type LinkId = u64;
 /// Inputs waiting for the driver before new ones are refused (the node is overloaded).
 pub const INPUT_QUEUE_MAX: usize = 8192;
 
+/// One thing for the driver thread to do, queued through a [`Driver`]. The driver takes them in
+/// order, one at a time; every write of a running node is one of them.
 pub enum Input {
     /// A message from a peer.
     Net {
+        /// The device the link belongs to (as its certificate and session proved it).
         from: DeviceId,
+        /// The message as it came off the link.
         message: Message,
         /// A push's hashes and signature, worked out in the link's task as it arrived (issue
         /// #17), so that the driver thread does not.
@@ -27,52 +31,70 @@ pub enum Input {
     },
     /// A link this node dialed came up: our heartbeat goes out on it first, then anything else.
     LinkUp {
+        /// The link that came up, in the driver's table of links.
         link: LinkId,
     },
     /// A link sent something refused before it reached the core (the link is closed): audited.
     LinkRefused {
+        /// The device at the link's other end, if its session got as far as saying.
         from: Option<DeviceId>,
+        /// The reason, a short fixed name the audit log keeps (e.g. `bad_message`).
         why: &'static str,
+        /// What was refused, as the audit entry's details.
         details: serde_json::Value,
     },
     /// A local write (all writes of the node go through the driver).
     Local {
+        /// The write.
         command: Command,
+        /// Gets the committed write, or why it wrote nothing.
         reply: oneshot::Sender<Result<LocalDone, StorageError>>,
     },
     /// A message over the REST fallback; the reply carries what the core answers to `from`.
     Rest {
+        /// The device that posted it (its certificate proved it on the store port).
         from: DeviceId,
+        /// The posted message.
         message: Message,
+        /// Gets the core's answers to `from`, this node's heartbeat last.
         reply: oneshot::Sender<Vec<Message>>,
     },
+    /// Hand the master role to another device (this node must be master).
     Handover {
+        /// The device to become master.
         target: DeviceId,
+        /// Gets the core's answer: the handover began, or why it cannot.
         reply: oneshot::Sender<Result<(), HandoverError<StorageError>>>,
     },
     /// An alarm raised outside the sync core (the head-office uplink): audited.
     Alarm {
+        /// The alarm, a short fixed name the audit log keeps.
         why: &'static str,
+        /// What raised it, as the audit entry's details.
         details: serde_json::Value,
     },
     /// The store port refused a certificate: audited, and an unknown one listed as pending.
     DeviceRefused(DeviceRefusal),
-    /// Sign the journal's heads that moved (`journal_sign.rs`).
+    /// Sign the journal's heads that moved, with this signer from now on (sent by
+    /// `tasks::journal` every [`SIGN_INTERVAL`](crate::tasks::SIGN_INTERVAL)).
     SignJournal(std::sync::Arc<rms_security::signer::Signer>),
     /// The journal did not verify at start: sign no more pushes (the master then refuses them
     /// and raises its alarm too; `docs/JOURNAL.md`).
     JournalBroken,
+    /// Stop after the inputs queued before this one ([`Driver::stop`]).
     Stop,
 }
 
-/// A certificate the store port refused (see `store_port`).
+/// A certificate the store port refused (see `api::store_port`).
 #[derive(Debug, Clone)]
 pub struct DeviceRefusal {
+    /// The refused certificate's SHA-256 fingerprint.
     pub fingerprint: Fingerprint,
     /// The device id it claimed.
     pub claimed: Option<DeviceId>,
     /// Where it connected from.
     pub address: String,
+    /// Why it was refused.
     pub why: Refused,
     /// For an unknown certificate: the name it gave, to list it as pending.
     pub pending_name: Option<String>,
@@ -83,6 +105,7 @@ pub struct DeviceRefusal {
 pub enum Refused {
     /// Nobody trusts it yet (and it proved nothing): it is listed as pending.
     UnknownDevice,
+    /// The certificate is on the store's trust list as revoked.
     Revoked,
     /// A trusted certificate claimed another device id than its own.
     DeviceIdMismatch,
@@ -95,6 +118,8 @@ pub enum Refused {
 }
 
 impl Refused {
+    /// The refusal's fixed name, as the audit log and the refused device read it
+    /// (`unknown_device`, `revoked`, ...; a pairing or trust refusal by its own code).
     pub fn as_str(self) -> &'static str {
         match self {
             Refused::UnknownDevice => "unknown_device",
@@ -116,19 +141,26 @@ impl Refused {
 /// Why a request to the node did not complete (`api` maps each to an HTTP answer).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The driver's queue is full ([`INPUT_QUEUE_MAX`] inputs), or the driver stopped before it
+    /// answered. Nothing was done; the request may be retried.
     #[error("the node is overloaded or stopping; retry shortly")]
     Busy,
+    /// The write reached the database and failed there (refused, invalid, or SQLite).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The driver thread panicked (found when the node stops).
     #[error("a thread of the node panicked")]
     Panicked,
+    /// The driver thread did not stop within this time after it was asked to.
     #[error("the sync driver did not stop within {0:?}")]
     StopTimedOut(std::time::Duration),
+    /// A till write on a device that has not joined its store yet.
     #[error(
         "this device has not joined its store yet: run `rms-node pair` on a device of the store, \
          then `rms-node join CODE --peer <that device's store port>` here"
     )]
     Joining,
+    /// A till write on a device whose certificate its store revoked.
     #[error(
         "this device's certificate was revoked by its store: what it records would never reach \
          the store; sell on another device (docs/OPERATIONS.md, \"Remove a device\")"
@@ -138,8 +170,13 @@ pub enum NodeError {
 
 /// A committed local write, and for a critical event on a client, where its verdict will come.
 pub struct LocalDone {
+    /// What the write recorded: the event, and the rows it changed.
     pub recorded: Recorded,
+    /// This device's role when it wrote: [`Role::Master`] if the event was decided in the same
+    /// transaction (it has a master-log entry), [`Role::Client`] otherwise.
     pub role: Role,
+    /// On a client that knows its master, for a critical event (a sale): gets the master's
+    /// verdict when it comes. `None` otherwise; dropped unanswered if the node stops first.
     pub verdict: Option<oneshot::Receiver<Verdict>>,
 }
 

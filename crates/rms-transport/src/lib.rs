@@ -70,7 +70,7 @@
 //!
 //! `examples/embedded-till` runs two devices that sync, and follows [`Node::subscribe`].
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod clock;

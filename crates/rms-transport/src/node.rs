@@ -30,10 +30,14 @@ use crate::tasks::{Handles, SIGN_INTERVAL, journal};
 /// What a node is told at start. The binary fills it from flags, environment and config file.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// This device's id in its store (1..=65535); a database opened with another refuses it.
     pub device_id: DeviceId,
+    /// This device's name, as peers and the status page show it.
     pub name: String,
     /// How peers reach this node's store port, e.g. `https://10.0.0.11:7879`.
     pub advertise: String,
+    /// This device's rank in elections and for [`NodeConfig::reclaim`]: among equally complete
+    /// logs the higher priority becomes master, then the lower device id.
     pub priority: i32,
     /// `None` keeps the database in memory (tests).
     pub data_dir: Option<PathBuf>,
@@ -46,9 +50,16 @@ pub struct NodeConfig {
     /// the store-key release (the upgrade) and leaves it as it is otherwise (closed on a new
     /// device); `Some(ms)` opens it for `ms` from this start (`Some(0)` closes it).
     pub store_key_window_ms: Option<u64>,
+    /// How often (ms) a client pushes, pulls and relays and a master broadcasts, each time
+    /// jittered by up to 10%; with [`NodeConfig::eager_sync`], the retry interval.
     pub sync_interval_ms: u64,
+    /// How often (ms) this device sends its heartbeat to every peer.
     pub heartbeat_interval_ms: u64,
+    /// How long (ms) a peer counts as alive after it was last heard, and how long a client
+    /// waits for its master's heartbeat before it holds a pre-vote.
     pub master_timeout_ms: u64,
+    /// Take the master role back (in a new term) once caught up, when this device outranks
+    /// the master (`--reclaim`).
     pub reclaim: bool,
     /// How often a running node hashes its copy of the master log again from the start, to
     /// notice a change made to its file while it runs (`log_watch`).
@@ -58,9 +69,10 @@ pub struct NodeConfig {
     pub eager_sync: bool,
     /// Sync with peers over REST (`POST /sync/exchange`) instead of WebSocket.
     pub sync_over_rest: bool,
+    /// The node's wall clock: every time the node records is read from it.
     pub clock: Clock,
     /// Head office (issue #15): while this device is master, its log goes up and the
-    /// catalogue comes down (`crate::hq`).
+    /// catalogue comes down ([`crate::tasks::hq`]).
     pub head_office: Option<HeadOffice>,
     /// Batch sizes and heartbeat of the uplink (tests and benchmarks shorten them).
     pub uplink_limits: UplinkLimits,
@@ -92,16 +104,25 @@ impl NodeConfig {
     }
 }
 
+/// Why [`Node::start`] failed. Nothing runs after it: no link, no task, no driver.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The database cannot be opened, migrated, or read at start: it is another device's, it is
+    /// newer than this build, the device's clock is behind it or unset, or SQLite failed.
     #[error("cannot open the database: {0}")]
     Storage(#[from] StorageError),
+    /// This device's key and certificate cannot be read or made in the data directory.
     #[error("cannot load or make this device's identity: {0}")]
     Identity(#[from] IdentityError),
+    /// The blocking task that opens the database and records the start panicked or was
+    /// cancelled.
     #[error("cannot record the start: {0}")]
     Db(#[from] DbError),
+    /// The driver thread cannot be spawned, or the sync core refused to start on this
+    /// database.
     #[error("cannot start the sync driver: {0}")]
     Driver(#[from] driver::DriverError),
+    /// The blocking task that starts the driver thread panicked or was cancelled.
     #[error("the task that starts the sync driver failed: {0}")]
     DriverTask(#[source] tokio::task::JoinError),
 }
@@ -305,6 +326,7 @@ impl Node {
         &self.inner.identity
     }
 
+    /// The configuration the node was started with.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
     }
@@ -318,8 +340,9 @@ impl Node {
     }
 
     /// The sync core's notifications from now on: role changes, verdicts on this device's own
-    /// events, log growth. A subscriber more than [`driver::NOTIFICATIONS_MAX`] behind is told
-    /// how many it missed (`RecvError::Lagged`) and goes on from the oldest kept.
+    /// events, log growth. A subscriber more than 1024 notifications behind (the driver's
+    /// `NOTIFICATIONS_MAX`) is told how many it missed (`RecvError::Lagged`) and goes on from
+    /// the oldest kept.
     pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
         self.inner.notifications.subscribe()
     }
@@ -329,10 +352,13 @@ impl Node {
         self.inner.handles.status.get()
     }
 
+    /// This device's role as of the driver's last input; [`Role::Client`] while it has none
+    /// yet.
     pub fn role(&self) -> Role {
         self.status().role.unwrap_or(Role::Client)
     }
 
+    /// The node's wall clock now, in ms since the Unix epoch ([`NodeConfig::clock`]).
     pub fn now_ms(&self) -> u64 {
         self.inner.config.clock.now_ms()
     }

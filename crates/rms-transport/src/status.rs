@@ -54,17 +54,25 @@ pub struct Metrics {
 /// What the REST handlers show of the sync state, refreshed after every input.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
+    /// This device's role; `None` before the driver handled its first input.
     pub role: Option<Role>,
     /// Given peers and not admitted by its store: never part of one and not paired yet, or
     /// restored with a new certificate (`rms_sync::SyncNode::joining`): its tills' writes are
     /// refused.
     pub joining: bool,
+    /// The master's epoch (its term) as this device knows it; `None` while it knows none.
     pub epoch: Option<Epoch>,
+    /// The store's master as this device knows it (itself when master); `None` while it knows
+    /// none (before an election, or after the master fell silent).
     pub master_id: Option<DeviceId>,
+    /// How many master-log entries this device holds: the position of its newest (0: none).
     pub log_head: u64,
     /// Peers this node has heard of: info, heard within the master timeout, last heard (wall ms).
     pub roster: Vec<(PeerInfo, bool, Option<u64>)>,
+    /// The devices with at least one open link to this node, sorted, each once.
     pub connected: Vec<DeviceId>,
+    /// On a client, when (wall ms since the epoch) its copy of the master log last grew;
+    /// `None` if it has not since the node started. A master does not set it.
     pub last_sync_at_ms: Option<u64>,
     /// Latency histograms the driver fills (shared, not copied, by clones of the status).
     pub metrics: Arc<Metrics>,

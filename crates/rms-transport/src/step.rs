@@ -44,10 +44,12 @@ impl PushGroup {
         None
     }
 
+    /// Whether the group holds no push yet.
     pub fn is_empty(&self) -> bool {
         self.pushes.is_empty()
     }
 
+    /// The pushes taken, in the order they were offered, each with the device that sent it.
     pub fn into_pushes(self) -> Vec<(DeviceId, Message)> {
         self.pushes
     }
@@ -89,6 +91,7 @@ pub fn handle_arrived(
 /// A committed local write, and what the core made of it.
 #[derive(Debug)]
 pub struct LocalWrite {
+    /// What the write committed: the event, and the rows it changed.
     pub recorded: Recorded,
     /// The core's handling of the write (a broadcast, an immediate push). The write is committed
     /// whatever this says: a failure here is the core's, to log, not the write's.

@@ -20,6 +20,8 @@ pub struct StoreAdapter {
 }
 
 impl StoreAdapter {
+    /// The core's store over `store`, requiring every push to carry its signed journal heads
+    /// (as a running node always does).
     pub fn new(store: Arc<Store>) -> StoreAdapter {
         StoreAdapter {
             store,
@@ -38,6 +40,7 @@ impl StoreAdapter {
         }
     }
 
+    /// The database underneath.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

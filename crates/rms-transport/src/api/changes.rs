@@ -1,4 +1,4 @@
-//! `GET /api/v1/changes`: the change feed (`crate::changes`) as Server-Sent Events, and `GET
+//! `GET /api/v1/changes`: the change feed ([`crate::tasks::changes`]) as Server-Sent Events, and `GET
 //! /till`, the reference till page that reads it.
 //!
 //! Limits: [`FEEDS_MAX`] feeds open at once (`503 too_many_feeds` beyond), a heartbeat comment

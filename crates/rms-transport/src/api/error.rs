@@ -14,10 +14,16 @@ use crate::input::NodeError;
 /// invalid input and `reason` for a refusal by the rules).
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The reply's HTTP status (4xx for the client's mistakes and refusals, 5xx for ours).
     pub status: StatusCode,
+    /// The body's `error`: a fixed snake_case name clients match on (`not_found`,
+    /// `invalid_value`, `internal`, ...). Part of the REST API: never change one.
     pub code: &'static str,
+    /// The body's `message`: what went wrong, for a person.
     pub message: String,
+    /// The body's `field`, for invalid input: the request field at fault.
     pub field: Option<String>,
+    /// The body's `reason`, for a refusal by the business rules: the rule, as the wire names it.
     pub reason: Option<RejectReason>,
 }
 
@@ -32,6 +38,7 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    /// An error with this status, code and message, and no `field` or `reason`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -42,14 +49,18 @@ impl ApiError {
         }
     }
 
+    /// A 400 Bad Request with this code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A 404 Not Found, code `not_found`, with this message.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A 422 Unprocessable Entity, code `invalid_value`, naming the field the validation
+    /// refused.
     pub fn invalid(err: ValidationError) -> ApiError {
         ApiError {
             field: Some(err.field.clone()),
@@ -61,10 +72,12 @@ impl ApiError {
         }
     }
 
+    /// A 500 Internal Server Error, code `internal`, with this message.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// The same error, naming `field` as the request field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
         self.field = Some(field.into());
         self

@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1` (SPEC §7). Each route is a function returning a filter; state
-//! enters through [`with_node`]; bodies sit behind the 1 MiB limit; handlers answer business
-//! errors as [`ApiError`] replies and [`recover`] turns routing rejections into the same shape.
+//! enters through `with_node`; bodies sit behind the 1 MiB limit; handlers answer business
+//! errors as [`ApiError`] replies and `recover` turns routing rejections into the same shape.
 
 mod auth;
 mod body;

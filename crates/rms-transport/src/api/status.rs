@@ -238,7 +238,7 @@ pub async fn audit(node: Node, params: AuditParams) -> Result<Response, ApiError
     Ok(json(StatusCode::OK, &entries))
 }
 
-/// `GET /metrics`: the OpenMetrics text format (`metrics.rs`). The log and audit counts are read
+/// `GET /metrics`: the OpenMetrics text format (`api::metrics`). The log and audit counts are read
 /// from the database (one pass over the log), the rest from the driver's status.
 pub async fn metrics(node: Node) -> Result<Response, ApiError> {
     let (log, (elections_won, role_changes), (pending_events, oldest)) = node

@@ -305,7 +305,7 @@ impl StorePort {
     }
 
     /// `POST /api/v1/pairing/join` from a device new to the store: it proves the code of this
-    /// device's pairing window (`crate::pairing`); its certificate is trusted, and the answer
+    /// device's pairing window (`rms_security::pairing`); its certificate is trusted, and the answer
     /// carries this device's proof of the code.
     async fn pair(&self, connection: &Connection, headers: &HeaderMap) -> Response {
         let node = &self.node;

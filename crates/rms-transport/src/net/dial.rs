@@ -1,5 +1,5 @@
 //! Dialing another device (issue #14): TCP, then TLS 1.3 with this device's certificate, the
-//! other side pinned by the trust list (`crate::trust::TrustBook::dial`), then HTTP on top.
+//! other side pinned by the trust list ([`TrustBook::dial`]), then HTTP on top.
 //!
 //! **Invariants:**
 //! - Nothing but the TLS handshake goes out before the other side's certificate passed: a
@@ -40,20 +40,34 @@ pub enum DialError {
         /// The address as given.
         address: String,
     },
+    /// The TCP connection or the TLS handshake failed: nothing listens there, the network is
+    /// down, or the other side's certificate is not one the trust list accepts.
     #[error("cannot connect: {0}")]
     Io(#[from] std::io::Error),
+    /// This device's own TLS configuration cannot be made (its key does not parse).
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The WebSocket upgrade failed for a reason other than an HTTP refusal (which is
+    /// [`DialError::Refused`] or [`DialError::Revoked`]).
     #[error("WebSocket: {0}")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The HTTP exchange on the dialed connection failed.
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
+    /// The other device answered with this HTTP status instead of what was asked (or its body
+    /// was too long to read).
     #[error("the device answered {0}")]
     Refused(u16),
+    /// The other side is not who it must be: the handshake gave no certificate or keying
+    /// material, a trusted device claimed another device id than its own, or an untrusted one
+    /// did not prove the store key.
     #[error("the device is not trusted and did not prove the store key")]
     Unproven,
+    /// A device this one trusts refused it with `403 revoked`: this device's certificate was
+    /// revoked (issue #27).
     #[error("a trusted device of the store says this device's certificate was revoked")]
     Revoked,
+    /// The dial (TCP, TLS and the HTTP answer together) took longer than [`DIAL_TIMEOUT`].
     #[error("the dial took longer than {DIAL_TIMEOUT:?}")]
     TimedOut,
     /// A store without a store key dials only devices on this machine.
@@ -69,7 +83,9 @@ pub enum DialError {
 
 /// A TLS connection to another device, before HTTP.
 pub struct Dialed {
+    /// The TLS stream, handshake done, nothing sent on it yet.
     pub stream: TlsStream<TcpStream>,
+    /// Who answered, and the session's keying material for proofs.
     pub session: Session,
     /// The address, `host:port`.
     pub authority: String,
@@ -78,7 +94,10 @@ pub struct Dialed {
 /// What the handshake established.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
+    /// The SHA-256 fingerprint of the certificate the other side presented.
     pub fingerprint: Fingerprint,
+    /// The session's TLS exporter value ([`proof::exporter`]): what binds a proof to this one
+    /// connection.
     pub exporter: [u8; 32],
 }
 
@@ -121,6 +140,9 @@ pub struct Dialer {
 }
 
 impl Dialer {
+    /// A dialer for device `me` named `name` (sent in its headers), with its `identity`,
+    /// checking the other side against `book`; `clock` says whether the store key's upgrade
+    /// window is open.
     pub fn new(
         identity: Arc<Identity>,
         book: TrustBook,

@@ -11,27 +11,47 @@ use crate::net::dial::{self, DIAL_TIMEOUT, DialError, Dialer};
 /// The sponsor a device joined.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Joined {
+    /// The sponsor's device id, as its answer claimed it and its proof bound it.
     pub device_id: rms_domain::DeviceId,
+    /// The SHA-256 fingerprint of the sponsor's certificate, now trusted by this device.
     pub fingerprint: rms_domain::Fingerprint,
+    /// The sponsor's name as it gave it, or `device-<id>` if it gave none that is valid.
     pub name: String,
 }
 
 /// Why joining a store with a code failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
+    /// What was typed is not a pairing code (wrong length or characters); nothing was sent.
     #[error("{typed:?} is not a pairing code ({CODE_CHARS} letters and digits, dashes optional)")]
     BadCode {
         /// What was typed.
         typed: String,
     },
+    /// The sponsor's store port could not be reached, or the request to it failed or timed
+    /// out.
     #[error("cannot reach the sponsor: {0}")]
     Dial(#[from] DialError),
+    /// The sponsor answered with an error (a status other than 200): no window open, a wrong
+    /// code, an expired, used or locked window, or a trust change its master refused.
     #[error("the sponsor refused: {message} ({code})")]
-    Refused { code: String, message: String },
+    Refused {
+        /// The sponsor's error code (its body's `error`, e.g. `pairing_wrong_code`), or
+        /// `refused` if the body had none.
+        code: String,
+        /// The sponsor's error message, for a person (`refused` if the body had none).
+        message: String,
+    },
+    /// The sponsor accepted, but its answer names no device id or does not prove the code for
+    /// this session: whoever answered is not the sponsor (or a man in the middle). Nothing is
+    /// trusted.
     #[error("the device at that address did not prove it holds the code: it is not the sponsor")]
     NotTheSponsor,
+    /// The sponsor proved the code, but this device could not record its trust in it (the
+    /// local write through the driver failed).
     #[error("cannot trust the sponsor's certificate: {0}")]
     Node(#[from] NodeError),
+    /// This device was started without peers (see [`join`]): it is refused before it dials.
     #[error(
         "this device was started without --peer: it is a store of its own, and what it numbered \
          so far could collide with another device's events; restart it with --peer <a device's \

@@ -1,5 +1,5 @@
 //! The REST link (`--sync-transport rest`): a link to a peer for a device that cannot hold a
-//! WebSocket, the same [`Session`] as a WebSocket link over `POST /api/v1/sync/exchange`. It is
+//! WebSocket, the same session (`link::Session`) as a WebSocket link over `POST /api/v1/sync/exchange`. It is
 //! the one link that dials itself, so it sits above both the dialer and the links.
 
 use std::sync::Arc;
@@ -21,10 +21,16 @@ const EXCHANGE_ANSWER_BYTES_MAX: usize = 8 * MESSAGE_BYTES_MAX;
 /// connection, kept alive), and the peer's answers (with its heartbeat) come back in the
 /// response. The core sends a heartbeat every interval, so the link polls at least that often.
 pub struct RestLink<'a> {
+    /// Dials the peer as this device.
     pub dialer: &'a Dialer,
+    /// The peer's store port, `host:port` (or a URL of it).
     pub authority: &'a str,
+    /// The device the address is known to be, if known: then only that device's certificate
+    /// is accepted.
     pub expected: Option<DeviceId>,
+    /// The node's table of open links, where this one is registered while it runs.
     pub links: &'a Links,
+    /// Where the peer's answers go, as the driver's inputs.
     pub driver: &'a Driver,
 }
 

@@ -39,6 +39,7 @@ struct Book {
 /// What a dial accepts on the other side.
 #[derive(Debug, Clone)]
 pub struct DialTrust {
+    /// The certificates the TLS handshake accepts (never this device's own).
     pub trusted: Trusted,
     /// An unknown server is accepted by the handshake (this device knows no other device of
     /// its store yet); the link is used only if it is trusted by then or proves the store key.
@@ -46,6 +47,9 @@ pub struct DialTrust {
 }
 
 impl TrustBook {
+    /// The book of device `device`, whose certificate is `me`, starting from `list`. `store_key`
+    /// is the store's shared secret, if it has one; new devices may prove it until
+    /// `window_closes_at_ms` (ms since the epoch).
     pub fn new(
         list: TrustList,
         me: Fingerprint,
@@ -83,26 +87,32 @@ impl TrustBook {
         dropped
     }
 
+    /// The trust list as of now (a copy).
     pub fn list(&self) -> TrustList {
         self.read().list.clone()
     }
 
+    /// This device's own certificate's fingerprint.
     pub fn me(&self) -> Fingerprint {
         self.read().me
     }
 
+    /// This device's id.
     pub fn device(&self) -> DeviceId {
         self.read().device
     }
 
+    /// The list's entry for this certificate (trusted, pending or revoked), if it has one.
     pub fn entry(&self, fingerprint: &Fingerprint) -> Option<TrustEntry> {
         self.read().list.get(fingerprint).cloned()
     }
 
+    /// Whether the list trusts this certificate now.
     pub fn is_trusted(&self, fingerprint: &Fingerprint) -> bool {
         self.read().list.is_trusted(fingerprint)
     }
 
+    /// Whether the list holds this certificate as revoked.
     pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
         self.read().list.is_revoked(fingerprint)
     }
@@ -123,10 +133,13 @@ impl TrustBook {
         self.read().list.trusted_for(device).map(|e| e.fingerprint)
     }
 
+    /// The store key, if the store has one (without one, its devices link on loopback only).
     pub fn store_key(&self) -> Option<String> {
         self.read().store_key.clone()
     }
 
+    /// When the store key's upgrade window closes (ms since the epoch): until then an unknown
+    /// device that proves the key is admitted.
     pub fn window_closes_at_ms(&self) -> u64 {
         self.read().window_closes_at_ms
     }
@@ -142,6 +155,8 @@ impl TrustBook {
         }
     }
 
+    /// Closes the store key's upgrade window at `now_ms` (ms since the epoch), if it closes
+    /// later; a window already closed stays closed.
     pub fn close_window(&self, now_ms: u64) {
         let mut book = self.inner.write().unwrap_or_else(|p| p.into_inner());
         book.window_closes_at_ms = book.window_closes_at_ms.min(now_ms);

@@ -1,7 +1,7 @@
 //! The change feed for the apps of this device (issue #16): what a till must hear at once, as
 //! ordered, resumable events — a product's new state (any device's change), a verdict on a sale
 //! made here, this device's role, an alarm. `GET /api/v1/changes` serves it as Server-Sent
-//! Events; an embedding Rust app reads the same events with [`Node::changes`].
+//! Events; an embedding Rust app reads the same events with [`Node::changes`](crate::Node::changes).
 //!
 //! **Invariants:**
 //! - Ids are `<boot>-<seq>`: `boot` is this node's start (wall ms), `seq` grows by one per event.
@@ -44,7 +44,10 @@ const VERDICTS_REMEMBERED: usize = 4096;
 /// Where an event stands in this node's feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ChangeId {
+    /// When this node started (wall ms since the epoch): ids of another boot name no event of
+    /// this feed.
     pub boot: u64,
+    /// The event's number in this boot: 1 for the first, one more for each after.
     pub seq: u64,
 }
 
@@ -86,8 +89,11 @@ pub enum Change {
     Sale(Sale),
     /// This device's role or its master changed.
     Role {
+        /// This device's role now.
         role: Role,
+        /// The store's master as this device now knows it, if it knows one.
         master_id: Option<DeviceId>,
+        /// The master's epoch (term) as this device now knows it, if it knows one.
         epoch: Option<Epoch>,
     },
     /// An alarm was audited on this device.
@@ -97,9 +103,16 @@ pub enum Change {
     /// itself as master that no other master's log vouches for (an island it led before it
     /// knew; `rms_storage::events::unconfirmed_sale_ids`). At most [`REVOKED_SALES_MAX`]; the
     /// till shows them as lost.
-    Revoked { pending_sales: Vec<String> },
+    Revoked {
+        /// The ids of the sales that will never reach the store, as the REST API names them.
+        pending_sales: Vec<String>,
+    },
     /// The subscriber missed events this feed no longer has: read the state again.
-    Reset { reason: &'static str },
+    Reset {
+        /// Why, for a person: the node restarted since the subscriber's last event, or the
+        /// feed no longer holds events that old.
+        reason: &'static str,
+    },
 }
 
 impl Change {
@@ -119,7 +132,9 @@ impl Change {
 /// One event of the feed. A `reset` has no id of its own (it names no position).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
+    /// Where the event stands in the feed (the SSE `id:`); `None` for a `reset`.
     pub id: Option<ChangeId>,
+    /// What changed.
     pub change: Change,
 }
 

@@ -1,7 +1,7 @@
 //! Signing the journal's heads (issue #17, `docs/JOURNAL.md`) with this device's key
 //! ([`Signer`]): every [`SIGN_INTERVAL`] the heads that moved are signed, by the driver thread
 //! like every write (`Input::SignJournal`), and past days are closed. It starts the log watch
-//! ([`log_watch::run`]) with the same signer.
+//! (`log_watch::run`) with the same signer.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,15 +20,18 @@ use crate::tasks::{Handles, SIGN_INTERVAL};
 /// A position of this copy compared with the master's signed head there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Checked {
+    /// The position in the master log (`master_seq`) that was compared.
     pub seq: u64,
+    /// The master whose signed head was compared with.
     pub master_id: DeviceId,
-    /// When the comparison was made.
+    /// When the comparison was made (wall ms since the epoch).
     pub at_ms: u64,
 }
 
 /// The head of this device's log chain, what `/health` shows.
 #[derive(Debug, Clone, Default)]
 pub struct LogHead {
+    /// This copy's chain: its head position and the hash there, as last followed.
     pub chain: LogChain,
     /// The master's signature over its head (`journal_heads::LogHeadStatement`).
     pub signed: Option<PushHead>,
@@ -76,6 +79,7 @@ impl LogWatch {
         crate::locks::lock(&self.state)
     }
 
+    /// This device's log head as of the last time it was followed or signed (a copy).
     pub fn head(&self) -> LogHead {
         self.state().own.clone()
     }
@@ -325,8 +329,12 @@ async fn master_head(
 /// Why the log chain could not be followed this time (tried again at the next interval).
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
+    /// Following the chain on the blocking pool failed: SQLite, a panic, or the node is
+    /// stopping ([`DbError`](crate::db::DbError)).
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    /// A master could not write or sign the statement of its log head (its key failed to
+    /// sign).
     #[error(transparent)]
     Storage(#[from] rms_storage::StorageError),
 }

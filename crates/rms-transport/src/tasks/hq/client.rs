@@ -32,23 +32,35 @@ pub enum HeadOfficeError {
         /// The URL as configured.
         url: String,
     },
+    /// The configured CA file cannot be read, or is not PEM certificates.
     #[error("cannot read the CA file {path}: {source}")]
     CaFile {
+        /// The CA file's path, as configured.
         path: String,
+        /// Why it could not be read or parsed.
         source: rustls::pki_types::pem::Error,
     },
+    /// The CA file, or the system's store when no CA file is given, holds no certificate
+    /// rustls can use as a root.
     #[error("no usable root certificate (system store or CA file)")]
     NoRoots,
+    /// The TLS configuration for head office cannot be made.
     #[error("tls: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The TCP connection or the TLS handshake failed (head office unreachable, or its
+    /// certificate not the one configured).
     #[error("cannot reach head office: {0}")]
     Io(#[from] std::io::Error),
+    /// The HTTP exchange failed after the connection was made.
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
+    /// Connecting, or the answer, took longer than this.
     #[error("head office did not answer within {0:?}")]
     TimedOut(Duration),
+    /// Head office's answer body is over 8 MiB, or broke off while it was read.
     #[error("head office's answer is too large")]
     TooLarge,
+    /// The request cannot be built (the configured host does not make a valid URI).
     #[error("cannot build the request: {0}")]
     Request(#[from] hyper::http::Error),
 }

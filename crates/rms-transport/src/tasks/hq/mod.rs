@@ -1,8 +1,8 @@
 //! The store's side of head office (issue #15), on the master only:
-//! - the **uplink** ([`uplink`]) follows the master log after head office's cursor, as a device
+//! - the **uplink** (`uplink`) follows the master log after head office's cursor, as a device
 //!   pulls (`since`, `since_epoch`, and a truncation where the logs disagree), and posts it in
 //!   bounded batches, one in flight, with backoff and jitter on failure;
-//! - the **catalogue follower** ([`catalog`]) long-polls head office's catalogue changes and logs
+//! - the **catalogue follower** (`catalog`) long-polls head office's catalogue changes and logs
 //!   each as an event from the reserved head-office origin, so it reaches every till through the
 //!   ordinary sync, once.
 //!
@@ -36,6 +36,8 @@ pub struct UplinkStatus {
     pub behind_since_ms: Option<u64>,
     /// Last answer from head office (wall ms).
     pub last_contact_ms: Option<u64>,
+    /// Why the last request to head office failed, for a person; `None` once a batch
+    /// succeeded after it (or if none failed since the node started).
     pub last_error: Option<String>,
     /// The last head-office catalogue version logged in this store.
     pub catalog_version: u64,
