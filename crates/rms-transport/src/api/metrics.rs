@@ -64,6 +64,21 @@ fn to_i64(value: u64) -> i64 {
 /// The exposition of `scrape` and `metrics`.
 pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
+    // The exposition lists the metrics in the order they are registered.
+    register_device(&mut registry, scrape);
+    register_state(&mut registry, scrape);
+    register_log(&mut registry, scrape);
+    register_latency(&mut registry, metrics);
+    if let Some(uplink) = &scrape.uplink {
+        register_uplink(&mut registry, uplink, scrape.now_ms);
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Who this device is: `rms_info` (its id and the rms version) and `rms_role`.
+fn register_device(registry: &mut Registry, scrape: &Scrape) {
     let info = Family::<Labels, Gauge>::default();
     let device = scrape.device_id.to_string();
     info.get_or_create(&labels(&[
@@ -80,6 +95,10 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
             .set(value);
     }
     registry.register("rms_role", "1 for this device's role", roles);
+}
+
+/// Where this device stands now: its term, links, feed subscribers, pending events and log head.
+fn register_state(registry: &mut Registry, scrape: &Scrape) {
     let gauges = [
         (
             "rms_term",
@@ -115,6 +134,10 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
         "Age of the oldest pending event (0 when none)",
         ConstGauge::new(scrape.oldest_pending.as_secs_f64()),
     );
+}
+
+/// What this device's log and audit log count: entries by verdict, elections, role changes.
+fn register_log(registry: &mut Registry, scrape: &Scrape) {
     let log_events = Family::<Labels, Gauge>::default();
     for count in &scrape.log_events {
         let mut set = labels(&[("verdict", &count.verdict)]);
@@ -141,6 +164,10 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
         "Role changes of this device (from its audit log)",
         ConstCounter::new(scrape.role_changes),
     );
+}
+
+/// The latency histograms the driver fills.
+fn register_latency(registry: &mut Registry, metrics: &Metrics) {
     registry.register(
         "rms_push_latency_seconds",
         "A client's push until its acknowledgement",
@@ -151,12 +178,6 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
         "Deciding or applying one incoming batch, commit included",
         metrics.apply.histogram().clone(),
     );
-    if let Some(uplink) = &scrape.uplink {
-        register_uplink(&mut registry, uplink, scrape.now_ms);
-    }
-    let mut out = String::new();
-    encode(&mut out, &registry)?;
-    Ok(out)
 }
 
 /// The head-office uplink's gauges and counters (issue #15).
