@@ -134,12 +134,7 @@ async fn serve_api(
     let routes = Arc::new(warp::service(super::routes(node.clone())));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = http_builder(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(link::PING_INTERVAL))
-        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    let builder = api_http_builder();
     let feeds = Arc::new(Semaphore::new(STATUS_FEEDS_MAX));
     tokio::pin!(shutdown);
     loop {
@@ -155,26 +150,13 @@ async fn serve_api(
         let loopback_listener = acceptor.is_none();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(super::RemoteAddr(address));
-            let mut routes = (*routes).clone();
+            let routes = (*routes).clone();
             let (node, feeds) = (node.clone(), Arc::clone(&feeds));
-            async move {
-                if let Some(refusal) = cross_site(request.headers()) {
-                    return Ok::<Response, Infallible>(refusal);
-                }
-                if loopback_listener && let Some(refusal) = foreign_host(request.headers()) {
-                    return Ok(refusal);
-                }
-                let path = request.uri().path();
-                if !local && (path == "/api/v1/ws" || path.starts_with("/api/v1/sync/")) {
-                    return Ok(device_route_refused());
-                }
-                match path {
-                    "/api/v1/ws" => return Ok(upgrade_local_link(request, &node)),
-                    STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node, feeds)),
-                    _ => {}
-                }
-                tower_service::Service::call(&mut routes, request).await
-            }
+            let from = Origin {
+                local,
+                loopback_listener,
+            };
+            answer(routes, request, node, feeds, from)
         });
         let (builder, watcher, acceptor) = (builder.clone(), graceful.watcher(), acceptor.clone());
         tokio::spawn(async move {
@@ -184,21 +166,14 @@ async fn serve_api(
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => {
-                            let io = TokioIo::new(stream);
-                            let connection = builder.serve_connection_with_upgrades(io, service);
-                            watcher.watch(connection.into_owned()).await
-                        }
-                        Ok(Err(err)) => {
-                            log::info!("a TLS handshake from {address} failed: {err}");
-                            Ok(())
-                        }
-                        Err(_) => Ok(()),
+                Some(acceptor) => match tls_handshake(&acceptor, stream, address).await {
+                    Some(stream) => {
+                        let io = TokioIo::new(stream);
+                        let connection = builder.serve_connection_with_upgrades(io, service);
+                        watcher.watch(connection.into_owned()).await
                     }
-                }
+                    None => Ok(()),
+                },
             };
             if let Err(err) = served {
                 log::debug!("a connection ended: {err}");
@@ -212,6 +187,79 @@ async fn serve_api(
         .is_err()
     {
         log::warn!("connections still open {SHUTDOWN_WAIT:?} after the stop; leaving them");
+    }
+}
+
+/// The API's HTTP/1 and HTTP/2 settings: [`http_builder`]'s, and HTTP/2 pings every
+/// [`link::PING_INTERVAL`], a connection that does not answer one within [`HEADER_READ_TIMEOUT`]
+/// being closed.
+fn api_http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = http_builder(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(link::PING_INTERVAL))
+        .keep_alive_timeout(HEADER_READ_TIMEOUT);
+    builder
+}
+
+/// Where a request to the API came from, as [`answer`] checks it.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// The peer's address is a loopback address (this machine).
+    local: bool,
+    /// The API listens without TLS, which it does on loopback only.
+    loopback_listener: bool,
+}
+
+/// What the API answers one request: a refusal for a cross-site request, for a foreign `Host`
+/// on the loopback listener and for a device route from another machine; then the local link
+/// and the status feed, which it upgrades itself; then the warp routes.
+async fn answer<S>(
+    mut routes: S,
+    request: Request<Incoming>,
+    node: Node,
+    feeds: Arc<Semaphore>,
+    from: Origin,
+) -> Result<Response, Infallible>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response, Error = Infallible>,
+{
+    if let Some(refusal) = cross_site(request.headers()) {
+        return Ok::<Response, Infallible>(refusal);
+    }
+    if from.loopback_listener
+        && let Some(refusal) = foreign_host(request.headers())
+    {
+        return Ok(refusal);
+    }
+    let path = request.uri().path();
+    if !from.local && (path == "/api/v1/ws" || path.starts_with("/api/v1/sync/")) {
+        return Ok(device_route_refused());
+    }
+    match path {
+        "/api/v1/ws" => return Ok(upgrade_local_link(request, &node)),
+        STATUS_FEED_PATH => return Ok(upgrade_status_feed(request, &node, feeds)),
+        _ => {}
+    }
+    tower_service::Service::call(&mut routes, request).await
+}
+
+/// The TLS handshake of a connection to the API, within [`HEADER_READ_TIMEOUT`]; `None` (logged
+/// when it failed, silent when it timed out) if it did not complete.
+async fn tls_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    address: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let handshake = acceptor.accept(stream);
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            log::info!("a TLS handshake from {address} failed: {err}");
+            None
+        }
+        Err(_) => None,
     }
 }
 
