@@ -219,34 +219,74 @@ async fn follow(
         compared,
         restarted,
     } = followed;
-    let (mut checked, mut differs) = if restarted || is_master {
+    let (checked, differs) = if restarted || is_master {
         (None, None)
     } else {
         (own.checked, own.differs)
     };
+    let (checked, differs, pending) = match master {
+        Some(master) => judge(handles, master, compared, chain.seq, checked, differs),
+        None => (checked, differs, None),
+    };
+    let signed = sign_head(handles, signer, &chain, is_master)?;
+    let mut state = watch.state();
+    state.unsent = signed.is_some();
+    state.recent = recent;
+    state.pending = pending;
+    state.own = LogHead {
+        chain,
+        signed,
+        checked,
+        differs,
+    };
+    Ok(())
+}
+
+/// What comparing this copy with the master's signed head `master` says, given this copy's
+/// head `own_seq` and the last `checked` and `differs`: the same hash moves `checked` there, a
+/// different one moves `differs` there (raising `log_chain_differs` on the first), and a head
+/// this copy does not reach yet is returned as pending, to compare when it does. Returns
+/// `(checked, differs, pending)`.
+fn judge(
+    handles: &Handles,
+    master: MasterHead,
+    compared: Option<Compared>,
+    own_seq: u64,
+    mut checked: Option<Checked>,
+    mut differs: Option<Checked>,
+) -> (Option<Checked>, Option<Checked>, Option<MasterHead>) {
     let mut pending = None;
-    if let Some(master) = master {
-        let said = &master.statement;
-        let at = Some(Checked {
-            seq: said.seq,
-            master_id: said.device_id,
-            at_ms: handles.clock.now_ms(),
-        });
-        match compared {
-            None if said.seq > chain.seq => pending = Some(master),
-            None => log::debug!("the master's head at {} is too old to compare", said.seq),
-            Some(Compared::Same) => checked = at,
-            Some(Compared::Diverged) => {
-                log::info!("this copy of the log went another way at {}", said.seq);
+    let said = &master.statement;
+    let at = Some(Checked {
+        seq: said.seq,
+        master_id: said.device_id,
+        at_ms: handles.clock.now_ms(),
+    });
+    match compared {
+        None if said.seq > own_seq => pending = Some(master),
+        None => log::debug!("the master's head at {} is too old to compare", said.seq),
+        Some(Compared::Same) => checked = at,
+        Some(Compared::Diverged) => {
+            log::info!("this copy of the log went another way at {}", said.seq);
+        }
+        Some(Compared::Differs { own }) => {
+            if differs.is_none() {
+                raise_differs(handles, &master, own, checked);
             }
-            Some(Compared::Differs { own }) => {
-                if differs.is_none() {
-                    raise_differs(handles, &master, own, checked);
-                }
-                differs = at;
-            }
+            differs = at;
         }
     }
+    (checked, differs, pending)
+}
+
+/// The master's signature over its log head (position, epoch, hash, and now), for its
+/// heartbeats. `None` on a client, without a signer, or while the chain has no epoch.
+fn sign_head(
+    handles: &Handles,
+    signer: Option<&Arc<Signer>>,
+    chain: &LogChain,
+    is_master: bool,
+) -> Result<Option<PushHead>, FollowError> {
     let signed = match (signer, chain.epoch()) {
         (Some(signer), Some(epoch)) if is_master => {
             let statement = LogHeadStatement {
@@ -261,17 +301,7 @@ async fn follow(
         }
         _ => None,
     };
-    let mut state = watch.state();
-    state.unsent = signed.is_some();
-    state.recent = recent;
-    state.pending = pending;
-    state.own = LogHead {
-        chain,
-        signed,
-        checked,
-        differs,
-    };
-    Ok(())
+    Ok(signed)
 }
 
 /// The alarm `log_chain_differs`: this copy and the master's disagree at the same position and
