@@ -19,8 +19,12 @@ use crate::tasks::Handles;
 
 /// How long one long poll asks head office to wait.
 const WAIT: Duration = Duration::from_millis(CATALOG_WAIT_MS_MAX - 5_000);
+/// How long a device that is not master waits before it looks again (unless its state changes).
 const IDLE: Duration = Duration::from_millis(500);
 
+/// Follows head office's catalogue while this device is master, until the node stops: each
+/// change after the store's version is logged once, in order; failures are shown in `state` and
+/// retried with backoff.
 pub(super) async fn run(handles: Handles, office: HeadOffice, state: UplinkState) {
     let mut backoff = Backoff::new();
     let mut alarmed = false;
@@ -40,24 +44,7 @@ pub(super) async fn run(handles: Handles, office: HeadOffice, state: UplinkState
                 continue;
             }
         };
-        let path = format!(
-            "/hq/v1/catalog/changes?since={since}&wait_ms={}",
-            WAIT.as_millis()
-        );
-        let answer = office
-            .request(Method::GET, &path, None, WAIT + Duration::from_secs(10))
-            .await;
-        let changes = match answer {
-            Ok((200, body)) => serde_json::from_slice::<CatalogChanges>(&body).map_err(|source| {
-                OfficeError::Decode {
-                    what: "catalogue",
-                    source,
-                }
-            }),
-            Ok((status, body)) => Err(text_of(status, &body)),
-            Err(err) => Err(OfficeError::from(err)),
-        };
-        let changes = match changes {
+        let changes = match fetch(&office, since).await {
             Ok(changes) => changes,
             Err(why) => {
                 state.failed(why.to_string());
@@ -85,24 +72,60 @@ pub(super) async fn run(handles: Handles, office: HeadOffice, state: UplinkState
             continue;
         }
         alarmed = false;
-        for change in changes.changes.into_iter().filter(|c| c.version > since) {
-            let version = change.version;
-            match handles
-                .driver
-                .local_write(Command::HeadOffice(change))
-                .await
-            {
-                Ok(_) => state.update(|s| s.catalog_version = version),
-                Err(NodeError::Storage(StorageError::Refused {
-                    reason: RejectReason::AlreadyExists,
-                    ..
-                })) => {}
-                Err(err) => {
-                    state.failed(format!("cannot log catalogue version {version}: {err}"));
-                    tokio::time::sleep(backoff.take()).await;
-                    break;
-                }
+        if !log_changes(&handles, &state, changes, since).await {
+            tokio::time::sleep(backoff.take()).await;
+        }
+    }
+}
+
+/// One long poll of head office's catalogue changes after version `since`: waits up to
+/// [`WAIT`] for one (and ten seconds more for the answer).
+async fn fetch(office: &HeadOffice, since: u64) -> Result<CatalogChanges, OfficeError> {
+    let path = format!(
+        "/hq/v1/catalog/changes?since={since}&wait_ms={}",
+        WAIT.as_millis()
+    );
+    let answer = office
+        .request(Method::GET, &path, None, WAIT + Duration::from_secs(10))
+        .await;
+    match answer {
+        Ok((200, body)) => {
+            serde_json::from_slice::<CatalogChanges>(&body).map_err(|source| OfficeError::Decode {
+                what: "catalogue",
+                source,
+            })
+        }
+        Ok((status, body)) => Err(text_of(status, &body)),
+        Err(err) => Err(OfficeError::from(err)),
+    }
+}
+
+/// Logs the changes after version `since` in order, each as head office's event through the
+/// driver; one logged already (by this master or an earlier one) is skipped. False when a write
+/// failed: the failure is in `state`, and the changes after it wait for the next poll.
+async fn log_changes(
+    handles: &Handles,
+    state: &UplinkState,
+    changes: CatalogChanges,
+    since: u64,
+) -> bool {
+    for change in changes.changes.into_iter().filter(|c| c.version > since) {
+        let version = change.version;
+        match handles
+            .driver
+            .local_write(Command::HeadOffice(change))
+            .await
+        {
+            Ok(_) => state.update(|s| s.catalog_version = version),
+            Err(NodeError::Storage(StorageError::Refused {
+                reason: RejectReason::AlreadyExists,
+                ..
+            })) => {}
+            Err(err) => {
+                state.failed(format!("cannot log catalogue version {version}: {err}"));
+                return false;
             }
         }
     }
+    true
 }
