@@ -90,19 +90,7 @@ pub async fn join(
         .await
         .map_err(|_| DialError::TimedOut)??;
     let session = dialed.session;
-    let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::new()));
-    *request.method_mut() = hyper::Method::POST;
-    *request.uri_mut() = hyper::Uri::from_static(JOIN_PATH);
-    let headers = request.headers_mut();
-    headers.extend(dialer.identity_headers());
-    let me = (dialer.fingerprint(), dialer.device());
-    let mine = proof::prove(&code, Side::Dialer, &session.exporter, &me.0, me.1);
-    if let Ok(host) = hyper::header::HeaderValue::from_str(&dialed.authority) {
-        headers.insert(hyper::header::HOST, host);
-    }
-    if let Ok(value) = hyper::header::HeaderValue::from_str(&mine) {
-        headers.insert(PROOF_HEADER, value);
-    }
+    let request = join_request(dialer, &dialed, &code);
     let (status, headers, body) =
         dial::request_once(dialed, request, JOIN_ANSWER_BYTES_MAX).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -113,29 +101,7 @@ pub async fn join(
             message: text("message"),
         });
     }
-    let sponsor = headers
-        .get(DEVICE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u16>().ok())
-        .and_then(rms_domain::DeviceId::new)
-        .ok_or(JoinError::NotTheSponsor)?;
-    let proven = headers
-        .get(PROOF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|given| {
-            let fingerprint = &session.fingerprint;
-            proof::verify(
-                &code,
-                Side::Acceptor,
-                &session.exporter,
-                fingerprint,
-                sponsor,
-                given,
-            )
-        });
-    if !proven {
-        return Err(JoinError::NotTheSponsor);
-    }
+    let sponsor = proven_sponsor(&headers, &session, &code)?;
     let name = answer["name"]
         .as_str()
         .filter(|n| rms_domain::validate_text("name", n, rms_domain::NAME_CHARS_MAX).is_ok())
@@ -154,4 +120,62 @@ pub async fn join(
         fingerprint: session.fingerprint,
         name,
     })
+}
+
+/// The join request on `dialed`: `POST` [`JOIN_PATH`] with this device's id and name, and its
+/// proof of `code` bound to this session (the code itself is not sent).
+fn join_request(
+    dialer: &Dialer,
+    dialed: &dial::Dialed,
+    code: &str,
+) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
+    let session = dialed.session;
+    let mut request = hyper::Request::new(http_body_util::Full::new(hyper::body::Bytes::new()));
+    *request.method_mut() = hyper::Method::POST;
+    *request.uri_mut() = hyper::Uri::from_static(JOIN_PATH);
+    let headers = request.headers_mut();
+    headers.extend(dialer.identity_headers());
+    let me = (dialer.fingerprint(), dialer.device());
+    let mine = proof::prove(code, Side::Dialer, &session.exporter, &me.0, me.1);
+    if let Ok(host) = hyper::header::HeaderValue::from_str(&dialed.authority) {
+        headers.insert(hyper::header::HOST, host);
+    }
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&mine) {
+        headers.insert(PROOF_HEADER, value);
+    }
+    request
+}
+
+/// The sponsor's device id, from its accepting answer's headers: the id it claims, and its proof
+/// of `code` for this session and that id. [`JoinError::NotTheSponsor`] if either is missing or
+/// the proof does not verify.
+fn proven_sponsor(
+    headers: &hyper::HeaderMap,
+    session: &dial::Session,
+    code: &str,
+) -> Result<rms_domain::DeviceId, JoinError> {
+    let sponsor = headers
+        .get(DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(rms_domain::DeviceId::new)
+        .ok_or(JoinError::NotTheSponsor)?;
+    let proven = headers
+        .get(PROOF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|given| {
+            let fingerprint = &session.fingerprint;
+            proof::verify(
+                code,
+                Side::Acceptor,
+                &session.exporter,
+                fingerprint,
+                sponsor,
+                given,
+            )
+        });
+    if !proven {
+        return Err(JoinError::NotTheSponsor);
+    }
+    Ok(sponsor)
 }
