@@ -412,19 +412,7 @@ impl Loop {
                 self.node.handle_link_refusal(from, why, details, now)
             }
             Input::Alarm { why, details } => {
-                let entry = AuditEntry {
-                    id: 0,
-                    at: rfc3339_from_ms(now.wall_ms),
-                    operation: Operation::Alarm,
-                    device_id: Some(self.node.config().device_id()),
-                    user_id: None,
-                    event_id: None,
-                    outcome: Outcome::Error,
-                    details: serde_json::json!({ "why": why, "details": details }),
-                };
-                if let Err(err) = self.store.write(|tx| local::record_audit(tx, &entry)) {
-                    log::error!("cannot audit an alarm ({why}): {err}");
-                }
+                self.audit_alarm(why, details, now);
                 Ok(())
             }
             Input::SignJournal(signer) => {
@@ -459,26 +447,53 @@ impl Loop {
                 from,
                 message,
                 reply,
-            } => {
-                let result = self.node.handle_message(from, message, now);
-                let mut answers = Vec::new();
-                self.drain_transmits(Some((from, &mut answers)));
-                // A REST peer hears nothing between its requests: every answer carries our
-                // heartbeat, so it knows we are alive and how far our log is.
-                let mut heartbeat = self.node.heartbeat();
-                if let Message::Heartbeat { log_chain, .. } = &mut heartbeat {
-                    *log_chain = self.log_watch.signed();
-                }
-                answers.push(heartbeat);
-                let _ = reply.send(answers);
-                result
-            }
+            } => self.on_rest(from, message, reply, now),
             Input::Handover { target, reply } => {
                 let _ = reply.send(self.node.request_handover(target, now));
                 Ok(())
             }
             Input::Stop => Ok(()),
         }
+    }
+
+    /// Records an alarm raised outside the sync core in the audit log (logged if it cannot).
+    fn audit_alarm(&self, why: &'static str, details: serde_json::Value, now: Now) {
+        let entry = AuditEntry {
+            id: 0,
+            at: rfc3339_from_ms(now.wall_ms),
+            operation: Operation::Alarm,
+            device_id: Some(self.node.config().device_id()),
+            user_id: None,
+            event_id: None,
+            outcome: Outcome::Error,
+            details: serde_json::json!({ "why": why, "details": details }),
+        };
+        if let Err(err) = self.store.write(|tx| local::record_audit(tx, &entry)) {
+            log::error!("cannot audit an alarm ({why}): {err}");
+        }
+    }
+
+    /// A message posted over REST: the core handles it, and `reply` gets what the core sends
+    /// `from` in answer, with this device's heartbeat last.
+    fn on_rest(
+        &mut self,
+        from: DeviceId,
+        message: Message,
+        reply: oneshot::Sender<Vec<Message>>,
+        now: Now,
+    ) -> Handled {
+        let result = self.node.handle_message(from, message, now);
+        let mut answers = Vec::new();
+        self.drain_transmits(Some((from, &mut answers)));
+        // A REST peer hears nothing between its requests: every answer carries our
+        // heartbeat, so it knows we are alive and how far our log is.
+        let mut heartbeat = self.node.heartbeat();
+        if let Message::Heartbeat { log_chain, .. } = &mut heartbeat {
+            *log_chain = self.log_watch.signed();
+        }
+        answers.push(heartbeat);
+        let _ = reply.send(answers);
+        result
     }
 
     fn local_write(&mut self, command: Command, now: Now) -> Result<LocalDone, StorageError> {
@@ -647,6 +662,38 @@ impl Loop {
 
     fn after_input(&mut self, now: Now) {
         self.drain_transmits(None);
+        let synced = self.pass_notifications_on();
+        if std::mem::take(&mut self.trust_dirty)
+            && let Err(err) = self
+                .trust_watch
+                .refresh(&self.store, &self.trust, &self.links)
+        {
+            log::error!("cannot read the trust list: {err}");
+            self.trust_dirty = true;
+        }
+        // A device that holds its own revocation never leads again (`SyncNode::revoked`).
+        if !self.node.is_revoked() && self.trust.is_revoked(&self.trust.me()) {
+            log::error!("this device's certificate is revoked: it steps out of its store");
+            if let Err(err) = self.node.revoked(now) {
+                log::error!("cannot step down: {err}");
+            }
+            self.drain_transmits(None);
+        }
+        self.waiters.retain(|_, waiter| !waiter.is_closed());
+        let roster = self.roster(now);
+        for (info, _, _) in &roster {
+            self.connector
+                .ensure_device(&info.advertise, info.device_id);
+        }
+        self.persist_roster(&roster);
+        self.publish_status(roster, synced, now);
+    }
+
+    /// Hands the core's notifications to the subscribers and answers the verdicts waited for;
+    /// after a verdict or new log entries the trust list is to be read again, and after a role
+    /// change no verdict is waited for any more. True when this device's copy of the master log
+    /// grew.
+    fn pass_notifications_on(&mut self) -> bool {
         let mut synced = false;
         while let Some(notification) = self.node.poll_notification() {
             // `send` fails only when nobody subscribed: then nobody is to be told.
@@ -678,23 +725,12 @@ impl Loop {
                 }
             }
         }
-        if std::mem::take(&mut self.trust_dirty)
-            && let Err(err) = self
-                .trust_watch
-                .refresh(&self.store, &self.trust, &self.links)
-        {
-            log::error!("cannot read the trust list: {err}");
-            self.trust_dirty = true;
-        }
-        // A device that holds its own revocation never leads again (`SyncNode::revoked`).
-        if !self.node.is_revoked() && self.trust.is_revoked(&self.trust.me()) {
-            log::error!("this device's certificate is revoked: it steps out of its store");
-            if let Err(err) = self.node.revoked(now) {
-                log::error!("cannot step down: {err}");
-            }
-            self.drain_transmits(None);
-        }
-        self.waiters.retain(|_, waiter| !waiter.is_closed());
+        synced
+    }
+
+    /// The other devices the core knows: each with whether it was heard within the master
+    /// timeout, and when it was last heard (wall ms), as the status shows them.
+    fn roster(&self, now: Now) -> Vec<(PeerInfo, bool, Option<u64>)> {
         let me = self.node.config().device_id();
         let live: Vec<DeviceId> = self
             .node
@@ -714,11 +750,12 @@ impl Loop {
                 (info, online, last_seen)
             })
             .collect();
-        for (info, _, _) in &roster {
-            self.connector
-                .ensure_device(&info.advertise, info.device_id);
-        }
-        self.persist_roster(&roster);
+        roster
+    }
+
+    /// Publishes the sync state after an input (`synced`: the log grew, which on a client is
+    /// its last sync) and bumps the status page's change counter.
+    fn publish_status(&self, roster: Vec<(PeerInfo, bool, Option<u64>)>, synced: bool, now: Now) {
         let (node, links) = (&self.node, &self.links);
         self.status.update(|status| {
             status.role = Some(node.role());
