@@ -66,10 +66,13 @@ fn gather_pushes(
 /// Why the driver did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// The operating system refused a new thread.
     #[error("cannot start the sync driver thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The sync core could not read its persisted state from the database.
     #[error("the sync core cannot start: {0}")]
     Core(#[source] SyncError<StorageError>),
+    /// The thread ended (panicked) before it said whether the core started.
     #[error("the sync driver thread stopped while starting")]
     Stopped,
 }

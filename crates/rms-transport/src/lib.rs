@@ -91,6 +91,7 @@ pub use tasks::{changes, hq, log_watch};
 pub use api::{ApiError, BODY_BYTES_MAX, bind, serve, serve_store};
 pub use clock::Clock;
 pub use db::{Db, DbError};
+pub use driver::DriverError;
 pub use input::{Driver, LocalDone, NodeError};
 pub use net::wire::ClientSocket;
 pub use node::{Node, NodeConfig, STORE_KEY_WINDOW_MS, StartError, VERDICT_WAIT};

@@ -185,22 +185,8 @@ impl Node {
         let (shutdown, stopping) = Stopping::new();
         let (driver, inputs) = input::channel();
         let (notifications, _) = broadcast::channel(driver::NOTIFICATIONS_MAX);
-        let dialer = Dialer::new(
-            Arc::clone(&identity),
-            trust.clone(),
-            device_id,
-            config.name.clone(),
-            config.clock,
-        );
-        let mut connector = Connector::new(
-            links.clone(),
-            driver.clone(),
-            dialer.clone(),
-            stopping.receiver(),
-        );
-        if config.sync_over_rest {
-            connector = connector.over_rest();
-        }
+        let (dialer, connector) =
+            dial_peers(&config, &identity, &trust, &links, &driver, &stopping);
         let log_watch = Arc::new(LogWatch::default());
         let parts = driver::Parts {
             notifications: notifications.clone(),
@@ -457,6 +443,36 @@ impl Node {
             Err(_) => Err(NodeError::StopTimedOut(DRIVER_STOP_WAIT)),
         }
     }
+}
+
+/// The dialer this device reaches its peers with, and the connector that keeps a link to each.
+fn dial_peers(
+    config: &NodeConfig,
+    identity: &Arc<Identity>,
+    trust: &TrustBook,
+    links: &Links,
+    driver: &Driver,
+    stopping: &Stopping,
+) -> (Dialer, Connector) {
+    let dialer = Dialer::new(
+        Arc::clone(identity),
+        trust.clone(),
+        config.device_id,
+        config.name.clone(),
+        config.clock,
+    );
+    let connector = Connector::new(
+        links.clone(),
+        driver.clone(),
+        dialer.clone(),
+        stopping.receiver(),
+    );
+    let connector = if config.sync_over_rest {
+        connector.over_rest()
+    } else {
+        connector
+    };
+    (dialer, connector)
 }
 
 /// Starts what runs beside the driver, each with the handles it needs: the change feed's
