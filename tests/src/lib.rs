@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod db;
 pub mod hq;
 /// A throwaway PostgreSQL cluster per test.
 pub use rms_hq::cluster as pg;

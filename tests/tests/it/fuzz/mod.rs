@@ -235,7 +235,8 @@ fn fuzz_sync_core_as_client() {
 #[test]
 fn fuzz_rest_routes() {
     // Proves: no body on any write route answers 5xx, every refusal has the JSON error shape,
-    // and a refused write of data changes nothing. The sync routes get a node of their own: what
+    // and a refused write of data changes nothing: every table of the node's database holds the
+    // same rows after the refusal as before. The sync routes get a node of their own: what
     // they accept (a newer master's epoch, a truncation) goes on changing that node on its timers,
     // so "unchanged by a refusal" is checked on the node that only sees the data routes.
     let routes: &[(&str, &str)] = &[
@@ -289,14 +290,20 @@ fn fuzz_rest_routes() {
         let sync_route = path.starts_with("/api/v1/sync/");
         let node = if sync_route { &sync_node } else { &data_node };
         runtime.block_on(async {
-            let before = state(node).await;
+            let before = database(node).await;
             let (status, answer) = call(node, method, path, &body).await;
             prop_assert!(status < 500, "{method} {path} answered {status}: {answer}");
             if status >= 400 {
                 prop_assert!(answer["error"].is_string(), "the error shape: {answer}");
                 prop_assert!(answer["message"].is_string(), "the error shape: {answer}");
                 if !sync_route {
-                    prop_assert_eq!(state(node).await, before, "a refusal changed the data");
+                    let changed = rms_tests::db::differences(&before, &database(node).await);
+                    prop_assert!(
+                        changed.is_empty(),
+                        "{method} {path} was refused ({status}: {answer}) but changed the \
+                         database:\n{}",
+                        changed.join("\n")
+                    );
                 }
             }
             Ok(())
@@ -316,11 +323,12 @@ async fn call(node: &rms_transport::Node, method: &str, path: &str, body: &[u8])
     (response.status().as_u16(), value)
 }
 
-async fn state(node: &rms_transport::Node) -> (Value, Value) {
-    (
-        call(node, "GET", "/api/v1/products", b"").await.1,
-        call(node, "GET", "/api/v1/sales", b"").await.1,
-    )
+/// Every row of every table of `node`'s database.
+async fn database(node: &rms_transport::Node) -> rms_tests::db::Tables {
+    node.db()
+        .read(rms_tests::db::tables)
+        .await
+        .expect("the database reads")
 }
 
 // ----- regressions: inputs the fuzzers found -----
@@ -379,6 +387,8 @@ fn heartbeat_of(master: DeviceId, epoch: Epoch, log_head: u64) -> Message {
 fn regression_a_verdict_on_an_event_the_client_does_not_have_changes_nothing() {
     // Found by fuzz_sync_core_as_client: a push_ack naming an own event id this device never
     // made failed the whole commit ("event 1-3 not found"), so no verdict of the ack counted.
+    // Proves: such a verdict is no error, and every table of the client's database holds the
+    // same rows after it as before, but for the audit row that records the ack's arrival.
     let mut node = core(false);
     let (master, epoch) = master_2();
     let heartbeat = heartbeat_of(master, epoch, 0);
@@ -398,8 +408,46 @@ fn regression_a_verdict_on_an_event_the_client_does_not_have_changes_nothing() {
             master_seq: Some(1),
         }],
     };
+    let store = std::sync::Arc::clone(node.store().store());
+    let database = || {
+        store
+            .read(rms_tests::db::tables)
+            .map(|t| rms_tests::db::outside_audit(&t))
+            .expect("the database reads")
+    };
+    let audited = |after_id: Option<i64>| {
+        let query = rms_storage::audit::AuditQuery {
+            after_id,
+            limit: 100,
+            ..Default::default()
+        };
+        store
+            .read(|c| rms_storage::audit::query(c, &query))
+            .expect("the audit log")
+    };
+    let (before, last_audited) = (database(), audited(None).first().map(|a| a.id));
     node.handle_message(master, ack, now(3))
         .expect("a verdict on an unknown event is ignored");
+    let changed = rms_tests::db::differences(&before, &database());
+    assert!(
+        changed.is_empty(),
+        "the verdict changed the database:\n{}",
+        changed.join("\n")
+    );
+    // The ack is audited on arrival, as every ack is, and that is all.
+    let new: Vec<_> = audited(last_audited)
+        .into_iter()
+        .map(|a| (a.operation, a.outcome, a.details))
+        .collect();
+    assert_eq!(
+        new,
+        [(
+            rms_domain::Operation::Ack,
+            rms_domain::Outcome::Ok,
+            json!({"from": 2, "rejected": 0, "verdicts": 1})
+        )],
+        "the audit rows the ack added"
+    );
 }
 
 #[test]
