@@ -7,10 +7,11 @@
 //! time is up, and prints how many inputs it tried. A failure prints the shrunk input; keep it as a
 //! regression case in this file.
 //!
-//! The generators of input are in `generators`; the targets, their runner and the regression
-//! cases are here.
+//! The generators of input are in `generators`; the laws a fuzzed master's state keeps in `laws`;
+//! the targets, their runner and the regression cases are here.
 
 mod generators;
+mod laws;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use rms_sync::{Message, Now, PeerInfo, SyncConfig, SyncNode, SyncStore, Verdict}
 use rms_transport::StoreAdapter;
 use serde_json::{Value, json};
 
-use generators::{device, json_value, message, sku, small, sync_event, word};
+use generators::{device, json_value, message, push_to_master, sku, small, sync_event, word};
 
 /// Cases per round; `make test` runs one round per target.
 const CASES_PER_ROUND: u32 = 64;
@@ -171,17 +172,26 @@ fn check_log(node: &SyncNode<StoreAdapter>) -> Result<(), TestCaseError> {
 }
 
 fn fuzz_core(name: &str, as_master: bool) {
-    let inputs = proptest::collection::vec(
-        (device(), message(), prop_oneof![Just(0_u64), 0_u64..400]),
-        1..24,
-    );
+    // A master also gets pushes made to reach its decisions (few of `message`'s do).
+    let arrival = if as_master {
+        prop_oneof![3 => (device(), message()), 1 => push_to_master()].boxed()
+    } else {
+        (device(), message()).boxed()
+    };
+    let inputs = proptest::collection::vec((arrival, prop_oneof![Just(0_u64), 0_u64..400]), 1..24);
+    // Looks at which the master's laws applied after a push was decided (its log past the two
+    // products it starts with): a run in which the fuzzed master never kept its role that long
+    // would check no law, and must fail rather than pass.
+    let lawful_looks = std::cell::Cell::new(0_u64);
     fuzz(name, inputs, |inputs| {
         let mut node = core(as_master);
+        let mut watch = laws::Watch::default();
+        let me = DeviceId::new(1).expect("device 1");
         let mut at = 1_u64;
         // Messages that arrive at the same time reach the core together, as the driver passes
         // the messages it finds waiting (pushes among them are decided in one group commit).
         let mut groups: Vec<(u64, Vec<(DeviceId, Message)>)> = Vec::new();
-        for (from, message, wait_ms) in inputs {
+        for ((from, message), wait_ms) in inputs {
             match groups.last_mut() {
                 Some((_, group)) if wait_ms == 0 => group.push((from, message)),
                 _ => groups.push((wait_ms, vec![(from, message)])),
@@ -200,9 +210,13 @@ fn fuzz_core(name: &str, as_master: bool) {
             while node.poll_transmit().is_some() {}
             while node.poll_notification().is_some() {}
             check_log(&node)?;
+            // Pushes can be refused or rejected, but the master's own state stays lawful.
+            if as_master && watch.look(&node, me)? && node.log_head() > 2 {
+                lawful_looks.set(lawful_looks.get() + 1);
+            }
         }
         if as_master {
-            // Pushes can be refused or rejected, but the master's own state stays lawful.
+            // Whatever it became, no price breaks the data rules.
             for sku in ["soap", "tea"] {
                 let products = node
                     .store()
@@ -215,12 +229,22 @@ fn fuzz_core(name: &str, as_master: bool) {
         }
         Ok(())
     });
+    if as_master {
+        assert!(
+            lawful_looks.get() > 0,
+            "the fuzzed master never decided a push while it was master: no law was checked"
+        );
+    }
 }
 
 #[test]
 fn fuzz_sync_core_as_master() {
     // Proves: no sequence of messages from any devices makes the master fail, panic, or log an
-    // event out of order or against the data rules.
+    // event out of order or against the data rules (no negative price, whatever it became); and
+    // as long as it is the master of its log, its state keeps the laws of the rule book
+    // (`laws`): every entry a decision, each event id once, the log replays to its products and
+    // snapshots, stock below zero only where a kept sale overdrew it, versions only move
+    // forward, every rejection and conflict audited.
     fuzz_core("sync_core_master", true);
 }
 
