@@ -477,6 +477,8 @@ pub struct Proxy {
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     /// Every byte that went through, both directions (see [`Proxy::recording`]).
     pub recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Connections refused (cut, or in front of nothing) so far.
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
@@ -496,17 +498,20 @@ impl Proxy {
         let target_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cut2, target2, open2, recorded2) = (
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cut2, target2, open2, recorded2, refused2) = (
             std::sync::Arc::clone(&cut),
             std::sync::Arc::clone(&target_port),
             std::sync::Arc::clone(&open),
             std::sync::Arc::clone(&recorded),
+            std::sync::Arc::clone(&refused),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 let target_port = target2.load(Ordering::SeqCst);
                 if cut2.load(Ordering::SeqCst) || target_port == 0 {
+                    refused2.fetch_add(1, Ordering::SeqCst);
                     let _ = client.shutdown(std::net::Shutdown::Both);
                     continue;
                 }
@@ -555,7 +560,13 @@ impl Proxy {
             target_port,
             open,
             recorded,
+            refused,
         }
+    }
+
+    /// How many connections the proxy refused so far (cut, or in front of nothing).
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What went through so far, both directions interleaved (at most [`RECORDED_MAX`] bytes).
