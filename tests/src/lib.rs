@@ -460,6 +460,29 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// Most items [`drain`] takes from one queue before it calls the queue endless.
+pub const DRAIN_MAX: usize = 1_000_000;
+
+/// Takes items from `next` until it has none; `None` if it still has some after [`DRAIN_MAX`]
+/// (a queue that never empties would hang the test, not fail it).
+pub fn drain_bounded<T>(mut next: impl FnMut() -> Option<T>) -> Option<Vec<T>> {
+    let mut items = Vec::new();
+    while let Some(item) = next() {
+        if items.len() >= DRAIN_MAX {
+            return None;
+        }
+        items.push(item);
+    }
+    Some(items)
+}
+
+/// [`drain_bounded`], panicking with `what` on a queue that never empties.
+pub fn drain<T>(what: &str, next: impl FnMut() -> Option<T>) -> Vec<T> {
+    drain_bounded(next).unwrap_or_else(|| {
+        panic!("{what}: still more after {DRAIN_MAX}, a queue that never empties")
+    })
+}
+
 /// Bytes a [`Proxy`] keeps of what went through it.
 pub const RECORDED_MAX: usize = 64 * 1024 * 1024;
 

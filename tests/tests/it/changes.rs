@@ -74,12 +74,21 @@ fn feed_request(
     stream
         .write_all(request.as_bytes())
         .expect("the request goes out");
+    // A node that does not answer, or answers without end, fails the read, not hangs it.
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("a read timeout");
     let mut status_line = Vec::new();
     let mut byte = [0u8; 1];
     while !status_line.ends_with(b"\r\n") {
+        assert!(
+            status_line.len() < 1024,
+            "no status line in {status_line:?}"
+        );
         std::io::Read::read_exact(stream, &mut byte).expect("a status line");
         status_line.push(byte[0]);
     }
+    stream.set_read_timeout(None).expect("no read timeout");
     let status = String::from_utf8_lossy(&status_line)
         .split_whitespace()
         .nth(1)
@@ -263,6 +272,7 @@ fn a_reconnect_misses_nothing_and_repeats_nothing_and_bad_positions_are_refused(
     let mut stocks = Vec::new();
     let mut ids = Vec::new();
     while stocks.last() != Some(&93) {
+        assert!(stocks.len() < 4, "stock 93 never came: {stocks:?}");
         let event = again.until("the sales made while away", |e| e.kind == "product");
         stocks.push(event.data["stock"].as_i64().expect("a stock"));
         ids.push(event.id.expect("an id"));

@@ -207,8 +207,8 @@ fn fuzz_core(name: &str, as_master: bool) {
                 node.handle_timeout(now(at))
                     .map_err(|e| TestCaseError::fail(format!("timeout: {e}")))?;
             }
-            while node.poll_transmit().is_some() {}
-            while node.poll_notification().is_some() {}
+            rms_tests::drain("transmits", || node.poll_transmit());
+            rms_tests::drain("notifications", || node.poll_notification());
             check_log(&node)?;
             // Pushes can be refused or rejected, but the master's own state stays lawful.
             if as_master && watch.look(&node, me)? && node.log_head() > 2 {
