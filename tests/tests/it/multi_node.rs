@@ -46,14 +46,17 @@ fn three_nodes_agree_on_the_master_and_share_products() {
 
 #[test]
 fn a_sale_that_empties_a_product_reaches_the_third_device_long_before_the_sync_interval() {
-    // The periodic sync is 30 s here: only the immediate path can make it in time.
+    // Proves: a critical sale goes through the immediate path (push, decide, broadcast), not
+    // the periodic sync. The periodic sync is 10 min here, far beyond the test's generous
+    // deadline: only the immediate path can make it in time. How soon it is, is `make bench`'s
+    // row S2 (a critical sale -> received by all clients, p99).
     const SLOW_SYNC: &[&str] = &[
         "--heartbeat-interval-ms",
         "100",
         "--master-timeout-ms",
         "600",
         "--sync-interval-ms",
-        "30000",
+        "600000",
     ];
     let (_dirs, nodes) = store_of_three(SLOW_SYNC);
     assert_eq!(
@@ -68,7 +71,6 @@ fn a_sale_that_empties_a_product_reaches_the_third_device_long_before_the_sync_i
     wait_for("the product on both clients", DEADLINE, || {
         stock(&nodes[1], "milk") == Some(1) && stock(&nodes[2], "milk") == Some(1)
     });
-    let started = std::time::Instant::now();
     let (status, sale) = nodes[1].post(
         "/api/v1/sales",
         &json!({"user_id":"ann","lines":[{"sku":"milk","qty":1}]}),
@@ -77,16 +79,9 @@ fn a_sale_that_empties_a_product_reaches_the_third_device_long_before_the_sync_i
         status, 201,
         "a critical sale on a connected client gets the master's verdict: {sale}"
     );
-    wait_for(
-        "stock 0 on the third device",
-        Duration::from_secs(5),
-        || stock(&nodes[2], "milk") == Some(0),
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    wait_for("stock 0 on the third device", DEADLINE, || {
+        stock(&nodes[2], "milk") == Some(0)
+    });
     // The seller timed its push until the ack; the third device timed applying the entry.
     let count = |node: &NodeProcess, name: &str| -> u64 {
         let text = node.get_text("/metrics");
