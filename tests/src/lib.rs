@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod db;
 pub mod hq;
 /// A throwaway PostgreSQL cluster per test.
 pub use rms_hq::cluster as pg;
@@ -459,6 +460,29 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// Most items [`drain`] takes from one queue before it calls the queue endless.
+pub const DRAIN_MAX: usize = 1_000_000;
+
+/// Takes items from `next` until it has none; `None` if it still has some after [`DRAIN_MAX`]
+/// (a queue that never empties would hang the test, not fail it).
+pub fn drain_bounded<T>(mut next: impl FnMut() -> Option<T>) -> Option<Vec<T>> {
+    let mut items = Vec::new();
+    while let Some(item) = next() {
+        if items.len() >= DRAIN_MAX {
+            return None;
+        }
+        items.push(item);
+    }
+    Some(items)
+}
+
+/// [`drain_bounded`], panicking with `what` on a queue that never empties.
+pub fn drain<T>(what: &str, next: impl FnMut() -> Option<T>) -> Vec<T> {
+    drain_bounded(next).unwrap_or_else(|| {
+        panic!("{what}: still more after {DRAIN_MAX}, a queue that never empties")
+    })
+}
+
 /// Bytes a [`Proxy`] keeps of what went through it.
 pub const RECORDED_MAX: usize = 64 * 1024 * 1024;
 
@@ -476,6 +500,8 @@ pub struct Proxy {
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
     /// Every byte that went through, both directions (see [`Proxy::recording`]).
     pub recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Connections refused (cut, or in front of nothing) so far.
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
@@ -495,17 +521,20 @@ impl Proxy {
         let target_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (cut2, target2, open2, recorded2) = (
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cut2, target2, open2, recorded2, refused2) = (
             std::sync::Arc::clone(&cut),
             std::sync::Arc::clone(&target_port),
             std::sync::Arc::clone(&open),
             std::sync::Arc::clone(&recorded),
+            std::sync::Arc::clone(&refused),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 let target_port = target2.load(Ordering::SeqCst);
                 if cut2.load(Ordering::SeqCst) || target_port == 0 {
+                    refused2.fetch_add(1, Ordering::SeqCst);
                     let _ = client.shutdown(std::net::Shutdown::Both);
                     continue;
                 }
@@ -554,7 +583,13 @@ impl Proxy {
             target_port,
             open,
             recorded,
+            refused,
         }
+    }
+
+    /// How many connections the proxy refused so far (cut, or in front of nothing).
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What went through so far, both directions interleaved (at most [`RECORDED_MAX`] bytes).

@@ -139,7 +139,7 @@ fn push(node: &SyncNode<Counting>, events: Vec<SyncEvent>) -> Message {
 /// The `push_ack`s the node sent, by device.
 fn acks(node: &mut SyncNode<Counting>) -> Vec<(DeviceId, Vec<Verdict>)> {
     let mut acks = Vec::new();
-    while let Some(transmit) = node.poll_transmit() {
+    for transmit in rms_tests::drain("transmits", || node.poll_transmit()) {
         if let (To::Device(to), Message::PushAck { verdicts, .. }) = (transmit.to, transmit.message)
         {
             acks.push((to, verdicts));
@@ -287,7 +287,8 @@ fn a_group_that_cannot_be_committed_is_decided_again_push_by_push() {
 
 /// Everything the node sent, in order.
 fn sent(node: &mut SyncNode<Counting>) -> Vec<(To, Message)> {
-    std::iter::from_fn(|| node.poll_transmit())
+    rms_tests::drain("transmits", || node.poll_transmit())
+        .into_iter()
         .map(|t| (t.to, t.message))
         .collect()
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 use rms_tests::{NodeProcess, wait_for};
 use serde_json::json;
 
+/// The size of the tmpfs the test mounts, in MiB.
+const TMPFS_MB: u64 = 16;
+
 /// A tmpfs mounted on a directory until dropped.
 struct Tmpfs {
     path: PathBuf,
@@ -48,21 +51,31 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Writes `path` until the file system has no room left.
-fn fill(path: &Path) {
+/// Writes `path` until the file system has no room left; panics once it wrote `most` bytes (the
+/// file system is not the small one the test mounted, and filling it would take forever).
+fn fill(path: &Path, most: u64) {
     let mut file = std::fs::File::create(path).unwrap();
     let chunk = vec![0xa5_u8; 64 * 1024];
-    loop {
-        if file
-            .write_all(&chunk)
-            .and_then(|()| file.sync_all())
-            .is_err()
-        {
-            break;
-        }
+    let mut written = 0_u64;
+    let mut wrote = |bytes: usize| {
+        written += bytes as u64;
+        assert!(
+            written <= most,
+            "{} still takes writes after {most} bytes",
+            path.display()
+        );
+    };
+    while file
+        .write_all(&chunk)
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {
+        wrote(chunk.len());
     }
     // The last partial chunk may have used the final bytes; smaller writes take what is left.
-    while file.write_all(&[0_u8; 512]).is_ok() && file.sync_all().is_ok() {}
+    while file.write_all(&[0_u8; 512]).is_ok() && file.sync_all().is_ok() {
+        wrote(512);
+    }
 }
 
 fn sell(node: &NodeProcess) -> (u16, serde_json::Value) {
@@ -77,7 +90,7 @@ fn a_full_disk_refuses_writes_with_507_and_they_resume_when_space_returns() {
     const STOCK: i64 = 1_000_000;
     const SALES_MAX: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "16m") else {
+    let Some(_tmpfs) = Tmpfs::mount(dir.path(), &format!("{TMPFS_MB}m")) else {
         return;
     };
     let data = dir.path().join("data");
@@ -90,7 +103,7 @@ fn a_full_disk_refuses_writes_with_507_and_they_resume_when_space_returns() {
     assert_eq!(node.get("/api/v1/health").1["status"], "ok");
 
     let filler = dir.path().join("filler");
-    fill(&filler);
+    fill(&filler, TMPFS_MB << 20);
     let mut answered = 0_i64;
     let mut refused = None;
     for _ in 0..SALES_MAX {

@@ -107,7 +107,8 @@ fn client_of_two(until_ms: u64) -> SyncNode<StoreAdapter> {
 
 /// Every message the node wants to send, drained.
 fn sent(node: &mut SyncNode<StoreAdapter>) -> Vec<(To, Message)> {
-    std::iter::from_fn(|| node.poll_transmit())
+    rms_tests::drain("transmits", || node.poll_transmit())
+        .into_iter()
         .map(|t| (t.to, t.message))
         .collect()
 }
@@ -163,6 +164,10 @@ fn a_peer_that_still_hears_the_master_stops_the_election() {
     let epoch = epoch_of(2);
     let mut t = 600;
     while node.master_id().is_some() {
+        assert!(
+            t < 600 + 20 * 600,
+            "device 1 still follows master 2 at {t} ms, 20 master timeouts after it last heard it"
+        );
         node.handle_message(device(3), heartbeat(3, Role::Client, epoch), now(t))
             .expect("device 3 lives");
         node.handle_timeout(now(t)).expect("timers");

@@ -155,6 +155,12 @@ impl Browser {
             .recv_timeout(DEADLINE)
             .expect("chromium did not print its DevTools address");
         let (socket, _) = tungstenite::connect(url.as_str()).expect("DevTools WebSocket");
+        // A browser that stops talking fails the read (see `call`), not hangs it.
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(DEADLINE))
+                .expect("a read timeout");
+        }
         Browser {
             child,
             socket,
@@ -174,7 +180,12 @@ impl Browser {
         self.socket
             .send(Frame::text(message.to_string()))
             .expect("DevTools takes a command");
+        let until = Instant::now() + DEADLINE;
         loop {
+            assert!(
+                Instant::now() < until,
+                "DevTools did not answer {method} within {DEADLINE:?}"
+            );
             let Frame::Text(text) = self.socket.read().expect("DevTools answers") else {
                 continue;
             };

@@ -134,12 +134,16 @@ pub(super) fn epoch() -> impl Strategy<Value = Epoch> {
         master_id,
         master_priority: priority,
     });
-    let ours = Epoch {
+    prop_oneof![3 => Just(ours()), 1 => any_epoch]
+}
+
+/// The epoch of the fuzzed node's store: term 1, master 1.
+fn ours() -> Epoch {
+    Epoch {
         term: Term(1),
         master_id: DeviceId::new(1).expect("device 1"),
         master_priority: 0,
-    };
-    prop_oneof![3 => Just(ours), 1 => any_epoch]
+    }
 }
 
 pub(super) fn sku() -> impl Strategy<Value = String> {
@@ -225,42 +229,70 @@ pub(super) fn reason() -> impl Strategy<Value = Option<RejectReason>> {
 }
 
 pub(super) fn sync_event() -> impl Strategy<Value = SyncEvent> {
-    // Mostly small sequence numbers (so events collide and replay), sometimes ones the database
-    // cannot hold (any u64 parses as an event id).
-    let seq = prop_oneof![
+    (device(), event_seq()).prop_flat_map(|(origin, seq)| event_at(origin, seq))
+}
+
+/// Mostly small sequence numbers (so events collide and replay), sometimes ones the database
+/// cannot hold (any u64 parses as an event id).
+fn event_seq() -> impl Strategy<Value = u64> {
+    prop_oneof![
         20 => 0_u64..5,
         1 => proptest::sample::select(vec![i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX]),
-    ];
-    (device(), seq).prop_flat_map(|(origin, seq)| {
-        (
-            payload(origin, seq),
-            big_u64(),
-            prop_oneof![4 => Just("ann".to_owned()), 1 => "\\PC{0,70}"],
-            (0_u64..4, any::<bool>(), status(), reason()),
-            (proptest::option::of(0_u64..6), big_u64(), any::<bool>()),
+    ]
+}
+
+/// An event of `origin`: the rest of it from the same small domains as [`sync_event`].
+fn event_of(origin: DeviceId) -> impl Strategy<Value = SyncEvent> {
+    event_seq().prop_flat_map(move |seq| event_at(origin, seq))
+}
+
+/// Event `seq` of `origin`, the rest of it from small domains.
+fn event_at(origin: DeviceId, seq: u64) -> impl Strategy<Value = SyncEvent> {
+    (
+        payload(origin, seq),
+        big_u64(),
+        prop_oneof![4 => Just("ann".to_owned()), 1 => "\\PC{0,70}"],
+        (0_u64..4, any::<bool>(), status(), reason()),
+        (proptest::option::of(0_u64..6), big_u64(), any::<bool>()),
+    )
+        .prop_map(
+            move |(payload, wall_ms, user_id, (term, critical, status, reason), rest)| {
+                let (master_seq, created_at_ms, accepted_before) = rest;
+                SyncEvent {
+                    event_id: EventId {
+                        device_id: origin,
+                        seq,
+                    },
+                    hlc: Hlc::new(wall_ms, 0),
+                    user_id,
+                    term: Term(term),
+                    critical,
+                    payload,
+                    status,
+                    reason,
+                    master_seq,
+                    created_at_ms,
+                    accepted_before,
+                    chain: None,
+                }
+            },
         )
-            .prop_map(
-                move |(payload, wall_ms, user_id, (term, critical, status, reason), rest)| {
-                    let (master_seq, created_at_ms, accepted_before) = rest;
-                    SyncEvent {
-                        event_id: EventId {
-                            device_id: origin,
-                            seq,
-                        },
-                        hlc: Hlc::new(wall_ms, 0),
-                        user_id,
-                        term: Term(term),
-                        critical,
-                        payload,
-                        status,
-                        reason,
-                        master_seq,
-                        created_at_ms,
-                        accepted_before,
-                        chain: None,
-                    }
-                },
-            )
+}
+
+/// A push that reaches the fuzzed master's decisions: in its epoch (term 1, master 1), from
+/// another device, every event that device's own; the events themselves anything
+/// [`event_of`] makes. Among [`message`]'s pushes few pass all three.
+pub(super) fn push_to_master() -> impl Strategy<Value = (DeviceId, Message)> {
+    (2_u16..6).prop_flat_map(|from| {
+        let from = DeviceId::new(from).expect("2..6 is a device id");
+        proptest::collection::vec(event_of(from), 1..4).prop_map(move |events| {
+            let push = Message::Push {
+                epoch: Some(ours()),
+                events,
+                head: None,
+            };
+            (from, push)
+        })
     })
 }
 

@@ -282,16 +282,16 @@ impl Sim {
             self.log(format!("d{} steps out of its store", index + 1));
         }
         let from = self.devices[index].id;
-        let mut transmits = Vec::new();
-        let mut notes = Vec::new();
-        if let Some(node) = self.devices[index].node.as_mut() {
-            while let Some(t) = node.poll_transmit() {
-                transmits.push(t);
-            }
-            while let Some(n) = node.poll_notification() {
-                notes.push(n);
-            }
-        }
+        let endless = |what: &str| format!("d{from} has {what} without end");
+        let (transmits, notes) = match self.devices[index].node.as_mut() {
+            Some(node) => (
+                rms_tests::drain_bounded(|| node.poll_transmit())
+                    .ok_or_else(|| endless("transmits"))?,
+                rms_tests::drain_bounded(|| node.poll_notification())
+                    .ok_or_else(|| endless("notifications"))?,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         for note in notes {
             if let Notification::RoleChanged { role, epoch } = note {
                 self.devices[index].role_changes += 1;

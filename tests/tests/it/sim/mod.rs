@@ -112,7 +112,7 @@ impl Stats {
     /// What a set of seeds must have gone through for its pass to mean anything: a run that
     /// did nothing cannot pass. Every seed answers sales and logs entries; among 50 or more
     /// seeds, roles change (crashes, pauses, handovers), logs are truncated, sales are
-    /// rejected, and some runs have no partition while others pause a device.
+    /// rejected, some runs have a partition, and some have none while others pause a device.
     fn check(&self, seeds: u64) -> Result<(), String> {
         let mut missing = Vec::new();
         if seeds == 0 {
@@ -130,6 +130,10 @@ impl Stats {
                 ("truncations", self.truncations),
                 ("rejections", self.rejected),
                 ("runs without a partition", self.runs_without_partition),
+                (
+                    "runs with a partition",
+                    self.runs - self.runs_without_partition,
+                ),
                 ("replacements", self.replaced),
                 ("restores", self.restored),
                 ("revocations", self.revoked),
@@ -346,13 +350,13 @@ fn simulation_keeps_every_invariant() {
         failures
     });
     if let Some(first) = failures.first() {
-        let seeds: Vec<&str> = failures
+        let failing: Vec<&str> = failures
             .iter()
             .filter_map(|f| f.strip_prefix("simulation seed ")?.split(' ').next())
             .collect();
-        eprintln!("failing seeds: {}", seeds.join(" "));
+        eprintln!("failing seeds: {}", failing.join(" "));
         panic!(
-            "{} of {} seeds failed; the first:\n{first}",
+            "{} failures in {} seeds; the first:\n{first}",
             failures.len(),
             seeds.len()
         );
