@@ -9,7 +9,8 @@
 //! - [`signer`]: the device key as the journal signs its heads with it.
 //!
 //! **Why a crate of its own:** this is the code an auditor reads. It has no tokio, no sockets and
-//! no node: every function here is a pure check or a file read, testable alone. `rms-transport`
+//! no node: every function is a check, a computation, or (for the identity) the reading and
+//! writing of two files, testable alone. `rms-transport`
 //! dials, accepts and drives; it asks this crate who is who. Dependencies point one way:
 //! `identity` is the leaf; `tls` and `signer` use it; `proof` and `pairing` use neither.
 //!

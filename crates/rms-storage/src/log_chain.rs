@@ -3,7 +3,7 @@
 //! position, the epoch that decided it, the event as made and the verdict. Two devices whose logs
 //! agree up to `n` have the same hash there, whatever path the entries took to them; a device
 //! whose log was truncated (split brain) has the hash of the log it now holds. The master signs
-//! its head (`rms_transport::journal_sign`), shown in `/health`.
+//! its head (`rms_transport::tasks::log_watch`), shown in `/health`.
 //!
 //! Computed, not stored: [`LogChain::extend`] reads the entries after the head it had, and starts
 //! again from the beginning when the entry at its head is no longer the one it hashed (the log

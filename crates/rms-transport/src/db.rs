@@ -30,7 +30,8 @@ pub enum DbError {
     /// The call panicked (a bug) or its blocking task was cancelled at shutdown.
     #[error("a database call panicked: {0}")]
     Panicked(#[source] tokio::task::JoinError),
-    /// The adapter's permits were closed: the node is stopping.
+    /// The adapter's semaphore was closed. Nothing closes it while a `Db` exists; the variant
+    /// keeps a closed semaphore an error rather than a panic.
     #[error("the database adapter is shut down")]
     Closed,
 }

@@ -94,7 +94,7 @@ pub struct Parts {
     pub connector: Connector,
     pub status: StatusCell,
     pub trust: TrustBook,
-    pub log_watch: Arc<crate::tasks::log_watch::LogWatch>,
+    pub log_watch: Arc<crate::log_head::LogWatch>,
 }
 
 /// Whether this device signs its pushes (issue #17): not before its journal verified at start
@@ -221,7 +221,7 @@ struct Loop {
     held_push: Option<rms_sync::Transmit>,
     /// The master log's chain: heads this device signed go out in heartbeats, heads its master
     /// signed come in with them.
-    log_watch: Arc<crate::tasks::log_watch::LogWatch>,
+    log_watch: Arc<crate::log_head::LogWatch>,
 }
 
 impl Loop {

@@ -76,7 +76,7 @@ pub enum Input {
     /// The store port refused a certificate: audited, and an unknown one listed as pending.
     DeviceRefused(DeviceRefusal),
     /// Sign the journal's heads that moved, with this signer from now on (sent by
-    /// `tasks::journal` every [`SIGN_INTERVAL`](crate::tasks::SIGN_INTERVAL)).
+    /// `tasks::journal` every `tasks::SIGN_INTERVAL`).
     SignJournal(std::sync::Arc<rms_security::signer::Signer>),
     /// The journal did not verify at start: sign no more pushes (the master then refuses them
     /// and raises its alarm too; `docs/JOURNAL.md`).

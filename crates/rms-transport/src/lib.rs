@@ -7,8 +7,8 @@
 //!
 //! - **leaves**: [`clock`] (wall time), [`input`] (what the driver and its helpers exchange: the
 //!   driver's inputs, the [`Driver`] handle, [`NodeError`]), [`status`] (what the driver shows),
-//!   [`db`] (reads on the blocking pool), [`sync_store`] and [`step`] (the core's store and one
-//!   step without I/O);
+//!   [`db`] (reads on the blocking pool), [`log_head`] (the log chain's head the driver and the log
+//!   watch share), [`sync_store`] and [`step`] (the core's store and one step without I/O);
 //! - [`net`]: the dialer, the links, the connector, the trust list as the links check it;
 //! - the driver thread (`driver.rs`): owns the sync core and every write;
 //! - [`tasks`]: the change feed, the journal's signing and the log watch, head office's uplink,
@@ -18,8 +18,8 @@
 //!   errors, the status page and `/metrics`.
 //!
 //! Who a device is (its key, TLS, proofs, pairing codes, the journal's signer) is the
-//! `rms-security` crate's, re-exported here as [`identity`], [`tls`], [`proof`] and
-//! [`pairing`].
+//! `rms-security` crate's, re-exported here as [`identity`], [`tls`], [`proof`], [`pairing`] and
+//! [`signer`].
 //!
 //! **Architecture invariant:** SQLite never runs on the runtime's worker threads. Every write of
 //! a running node goes through the driver thread; [`Db`] only reads, on tokio's blocking pool,
@@ -78,6 +78,7 @@ pub mod db;
 mod driver;
 pub mod input;
 mod locks;
+pub mod log_head;
 pub mod net;
 pub mod node;
 pub mod status;

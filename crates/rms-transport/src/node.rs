@@ -10,12 +10,13 @@ use rms_security::pairing::Pairing;
 use rms_storage::local::{self, Command};
 use rms_storage::{StorageError, Store};
 use rms_sync::{HandoverError, Message, Notification, PeerInfo, SyncConfig};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::clock::Clock;
 use crate::db::{Db, DbError};
 use crate::driver;
 use crate::input::{self, Driver, Input, LocalDone, NodeError};
+use crate::log_head::{LogHead, LogWatch};
 use crate::net::connector::Connector;
 use crate::net::dial::Dialer;
 use crate::net::join::{self, JoinError, Joined};
@@ -24,13 +25,13 @@ use crate::net::trust::TrustBook;
 use crate::status::{Status, StatusCell, Stopping};
 use crate::tasks::changes::{ChangeFeed, ChangeId, ChangeStream, FutureChangeId};
 use crate::tasks::hq::{self, HeadOffice, UplinkLimits, UplinkState, UplinkStatus};
-use crate::tasks::log_watch::{LogHead, LogWatch};
 use crate::tasks::{Handles, SIGN_INTERVAL, journal};
 
 /// What a node is told at start. The binary fills it from flags, environment and config file.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// This device's id in its store (1..=65535); a database opened with another refuses it.
+    /// This device's id in its store (1..=65534; 65535 is head office's origin); a database opened with
+    /// another refuses it.
     pub device_id: DeviceId,
     /// This device's name, as peers and the status page show it.
     pub name: String,
@@ -107,15 +108,15 @@ impl NodeConfig {
 /// Why [`Node::start`] failed. Nothing runs after it: no link, no task, no driver.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The database cannot be opened, migrated, or read at start: it is another device's, it is
-    /// newer than this build, the device's clock is behind it or unset, or SQLite failed.
+    /// The database cannot be opened or migrated: it is another device's, it is newer than this
+    /// build, the device's clock is behind it or unset, or SQLite failed.
     #[error("cannot open the database: {0}")]
     Storage(#[from] StorageError),
     /// This device's key and certificate cannot be read or made in the data directory.
     #[error("cannot load or make this device's identity: {0}")]
     Identity(#[from] IdentityError),
     /// The blocking task that opens the database and records the start panicked or was
-    /// cancelled.
+    /// cancelled, or the read of the devices it knew (to reach them again) failed.
     #[error("cannot record the start: {0}")]
     Db(#[from] DbError),
     /// The driver thread cannot be spawned, or the sync core refused to start on this
@@ -149,7 +150,6 @@ struct Inner {
     /// the trust list, the clock.
     handles: Handles,
     links: Links,
-    shutdown: watch::Sender<bool>,
     notifications: broadcast::Sender<Notification>,
     identity: Arc<Identity>,
     pairing: Pairing,
@@ -182,7 +182,7 @@ impl Node {
             .collect();
         let links = Links::default();
         let status = StatusCell::default();
-        let (shutdown, stopping) = Stopping::new();
+        let stopping = Stopping::new();
         let (driver, inputs) = input::channel();
         let (notifications, _) = broadcast::channel(driver::NOTIFICATIONS_MAX);
         let (dialer, connector) =
@@ -236,7 +236,6 @@ impl Node {
             config,
             handles,
             links,
-            shutdown,
             notifications,
             identity,
             pairing: Pairing::default(),
@@ -425,7 +424,7 @@ impl Node {
     /// Stops the links and the driver; the driver records the clean stop in the audit log as
     /// its last write.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        let _ = self.inner.shutdown.send(true);
+        self.inner.handles.stopping.raise();
         let thread = crate::locks::lock(&self.inner.thread).take();
         // The driver signs what was journaled since the last signing before it stops.
         let driver = self.inner.handles.driver.clone();

@@ -54,7 +54,8 @@ pub struct Metrics {
 /// What the REST handlers show of the sync state, refreshed after every input.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
-    /// This device's role; `None` before the driver handled its first input.
+    /// This device's role; `None` only in a default `Status`: the driver fills it before
+    /// `Node::start` returns.
     pub role: Option<Role>,
     /// Given peers and not admitted by its store: never part of one and not paired yet, or
     /// restored with a new certificate (`rms_sync::SyncNode::joining`): its tills' writes are
@@ -100,14 +101,22 @@ impl StatusCell {
 }
 
 /// Whether the node is stopping: what its background tasks check between steps. Cheap to clone.
+///
+/// Every clone holds the flag's sender, so a task that waits for the flag (the connector) never
+/// sees it dropped while any part of the node still runs: an app that drops its last `Node`
+/// without `shutdown` leaves a node that keeps running, links and all, never a half-stopped one.
 #[derive(Debug, Clone)]
-pub struct Stopping(watch::Receiver<bool>);
+pub struct Stopping(Arc<watch::Sender<bool>>);
 
 impl Stopping {
-    /// A flag and the sender that raises it (`Node::shutdown`).
-    pub(crate) fn new() -> (watch::Sender<bool>, Stopping) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Stopping(rx))
+    /// A flag that is not raised.
+    pub(crate) fn new() -> Stopping {
+        Stopping(Arc::new(watch::channel(false).0))
+    }
+
+    /// Raises the flag (`Node::shutdown`): every task ends at its next step.
+    pub(crate) fn raise(&self) {
+        self.0.send_replace(true);
     }
 
     /// The node is stopping: background tasks end.
@@ -115,8 +124,8 @@ impl Stopping {
         *self.0.borrow()
     }
 
-    /// The receiver, for a task that waits on the flag itself.
+    /// A receiver, for a task that waits on the flag itself.
     pub(crate) fn receiver(&self) -> watch::Receiver<bool> {
-        self.0.clone()
+        self.0.subscribe()
     }
 }

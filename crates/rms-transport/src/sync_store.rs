@@ -1,7 +1,7 @@
 //! [`StoreAdapter`]: rms-sync's [`SyncStore`] over rms-storage. The node's driver and the
 //! simulator both use it, so the simulator exercises the real repositories.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rms_domain::rules::Products;
 use rms_domain::{ChainBreak, DeviceId, Epoch, EventId, LogEntry, PushHead, SyncEvent, Term};
@@ -48,10 +48,7 @@ impl StoreAdapter {
     /// The pushes about to be decided were worked out as they arrived (`Prehashed::of`): the
     /// checker uses each for the push it is of (and checks any other push itself).
     pub fn expect_pushes(&self, prehashed: Vec<Prehashed>) {
-        *self
-            .prehashed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = prehashed;
+        *crate::locks::lock(&self.prehashed) = prehashed;
     }
 }
 
@@ -110,10 +107,7 @@ impl SyncStore for StoreAdapter {
         head: Option<&PushHead>,
     ) -> Result<Result<(), ChainBreak>, StorageError> {
         let worked_out = {
-            let mut prehashed = self
-                .prehashed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut prehashed = crate::locks::lock(&self.prehashed);
             let at = prehashed.iter().position(|p| p.is_of(from, events, head));
             at.map(|at| prehashed.swap_remove(at))
         };

@@ -409,7 +409,7 @@ impl StorePort {
     ) -> Response {
         let now_ms = self.node.now_ms();
         let due = {
-            let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            let mut refusals = crate::locks::lock(&self.refusals);
             refusals.due((connection.fingerprint, why), now_ms)
         };
         if due {

@@ -77,7 +77,7 @@ impl Connector {
             return;
         };
         {
-            let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            let mut started = crate::locks::lock(&self.started);
             if let Some(known) = started.get_mut(&key) {
                 if device.is_some() {
                     *known = device;
@@ -95,7 +95,7 @@ impl Connector {
 
     /// The device `authority` is known to be, if the roster said.
     fn expected(&self, authority: &str) -> Option<DeviceId> {
-        let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let started = crate::locks::lock(&self.started);
         started.get(authority).copied().flatten()
     }
 

@@ -59,9 +59,7 @@ pub struct Links {
 
 impl Links {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<LinkId, Link>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.inner)
     }
 
     fn add(
@@ -72,7 +70,7 @@ impl Links {
         close: Arc<tokio::sync::Notify>,
     ) -> LinkId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        let revoked = crate::locks::lock(&self.revoked);
         if fingerprint.is_some_and(|f| revoked.contains(&f)) {
             close.notify_one();
         }
@@ -94,7 +92,7 @@ impl Links {
     /// many it closed.
     pub fn revoke(&self, revoked: std::collections::BTreeSet<Fingerprint>) -> usize {
         let doomed: Vec<Fingerprint> = revoked.iter().copied().collect();
-        *self.revoked.lock().unwrap_or_else(|p| p.into_inner()) = revoked;
+        *crate::locks::lock(&self.revoked) = revoked;
         self.close_certificates(&doomed)
     }
 

@@ -71,12 +71,12 @@ impl TrustBook {
 
     // A writer that panicked replaced the list whole or not at all: read through the poison.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Book> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        crate::locks::read(&self.inner)
     }
 
     /// Replaces the list; returns the fingerprints trusted before and not now.
     pub fn replace(&self, list: TrustList) -> Vec<Fingerprint> {
-        let mut book = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut book = crate::locks::write(&self.inner);
         let dropped = book
             .list
             .trusted()
@@ -158,7 +158,7 @@ impl TrustBook {
     /// Closes the store key's upgrade window at `now_ms` (ms since the epoch), if it closes
     /// later; a window already closed stays closed.
     pub fn close_window(&self, now_ms: u64) {
-        let mut book = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut book = crate::locks::write(&self.inner);
         book.window_closes_at_ms = book.window_closes_at_ms.min(now_ms);
     }
 

@@ -10,7 +10,8 @@ use rms_security::identity::Identity;
 use rms_security::signer::Signer;
 
 use crate::input::Input;
-use crate::tasks::log_watch::{self, LogWatch};
+use crate::log_head::LogWatch;
+use crate::tasks::log_watch;
 use crate::tasks::{Handles, SIGN_INTERVAL};
 
 /// Asks the driver to sign the journal's heads every [`SIGN_INTERVAL`] until the node stops.

@@ -4,113 +4,18 @@
 //! it, which raises the alarm `log_chain_differs` (once, until the chain starts again) when the
 //! two disagree at the same position and epoch: one of the two files was changed.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rms_domain::{DeviceId, PushHead, Role};
 use rms_storage::journal::Hash;
 use rms_storage::journal_heads::{self, LogHeadStatement};
 use rms_storage::log_chain::{Compared, Followed, LogChain, MasterHead, Recent};
-use serde::Serialize;
 
 use rms_security::signer::Signer;
 
+use crate::log_head::{Checked, LogHead, LogWatch, REFUSALS_BEFORE_ALARM};
 use crate::tasks::{Handles, SIGN_INTERVAL};
-
-/// A position of this copy compared with the master's signed head there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Checked {
-    /// The position in the master log (`master_seq`) that was compared.
-    pub seq: u64,
-    /// The master whose signed head was compared with.
-    pub master_id: DeviceId,
-    /// When the comparison was made (wall ms since the epoch).
-    pub at_ms: u64,
-}
-
-/// The head of this device's log chain, what `/health` shows.
-#[derive(Debug, Clone, Default)]
-pub struct LogHead {
-    /// This copy's chain: its head position and the hash there, as last followed.
-    pub chain: LogChain,
-    /// The master's signature over its head (`journal_heads::LogHeadStatement`).
-    pub signed: Option<PushHead>,
-    /// A client's last position that had the hash its master signed there.
-    pub checked: Option<Checked>,
-    /// A client's last position that did not (the alarm `log_chain_differs` was raised).
-    pub differs: Option<Checked>,
-}
-
-/// A master's head that does not verify this many times in a row is raised as an alarm: once
-/// could be a trust entry this device has not pulled yet.
-pub const REFUSALS_BEFORE_ALARM: u32 = 3;
-
-#[derive(Debug, Default)]
-struct State {
-    own: LogHead,
-    /// The hashes of the chain's latest positions, for a head heard after the chain passed it.
-    recent: Recent,
-    /// Signed and not yet sent in a heartbeat (master).
-    unsent: bool,
-    /// The latest head heard from a master, not yet verified (client).
-    heard: Option<(DeviceId, PushHead)>,
-    /// The signature of the last head heard: the same head again (every REST answer carries
-    /// it) is not checked again.
-    last_heard: Option<String>,
-    /// A verified head whose position this copy does not reach yet: compared when it does, or
-    /// replaced by a newer one.
-    pending: Option<MasterHead>,
-    /// Heads refused in a row, and whether that was raised as an alarm (once a run).
-    refusals: u32,
-    refused_alarm: bool,
-}
-
-/// Shared by the node (which follows the chain) and the driver (which sends and hears heads in
-/// heartbeats).
-#[derive(Debug, Default)]
-pub struct LogWatch {
-    state: Mutex<State>,
-    /// A master's head was heard: [`run`] compares at once rather than at its next interval.
-    heard: tokio::sync::Notify,
-}
-
-impl LogWatch {
-    fn state(&self) -> MutexGuard<'_, State> {
-        crate::locks::lock(&self.state)
-    }
-
-    /// This device's log head as of the last time it was followed or signed (a copy).
-    pub fn head(&self) -> LogHead {
-        self.state().own.clone()
-    }
-
-    /// A master's heartbeat carried its signed head: checked at once, unless it is the one
-    /// heard last.
-    pub(crate) fn heard(&self, from: DeviceId, head: PushHead) {
-        let mut state = self.state();
-        if state.last_heard.as_ref() == Some(&head.signature) {
-            return;
-        }
-        state.last_heard = Some(head.signature.clone());
-        state.heard = Some((from, head));
-        drop(state);
-        self.heard.notify_one();
-    }
-
-    /// The signed head for the next heartbeat to all peers, once per signing.
-    pub(crate) fn to_send(&self) -> Option<PushHead> {
-        let mut state = self.state();
-        if !std::mem::take(&mut state.unsent) {
-            return None;
-        }
-        state.own.signed.clone()
-    }
-
-    /// The latest signed head (a REST peer hears heartbeats only in answers).
-    pub(crate) fn signed(&self) -> Option<PushHead> {
-        self.state().own.signed.clone()
-    }
-}
 
 /// Follows the log chain every [`SIGN_INTERVAL`], and as soon as the master's signed head is
 /// heard, until the node stops; `signer` signs the head while this device is the master.
@@ -359,8 +264,8 @@ async fn master_head(
 /// Why the log chain could not be followed this time (tried again at the next interval).
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    /// Following the chain on the blocking pool failed: SQLite, a panic, or the node is
-    /// stopping ([`DbError`](crate::db::DbError)).
+    /// Following the chain on the blocking pool failed: SQLite, or a panic
+    /// ([`DbError`](crate::db::DbError)).
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     /// A master could not write or sign the statement of its log head (its key failed to

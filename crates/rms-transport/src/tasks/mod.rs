@@ -4,8 +4,9 @@
 //!
 //! **Invariant:** a task writes only through the driver ([`Driver`]), reads only through [`Db`],
 //! and sees the sync state only through the driver's [`StatusCell`]. Tasks import the leaves
-//! (`input`, `status`, `db`, `clock`) and `net::trust`; nothing below imports a task, and no task
-//! imports another except the journal's signing, which starts the log watch with its signer.
+//! (`input`, `status`, `db`, `clock`, `log_head`), `net::trust`, and head office's client
+//! `net::dial`'s address checks; nothing below imports a task, and no task imports another except
+//! the journal's signing, which starts the log watch with its signer.
 
 use std::time::Duration;
 
