@@ -455,6 +455,97 @@ fn no_library_crate_has_a_module_circle() {
     );
 }
 
+/// rms-transport's layers, bottom first (its `lib.rs` and `docs/ARCHITECTURE.md`): a module may
+/// import its own layer and those below, never one above.
+const TRANSPORT_LAYERS: [&[&str]; 6] = [
+    &[
+        "clock",
+        "input",
+        "status",
+        "db",
+        "locks",
+        "log_head",
+        "sync_store",
+        "step",
+    ],
+    &["net"],
+    &["driver"],
+    &["tasks"],
+    &["node"],
+    &["api"],
+];
+
+/// The edges of `modules` that go up `layers` (a module's layer is that of its first segment;
+/// the crate root is above every layer).
+fn upward_edges(modules: &[(Vec<String>, String)], layers: &[&[&str]]) -> Vec<String> {
+    let layer = |path: &[String]| {
+        path.first()
+            .and_then(|top| layers.iter().position(|l| l.contains(&top.as_str())))
+    };
+    module_edges(modules)
+        .into_iter()
+        .filter_map(|(from, to)| {
+            let (a, b) = (&modules[from].0, &modules[to].0);
+            match (layer(a), layer(b)) {
+                (Some(below), Some(above)) if above > below => {
+                    Some(format!("{} -> {}", a.join("::"), b.join("::")))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn rms_transport_imports_only_down_its_layers() {
+    // Proves the layering of issue #28 (leaves, net, driver, tasks, node, api): the driver knows no
+    // task, no task knows the node, nothing below the API knows it. Every module is in a layer.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/rms-transport/src");
+    let modules = crate_modules(&src);
+    let unplaced: Vec<String> = modules
+        .iter()
+        .filter_map(|(path, _)| path.first())
+        .filter(|top| !TRANSPORT_LAYERS.iter().any(|l| l.contains(&top.as_str())))
+        .cloned()
+        .collect();
+    assert!(unplaced.is_empty(), "modules in no layer: {unplaced:?}");
+    let up = upward_edges(&modules, &TRANSPORT_LAYERS);
+    assert!(up.is_empty(), "imports up the layers:\n{}", up.join("\n"));
+}
+
+#[test]
+fn the_layer_rule_finds_an_import_up() {
+    // Proves: the rule above can fail (a leaf reaching a task, the driver reaching the API), and
+    // passes imports down or within a layer.
+    let module = |path: &str, text: &str| {
+        let path = path
+            .split("::")
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (path, text.to_owned())
+    };
+    let modules = [
+        module("", "mod input; mod driver; mod tasks; mod api;"),
+        module("input", "use crate::tasks::journal::Signer;"),
+        module(
+            "driver",
+            "use crate::input::Input;\nfn f() { crate::api::routes() }",
+        ),
+        module("tasks", "mod journal;"),
+        module(
+            "tasks::journal",
+            "use crate::input::Input;\nuse super::Handles;",
+        ),
+        module("api", "use crate::tasks::journal;\nuse crate::driver;"),
+    ];
+    let layers: [&[&str]; 4] = [&["input"], &["driver"], &["tasks"], &["api"]];
+    assert_eq!(
+        upward_edges(&modules, &layers),
+        ["input -> tasks::journal", "driver -> api"]
+    );
+}
+
 #[test]
 fn the_circle_rule_finds_a_circle() {
     // Proves: the rule above can fail: on a direct circle, on one through a `super::` path, on one
