@@ -513,31 +513,33 @@ fn rms_transport_imports_only_down_its_layers() {
     assert!(up.is_empty(), "imports up the layers:\n{}", up.join("\n"));
 }
 
+/// A module of a probe crate: its path (`a::b`; empty for the root) and its text.
+fn probe(path: &str, text: &str) -> (Vec<String>, String) {
+    let path = path
+        .split("::")
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (path, text.to_owned())
+}
+
 #[test]
 fn the_layer_rule_finds_an_import_up() {
     // Proves: the rule above can fail (a leaf reaching a task, the driver reaching the API), and
     // passes imports down or within a layer.
-    let module = |path: &str, text: &str| {
-        let path = path
-            .split("::")
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect();
-        (path, text.to_owned())
-    };
     let modules = [
-        module("", "mod input; mod driver; mod tasks; mod api;"),
-        module("input", "use crate::tasks::journal::Signer;"),
-        module(
+        probe("", "mod input; mod driver; mod tasks; mod api;"),
+        probe("input", "use crate::tasks::journal::Signer;"),
+        probe(
             "driver",
             "use crate::input::Input;\nfn f() { crate::api::routes() }",
         ),
-        module("tasks", "mod journal;"),
-        module(
+        probe("tasks", "mod journal;"),
+        probe(
             "tasks::journal",
             "use crate::input::Input;\nuse super::Handles;",
         ),
-        module("api", "use crate::tasks::journal;\nuse crate::driver;"),
+        probe("api", "use crate::tasks::journal;\nuse crate::driver;"),
     ];
     let layers: [&[&str]; 4] = [&["input"], &["driver"], &["tasks"], &["api"]];
     assert_eq!(
@@ -551,39 +553,31 @@ fn the_circle_rule_finds_a_circle() {
     // Proves: the rule above can fail: on a direct circle, on one through a `super::` path, on one
     // through a `{...}` group, and on one hidden behind a re-export of the crate root; and that a
     // child using its parent is no circle.
-    let module = |path: &str, text: &str| {
-        let path = path
-            .split("::")
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect();
-        (path, text.to_owned())
-    };
     let circle = [
-        module("", "pub use b::Thing;\nmod a;\nmod b;\nmod net;"),
-        module("a", "use crate::Thing;"),
-        module("b", "use crate::net::{dial::Dialer, link};"),
-        module("net", "mod dial;\nmod link;"),
-        module("net::dial", "use super::link::Peer;"),
-        module("net::link", "use crate::a::helper;"),
+        probe("", "pub use b::Thing;\nmod a;\nmod b;\nmod net;"),
+        probe("a", "use crate::Thing;"),
+        probe("b", "use crate::net::{dial::Dialer, link};"),
+        probe("net", "mod dial;\nmod link;"),
+        probe("net::dial", "use super::link::Peer;"),
+        probe("net::link", "use crate::a::helper;"),
     ];
     assert_eq!(
         crate_circles(&circle),
         ["a <-> b <-> net::dial <-> net::link"]
     );
     let two = [
-        module("", "mod a;\nmod b;"),
-        module("a", "fn f() { crate::b::g() }"),
-        module("b", "fn g() { super::a::f() }"),
+        probe("", "mod a;\nmod b;"),
+        probe("a", "fn f() { crate::b::g() }"),
+        probe("b", "fn g() { super::a::f() }"),
     ];
     assert_eq!(crate_circles(&two), ["a <-> b"]);
     let tree = [
-        module("", "mod net;"),
-        module(
+        probe("", "mod net;"),
+        probe(
             "net",
             "mod dial;\npub use dial::Dialer;\nfn f() { dial::g() }",
         ),
-        module(
+        probe(
             "net::dial",
             "use super::Shared;\n// crate::net::other is only a comment",
         ),
