@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod db;
 pub mod hq;
+pub mod tls;
 /// A throwaway PostgreSQL cluster per test.
 pub use rms_hq::cluster as pg;
 

@@ -1,6 +1,7 @@
 //! The driver's inputs and the handle that queues them: the leaf that links, the connector, the
 //! background tasks and the API share with the driver thread, so that none of them imports
-//! another. It imports nothing of this crate.
+//! another. Of this crate it imports only the leaf that rate-limits refusals and alarms
+//! ([`crate::audit_gate`]): every one of them passes it here, on its way to the audit log.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
@@ -9,6 +10,8 @@ use rms_storage::StorageError;
 use rms_storage::local::{Command, Recorded};
 use rms_sync::{HandoverError, Message, Verdict};
 use tokio::sync::oneshot;
+
+use crate::audit_gate::{AuditGate, Subject};
 
 /// A link's number in the driver's table of links.
 pub type LinkId = u64;
@@ -184,21 +187,78 @@ pub struct LocalDone {
 #[derive(Clone, Debug)]
 pub struct Driver {
     tx: SyncSender<Input>,
+    gate: std::sync::Arc<AuditGate>,
 }
 
 impl Driver {
     /// Queues an input; false if the driver is gone or overloaded (the input is dropped, which
     /// the protocol tolerates for network messages).
+    /// A refusal or an alarm ([`Input::LinkRefused`], [`Input::DeviceRefused`],
+    /// [`Input::Alarm`]) beyond its rate limit ([`crate::audit_gate`]) is not queued, and counts
+    /// as handled.
     pub fn send(&self, input: Input) -> bool {
+        self.queue(input) != Queued::Dropped
+    }
+
+    /// Queues a refusal or an alarm; whether it will be audited (false when its rate limit
+    /// held it back, or the driver is busy or gone).
+    pub fn audit(&self, input: Input) -> bool {
+        self.queue(input) == Queued::Waiting
+    }
+
+    /// The rate limits of refusals and alarms, and what they held back.
+    pub fn audit_gate(&self) -> &AuditGate {
+        &self.gate
+    }
+
+    fn queue(&self, input: Input) -> Queued {
+        if !self.admits(&input) {
+            return Queued::Gated;
+        }
         match self.tx.try_send(input) {
-            Ok(()) => true,
+            Ok(()) => Queued::Waiting,
             Err(TrySendError::Full(_)) => {
                 log::warn!("the sync driver is overloaded; an input was dropped");
-                false
+                Queued::Dropped
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(_)) => Queued::Dropped,
         }
     }
+
+    /// Whether the gate lets `input` through: every input that is not a refusal or an alarm,
+    /// and those within their rate limits.
+    fn admits(&self, input: &Input) -> bool {
+        match input {
+            Input::LinkRefused { from, why, .. } => {
+                let subject = from.map_or(Subject::Node, Subject::Device);
+                self.gate.admit(why, &[subject])
+            }
+            Input::DeviceRefused(refusal) => {
+                let certificate = Subject::Certificate(refusal.fingerprint);
+                match refusal.address.parse::<std::net::SocketAddr>() {
+                    Ok(address) => {
+                        let source = Subject::Source(address.ip());
+                        self.gate
+                            .admit(refusal.why.as_str(), &[certificate, source])
+                    }
+                    Err(_) => self.gate.admit(refusal.why.as_str(), &[certificate]),
+                }
+            }
+            Input::Alarm { why, .. } => self.gate.admit(why, &[Subject::Node]),
+            _ => true,
+        }
+    }
+}
+
+/// What became of an input given to [`Driver::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// In the driver's queue.
+    Waiting,
+    /// A refusal or an alarm beyond its rate limit: counted, not written.
+    Gated,
+    /// The driver is overloaded or gone.
+    Dropped,
 }
 
 impl Driver {
@@ -259,5 +319,6 @@ impl std::fmt::Debug for Input {
 /// [`Driver`] while the thread starts.
 pub fn channel() -> (Driver, Receiver<Input>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_MAX);
-    (Driver { tx }, rx)
+    let gate = std::sync::Arc::default();
+    (Driver { tx, gate }, rx)
 }

@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit_gate;
 pub mod clock;
 pub mod db;
 mod driver;

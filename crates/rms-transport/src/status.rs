@@ -49,6 +49,35 @@ pub struct Metrics {
     /// or the pushes that arrived together and share one commit; log entries on a client), commit
     /// included.
     pub apply: Latency,
+    /// Work refused to keep the node within its limits (issue #29).
+    pub refused: Refusals,
+}
+
+/// Work a node refused to stay within its limits, counted since it started (cheap to clone:
+/// clones share the counts).
+#[derive(Debug, Default, Clone)]
+pub struct Refusals {
+    /// Store-port connections closed as they were accepted: their source, or every source
+    /// together, held all the slots it may (`api::slots`).
+    pub connections: Count,
+    /// REST exchanges refused because their device had as many in flight as it may.
+    pub exchanges: Count,
+}
+
+/// A counter shared by its clones.
+#[derive(Debug, Default, Clone)]
+pub struct Count(Arc<std::sync::atomic::AtomicU64>);
+
+impl Count {
+    /// Counts one more.
+    pub fn add(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// What the REST handlers show of the sync state, refreshed after every input.

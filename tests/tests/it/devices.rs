@@ -502,48 +502,6 @@ fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syn
     assert_eq!(join(&late, &code, &peer), "pairing_used");
 }
 
-/// Accepts whatever certificate the server shows (the test checks the server, not the client),
-/// but verifies its handshake signatures as a real client would.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// Connects to `port` with `config`, asks for `/api/v1/health` and returns what came back
 /// before the connection ended or failed (empty: refused before any HTTP).
 fn http_over_tls(port: u16, config: rustls::ClientConfig) -> Vec<u8> {
@@ -586,7 +544,9 @@ fn the_store_port_refuses_tls_1_2_clients_without_a_certificate_and_borrowed_cer
             .with_protocol_versions(versions)
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(Arc::clone(&provider))))
+            .with_custom_certificate_verifier(Arc::new(rms_tests::tls::AnyServer(Arc::clone(
+                &provider,
+            ))))
     };
     // The control: TLS 1.3 with a certificate and its key is answered (403: nobody trusts it).
     let control = builder(&[&rustls::version::TLS13])

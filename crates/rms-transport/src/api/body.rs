@@ -1,5 +1,9 @@
-//! Request bodies: JSON behind a size limit, decoded with errors that name the field.
+//! Request bodies: JSON behind a size limit and a time limit, decoded with errors that name the
+//! field.
 
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use warp::Filter;
 use warp::hyper::body::Bytes;
@@ -9,9 +13,56 @@ use super::error::ApiError;
 /// Largest JSON request body, in bytes (SPEC §8). Larger bodies are refused with 413.
 pub const BODY_BYTES_MAX: u64 = 1024 * 1024;
 
-/// The raw body, refused with 413 past [`BODY_BYTES_MAX`].
+/// A request's body must arrive whole this soon after its headers, or the request is answered
+/// `408 body_timeout` and its connection closed (issue #29): a request parked half-sent cannot
+/// hold a connection slot, nor wait across a revocation for an answer.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The body did not arrive within [`BODY_READ_TIMEOUT`].
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl warp::reject::Reject for BodyTimedOut {}
+
+/// The body stream failed (the peer reset the connection, or sent a malformed chunk).
+#[derive(Debug)]
+pub struct BodyFailed;
+
+impl warp::reject::Reject for BodyFailed {}
+
+/// The raw body, refused with 413 past [`BODY_BYTES_MAX`] and 408 past [`BODY_READ_TIMEOUT`].
 pub fn limited() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
-    warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes())
+    warp::body::content_length_limit(BODY_BYTES_MAX)
+        .and(warp::body::stream())
+        .and_then(|stream| async move {
+            match tokio::time::timeout(BODY_READ_TIMEOUT, collect(stream)).await {
+                Ok(Ok(body)) => Ok(body),
+                Ok(Err(rejection)) => Err(rejection),
+                Err(_) => Err(warp::reject::custom(BodyTimedOut)),
+            }
+        })
+}
+
+/// The whole body, at most [`BODY_BYTES_MAX`] bytes (the length limit above checked the
+/// declared length; this checks what came).
+async fn collect<B: warp::Buf>(
+    stream: impl Stream<Item = Result<B, warp::Error>>,
+) -> Result<Bytes, warp::Rejection> {
+    let mut stream = std::pin::pin!(stream);
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyFailed))?;
+        if (body.len() + chunk.remaining()) as u64 > BODY_BYTES_MAX {
+            return Err(warp::reject::custom(BodyFailed));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            body.extend_from_slice(piece);
+            let taken = piece.len();
+            chunk.advance(taken);
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Decodes a JSON body. Syntax errors, unknown fields, missing fields and wrong types are 400

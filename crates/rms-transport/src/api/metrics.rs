@@ -45,6 +45,8 @@ pub struct Scrape {
     pub feed_subscribers: usize,
     /// The head-office uplink, when configured.
     pub uplink: Option<crate::tasks::hq::UplinkStatus>,
+    /// Refusals and alarms the audit gate did not write (`crate::audit_gate`).
+    pub audit_suppressed: u64,
     pub now_ms: u64,
 }
 
@@ -69,6 +71,7 @@ pub fn render(scrape: &Scrape, metrics: &Metrics) -> Result<String, std::fmt::Er
     register_state(&mut registry, scrape);
     register_log(&mut registry, scrape);
     register_latency(&mut registry, metrics);
+    register_refused(&mut registry, scrape, metrics);
     if let Some(uplink) = &scrape.uplink {
         register_uplink(&mut registry, uplink, scrape.now_ms);
     }
@@ -180,6 +183,30 @@ fn register_latency(registry: &mut Registry, metrics: &Metrics) {
     );
 }
 
+/// What the node refused to stay within its limits (issue #29).
+fn register_refused(registry: &mut Registry, scrape: &Scrape, metrics: &Metrics) {
+    let counters = [
+        (
+            "rms_audit_suppressed",
+            "Refusals and alarms not written to the audit log: beyond their rate limit",
+            scrape.audit_suppressed,
+        ),
+        (
+            "rms_connections_refused",
+            "Store-port connections closed at accept: their source had all the slots it may",
+            metrics.refused.connections.get(),
+        ),
+        (
+            "rms_exchanges_refused",
+            "REST exchanges refused: their device had as many in flight as it may",
+            metrics.refused.exchanges.get(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        registry.register(name, help, ConstCounter::new(value));
+    }
+}
+
 /// The head-office uplink's gauges and counters (issue #15).
 fn register_uplink(registry: &mut Registry, uplink: &crate::tasks::hq::UplinkStatus, now_ms: u64) {
     let seconds_since =
@@ -247,6 +274,7 @@ mod tests {
                 lag_entries: 7,
                 ..Default::default()
             }),
+            audit_suppressed: 5,
             now_ms: 0,
         }
     }
@@ -257,6 +285,7 @@ mod tests {
         metrics.apply.observe(Duration::from_micros(300));
         metrics.apply.observe(Duration::from_millis(20));
         metrics.apply.observe(Duration::from_secs(9));
+        metrics.refused.exchanges.add();
         let text = render(&scrape(), &metrics).expect("renders");
         for line in [
             "rms_role{role=\"client\"} 1",
@@ -271,6 +300,8 @@ mod tests {
             "rms_apply_seconds_count 3",
             "rms_hq_uplink_active 1",
             "rms_hq_uplink_lag_entries 7",
+            "rms_audit_suppressed_total 5",
+            "rms_exchanges_refused_total 1",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");

@@ -11,19 +11,23 @@ mod error;
 mod metrics;
 mod sales;
 mod server;
+mod slots;
 mod status;
 mod store_port;
 mod sync;
 
-pub use body::BODY_BYTES_MAX;
+pub use body::{BODY_BYTES_MAX, BODY_READ_TIMEOUT};
 pub(crate) use devices::RemoteAddr;
 pub use error::ApiError;
 pub use server::{bind, serve};
+pub use slots::{UNPROVEN_MAX, UNPROVEN_PER_SOURCE_MAX};
 pub(crate) use status::status_snapshot;
 pub use store_port::serve_store;
+pub use sync::{EXCHANGE_ANSWER_BYTES_MAX, EXCHANGES_IN_FLIGHT_PER_DEVICE};
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
@@ -195,23 +199,33 @@ fn sync_pull(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + C
 }
 
 fn sync_exchange(node: &Node) -> impl Filter<Extract = Route, Error = Rejection> + Clone + use<> {
+    let in_flight = Arc::new(sync::InFlight::default());
     warp::path!("sync" / "exchange")
         .and(warp::post())
         .and(with_node(node))
         .and(body::limited())
-        .and_then(|node, body| answer(sync::sync_exchange(node, body, None)))
+        .and_then(move |node, body| {
+            answer(sync::sync_exchange(
+                node,
+                body,
+                None,
+                Arc::clone(&in_flight),
+            ))
+        })
 }
 
 /// The routes of the store port besides the link upgrade: the REST sync fallback, for a device
 /// the store port admitted (`store_port::Admitted`, set on the request before it gets here).
 pub(crate) fn store_routes(node: Node) -> warp::filters::BoxedFilter<(Response,)> {
+    let in_flight = Arc::new(sync::InFlight::default());
     warp::path!("api" / "v1" / "sync" / "exchange")
         .and(warp::post())
         .and(with_node(&node))
         .and(warp::ext::get::<Admitted>())
         .and(body::limited())
-        .and_then(|node, admitted: Admitted, body| {
-            answer(sync::sync_exchange(node, body, Some(admitted.0)))
+        .and_then(move |node, admitted: Admitted, body| {
+            let in_flight = Arc::clone(&in_flight);
+            answer(sync::sync_exchange(node, body, Some(admitted.0), in_flight))
         })
         .recover(recover)
         .unify()
@@ -368,6 +382,21 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "payload_too_large",
             format!("the body is larger than {} bytes", body::BODY_BYTES_MAX),
         )
+    } else if rejection.find::<body::BodyTimedOut>().is_some() {
+        let message = format!(
+            "the body did not arrive within {:?} of the headers",
+            body::BODY_READ_TIMEOUT
+        );
+        let mut response =
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).into_response();
+        // The connection's reads are half-done: it is closed, not reused.
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
+        );
+        return Ok(response);
+    } else if rejection.find::<body::BodyFailed>().is_some() {
+        ApiError::bad_request("bad_body", "the body could not be read whole")
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(
             StatusCode::LENGTH_REQUIRED,

@@ -82,12 +82,19 @@ pub(crate) async fn accept(
     permits: &Arc<Semaphore>,
 ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     let permit = Arc::clone(permits).acquire_owned().await.ok()?;
+    let (stream, address) = accept_one(listener).await?;
+    Some((stream, address, permit))
+}
+
+/// Accepts a connection, with `TCP_NODELAY`; `None` when accepting failed (out of file
+/// descriptors, say), after a short wait: the caller tries again.
+pub(crate) async fn accept_one(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
         Ok((stream, address)) => {
             if let Err(err) = stream.set_nodelay(true) {
                 log::debug!("cannot set TCP_NODELAY: {err}");
             }
-            Some((stream, address, permit))
+            Some((stream, address))
         }
         Err(err) => {
             // Wait a little rather than spin.

@@ -278,6 +278,7 @@ pub async fn metrics(node: Node) -> Result<Response, ApiError> {
         role_changes,
         feed_subscribers: node.feed_subscribers(),
         uplink: node.uplink(),
+        audit_suppressed: node.driver().audit_gate().suppressed(),
         now_ms,
     };
     let text = super::metrics::render(&scrape, &status.metrics)

@@ -10,14 +10,14 @@
 //!   TLS session (`rms_security::proof`) while the upgrade window is open, and the trust it gets is an
 //!   event of the master log like any other; else it is listed as pending and refused.
 //! - Every refusal is audited (an alarm when a certificate claims a device id that is not its
-//!   own, or a revoked one comes back), at most once a minute per certificate and reason.
+//!   own, or a revoked one comes back), within the rate limits of [`crate::audit_gate`] per
+//!   certificate and per source address.
 //! - An unknown certificate never reads anything: the refusal comes before any route.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -27,13 +27,13 @@ use rms_domain::{DeviceId, Fingerprint, TrustState};
 use rms_storage::StorageError;
 use rms_storage::local::Command;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use warp::http::{Request, StatusCode};
 use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
-use super::server::{self, CONNECTIONS_MAX};
+use super::server;
+use super::slots::Slots;
 use crate::input::NodeError;
 use crate::input::{DeviceRefusal, Input, Refused};
 use crate::net::wire::Peer;
@@ -41,15 +41,10 @@ use crate::node::Node;
 use rms_security::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
 use rms_security::tls::{self, Trusted};
 
-/// A connection must complete its TLS handshake this soon.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The same refusal of the same certificate is audited at most this often.
-const REFUSAL_AUDIT_EVERY_MS: u64 = 60_000;
-/// Refusals remembered for [`REFUSAL_AUDIT_EVERY_MS`]; beyond it the memory starts over.
-const REFUSALS_REMEMBERED_MAX: usize = 1024;
-/// Refusals audited per minute in all (each is a write on the driver, beside the sales): a flood
-/// of new certificates is logged at debug, not written.
-const REFUSALS_AUDITED_PER_MINUTE_MAX: u32 = 60;
+/// A connection must complete its TLS handshake this soon (a device on the store's network
+/// takes milliseconds; a bystander's idle connection holds its slot no longer), and then send
+/// each request's headers this soon.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Who connected: what the TLS handshake established.
 #[derive(Debug, Clone, Copy)]
@@ -77,53 +72,58 @@ async fn serve_tls(
     acceptor: TlsAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let port = Arc::new(StorePort {
-        node,
-        refusals: Mutex::default(),
-    });
+    let port = Arc::new(StorePort { node });
     let routes = warp::service(super::store_routes(port.node.clone()));
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let slots = Arc::new(Slots::default());
+    let refused = port.node.status().metrics.refused.connections.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = server::http_builder(HANDSHAKE_TIMEOUT).http1_only();
     tokio::pin!(shutdown);
     loop {
-        let (stream, address, permit) = tokio::select! {
+        let (stream, address) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = server::accept(&listener, &permits) => match accepted {
+            accepted = server::accept_one(&listener) => match accepted {
                 Some(accepted) => accepted,
                 None => continue,
             },
+        };
+        // Never wait for a slot: a flood is turned away at once, and the accept loop keeps
+        // taking the connections of the store's own devices.
+        let Some(slot) = slots.take(address.ip()) else {
+            refused.add();
+            log::debug!("closed a connection from {address}: its source holds all its slots");
+            continue;
         };
         let (acceptor, port, routes) = (acceptor.clone(), Arc::clone(&port), routes.clone());
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         // The handshake runs in the connection's task: a slow one cannot hold the accept loop.
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-            let stream = match handshake.await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    log::info!("a TLS handshake from {address} failed: {err}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let (_, session) = stream.get_ref();
-            let fingerprint = tls::peer_fingerprint(session.peer_certificates());
-            let exporter = proof::exporter(session);
-            let (Some(fingerprint), Some(exporter)) = (fingerprint, exporter) else {
+            let Some((stream, connection)) = handshake(&acceptor, stream, address).await else {
                 return;
             };
-            let connection = Connection {
-                fingerprint,
-                exporter,
-                address,
-            };
+            let mut slot = slot;
+            let book = port.node.trust().clone();
+            if book.is_trusted(&connection.fingerprint) {
+                slot.prove();
+            }
             let service = StorePort::service(port, connection, routes);
             let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(serving.into_owned()).await {
-                log::debug!("a store-port connection ended: {err}");
+            let serving = watcher.watch(serving.into_owned());
+            // Revocation closes every door: the connection of a certificate that stops being
+            // trusted is dropped with whatever request it has in flight (no answer is sent).
+            tokio::select! {
+                served = serving => {
+                    if let Err(err) = served {
+                        log::debug!("a store-port connection ended: {err}");
+                    }
+                }
+                () = book.lost(connection.fingerprint) => log::warn!(
+                    "closed a store-port connection of {} from {address}: its certificate is \
+                     no longer trusted",
+                    connection.fingerprint.short()
+                ),
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -135,35 +135,40 @@ async fn serve_tls(
     }
 }
 
+/// The TLS handshake of a connection from `address`, within [`HANDSHAKE_TIMEOUT`], and what it
+/// established; `None` if it failed, timed out, or showed no certificate.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    address: SocketAddr,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Connection,
+)> {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            log::info!("a TLS handshake from {address} failed: {err}");
+            return None;
+        }
+        Err(_) => {
+            log::debug!("a TLS handshake from {address} timed out");
+            return None;
+        }
+    };
+    let (_, session) = stream.get_ref();
+    let fingerprint = tls::peer_fingerprint(session.peer_certificates())?;
+    let exporter = proof::exporter(session)?;
+    let connection = Connection {
+        fingerprint,
+        exporter,
+        address,
+    };
+    Some((stream, connection))
+}
+
 struct StorePort {
     node: Node,
-    /// When each (certificate, reason) was last audited, and the minute's count of all.
-    refusals: Mutex<Refusals>,
-}
-
-#[derive(Debug, Default)]
-struct Refusals {
-    last: HashMap<(Fingerprint, Refused), u64>,
-    minute_started_ms: u64,
-    this_minute: u32,
-}
-
-impl Refusals {
-    /// Whether a refusal of `key` at `now_ms` is to be audited.
-    fn due(&mut self, key: (Fingerprint, Refused), now_ms: u64) -> bool {
-        if self.last.len() >= REFUSALS_REMEMBERED_MAX {
-            self.last.clear();
-        }
-        let last = self.last.insert(key, now_ms);
-        if last.is_some_and(|at| now_ms.saturating_sub(at) < REFUSAL_AUDIT_EVERY_MS) {
-            return false;
-        }
-        if now_ms.saturating_sub(self.minute_started_ms) >= 60_000 {
-            (self.minute_started_ms, self.this_minute) = (now_ms, 0);
-        }
-        self.this_minute += 1;
-        self.this_minute <= REFUSALS_AUDITED_PER_MINUTE_MAX
-    }
 }
 
 impl StorePort {
@@ -199,9 +204,14 @@ impl StorePort {
                     port.upgrade_link(&mut request, connection, device)
                 } else {
                     request.extensions_mut().insert(super::Admitted(device));
-                    tower_service::Service::call(&mut routes, request)
+                    let answer = tower_service::Service::call(&mut routes, request)
                         .await
-                        .unwrap_or_else(|never| match never {})
+                        .unwrap_or_else(|never| match never {});
+                    // An answer goes only to a certificate still trusted when it is ready.
+                    if let Some(refused) = port.no_longer_admitted(&connection, device) {
+                        return Ok(refused);
+                    }
+                    answer
                 };
                 response.headers_mut().extend(answer_headers);
                 Ok(response)
@@ -246,6 +256,22 @@ impl StorePort {
             }
         }
         Ok((device, answer))
+    }
+
+    /// `None` if the certificate admitted for `device` at a request's start still is, now that
+    /// its answer is ready (not revoked meanwhile, nor bound to another id); else the refusal to
+    /// send instead (the connection closes after it). A certificate the list dropped for
+    /// another reason (a truncation undid its trust) is closed by [`crate::net::trust::TrustBook::lost`].
+    fn no_longer_admitted(&self, connection: &Connection, device: DeviceId) -> Option<Response> {
+        match self.node.trust().entry(&connection.fingerprint) {
+            Some(entry) if entry.state == TrustState::Revoked => {
+                Some(self.refuse(connection, Some(device), Refused::Revoked, None))
+            }
+            Some(entry) if entry.state == TrustState::Trusted && entry.device_id != device => {
+                Some(self.refuse(connection, Some(device), Refused::DeviceIdMismatch, None))
+            }
+            _ => None,
+        }
     }
 
     /// An unknown certificate: trusted on first use if it proves the store key for a device id
@@ -373,7 +399,7 @@ impl StorePort {
         response
     }
 
-    /// Refuses a certificate: audited (once a minute per certificate and reason), and for an
+    /// Refuses a certificate: audited (within [`crate::audit_gate`]'s limits), and for an
     /// unknown one, listed as pending.
     fn refuse(
         &self,
@@ -407,21 +433,17 @@ impl StorePort {
         pending_name: Option<String>,
         message: String,
     ) -> Response {
-        let now_ms = self.node.now_ms();
-        let due = {
-            let mut refusals = crate::locks::lock(&self.refusals);
-            refusals.due((connection.fingerprint, why), now_ms)
-        };
-        if due {
-            self.node.driver().send(Input::DeviceRefused(DeviceRefusal {
+        let audited = self
+            .node
+            .driver()
+            .audit(Input::DeviceRefused(DeviceRefusal {
                 fingerprint: connection.fingerprint,
                 claimed,
                 address: connection.address.to_string(),
                 why,
                 pending_name,
             }));
-        }
-        let level = if due {
+        let level = if audited {
             log::Level::Warn
         } else {
             log::Level::Debug

@@ -5,11 +5,14 @@ use rms_domain::{DeviceId, ValidationError};
 use rms_storage::events;
 use rms_sync::ErrorCode;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
-use warp::reply::Response;
+use warp::reply::{Reply, Response};
 
 use super::body;
 use super::error::ApiError;
@@ -132,6 +135,7 @@ pub async fn sync_exchange(
     node: Node,
     body: Bytes,
     bound: Option<DeviceId>,
+    in_flight: Arc<InFlight>,
 ) -> Result<Response, ApiError> {
     let exchange: Exchange = body::decode(&body)?;
     let from = peer_id(&node, exchange.device_id)?;
@@ -157,15 +161,106 @@ pub async fn sync_exchange(
         );
         return Err(ApiError::invalid(ValidationError::new("messages", message)));
     }
-    let mut answers = Vec::new();
-    for message in exchange.messages {
-        answers.extend(node.exchange(from, message).await?);
-    }
-    // Each exchange answers with a heartbeat; one is enough, and it goes first, so that the
-    // asker knows who answers before it reads the rest (a link must introduce itself first).
+    let Some(_turn) = in_flight.enter(from) else {
+        node.status().metrics.refused.exchanges.add();
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_exchanges",
+            format!(
+                "at most {EXCHANGES_IN_FLIGHT_PER_DEVICE} exchanges of one device at once; \
+                 send the next when one is answered"
+            ),
+        ));
+    };
+    let answer = answer_exchange(&node, from, exchange.messages).await?;
+    Ok(warp::reply::with_header(answer, "content-type", "application/json").into_response())
+}
+
+/// What this node answers to `messages` from `from`, as the JSON body of the exchange's answer:
+/// `{"messages": [...]}`, this node's heartbeat first. Each answer is serialized as it comes,
+/// and once they reach [`EXCHANGE_ANSWER_BYTES_MAX`] the pulls left are not asked (their
+/// answers are the large ones: the device pulls again in its next exchange); the other
+/// messages still are, for they carry the device's writes.
+async fn answer_exchange(
+    node: &Node,
+    from: DeviceId,
+    messages: Vec<rms_sync::Message>,
+) -> Result<String, ApiError> {
     let is_heartbeat = |m: &rms_sync::Message| matches!(m, rms_sync::Message::Heartbeat { .. });
-    let heartbeat = answers.iter().rev().find(|m| is_heartbeat(m)).cloned();
-    answers.retain(|m| !is_heartbeat(m));
-    answers.splice(0..0, heartbeat);
-    Ok(json(StatusCode::OK, &json!({ "messages": answers })))
+    let mut heartbeat = None;
+    let mut answers = Vec::new();
+    let mut bytes = 0usize;
+    for message in messages {
+        if bytes >= EXCHANGE_ANSWER_BYTES_MAX && matches!(message, rms_sync::Message::Pull { .. }) {
+            continue;
+        }
+        for answer in node.exchange(from, message).await? {
+            // Each exchange answers with a heartbeat; one is enough, and it goes first, so
+            // that the asker knows who answers before it reads the rest (a link must
+            // introduce itself first).
+            if is_heartbeat(&answer) {
+                heartbeat = Some(answer);
+                continue;
+            }
+            let text = serde_json::to_string(&answer)
+                .map_err(|e| ApiError::internal(format!("cannot encode an answer: {e}")))?;
+            bytes += text.len();
+            answers.push(text);
+        }
+    }
+    let heartbeat = heartbeat
+        .map(|h| serde_json::to_string(&h))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("cannot encode the heartbeat: {e}")))?;
+    let all: Vec<String> = heartbeat.into_iter().chain(answers).collect();
+    Ok(format!("{{\"messages\":[{}]}}", all.join(",")))
+}
+
+/// REST exchanges one device may have in flight at once on this node; more are refused with
+/// `429 too_many_exchanges` (issue #29: the work one device makes the master do is bounded).
+pub const EXCHANGES_IN_FLIGHT_PER_DEVICE: usize = 2;
+
+/// The most an exchange's answer holds, in bytes of JSON, before its remaining pulls are left
+/// unanswered (see [`answer_exchange`]). One pull's answer is at most
+/// [`rms_sync::BATCH_BYTES_MAX`], so an answer stays under this plus one page: with
+/// [`EXCHANGES_IN_FLIGHT_PER_DEVICE`], what one device makes the master hold is bounded.
+pub const EXCHANGE_ANSWER_BYTES_MAX: usize = 1024 * 1024;
+
+/// The exchanges in flight, by device (shared by the store port's requests).
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashMap<DeviceId, usize>>);
+
+/// One exchange's turn: released when dropped.
+pub struct Turn<'a> {
+    in_flight: &'a InFlight,
+    device: DeviceId,
+}
+
+impl InFlight {
+    /// A turn for an exchange of `device`, or `None` if it has
+    /// [`EXCHANGES_IN_FLIGHT_PER_DEVICE`] in flight.
+    fn enter(&self, device: DeviceId) -> Option<Turn<'_>> {
+        let mut counts = crate::locks::lock(&self.0);
+        let count = counts.entry(device).or_default();
+        if *count >= EXCHANGES_IN_FLIGHT_PER_DEVICE {
+            return None;
+        }
+        *count += 1;
+        Some(Turn {
+            in_flight: self,
+            device,
+        })
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut counts = crate::locks::lock(&self.in_flight.0);
+        if let Some(count) = counts.get_mut(&self.device) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.device);
+            }
+        }
+    }
 }

@@ -24,6 +24,8 @@ use rms_security::tls::Trusted;
 #[derive(Debug, Clone)]
 pub struct TrustBook {
     inner: Arc<RwLock<Book>>,
+    /// Bumped at every [`TrustBook::replace`]: what [`TrustBook::lost`] waits on.
+    replaced: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ impl TrustBook {
         };
         TrustBook {
             inner: Arc::new(RwLock::new(book)),
+            replaced: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -84,7 +87,27 @@ impl TrustBook {
             .copied()
             .collect();
         book.list = list;
+        drop(book);
+        self.replaced.send_modify(|n| *n = n.wrapping_add(1));
         dropped
+    }
+
+    /// Completes when `fingerprint`, trusted now or later, stops being trusted (revoked, or
+    /// dropped by a truncation); never for a certificate that is never trusted. The store port
+    /// closes a connection when it does (issue #29: revocation closes every door).
+    pub(crate) async fn lost(&self, fingerprint: Fingerprint) {
+        // Subscribed before the first look: a replace between the two is not missed.
+        let mut replaced = self.replaced.subscribe();
+        let mut trusted = self.is_trusted(&fingerprint);
+        while replaced.changed().await.is_ok() {
+            let now = self.is_trusted(&fingerprint);
+            if trusted && !now {
+                return;
+            }
+            trusted = now;
+        }
+        // The book is gone (the node stopped): the connection is closed by the shutdown.
+        std::future::pending::<()>().await;
     }
 
     /// The trust list as of now (a copy).
