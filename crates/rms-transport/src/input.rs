@@ -114,7 +114,8 @@ pub enum Refused {
     DeviceIdMismatch,
     /// It claimed a device id that another trusted certificate holds.
     DeviceIdTaken,
-    /// Its pairing code was wrong, or the window expired, used or locked.
+    /// Its join was refused: the reason, for the log and audit (the joiner reads only
+    /// `pairing_refused`).
     Pairing(rms_security::pairing::PairingRefused),
     /// The master (or this device) refused the trust change it asked for.
     Trust(rms_domain::RejectReason),

@@ -343,6 +343,12 @@ fn a_revoked_device_is_cut_off_from_every_device_within_two_seconds_and_stays_ou
     );
     assert_eq!(three.get("/api/v1/products/soap").0, 404);
     assert!(!connected(&nodes[0]).contains(&json!(3)));
+    // Pairing does not bring it back, and tells it no more than it tells anyone.
+    let code = open_pairing(&nodes[0], 600);
+    assert_eq!(join(&three, &code, &nodes[0].sync_url), refused());
+    wait_for("device 1 audited why", DEADLINE, || {
+        pairing_reasons(&nodes[0]) == ["pairing_revoked"]
+    });
 }
 
 /// Copies a data directory made by the release before device certificates (`tests/fixtures`).
@@ -418,30 +424,49 @@ fn a_store_made_by_the_store_key_release_upgrades_without_losing_a_sale() {
     assert!(dirs[0].path().join("device-key.pem").exists());
 }
 
-/// Asks `joiner` (through its API) to join the store of the device at `peer` with `code`; the
-/// sponsor's refusal code, or `joined`.
+/// Asks `joiner` (through its API) to join the store of the device at `peer` with `code`:
+/// `joined`, or the joiner's error code and message.
 fn join(joiner: &NodeProcess, code: &str, peer: &str) -> String {
     let (status, answer) =
         joiner.post("/api/v1/pairing/join", &json!({"code": code, "peer": peer}));
     match status {
         200 => "joined".into(),
-        403 => {
-            let message = answer["message"].as_str().unwrap_or_default();
-            let code = message.rsplit('(').next().unwrap_or_default();
-            code.trim_end_matches(')').to_owned()
-        }
+        403 => format!("{}: {}", answer["error"], answer["message"]),
         other => panic!("join answered {other}: {answer}"),
     }
 }
 
+/// What every refused join reads on the joiner, whatever the sponsor's reason.
+fn refused() -> String {
+    let message = rms_transport::net::join::JoinError::CodeRefused.to_string();
+    format!("\"pairing_refused\": {}", json!(message))
+}
+
+/// The reasons `sponsor` audited for refusing joins (`why` of its `alarm` rows).
+fn pairing_reasons(sponsor: &NodeProcess) -> Vec<String> {
+    audit(sponsor, "alarm")
+        .iter()
+        .filter_map(|entry| entry["details"]["why"].as_str())
+        .filter(|why| why.starts_with("pairing_"))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn open_pairing(sponsor: &NodeProcess, ttl_seconds: u64) -> String {
+    open_pairing_until(sponsor, ttl_seconds).0
+}
+
+/// A pairing window's code, and when it closes (ms since the epoch, by the sponsor's clock).
+fn open_pairing_until(sponsor: &NodeProcess, ttl_seconds: u64) -> (String, u64) {
     let (status, answer) = sponsor.post("/api/v1/pairing", &json!({"ttl_seconds": ttl_seconds}));
     assert_eq!(status, 200, "{answer}");
-    answer["code"].as_str().unwrap().to_owned()
+    let closes_at = answer["expires_at"].as_str().unwrap();
+    let closes_at_ms = rms_domain::ms_from_rfc3339(closes_at).unwrap();
+    (answer["code"].as_str().unwrap().to_owned(), closes_at_ms)
 }
 
 #[test]
-fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syncs() {
+fn pairing_refuses_expired_foreign_and_used_codes_alike_and_a_right_one_syncs() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let one = start(dirs[0].path(), &args("1", &[], &[]));
     let soap = json!({"sku":"soap","name":"Soap","price_cents":120,"stock":10});
@@ -460,46 +485,56 @@ fn pairing_refuses_expired_foreign_reused_and_eleventh_codes_and_a_right_one_syn
     );
     let peer = one.sync_url.clone();
 
-    // Expired: a window of one second, tried with a wrong code until it says so.
-    let expiring = open_pairing(&one, 1);
-    wait_for("the window expired", DEADLINE, || {
-        join(&new, "AAAA-AAAA-AAAA", &peer) == "pairing_expired"
+    // Expired: a window of one second; the right code after it is refused, and only the
+    // sponsor's audit says why.
+    let (expiring, closes_at_ms) = open_pairing_until(&one, 1);
+    wait_for("the window's time to run out", DEADLINE, || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() > u128::from(closes_at_ms)
     });
-    assert_eq!(join(&new, &expiring, &peer), "pairing_expired");
+    assert_eq!(join(&new, &expiring, &peer), refused());
+    wait_for("the audited reason", DEADLINE, || {
+        pairing_reasons(&one) == ["pairing_expired"]
+    });
 
-    // Another sponsor's code, then wrong codes: the window locks at ten.
+    // Another sponsor's code, then wrong codes: refused alike, and the source waits.
     let code = open_pairing(&one, 600);
     let foreign = open_pairing(&two, 600);
-    assert_eq!(join(&new, &foreign, &peer), "pairing_wrong_code");
-    for _ in 1..10 {
-        assert_eq!(join(&new, "BBBB-CCCC-DDDD", &peer), "pairing_wrong_code");
-    }
-    assert_eq!(
-        join(&new, &code, &peer),
-        "pairing_locked",
-        "the 11th attempt"
-    );
+    assert_eq!(join(&new, &foreign, &peer), refused());
+    wait_for("the source waits", DEADLINE, || {
+        assert_eq!(join(&new, "BBBB-CCCC-DDDD", &peer), refused());
+        pairing_reasons(&one).contains(&"pairing_backoff".to_owned())
+    });
     assert_eq!(new.get("/api/v1/products/soap").0, 404);
 
-    // A fresh window: the right code, with the CLI, and the new device syncs.
-    let code = open_pairing(&one, 600);
-    let output = std::process::Command::new(rms_tests::node_binary())
-        .args(["join", &code, "--peer", &peer, "--url", &new.url])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    // The window survived: once the wait is over the right code, with the CLI, gets in, and
+    // the new device syncs.
+    wait_for("the right code gets in", DEADLINE, || {
+        let (joined, text) = rms_node(&["join", &code, "--peer", &peer, "--url", &new.url]);
+        assert!(joined || text.contains("rms-node pair"), "{text}");
+        joined
+    });
     wait_for("the new device syncs the catalogue", DEADLINE, || {
         new.get("/api/v1/products/soap").0 == 200
     });
     assert_eq!(state_of(&one, &fingerprint(&new)), "trusted");
     assert_eq!(state_of(&new, &fingerprint(&one)), "trusted");
 
-    // The code is used up: another device cannot join with it.
+    // The code is used up: another device cannot join with it, and is told no more.
     let late = NodeProcess::start(
         dirs[3].path(),
         &node_args("4", FAST, std::slice::from_ref(&peer)),
     );
-    assert_eq!(join(&late, &code, &peer), "pairing_used");
+    assert_eq!(join(&late, &code, &peer), refused());
+    let reasons = pairing_reasons(&one);
+    for why in [
+        "pairing_expired",
+        "pairing_wrong_code",
+        "pairing_backoff",
+        "pairing_used",
+    ] {
+        assert!(reasons.contains(&why.to_owned()), "{why} in {reasons:?}");
+    }
 }
 
 /// Connects to `port` with `config`, asks for `/api/v1/health` and returns what came back

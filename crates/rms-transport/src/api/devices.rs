@@ -276,7 +276,9 @@ pub async fn join(
             "store_of_its_own",
             err.to_string(),
         )),
-        Err(err @ (JoinError::Refused { .. } | JoinError::NotTheSponsor)) => Err(ApiError::new(
+        Err(
+            err @ (JoinError::CodeRefused | JoinError::Refused { .. } | JoinError::NotTheSponsor),
+        ) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "pairing_refused",
             err.to_string(),

@@ -38,6 +38,7 @@ use crate::input::NodeError;
 use crate::input::{DeviceRefusal, Input, Refused};
 use crate::net::wire::Peer;
 use crate::node::Node;
+use rms_security::pairing::{self, PairingRefused};
 use rms_security::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
 use rms_security::tls::{self, Trusted};
 
@@ -348,10 +349,11 @@ impl StorePort {
             .entry(&fingerprint)
             .is_some_and(|e| e.state == TrustState::Revoked)
         {
-            return self.refuse(connection, claimed, Refused::Revoked, None);
+            let revoked = Refused::Pairing(PairingRefused::Revoked);
+            return self.refuse(connection, claimed, revoked, None);
         }
-        let exporter = connection.exporter;
-        let attempt = node.pairing().attempt(node.now_ms(), |code| {
+        let (exporter, source) = (connection.exporter, connection.address.ip());
+        let attempt = node.pairing().attempt(node.now_ms(), source, |code| {
             proof::verify(code, Side::Dialer, &exporter, &fingerprint, device, given)
         });
         let code = match attempt {
@@ -400,7 +402,8 @@ impl StorePort {
     }
 
     /// Refuses a certificate: audited (within [`crate::audit_gate`]'s limits), and for an
-    /// unknown one, listed as pending.
+    /// unknown one, listed as pending. A refused join reads [`pairing::REFUSED_CODE`] and
+    /// [`pairing::REFUSED_MESSAGE`] whatever the reason: only the log and audit name it.
     fn refuse(
         &self,
         connection: &Connection,
@@ -419,7 +422,15 @@ impl StorePort {
             Refused::DeviceIdMismatch | Refused::DeviceIdTaken => {
                 "this device id belongs to another certificate".to_owned()
             }
-            Refused::Pairing(refused) => refused.to_string(),
+            Refused::Pairing(_) => {
+                // The reason goes to the log and audit (`refuse_with`), not to the joiner.
+                let mut response =
+                    self.refuse_with(connection, claimed, why, pending_name, String::new());
+                let (code, message) = (pairing::REFUSED_CODE, pairing::REFUSED_MESSAGE);
+                let one_answer = ApiError::new(StatusCode::FORBIDDEN, code, message);
+                *response.body_mut() = one_answer.into_response().into_body();
+                return response;
+            }
             Refused::Trust(reason) => format!("{} ({})", reason.describe(), reason.as_str()),
         };
         self.refuse_with(connection, claimed, why, pending_name, message)

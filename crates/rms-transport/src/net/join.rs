@@ -2,7 +2,7 @@
 //! store port. The code, its window and the proofs are `rms_security::pairing` and `proof`; the
 //! sponsor's side is the store port's (`api::store_port`).
 
-use rms_security::pairing::{CODE_CHARS, normalize};
+use rms_security::pairing::{CODE_CHARS, REFUSED_CODE, normalize};
 use rms_security::proof::{self, DEVICE_HEADER, PROOF_HEADER, Side};
 
 use crate::input::{Driver, NodeError};
@@ -32,11 +32,22 @@ pub enum JoinError {
     /// out.
     #[error("cannot reach the sponsor: {0}")]
     Dial(#[from] DialError),
-    /// The sponsor answered with an error (a status other than 200): no window open, a wrong
-    /// code, an expired, used or locked window, or a trust change its master refused.
+    /// The sponsor refused the code ([`REFUSED_CODE`]). It says no more, whatever the reason:
+    /// a wrong code, no window open, the window expired or used, or this address waiting after
+    /// wrong codes (`rms_security::pairing`).
+    #[error(
+        "the sponsor refused the code; it does not say why. Check the code; check that a \
+         pairing window is open on the sponsor (`rms-node pair` there) and has not expired (10 \
+         minutes unless --ttl) or been used by another device; after a wrong code, wait a few \
+         seconds before trying again"
+    )]
+    CodeRefused,
+    /// The sponsor answered with another error (a status other than 200): a request it could
+    /// not read, or, after the code, a device id another certificate holds or a trust change
+    /// its master refused.
     #[error("the sponsor refused: {message} ({code})")]
     Refused {
-        /// The sponsor's error code (its body's `error`, e.g. `pairing_wrong_code`), or
+        /// The sponsor's error code (its body's `error`, e.g. `device_id_taken`), or
         /// `refused` if the body had none.
         code: String,
         /// The sponsor's error message, for a person (`refused` if the body had none).
@@ -95,6 +106,9 @@ pub async fn join(
         dial::request_once(dialed, request, JOIN_ANSWER_BYTES_MAX).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if status != 200 {
+        if answer["error"] == REFUSED_CODE {
+            return Err(JoinError::CodeRefused);
+        }
         let text = |key: &str| answer[key].as_str().unwrap_or("refused").to_owned();
         return Err(JoinError::Refused {
             code: text("error"),
