@@ -1,5 +1,6 @@
 //! rms-hq: head office for a chain of rms stores, a stateless service in front of PostgreSQL
-//! (the `rms-hq` library crate), and the commands that register and revoke stores.
+//! (the `rms-hq` library crate), and the commands that register and revoke stores and clear a
+//! store's epoch fence.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ struct Cli {
 enum Command {
     /// Applies the schema's migrations and exits (the server applies them at start too).
     Migrate,
-    /// Registers, lists and revokes stores.
+    /// Registers, lists and revokes stores; clears a store's epoch fence.
     #[command(subcommand)]
     Stores(StoresCommand),
 }
@@ -55,6 +56,9 @@ enum StoresCommand {
     Revoke { store_id: i64 },
     /// Lists the stores with their uplink's state, as JSON.
     List,
+    /// Clears a store's epoch fence, so its real master's next batch is taken: after a stolen
+    /// token raised it. Recorded as an ingest error of kind `epoch_reset`.
+    ResetEpoch { store_id: i64 },
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:7880";
@@ -99,6 +103,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Stores(StoresCommand::Revoke { store_id })) => {
             stores::revoke(&db, store_id).await?;
             println!("store {store_id} revoked");
+            Ok(())
+        }
+        Some(Command::Stores(StoresCommand::ResetEpoch { store_id })) => {
+            match stores::reset_epoch(&db, store_id).await? {
+                Some(epoch) => println!(
+                    "store {store_id}: epoch fence cleared (it was term {}, master {})",
+                    epoch.term, epoch.master_id
+                ),
+                None => println!("store {store_id}: it had no epoch fence"),
+            }
             Ok(())
         }
         Some(Command::Stores(StoresCommand::List)) => {

@@ -1,13 +1,14 @@
-//! [`HqError`]: what a head-office call can fail with, and [`MalformedBatch`], why a batch is
-//! refused as malformed. It names nothing of this crate: every other module points down at it.
+//! [`HqError`]: what a head-office call can fail with, [`MalformedBatch`], why a batch is
+//! refused as malformed, and [`EpochOutOfRange`], why a batch's epoch is refused. It names
+//! nothing of this crate: every other module points down at it.
 
 use rms_domain::hq::{Cursor, UPLINK_ENTRIES_MAX};
-use rms_domain::{EventId, ValidationError};
+use rms_domain::{Epoch, EventId, ValidationError};
 
 /// What a head-office call can fail with. The API answers the first kinds (the caller's fault or
 /// a race it can resolve) with their own status, and every database fault `503 unavailable`, so
 /// the store retries: `Invalid` and `Malformed` are `422`, `CursorMoved` and `StaleEpoch` `409`
-/// with head office's cursor, `NotFound` `404`. A call that fails writes nothing: its
+/// with head office's cursor, `EpochOutOfRange` `409 epoch_out_of_range`, `NotFound` `404`. A call that fails writes nothing: its
 /// transaction is not committed.
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
@@ -43,6 +44,10 @@ pub enum HqError {
     /// A master of a greater epoch uplinks for this store; nothing was written.
     #[error("a newer master of this store uplinks to head office")]
     StaleEpoch(Cursor),
+    /// The batch claims an epoch above head office's fence by more than a real master can have
+    /// (`crate::fence`); nothing was written, and the refusal is recorded.
+    #[error(transparent)]
+    EpochOutOfRange(#[from] EpochOutOfRange),
     /// There is no such thing (`"store"`: an unknown store id, or for ingest a revoked store).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -112,6 +117,26 @@ pub enum MalformedBatch {
         /// Which: `head`, `catalog_version`, `since`, `event_id` or `master_seq`.
         field: &'static str,
     },
+}
+
+/// A batch's epoch that head office refuses to raise its fence to (`crate::fence`): its term is
+/// more than one above the greatest head office has seen for the store and more than
+/// `EPOCH_AHEAD_MAX_MS` ahead of head office's clock. Its text is the `message` of the API's
+/// `409 epoch_out_of_range` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "epoch {epoch} is out of range: a batch's term may be at most {term_max} (one above the \
+     greatest term head office has seen for this store, {}, or head office's clock in \
+     milliseconds plus the lead allowed)",
+    greatest.map_or_else(|| "none".to_owned(), |g| g.term.to_string())
+)]
+pub struct EpochOutOfRange {
+    /// The epoch the batch claimed.
+    pub epoch: Epoch,
+    /// Head office's fence: the greatest epoch it took a batch from (`None`: none yet).
+    pub greatest: Option<Epoch>,
+    /// The greatest term it would have taken.
+    pub term_max: u64,
 }
 
 /// tokio-postgres shows a server's error as "db error": show what the server said.

@@ -12,7 +12,8 @@
 //! master learns which by reading the cursor again.
 //!
 //! It drives the steps, which point down and never back at it: `batch` keys the entries,
-//! `projection` and `chains` work on the stored rows, `ingest_errors` records what they refuse.
+//! `fence` bounds the epoch a batch may bring, `projection` and `chains` work on the stored
+//! rows, `ingest_errors` records what they refuse.
 
 use std::collections::HashSet;
 
@@ -26,7 +27,7 @@ use tokio_postgres::types::Json;
 use crate::batch::{Row, key_rows, to_i64};
 use crate::db::Db;
 use crate::error::HqError;
-use crate::ingest_errors::record_error;
+use crate::ingest_errors::{record_error, record_refusal};
 
 /// An epoch as `hq_stores` holds it (jsonb), if any.
 fn epoch_of(value: Option<Value>) -> Result<Option<Epoch>, HqError> {
@@ -58,8 +59,28 @@ fn read_cursor(row: &tokio_postgres::Row) -> Result<Cursor, HqError> {
     })
 }
 
-/// Commits `batch` from `store_id`'s master, or writes nothing and says why.
+/// Commits `batch` from `store_id`'s master, or writes nothing and says why. A batch whose epoch
+/// is out of range (`crate::fence`) is recorded as an ingest error of kind
+/// `epoch_out_of_range` (at most once per
+/// [`crate::ingest_errors::REFUSALS_RECORDED_INTERVAL_MS`] and store; every
+/// one is logged).
 pub async fn ingest(
+    db: &Db,
+    store_id: i64,
+    batch: &IngestBatch<Box<RawValue>>,
+) -> Result<IngestAnswer, HqError> {
+    let result = commit_batch(db, store_id, batch).await;
+    if let Err(HqError::EpochOutOfRange(refused)) = &result {
+        log::warn!("store {store_id}: refused a batch: {refused}");
+        let message = refused.to_string();
+        if let Err(err) = record_refusal(db, store_id, "epoch_out_of_range", &message).await {
+            log::error!("store {store_id}: cannot record the refusal: {err}");
+        }
+    }
+    result
+}
+
+async fn commit_batch(
     db: &Db,
     store_id: i64,
     batch: &IngestBatch<Box<RawValue>>,
@@ -69,7 +90,7 @@ pub async fn ingest(
     let catalog_version = to_i64(batch.catalog_version, "catalog_version")?;
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
-    let (cursor, since) = start_at_cursor(&tx, store_id, batch).await?;
+    let (cursor, since, truncated) = start_at_cursor(&tx, store_id, batch).await?;
     let stored = store_rows(&tx, store_id, &rows).await?;
     let mut errors = (rows.len() - stored.len()) as u64;
     for row in rows.iter().filter(|r| !stored.contains(&r.key)) {
@@ -79,19 +100,9 @@ pub async fn ingest(
     errors += crate::projection::project(&tx, store_id, &rows, &stored).await?;
     errors += crate::chains::check(&tx, store_id, &rows, &stored).await?;
 
-    let (new_since, new_epoch, new_event) = match rows.last() {
-        Some(last) => (
-            last.master_seq,
-            Some(last.epoch),
-            Some(format!("{}-{}", last.key.0, last.key.1)),
-        ),
-        None => (
-            since,
-            batch.since_epoch,
-            batch.since_event.map(|e| e.to_string()),
-        ),
-    };
-    let max_epoch = cursor.max_epoch.map_or(batch.epoch, |m| m.max(batch.epoch));
+    let (new_since, new_epoch, new_event) = position_after(&rows, &cursor, since, batch, truncated);
+    let changes_log = !rows.is_empty() || truncated;
+    let max_epoch = crate::fence::after_batch(cursor.max_epoch, batch.epoch, changes_log);
     tx.execute(
         "UPDATE hq_stores SET cursor_seq = $2::int8, cursor_epoch = $3, max_epoch = $4,
                 store_head = $5::int8, catalog_version = $6, last_contact = now(),
@@ -103,7 +114,7 @@ pub async fn ingest(
             &store_id,
             &new_since,
             &new_epoch.map(serde_json::to_value).transpose()?,
-            &serde_json::to_value(max_epoch)?,
+            &max_epoch.map(serde_json::to_value).transpose()?,
             &head,
             &catalog_version,
             &new_event,
@@ -116,24 +127,59 @@ pub async fn ingest(
             since: u64::try_from(new_since).unwrap_or(0),
             since_epoch: new_epoch,
             since_event: new_event.and_then(|e| e.parse().ok()),
-            max_epoch: Some(max_epoch),
+            max_epoch,
         },
         stored: stored.len() as u64,
         errors,
     })
 }
 
-/// Locks the store's row and checks that `batch` starts where head office stands: at its
-/// cursor, or (a truncating batch) at a position it holds, after which it undoes what it holds.
-/// Returns the cursor as it was, and the batch's `since`.
+/// Where head office stands after `batch` (taken from `since`): its last entry, or where a
+/// truncation left it, or the cursor as it was.
+fn position_after(
+    rows: &[Row<'_>],
+    cursor: &Cursor,
+    since: i64,
+    batch: &IngestBatch<Box<RawValue>>,
+    truncated: bool,
+) -> (i64, Option<Epoch>, Option<String>) {
+    match rows.last() {
+        Some(last) => (
+            last.master_seq,
+            Some(last.epoch),
+            Some(format!("{}-{}", last.key.0, last.key.1)),
+        ),
+        // A truncation with nothing after it: head office now stands where the store says.
+        None if truncated => (
+            since,
+            batch.since_epoch,
+            batch.since_event.map(|e| e.to_string()),
+        ),
+        // A heartbeat, at the cursor: the cursor stays as it is (one that left out
+        // `since_event` would otherwise erase it, and the master's next batch, which names it,
+        // would never be at the cursor again).
+        None => (
+            since,
+            cursor.since_epoch,
+            cursor.since_event.map(|e| e.to_string()),
+        ),
+    }
+}
+
+/// Locks the store's row and checks that `batch` comes from a master head office may take (not
+/// older than its fence, and within `crate::fence`'s bound) and starts where head office
+/// stands: at its cursor, or (a truncating batch) at a position it holds, after which it undoes
+/// what it holds. Returns the cursor as it was, the batch's `since`, and whether it undid.
 async fn start_at_cursor(
     tx: &Transaction<'_>,
     store_id: i64,
     batch: &IngestBatch<Box<RawValue>>,
-) -> Result<(Cursor, i64), HqError> {
+) -> Result<(Cursor, i64, bool), HqError> {
+    // Head office's clock is its database's, the same for every replica.
     let row = tx
         .query_opt(
-            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event FROM hq_stores
+            "SELECT cursor_seq, cursor_epoch, max_epoch, cursor_event,
+                    (EXTRACT(EPOCH FROM now()) * 1000)::int8 FROM hq_stores
              WHERE store_id = $1 AND revoked_at IS NULL FOR UPDATE",
             &[&store_id],
         )
@@ -143,6 +189,12 @@ async fn start_at_cursor(
     if cursor.max_epoch.is_some_and(|max| batch.epoch < max) {
         return Err(HqError::StaleEpoch(cursor));
     }
+    let now_ms: i64 = row.get(4);
+    crate::fence::check(
+        cursor.max_epoch,
+        batch.epoch,
+        u64::try_from(now_ms).unwrap_or(0),
+    )?;
     let since = to_i64(batch.since, "since")?;
     let at_cursor = batch.since == cursor.since
         && batch.since_epoch == cursor.since_epoch
@@ -154,10 +206,11 @@ async fn start_at_cursor(
             return Err(HqError::CursorMoved(cursor));
         }
         undo_after(tx, store_id, since, batch.since_epoch).await?;
+        return Ok((cursor, since, true));
     } else if !at_cursor {
         return Err(HqError::CursorMoved(cursor));
     }
-    Ok((cursor, since))
+    Ok((cursor, since, false))
 }
 
 /// Whether head office holds the store's entry at `since` in `epoch` (position 0 always).

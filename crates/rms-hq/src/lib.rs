@@ -6,6 +6,8 @@
 //! - [`stores`]: stores, their tokens (stored hashed) and their uplink's state;
 //! - [`ingest`]: a store master's batch of master-log entries, exactly once, in one transaction
 //!   with the store's cursor;
+//! - [`fence`]: the greatest epoch head office took a batch from, and how far a batch may raise
+//!   it (a store's token is a claim, not a proof);
 //! - [`catalog`]: the catalogue head office owns, with a gapless version, and the changes each
 //!   store follows;
 //! - [`server`]: the `/hq/v1` API and the status page.
@@ -14,14 +16,16 @@
 //! - An entry is keyed by `(store_id, device_id, seq)`, UNIQUE in PostgreSQL: a retry, a
 //!   re-sent batch or a later master re-logging the same event never makes a second row.
 //! - A store's cursor moves in the same transaction as the rows it covers; a batch that does not
-//!   start at the cursor, or comes from a master older than one already heard, writes nothing.
+//!   start at the cursor, comes from a master older than one already heard, or claims an epoch
+//!   beyond [`fence`]'s bound, writes nothing.
 //! - Nothing is deleted: entries a store's later master undid are flagged `undone`.
 //! - Catalogue versions are gapless and commit in version order.
 //!
-//! **Module layers** (dependencies point down only): `error` names nothing of the crate; `db` and
-//! `batch` (a batch's entries keyed, and its shape checks) sit on it; `ingest_errors` on `batch`;
-//! `chains` (the journal check) and `projection` (sales and stock) on `batch` and
-//! `ingest_errors`; `ingest` on all of those; `stores` and `catalog` on `db`; `server` at the top.
+//! **Module layers** (dependencies point down only): `error` names nothing of the crate; `db`,
+//! `fence` (the epoch bound) and `batch` (a batch's entries keyed, and its shape checks) sit on
+//! it; `ingest_errors` on `batch` and `db`; `chains` (the journal check) and `projection` (sales
+//! and stock) on `batch` and `ingest_errors`; `ingest` on all of those; `stores` on `db` and
+//! `ingest_errors`; `catalog` on `db`; `server` at the top.
 //!
 //! # Example
 //!
@@ -72,12 +76,13 @@ mod chains;
 pub mod cluster;
 pub mod db;
 mod error;
+pub mod fence;
 pub mod ingest;
-mod ingest_errors;
+pub mod ingest_errors;
 mod projection;
 pub mod server;
 mod status_page;
 pub mod stores;
 
 pub use db::Db;
-pub use error::{HqError, MalformedBatch};
+pub use error::{EpochOutOfRange, HqError, MalformedBatch};

@@ -227,6 +227,14 @@ fn failed(address: SocketAddr, err: &HqError) -> Answer {
                 &json!({"error": "stale_epoch", "message": err.to_string(), "cursor": cursor}),
             )
         }
+        HqError::EpochOutOfRange(refused) => {
+            log::warn!("refused a batch from {address}: {err}");
+            json_answer(
+                StatusCode::CONFLICT,
+                &json!({"error": "epoch_out_of_range", "message": err.to_string(),
+                        "term_max": refused.term_max}),
+            )
+        }
         HqError::NotFound(what) => error(
             StatusCode::NOT_FOUND,
             "not_found",

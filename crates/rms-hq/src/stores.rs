@@ -1,11 +1,13 @@
-//! Stores: registered with a secret token (only its SHA-256 is stored), revoked by people, and
-//! the state of each store's uplink as head office sees it.
+//! Stores: registered with a secret token (only its SHA-256 is stored), revoked by people, their
+//! epoch fence cleared by people, and the state of each store's uplink as head office sees it.
 
 use ring::rand::SecureRandom;
+use rms_domain::Epoch;
 use serde::Serialize;
 
 use crate::db::Db;
 use crate::error::HqError;
+use crate::ingest_errors::record_error;
 
 /// Longest store name.
 pub const STORE_NAME_CHARS_MAX: usize = 100;
@@ -44,11 +46,15 @@ pub struct StoreStatus {
     /// The last head-office catalogue version the store has logged, as its last batch said.
     pub catalog_version: i64,
     /// Ingest errors recorded for the store, of every kind (`key_taken`, `unprojectable`,
-    /// `chain_broken`, `truncated`).
+    /// `chain_broken`, `truncated`, `epoch_out_of_range`, `epoch_reset`).
     pub ingest_errors: i64,
     /// Ingest errors of kind `chain_broken` (issue #17): the store's log was changed after its
     /// master decided it.
     pub chain_breaks: i64,
+    /// Head office's epoch fence for the store (`crate::fence`): the greatest master epoch it
+    /// took a batch from; a master of a smaller one is refused (`stale_epoch`). `None`: none
+    /// yet, or cleared by `rms-hq stores reset-epoch`.
+    pub max_epoch: Option<Epoch>,
 }
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
@@ -95,6 +101,42 @@ pub async fn revoke(db: &Db, store_id: i64) -> Result<(), HqError> {
     Ok(())
 }
 
+/// Clears a store's epoch fence (`crate::fence`) for the operator, so its real master's next
+/// batch is taken whatever its epoch within the bound: after a stolen token raised the fence
+/// within the bound, or a store was rebuilt with lower terms. The master's next batch that
+/// carries entries sets the fence again. Recorded as an ingest error of kind `epoch_reset`
+/// with the fence it cleared, which it returns (`None`: there was none).
+pub async fn reset_epoch(db: &Db, store_id: i64) -> Result<Option<Epoch>, HqError> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT max_epoch FROM hq_stores WHERE store_id = $1 FOR UPDATE",
+            &[&store_id],
+        )
+        .await?
+        .ok_or(HqError::NotFound("store"))?;
+    let cleared: Option<serde_json::Value> = row.get(0);
+    let cleared: Option<Epoch> = cleared.map(serde_json::from_value).transpose()?;
+    tx.execute(
+        "UPDATE hq_stores SET max_epoch = NULL WHERE store_id = $1",
+        &[&store_id],
+    )
+    .await?;
+    let message = format!(
+        "an operator cleared the epoch fence (it was {}): the store's next batch with entries \
+         sets it",
+        cleared.map_or_else(
+            || "none".to_owned(),
+            |e| format!("term {}, master {}", e.term, e.master_id)
+        )
+    );
+    record_error(&tx, store_id, "epoch_reset", None, &message).await?;
+    tx.commit().await?;
+    log::warn!("store {store_id}: {message}");
+    Ok(cleared)
+}
+
 /// The store whose token this is, if it is not revoked.
 pub async fn authenticate(db: &Db, token: &str) -> Result<Option<i64>, HqError> {
     let client = db.client().await?;
@@ -119,16 +161,17 @@ pub async fn list(db: &Db) -> Result<Vec<StoreStatus>, HqError> {
                     s.catalog_version,
                     (SELECT count(*) FROM hq_ingest_errors e WHERE e.store_id = s.store_id),
                     (SELECT count(*) FROM hq_ingest_errors e
-                     WHERE e.store_id = s.store_id AND e.kind = 'chain_broken')
+                     WHERE e.store_id = s.store_id AND e.kind = 'chain_broken'),
+                    s.max_epoch
              FROM hq_stores s ORDER BY s.store_id",
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
             let (log_head, store_head): (i64, i64) = (r.get(3), r.get(4));
-            StoreStatus {
+            let max_epoch: Option<serde_json::Value> = r.get(11);
+            Ok(StoreStatus {
                 store_id: r.get(0),
                 name: r.get(1),
                 revoked: r.get(2),
@@ -141,7 +184,8 @@ pub async fn list(db: &Db) -> Result<Vec<StoreStatus>, HqError> {
                 catalog_version: r.get(8),
                 ingest_errors: r.get(9),
                 chain_breaks: r.get(10),
-            }
+                max_epoch: max_epoch.map(serde_json::from_value).transpose()?,
+            })
         })
-        .collect())
+        .collect()
 }

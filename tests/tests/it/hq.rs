@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const TIMING: &[&str] = rms_tests::FAST;
 
 /// A PostgreSQL cluster with head office's database, one store registered in it, and rms-hq.
-fn head_office() -> (Postgres, String, (i64, String), HqProcess) {
+pub(crate) fn head_office() -> (Postgres, String, (i64, String), HqProcess) {
     let pg = Postgres::start();
     let url = pg.create_database("hq");
     let store = add_store(&url, "Store A");
@@ -32,23 +32,23 @@ fn uplink(node: &NodeProcess) -> Value {
 }
 
 /// Head office holds the node's whole log.
-fn caught_up(node: &NodeProcess) -> bool {
+pub(crate) fn caught_up(node: &NodeProcess) -> bool {
     let (_, status) = node.get("/api/v1/sync/status");
     let hq = &status["head_office"];
     hq["active"] == true && hq["lag_entries"] == 0 && hq["cursor"] == status["cursor"]
 }
 
-fn hq_args<'a>(hq: &'a HqProcess, token: &'a str) -> [&'a str; 4] {
+pub(crate) fn hq_args<'a>(hq: &'a HqProcess, token: &'a str) -> [&'a str; 4] {
     ["--hq-url", hq.url.as_str(), "--hq-token", token]
 }
 
-fn create_product(node: &NodeProcess, sku: &str, price_cents: i64, stock: i64) {
+pub(crate) fn create_product(node: &NodeProcess, sku: &str, price_cents: i64, stock: i64) {
     let body = json!({"sku": sku, "name": sku, "price_cents": price_cents, "stock": stock});
     let (status, answer) = node.post("/api/v1/products", &body);
     assert_eq!(status, 201, "{answer}");
 }
 
-fn sell(node: &NodeProcess, sku: &str, qty: i64) -> Value {
+pub(crate) fn sell(node: &NodeProcess, sku: &str, qty: i64) -> Value {
     let body = json!({"user_id": "cashier", "lines": [{"sku": sku, "qty": qty}]});
     let (status, answer) = node.post("/api/v1/sales", &body);
     assert!(status == 201 || status == 202, "{status} {answer}");
@@ -160,7 +160,7 @@ fn every_sale_reaches_head_office_once_through_kill_9_and_a_database_crash() {
 
 /// The entries head office holds for a store, as a batch from `since` (what a master whose
 /// answer was lost sends again).
-fn resend_batch(pg: &Postgres, store_id: i64, since: i64) -> Vec<u8> {
+pub(crate) fn resend_batch(pg: &Postgres, store_id: i64, since: i64) -> Vec<u8> {
     let rows = pg.psql(
         "hq",
         &format!(

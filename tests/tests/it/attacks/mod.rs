@@ -6,6 +6,7 @@ mod audit_spam;
 mod doors;
 mod exchange;
 mod flood;
+mod hq_epoch;
 mod pairing;
 
 use std::time::Duration;

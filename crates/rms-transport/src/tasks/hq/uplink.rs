@@ -200,10 +200,13 @@ impl Uplink {
                         self.failed(why.to_owned()).await;
                     }
                 }
-                _ => {
+                Ok(Refusal { error, .. }) if error == "stale_epoch" => {
                     let why = "head office follows a newer master of this store (stale epoch)";
                     self.failed(why.to_owned()).await;
                 }
+                // `epoch_out_of_range` (this master's term is beyond what head office takes)
+                // and anything else: shown as head office said it.
+                _ => self.failed(text_of(409, &body).to_string()).await,
             },
             Ok((status, body)) => self.failed(text_of(status, &body).to_string()).await,
             Err(err) => self.failed(err.to_string()).await,
