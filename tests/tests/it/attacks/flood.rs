@@ -42,8 +42,9 @@ fn closed(stream: &TcpStream) -> bool {
 }
 
 /// Keeps up to [`FLOOD`] idle connections to `target` open until `stop`, refilling every 50 ms;
-/// `open` says how many the server kept open since the last refill.
-fn flood(target: SocketAddr, stop: &AtomicBool, open: &AtomicUsize) {
+/// `open` says how many the server kept open since the last refill, `rounds` how many refills
+/// were made.
+fn flood(target: SocketAddr, stop: &AtomicBool, open: &AtomicUsize, rounds: &AtomicUsize) {
     let mut held: Vec<TcpStream> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         held.retain(|s| !closed(s));
@@ -55,6 +56,7 @@ fn flood(target: SocketAddr, stop: &AtomicBool, open: &AtomicUsize) {
                 None => break,
             }
         }
+        rounds.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -84,17 +86,16 @@ fn a_connection_flood_from_one_source_does_not_keep_a_restarted_till_from_linkin
     });
 
     let target = SocketAddr::from(([127, 0, 0, 1], master.sync_port()));
-    let (stop, open) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (open, rounds) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let flooder = {
-        let (stop, open) = (Arc::clone(&stop), Arc::clone(&open));
-        std::thread::spawn(move || flood(target, &stop, &open))
+        let (stop, open, rounds) = (Arc::clone(&stop), Arc::clone(&open), Arc::clone(&rounds));
+        std::thread::spawn(move || flood(target, &stop, &open, &rounds))
     };
-    // The flood is on: it has connections open (however many the master lets it keep).
-    wait_for("the flood's connections", DEADLINE, || {
-        open.load(Ordering::Relaxed) > 0
+    // The flood is on: ten refills, enough to fill every slot a node without per-source limits
+    // has (1 024) and its listen queue.
+    wait_for("the flood's first half second", DEADLINE, || {
+        rounds.load(Ordering::Relaxed) >= 10
     });
 
     till.terminate();
