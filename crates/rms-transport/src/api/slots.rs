@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use super::server::CONNECTIONS_MAX;
 
-/// Unproven connections from every source together (the rest of [`CONNECTIONS_MAX`] is kept for
-/// proven connections and known addresses).
+/// Unproven connections from every source together (the rest of `CONNECTIONS_MAX`, 1 024, is
+/// kept for proven connections and known addresses).
 pub const UNPROVEN_MAX: usize = CONNECTIONS_MAX * 3 / 4;
 /// Unproven connections from one address that no trusted certificate has connected from.
 pub const UNPROVEN_PER_SOURCE_MAX: usize = 16;

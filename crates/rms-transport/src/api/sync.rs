@@ -221,7 +221,7 @@ async fn answer_exchange(
 pub const EXCHANGES_IN_FLIGHT_PER_DEVICE: usize = 2;
 
 /// The most an exchange's answer holds, in bytes of JSON, before its remaining pulls are left
-/// unanswered (see [`answer_exchange`]). One pull's answer is at most
+/// unanswered (the pulls; the other messages are still asked). One pull's answer is at most
 /// [`rms_sync::BATCH_BYTES_MAX`], so an answer stays under this plus one page: with
 /// [`EXCHANGES_IN_FLIGHT_PER_DEVICE`], what one device makes the master hold is bounded.
 pub const EXCHANGE_ANSWER_BYTES_MAX: usize = 1024 * 1024;
