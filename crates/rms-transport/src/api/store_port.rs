@@ -43,9 +43,12 @@ use rms_security::proof::{self, DEVICE_HEADER, NAME_HEADER, PROOF_HEADER, Side};
 use rms_security::tls::{self, Trusted};
 
 /// A connection must complete its TLS handshake this soon (a device on the store's network
-/// takes milliseconds; a bystander's idle connection holds its slot no longer), and then send
-/// each request's headers this soon.
+/// takes milliseconds; a bystander's idle connection holds its slot no longer).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A request's headers must arrive this soon, also on a kept-alive connection between two
+/// requests: a REST link (`--sync-transport rest`) polls at least every heartbeat interval, and
+/// an operator may set that to several seconds.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who connected: what the TLS handshake established.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +81,7 @@ async fn serve_tls(
     let slots = Arc::new(Slots::default());
     let refused = port.node.status().metrics.refused.connections.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = server::http_builder(HANDSHAKE_TIMEOUT).http1_only();
+    let builder = server::http_builder(HEADER_READ_TIMEOUT).http1_only();
     tokio::pin!(shutdown);
     loop {
         let (stream, address) = tokio::select! {
